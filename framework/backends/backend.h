@@ -1,0 +1,71 @@
+/*
+ * backends/backend.h — what the framework needs from a compute backend.
+ *
+ * A backend is the public ops table plugins use (fl_ops, ffnlab/host.h) plus
+ * the kernels only the model itself needs: embeddings, causal attention, the
+ * fused LM-head cross-entropy, AdamW and norms, and device memory. There is
+ * one instance per backend (CPU here; CUDA in backends/cuda/). All tensors
+ * live on the backend's device; f32 unless a comment says otherwise.
+ *
+ * Shapes: B batch, T context, C = d_model, H heads, V vocab, N = B*T.
+ */
+#ifndef FFNLAB_BACKEND_H
+#define FFNLAB_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ffnlab/host.h"
+
+typedef struct fl_backend {
+    const char *name;          /* "cpu", "cuda" */
+    fl_device device;
+    fl_ops ops;                /* what plugins get */
+
+    /* Device memory, zero-initialised; NULL when out of memory. */
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p);
+
+    /* One line naming the kernel path chosen (e.g. "oneDNN 2.6 sgemm, avx512_core"). */
+    const char *(*describe)(void);
+
+    /* x[N,C] = wte[tokens[n],:] + wpe[n % T,:]; tokens[B,T] i32 */
+    void (*embed)(const fl_tensor *wte, const fl_tensor *wpe, const fl_tensor *tokens,
+                  fl_tensor *x);
+    /* dwte[tokens[n],:] += dx[n,:]; dwpe[n % T,:] += dx[n,:] */
+    void (*embed_backward)(const fl_tensor *dx, const fl_tensor *tokens, fl_tensor *dwte,
+                           fl_tensor *dwpe);
+
+    /* Causal multi-head attention. qkv[B,T,3C] holds q | k | v, each split
+       into H heads of C/H. out[B,T,C]; att[B,H,T,T] saves the softmax
+       probabilities for backward (entries above the diagonal are 0). */
+    void (*attention)(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *att);
+    /* dqkv[B,T,3C] is overwritten. */
+    void (*attention_backward)(const fl_tensor *qkv, const fl_tensor *att, int n_head,
+                               const fl_tensor *dout, fl_tensor *dqkv);
+
+    /* Cross-entropy of logits[N,V] against targets[N] i32 (target < 0: row
+       ignored). Returns the mean loss over counted rows and writes their
+       count. If dlogits != NULL (may alias logits) it receives
+       scale * (softmax - onehot) per counted row, 0 for ignored rows. */
+    double (*cross_entropy)(const fl_tensor *logits, const fl_tensor *targets,
+                            fl_tensor *dlogits, float scale, int64_t *count);
+
+    /* AdamW on n elements: m, v moments; bias correction with step t >= 1. */
+    void (*adamw)(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_tensor *v,
+                  float lr, float beta1, float beta2, float eps, float weight_decay,
+                  int64_t t);
+    /* The same on whole rows of 2-D tensors, only for rows[n_rows] (host array). */
+    void (*adamw_rows)(fl_tensor *param, const fl_tensor *grad, fl_tensor *m,
+                       fl_tensor *v, const int32_t *rows, int64_t n_rows, float lr,
+                       float beta1, float beta2, float eps, float weight_decay,
+                       int64_t t);
+    /* sum of squares of all elements (double accumulation) */
+    double (*sumsq)(const fl_tensor *x);
+    /* 1 if any element is NaN or inf */
+    int (*nonfinite)(const fl_tensor *x);
+} fl_backend;
+
+const fl_backend *fl_backend_cpu(void);
+
+#endif

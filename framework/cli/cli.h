@@ -1,0 +1,27 @@
+/*
+ * cli/cli.h — the subcommands of the `ffnlab` program and their shared bits.
+ *
+ * Each subcommand is `int fl_cmd_NAME(int argc, char **argv)` with argv[0] the
+ * subcommand's name; it returns the process exit code (0 ok, 1 failed, 2 bad
+ * usage). Errors travel up as fl_error values and are printed in one place,
+ * fl_cli_report(), as one line: "ffnlab: error: <what and where>".
+ */
+#ifndef FFNLAB_CLI_H
+#define FFNLAB_CLI_H
+
+#include "ffnlab/status.h"
+
+/* Prints err as one line on stderr; returns the exit code for it (1). */
+int fl_cli_report(const fl_error *err);
+
+/* Prints a usage error ("ffnlab NAME: ...") and returns 2. */
+int fl_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+int fl_cmd_train(int argc, char **argv);
+int fl_cmd_generate(int argc, char **argv);
+int fl_cmd_bench(int argc, char **argv);
+int fl_cmd_plugins(int argc, char **argv);
+int fl_cmd_tokenizer(int argc, char **argv);
+int fl_cmd_data(int argc, char **argv);
+
+#endif

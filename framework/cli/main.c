@@ -1,0 +1,48 @@
+/*
+ * cli/main.c — the `ffnlab` program: dispatches to a subcommand.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} command;
+
+static const command COMMANDS[] = {
+    {"train", fl_cmd_train, "pretrain a model (no arguments: the tiny default on the built-in corpus)"},
+    {"generate", fl_cmd_generate, "sample text from a trained run"},
+    {"bench", fl_cmd_bench, "measure training throughput against the GEMM peak"},
+    {"plugins", fl_cmd_plugins, "list plugins, or explain one: ffnlab plugins NAME"},
+    {"tokenizer", fl_cmd_tokenizer, "train, encode with, decode with a byte-level BPE tokenizer"},
+    {"data", fl_cmd_data, "prepare token shards, generate the built-in corpus, fetch TinyStories"},
+};
+#define N_COMMANDS (sizeof COMMANDS / sizeof COMMANDS[0])
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: ffnlab COMMAND [options]   (ffnlab COMMAND --help for its options)\n\n");
+    for (size_t i = 0; i < N_COMMANDS; i++) fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("ffnlab %s\n", FFNLAB_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "ffnlab: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

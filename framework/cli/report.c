@@ -1,0 +1,22 @@
+/*
+ * cli/report.c — the one place errors are printed (see cli.h).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+int fl_cli_report(const fl_error *err) {
+    fprintf(stderr, "ffnlab: error: %s\n", err->msg[0] ? err->msg : "unknown error");
+    return 1;
+}
+
+int fl_cli_usage(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ffnlab %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, " (see ffnlab %s --help)\n", cmd);
+    va_end(ap);
+    return 2;
+}

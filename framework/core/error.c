@@ -1,0 +1,45 @@
+/*
+ * core/error.c — fl_fail and friends (see error.h).
+ */
+#include "error.h"
+
+#include <stdarg.h>  /* va_list */
+#include <stdio.h>   /* vsnprintf */
+#include <string.h>  /* memcpy */
+
+fl_status fl_fail(fl_error *err, fl_status code, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->code = code;
+    }
+    return code;
+}
+
+void fl_error_prefix(fl_error *err, const char *fmt, ...) {
+    if (!err) return;
+    char prefix[FL_ERRMSG_LEN], old[FL_ERRMSG_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+}
+
+const char *fl_status_name(fl_status s) {
+    switch (s) {
+    case FL_OK: return "ok";
+    case FL_EINVAL: return "invalid input";
+    case FL_EIO: return "I/O error";
+    case FL_ENOMEM: return "out of memory";
+    case FL_EABI: return "plugin ABI mismatch";
+    case FL_ENUMERIC: return "numeric error";
+    case FL_EINTR: return "interrupted";
+    case FL_EUNSUPPORTED: return "unsupported";
+    case FL_EINTERNAL: return "internal error";
+    }
+    return "unknown error";
+}

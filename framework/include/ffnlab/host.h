@@ -1,0 +1,295 @@
+/*
+ * ffnlab/host.h — every service the host hands to a plugin, in one table.
+ *
+ * A plugin never links the framework, a BLAS, CUDA or MPI. It receives a
+ * `const fl_host *` at create time and does everything through it:
+ *
+ *   host->ops     math on the current device (CPU or GPU): GEMMs, activations,
+ *                 softmax, top-k, gather/scatter, layer norm, RNG fills ...
+ *   host->param   declare a parameter; the host allocates value and gradient,
+ *                 initialises it, and owns it (optimizer, clipping, checkpoint
+ *                 and sharding then work for every plugin unchanged)
+ *   host->comm    the communicator (size 1 in a single process; never NULL)
+ *   host->tensor_ensure / tensor_release   scratch and saved activations
+ *   host->log / host->error                 logging and error messages
+ *
+ * The tables are append-only: a new service is a new field at the end, and
+ * `size` lets either side see which fields exist. All tensors passed to ops
+ * live on host->device; f32 unless a comment says otherwise. Ops do not fail
+ * on valid input; a shape mismatch is a programming error that the CPU
+ * backend reports through host->log and the debug build asserts on.
+ *
+ * This header is part of the public SDK: plugins compile against it.
+ */
+#ifndef FFNLAB_HOST_H
+#define FFNLAB_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ffnlab/rng.h"
+#include "ffnlab/status.h"
+#include "ffnlab/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FL_HOST_ABI_VERSION 1
+
+/* ------------------------------------------------------------------------ */
+/* Options: a plugin registers its tunables; the host parses "k=v,k=v".      */
+/* ------------------------------------------------------------------------ */
+
+typedef enum fl_option_type {
+    FL_OPT_INT = 0,    /* integer; range [min, max] */
+    FL_OPT_FLOAT = 1,  /* real; range [min, max] */
+    FL_OPT_BOOL = 2,   /* true/false/1/0/yes/no */
+    FL_OPT_ENUM = 3,   /* one of `choices` ("gelu|relu|silu") */
+    FL_OPT_STRING = 4  /* free text (paths, lists) */
+} fl_option_type;
+
+typedef struct fl_option {
+    const char *name;
+    int32_t type;              /* fl_option_type */
+    const char *def;           /* default as text; NULL = "derived by the plugin" */
+    double min, max;           /* inclusive range for INT/FLOAT (min > max: none) */
+    const char *choices;       /* ENUM only: '|'-separated */
+    const char *help;          /* one sentence, shown by `ffnlab plugins NAME` */
+} fl_option;
+
+/* A parsed option value, in the order of the descriptor's option array. */
+typedef struct fl_value {
+    int32_t set;        /* 1 if the user gave it, 0 if it is the default */
+    int32_t present;    /* 1 if a value exists (given or a non-NULL default) */
+    int64_t i;          /* INT, BOOL (0/1), ENUM (index into choices) */
+    double f;           /* FLOAT (also INT as a double) */
+    const char *s;      /* the text as given or defaulted; valid during create */
+} fl_value;
+
+/* ------------------------------------------------------------------------ */
+/* Parameters: declared by plugins, owned by the host.                        */
+/* ------------------------------------------------------------------------ */
+
+typedef enum fl_init_kind {
+    FL_INIT_ZEROS = 0,
+    FL_INIT_ONES = 1,
+    FL_INIT_NORMAL = 2,   /* normal(0, std) */
+    FL_INIT_UNIFORM = 3   /* uniform(-bound, +bound) */
+} fl_init_kind;
+
+enum {
+    FL_PARAM_DECAY = 1u << 0,         /* AdamW weight decay applies (matrices) */
+    FL_PARAM_RESIDUAL_OUT = 1u << 1,  /* output projection into the residual:
+                                         init std scaled by 1/sqrt(2 * n_layers) */
+    FL_PARAM_EXPERT = 1u << 2,        /* dim 0 indexes experts; may be sharded
+                                         over ranks by expert parallelism */
+    FL_PARAM_SPARSE_ROWS = 1u << 3    /* only rows marked with param_touch_rows
+                                         get gradients and optimizer updates */
+};
+
+typedef struct fl_param_spec {
+    const char *name;          /* relative, e.g. "c_fc.weight"; the host
+                                  prefixes "transformer.h.{i}.mlp." */
+    int32_t ndim;
+    int64_t shape[FL_MAX_DIMS];
+    int32_t init;              /* fl_init_kind */
+    float init_scale;          /* std (NORMAL) or bound (UNIFORM) */
+    uint32_t flags;            /* FL_PARAM_* */
+    float lr_scale;            /* multiplies the run's LR; 0 means 1 */
+    float lr;                  /* if > 0: a fixed LR of its own (PKM values) */
+} fl_param_spec;
+
+typedef struct fl_param {
+    const char *name;          /* full checkpoint name */
+    fl_tensor value;           /* [shape] on host->device, initialised */
+    fl_tensor grad;            /* same shape; zeroed by the host before each
+                                  step; backward accumulates (+=) into it */
+    uint32_t flags;
+    int64_t shard_offset;      /* FL_PARAM_EXPERT: first global expert held here */
+    int64_t global_dim0;       /* FL_PARAM_EXPERT: experts in total */
+} fl_param;
+
+/* ------------------------------------------------------------------------ */
+/* Ops: math on the host's device.                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef enum fl_activation {
+    FL_ACT_IDENTITY = 0,
+    FL_ACT_GELU = 1,     /* tanh approximation, as GPT-2 */
+    FL_ACT_RELU = 2,
+    FL_ACT_SILU = 3
+} fl_activation;
+
+typedef struct fl_ops {
+    uint32_t size;     /* sizeof(fl_ops) of the host that filled it */
+
+    /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major 2-D tensors;
+       op(A) is A[M,K] or, with transA, A[K,M] transposed. */
+    void (*gemm)(int transA, int transB, float alpha, const fl_tensor *A,
+                 const fl_tensor *B, float beta, fl_tensor *C);
+
+    /* Batched: A[b], B[b], C[b] for b < shape[0] of 3-D tensors. */
+    void (*gemm_batched)(int transA, int transB, float alpha, const fl_tensor *A,
+                         const fl_tensor *B, float beta, fl_tensor *C);
+
+    /* Grouped (MoE experts): rows off[g]..off[g+1] of A[N,K] times W[g];
+       W[G,K,M] (or [G,M,K] with transW); C[N,M]. off is a host array of G+1
+       row offsets, off[0] = 0, off[G] = N. */
+    void (*gemm_grouped)(int transW, float alpha, const fl_tensor *A,
+                         const fl_tensor *W, const int64_t *off, int G,
+                         float beta, fl_tensor *C);
+
+    /* Grouped weight gradient: dW[g] = alpha * A_g^T dY_g + beta * dW[g];
+       A[N,K], dY[N,M], dW[G,K,M]. */
+    void (*gemm_grouped_wgrad)(float alpha, const fl_tensor *A, const fl_tensor *dY,
+                               const int64_t *off, int G, float beta, fl_tensor *dW);
+
+    /* y[N,M] += b[M] */
+    void (*add_bias)(fl_tensor *y, const fl_tensor *b);
+    /* out[M] = beta * out + sum over rows of x[N,M]  (bias gradient) */
+    void (*sum_rows)(const fl_tensor *x, float beta, fl_tensor *out);
+
+    /* y = act(x) elementwise (y may alias x) */
+    void (*activation)(int act, const fl_tensor *x, fl_tensor *y);
+    /* dx = dy * act'(x) elementwise (dx may alias dy); beta: dx = that + beta*dx
+       is NOT supported — dx is overwritten */
+    void (*activation_backward)(int act, const fl_tensor *x, const fl_tensor *dy,
+                                fl_tensor *dx);
+
+    /* out = a * b elementwise (out may alias either) */
+    void (*mul)(const fl_tensor *a, const fl_tensor *b, fl_tensor *out);
+    /* y = alpha * x + beta * y */
+    void (*axpby)(float alpha, const fl_tensor *x, float beta, fl_tensor *y);
+    /* x = v everywhere (any dtype; v converted) */
+    void (*fill)(fl_tensor *x, float v);
+    /* dst = src, same numel and dtype */
+    void (*copy)(const fl_tensor *src, fl_tensor *dst);
+
+    /* y[N,M] = x[N,M] * s[N] (row r scaled by s[r]; y may alias x) */
+    void (*scale_rows)(const fl_tensor *x, const fl_tensor *s, fl_tensor *y);
+    /* out[N] = sum_j a[N,j] * b[N,j] */
+    void (*row_dot)(const fl_tensor *a, const fl_tensor *b, fl_tensor *out);
+
+    /* y[N,M] = softmax over each row of x (numerically stable) */
+    void (*softmax)(const fl_tensor *x, fl_tensor *y);
+    /* dx = y * (dy - sum_j dy_j y_j), per row */
+    void (*softmax_backward)(const fl_tensor *y, const fl_tensor *dy, fl_tensor *dx);
+    /* out[N] = log sum_j exp(x[N,j]) */
+    void (*logsumexp)(const fl_tensor *x, fl_tensor *out);
+
+    /* Per row of x[N,M]: the k largest values (descending; ties → lower
+       index first) into vals[N,k] f32 and their column indices idx[N,k] i32. */
+    void (*topk)(const fl_tensor *x, int k, fl_tensor *vals, fl_tensor *idx);
+
+    /* dst[i,:] = src[idx[i],:]; src[R,D], idx[N] i32, dst[N,D] */
+    void (*gather_rows)(const fl_tensor *src, const fl_tensor *idx, fl_tensor *dst);
+    /* dst[idx[i],:] += src[i,:]; duplicates in idx accumulate */
+    void (*scatter_add_rows)(const fl_tensor *src, const fl_tensor *idx, fl_tensor *dst);
+
+    /* out[i,:] = sum_j w[i,j] * table[idx[i,j],:]; table[R,D], idx[N,k] i32,
+       w[N,k] f32 (NULL: all ones), out[N,D] */
+    void (*embedding_bag)(const fl_tensor *table, const fl_tensor *idx,
+                          const fl_tensor *w, fl_tensor *out);
+    /* dtable[idx[i,j],:] += w[i,j] * dout[i,:]; if dw != NULL also
+       dw[i,j] = dot(dout[i,:], table[idx[i,j],:]) */
+    void (*embedding_bag_backward)(const fl_tensor *dout, const fl_tensor *table,
+                                   const fl_tensor *idx, const fl_tensor *w,
+                                   fl_tensor *dtable, fl_tensor *dw);
+
+    /* y[N,D] = (x - mean) * rstd * g + b over each row, eps inside the sqrt;
+       g, b may be NULL (no affine); mean[N], rstd[N] saved for backward. */
+    void (*layernorm)(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b,
+                      float eps, fl_tensor *y, fl_tensor *mean, fl_tensor *rstd);
+    /* dx (overwritten); dg, db accumulated (+=) unless NULL */
+    void (*layernorm_backward)(const fl_tensor *x, const fl_tensor *g,
+                               const fl_tensor *mean, const fl_tensor *rstd,
+                               const fl_tensor *dy, fl_tensor *dx, fl_tensor *dg,
+                               fl_tensor *db);
+
+    /* Fill with fl_rng_normal(key, offset + i) * std + mean, or with
+       fl_rng_uniform(key, offset + i) * (hi - lo) + lo (see ffnlab/rng.h). */
+    void (*rng_normal)(fl_tensor *x, uint64_t key, uint64_t offset, float mean, float std);
+    void (*rng_uniform)(fl_tensor *x, uint64_t key, uint64_t offset, float lo, float hi);
+
+    /* Stable bucket sort of keys[N] i32 in [0, G): perm[N] i32 lists the rows
+       of bucket 0 then bucket 1 ... in original order; off (host, G+1) gets
+       the bucket offsets. Rows whose key is < 0 are left out (off[G] < N). */
+    void (*bucket_sort)(const fl_tensor *keys, int G, fl_tensor *perm, int64_t *off);
+
+    /* Copies between host memory and a device tensor (bytes from the start). */
+    void (*to_host)(void *dst, const fl_tensor *src, size_t bytes);
+    void (*from_host)(fl_tensor *dst, const void *src, size_t bytes);
+} fl_ops;
+
+/* ------------------------------------------------------------------------ */
+/* Communicator: what expert parallelism needs. Size 1 in one process.       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fl_comm {
+    uint32_t size_of;  /* sizeof(fl_comm) of the host that filled it */
+    int32_t rank;
+    int32_t size;
+    int32_t ep_rank;   /* rank within this process's expert-parallel group */
+    int32_t ep_size;   /* experts of a layer are split over ep_size ranks */
+    void *impl;
+    /* In-place sum over all ranks (f32). */
+    fl_status (*allreduce_sum)(const struct fl_comm *c, fl_tensor *x, fl_error *err);
+    /* All-to-all-v within the expert-parallel group: send[i] rows of `send`
+       (in rank order) go to group rank i; recv receives recv_counts[i] rows
+       from rank i. Counts are rows of `row_bytes` bytes; host arrays. */
+    fl_status (*alltoallv)(const struct fl_comm *c, const void *send,
+                           const int64_t *send_counts, void *recv,
+                           const int64_t *recv_counts, size_t row_bytes, fl_error *err);
+} fl_comm;
+
+/* ------------------------------------------------------------------------ */
+/* The host table.                                                            */
+/* ------------------------------------------------------------------------ */
+
+enum { FL_LOG_ERROR = 0, FL_LOG_WARN = 1, FL_LOG_INFO = 2, FL_LOG_DEBUG = 3 };
+
+typedef struct fl_host fl_host;
+
+/* Opaque: where declared parameters go (one per layer being created). */
+typedef struct fl_param_scope fl_param_scope;
+
+struct fl_host {
+    uint32_t abi_version;      /* FL_HOST_ABI_VERSION of the host */
+    uint32_t size;             /* sizeof(fl_host) of the host */
+    fl_device device;
+    const fl_ops *ops;
+    const fl_comm *comm;
+
+    /* printf-style log line; level FL_LOG_* */
+    void (*log)(const fl_host *h, int level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Writes a one-line message into err (if not NULL) and returns code. */
+    fl_status (*error)(fl_error *err, fl_status code, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Declares a parameter of the layer being created. Returns a handle whose
+       value (initialised) and grad (zero) stay valid until the model is
+       destroyed, or NULL with err set. */
+    fl_param *(*param)(const fl_host *h, fl_param_scope *scope,
+                       const fl_param_spec *spec, fl_error *err);
+
+    /* Makes t an owned tensor of the given dtype and shape on host->device,
+       reallocating only when its capacity is too small. Contents undefined. */
+    fl_status (*tensor_ensure)(const fl_host *h, fl_tensor *t, int32_t dtype, int ndim,
+                               const int64_t *shape, fl_error *err);
+    /* Frees an owned tensor (no-op for views and zeroed structs). */
+    void (*tensor_release)(const fl_host *h, fl_tensor *t);
+
+    /* FL_PARAM_SPARSE_ROWS: marks rows idx[*] i32 (any shape) as touched in
+       this step, so the optimizer updates them. */
+    void (*param_touch_rows)(const fl_host *h, fl_param *p, const fl_tensor *idx);
+
+    void *impl;                /* host-private */
+};
+
+#ifdef __cplusplus
+}
+#endif
+#endif

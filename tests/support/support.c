@@ -1,0 +1,105 @@
+/*
+ * tests/support/support.c — see support.h.
+ */
+#include "support.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+double ts_rel_error(const float *a, const float *b, size_t n) {
+    double maxdiff = 0, maxref = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > maxdiff || isnan(d)) maxdiff = isnan(d) ? INFINITY : d;
+        if (fabs(b[i]) > maxref) maxref = fabs(b[i]);
+    }
+    return maxdiff / maxref;
+}
+
+void ts_assert_close(const float *a, const float *b, size_t n, double rtol, double atol,
+                     const char *what) {
+    size_t bad = 0, worst = 0;
+    double maxdiff = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= atol + rtol * fabs(b[i]))) {
+            if (bad < 5) print_message("%s[%zu]: got %.8g, want %.8g (diff %.3g)\n", what, i, a[i], b[i], d);
+            bad++;
+        }
+        if (!(d <= maxdiff)) { maxdiff = d; worst = i; }
+    }
+    if (bad) {
+        fail_msg("%s: %zu of %zu values differ; largest diff %.3g at %zu, rel error %.3g", what, bad,
+                 n, maxdiff, worst, ts_rel_error(a, b, n));
+    }
+}
+
+char *ts_tmpdir(void) {
+    const char *base = getenv("TMPDIR");
+    char tmpl[4096];
+    snprintf(tmpl, sizeof tmpl, "%s/ffnlab-test-XXXXXX", base && *base ? base : "/tmp");
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+void ts_rmtree(const char *dir) {
+    if (!dir || strncmp(dir, "/tmp/", 5) != 0) return; /* never outside /tmp */
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) print_message("could not remove %s\n", dir);
+}
+
+int ts_write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t w = fwrite(data, 1, len, f);
+    return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+char *ts_read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) buf = realloc(buf, (cap *= 2) + 1);
+    }
+    fclose(f);
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+int ts_run(const char *cmd, char **out) {
+    char full[8192];
+    snprintf(full, sizeof full, "(%s) 2>&1 </dev/null", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, p)) > 0) {
+        n += r;
+        if (n + 1 >= cap) buf = realloc(buf, cap *= 2);
+    }
+    buf[n] = 0;
+    int st = pclose(p);
+    if (out) *out = buf; else free(buf);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+const char *ts_ffnlab_bin(void) { return FFNLAB_BIN; }
+
+int ts_shared_data(const char *rel, char *buf, size_t n) {
+    snprintf(buf, n, "%s/%s", FFNLAB_SHARED_DATA, rel);
+    struct stat st;
+    return stat(buf, &st) == 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * tests/support/support.h — helpers shared by every test suite.
+ *
+ * Include after <cmocka.h>'s prerequisites (stdarg, stddef, stdint, setjmp).
+ * ts_assert_close prints the first mismatches, the largest absolute
+ * difference and the relative error before failing, so a failing numeric test
+ * says where it failed.
+ */
+#ifndef FFNLAB_TEST_SUPPORT_H
+#define FFNLAB_TEST_SUPPORT_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "ffnlab/status.h"
+
+/* Fails the test (printing a report) unless |a-b| <= atol + rtol*|b| everywhere. */
+void ts_assert_close(const float *a, const float *b, size_t n, double rtol, double atol,
+                     const char *what);
+
+/* Max relative error max|a-b| / max(max|b|, tiny); printed by ts_assert_close. */
+double ts_rel_error(const float *a, const float *b, size_t n);
+
+/* Fails the test printing err->msg unless st == FL_OK. */
+#define ts_assert_ok(st, err)                                                        \
+    do {                                                                             \
+        fl_status ts_st_ = (st);                                                     \
+        if (ts_st_ != FL_OK) fail_msg("status %d: %s", (int)ts_st_, (err)->msg);    \
+    } while (0)
+
+/* A fresh empty directory under $TMPDIR (or /tmp); removed by ts_rmtree. */
+char *ts_tmpdir(void);
+void ts_rmtree(const char *dir);
+
+/* Whole-file helpers; ts_read_file returns malloc'ed NUL-terminated data. */
+int ts_write_file(const char *path, const void *data, size_t len);
+char *ts_read_file(const char *path, size_t *len);
+
+/* Runs `cmd` with /bin/sh, capturing stdout and stderr (malloc'ed into *out if
+   out != NULL). Returns the exit status (or -1). */
+int ts_run(const char *cmd, char **out);
+
+/* Path of the `ffnlab` binary built with the tests. */
+const char *ts_ffnlab_bin(void);
+
+/* Writes the path of shared/data/<rel> into buf; 0 if it does not exist (then
+   the caller should skip()). */
+int ts_shared_data(const char *rel, char *buf, size_t n);
+
+#endif
