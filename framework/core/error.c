@@ -26,7 +26,11 @@ void fl_error_prefix(fl_error *err, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    size_t k = strlen(prefix);
+    if (k + 2 >= sizeof err->msg) k = sizeof err->msg - 3;
+    memcpy(err->msg, prefix, k);
+    memcpy(err->msg + k, ": ", 2);
+    snprintf(err->msg + k + 2, sizeof err->msg - k - 2, "%s", old); /* truncation is fine */
 }
 
 const char *fl_status_name(fl_status s) {

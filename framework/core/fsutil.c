@@ -1,0 +1,125 @@
+/*
+ * core/fsutil.c — atomic writes and path helpers (see fsutil.h).
+ */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+
+fl_status fl_atomic_open(fl_atomic_file *af, const char *path, fl_error *err) {
+    memset(af, 0, sizeof *af);
+    if (snprintf(af->path, sizeof af->path, "%s", path) >= (int)sizeof af->path ||
+        snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof af->tmp)
+        return fl_fail(err, FL_EINVAL, "%s: path too long", path);
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f) return fl_fail(err, FL_EIO, "%s: cannot create: %s", af->tmp, strerror(errno));
+    return FL_OK;
+}
+
+static void fsync_dir_of(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+    int fd = open(dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+fl_status fl_atomic_commit(fl_atomic_file *af, fl_error *err) {
+    if (!af->f) return fl_fail(err, FL_EINTERNAL, "%s: commit of a closed file", af->path);
+    int bad = ferror(af->f) || fflush(af->f) != 0 || fsync(fileno(af->f)) != 0;
+    int e = errno;
+    bad |= fclose(af->f) != 0;
+    af->f = NULL;
+    if (bad) {
+        unlink(af->tmp);
+        return fl_fail(err, FL_EIO, "%s: write failed: %s", af->path, strerror(e ? e : EIO));
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        e = errno;
+        unlink(af->tmp);
+        return fl_fail(err, FL_EIO, "%s: cannot rename into place: %s", af->path, strerror(e));
+    }
+    fsync_dir_of(af->path);
+    return FL_OK;
+}
+
+void fl_atomic_abort(fl_atomic_file *af) {
+    if (af->f) fclose(af->f);
+    af->f = NULL;
+    if (af->tmp[0]) unlink(af->tmp);
+}
+
+fl_status fl_write_file_atomic(const char *path, const void *data, size_t len, fl_error *err) {
+    fl_atomic_file af;
+    fl_status st = fl_atomic_open(&af, path, err);
+    if (st) return st;
+    if (len && fwrite(data, 1, len, af.f) != len) {
+        fl_atomic_abort(&af);
+        return fl_fail(err, FL_EIO, "%s: write failed: %s", path, strerror(errno));
+    }
+    return fl_atomic_commit(&af, err);
+}
+
+fl_status fl_read_file(const char *path, char **data, size_t *len, fl_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return fl_fail(err, FL_EIO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0, r;
+    char *buf = malloc(cap + 1);
+    while (buf && (r = fread(buf + n, 1, cap - n, f)) > 0) {
+        n += r;
+        if (n == cap) {
+            char *nb = realloc(buf, (cap *= 2) + 1);
+            if (!nb) { free(buf); buf = NULL; }
+            buf = nb;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf) return fl_fail(err, FL_ENOMEM, "%s: out of memory reading file", path);
+    if (bad) {
+        free(buf);
+        return fl_fail(err, FL_EIO, "%s: read failed", path);
+    }
+    buf[n] = 0;
+    *data = buf;
+    if (len) *len = n;
+    return FL_OK;
+}
+
+fl_status fl_mkdirs(const char *path, fl_error *err) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp)
+        return fl_fail(err, FL_EINVAL, "%s: path too long", path);
+    for (char *p = tmp + 1; ; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+                return fl_fail(err, FL_EIO, "%s: cannot create directory: %s", tmp, strerror(errno));
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return FL_OK;
+}
+
+int fl_path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+fl_status fl_path_join(char *out, size_t n, const char *dir, const char *name, fl_error *err) {
+    if (snprintf(out, n, "%s/%s", dir, name) >= (int)n)
+        return fl_fail(err, FL_EINVAL, "%s/%s: path too long", dir, name);
+    return FL_OK;
+}

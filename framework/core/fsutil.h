@@ -1,0 +1,38 @@
+/*
+ * core/fsutil.h — files written atomically, and small path helpers.
+ *
+ * Every file ffnlab writes that someone may later read (checkpoints, shards,
+ * tokenizers, configs) goes through fl_atomic_*: data goes to "<path>.tmp.<pid>",
+ * is fsync'ed, then renamed over <path>, and the directory is fsync'ed. A crash
+ * or an error leaves either the old file or the new one, never half of one.
+ */
+#ifndef FFNLAB_FSUTIL_H
+#define FFNLAB_FSUTIL_H
+
+#include <stdio.h>
+
+#include "ffnlab/status.h"
+
+typedef struct fl_atomic_file {
+    FILE *f;              /* write through this */
+    char path[4096];      /* final name */
+    char tmp[4096];       /* temporary name */
+} fl_atomic_file;
+
+fl_status fl_atomic_open(fl_atomic_file *af, const char *path, fl_error *err);
+/* Flushes, fsyncs, renames into place. On failure the temp file is removed. */
+fl_status fl_atomic_commit(fl_atomic_file *af, fl_error *err);
+/* Discards everything written (safe to call after a failed commit). */
+void fl_atomic_abort(fl_atomic_file *af);
+
+/* Writes len bytes to path atomically. */
+fl_status fl_write_file_atomic(const char *path, const void *data, size_t len, fl_error *err);
+/* Reads a whole file (malloc'ed, NUL-terminated; *len excludes the NUL). */
+fl_status fl_read_file(const char *path, char **data, size_t *len, fl_error *err);
+/* mkdir -p */
+fl_status fl_mkdirs(const char *path, fl_error *err);
+int fl_path_exists(const char *path);
+/* "<dir>/<name>" into out (size n); FL_EINVAL if it does not fit. */
+fl_status fl_path_join(char *out, size_t n, const char *dir, const char *name, fl_error *err);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * core/model.h — the GPT-2-style decoder with plugin feedforward blocks.
+ *
+ *   x = wte[tokens] + wpe[pos]                                x[B,T,C]
+ *   for each block l:  x += attn(ln_1(x));  x += ffn_l(ln_2(x))
+ *   logits = ln_f(x) · wteᵀ                                    logits[B,T,V]
+ *   loss = mean cross-entropy(logits, targets) + Σ plugin aux losses
+ *
+ * Parameters use GPT-2's names and layouts (Conv1D weights are [in, out]):
+ * transformer.wte.weight [V,C], transformer.wpe.weight [T,C],
+ * transformer.h.{i}.ln_1.{weight,bias}, .attn.c_attn.{weight [C,3C], bias},
+ * .attn.c_proj.{weight [C,C], bias}, .ln_2, .mlp.<the plugin's names>,
+ * transformer.ln_f.{weight,bias}. The model owns every parameter (the
+ * plugins' too) in one list, so the optimizer and checkpoints are generic.
+ */
+#ifndef FFNLAB_MODEL_H
+#define FFNLAB_MODEL_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "ffnlab/ffn.h"
+#include "loader.h"
+
+typedef struct fl_model_config {
+    int32_t vocab_size, context, d_model, n_layers, n_heads;
+    const char *const *ffn_specs;  /* [n_layers] "dense:d_ff=512" ... */
+    uint64_t seed;                 /* parameter init */
+} fl_model_config;
+
+typedef struct fl_model fl_model;
+
+fl_status fl_model_create(const fl_model_config *mc, const fl_backend *be, fl_model **out,
+                          fl_error *err);
+void fl_model_free(fl_model *m);
+
+/* Forward over tokens[B,T] (host i32, B*T <= the size used so far grows
+   buffers). With targets[B,T] (host i32, <0 = ignore) it computes the loss
+   (cross-entropy + aux) into *loss and keeps what backward needs. */
+fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *targets, int B,
+                           int T, int train, int64_t step, double *loss, fl_error *err);
+/* Gradients of the last forward's loss, accumulated into every param's grad. */
+fl_status fl_model_backward(fl_model *m, fl_error *err);
+void fl_model_zero_grad(fl_model *m);
+
+/* The last forward's cross-entropy alone, and its aux losses by name. */
+double fl_model_ce_loss(const fl_model *m);
+int fl_model_aux_losses(const fl_model *m, fl_stat *out, int max);
+
+/* logits of the last forward, [B,T,V] on the device */
+const fl_tensor *fl_model_logits(const fl_model *m);
+
+int fl_model_n_params(const fl_model *m);
+fl_param *fl_model_param(fl_model *m, int i);
+fl_param *fl_model_find_param(fl_model *m, const char *name);
+int64_t fl_model_n_weights(const fl_model *m);   /* total scalar parameters */
+const fl_model_config *fl_model_cfg(const fl_model *m);
+const fl_host *fl_model_host(const fl_model *m);
+/* The loaded FFN plugin and layer object of block l (for stats). */
+const fl_ffn_plugin *fl_model_ffn(const fl_model *m, int l, void **layer);
+/* Training FLOPs per token (forward+backward, 6N plus attention) for MFU. */
+double fl_model_flops_per_token(const fl_model *m, int T);
+
+#endif
