@@ -30,7 +30,9 @@ void fl_error_prefix(fl_error *err, const char *fmt, ...) {
     if (k + 2 >= sizeof err->msg) k = sizeof err->msg - 3;
     memcpy(err->msg, prefix, k);
     memcpy(err->msg + k, ": ", 2);
-    snprintf(err->msg + k + 2, sizeof err->msg - k - 2, "%s", old); /* truncation is fine */
+    size_t m = strlen(old), room = sizeof err->msg - k - 3;
+    memcpy(err->msg + k + 2, old, m < room ? m : room); /* truncation is fine */
+    err->msg[k + 2 + (m < room ? m : room)] = 0;
 }
 
 const char *fl_status_name(fl_status s) {
