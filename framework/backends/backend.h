@@ -68,4 +68,8 @@ typedef struct fl_backend {
 
 const fl_backend *fl_backend_cpu(void);
 
+/* The backend for a --device value: "auto" (the first GPU when the CUDA
+   build has one, else the CPU), "cpu", "cuda" or "cuda:N". */
+fl_status fl_backend_select(const char *device, const fl_backend **out, fl_error *err);
+
 #endif

@@ -2,7 +2,7 @@
  * core/config.h — the training configuration: one table, three sources.
  *
  * Every field is described once in a table (name, type, default, range,
- * help). The same table drives: JSON config files (configs/*.json; an unknown
+ * help). The same table drives: JSON config files (configs/NAME.json; an unknown
  * key, a wrong type or an out-of-range value is an error naming file and key),
  * command-line flags (`--d-model 256` sets d_model: underscores become dashes;
  * every field is a flag), the run folder's config.json, and `ffnlab train
@@ -66,7 +66,14 @@ typedef struct fl_cfg_field {
     double min, max;           /* numeric range (inclusive) */
     const char *group;         /* "model", "data", "optim", "run" */
     const char *help;
+    int flags;                 /* FL_CFG_OPEN_MIN | FL_CFG_OPEN_MAX | FL_CFG_NONEMPTY */
 } fl_cfg_field;
+
+/* fl_cfg_field.flags: a bound that is exclusive ("lr in (0, 10]"), a string
+   that may not be empty. */
+#define FL_CFG_OPEN_MIN 1
+#define FL_CFG_OPEN_MAX 2
+#define FL_CFG_NONEMPTY 4
 
 /* The table, and its length. */
 const fl_cfg_field *fl_config_fields(size_t *n);

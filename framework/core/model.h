@@ -51,6 +51,8 @@ int fl_model_aux_losses(const fl_model *m, fl_stat *out, int max);
 const fl_tensor *fl_model_logits(const fl_model *m);
 
 int fl_model_n_params(const fl_model *m);
+/* The host-owned parameter list (what the optimizer steps). */
+struct fl_param_list *fl_model_params(fl_model *m);
 fl_param *fl_model_param(fl_model *m, int i);
 fl_param *fl_model_find_param(fl_model *m, const char *name);
 int64_t fl_model_n_weights(const fl_model *m);   /* total scalar parameters */

@@ -129,3 +129,15 @@ void fl_params_clear_touched(fl_param_impl *p) {
     for (int64_t i = 0; i < p->n_rows_touched; i++) p->touched[p->rows[i]] = 0;
     p->n_rows_touched = 0;
 }
+
+fl_status fl_params_ensure_moments(const fl_backend *be, fl_param_impl *p, fl_error *err) {
+    if (p->m.data) return FL_OK;
+    size_t bytes = fl_nbytes(&p->pub.value);
+    p->m = p->v = p->pub.value;
+    p->m.data = be->alloc(bytes);
+    p->v.data = be->alloc(bytes);
+    p->m.capacity = p->m.data ? bytes : 0;
+    p->v.capacity = p->v.data ? bytes : 0;
+    if (!p->m.data || !p->v.data) return fl_fail(err, FL_ENOMEM, "%s: out of memory for AdamW moments", p->pub.name);
+    return FL_OK;
+}

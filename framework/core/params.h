@@ -50,6 +50,9 @@ void fl_params_free(fl_param_list *list, const fl_backend *be);
 
 /* Records rows idx (i32, any shape, on the device) as touched in p. */
 void fl_params_touch_rows(const fl_backend *be, fl_param_impl *p, const fl_tensor *idx);
+/* Allocates the AdamW moments m, v (zeros) if not yet there. */
+fl_status fl_params_ensure_moments(const fl_backend *be, fl_param_impl *p, fl_error *err);
+
 /* Forgets touched rows (after the optimizer step). */
 void fl_params_clear_touched(fl_param_impl *p);
 

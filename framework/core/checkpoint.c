@@ -1,0 +1,197 @@
+/*
+ * core/checkpoint.c — model/optimizer folders (see checkpoint.h).
+ */
+#include "checkpoint.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>  /* config.json */
+
+#include "error.h"
+#include "fsutil.h"
+#include "host.h"
+#include "params.h"
+#include "safetensors.h"
+
+/* The list the model hands to the optimizer: params in model order. */
+static fl_param_impl *impl_at(fl_model *m, int i) { return fl_param_impl_of(fl_model_param(m, i)); }
+
+/* Copies one device tensor to a fresh host buffer. */
+static void *host_copy(const fl_backend *be, const fl_tensor *t, fl_error *err) {
+    size_t bytes = fl_nbytes(t);
+    void *buf = malloc(bytes ? bytes : 1);
+    if (!buf) {
+        fl_fail(err, FL_ENOMEM, "out of memory copying a tensor for a checkpoint");
+        return NULL;
+    }
+    be->ops.to_host(buf, t, bytes);
+    return buf;
+}
+
+static fl_st_entry entry_for(const char *name, const fl_tensor *t, const void *data) {
+    fl_st_entry e = {.name = name, .dtype = t->dtype, .ndim = t->ndim, .data = data};
+    for (int d = 0; d < FL_MAX_DIMS; d++) e.shape[d] = t->shape[d];
+    return e;
+}
+
+/* which: 0 values, 1 first moments, 2 second moments */
+static fl_status write_tensors(const char *path, fl_model *m, int which, int64_t step, fl_error *err) {
+    const fl_backend *be = fl_host_backend(fl_model_host(m));
+    int n = fl_model_n_params(m);
+    fl_st_entry *es = calloc((size_t)n * 2, sizeof *es);
+    void **bufs = calloc((size_t)n * 2, sizeof *bufs);
+    char **names = calloc((size_t)n * 2, sizeof *names);
+    fl_status st = (es && bufs && names) ? FL_OK : fl_fail(err, FL_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (int i = 0; i < n && !st; i++) {
+        fl_param_impl *p = impl_at(m, i);
+        for (int mv = 0; mv < (which ? 2 : 1) && !st; mv++) {
+            if (which && (st = fl_params_ensure_moments(be, p, err))) break;
+            const fl_tensor *t = which == 0 ? &p->pub.value : mv == 0 ? &p->m : &p->v;
+            size_t len = strlen(p->pub.name) + 3;
+            names[k] = malloc(len);
+            if (!names[k]) { st = fl_fail(err, FL_ENOMEM, "out of memory"); break; }
+            snprintf(names[k], len, "%s%s", which == 0 ? "" : mv == 0 ? "m." : "v.", p->pub.name);
+            if (!(bufs[k] = host_copy(be, t, err))) { st = err->code; break; }
+            es[k] = entry_for(names[k], t, bufs[k]);
+            k++;
+        }
+    }
+    char step_s[32];
+    snprintf(step_s, sizeof step_s, "%" PRId64, step);
+    const char *meta[] = {"format", "pt", "step", step_s, "producer", "ffnlab " FFNLAB_VERSION, NULL};
+    if (!st) st = fl_safetensors_write(path, es, k, meta, err);
+    for (size_t i = 0; i < k + 1 && names; i++) free(names[i]), free(bufs ? bufs[i] : NULL);
+    free(es), free(bufs), free(names);
+    return st;
+}
+
+static char *config_json(fl_model *m, int32_t eot) {
+    const fl_model_config *c = fl_model_cfg(m);
+    cJSON *j = cJSON_CreateObject(), *ffn = cJSON_CreateObject(), *specs = cJSON_CreateArray();
+    cJSON_AddItemToObject(j, "architectures", cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1));
+    cJSON_AddStringToObject(j, "model_type", "gpt2");
+    cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
+    cJSON_AddNumberToObject(j, "n_positions", c->context);
+    cJSON_AddNumberToObject(j, "n_ctx", c->context);
+    cJSON_AddNumberToObject(j, "n_embd", c->d_model);
+    cJSON_AddNumberToObject(j, "n_layer", c->n_layers);
+    cJSON_AddNumberToObject(j, "n_head", c->n_heads);
+    cJSON_AddNullToObject(j, "n_inner"); /* 4*n_embd, the dense plugin's default */
+    cJSON_AddStringToObject(j, "activation_function", "gelu_new");
+    cJSON_AddNumberToObject(j, "layer_norm_epsilon", 1e-5);
+    cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
+    if (eot >= 0) {
+        cJSON_AddNumberToObject(j, "bos_token_id", eot);
+        cJSON_AddNumberToObject(j, "eos_token_id", eot);
+    }
+    for (int l = 0; l < c->n_layers; l++) cJSON_AddItemToArray(specs, cJSON_CreateString(c->ffn_specs[l]));
+    cJSON_AddItemToObject(ffn, "ffn", specs);
+    cJSON_AddStringToObject(ffn, "version", FFNLAB_VERSION);
+    cJSON_AddItemToObject(j, "ffnlab", ffn);
+    char *text = cJSON_Print(j);
+    cJSON_Delete(j);
+    return text;
+}
+
+fl_status fl_checkpoint_save(const char *dir, fl_model *m, int with_optimizer, int64_t step,
+                             int32_t eot, fl_error *err) {
+    char path[4096];
+    fl_status st = fl_mkdirs(dir, err);
+    if (!st) st = fl_path_join(path, sizeof path, dir, "model.safetensors", err);
+    if (!st) st = write_tensors(path, m, 0, step, err);
+    if (!st && with_optimizer && !(st = fl_path_join(path, sizeof path, dir, "optimizer.safetensors", err)))
+        st = write_tensors(path, m, 1, step, err);
+    if (st) return st;
+    char *cfg = config_json(m, eot);
+    if (!cfg) return fl_fail(err, FL_ENOMEM, "out of memory writing config.json");
+    if (!(st = fl_path_join(path, sizeof path, dir, "config.json", err)))
+        st = fl_write_file_atomic(path, cfg, strlen(cfg), err);
+    free(cfg);
+    return st;
+}
+
+/* ------------------------------------------------------------------ load */
+
+static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
+    size_t k = (size_t)snprintf(buf, n, "[");
+    for (int d = 0; d < ndim && k < n; d++) k += (size_t)snprintf(buf + k, n - k, d ? ",%lld" : "%lld", (long long)shape[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static fl_status load_one(const char *path, const fl_backend *be, const fl_st_file *f,
+                          const char *name, fl_tensor *dst, fl_error *err) {
+    const fl_st_entry *e = fl_safetensors_find(f, name);
+    if (!e) return fl_fail(err, FL_EINVAL, "%s: tensor %s is missing", path, name);
+    int same = e->dtype == FL_F32 && e->ndim == dst->ndim;
+    for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == dst->shape[d];
+    if (!same) {
+        char got[96], want[96];
+        shape_text(got, sizeof got, e->ndim, e->shape);
+        shape_text(want, sizeof want, dst->ndim, dst->shape);
+        return fl_fail(err, FL_EINVAL, "%s: tensor %s has shape %s%s, the model expects %s (f32)", path, name,
+                       got, e->dtype == FL_F32 ? "" : " (not f32)", want);
+    }
+    be->ops.from_host(dst, e->data, fl_nbytes(dst));
+    return FL_OK;
+}
+
+static fl_status read_step(const char *path, const fl_st_file *f, int64_t *step, fl_error *err) {
+    const char *s = fl_safetensors_meta(f, "step");
+    char *end = NULL;
+    long long v = s ? strtoll(s, &end, 10) : -1;
+    if (!s || *end || v < 0) return fl_fail(err, FL_EINVAL, "%s: metadata has no valid \"step\"", path);
+    *step = v;
+    return FL_OK;
+}
+
+/* which: 0 values, 1 moments */
+static fl_status load_file(const char *path, fl_model *m, int which, int64_t *step, fl_error *err) {
+    const fl_backend *be = fl_host_backend(fl_model_host(m));
+    fl_st_file *f = NULL;
+    fl_status st = fl_safetensors_open(path, &f, err);
+    if (st) return st;
+    st = read_step(path, f, step, err);
+    int n = fl_model_n_params(m);
+    size_t expected = 0;
+    char name[600];
+    for (int i = 0; i < n && !st; i++) {
+        fl_param_impl *p = impl_at(m, i);
+        if (which == 0) {
+            st = load_one(path, be, f, p->pub.name, &p->pub.value, err);
+            expected++;
+            continue;
+        }
+        if ((st = fl_params_ensure_moments(be, p, err))) break;
+        snprintf(name, sizeof name, "m.%s", p->pub.name);
+        if (!(st = load_one(path, be, f, name, &p->m, err))) {
+            snprintf(name, sizeof name, "v.%s", p->pub.name);
+            st = load_one(path, be, f, name, &p->v, err);
+        }
+        expected += 2;
+    }
+    if (!st && fl_safetensors_count(f) != expected)
+        st = fl_fail(err, FL_EINVAL, "%s: holds %zu tensors, the model has %zu (a different model?)", path,
+                     fl_safetensors_count(f), expected);
+    fl_safetensors_close(f);
+    return st;
+}
+
+fl_status fl_checkpoint_load(const char *dir, fl_model *m, int with_optimizer, int64_t *step,
+                             fl_error *err) {
+    char path[4096];
+    int64_t s_model = 0, s_opt = 0;
+    fl_status st = fl_path_join(path, sizeof path, dir, "model.safetensors", err);
+    if (!st) st = load_file(path, m, 0, &s_model, err);
+    if (!st && with_optimizer && !(st = fl_path_join(path, sizeof path, dir, "optimizer.safetensors", err))) {
+        st = load_file(path, m, 1, &s_opt, err);
+        if (!st && s_opt != s_model)
+            st = fl_fail(err, FL_EINVAL, "%s: optimizer state is from step %lld but the model from step %lld", dir,
+                         (long long)s_opt, (long long)s_model);
+    }
+    if (!st && step) *step = s_model;
+    return st;
+}

@@ -1,0 +1,450 @@
+/*
+ * core/model.c — the GPT-2-style decoder: parameters, forward, backward.
+ *
+ * The model composes backend kernels (embedding, layer norm, attention, LM
+ * head, cross-entropy) with one FFN plugin per block. It keeps every
+ * activation backward needs, sized for the largest batch seen so far:
+ *
+ *   res[2l]     x entering block l          res[2l+1]  x after its attention
+ *   res[2L]     x entering ln_f
+ *   ln1/ln2     normalised inputs of attention / FFN, with mean and rstd
+ *   qkv, att    attention projections and softmax probabilities
+ *   atty        attention output before c_proj
+ *
+ * Shapes: B batch, T time, C d_model, V vocab, N = B*T, H heads.
+ */
+#include "model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "host.h"
+#include "options.h"
+#include "params.h"
+
+typedef struct block {
+    fl_param *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b, *ln2_w, *ln2_b;
+    fl_plugin plugin;            /* the FFN library of this block */
+    const fl_ffn_plugin *ffn;
+    fl_option_set opts;
+    void *layer;                 /* the plugin's layer object */
+    char prefix[64];             /* "transformer.h.3.mlp." */
+    /* activations */
+    fl_tensor ln1, ln1_mean, ln1_rstd, qkv, att, atty, ln2, ln2_mean, ln2_rstd;
+} block;
+
+struct fl_model {
+    fl_model_config cfg;
+    char **specs;                /* copies of cfg.ffn_specs */
+    const fl_backend *be;
+    fl_host host;
+    fl_param_list params;
+    fl_param *wte, *wpe, *lnf_w, *lnf_b;
+    block *blocks;
+    /* activations of the last forward */
+    int B, T, has_targets, train;
+    int64_t step;
+    fl_tensor tokens, targets;   /* [B,T] i32 */
+    fl_tensor *res;              /* [2L+1] of [N,C] */
+    fl_tensor lnf, lnf_mean, lnf_rstd, logits, dlogits;
+    fl_tensor ffn_y;             /* [N,C] FFN output before the residual add */
+    fl_tensor dres, dtmp, dbig;  /* backward scratch: [N,C], [N,C], [N,max(3C,...)] */
+    fl_tensor datty;
+    double ce_loss;
+    int64_t n_targets;
+};
+
+/* ---------------------------------------------------------------- create */
+
+static fl_param *add_param(fl_model *m, const char *name, int ndim, int64_t d0, int64_t d1,
+                           int init, float scale, unsigned flags, fl_error *err) {
+    fl_param_spec s = {.name = name, .ndim = ndim, .shape = {d0, d1, 1, 1}, .init = init,
+                       .init_scale = scale, .flags = flags};
+    return fl_params_add(&m->params, m->be, name, &s, m->cfg.seed, m->cfg.n_layers, err);
+}
+
+static fl_status check_config(const fl_model_config *c, fl_error *err) {
+    if (c->vocab_size < 2 || c->context < 1 || c->d_model < 1 || c->n_layers < 1 || c->n_heads < 1)
+        return fl_fail(err, FL_EINVAL, "model: vocab %d, context %d, d_model %d, layers %d, heads %d: all must be positive",
+                       c->vocab_size, c->context, c->d_model, c->n_layers, c->n_heads);
+    if (c->d_model % c->n_heads)
+        return fl_fail(err, FL_EINVAL, "model: d_model %d is not a multiple of n_heads %d", c->d_model, c->n_heads);
+    if (!c->ffn_specs) return fl_fail(err, FL_EINVAL, "model: no FFN specs given");
+    return FL_OK;
+}
+
+static fl_status create_attention(fl_model *m, block *b, int l, fl_error *err) {
+    const int64_t C = m->cfg.d_model;
+    char name[128];
+#define P(field, suffix, nd, d0, d1, init, sc, fl)                                  \
+    snprintf(name, sizeof name, "transformer.h.%d.%s", l, suffix);                  \
+    if (!(b->field = add_param(m, name, nd, d0, d1, init, sc, fl, err))) return err->code;
+    P(ln1_w, "ln_1.weight", 1, C, 1, FL_INIT_ONES, 0, 0)
+    P(ln1_b, "ln_1.bias", 1, C, 1, FL_INIT_ZEROS, 0, 0)
+    P(attn_w, "attn.c_attn.weight", 2, C, 3 * C, FL_INIT_NORMAL, 0.02f, FL_PARAM_DECAY)
+    P(attn_b, "attn.c_attn.bias", 1, 3 * C, 1, FL_INIT_ZEROS, 0, 0)
+    P(proj_w, "attn.c_proj.weight", 2, C, C, FL_INIT_NORMAL, 0.02f, FL_PARAM_DECAY | FL_PARAM_RESIDUAL_OUT)
+    P(proj_b, "attn.c_proj.bias", 1, C, 1, FL_INIT_ZEROS, 0, 0)
+    P(ln2_w, "ln_2.weight", 1, C, 1, FL_INIT_ONES, 0, 0)
+    P(ln2_b, "ln_2.bias", 1, C, 1, FL_INIT_ZEROS, 0, 0)
+#undef P
+    return FL_OK;
+}
+
+/* Loads block l's FFN plugin from its spec ("moe:experts=8") and creates the layer. */
+static fl_status create_ffn(fl_model *m, block *b, int l, const char *spec, fl_error *err) {
+    char name[128], where[192];
+    const char *opts = NULL;
+    fl_status st = fl_spec_split(spec, name, sizeof name, &opts, err);
+    if (st) return st;
+    if ((st = fl_plugin_load(name, FL_PLUGIN_FFN, &b->plugin, err))) return st;
+    b->ffn = fl_plugin_ffn(&b->plugin);
+    snprintf(where, sizeof where, "layer %d ffn '%s'", l, name);
+    const fl_plugin_header *h = b->plugin.header;
+    if ((st = fl_options_parse(h->options, h->n_options, opts, where, &b->opts, err))) return st;
+    snprintf(b->prefix, sizeof b->prefix, "transformer.h.%d.mlp.", l);
+    fl_param_scope scope = {.prefix = b->prefix, .list = &m->params, .be = m->be,
+                            .seed = m->cfg.seed, .n_layers = m->cfg.n_layers};
+    fl_ffn_config fc = {.d_model = m->cfg.d_model, .layer_index = l, .n_layers = m->cfg.n_layers,
+                        .values = b->opts.values, .scope = &scope};
+    st = b->ffn->create(&m->host, &fc, &b->layer, err);
+    if (st) fl_error_prefix(err, "%s", where);
+    return st;
+}
+
+fl_status fl_model_create(const fl_model_config *mc, const fl_backend *be, fl_model **out,
+                          fl_error *err) {
+    fl_status st = check_config(mc, err);
+    if (st) return st;
+    fl_model *m = calloc(1, sizeof *m);
+    if (!m) return fl_fail(err, FL_ENOMEM, "out of memory creating the model");
+    m->cfg = *mc;
+    m->be = be;
+    fl_host_init(&m->host, be, NULL);
+    const int L = mc->n_layers;
+    const int64_t C = mc->d_model;
+    m->specs = calloc((size_t)L, sizeof *m->specs);
+    m->blocks = calloc((size_t)L, sizeof *m->blocks);
+    m->res = calloc((size_t)(2 * L + 1), sizeof *m->res);
+    if (!m->specs || !m->blocks || !m->res) {
+        fl_model_free(m);
+        return fl_fail(err, FL_ENOMEM, "out of memory creating the model");
+    }
+    m->cfg.ffn_specs = (const char *const *)m->specs;
+    st = FL_OK;
+    if (!(m->wte = add_param(m, "transformer.wte.weight", 2, mc->vocab_size, C, FL_INIT_NORMAL, 0.02f, FL_PARAM_DECAY, err)) ||
+        !(m->wpe = add_param(m, "transformer.wpe.weight", 2, mc->context, C, FL_INIT_NORMAL, 0.02f, FL_PARAM_DECAY, err)))
+        st = err->code;
+    for (int l = 0; l < L && !st; l++) {
+        m->specs[l] = strdup(mc->ffn_specs[l] ? mc->ffn_specs[l] : "dense");
+        if (!m->specs[l]) st = fl_fail(err, FL_ENOMEM, "out of memory");
+        if (!st) st = create_attention(m, &m->blocks[l], l, err);
+        if (!st) st = create_ffn(m, &m->blocks[l], l, m->specs[l], err);
+    }
+    if (!st && (!(m->lnf_w = add_param(m, "transformer.ln_f.weight", 1, C, 1, FL_INIT_ONES, 0, 0, err)) ||
+                !(m->lnf_b = add_param(m, "transformer.ln_f.bias", 1, C, 1, FL_INIT_ZEROS, 0, 0, err))))
+        st = err->code;
+    if (st) {
+        fl_model_free(m);
+        return st;
+    }
+    *out = m;
+    return FL_OK;
+}
+
+static void release_block(fl_model *m, block *b) {
+    const fl_host *h = &m->host;
+    fl_tensor *ts[] = {&b->ln1, &b->ln1_mean, &b->ln1_rstd, &b->qkv, &b->att,
+                       &b->atty, &b->ln2, &b->ln2_mean, &b->ln2_rstd};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) h->tensor_release(h, ts[i]);
+    if (b->layer && b->ffn) b->ffn->destroy(b->layer);
+    fl_options_free(&b->opts);
+    if (b->plugin.handle) fl_plugin_unload(&b->plugin);
+}
+
+void fl_model_free(fl_model *m) {
+    if (!m) return;
+    const fl_host *h = &m->host;
+    for (int l = 0; m->blocks && l < m->cfg.n_layers; l++) release_block(m, &m->blocks[l]);
+    for (int i = 0; m->res && i < 2 * m->cfg.n_layers + 1; i++) h->tensor_release(h, &m->res[i]);
+    fl_tensor *ts[] = {&m->tokens, &m->targets, &m->lnf, &m->lnf_mean, &m->lnf_rstd, &m->logits,
+                       &m->dlogits, &m->ffn_y, &m->dres, &m->dtmp, &m->dbig, &m->datty};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) h->tensor_release(h, ts[i]);
+    fl_params_free(&m->params, m->be);
+    for (int l = 0; m->specs && l < m->cfg.n_layers; l++) free(m->specs[l]);
+    free(m->specs);
+    free(m->blocks);
+    free(m->res);
+    free(m);
+}
+
+/* ------------------------------------------------------------- buffers */
+
+static fl_status ensure(fl_model *m, fl_tensor *t, int dtype, int64_t d0, int64_t d1, fl_error *err) {
+    int64_t shape[2] = {d0, d1};
+    return m->host.tensor_ensure(&m->host, t, dtype, d1 ? 2 : 1, shape, err);
+}
+
+static fl_status ensure_activations(fl_model *m, int B, int T, fl_error *err) {
+    const int64_t N = (int64_t)B * T, C = m->cfg.d_model, V = m->cfg.vocab_size, H = m->cfg.n_heads;
+    fl_status st = FL_OK;
+    for (int i = 0; i < 2 * m->cfg.n_layers + 1 && !st; i++) st = ensure(m, &m->res[i], FL_F32, N, C, err);
+    for (int l = 0; l < m->cfg.n_layers && !st; l++) {
+        block *b = &m->blocks[l];
+        int64_t att_shape[4] = {B, H, T, T};
+        if ((st = ensure(m, &b->ln1, FL_F32, N, C, err)) || (st = ensure(m, &b->ln1_mean, FL_F32, N, 0, err)) ||
+            (st = ensure(m, &b->ln1_rstd, FL_F32, N, 0, err)) || (st = ensure(m, &b->qkv, FL_F32, N, 3 * C, err)) ||
+            (st = m->host.tensor_ensure(&m->host, &b->att, FL_F32, 4, att_shape, err)) ||
+            (st = ensure(m, &b->atty, FL_F32, N, C, err)) || (st = ensure(m, &b->ln2, FL_F32, N, C, err)) ||
+            (st = ensure(m, &b->ln2_mean, FL_F32, N, 0, err)) || (st = ensure(m, &b->ln2_rstd, FL_F32, N, 0, err)))
+            return st;
+    }
+    if (st || (st = ensure(m, &m->lnf, FL_F32, N, C, err)) || (st = ensure(m, &m->lnf_mean, FL_F32, N, 0, err)) ||
+        (st = ensure(m, &m->lnf_rstd, FL_F32, N, 0, err)) || (st = ensure(m, &m->logits, FL_F32, N, V, err)) ||
+        (st = ensure(m, &m->ffn_y, FL_F32, N, C, err)) || (st = ensure(m, &m->tokens, FL_I32, B, T, err)) ||
+        (st = ensure(m, &m->targets, FL_I32, B, T, err)))
+        return st;
+    /* the attention kernels see qkv as [B,T,3C] and outputs as [B,T,C] */
+    return FL_OK;
+}
+
+static fl_tensor as3(const fl_tensor *t, int B, int T) {
+    fl_tensor v = *t;
+    v.ndim = 3;
+    v.shape[2] = t->shape[1];
+    v.shape[0] = B;
+    v.shape[1] = T;
+    v.capacity = 0;
+    return v;
+}
+
+/* ------------------------------------------------------------- forward */
+
+static fl_ffn_ctx ffn_ctx(const fl_model *m, int l) {
+    char key[32];
+    snprintf(key, sizeof key, "ffn.%d", l);
+    fl_ffn_ctx c = {.train = m->train, .step = m->step,
+                    .rng_key = fl_rng_key(m->cfg.seed ^ fl_mix64((uint64_t)m->step), key),
+                    .B = m->B, .T = m->T, .tokens = &m->tokens, .positions = NULL};
+    return c;
+}
+
+/* x_mid = x + c_proj(attn(ln_1(x))) */
+static void attention_forward(fl_model *m, block *b, const fl_tensor *x, fl_tensor *x_mid) {
+    const fl_ops *o = &m->be->ops;
+    o->layernorm(x, &b->ln1_w->value, &b->ln1_b->value, 1e-5f, &b->ln1, &b->ln1_mean, &b->ln1_rstd);
+    o->gemm(0, 0, 1.0f, &b->ln1, &b->attn_w->value, 0.0f, &b->qkv);
+    o->add_bias(&b->qkv, &b->attn_b->value);
+    fl_tensor qkv3 = as3(&b->qkv, m->B, m->T), y3 = as3(&b->atty, m->B, m->T);
+    m->be->attention(&qkv3, m->cfg.n_heads, &y3, &b->att);
+    o->copy(x, x_mid);
+    o->gemm(0, 0, 1.0f, &b->atty, &b->proj_w->value, 1.0f, x_mid);
+    o->add_bias(x_mid, &b->proj_b->value);
+}
+
+/* x_out = x_mid + ffn(ln_2(x_mid)) */
+static fl_status ffn_forward(fl_model *m, block *b, int l, const fl_tensor *x_mid, fl_tensor *x_out,
+                             fl_error *err) {
+    const fl_ops *o = &m->be->ops;
+    o->layernorm(x_mid, &b->ln2_w->value, &b->ln2_b->value, 1e-5f, &b->ln2, &b->ln2_mean, &b->ln2_rstd);
+    fl_ffn_ctx c = ffn_ctx(m, l);
+    fl_status st = b->ffn->forward(b->layer, &c, &b->ln2, &m->ffn_y, err);
+    if (st) {
+        fl_error_prefix(err, "layer %d ffn forward", l);
+        return st;
+    }
+    o->copy(x_mid, x_out);
+    o->axpby(1.0f, &m->ffn_y, 1.0f, x_out);
+    return FL_OK;
+}
+
+static double aux_total(const fl_model *m) {
+    fl_stat s[16];
+    int n = fl_model_aux_losses(m, s, 16);
+    double sum = 0;
+    for (int i = 0; i < n && i < 16; i++) sum += s[i].value;
+    return sum;
+}
+
+static int64_t count_targets(const int32_t *targets, int64_t N) {
+    int64_t c = 0;
+    for (int64_t i = 0; i < N; i++) c += targets[i] >= 0;
+    return c;
+}
+
+static fl_status check_tokens(const fl_model *m, const int32_t *ids, int64_t N, int allow_neg,
+                              const char *what, fl_error *err) {
+    for (int64_t i = 0; i < N; i++)
+        if (ids[i] >= m->cfg.vocab_size || (ids[i] < 0 && !allow_neg))
+            return fl_fail(err, FL_EINVAL, "%s[%lld] = %d is outside the vocabulary [0, %d)", what,
+                           (long long)i, ids[i], m->cfg.vocab_size);
+    return FL_OK;
+}
+
+fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *targets, int B,
+                           int T, int train, int64_t step, double *loss, fl_error *err) {
+    if (B < 1 || T < 1 || T > m->cfg.context)
+        return fl_fail(err, FL_EINVAL, "forward: batch %d x %d tokens (context is %d)", B, T, m->cfg.context);
+    const int64_t N = (int64_t)B * T;
+    fl_status st = check_tokens(m, tokens, N, 0, "tokens", err);
+    if (!st && targets) st = check_tokens(m, targets, N, 1, "targets", err);
+    if (!st) st = ensure_activations(m, B, T, err);
+    if (st) return st;
+    m->B = B, m->T = T, m->train = train, m->step = step, m->has_targets = targets != NULL;
+    const fl_ops *o = &m->be->ops;
+    const int L = m->cfg.n_layers;
+    o->from_host(&m->tokens, tokens, (size_t)N * sizeof(int32_t));
+    fl_tensor wpe = fl_rows(&m->wpe->value, 0, T);
+    m->be->embed(&m->wte->value, &wpe, &m->tokens, &m->res[0]);
+    for (int l = 0; l < L; l++) {
+        attention_forward(m, &m->blocks[l], &m->res[2 * l], &m->res[2 * l + 1]);
+        if ((st = ffn_forward(m, &m->blocks[l], l, &m->res[2 * l + 1], &m->res[2 * l + 2], err))) return st;
+    }
+    o->layernorm(&m->res[2 * L], &m->lnf_w->value, &m->lnf_b->value, 1e-5f, &m->lnf, &m->lnf_mean, &m->lnf_rstd);
+    o->gemm(0, 1, 1.0f, &m->lnf, &m->wte->value, 0.0f, &m->logits);  /* [N,C]·[V,C]ᵀ */
+    if (!targets) return FL_OK;
+    o->from_host(&m->targets, targets, (size_t)N * sizeof(int32_t));
+    m->n_targets = count_targets(targets, N);
+    fl_tensor *dl = NULL;
+    if (train) {
+        const int64_t V = m->cfg.vocab_size;
+        if ((st = ensure(m, &m->dlogits, FL_F32, N, V, err))) return st;
+        dl = &m->dlogits;
+    }
+    float scale = m->n_targets ? 1.0f / (float)m->n_targets : 0.0f;
+    fl_tensor tg = fl_view2(&m->targets, N, 1);
+    tg.ndim = 1;
+    m->ce_loss = m->be->cross_entropy(&m->logits, &tg, dl, scale, &m->n_targets);
+    if (loss) *loss = m->ce_loss + aux_total(m);
+    if (!isfinite(m->ce_loss)) return fl_fail(err, FL_ENUMERIC, "forward: loss is %g at step %lld", m->ce_loss, (long long)step);
+    return FL_OK;
+}
+
+/* ------------------------------------------------------------ backward */
+
+/* dres += backward of x_out = x_mid + ffn(ln_2(x_mid)) */
+static fl_status ffn_backward(fl_model *m, block *b, int l, fl_error *err) {
+    const fl_ops *o = &m->be->ops;
+    fl_ffn_ctx c = ffn_ctx(m, l);
+    fl_status st = b->ffn->backward(b->layer, &c, &m->dres, &m->dtmp, err); /* dtmp = d ln2 */
+    if (st) {
+        fl_error_prefix(err, "layer %d ffn backward", l);
+        return st;
+    }
+    fl_tensor *dx = &m->datty; /* free here; used as scratch */
+    o->layernorm_backward(&m->res[2 * l + 1], &b->ln2_w->value, &b->ln2_mean, &b->ln2_rstd, &m->dtmp,
+                          dx, &b->ln2_w->grad, &b->ln2_b->grad);
+    o->axpby(1.0f, dx, 1.0f, &m->dres);
+    return FL_OK;
+}
+
+/* dres += backward of x_mid = x + c_proj(attn(ln_1(x))) */
+static void attention_backward(fl_model *m, block *b, int l) {
+    const fl_ops *o = &m->be->ops;
+    o->gemm(1, 0, 1.0f, &b->atty, &m->dres, 1.0f, &b->proj_w->grad);   /* [C,N]·[N,C] */
+    o->sum_rows(&m->dres, 1.0f, &b->proj_b->grad);
+    o->gemm(0, 1, 1.0f, &m->dres, &b->proj_w->value, 0.0f, &m->datty); /* [N,C]·[C,C]ᵀ */
+    fl_tensor dqkv = fl_view2(&m->dbig, b->qkv.shape[0], b->qkv.shape[1]);
+    fl_tensor qkv3 = as3(&b->qkv, m->B, m->T), datty3 = as3(&m->datty, m->B, m->T);
+    fl_tensor dqkv3 = as3(&dqkv, m->B, m->T);
+    m->be->attention_backward(&qkv3, &b->att, m->cfg.n_heads, &datty3, &dqkv3);
+    o->gemm(1, 0, 1.0f, &b->ln1, &dqkv, 1.0f, &b->attn_w->grad);        /* [C,N]·[N,3C] */
+    o->sum_rows(&dqkv, 1.0f, &b->attn_b->grad);
+    o->gemm(0, 1, 1.0f, &dqkv, &b->attn_w->value, 0.0f, &m->dtmp);      /* d ln1 [N,C] */
+    o->layernorm_backward(&m->res[2 * l], &b->ln1_w->value, &b->ln1_mean, &b->ln1_rstd, &m->dtmp,
+                          &m->datty, &b->ln1_w->grad, &b->ln1_b->grad);
+    o->axpby(1.0f, &m->datty, 1.0f, &m->dres);
+}
+
+fl_status fl_model_backward(fl_model *m, fl_error *err) {
+    if (!m->has_targets || !m->train)
+        return fl_fail(err, FL_EINTERNAL, "backward without a training forward with targets");
+    const int64_t N = (int64_t)m->B * m->T, C = m->cfg.d_model;
+    fl_status st;
+    if ((st = ensure(m, &m->dres, FL_F32, N, C, err)) || (st = ensure(m, &m->dtmp, FL_F32, N, C, err)) ||
+        (st = ensure(m, &m->datty, FL_F32, N, C, err)) || (st = ensure(m, &m->dbig, FL_F32, N, 3 * C, err)))
+        return st;
+    const fl_ops *o = &m->be->ops;
+    const int L = m->cfg.n_layers;
+    o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 1.0f, &m->wte->grad);   /* [V,N]·[N,C] */
+    o->gemm(0, 0, 1.0f, &m->dlogits, &m->wte->value, 0.0f, &m->dtmp); /* d lnf [N,C] */
+    o->layernorm_backward(&m->res[2 * L], &m->lnf_w->value, &m->lnf_mean, &m->lnf_rstd, &m->dtmp,
+                          &m->dres, &m->lnf_w->grad, &m->lnf_b->grad);
+    for (int l = L - 1; l >= 0; l--) {
+        if ((st = ffn_backward(m, &m->blocks[l], l, err))) return st;
+        attention_backward(m, &m->blocks[l], l);
+    }
+    fl_tensor dwpe = fl_rows(&m->wpe->grad, 0, m->T);
+    m->be->embed_backward(&m->dres, &m->tokens, &m->wte->grad, &dwpe);
+    return FL_OK;
+}
+
+void fl_model_zero_grad(fl_model *m) {
+    for (int i = 0; i < m->params.n; i++) m->be->ops.fill(&m->params.items[i]->pub.grad, 0.0f);
+}
+
+/* ------------------------------------------------------------ queries */
+
+double fl_model_ce_loss(const fl_model *m) { return m->ce_loss; }
+
+int fl_model_aux_losses(const fl_model *m, fl_stat *out, int max) {
+    int n = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const block *b = &m->blocks[l];
+        if (!b->ffn->aux_loss) continue;
+        fl_stat s[8];
+        int k = b->ffn->aux_loss(b->layer, s, 8);
+        for (int i = 0; i < k && i < 8; i++) {
+            int j = 0; /* sum same-named losses over layers */
+            while (j < n && j < max && strcmp(out[j].name, s[i].name)) j++;
+            if (j < n && j < max) out[j].value += s[i].value;
+            else if (n < max) out[n++] = s[i];
+        }
+    }
+    return n;
+}
+
+const fl_tensor *fl_model_logits(const fl_model *m) { return &m->logits; }
+int fl_model_n_params(const fl_model *m) { return m->params.n; }
+fl_param_list *fl_model_params(fl_model *m) { return &m->params; }
+fl_param *fl_model_param(fl_model *m, int i) { return &m->params.items[i]->pub; }
+
+fl_param *fl_model_find_param(fl_model *m, const char *name) {
+    for (int i = 0; i < m->params.n; i++)
+        if (!strcmp(m->params.items[i]->pub.name, name)) return &m->params.items[i]->pub;
+    return NULL;
+}
+
+int64_t fl_model_n_weights(const fl_model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->params.n; i++) n += fl_numel(&m->params.items[i]->pub.value);
+    return n;
+}
+
+const fl_model_config *fl_model_cfg(const fl_model *m) { return &m->cfg; }
+const fl_host *fl_model_host(const fl_model *m) { return &m->host; }
+
+const fl_ffn_plugin *fl_model_ffn(const fl_model *m, int l, void **layer) {
+    if (layer) *layer = m->blocks[l].layer;
+    return m->blocks[l].ffn;
+}
+
+/* Per token, forward+backward = 3x forward. Forward: 2 FLOPs per weight of
+   the dense parts and the LM head, the FFN's own figure, and attention's
+   q·k and att·v (2 * 2 * T/2 * C per layer on average over causal rows). */
+double fl_model_flops_per_token(const fl_model *m, int T) {
+    const double C = m->cfg.d_model, V = m->cfg.vocab_size;
+    double fwd = 2.0 * V * C; /* LM head */
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const block *b = &m->blocks[l];
+        fwd += 2.0 * (C * 3 * C + C * C) + 2.0 * T * C; /* qkv, proj, causal attention */
+        fl_stat s[32];
+        int n = b->ffn->stats ? b->ffn->stats(b->layer, s, 32) : 0;
+        for (int i = 0; i < n && i < 32; i++)
+            if (!strcmp(s[i].name, "flops_per_token")) fwd += s[i].value;
+    }
+    return 3.0 * fwd;
+}

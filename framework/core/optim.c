@@ -1,0 +1,54 @@
+/*
+ * core/optim.c — AdamW, schedule, clipping (see optim.h).
+ */
+#include "optim.h"
+
+#include <math.h>
+
+#include "error.h"
+
+double fl_lr_at(int64_t step, int64_t warmup, int64_t total, double lr, double min_ratio) {
+    if (step < warmup) return lr * (double)(step + 1) / (double)warmup;
+    if (total <= warmup) return lr;
+    double progress = (double)(step - warmup) / (double)(total - warmup);
+    if (progress > 1) progress = 1;
+    double cosine = 0.5 * (1.0 + cos(M_PI * progress));
+    return lr * (min_ratio + (1.0 - min_ratio) * cosine);
+}
+
+double fl_grad_norm(const fl_backend *be, const fl_param_list *ps) {
+    double sum = 0;
+    for (int i = 0; i < ps->n; i++) sum += be->sumsq(&ps->items[i]->pub.grad);
+    return sqrt(sum);
+}
+
+void fl_grad_scale(const fl_backend *be, fl_param_list *ps, float s) {
+    for (int i = 0; i < ps->n; i++) {
+        fl_tensor *g = &ps->items[i]->pub.grad;
+        be->ops.axpby(0.0f, g, s, g);
+    }
+}
+
+fl_status fl_adamw_step(const fl_backend *be, fl_param_list *ps, const fl_adamw *opt, double lr,
+                        int64_t t, fl_error *err) {
+    for (int i = 0; i < ps->n; i++) {
+        fl_param_impl *p = ps->items[i];
+        fl_status st = fl_params_ensure_moments(be, p, err);
+        if (st) return st;
+        double plr = p->lr_fixed > 0 ? p->lr_fixed : lr * p->lr_scale;
+        float wd = (p->pub.flags & FL_PARAM_DECAY) ? (float)opt->weight_decay : 0.0f;
+        if (p->pub.flags & FL_PARAM_SPARSE_ROWS) {
+            fl_tensor v2 = fl_view2(&p->pub.value, p->pub.value.shape[0], fl_numel(&p->pub.value) / p->pub.value.shape[0]);
+            fl_tensor g2 = fl_view2(&p->pub.grad, v2.shape[0], v2.shape[1]);
+            fl_tensor m2 = fl_view2(&p->m, v2.shape[0], v2.shape[1]);
+            fl_tensor s2 = fl_view2(&p->v, v2.shape[0], v2.shape[1]);
+            be->adamw_rows(&v2, &g2, &m2, &s2, p->rows, p->n_rows_touched, (float)plr, (float)opt->beta1,
+                           (float)opt->beta2, (float)opt->eps, wd, t);
+            fl_params_clear_touched(p);
+        } else {
+            be->adamw(&p->pub.value, &p->pub.grad, &p->m, &p->v, (float)plr, (float)opt->beta1,
+                      (float)opt->beta2, (float)opt->eps, wd, t);
+        }
+    }
+    return FL_OK;
+}

@@ -1,0 +1,36 @@
+/*
+ * core/optim.h — AdamW, the LR schedule and gradient clipping, for any model.
+ *
+ * Works on the host-owned parameter list, so it serves every FFN plugin
+ * unchanged: weight decay only where a parameter carries FL_PARAM_DECAY, a
+ * parameter's own LR rule (lr_scale, or a fixed LR such as PKM values'),
+ * and FL_PARAM_SPARSE_ROWS parameters updated only on the rows touched this
+ * step (lazy Adam: a row's moments and weights are untouched while unread).
+ */
+#ifndef FFNLAB_OPTIM_H
+#define FFNLAB_OPTIM_H
+
+#include <stdint.h>
+
+#include "backend.h"
+#include "params.h"
+
+typedef struct fl_adamw {
+    double lr, beta1, beta2, eps, weight_decay;
+} fl_adamw;
+
+/* LR at step (0-based): linear warmup over `warmup` steps to lr, then cosine
+   down to lr*min_ratio at `total`. */
+double fl_lr_at(int64_t step, int64_t warmup, int64_t total, double lr, double min_ratio);
+
+/* Global L2 norm of all gradients. */
+double fl_grad_norm(const fl_backend *be, const fl_param_list *ps);
+
+/* Scales every gradient by s. */
+void fl_grad_scale(const fl_backend *be, fl_param_list *ps, float s);
+
+/* One AdamW step t (1-based) at learning rate lr; allocates moments on first use. */
+fl_status fl_adamw_step(const fl_backend *be, fl_param_list *ps, const fl_adamw *opt, double lr,
+                        int64_t t, fl_error *err);
+
+#endif

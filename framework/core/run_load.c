@@ -1,0 +1,55 @@
+/*
+ * core/run_load.c — models from configs, and trained runs (see run_load.h).
+ */
+#include "run_load.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "error.h"
+#include "runfiles.h"
+
+fl_status fl_model_from_config(const fl_config *cfg, int32_t vocab_size, fl_model **out, fl_error *err) {
+    char specs[FL_MAX_LAYERS][FL_SPEC_MAX];
+    const char *spec_ptrs[FL_MAX_LAYERS];
+    if (cfg->n_layers < 1 || cfg->n_layers > FL_MAX_LAYERS)
+        return fl_fail(err, FL_EINVAL, "n_layers %d is out of range [1, %d]", cfg->n_layers, FL_MAX_LAYERS);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        fl_status st = fl_config_layer_ffn(cfg, l, specs[l], sizeof specs[l], err);
+        if (st) return st;
+        spec_ptrs[l] = specs[l];
+    }
+    fl_model_config mc = {.vocab_size = vocab_size, .context = cfg->context, .d_model = cfg->d_model,
+                          .n_layers = cfg->n_layers, .n_heads = cfg->n_heads, .ffn_specs = spec_ptrs,
+                          .seed = cfg->seed};
+    const fl_backend *be = NULL;
+    fl_status st = fl_backend_select(cfg->device, &be, err);
+    return st ? st : fl_model_create(&mc, be, out, err);
+}
+
+fl_status fl_run_load(const char *dir, const char *device, fl_loaded_run *r, fl_error *err) {
+    memset(r, 0, sizeof *r);
+    fl_config_defaults(&r->cfg);
+    char path[FL_PATH_MAX + 32];
+    fl_status st = fl_run_read_config(dir, &r->cfg, err);
+    if (!st && device && device[0]) snprintf(r->cfg.device, sizeof r->cfg.device, "%s", device);
+    if (!st) {
+        snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+        st = fl_tokenizer_load(path, &r->tok, err);
+    }
+    if (!st) st = fl_model_from_config(&r->cfg, fl_tokenizer_vocab_size(r->tok), &r->model, err);
+    if (!st) {
+        snprintf(path, sizeof path, "%s/checkpoint", dir);
+        st = fl_checkpoint_load(path, r->model, 0, &r->step, err);
+    }
+    if (st) fl_run_unload(r);
+    return st;
+}
+
+void fl_run_unload(fl_loaded_run *r) {
+    fl_model_free(r->model);
+    fl_tokenizer_free(r->tok);
+    r->model = NULL;
+    r->tok = NULL;
+}

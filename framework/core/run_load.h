@@ -1,0 +1,29 @@
+/*
+ * core/run_load.h — building a model from a config, and opening a trained run.
+ */
+#ifndef FFNLAB_RUN_LOAD_H
+#define FFNLAB_RUN_LOAD_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "model.h"
+#include "tokenizer.h"
+
+/* The model a config describes (per-layer FFN specs, seed) with vocab_size
+   tokens, on the backend of cfg->device. */
+fl_status fl_model_from_config(const fl_config *cfg, int32_t vocab_size, fl_model **out, fl_error *err);
+
+typedef struct fl_loaded_run {
+    fl_config cfg;
+    fl_tokenizer *tok;
+    fl_model *model;
+    int64_t step;              /* of the checkpoint */
+} fl_loaded_run;
+
+/* Reads <dir>/train_config.json, tokenizer.json and checkpoint/ (weights
+   only). device overrides the run's ("" keeps it). */
+fl_status fl_run_load(const char *dir, const char *device, fl_loaded_run *out, fl_error *err);
+void fl_run_unload(fl_loaded_run *r);
+
+#endif
