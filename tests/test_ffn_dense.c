@@ -1,0 +1,407 @@
+/*
+ * tests/test_ffn_dense.c — the dense FFN plugin (plugins/ffn_dense) on the CPU.
+ *
+ * The plugin is loaded the way training loads it (by name, through the
+ * loader), its options parsed by the host's parser, and a layer created with
+ * d = 8, d_ff = 16 for every activation, plain and gated. For each:
+ *   - parameter names, shapes and flags follow GPT-2 (transformer.h.0.mlp.*);
+ *   - forward equals a naive double-precision reference;
+ *   - backward matches double-sided finite differences (eps 1e-2) of
+ *     loss = sum(y * R) for dx and for every parameter, relative error < 1e-2.
+ * Weights are re-drawn larger than GPT-2's init (std 0.5) so the activations
+ * work in their nonlinear range, where a wrong derivative would show.
+ * For relu, finite differences that straddle the kink are skipped (they are
+ * not derivatives); the reference forward says which ones do.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>    /* tanh, exp, fabs */
+#include <stdio.h>   /* snprintf */
+#include <stdlib.h>  /* calloc, free */
+#include <string.h>  /* strcmp, strstr */
+
+#include "backend.h"
+#include "host.h"
+#include "loader.h"
+#include "options.h"
+#include "params.h"
+#include "support.h"
+
+enum { D = 8, DFF = 16, B = 2, T = 3, N = B * T };
+
+#define PREFIX "transformer.h.0.mlp."
+
+/* One dense layer and everything around it. */
+typedef struct fx {
+    const fl_backend *be;
+    fl_host host;
+    fl_plugin plugin;
+    const fl_ffn_plugin *ffn;
+    fl_param_list list;
+    struct fl_param_scope scope;
+    fl_option_set set;
+    void *layer;
+    int act; /* FL_ACT_* */
+    int glu;
+    fl_param *fc_w, *fc_b, *gate_w, *gate_b, *proj_w, *proj_b;
+} fx;
+
+static fl_param *find_param(fx *f, const char *rel) {
+    char full[256];
+    snprintf(full, sizeof full, PREFIX "%s", rel);
+    for (int i = 0; i < f->list.n; i++)
+        if (!strcmp(f->list.items[i]->pub.name, full)) return &f->list.items[i]->pub;
+    return NULL;
+}
+
+static float *vals(fl_param *p) { return (float *)p->value.data; }
+static float *grads(fl_param *p) { return (float *)p->grad.data; }
+
+/* Creates the layer from option text; returns the status (layer NULL on failure). */
+static fl_status make_layer(fx *f, const char *opts, int d_model, fl_error *err) {
+    memset(f, 0, sizeof *f);
+    f->be = fl_backend_cpu();
+    fl_host_init(&f->host, f->be, NULL);
+    fl_status st = fl_plugin_load("dense", FL_PLUGIN_FFN, &f->plugin, err);
+    if (st) return st;
+    f->ffn = fl_plugin_ffn(&f->plugin);
+    const fl_plugin_header *h = f->plugin.header;
+    st = fl_options_parse(h->options, h->n_options, opts, "--ffn dense", &f->set, err);
+    if (st) return st;
+    f->scope.prefix = PREFIX;
+    f->scope.list = &f->list;
+    f->scope.be = f->be;
+    f->scope.seed = 1234;
+    f->scope.n_layers = 2;
+    fl_ffn_config cfg = {.d_model = d_model, .layer_index = 0, .n_layers = 2,
+                         .values = f->set.values, .scope = &f->scope};
+    return f->ffn->create(&f->host, &cfg, &f->layer, err);
+}
+
+static void free_layer(fx *f) {
+    if (f->layer) f->ffn->destroy(f->layer);
+    fl_params_free(&f->list, f->be);
+    fl_options_free(&f->set);
+    fl_plugin_unload(&f->plugin);
+}
+
+/* Re-draws every parameter: matrices std 0.5, biases std 0.3. */
+static void redraw_params(fx *f) {
+    for (int i = 0; i < f->list.n; i++) {
+        fl_param *p = &f->list.items[i]->pub;
+        float std = p->value.ndim == 2 ? 0.5f : 0.3f;
+        f->be->ops.rng_normal(&p->value, fl_rng_key(99, p->name), 0, 0.0f, std);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Naive reference                                                            */
+/* ------------------------------------------------------------------------ */
+
+static double act_ref(int act, double v) {
+    switch (act) {
+    case FL_ACT_GELU: return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+    case FL_ACT_RELU: return v > 0 ? v : 0;
+    case FL_ACT_SILU: return v / (1.0 + exp(-v));
+    }
+    return v;
+}
+
+/* y[N,D] in double; pre[N,DFF] gets the activation's input (h, or g with glu). */
+static void forward_ref(fx *f, const float *x, double *y, double *pre) {
+    const float *wf = vals(f->fc_w), *bf = vals(f->fc_b), *wp = vals(f->proj_w), *bp = vals(f->proj_b);
+    for (int n = 0; n < N; n++) {
+        double a[DFF];
+        for (int j = 0; j < DFF; j++) {
+            double h = bf[j], g = 0;
+            for (int i = 0; i < D; i++) h += (double)x[n * D + i] * wf[i * DFF + j];
+            if (f->glu) {
+                g = vals(f->gate_b)[j];
+                for (int i = 0; i < D; i++) g += (double)x[n * D + i] * vals(f->gate_w)[i * DFF + j];
+                a[j] = act_ref(f->act, g) * h;
+            } else {
+                a[j] = act_ref(f->act, h);
+            }
+            if (pre) pre[n * DFF + j] = f->glu ? g : h;
+        }
+        for (int k = 0; k < D; k++) {
+            double s = bp[k];
+            for (int j = 0; j < DFF; j++) s += a[j] * wp[j * D + k];
+            y[n * D + k] = s;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Plugin forward and loss                                                    */
+/* ------------------------------------------------------------------------ */
+
+static const fl_ffn_ctx CTX = {.train = 1, .step = 0, .rng_key = 7, .B = B, .T = T};
+
+static fl_tensor wrap3(fx *f, float *data) {
+    int64_t shape[3] = {B, T, D};
+    return fl_wrap(data, FL_F32, f->be->device, 3, shape);
+}
+
+static void plugin_forward(fx *f, float *x, float *y) {
+    fl_tensor tx = wrap3(f, x), ty = wrap3(f, y);
+    fl_error err = {0};
+    ts_assert_ok(f->ffn->forward(f->layer, &CTX, &tx, &ty, &err), &err);
+}
+
+static double loss_of(fx *f, float *x, const float *R) {
+    float y[N * D];
+    plugin_forward(f, x, y);
+    double s = 0;
+    for (int i = 0; i < N * D; i++) s += (double)y[i] * R[i];
+    return s;
+}
+
+/* 1 if some relu input changes sign between the reference forwards at
+   pre_plus and at the current values: then the difference is not a derivative. */
+static int crosses_kink(fx *f, const float *x, const double *pre_plus) {
+    double y[N * D], pre[N * DFF];
+    forward_ref(f, x, y, pre);
+    for (int k = 0; k < N * DFF; k++)
+        if ((pre_plus[k] > 0) != (pre[k] > 0)) return 1;
+    return 0;
+}
+
+/* Numerical d loss / d v[i] for each of n values (of x or a parameter) into
+   num; where a relu kink is straddled, num[i] = ana[i] (nothing compared).
+   Returns how many were skipped that way. */
+static int numeric_grad(fx *f, float *v, int n, float *x, const float *R, float *num,
+                        const float *ana, float eps) {
+    int skipped = 0, relu = f->act == FL_ACT_RELU;
+    for (int i = 0; i < n; i++) {
+        double y[N * D], pre_plus[N * DFF];
+        float keep = v[i];
+        v[i] = keep + eps;
+        double lp = loss_of(f, x, R);
+        if (relu) forward_ref(f, x, y, pre_plus);
+        v[i] = keep - eps;
+        double lm = loss_of(f, x, R);
+        int kink = relu && crosses_kink(f, x, pre_plus);
+        v[i] = keep;
+        num[i] = kink ? ana[i] : (float)((lp - lm) / (2.0 * eps));
+        skipped += kink;
+    }
+    return skipped;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One configuration, checked end to end                                      */
+/* ------------------------------------------------------------------------ */
+
+static void check_params(fx *f) {
+    int want = f->glu ? 6 : 4;
+    assert_int_equal(f->list.n, want);
+    f->fc_w = find_param(f, "c_fc.weight");
+    f->fc_b = find_param(f, "c_fc.bias");
+    f->proj_w = find_param(f, "c_proj.weight");
+    f->proj_b = find_param(f, "c_proj.bias");
+    assert_non_null(f->fc_w);
+    assert_non_null(f->fc_b);
+    assert_non_null(f->proj_w);
+    assert_non_null(f->proj_b);
+    assert_int_equal(f->fc_w->value.ndim, 2);
+    assert_int_equal(f->fc_w->value.shape[0], D);
+    assert_int_equal(f->fc_w->value.shape[1], DFF);
+    assert_int_equal(f->fc_b->value.shape[0], DFF);
+    assert_int_equal(f->proj_w->value.shape[0], DFF);
+    assert_int_equal(f->proj_w->value.shape[1], D);
+    assert_int_equal(f->proj_b->value.shape[0], D);
+    assert_int_equal(f->fc_w->flags, FL_PARAM_DECAY);
+    assert_int_equal(f->proj_w->flags, FL_PARAM_DECAY | FL_PARAM_RESIDUAL_OUT);
+    assert_int_equal(f->fc_b->flags, 0);
+    if (f->glu) {
+        f->gate_w = find_param(f, "c_gate.weight");
+        f->gate_b = find_param(f, "c_gate.bias");
+        assert_non_null(f->gate_w);
+        assert_non_null(f->gate_b);
+        assert_int_equal(f->gate_w->value.shape[0], D);
+        assert_int_equal(f->gate_w->value.shape[1], DFF);
+        assert_int_equal(f->gate_w->flags, FL_PARAM_DECAY);
+    } else {
+        assert_null(find_param(f, "c_gate.weight"));
+    }
+}
+
+static void check_stats(fx *f) {
+    fl_stat st[8];
+    int n = f->ffn->stats(f->layer, st, 8);
+    assert_int_equal(n, 3);
+    double params = 2.0 * D * DFF + DFF + D + (f->glu ? D * DFF + DFF : 0);
+    double flops = 2.0 * D * DFF * (f->glu ? 3 : 2);
+    for (int i = 0; i < n; i++) {
+        if (!strcmp(st[i].name, "active_params")) assert_true(st[i].value == params);
+        else if (!strcmp(st[i].name, "flops_per_token")) assert_true(st[i].value == flops);
+        else if (!strcmp(st[i].name, "d_ff")) assert_true(st[i].value == DFF);
+        else fail_msg("unexpected stat %s", st[i].name);
+    }
+    assert_int_equal(f->ffn->stats(f->layer, st, 1), 3); /* reports how many it has */
+}
+
+static void zero_grads(fx *f) {
+    for (int i = 0; i < f->list.n; i++) f->be->ops.fill(&f->list.items[i]->pub.grad, 0.0f);
+}
+
+static void check_forward(fx *f, float *x) {
+    float y[N * D], yr[N * D];
+    double yd[N * D];
+    plugin_forward(f, x, y);
+    forward_ref(f, x, yd, NULL);
+    for (int i = 0; i < N * D; i++) yr[i] = (float)yd[i];
+    ts_assert_close(y, yr, N * D, 1e-4, 1e-5, "forward y");
+}
+
+/* Analytic gradients (backward once) against finite differences. */
+static void check_gradients(fx *f, float *x, const float *R, const char *label) {
+    float dx[N * D];
+    for (int i = 0; i < N * D; i++) dx[i] = NAN; /* backward must overwrite */
+    zero_grads(f);
+    float y[N * D];
+    plugin_forward(f, x, y);
+    fl_tensor tdy = wrap3(f, (float *)R), tdx = wrap3(f, dx);
+    fl_error err = {0};
+    ts_assert_ok(f->ffn->backward(f->layer, &CTX, &tdy, &tdx, &err), &err);
+
+    const float eps = 1e-2f;
+    float num[DFF * D];
+    int skipped = numeric_grad(f, x, N * D, x, R, num, dx, eps);
+    double e = ts_rel_error(dx, num, N * D), worst = e;
+    print_message("  %-30s %-14s rel error %.2e\n", label, "dx", e);
+    if (!(e < 1e-2)) fail_msg("%s dx: relative error %.3g >= 1e-2", label, e);
+    for (int p = 0; p < f->list.n; p++) {
+        fl_param *prm = &f->list.items[p]->pub;
+        int n = (int)fl_numel(&prm->value);
+        skipped += numeric_grad(f, vals(prm), n, x, R, num, grads(prm), eps);
+        e = ts_rel_error(grads(prm), num, (size_t)n);
+        print_message("  %-30s %-14s rel error %.2e\n", label, prm->name + strlen(PREFIX), e);
+        if (!(e < 1e-2)) fail_msg("%s %s: relative error %.3g >= 1e-2", label, prm->name, e);
+        if (e > worst) worst = e;
+    }
+    print_message("  %-30s worst relative error %.2e (%d kink-straddling differences skipped)\n",
+                  label, worst, skipped);
+}
+
+/* Parameter gradients accumulate: a second backward doubles them. */
+static void check_accumulation(fx *f, float *x, const float *R) {
+    float y[N * D], dx[N * D];
+    fl_tensor tdy = wrap3(f, (float *)R), tdx = wrap3(f, dx);
+    fl_error err = {0};
+    zero_grads(f);
+    plugin_forward(f, x, y);
+    ts_assert_ok(f->ffn->backward(f->layer, &CTX, &tdy, &tdx, &err), &err);
+    float once[DFF * D];
+    memcpy(once, grads(f->fc_w), sizeof once);
+    ts_assert_ok(f->ffn->backward(f->layer, &CTX, &tdy, &tdx, &err), &err);
+    for (int i = 0; i < DFF * D; i++) once[i] *= 2;
+    ts_assert_close(grads(f->fc_w), once, DFF * D, 1e-5, 1e-7, "accumulated c_fc.weight grad");
+}
+
+static void run_config(const char *opts, int act, int glu) {
+    fx f;
+    fl_error err = {0};
+    ts_assert_ok(make_layer(&f, opts, D, &err), &err);
+    f.act = act;
+    f.glu = glu;
+    check_params(&f);
+    check_stats(&f);
+    redraw_params(&f);
+    float x[N * D], R[N * D];
+    for (int i = 0; i < N * D; i++) {
+        x[i] = fl_rng_normal(11, (uint64_t)i);
+        R[i] = fl_rng_normal(12, (uint64_t)i);
+    }
+    check_forward(&f, x);
+    check_gradients(&f, x, R, opts);
+    check_accumulation(&f, x, R);
+    free_layer(&f);
+}
+
+static void test_gelu(void **s) { (void)s; run_config("d_ff=16", FL_ACT_GELU, 0); }
+static void test_relu(void **s) { (void)s; run_config("d_ff=16,activation=relu", FL_ACT_RELU, 0); }
+static void test_silu(void **s) { (void)s; run_config("d_ff=16,activation=silu", FL_ACT_SILU, 0); }
+static void test_glu_gelu(void **s) { (void)s; run_config("d_ff=16,glu=true", FL_ACT_GELU, 1); }
+static void test_glu_relu(void **s) { (void)s; run_config("d_ff=16,glu=1,activation=relu", FL_ACT_RELU, 1); }
+static void test_glu_silu(void **s) { (void)s; run_config("d_ff=16,glu=yes,activation=silu", FL_ACT_SILU, 1); }
+
+/* ------------------------------------------------------------------------ */
+/* Defaults and errors                                                        */
+/* ------------------------------------------------------------------------ */
+
+static void test_default_d_ff(void **state) {
+    (void)state;
+    fx f;
+    fl_error err = {0};
+    ts_assert_ok(make_layer(&f, NULL, D, &err), &err);
+    fl_param *w = find_param(&f, "c_fc.weight");
+    assert_non_null(w);
+    assert_int_equal(w->value.shape[1], 4 * D); /* GPT-2: 4 * d_model */
+    fl_stat st[3];
+    f.ffn->stats(f.layer, st, 3);
+    assert_true(st[2].value == 4 * D);
+    /* GPT-2 init: std 0.02 (not all zero), biases zero. */
+    double ss = 0;
+    for (int i = 0; i < D * 4 * D; i++) ss += (double)vals(w)[i] * vals(w)[i];
+    double std = sqrt(ss / (D * 4 * D));
+    assert_true(std > 0.01 && std < 0.03);
+    fl_param *b = find_param(&f, "c_fc.bias");
+    for (int i = 0; i < 4 * D; i++) assert_true(vals(b)[i] == 0.0f);
+    free_layer(&f);
+}
+
+static void expect_option_error(const char *opts, const char *sub) {
+    fx f;
+    fl_error err = {0};
+    fl_status st = make_layer(&f, opts, D, &err);
+    print_message("  %-20s -> %s\n", opts, err.msg);
+    assert_int_equal(st, FL_EINVAL);
+    assert_non_null(strstr(err.msg, sub));
+    assert_null(f.layer);
+    free_layer(&f);
+}
+
+static void test_option_errors(void **state) {
+    (void)state;
+    expect_option_error("d_ff=0", "d_ff");
+    expect_option_error("activation=tanh", "gelu|relu|silu");
+    expect_option_error("width=3", "unknown option 'width'");
+    expect_option_error("glu=maybe", "glu");
+}
+
+/* create itself refuses values a careless host let through. */
+static void test_create_checks(void **state) {
+    (void)state;
+    fx f;
+    fl_error err = {0};
+    ts_assert_ok(make_layer(&f, "d_ff=16", D, &err), &err);
+    fl_value bad[3];
+    memcpy(bad, f.set.values, sizeof bad);
+    bad[0].i = 0;
+    fl_ffn_config cfg = {.d_model = D, .n_layers = 2, .values = bad, .scope = &f.scope};
+    void *layer = (void *)1;
+    assert_int_equal(f.ffn->create(&f.host, &cfg, &layer, &err), FL_EINVAL);
+    assert_null(layer);
+    assert_non_null(strstr(err.msg, "d_ff"));
+    cfg.values = f.set.values;
+    cfg.d_model = 0;
+    assert_int_equal(f.ffn->create(&f.host, &cfg, &layer, &err), FL_EINVAL);
+    free_layer(&f);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_gelu),          cmocka_unit_test(test_relu),
+        cmocka_unit_test(test_silu),          cmocka_unit_test(test_glu_gelu),
+        cmocka_unit_test(test_glu_relu),      cmocka_unit_test(test_glu_silu),
+        cmocka_unit_test(test_default_d_ff),  cmocka_unit_test(test_option_errors),
+        cmocka_unit_test(test_create_checks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
