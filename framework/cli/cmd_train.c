@@ -7,6 +7,7 @@
  * repeatable --ffn-layer 3=pkm:heads=4.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -27,7 +28,8 @@ static void help(void) {
            "  --resume         continue the run in --run-dir from its checkpoint (bit-identical)\n"
            "  --force          overwrite an existing run folder\n"
            "  --progress       one updating progress line (default on a terminal)\n"
-           "  --no-progress    plain log lines\n\n"
+           "  --no-progress    plain log lines\n"
+           "  --stop-after N   checkpoint and stop after step N (continue with --resume)\n\n"
            "Config fields (every one is a flag; '_' may be written '-'):\n");
     fl_config_print_help(stdout);
 }
@@ -62,6 +64,11 @@ static int parse_switches(int argc, char **argv, train_args *a) {
             const char *v = val ? val : argv[++i];
             if (!strcmp(name, "config")) a->config_file = v;
             if (!strcmp(name, "run_dir")) a->run_dir = v;
+            if (!strcmp(name, "stop_after")) {
+                char *end;
+                a->opts.stop_after = strtoll(v, &end, 10);
+                if (*end || a->opts.stop_after < 1) return fl_cli_usage("train", "--stop-after: '%s' is not a positive step", v);
+            }
         }
     }
     return 0;
@@ -77,7 +84,7 @@ static int apply_flags(int argc, char **argv, fl_config *c, fl_error *err) {
             !strcmp(name, "no_progress"))
             continue;
         const char *v = val ? val : argv[++i];
-        if (!strcmp(name, "config")) continue;
+        if (!strcmp(name, "config") || !strcmp(name, "stop_after")) continue;
         if (fl_config_set(c, name, v, err)) return 1;
     }
     return 0;
@@ -97,6 +104,11 @@ int fl_cmd_train(int argc, char **argv) {
     if (fl_train_run(&cfg, &a.opts, &res, &err)) {
         fl_cli_report(&err);
         return err.code == FL_EINTR ? 130 : 1;
+    }
+    if (res.steps_done < cfg.steps) {
+        printf("stopped after step %lld of %lld; checkpoint in %s/checkpoint (continue with --resume)\n",
+               (long long)res.steps_done, (long long)cfg.steps, cfg.run_dir);
+        return 0;
     }
     printf("trained %lld steps: validation loss %.4f nats/token (unigram entropy %.4f), %.0f tokens/s; run folder %s\n",
            (long long)res.steps_done, res.final_val_loss, res.unigram_entropy, res.tokens_per_s, cfg.run_dir);

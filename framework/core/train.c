@@ -224,7 +224,7 @@ static void on_sigint(int sig) {
     signal(SIGINT, SIG_DFL); /* a second Ctrl-C kills at once */
 }
 
-static fl_status loop(run *r, int64_t first, fl_train_result *res, fl_error *err) {
+static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result *res, fl_error *err) {
     const fl_config *cfg = r->cfg;
     const double tokens_per_step = (double)cfg->batch_size * cfg->context;
     double t_last = now_s();
@@ -232,7 +232,7 @@ static fl_status loop(run *r, int64_t first, fl_train_result *res, fl_error *err
     step_info si = {0};
     fl_status st = FL_OK;
     for (; step < cfg->steps && !st; step++) {
-        if (g_stop) break;
+        if (g_stop || (stop_after > 0 && step >= stop_after)) break;
         if ((st = train_step(r, step, &si, err))) break;
         if ((step + 1) % cfg->log_every == 0 || step + 1 == cfg->steps) {
             double t = now_s(), tok_s = tokens_per_step * (double)(step + 1 - logged_at) / (t - t_last);
@@ -251,6 +251,7 @@ static fl_status loop(run *r, int64_t first, fl_train_result *res, fl_error *err
     res->final_train_loss = si.loss;
     if (st) return st;
     if ((st = save(r, step, err))) return st;
+    if (step < cfg->steps && !g_stop) return FL_OK; /* --stop-after: a planned pause */
     if (g_stop)
         return fl_fail(err, FL_EINTR, "interrupted at step %lld; checkpoint saved in %s/checkpoint (continue with: ffnlab train --run-dir %s --resume)",
                        (long long)step, r->dir, r->dir);
@@ -323,7 +324,7 @@ fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *o, fl_train_re
         g_stop = 0;
         void (*old)(int) = signal(SIGINT, on_sigint);
         r.t0 = now_s();
-        st = loop(&r, first, res, err);
+        st = loop(&r, first, o->stop_after, res, err);
         signal(SIGINT, old);
     }
     finish(&r);

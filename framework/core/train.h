@@ -23,6 +23,7 @@ typedef struct fl_train_opts {
     int resume;        /* continue from <run_dir>/checkpoint */
     int force;         /* overwrite an existing run folder */
     int progress;      /* -1 auto (terminal → one updating line), 0 plain lines, 1 updating line */
+    int64_t stop_after;/* > 0: checkpoint and stop once this step is done (resume later) */
 } fl_train_opts;
 
 typedef struct fl_train_result {
