@@ -89,8 +89,8 @@ static const fl_cfg_field FIELDS[] = {
     FIELD(seed, FL_CFG_U64, "1337", 0, 18446744073709551615.0, "optim", 0,
           "random seed (initialisation, data order, sampling)"),
     /* bookkeeping */
-    FIELD(eval_every, FL_CFG_INT64, "100", 1, STEPS_MAX, "run", 0,
-          "steps between validation passes"),
+    FIELD(eval_every, FL_CFG_INT64, "100", 0, STEPS_MAX, "run", 0,
+          "steps between validation passes (0 = only at the end)"),
     FIELD(eval_batches, FL_CFG_INT, "16", 1, 1 << 20, "run", 0, "batches per validation pass"),
     FIELD(ckpt_every, FL_CFG_INT64, "0", 0, STEPS_MAX, "run", 0,
           "steps between checkpoints (0 = only at the end)"),

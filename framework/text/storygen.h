@@ -20,4 +20,15 @@
    deterministic in seed. Returns malloc'ed NUL-terminated text. */
 fl_status fl_storygen_text(uint64_t seed, size_t bytes, char **text, size_t *len, fl_error *err);
 
+/* Minimal pairs for the agreements the grammar encodes, in the BLiMP JSON
+   Lines format (sentence_good, sentence_bad, field, linguistics_term, UID,
+   simple_LM_method, one_prefix_method, two_prefix_method,
+   lexically_identical, pairID, and the one_prefix_* fields where the pair
+   differs in one word): one <UID>.jsonl per paradigm in out_dir (created if
+   missing), written atomically, deterministic in seed. The paradigms are
+   subject_verb_agreement_builtin, determiner_noun_agreement_builtin,
+   anaphor_agreement_builtin and indefinite_article_builtin. */
+fl_status fl_storygen_blimp(uint64_t seed, int pairs_per_paradigm, const char *out_dir,
+                            fl_error *err);
+
 #endif

@@ -1,0 +1,210 @@
+/*
+ * tests/test_model_grad.c — whole-model finite-difference gradient check (dense plugin).
+ *
+ * A tiny GPT-2 (vocab 32, context 6, d_model 8, 2 layers, 2 heads, batch 2) on the CPU
+ * backend gets large random weights (std 0.2-0.3, LayerNorm weights 1 + noise, non-zero
+ * biases; the default 0.02 init would make the loss nearly flat). For a sample of
+ * coordinates of every parameter (all of them for tensors of up to SAMPLE values) the
+ * analytic gradient from fl_model_backward is compared with the central difference
+ * (L(p+e) - L(p-e)) / 2e of the loss fl_model_forward returns. The sample of the tied
+ * embedding wte always includes a whole row of a token that is also an input, so the sum of
+ * its two uses (input embedding and LM head) is checked. A second test checks that
+ * fl_model_zero_grad zeroes every gradient after a backward.
+ *
+ * The model is float32, so e is large (1e-2) and the tolerance is |analytic - fd| <=
+ * FD_ATOL + FD_RTOL |fd|; the largest errors are printed per parameter.
+ */
+#include <math.h>     /* fabs */
+#include <stdio.h>    /* snprintf */
+#include <stdlib.h>   /* malloc */
+#include <string.h>   /* strstr */
+
+#include "support.h"  /* CMocka, ts_assert_ok */
+
+#include "backend.h"  /* fl_backend_cpu */
+#include "ffnlab/rng.h"  /* fl_rng_normal, fl_rng_bits: weights, tokens, the sample */
+#include "model.h"    /* fl_model_* */
+
+enum { V = 32, T = 6, C = 8, L = 2, H = 2, B = 2, SAMPLE = 20 };
+#define FD_EPS 1e-2
+#define FD_RTOL 2e-2
+#define FD_ATOL 1e-4
+
+typedef struct grad_fixture {
+    const fl_backend *be;
+    fl_model *m;
+    int32_t tokens[B * T], targets[B * T];
+} grad_fixture;
+
+/* Large random weights so every term of the gradient matters. */
+static void randomise(grad_fixture *g) {
+    for (int i = 0; i < fl_model_n_params(g->m); i++) {
+        fl_param *p = fl_model_param(g->m, i);
+        size_t n = (size_t)fl_numel(&p->value);
+        float *v = malloc(n * sizeof *v);
+        assert_non_null(v);
+        uint64_t key = fl_rng_key(99, p->name);
+        int is_ln = strstr(p->name, ".ln_") != NULL;
+        int is_bias = strstr(p->name, ".bias") != NULL;
+        int is_emb = strstr(p->name, "wte") || strstr(p->name, "wpe");
+        for (size_t j = 0; j < n; j++) {
+            float r = fl_rng_normal(key, j);
+            v[j] = is_ln && !is_bias ? 1.0f + 0.1f * r : is_bias ? 0.1f * r : is_emb ? 0.3f * r : 0.2f * r;
+        }
+        g->be->ops.from_host(&p->value, v, n * sizeof *v);
+        free(v);
+    }
+}
+
+static int setup(void **state) {
+    grad_fixture *g = calloc(1, sizeof *g);
+    if (!g) return -1;
+    g->be = fl_backend_cpu();
+    const char *specs[L] = {"dense", "dense"};
+    fl_model_config mc = {.vocab_size = V, .context = T, .d_model = C, .n_layers = L,
+                          .n_heads = H, .ffn_specs = specs, .seed = 7};
+    fl_error err = {0};
+    if (fl_model_create(&mc, g->be, &g->m, &err) != FL_OK) {
+        print_error("fl_model_create: %s\n", err.msg);
+        free(g);
+        return -1;
+    }
+    randomise(g);
+    for (int i = 0; i < B * T; i++) {
+        g->tokens[i] = (int32_t)(fl_rng_bits(1, (uint64_t)i) % V);
+        g->targets[i] = (int32_t)(fl_rng_bits(2, (uint64_t)i) % V);
+    }
+    *state = g;
+    return 0;
+}
+
+static int teardown(void **state) {
+    grad_fixture *g = *state;
+    fl_model_free(g->m);
+    free(g);
+    return 0;
+}
+
+static double loss_of(grad_fixture *g) {
+    fl_error err = {0};
+    double loss = 0;
+    ts_assert_ok(fl_model_forward(g->m, g->tokens, g->targets, B, T, 1, 0, &loss, &err), &err);
+    return loss;
+}
+
+/* Analytic gradients of the current weights, into g's params. */
+static void analytic(grad_fixture *g) {
+    fl_error err = {0};
+    fl_model_zero_grad(g->m);
+    loss_of(g);
+    ts_assert_ok(fl_model_backward(g->m, &err), &err);
+}
+
+/* The coordinates of p to check: all if small, else SAMPLE spread pseudo-randomly; for
+   wte also the whole row of the first input token. Returns the count. */
+static size_t pick(const grad_fixture *g, const fl_param *p, size_t n, size_t *idx) {
+    size_t k = 0;
+    if (n <= SAMPLE) {
+        for (size_t j = 0; j < n; j++) idx[k++] = j;
+        return k;
+    }
+    if (strstr(p->name, "wte")) {
+        size_t row = (size_t)g->tokens[0];
+        for (size_t c = 0; c < C; c++) idx[k++] = row * C + c;
+    }
+    uint64_t key = fl_rng_key(3, p->name);
+    for (uint64_t t = 0; k < (strstr(p->name, "wte") ? C + SAMPLE : SAMPLE); t++) {
+        size_t j = (size_t)(fl_rng_bits(key, t) % n), dup = 0;
+        for (size_t q = 0; q < k; q++) dup |= idx[q] == j;
+        if (!dup) idx[k++] = j;
+    }
+    return k;
+}
+
+static void test_finite_differences_match_backward(void **state) {
+    grad_fixture *g = *state;
+    const fl_backend *be = g->be;
+    analytic(g);
+
+    int n_params = fl_model_n_params(g->m), failed = 0, checked = 0;
+    /* Snapshot the analytic gradients: FD forwards below must not disturb them, but
+       copying makes the check independent of what forward does to grad buffers. */
+    float **grads = calloc((size_t)n_params, sizeof *grads);
+    assert_non_null(grads);
+    for (int i = 0; i < n_params; i++) {
+        fl_param *p = fl_model_param(g->m, i);
+        size_t n = (size_t)fl_numel(&p->grad);
+        grads[i] = malloc(n * sizeof *grads[i]);
+        assert_non_null(grads[i]);
+        be->ops.to_host(grads[i], &p->grad, n * sizeof *grads[i]);
+    }
+
+    print_message("finite differences (eps %g), per parameter: checked, max |a-fd|, max rel\n",
+                  FD_EPS);
+    for (int i = 0; i < n_params; i++) {
+        fl_param *p = fl_model_param(g->m, i);
+        size_t n = (size_t)fl_numel(&p->value);
+        float *v = malloc(n * sizeof *v);
+        size_t idx[C + SAMPLE];
+        assert_non_null(v);
+        be->ops.to_host(v, &p->value, n * sizeof *v);
+        size_t k = pick(g, p, n, idx);
+        double max_abs = 0, max_rel = 0;
+        for (size_t q = 0; q < k; q++) {
+            size_t j = idx[q];
+            float orig = v[j];
+            v[j] = orig + (float)FD_EPS;
+            be->ops.from_host(&p->value, v, n * sizeof *v);
+            double lp = loss_of(g);
+            v[j] = orig - (float)FD_EPS;
+            be->ops.from_host(&p->value, v, n * sizeof *v);
+            double lm = loss_of(g);
+            v[j] = orig;
+            be->ops.from_host(&p->value, v, n * sizeof *v);
+            /* the actual step, as the float32 weights hold it */
+            double h = (double)(orig + (float)FD_EPS) - (double)(orig - (float)FD_EPS);
+            double fd = (lp - lm) / h, a = grads[i][j], d = fabs(a - fd);
+            double rel = d / fmax(fabs(fd), FD_ATOL / FD_RTOL);
+            if (d > max_abs) max_abs = d;
+            if (rel > max_rel) max_rel = rel;
+            if (!(d <= FD_ATOL + FD_RTOL * fabs(fd))) {
+                if (failed < 10)
+                    print_message("  MISMATCH %s[%zu]: analytic %.6g, finite difference %.6g\n",
+                                  p->name, j, a, fd);
+                failed++;
+            }
+            checked++;
+        }
+        print_message("  %-38s %3zu  %.2e  %.2e\n", p->name, k, max_abs, max_rel);
+        free(v);
+    }
+    for (int i = 0; i < n_params; i++) free(grads[i]);
+    free(grads);
+    if (failed) fail_msg("%d of %d gradient coordinates disagree with finite differences", failed,
+                         checked);
+}
+
+static void test_zero_grad_zeroes(void **state) {
+    grad_fixture *g = *state;
+    analytic(g);
+    int nonzero_before = 0;
+    for (int i = 0; i < fl_model_n_params(g->m); i++) {
+        fl_param *p = fl_model_param(g->m, i);
+        nonzero_before += g->be->sumsq(&p->grad) > 0;
+    }
+    /* every parameter of this model influences the loss */
+    assert_int_equal(nonzero_before, fl_model_n_params(g->m));
+    fl_model_zero_grad(g->m);
+    for (int i = 0; i < fl_model_n_params(g->m); i++) {
+        fl_param *p = fl_model_param(g->m, i);
+        if (g->be->sumsq(&p->grad) != 0) fail_msg("%s: grad not zero after zero_grad", p->name);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_finite_differences_match_backward),
+        cmocka_unit_test(test_zero_grad_zeroes),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
