@@ -1,0 +1,144 @@
+/*
+ * backends/cpu/cpu_attention.c — causal multi-head self-attention of the CPU
+ * backend, forward and backward, on dnnl_sgemm.
+ *
+ * qkv[B,T,3C] holds q | k | v, each split into H heads of hs = C/H columns;
+ * head h of q starts at column h*hs, of k at C + h*hs, of v at 2C + h*hs, and
+ * every row is 3C long, so each head is a strided [T,hs] matrix the sgemm
+ * reads in place (no transposes, no copies).
+ *
+ * Causality: row i attends to keys j <= i. Queries go in blocks of BLOCK
+ * rows; block [i0,i1) only multiplies against keys [0,i1), so the work above
+ * the diagonal shrinks to the diagonal blocks (1.25x the exact count at
+ * T = 4*BLOCK instead of 2x for a full T x T product).
+ *
+ * Threading: one (b,h) pair per thread, each sgemm on its thread; with fewer
+ * pairs than threads the pairs run in turn and oneDNN threads each product.
+ */
+#include "cpu.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#define BLOCK 64
+
+typedef struct head_dims {
+    int64_t B, T, C, H, hs;
+} head_dims;
+
+static int dims_of(const fl_tensor *qkv, int n_head, head_dims *d) {
+    if (qkv->ndim != 3 || n_head < 1 || qkv->shape[2] % (3 * (int64_t)n_head)) return 0;
+    d->B = qkv->shape[0];
+    d->T = qkv->shape[1];
+    d->C = qkv->shape[2] / 3;
+    d->H = n_head;
+    d->hs = d->C / n_head;
+    return 1;
+}
+
+/* Zeroes a [rows, cols] block with row stride ld. */
+static void zero_block(float *p, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t i = 0; i < rows; i++) memset(p + i * ld, 0, (size_t)cols * sizeof *p);
+}
+
+/* One head: P[T,T] = causal softmax(scale q kᵀ), o[T,hs] = P v.
+   q, k, v rows are 3C apart, o rows C apart. */
+static void head_forward(const head_dims *d, const float *q, float *P, float *o) {
+    const int64_t T = d->T, ld = 3 * d->C, hs = d->hs;
+    const float *k = q + d->C, *v = q + 2 * d->C;
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int64_t i0 = 0; i0 < T; i0 += BLOCK) {
+        const int64_t i1 = i0 + BLOCK < T ? i0 + BLOCK : T, n = i1 - i0;
+        cpu_sgemm(0, 1, n, i1, hs, scale, q + i0 * ld, ld, k, ld, 0.0f, P + i0 * T, T);
+        for (int64_t i = i0; i < i1; i++) {
+            float *row = P + i * T;
+            cpu_softmax_row(row, row, i + 1);
+            memset(row + i + 1, 0, (size_t)(T - i - 1) * sizeof *row);
+        }
+        cpu_sgemm(0, 0, n, hs, i1, 1.0f, P + i0 * T, T, v, ld, 0.0f, o + i0 * d->C, d->C);
+    }
+}
+
+/* out[B,T,C], att[B,H,T,T] (zeros above the diagonal) */
+void cpu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *att) {
+    head_dims d;
+    CPU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d));
+    CPU_CHECK(out->dtype == FL_F32 && fl_numel(out) == d.B * d.T * d.C);
+    CPU_CHECK(att->dtype == FL_F32 && fl_numel(att) == d.B * d.H * d.T * d.T);
+    const int64_t BH = d.B * d.H;
+    const float *pq = cpu_f32(qkv);
+    float *pa = cpu_f32(att), *po = cpu_f32(out);
+#pragma omp parallel for schedule(dynamic, 1) if (BH >= cpu_threads() && BH > 1)
+    for (int64_t bh = 0; bh < BH; bh++) {
+        const int64_t b = bh / d.H, h = bh % d.H;
+        head_forward(&d, pq + b * d.T * 3 * d.C + h * d.hs, pa + bh * d.T * d.T,
+                     po + b * d.T * d.C + h * d.hs);
+    }
+}
+
+/* dS rows [i0,i1) (row stride T, columns [0,i1)): overwritten from dP with the
+   softmax gradient of the causal rows of P, zero right of the diagonal. */
+static void softmax_grad_rows(const float *P, float *dS, int64_t i0, int64_t i1, int64_t T) {
+    for (int64_t i = i0; i < i1; i++) {
+        const float *p = P + i * T;
+        float *g = dS + (i - i0) * T, dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j <= i; j++) dot += p[j] * g[j];
+#pragma omp simd
+        for (int64_t j = 0; j <= i; j++) g[j] = p[j] * (g[j] - dot);
+        for (int64_t j = i + 1; j < i1; j++) g[j] = 0.0f;
+    }
+}
+
+/* One head backward. dq, dk, dv (rows 3C apart) are zeroed first, then
+   per query block:
+     dP = dO vᵀ,  dS = softmax grad,  dq = scale dS k,
+     dk += scale dSᵀ q,  dv += Pᵀ dO.
+   dS is a [BLOCK, T] scratch of this thread. */
+static void head_backward(const head_dims *d, const float *q, const float *P, const float *dout,
+                          float *dq, float *dS) {
+    const int64_t T = d->T, C = d->C, ld = 3 * C, hs = d->hs;
+    const float *k = q + C, *v = q + 2 * C;
+    float *dk = dq + C, *dv = dq + 2 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+    zero_block(dq, T, hs, ld);
+    zero_block(dk, T, hs, ld);
+    zero_block(dv, T, hs, ld);
+    for (int64_t i0 = 0; i0 < T; i0 += BLOCK) {
+        const int64_t i1 = i0 + BLOCK < T ? i0 + BLOCK : T, n = i1 - i0;
+        cpu_sgemm(0, 1, n, i1, hs, 1.0f, dout + i0 * C, C, v, ld, 0.0f, dS, T);
+        softmax_grad_rows(P, dS, i0, i1, T);
+        cpu_sgemm(0, 0, n, hs, i1, scale, dS, T, k, ld, 0.0f, dq + i0 * ld, ld);
+        cpu_sgemm(1, 0, i1, hs, n, scale, dS, T, q + i0 * ld, ld, 1.0f, dk, ld);
+        cpu_sgemm(1, 0, i1, hs, n, 1.0f, P + i0 * T, T, dout + i0 * C, C, 1.0f, dv, ld);
+    }
+}
+
+/* dqkv[B,T,3C] overwritten from dout[B,T,C], qkv and the saved att */
+void cpu_attention_backward(const fl_tensor *qkv, const fl_tensor *att, int n_head,
+                            const fl_tensor *dout, fl_tensor *dqkv) {
+    head_dims d;
+    CPU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d));
+    CPU_CHECK(att->dtype == FL_F32 && fl_numel(att) == d.B * d.H * d.T * d.T);
+    CPU_CHECK(dout->dtype == FL_F32 && fl_numel(dout) == d.B * d.T * d.C);
+    CPU_CHECK(dqkv->dtype == FL_F32 && fl_numel(dqkv) == fl_numel(qkv));
+    const int64_t BH = d.B * d.H, blk = d.T < BLOCK ? d.T : BLOCK;
+    const int nt = cpu_threads();
+    float *scratch = malloc((size_t)nt * (size_t)(blk * d.T) * sizeof *scratch);
+    if (!scratch) {
+        cpu_shape_error(__func__, "out of memory for the attention scratch");
+        return;
+    }
+    const float *pq = cpu_f32(qkv), *pa = cpu_f32(att), *pdo = cpu_f32(dout);
+    float *pdq = cpu_f32(dqkv);
+#pragma omp parallel for schedule(dynamic, 1) if (BH >= nt && BH > 1)
+    for (int64_t bh = 0; bh < BH; bh++) {
+        const int64_t b = bh / d.H, h = bh % d.H;
+        const int64_t qo = b * d.T * 3 * d.C + h * d.hs;
+        float *dS = scratch + (int64_t)omp_get_thread_num() * blk * d.T;
+        head_backward(&d, pq + qo, pa + bh * d.T * d.T, pdo + b * d.T * d.C + h * d.hs, pdq + qo,
+                      dS);
+    }
+    free(scratch);
+}

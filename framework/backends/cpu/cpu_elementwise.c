@@ -1,0 +1,316 @@
+/*
+ * backends/cpu/cpu_elementwise.c — elementwise and per-row-scalar ops of the
+ * CPU backend: bias add and its gradient, activations and their gradients,
+ * mul / axpby / fill / copy, row scaling and row dot products, the
+ * counter-based RNG fills and host copies.
+ *
+ * Pattern: the flat index range is cut into fixed chunks shared out by an
+ * OpenMP loop (one thread below CPU_PAR_MIN elements), and each chunk runs an
+ * `omp simd` loop. `omp simd` asserts the lanes are independent, which holds
+ * for elementwise work even when the output aliases an input exactly (the
+ * header allows that), so no runtime alias checks fall back to scalar code.
+ */
+#include "cpu.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#define CHUNK 16384
+
+static inline int64_t n_chunks(int64_t n) { return (n + CHUNK - 1) / CHUNK; }
+static inline int64_t chunk_end(int64_t c, int64_t n) {
+    return (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
+}
+
+/* GELU, tanh form: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
+   0.5 (1 + tanh(u)) = sigmoid(2u), which needs one exp and no cancellation. */
+#define GELU_C 0.7978845608028654f
+#define GELU_A 0.044715f
+
+static inline float gelu(float x) {
+    float u = GELU_C * (x + GELU_A * x * x * x);
+    return x * cpu_sigmoid(2.0f * u);
+}
+
+/* d/dx [x s(2u)] = s + x s (1 - s) 2 u',  u' = sqrt(2/pi) (1 + 3 a x^2) */
+static inline float gelu_grad(float x) {
+    float u = GELU_C * (x + GELU_A * x * x * x);
+    float s = cpu_sigmoid(2.0f * u);
+    float du = GELU_C * (1.0f + 3.0f * GELU_A * x * x);
+    return s + x * s * (1.0f - s) * 2.0f * du;
+}
+
+/* d/dx [x s(x)] = s (1 + x (1 - s)) */
+static inline float silu_grad(float x) {
+    float s = cpu_sigmoid(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
+static int same_f32(const fl_tensor *a, const fl_tensor *b) {
+    return a->dtype == FL_F32 && b->dtype == FL_F32 && fl_numel(a) == fl_numel(b);
+}
+
+/* y[N,M] += b[M] */
+void cpu_add_bias(fl_tensor *y, const fl_tensor *b) {
+    const int64_t N = cpu_rows(y), M = cpu_cols(y);
+    CPU_CHECK(y->dtype == FL_F32 && b->dtype == FL_F32 && fl_numel(b) == M);
+    float *py = cpu_f32(y);
+    const float *pb = cpu_f32(b);
+#pragma omp parallel for schedule(static) if (N * M > CPU_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) {
+        float *r = py + i * M;
+#pragma omp simd
+        for (int64_t j = 0; j < M; j++) r[j] += pb[j];
+    }
+}
+
+/* out[M] = beta out + sum over rows of x[N,M]. Each thread sums a range of
+   rows into its own double row, then the rows are added in thread order:
+   deterministic for a fixed thread count. */
+void cpu_sum_rows(const fl_tensor *x, float beta, fl_tensor *out) {
+    const int64_t N = cpu_rows(x), M = cpu_cols(x);
+    CPU_CHECK(x->dtype == FL_F32 && out->dtype == FL_F32 && fl_numel(out) == M);
+    const float *px = cpu_f32(x);
+    float *po = cpu_f32(out);
+    const int nt = N * M > CPU_PAR_MIN ? cpu_threads() : 1;
+    double *part = calloc((size_t)nt * (size_t)M, sizeof *part);
+    if (!part) {
+        cpu_shape_error(__func__, "out of memory for partial sums");
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), T = omp_get_num_threads();
+        double *acc = part + (int64_t)t * M;
+        for (int64_t i = N * t / T; i < N * (t + 1) / T; i++) {
+            const float *r = px + i * M;
+#pragma omp simd
+            for (int64_t j = 0; j < M; j++) acc[j] += r[j];
+        }
+#pragma omp barrier
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < M; j++) {
+            double s = 0;
+            for (int k = 0; k < T; k++) s += part[(int64_t)k * M + j];
+            po[j] = (float)(beta == 0.0f ? s : beta * (double)po[j] + s);
+        }
+    }
+    free(part);
+}
+
+static void act_range(int act, const float *x, float *y, int64_t n) {
+    switch (act) {
+    case FL_ACT_GELU:
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) y[i] = gelu(x[i]);
+        break;
+    case FL_ACT_RELU:
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        break;
+    case FL_ACT_SILU:
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] * cpu_sigmoid(x[i]);
+        break;
+    default: /* identity */
+        if (y != x) memcpy(y, x, (size_t)n * sizeof *y);
+        break;
+    }
+}
+
+/* y = act(x) elementwise; y may alias x. */
+void cpu_activation(int act, const fl_tensor *x, fl_tensor *y) {
+    CPU_CHECK(same_f32(x, y));
+    CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SILU);
+    const int64_t n = fl_numel(x);
+    const float *px = cpu_f32(x);
+    float *py = cpu_f32(y);
+#pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
+    for (int64_t c = 0; c < n_chunks(n); c++)
+        act_range(act, px + c * CHUNK, py + c * CHUNK, chunk_end(c, n) - c * CHUNK);
+}
+
+static void act_grad_range(int act, const float *x, const float *dy, float *dx, int64_t n) {
+    switch (act) {
+    case FL_ACT_GELU:
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * gelu_grad(x[i]);
+        break;
+    case FL_ACT_RELU:
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        break;
+    case FL_ACT_SILU:
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * silu_grad(x[i]);
+        break;
+    default:
+        if (dx != dy) memcpy(dx, dy, (size_t)n * sizeof *dx);
+        break;
+    }
+}
+
+/* dx = dy * act'(x); dx may alias dy (and is overwritten). */
+void cpu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl_tensor *dx) {
+    CPU_CHECK(same_f32(x, dy) && same_f32(x, dx));
+    CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SILU);
+    const int64_t n = fl_numel(x);
+    const float *px = cpu_f32(x), *pdy = cpu_f32(dy);
+    float *pdx = cpu_f32(dx);
+#pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
+    for (int64_t c = 0; c < n_chunks(n); c++) {
+        const int64_t o = c * CHUNK;
+        act_grad_range(act, px + o, pdy + o, pdx + o, chunk_end(c, n) - o);
+    }
+}
+
+/* out = a * b elementwise */
+void cpu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out) {
+    CPU_CHECK(same_f32(a, b) && same_f32(a, out));
+    const int64_t n = fl_numel(a);
+    const float *pa = cpu_f32(a), *pb = cpu_f32(b);
+    float *po = cpu_f32(out);
+#pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
+    for (int64_t c = 0; c < n_chunks(n); c++) {
+#pragma omp simd
+        for (int64_t i = c * CHUNK; i < chunk_end(c, n); i++) po[i] = pa[i] * pb[i];
+    }
+}
+
+/* y = alpha x + beta y; beta = 0 does not read y (NaN there does not
+   survive), as in BLAS. */
+void cpu_axpby(float alpha, const fl_tensor *x, float beta, fl_tensor *y) {
+    CPU_CHECK(same_f32(x, y));
+    const int64_t n = fl_numel(x);
+    const float *px = cpu_f32(x);
+    float *py = cpu_f32(y);
+#pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
+    for (int64_t c = 0; c < n_chunks(n); c++) {
+        const int64_t e = chunk_end(c, n);
+        if (beta == 0.0f) {
+#pragma omp simd
+            for (int64_t i = c * CHUNK; i < e; i++) py[i] = alpha * px[i];
+        } else {
+#pragma omp simd
+            for (int64_t i = c * CHUNK; i < e; i++) py[i] = alpha * px[i] + beta * py[i];
+        }
+    }
+}
+
+/* float -> bf16, round to nearest even; NaN stays a (quiet) NaN */
+static uint16_t to_bf16(float v) {
+    uint32_t u = cpu_f2u(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static void fill_f32(float *p, int64_t n, float v) {
+#pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
+    for (int64_t c = 0; c < n_chunks(n); c++) {
+#pragma omp simd
+        for (int64_t i = c * CHUNK; i < chunk_end(c, n); i++) p[i] = v;
+    }
+}
+
+/* x = v everywhere, converted to x's dtype. */
+void cpu_fill(fl_tensor *x, float v) {
+    const int64_t n = fl_numel(x);
+    switch (x->dtype) {
+    case FL_F32: fill_f32(cpu_f32(x), n, v); break;
+    case FL_BF16: {
+        uint16_t h = to_bf16(v), *p = x->data;
+        for (int64_t i = 0; i < n; i++) p[i] = h;
+        break;
+    }
+    case FL_I32: {
+        int32_t k = (int32_t)v, *p = x->data;
+        for (int64_t i = 0; i < n; i++) p[i] = k;
+        break;
+    }
+    case FL_I64: {
+        int64_t k = (int64_t)v, *p = x->data;
+        for (int64_t i = 0; i < n; i++) p[i] = k;
+        break;
+    }
+    case FL_U8: memset(x->data, (int)(uint8_t)v, (size_t)n); break;
+    default: cpu_shape_error(__func__, "unknown dtype"); break;
+    }
+}
+
+/* memcpy split over threads: one core reaches only part of the memory
+   bandwidth. */
+static void par_memcpy(void *dst, const void *src, size_t bytes) {
+    const size_t block = (size_t)1 << 20;
+    const int64_t nb = (int64_t)((bytes + block - 1) / block);
+#pragma omp parallel for schedule(static) if (nb > 1)
+    for (int64_t b = 0; b < nb; b++) {
+        size_t o = (size_t)b * block, len = bytes - o < block ? bytes - o : block;
+        memcpy((char *)dst + o, (const char *)src + o, len);
+    }
+}
+
+/* dst = src (same numel and dtype) */
+void cpu_copy(const fl_tensor *src, fl_tensor *dst) {
+    CPU_CHECK(src->dtype == dst->dtype && fl_numel(src) == fl_numel(dst));
+    if (src->data != dst->data) par_memcpy(dst->data, src->data, fl_nbytes(src));
+}
+
+/* y[N,M] = x[N,M] * s[N]; y may alias x */
+void cpu_scale_rows(const fl_tensor *x, const fl_tensor *s, fl_tensor *y) {
+    const int64_t N = cpu_rows(x), M = cpu_cols(x);
+    CPU_CHECK(same_f32(x, y) && s->dtype == FL_F32 && fl_numel(s) == N);
+    const float *px = cpu_f32(x), *ps = cpu_f32(s);
+    float *py = cpu_f32(y);
+#pragma omp parallel for schedule(static) if (N * M > CPU_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) {
+        const float si = ps[i];
+#pragma omp simd
+        for (int64_t j = 0; j < M; j++) py[i * M + j] = px[i * M + j] * si;
+    }
+}
+
+/* out[N] = sum_j a[N,j] b[N,j] */
+void cpu_row_dot(const fl_tensor *a, const fl_tensor *b, fl_tensor *out) {
+    const int64_t N = cpu_rows(a), M = cpu_cols(a);
+    CPU_CHECK(same_f32(a, b) && out->dtype == FL_F32 && fl_numel(out) == N);
+    const float *pa = cpu_f32(a), *pb = cpu_f32(b);
+    float *po = cpu_f32(out);
+#pragma omp parallel for schedule(static) if (N * M > CPU_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) {
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < M; j++) s += pa[i * M + j] * pb[i * M + j];
+        po[i] = s;
+    }
+}
+
+/* Element i gets counter offset + i, so a fill is independent of thread
+   count and a sub-range fill with a matching offset reproduces a slice. */
+void cpu_rng_normal(fl_tensor *x, uint64_t key, uint64_t offset, float mean, float std) {
+    CPU_CHECK(x->dtype == FL_F32);
+    const int64_t n = fl_numel(x);
+    float *p = cpu_f32(x);
+#pragma omp parallel for schedule(static) if (n > 4096)
+    for (int64_t i = 0; i < n; i++) p[i] = fl_rng_normal(key, offset + (uint64_t)i) * std + mean;
+}
+
+void cpu_rng_uniform(fl_tensor *x, uint64_t key, uint64_t offset, float lo, float hi) {
+    CPU_CHECK(x->dtype == FL_F32);
+    const int64_t n = fl_numel(x);
+    float *p = cpu_f32(x);
+    const float w = hi - lo;
+#pragma omp parallel for schedule(static) if (n > 4096)
+    for (int64_t i = 0; i < n; i++) p[i] = fl_rng_uniform(key, offset + (uint64_t)i) * w + lo;
+}
+
+void cpu_to_host(void *dst, const fl_tensor *src, size_t bytes) {
+    CPU_CHECK(bytes <= fl_nbytes(src));
+    par_memcpy(dst, src->data, bytes);
+}
+
+void cpu_from_host(fl_tensor *dst, const void *src, size_t bytes) {
+    CPU_CHECK(bytes <= fl_nbytes(dst));
+    par_memcpy(dst->data, src, bytes);
+}

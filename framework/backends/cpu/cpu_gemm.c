@@ -1,0 +1,144 @@
+/*
+ * backends/cpu/cpu_gemm.c — every matrix multiply of the CPU backend: plain,
+ * batched, grouped (MoE experts) and the grouped weight gradient, all on
+ * oneDNN's row-major dnnl_sgemm (measured fastest fp32 path here, see
+ * MEASUREMENTS.md).
+ *
+ * Threading: one large product uses oneDNN's own OpenMP threads. Many small
+ * products (batches, expert groups with few rows) run one per thread instead,
+ * because a small sgemm cannot keep all threads busy; oneDNN notices it is
+ * inside a parallel region and stays on the calling thread.
+ */
+#include "cpu.h"
+
+#include <oneapi/dnnl/dnnl.h>
+
+/* Below this many FLOPs per product, products go one per thread. */
+#define SMALL_GEMM_FLOPS (16.0 * 1024 * 1024)
+
+/* C[M,N] *= beta (beta = 0 overwrites, so NaN in C does not survive) */
+static void scale_matrix(int64_t M, int64_t N, float beta, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++) {
+        float *c = C + i * ldc;
+        if (beta == 0.0f)
+            memset(c, 0, (size_t)N * sizeof *c);
+        else if (beta != 1.0f)
+            for (int64_t j = 0; j < N; j++) c[j] *= beta;
+    }
+}
+
+void cpu_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+               const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+               int64_t ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        /* oneDNN rejects K = 0 (lda would be 0); the product is zero */
+        scale_matrix(M, N, beta, C, ldc);
+        return;
+    }
+    dnnl_status_t st = dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, alpha, A, lda,
+                                  B, ldb, beta, C, ldc);
+    if (st != dnnl_success) cpu_shape_error("dnnl_sgemm", "dnnl_sgemm returned an error");
+}
+
+/* The last two dimensions of t and how many such matrices it holds. */
+static void mat_dims(const fl_tensor *t, int64_t *batch, int64_t *r, int64_t *c) {
+    *c = cpu_cols(t);
+    *r = t->ndim >= 2 ? t->shape[t->ndim - 2] : 1;
+    *batch = 1;
+    for (int i = 0; i + 2 < t->ndim; i++) *batch *= t->shape[i];
+}
+
+/* C[M,N] = alpha op(A) op(B) + beta C; A[M,K] or [K,M], B[K,N] or [N,K]. */
+void cpu_gemm(int transA, int transB, float alpha, const fl_tensor *A, const fl_tensor *B,
+              float beta, fl_tensor *C) {
+    const int64_t ar = cpu_rows(A), ac = cpu_cols(A), br = cpu_rows(B), bc = cpu_cols(B);
+    const int64_t M = transA ? ac : ar, K = transA ? ar : ac;
+    const int64_t N = transB ? br : bc, KB = transB ? bc : br;
+    CPU_CHECK(A->dtype == FL_F32 && B->dtype == FL_F32 && C->dtype == FL_F32);
+    CPU_CHECK(K == KB);
+    CPU_CHECK(cpu_rows(C) == M && cpu_cols(C) == N);
+    cpu_sgemm(transA, transB, M, N, K, alpha, cpu_f32(A), ac, cpu_f32(B), bc, beta, cpu_f32(C),
+              N);
+}
+
+/* C[b] = alpha op(A[b]) op(B[b]) + beta C[b] for every b. */
+void cpu_gemm_batched(int transA, int transB, float alpha, const fl_tensor *A,
+                      const fl_tensor *B, float beta, fl_tensor *C) {
+    int64_t nb, ar, ac, nbb, br, bc, nbc, cr, cc;
+    mat_dims(A, &nb, &ar, &ac);
+    mat_dims(B, &nbb, &br, &bc);
+    mat_dims(C, &nbc, &cr, &cc);
+    const int64_t M = transA ? ac : ar, K = transA ? ar : ac;
+    const int64_t N = transB ? br : bc, KB = transB ? bc : br;
+    CPU_CHECK(A->dtype == FL_F32 && B->dtype == FL_F32 && C->dtype == FL_F32);
+    CPU_CHECK(nb == nbb && nb == nbc && K == KB && cr == M && cc == N);
+    const float *a = cpu_f32(A), *b = cpu_f32(B);
+    float *c = cpu_f32(C);
+    const int small = 2.0 * M * N * K < SMALL_GEMM_FLOPS && nb > 1;
+#pragma omp parallel for schedule(dynamic, 1) if (small)
+    for (int64_t i = 0; i < nb; i++)
+        cpu_sgemm(transA, transB, M, N, K, alpha, a + i * ar * ac, ac, b + i * br * bc, bc, beta,
+                  c + i * M * N, N);
+}
+
+/* Groups that will run, and whether they are small enough to run one per
+   thread. */
+static int groups_small(const int64_t *off, int G, int64_t flops_per_row) {
+    int busy = 0;
+    for (int g = 0; g < G; g++) busy += off[g + 1] > off[g];
+    if (busy < 2) return 0;
+    double avg = (double)(off[G] - off[0]) * (double)flops_per_row / busy;
+    return avg < SMALL_GEMM_FLOPS;
+}
+
+static int offsets_ok(const int64_t *off, int G, int64_t N) {
+    if (!off || off[0] != 0 || off[G] > N) return 0;
+    for (int g = 0; g < G; g++)
+        if (off[g + 1] < off[g]) return 0;
+    return 1;
+}
+
+/* C[off[g]:off[g+1], :] = alpha A[off[g]:off[g+1], :] op(W[g]) + beta C[...];
+   A[N,K], W[G,K,M] or [G,M,K] (transW), C[N,M]. Empty groups are skipped. */
+void cpu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tensor *W,
+                      const int64_t *off, int G, float beta, fl_tensor *C) {
+    int64_t nw, wr, wc;
+    mat_dims(W, &nw, &wr, &wc);
+    const int64_t N = cpu_rows(A), K = cpu_cols(A), M = transW ? wr : wc;
+    CPU_CHECK(A->dtype == FL_F32 && W->dtype == FL_F32 && C->dtype == FL_F32);
+    CPU_CHECK(G >= 0 && nw == G && (transW ? wc : wr) == K);
+    CPU_CHECK(cpu_rows(C) == N && cpu_cols(C) == M);
+    CPU_CHECK(offsets_ok(off, G, N));
+    const float *a = cpu_f32(A), *w = cpu_f32(W);
+    float *c = cpu_f32(C);
+    const int small = groups_small(off, G, 2 * K * M);
+#pragma omp parallel for schedule(dynamic, 1) if (small)
+    for (int g = 0; g < G; g++) {
+        const int64_t r0 = off[g], n = off[g + 1] - off[g];
+        if (n <= 0) continue;
+        cpu_sgemm(0, transW, n, M, K, alpha, a + r0 * K, K, w + (int64_t)g * K * M, wc, beta,
+                  c + r0 * M, M);
+    }
+}
+
+/* dW[g][K,M] = alpha A_gᵀ dY_g + beta dW[g]; A[N,K], dY[N,M], dW[G,K,M]. An
+   empty group still gets dW[g] = beta dW[g] (its product is zero). */
+void cpu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY,
+                            const int64_t *off, int G, float beta, fl_tensor *dW) {
+    int64_t nw, wr, wc;
+    mat_dims(dW, &nw, &wr, &wc);
+    const int64_t N = cpu_rows(A), K = cpu_cols(A), M = cpu_cols(dY);
+    CPU_CHECK(A->dtype == FL_F32 && dY->dtype == FL_F32 && dW->dtype == FL_F32);
+    CPU_CHECK(G >= 0 && nw == G && wr == K && wc == M && cpu_rows(dY) == N);
+    CPU_CHECK(offsets_ok(off, G, N));
+    const float *a = cpu_f32(A), *dy = cpu_f32(dY);
+    float *dw = cpu_f32(dW);
+    const int small = groups_small(off, G, 2 * K * M);
+#pragma omp parallel for schedule(dynamic, 1) if (small)
+    for (int g = 0; g < G; g++) {
+        const int64_t r0 = off[g], n = off[g + 1] - off[g];
+        cpu_sgemm(1, 0, K, M, n, alpha, a + r0 * K, K, dy + r0 * M, M, beta,
+                  dw + (int64_t)g * K * M, M);
+    }
+}

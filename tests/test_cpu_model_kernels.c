@@ -1,0 +1,417 @@
+/*
+ * tests/test_cpu_model_kernels.c — the CPU backend's model-only kernels
+ * (fl_backend in backends/backend.h): embedding and its gradient, causal
+ * attention forward/backward, the fused cross-entropy, AdamW (whole tensors
+ * and selected rows), sumsq and the NaN/inf check.
+ *
+ * References are naive double-precision loops; gradients are also checked
+ * against a central finite difference of L = sum(out * w) (fp32 inputs,
+ * eps = 1e-3, L summed in double), printing the relative error.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+#include "backend.h"
+
+#define FD_EPS 1e-3f
+#define FD_TOL 5e-3 /* relative; measured errors are printed: 1e-5 .. 2e-4 */
+
+static const fl_backend *be;
+
+/* ------------------------------------------------------------ helpers */
+
+#define MAX_ALLOCS 1024
+static void *g_allocs[MAX_ALLOCS];
+static int g_n_allocs;
+
+static int free_all(void **state) {
+    (void)state;
+    for (int i = 0; i < g_n_allocs; i++) be->free(g_allocs[i]);
+    g_n_allocs = 0;
+    return 0;
+}
+
+static fl_tensor tnew(int32_t dtype, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    const int64_t shape[4] = {d0, d1, d2, d3};
+    fl_tensor t = fl_wrap(NULL, dtype, be->device, ndim, shape);
+    t.data = be->alloc(fl_nbytes(&t));
+    assert_non_null(t.data);
+    assert_true(g_n_allocs < MAX_ALLOCS);
+    g_allocs[g_n_allocs++] = t.data;
+    return t;
+}
+
+static fl_tensor f1(int64_t n) { return tnew(FL_F32, 1, n, 1, 1, 1); }
+static fl_tensor f2(int64_t r, int64_t c) { return tnew(FL_F32, 2, r, c, 1, 1); }
+static fl_tensor f3(int64_t a, int64_t b, int64_t c) { return tnew(FL_F32, 3, a, b, c, 1); }
+static float *F(const fl_tensor *t) { return (float *)t->data; }
+static int32_t *I(const fl_tensor *t) { return (int32_t *)t->data; }
+
+static void rnd(fl_tensor *t, uint64_t key, float lo, float hi) {
+    for (int64_t i = 0; i < fl_numel(t); i++)
+        F(t)[i] = lo + (hi - lo) * fl_rng_uniform(key, (uint64_t)i);
+}
+
+static void rnd_idx(fl_tensor *t, uint64_t key, int lo, int hi) {
+    for (int64_t i = 0; i < fl_numel(t); i++)
+        I(t)[i] = lo + (int)(fl_rng_uniform(key, (uint64_t)i) * (float)(hi - lo));
+}
+
+static double dot_d(const float *a, const float *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+    return s;
+}
+
+static float *to_f(const double *d, int64_t n) {
+    fl_tensor t = f1(n);
+    for (int64_t i = 0; i < n; i++) F(&t)[i] = (float)d[i];
+    return F(&t);
+}
+
+/* ts_assert_close, printing the relative error it measured */
+static void chk(const float *got, const float *want, size_t n, double rtol, double atol,
+                const char *what) {
+    print_message("  %-34s rel error %.2e\n", what, ts_rel_error(got, want, n));
+    ts_assert_close(got, want, n, rtol, atol, what);
+}
+
+static double fd_check(const char *what, float *x, int64_t n, const float *grad,
+                       double (*loss)(void)) {
+    float *fd = malloc((size_t)n * sizeof *fd);
+    for (int64_t i = 0; i < n; i++) {
+        const float x0 = x[i];
+        x[i] = x0 + FD_EPS;
+        const float xp = x[i];
+        const double lp = loss();
+        x[i] = x0 - FD_EPS;
+        const float xm = x[i];
+        const double lm = loss();
+        x[i] = x0;
+        fd[i] = (float)((lp - lm) / ((double)xp - (double)xm));
+    }
+    const double rel = ts_rel_error(grad, fd, (size_t)n);
+    print_message("  %-34s FD rel error %.2e\n", what, rel);
+    if (!(rel < FD_TOL)) ts_assert_close(grad, fd, (size_t)n, FD_TOL, FD_TOL, what);
+    free(fd);
+    return rel;
+}
+
+static int setup(void **state) {
+    (void)state;
+    be = fl_backend_cpu();
+    return 0;
+}
+
+/* ---------------------------------------------------------- embedding */
+
+static void test_embed(void **state) {
+    (void)state;
+    const int64_t V = 11, T = 5, C = 13, B = 3, N = B * T;
+    fl_tensor wte = f2(V, C), wpe = f2(T + 2, C), x = f2(N, C);
+    fl_tensor tok = tnew(FL_I32, 2, B, T, 1, 1);
+    rnd(&wte, 1, -1, 1);
+    rnd(&wpe, 2, -1, 1);
+    rnd_idx(&tok, 3, 0, (int)V);
+    fl_tensor wpe_T = fl_rows(&wpe, 0, T); /* the model passes the first T rows */
+    be->embed(&wte, &wpe_T, &tok, &x);
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            assert_float_equal(F(&x)[n * C + c],
+                               F(&wte)[I(&tok)[n] * C + c] + F(&wpe)[(n % T) * C + c], 0);
+    /* backward accumulates into non-zero gradients */
+    fl_tensor dx = f2(N, C), dwte = f2(V, C), dwpe = f2(T, C);
+    rnd(&dx, 4, -1, 1);
+    rnd(&dwte, 5, -1, 1);
+    rnd(&dwpe, 6, -1, 1);
+    double rte[11 * 13], rpe[5 * 13];
+    for (int64_t i = 0; i < V * C; i++) rte[i] = F(&dwte)[i];
+    for (int64_t i = 0; i < T * C; i++) rpe[i] = F(&dwpe)[i];
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++) {
+            rte[I(&tok)[n] * C + c] += F(&dx)[n * C + c];
+            rpe[(n % T) * C + c] += F(&dx)[n * C + c];
+        }
+    be->embed_backward(&dx, &tok, &dwte, &dwpe);
+    chk(F(&dwte), to_f(rte, V * C), (size_t)(V * C), 1e-6, 1e-6, "embed_backward dwte");
+    chk(F(&dwpe), to_f(rpe, T * C), (size_t)(T * C), 1e-6, 1e-6, "embed_backward dwpe");
+}
+
+/* ---------------------------------------------------------- attention */
+
+/* out[B,T,C], att[B,H,T,T] in double from qkv[B,T,3C] */
+static void attn_ref(const float *qkv, int64_t B, int64_t T, int64_t C, int64_t H, double *out,
+                     double *att) {
+    const int64_t hs = C / H;
+    const double scale = 1 / sqrt((double)hs);
+    memset(att, 0, (size_t)(B * H * T * T) * sizeof *att);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < T; i++) {
+                const float *q = qkv + (b * T + i) * 3 * C + h * hs;
+                double *p = att + ((b * H + h) * T + i) * T, m = -INFINITY, s = 0;
+                for (int64_t j = 0; j <= i; j++) {
+                    const float *k = qkv + (b * T + j) * 3 * C + C + h * hs;
+                    double d = 0;
+                    for (int64_t e = 0; e < hs; e++) d += (double)q[e] * k[e];
+                    p[j] = d * scale;
+                    m = fmax(m, p[j]);
+                }
+                for (int64_t j = 0; j <= i; j++) s += (p[j] = exp(p[j] - m));
+                for (int64_t j = 0; j <= i; j++) p[j] /= s;
+                for (int64_t e = 0; e < hs; e++) {
+                    double o = 0;
+                    for (int64_t j = 0; j <= i; j++)
+                        o += p[j] * qkv[(b * T + j) * 3 * C + 2 * C + h * hs + e];
+                    out[(b * T + i) * C + h * hs + e] = o;
+                }
+            }
+}
+
+/* dqkv in double from dout, given the reference att */
+static void attn_back_ref(const float *qkv, const double *att, const float *dout, int64_t B,
+                          int64_t T, int64_t C, int64_t H, double *dqkv) {
+    const int64_t hs = C / H;
+    const double scale = 1 / sqrt((double)hs);
+    double *dp = malloc((size_t)T * sizeof *dp);
+    memset(dqkv, 0, (size_t)(B * T * 3 * C) * sizeof *dqkv);
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < T; i++) {
+                const double *p = att + ((b * H + h) * T + i) * T;
+                const float *go = dout + (b * T + i) * C + h * hs;
+                double dot = 0;
+                for (int64_t j = 0; j <= i; j++) {
+                    const int64_t vj = (b * T + j) * 3 * C + 2 * C + h * hs;
+                    dp[j] = 0;
+                    for (int64_t e = 0; e < hs; e++) {
+                        dp[j] += (double)go[e] * qkv[vj + e];
+                        dqkv[vj + e] += p[j] * go[e];
+                    }
+                    dot += p[j] * dp[j];
+                }
+                const int64_t qi = (b * T + i) * 3 * C + h * hs;
+                for (int64_t j = 0; j <= i; j++) {
+                    const double ds = p[j] * (dp[j] - dot) * scale;
+                    const int64_t kj = (b * T + j) * 3 * C + C + h * hs;
+                    for (int64_t e = 0; e < hs; e++) {
+                        dqkv[qi + e] += ds * qkv[kj + e];
+                        dqkv[kj + e] += ds * qkv[qi + e];
+                    }
+                }
+            }
+    free(dp);
+}
+
+static void check_attention(int64_t B, int64_t T, int64_t H, int64_t hs) {
+    const int64_t C = H * hs;
+    fl_tensor qkv = f3(B, T, 3 * C), out = f3(B, T, C), dout = f3(B, T, C);
+    fl_tensor att = tnew(FL_F32, 4, B, H, T, T), dqkv = f3(B, T, 3 * C);
+    rnd(&qkv, 10 + T, -2, 2);
+    rnd(&dout, 11 + T, -1, 1);
+    double *ro = malloc((size_t)(B * T * C) * sizeof *ro);
+    double *ra = malloc((size_t)(B * H * T * T) * sizeof *ra);
+    double *rd = malloc((size_t)(B * T * 3 * C) * sizeof *rd);
+    attn_ref(F(&qkv), B, T, C, H, ro, ra);
+    for (int64_t i = 0; i < fl_numel(&dqkv); i++) F(&dqkv)[i] = NAN; /* overwritten */
+    be->attention(&qkv, (int)H, &out, &att);
+    be->attention_backward(&qkv, &att, (int)H, &dout, &dqkv);
+    attn_back_ref(F(&qkv), ra, F(&dout), B, T, C, H, rd);
+    char what[96];
+    const int len = snprintf(what, sizeof what, "attention B%lld T%lld H%lld hs%lld",
+                             (long long)B, (long long)T, (long long)H, (long long)hs);
+    snprintf(what + len, sizeof what - (size_t)len, " out");
+    chk(F(&out), to_f(ro, B * T * C), (size_t)(B * T * C), 1e-5, 1e-5, what);
+    snprintf(what + len, sizeof what - (size_t)len, " att");
+    chk(F(&att), to_f(ra, B * H * T * T), (size_t)(B * H * T * T), 1e-5, 1e-6, what);
+    snprintf(what + len, sizeof what - (size_t)len, " dqkv");
+    chk(F(&dqkv), to_f(rd, B * T * 3 * C), (size_t)(B * T * 3 * C), 1e-4, 1e-5, what);
+    /* probabilities: causal rows summing to 1, exact zeros above the diagonal */
+    for (int64_t r = 0; r < B * H * T; r++) {
+        const int64_t i = r % T;
+        double s = 0;
+        for (int64_t j = 0; j < T; j++) {
+            if (j > i) assert_true(F(&att)[r * T + j] == 0.0f);
+            s += F(&att)[r * T + j];
+        }
+        assert_true(fabs(s - 1) < 1e-5);
+    }
+    free(ro);
+    free(ra);
+    free(rd);
+}
+
+static void test_attention_reference(void **state) {
+    (void)state;
+    check_attention(1, 1, 1, 4);
+    check_attention(1, 9, 1, 5);   /* one pair: oneDNN threads each product */
+    check_attention(2, 13, 3, 4);  /* pairs over threads */
+    check_attention(2, 70, 2, 8);  /* two query blocks of 64 */
+    check_attention(1, 130, 2, 3); /* three blocks, ragged */
+}
+
+static fl_tensor gQKV, gOut, gAtt, gW;
+static int g_heads;
+static double attn_loss(void) {
+    be->attention(&gQKV, g_heads, &gOut, &gAtt);
+    return dot_d(F(&gOut), F(&gW), fl_numel(&gOut));
+}
+
+static void test_attention_grad(void **state) {
+    (void)state;
+    const int64_t B = 2, T = 7, H = 2, hs = 3, C = H * hs;
+    g_heads = (int)H;
+    gQKV = f3(B, T, 3 * C), gOut = f3(B, T, C), gW = f3(B, T, C);
+    gAtt = tnew(FL_F32, 4, B, H, T, T);
+    rnd(&gQKV, 20, -1.5f, 1.5f);
+    rnd(&gW, 21, -1, 1);
+    fl_tensor dqkv = f3(B, T, 3 * C);
+    attn_loss();
+    be->attention_backward(&gQKV, &gAtt, (int)H, &gW, &dqkv);
+    fd_check("attention_backward dqkv", F(&gQKV), fl_numel(&gQKV), F(&dqkv), attn_loss);
+}
+
+/* ------------------------------------------------------ cross-entropy */
+
+static fl_tensor gL, gTg;
+static double ce_loss(void) { return be->cross_entropy(&gL, &gTg, NULL, 0.0f, NULL); }
+
+static void test_cross_entropy(void **state) {
+    (void)state;
+    const int64_t N = 13, V = 37;
+    gL = f2(N, V), gTg = tnew(FL_I32, 1, N, 1, 1, 1);
+    rnd(&gL, 30, -4, 4);
+    rnd_idx(&gTg, 31, 0, (int)V);
+    I(&gTg)[2] = -1, I(&gTg)[7] = -5; /* ignored rows */
+    for (int64_t j = 0; j < V; j++) F(&gL)[5 * V + j] += 500.0f; /* stability */
+    double ref = 0;
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < N; i++) {
+        if (I(&gTg)[i] < 0) continue;
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < V; j++) m = fmax(m, F(&gL)[i * V + j]);
+        for (int64_t j = 0; j < V; j++) s += exp(F(&gL)[i * V + j] - m);
+        ref += m + log(s) - F(&gL)[i * V + I(&gTg)[i]];
+        cnt++;
+    }
+    ref /= cnt;
+    int64_t count = -1;
+    fl_tensor dl = f2(N, V);
+    rnd(&dl, 32, -1, 1); /* garbage: overwritten, ignored rows zeroed */
+    const double loss = be->cross_entropy(&gL, &gTg, &dl, 1.0f / (float)cnt, &count);
+    print_message("  cross_entropy loss %.9f, reference %.9f\n", loss, ref);
+    assert_int_equal(count, cnt);
+    assert_true(fabs(loss - ref) < 1e-6 * fabs(ref));
+    for (int64_t j = 0; j < V; j++) assert_true(F(&dl)[2 * V + j] == 0 && F(&dl)[7 * V + j] == 0);
+    fd_check("cross_entropy dlogits", F(&gL), N * V, F(&dl), ce_loss);
+    /* in place (dlogits = logits) gives the same numbers; scale is linear */
+    fl_tensor in = f2(N, V), d2 = f2(N, V);
+    memcpy(in.data, gL.data, fl_nbytes(&gL));
+    const double l2 = be->cross_entropy(&in, &gTg, &in, 2.5f, NULL);
+    be->cross_entropy(&gL, &gTg, &d2, 2.5f, NULL);
+    assert_true(l2 == loss);
+    chk(F(&in), F(&d2), (size_t)(N * V), 0, 0, "cross_entropy in place");
+    for (int64_t i = 0; i < N * V; i++) F(&d2)[i] /= 2.5f * (float)cnt;
+    chk(F(&d2), F(&dl), (size_t)(N * V), 1e-6, 1e-8, "cross_entropy scale");
+    /* no counted rows: loss 0, count 0 */
+    for (int64_t i = 0; i < N; i++) I(&gTg)[i] = -1;
+    assert_true(be->cross_entropy(&gL, &gTg, NULL, 1.0f, &count) == 0.0);
+    assert_int_equal(count, 0);
+}
+
+/* --------------------------------------------------------------- adamw */
+
+static void test_adamw(void **state) {
+    (void)state;
+    const int64_t R = 37, D = 29, n = R * D; /* > one 256 block, ragged */
+    const float lr = 0.01f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
+    fl_tensor p = f2(R, D), g = f2(R, D), m = f2(R, D), v = f2(R, D);
+    rnd(&p, 40, -1, 1);
+    double *rp = malloc((size_t)n * sizeof *rp), *rm = calloc((size_t)n, sizeof *rm),
+           *rv = calloc((size_t)n, sizeof *rv);
+    for (int64_t i = 0; i < n; i++) rp[i] = F(&p)[i];
+    for (int64_t t = 1; t <= 5; t++) {
+        rnd(&g, 41 + (uint64_t)t, -1, 1);
+        be->adamw(&p, &g, &m, &v, lr, b1, b2, eps, wd, t);
+        for (int64_t i = 0; i < n; i++) { /* the textbook update, one element at a time */
+            const double gi = F(&g)[i];
+            rm[i] = b1 * rm[i] + (1 - b1) * gi;
+            rv[i] = b2 * rv[i] + (1 - b2) * gi * gi;
+            const double mh = rm[i] / (1 - pow(b1, (double)t));
+            const double vh = rv[i] / (1 - pow(b2, (double)t));
+            rp[i] -= lr * (mh / (sqrt(vh) + eps) + wd * rp[i]);
+        }
+    }
+    chk(F(&p), to_f(rp, n), (size_t)n, 1e-5, 1e-6, "adamw param");
+    chk(F(&m), to_f(rm, n), (size_t)n, 1e-5, 1e-7, "adamw m");
+    chk(F(&v), to_f(rv, n), (size_t)n, 1e-5, 1e-8, "adamw v");
+    /* rows: only rows 4 and 1 move, exactly as whole-tensor AdamW would move them */
+    fl_tensor p2 = f2(R, D), m2 = f2(R, D), v2 = f2(R, D);
+    memcpy(p2.data, p.data, fl_nbytes(&p));
+    memcpy(m2.data, m.data, fl_nbytes(&m));
+    memcpy(v2.data, v.data, fl_nbytes(&v));
+    const int32_t rows[2] = {4, 1};
+    be->adamw_rows(&p2, &g, &m2, &v2, rows, 2, lr, b1, b2, eps, wd, 6);
+    be->adamw(&p, &g, &m, &v, lr, b1, b2, eps, wd, 6);
+    for (int64_t r = 0; r < R; r++) {
+        const int moved = r == 4 || r == 1;
+        for (int64_t c = 0; c < D; c++) {
+            const int64_t i = r * D + c;
+            if (moved)
+                assert_true(F(&p2)[i] == F(&p)[i] && F(&m2)[i] == F(&m)[i] &&
+                            F(&v2)[i] == F(&v)[i]);
+            else
+                assert_true(F(&p2)[i] != F(&p)[i] || F(&g)[i] == 0);
+        }
+    }
+    free(rp);
+    free(rm);
+    free(rv);
+}
+
+/* --------------------------------------------------- sumsq, nonfinite */
+
+static void test_sumsq_nonfinite(void **state) {
+    (void)state;
+    const int64_t n = 100001;
+    fl_tensor x = f1(n);
+    rnd(&x, 50, -3, 3);
+    double ref = 0;
+    for (int64_t i = 0; i < n; i++) ref += (double)F(&x)[i] * F(&x)[i];
+    const double s = be->sumsq(&x);
+    print_message("  sumsq rel error %.2e\n", fabs(s - ref) / ref);
+    assert_true(fabs(s - ref) < 1e-12 * ref);
+    assert_int_equal(be->nonfinite(&x), 0);
+    F(&x)[7] = 3.0e38f;
+    assert_int_equal(be->nonfinite(&x), 0);
+    const int64_t where[] = {0, 1, 12345, n - 2, n - 1};
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t w = 0; w < sizeof where / sizeof *where; w++)
+        for (size_t b = 0; b < 3; b++) {
+            const float keep = F(&x)[where[w]];
+            F(&x)[where[w]] = bad[b];
+            assert_int_equal(be->nonfinite(&x), 1);
+            F(&x)[where[w]] = keep;
+        }
+    fl_tensor small = f1(3);
+    assert_int_equal(be->nonfinite(&small), 0);
+    F(&small)[2] = -NAN;
+    assert_int_equal(be->nonfinite(&small), 1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_embed, free_all),
+        cmocka_unit_test_teardown(test_attention_reference, free_all),
+        cmocka_unit_test_teardown(test_attention_grad, free_all),
+        cmocka_unit_test_teardown(test_cross_entropy, free_all),
+        cmocka_unit_test_teardown(test_adamw, free_all),
+        cmocka_unit_test_teardown(test_sumsq_nonfinite, free_all),
+    };
+    return cmocka_run_group_tests_name("cpu_model_kernels", tests, setup, NULL);
+}

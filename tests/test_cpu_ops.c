@@ -1,0 +1,761 @@
+/*
+ * tests/test_cpu_ops.c — the CPU backend's fl_ops table (the ops plugins
+ * use) against naive double-precision references on small random shapes
+ * (odd sizes that are not multiples of the vector width, every transpose,
+ * alpha/beta, empty groups), and every op with a backward against a central
+ * finite difference of the scalar loss L = sum(out * w) for random w.
+ *
+ * FD in fp32: eps = 1e-3 on inputs of order 1; L is summed in double so the
+ * only noise is the ops' own rounding. Each check prints its relative error
+ * (max |analytic - FD| / max |FD|).
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+#include "backend.h"
+
+#define FD_EPS 1e-3f
+#define FD_TOL 5e-3 /* relative; measured errors are printed: 1e-5 .. 5e-4 */
+
+static const fl_backend *be;
+static const fl_ops *ops;
+
+/* ------------------------------------------------------------ helpers */
+
+/* Every tensor a test makes, freed by the teardown. */
+#define MAX_ALLOCS 4096
+static void *g_allocs[MAX_ALLOCS];
+static int g_n_allocs;
+
+static int free_all(void **state) {
+    (void)state;
+    for (int i = 0; i < g_n_allocs; i++) be->free(g_allocs[i]);
+    g_n_allocs = 0;
+    return 0;
+}
+
+static fl_tensor tnew(int32_t dtype, int ndim, int64_t d0, int64_t d1, int64_t d2) {
+    const int64_t shape[3] = {d0, d1, d2};
+    fl_tensor t = fl_wrap(NULL, dtype, be->device, ndim, shape);
+    t.data = be->alloc(fl_nbytes(&t));
+    assert_non_null(t.data);
+    assert_true(g_n_allocs < MAX_ALLOCS);
+    g_allocs[g_n_allocs++] = t.data;
+    return t;
+}
+
+static fl_tensor f1(int64_t n) { return tnew(FL_F32, 1, n, 1, 1); }
+static fl_tensor f2(int64_t r, int64_t c) { return tnew(FL_F32, 2, r, c, 1); }
+static fl_tensor f3(int64_t b, int64_t r, int64_t c) { return tnew(FL_F32, 3, b, r, c); }
+static fl_tensor i1(int64_t n) { return tnew(FL_I32, 1, n, 1, 1); }
+static fl_tensor i2(int64_t r, int64_t c) { return tnew(FL_I32, 2, r, c, 1); }
+static float *F(const fl_tensor *t) { return (float *)t->data; }
+static int32_t *I(const fl_tensor *t) { return (int32_t *)t->data; }
+static int64_t N_(const fl_tensor *t) { return fl_numel(t); }
+
+/* uniform in [lo, hi) from a test-local stream (not the backend's rng op) */
+static void rnd(fl_tensor *t, uint64_t key, float lo, float hi) {
+    for (int64_t i = 0; i < N_(t); i++) F(t)[i] = lo + (hi - lo) * fl_rng_uniform(key, (uint64_t)i);
+}
+
+static void rnd_idx(fl_tensor *t, uint64_t key, int lo, int hi) {
+    for (int64_t i = 0; i < N_(t); i++)
+        I(t)[i] = lo + (int)(fl_rng_uniform(key, (uint64_t)i) * (float)(hi - lo));
+}
+
+static fl_tensor clone(const fl_tensor *t) {
+    fl_tensor c = tnew(t->dtype, t->ndim, t->shape[0], t->shape[1], t->shape[2]);
+    c.ndim = t->ndim;
+    memcpy(c.shape, t->shape, sizeof c.shape);
+    memcpy(c.data, t->data, fl_nbytes(t));
+    return c;
+}
+
+static double dot_d(const float *a, const float *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+    return s;
+}
+
+/* doubles -> floats into a fresh buffer (compared with ts_assert_close) */
+static float *to_f(const double *d, int64_t n) {
+    fl_tensor t = f1(n);
+    for (int64_t i = 0; i < n; i++) F(&t)[i] = (float)d[i];
+    return F(&t);
+}
+
+/* Central FD of loss() with respect to x[0..n) compared with grad[0..n). */
+/* ts_assert_close, printing the relative error it measured */
+static void chk(const float *got, const float *want, size_t n, double rtol, double atol,
+                const char *what) {
+    print_message("  %-34s rel error %.2e\n", what, ts_rel_error(got, want, n));
+    ts_assert_close(got, want, n, rtol, atol, what);
+}
+
+static double fd_check(const char *what, float *x, int64_t n, const float *grad,
+                       double (*loss)(void)) {
+    float *fd = malloc((size_t)n * sizeof *fd);
+    for (int64_t i = 0; i < n; i++) {
+        const float x0 = x[i];
+        x[i] = x0 + FD_EPS;
+        const float xp = x[i];
+        const double lp = loss();
+        x[i] = x0 - FD_EPS;
+        const float xm = x[i];
+        const double lm = loss();
+        x[i] = x0;
+        fd[i] = (float)((lp - lm) / ((double)xp - (double)xm));
+    }
+    const double rel = ts_rel_error(grad, fd, (size_t)n);
+    print_message("  %-34s FD rel error %.2e\n", what, rel);
+    if (!(rel < FD_TOL)) ts_assert_close(grad, fd, (size_t)n, FD_TOL, FD_TOL, what);
+    free(fd);
+    return rel;
+}
+
+static int setup(void **state) {
+    (void)state;
+    be = fl_backend_cpu();
+    ops = &be->ops;
+    print_message("backend: %s\n", be->describe());
+    return 0;
+}
+
+/* ------------------------------------------------------ memory, table */
+
+static void test_alloc_and_table(void **state) {
+    (void)state;
+    const size_t sizes[] = {0, 1, 3, 64, 1000, 1 << 20};
+    for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
+        unsigned char *p = be->alloc(sizes[s]);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 64, 0);
+        for (size_t i = 0; i < sizes[s]; i++) assert_int_equal(p[i], 0);
+        be->free(p);
+    }
+    assert_string_equal(be->name, "cpu");
+    assert_int_equal(ops->size, sizeof(fl_ops));
+    const void *const *fp = (const void *const *)&ops->gemm;
+    for (size_t i = 0; i < (sizeof(fl_ops) - offsetof(fl_ops, gemm)) / sizeof(void *); i++)
+        assert_non_null(fp[i]);
+    const char *d = be->describe();
+    assert_non_null(strstr(d, "oneDNN"));
+    assert_non_null(strstr(d, "OpenMP"));
+}
+
+/* --------------------------------------------------------------- gemm */
+
+/* C[M,N] = alpha op(A) op(B) + beta C0 in double */
+static void gemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
+                     const float *A, const float *B, float beta, const float *C0, double *out) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++)
+                s += (double)(ta ? A[k * M + i] : A[i * K + k]) *
+                     (tb ? B[j * K + k] : B[k * N + j]);
+            out[i * N + j] = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)C0[i * N + j]);
+        }
+}
+
+static void check_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+    fl_tensor A = ta ? f2(K, M) : f2(M, K), B = tb ? f2(N, K) : f2(K, N), C = f2(M, N);
+    rnd(&A, 1, -1, 1);
+    rnd(&B, 2, -1, 1);
+    rnd(&C, 3, -1, 1);
+    if (beta == 0.0f)
+        for (int64_t i = 0; i < M * N; i++) F(&C)[i] = NAN; /* must not be read */
+    fl_tensor C0 = clone(&C);
+    double *ref = malloc((size_t)(M * N) * sizeof *ref);
+    gemm_ref(ta, tb, M, N, K, alpha, F(&A), F(&B), beta, F(&C0), ref);
+    ops->gemm(ta, tb, alpha, &A, &B, beta, &C);
+    char what[96];
+    snprintf(what, sizeof what, "gemm t%d%d %lldx%lldx%lld a=%g b=%g", ta, tb, (long long)M,
+             (long long)N, (long long)K, alpha, beta);
+    chk(F(&C), to_f(ref, M * N), (size_t)(M * N), 1e-5, 1e-5, what);
+    free(ref);
+}
+
+static void test_gemm(void **state) {
+    (void)state;
+    const int64_t shapes[][3] = {{7, 13, 5}, {33, 17, 29}, {1, 1, 1}, {64, 9, 70}, {5, 40, 1}};
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                check_gemm(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
+                check_gemm(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 0.7f, 0.3f);
+            }
+    /* K = 0: the product is empty, C = beta C */
+    fl_tensor A = f2(3, 0), B = f2(0, 4), C = f2(3, 4);
+    for (int i = 0; i < 12; i++) F(&C)[i] = (float)i;
+    ops->gemm(0, 0, 1.0f, &A, &B, 0.5f, &C);
+    for (int i = 0; i < 12; i++) assert_float_equal(F(&C)[i], 0.5f * i, 0);
+    /* a 3-D A[B,T,C] is the matrix [B*T, C] */
+    fl_tensor X = f3(2, 3, 5), W = f2(5, 4), Y = f2(6, 4);
+    rnd(&X, 4, -1, 1);
+    rnd(&W, 5, -1, 1);
+    double ref[24];
+    gemm_ref(0, 0, 6, 4, 5, 1.0f, F(&X), F(&W), 0.0f, NULL, ref);
+    ops->gemm(0, 0, 1.0f, &X, &W, 0.0f, &Y);
+    chk(F(&Y), to_f(ref, 24), 24, 1e-5, 1e-5, "gemm 3-D A");
+}
+
+static void test_gemm_batched(void **state) {
+    (void)state;
+    const int64_t nb = 3, M = 6, N = 11, K = 9;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            fl_tensor A = ta ? f3(nb, K, M) : f3(nb, M, K), B = tb ? f3(nb, N, K) : f3(nb, K, N);
+            fl_tensor C = f3(nb, M, N);
+            rnd(&A, 10, -1, 1);
+            rnd(&B, 11, -1, 1);
+            rnd(&C, 12, -1, 1);
+            fl_tensor C0 = clone(&C);
+            double ref[3 * 6 * 11];
+            for (int64_t b = 0; b < nb; b++)
+                gemm_ref(ta, tb, M, N, K, 0.5f, F(&A) + b * M * K, F(&B) + b * K * N, 2.0f,
+                         F(&C0) + b * M * N, ref + b * M * N);
+            ops->gemm_batched(ta, tb, 0.5f, &A, &B, 2.0f, &C);
+            chk(F(&C), to_f(ref, nb * M * N), (size_t)(nb * M * N), 1e-5, 1e-5,
+                            "gemm_batched");
+        }
+}
+
+static void test_gemm_grouped(void **state) {
+    (void)state;
+    /* groups of 3, 0, 7, 0, 5 rows: two empty */
+    const int G = 5;
+    const int64_t off[6] = {0, 3, 3, 10, 10, 15}, N = 15, K = 6, M = 9;
+    for (int tw = 0; tw < 2; tw++)
+        for (int b = 0; b < 2; b++) {
+            const float alpha = b ? 0.8f : 1.0f, beta = b ? 0.25f : 0.0f;
+            fl_tensor A = f2(N, K), W = tw ? f3(G, M, K) : f3(G, K, M), C = f2(N, M);
+            rnd(&A, 20, -1, 1);
+            rnd(&W, 21, -1, 1);
+            rnd(&C, 22, -1, 1);
+            fl_tensor C0 = clone(&C);
+            double ref[15 * 9];
+            for (int g = 0; g < G; g++) {
+                const int64_t r0 = off[g], n = off[g + 1] - off[g];
+                if (n)
+                    gemm_ref(0, tw, n, M, K, alpha, F(&A) + r0 * K, F(&W) + g * K * M, beta,
+                             F(&C0) + r0 * M, ref + r0 * M);
+            }
+            ops->gemm_grouped(tw, alpha, &A, &W, off, G, beta, &C);
+            chk(F(&C), to_f(ref, N * M), (size_t)(N * M), 1e-5, 1e-5,
+                            tw ? "gemm_grouped transW" : "gemm_grouped");
+        }
+    /* wgrad: dW[g] = alpha A_gᵀ dY_g + beta dW[g]; the empty groups get beta dW */
+    fl_tensor A = f2(N, K), dY = f2(N, M), dW = f3(G, K, M);
+    rnd(&A, 23, -1, 1);
+    rnd(&dY, 24, -1, 1);
+    rnd(&dW, 25, -1, 1);
+    fl_tensor dW0 = clone(&dW);
+    double ref[5 * 6 * 9];
+    for (int g = 0; g < G; g++)
+        gemm_ref(1, 0, K, M, off[g + 1] - off[g], 0.9f, F(&A) + off[g] * K, F(&dY) + off[g] * M,
+                 0.5f, F(&dW0) + g * K * M, ref + g * K * M);
+    ops->gemm_grouped_wgrad(0.9f, &A, &dY, off, G, 0.5f, &dW);
+    chk(F(&dW), to_f(ref, G * K * M), (size_t)(G * K * M), 1e-5, 1e-5,
+                    "gemm_grouped_wgrad");
+}
+
+/* gemm backward pair: C = A B, dA = dC Bᵀ, dB = Aᵀ dC */
+static fl_tensor gA, gB, gC, gW;
+static double gemm_loss(void) {
+    ops->gemm(0, 0, 1.0f, &gA, &gB, 0.0f, &gC);
+    return dot_d(F(&gC), F(&gW), N_(&gC));
+}
+
+static void test_gemm_grad(void **state) {
+    (void)state;
+    gA = f2(5, 7), gB = f2(7, 9), gC = f2(5, 9), gW = f2(5, 9);
+    rnd(&gA, 30, -1, 1);
+    rnd(&gB, 31, -1, 1);
+    rnd(&gW, 32, -1, 1);
+    fl_tensor dA = f2(5, 7), dB = f2(7, 9);
+    ops->gemm(0, 1, 1.0f, &gW, &gB, 0.0f, &dA);
+    ops->gemm(1, 0, 1.0f, &gA, &gW, 0.0f, &dB);
+    fd_check("gemm dA = dC Bt", F(&gA), N_(&gA), F(&dA), gemm_loss);
+    fd_check("gemm dB = At dC", F(&gB), N_(&gB), F(&dB), gemm_loss);
+}
+
+/* ------------------------------------------------------- elementwise */
+
+static void test_bias_and_sum_rows(void **state) {
+    (void)state;
+    const int64_t N = 37, M = 19;
+    fl_tensor y = f2(N, M), b = f1(M), s = f1(M);
+    rnd(&y, 40, -1, 1);
+    rnd(&b, 41, -1, 1);
+    rnd(&s, 42, -1, 1);
+    fl_tensor y0 = clone(&y), s0 = clone(&s);
+    ops->add_bias(&y, &b);
+    double ref[37 * 19], sr[19];
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < M; j++) ref[i * M + j] = (double)F(&y0)[i * M + j] + F(&b)[j];
+    chk(F(&y), to_f(ref, N * M), (size_t)(N * M), 1e-6, 1e-6, "add_bias");
+    for (int64_t j = 0; j < M; j++) {
+        sr[j] = 0.5 * F(&s0)[j];
+        for (int64_t i = 0; i < N; i++) sr[j] += F(&y)[i * M + j];
+    }
+    ops->sum_rows(&y, 0.5f, &s);
+    chk(F(&s), to_f(sr, M), (size_t)M, 1e-5, 1e-5, "sum_rows beta=0.5");
+    /* large enough for the threaded path */
+    fl_tensor big = f2(3001, 33), bs = f1(33);
+    rnd(&big, 43, -1, 1);
+    double br[33] = {0};
+    for (int64_t i = 0; i < 3001; i++)
+        for (int j = 0; j < 33; j++) br[j] += F(&big)[i * 33 + j];
+    ops->sum_rows(&big, 0.0f, &bs);
+    chk(F(&bs), to_f(br, 33), 33, 1e-5, 1e-5, "sum_rows threaded");
+}
+
+static double act_ref(int act, double x) {
+    switch (act) {
+    case FL_ACT_GELU: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case FL_ACT_RELU: return x > 0 ? x : 0;
+    case FL_ACT_SILU: return x / (1 + exp(-x));
+    default: return x;
+    }
+}
+
+static const char *act_name[] = {"identity", "gelu", "relu", "silu"};
+
+static void test_activation(void **state) {
+    (void)state;
+    const int64_t n = 1001;
+    for (int act = 0; act <= FL_ACT_SILU; act++) {
+        fl_tensor x = f1(n), y = f1(n);
+        rnd(&x, 50 + act, -6, 6);
+        F(&x)[0] = -100, F(&x)[1] = 100, F(&x)[2] = 0, F(&x)[3] = -30;
+        double ref[1001];
+        for (int64_t i = 0; i < n; i++) ref[i] = act_ref(act, F(&x)[i]);
+        ops->activation(act, &x, &y);
+        chk(F(&y), to_f(ref, n), (size_t)n, 2e-6, 1e-6, act_name[act]);
+        ops->activation(act, &x, &x); /* in place */
+        chk(F(&x), to_f(ref, n), (size_t)n, 2e-6, 1e-6, act_name[act]);
+    }
+}
+
+static int g_act;
+static fl_tensor gX, gY, gS, gG, gMean, gRstd;
+static double act_loss(void) {
+    ops->activation(g_act, &gX, &gY);
+    return dot_d(F(&gY), F(&gW), N_(&gY));
+}
+
+static void test_activation_backward(void **state) {
+    (void)state;
+    const int64_t n = 300;
+    for (int act = 0; act <= FL_ACT_SILU; act++) {
+        g_act = act;
+        gX = f1(n), gY = f1(n), gW = f1(n);
+        rnd(&gX, 60 + act, -4, 4);
+        rnd(&gW, 70 + act, -1, 1);
+        for (int64_t i = 0; i < n; i++) /* keep FD off ReLU's kink */
+            if (fabsf(F(&gX)[i]) < 0.01f) F(&gX)[i] = 0.5f;
+        fl_tensor dx = f1(n);
+        ops->activation_backward(act, &gX, &gW, &dx);
+        char what[64];
+        snprintf(what, sizeof what, "activation_backward %s", act_name[act]);
+        fd_check(what, F(&gX), n, F(&dx), act_loss);
+        fl_tensor dy = clone(&gW); /* dx may alias dy */
+        ops->activation_backward(act, &gX, &dy, &dy);
+        chk(F(&dy), F(&dx), (size_t)n, 0, 0, "activation_backward in place");
+    }
+}
+
+static void test_mul_axpby_fill_copy(void **state) {
+    (void)state;
+    const int64_t n = 77777; /* threaded, with a ragged tail */
+    fl_tensor a = f1(n), b = f1(n), o = f1(n), y = f1(n);
+    rnd(&a, 80, -2, 2);
+    rnd(&b, 81, -2, 2);
+    rnd(&y, 82, -2, 2);
+    fl_tensor y0 = clone(&y);
+    ops->mul(&a, &b, &o);
+    for (int64_t i = 0; i < n; i++) assert_float_equal(F(&o)[i], F(&a)[i] * F(&b)[i], 0);
+    ops->axpby(0.5f, &a, -2.0f, &y);
+    for (int64_t i = 0; i < n; i++)
+        assert_float_equal(F(&y)[i], 0.5f * F(&a)[i] + -2.0f * F(&y0)[i], 1e-6);
+    for (int64_t i = 0; i < n; i++) F(&y)[i] = NAN;
+    ops->axpby(3.0f, &a, 0.0f, &y); /* beta = 0 does not read y */
+    for (int64_t i = 0; i < n; i++) assert_float_equal(F(&y)[i], 3.0f * F(&a)[i], 0);
+    ops->copy(&a, &o);
+    assert_memory_equal(o.data, a.data, (size_t)n * 4);
+    ops->fill(&o, 2.5f);
+    for (int64_t i = 0; i < n; i++) assert_float_equal(F(&o)[i], 2.5f, 0);
+    fl_tensor ti = tnew(FL_I32, 1, 5, 1, 1), tl = tnew(FL_I64, 1, 5, 1, 1);
+    fl_tensor tb = tnew(FL_BF16, 1, 5, 1, 1), tu = tnew(FL_U8, 1, 5, 1, 1);
+    ops->fill(&ti, -7.0f);
+    ops->fill(&tl, 1e10f);
+    ops->fill(&tb, 1.0f);
+    ops->fill(&tu, 3.0f);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(((int32_t *)ti.data)[i], -7);
+        assert_int_equal(((int64_t *)tl.data)[i], 10000000000LL);
+        assert_int_equal(((uint16_t *)tb.data)[i], 0x3f80);
+        assert_int_equal(((uint8_t *)tu.data)[i], 3);
+    }
+}
+
+/* scale_rows forward; its backward is the pair (scale_rows, row_dot) */
+static double scale_loss(void) {
+    ops->scale_rows(&gX, &gS, &gY);
+    return dot_d(F(&gY), F(&gW), N_(&gY));
+}
+
+static void test_scale_rows_row_dot(void **state) {
+    (void)state;
+    const int64_t N = 9, M = 13;
+    gX = f2(N, M), gS = f1(N), gY = f2(N, M), gW = f2(N, M);
+    rnd(&gX, 90, -1, 1);
+    rnd(&gS, 91, -2, 2);
+    rnd(&gW, 92, -1, 1);
+    ops->scale_rows(&gX, &gS, &gY);
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < M; j++)
+            assert_float_equal(F(&gY)[i * M + j], F(&gX)[i * M + j] * F(&gS)[i], 0);
+    fl_tensor rd = f1(N);
+    ops->row_dot(&gX, &gW, &rd);
+    double ref[9];
+    for (int64_t i = 0; i < N; i++) ref[i] = dot_d(F(&gX) + i * M, F(&gW) + i * M, M);
+    chk(F(&rd), to_f(ref, N), (size_t)N, 1e-5, 1e-6, "row_dot");
+    fl_tensor dx = f2(N, M), ds = f1(N);
+    ops->scale_rows(&gW, &gS, &dx); /* dL/dx = w * s */
+    ops->row_dot(&gW, &gX, &ds);    /* dL/ds = sum_j w x */
+    fd_check("scale_rows dx", F(&gX), N_(&gX), F(&dx), scale_loss);
+    fd_check("row_dot as scale_rows ds", F(&gS), N, F(&ds), scale_loss);
+}
+
+/* --------------------------------------------------- softmax family */
+
+static void test_softmax_logsumexp(void **state) {
+    (void)state;
+    const int64_t N = 11, M = 37;
+    fl_tensor x = f2(N, M), y = f2(N, M), l = f1(N);
+    rnd(&x, 100, -5, 5);
+    for (int64_t j = 0; j < M; j++) F(&x)[j] += 1000.0f; /* row 0: stability */
+    F(&x)[M + 3] = -INFINITY;                             /* row 1: a masked entry */
+    double ref[11 * 37], lref[11];
+    for (int64_t i = 0; i < N; i++) {
+        double m = -INFINITY, s = 0;
+        for (int64_t j = 0; j < M; j++) m = fmax(m, F(&x)[i * M + j]);
+        for (int64_t j = 0; j < M; j++) s += exp(F(&x)[i * M + j] - m);
+        for (int64_t j = 0; j < M; j++) ref[i * M + j] = exp(F(&x)[i * M + j] - m) / s;
+        lref[i] = m + log(s);
+    }
+    ops->softmax(&x, &y);
+    chk(F(&y), to_f(ref, N * M), (size_t)(N * M), 1e-5, 1e-7, "softmax");
+    assert_float_equal(F(&y)[M + 3], 0.0f, 0);
+    ops->logsumexp(&x, &l);
+    chk(F(&l), to_f(lref, N), (size_t)N, 1e-6, 1e-6, "logsumexp");
+    ops->softmax(&x, &x); /* in place */
+    chk(F(&x), to_f(ref, N * M), (size_t)(N * M), 1e-5, 1e-7, "softmax in place");
+}
+
+static double softmax_loss(void) {
+    ops->softmax(&gX, &gY);
+    return dot_d(F(&gY), F(&gW), N_(&gY));
+}
+
+static void test_softmax_backward(void **state) {
+    (void)state;
+    const int64_t N = 6, M = 23;
+    gX = f2(N, M), gY = f2(N, M), gW = f2(N, M);
+    rnd(&gX, 110, -3, 3);
+    rnd(&gW, 111, -1, 1);
+    ops->softmax(&gX, &gY);
+    fl_tensor dx = f2(N, M);
+    ops->softmax_backward(&gY, &gW, &dx);
+    fd_check("softmax_backward", F(&gX), N * M, F(&dx), softmax_loss);
+}
+
+/* ---------------------------------------------------------------- topk */
+
+static const float *g_row;
+static int cmp_desc(const void *a, const void *b) {
+    const int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
+    if (g_row[i] != g_row[j]) return g_row[i] > g_row[j] ? -1 : 1;
+    return i - j;
+}
+
+static void check_topk(int64_t N, int64_t M, int k, int ties) {
+    fl_tensor x = f2(N, M), v = f2(N, k), ix = i2(N, k);
+    rnd(&x, 120 + k, -1, 1);
+    if (ties) /* few distinct values: many ties */
+        for (int64_t i = 0; i < N * M; i++) F(&x)[i] = floorf(F(&x)[i] * 3.0f);
+    ops->topk(&x, k, &v, &ix);
+    int32_t *order = malloc((size_t)M * sizeof *order);
+    for (int64_t i = 0; i < N; i++) {
+        g_row = F(&x) + i * M;
+        for (int64_t j = 0; j < M; j++) order[j] = (int32_t)j;
+        qsort(order, (size_t)M, sizeof *order, cmp_desc);
+        for (int j = 0; j < k; j++) {
+            assert_int_equal(I(&ix)[i * k + j], order[j]);
+            assert_float_equal(F(&v)[i * k + j], g_row[order[j]], 0);
+        }
+    }
+    free(order);
+}
+
+static void test_topk(void **state) {
+    (void)state;
+    check_topk(13, 50, 1, 0);
+    check_topk(13, 50, 3, 1);
+    check_topk(13, 50, 7, 0);
+    check_topk(5, 50, 40, 1); /* k beyond the insertion buffer: sorted path */
+    check_topk(5, 50, 50, 0);
+    check_topk(300, 196, 14, 0); /* PKM-like, threaded */
+}
+
+/* -------------------------------------------------- gather / scatter */
+
+static void test_gather_scatter(void **state) {
+    (void)state;
+    const int64_t R = 10, D = 21, N = 17;
+    fl_tensor src = f2(R, D), idx = i1(N), dst = f2(N, D);
+    rnd(&src, 130, -1, 1);
+    rnd_idx(&idx, 131, 0, (int)R);
+    I(&idx)[4] = -1; /* padding: zero row */
+    ops->gather_rows(&src, &idx, &dst);
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < D; j++)
+            assert_float_equal(F(&dst)[i * D + j],
+                               I(&idx)[i] < 0 ? 0.0f : F(&src)[I(&idx)[i] * D + j], 0);
+    /* scatter-add with duplicates, into a non-zero destination */
+    fl_tensor acc = f2(R, D);
+    rnd(&acc, 132, -1, 1);
+    double ref[10 * 21];
+    for (int64_t i = 0; i < R * D; i++) ref[i] = F(&acc)[i];
+    for (int64_t i = 0; i < N; i++)
+        if (I(&idx)[i] >= 0)
+            for (int64_t j = 0; j < D; j++) ref[I(&idx)[i] * D + j] += F(&dst)[i * D + j];
+    ops->scatter_add_rows(&dst, &idx, &acc);
+    chk(F(&acc), to_f(ref, R * D), (size_t)(R * D), 1e-6, 1e-6, "scatter_add_rows");
+    /* threaded path: the result is the same for 1 and 3 threads, bit for bit */
+    fl_tensor bs = f2(4000, 40), bi = i1(4000), b1 = f2(50, 40), b3 = f2(50, 40);
+    rnd(&bs, 133, -1, 1);
+    rnd_idx(&bi, 134, 0, 50);
+    const int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    ops->scatter_add_rows(&bs, &bi, &b1);
+    omp_set_num_threads(3);
+    ops->scatter_add_rows(&bs, &bi, &b3);
+    omp_set_num_threads(nt);
+    assert_memory_equal(b1.data, b3.data, fl_nbytes(&b1));
+}
+
+/* ------------------------------------------------------ embedding bag */
+
+static fl_tensor gT, gIdx;
+static double bag_loss(void) {
+    ops->embedding_bag(&gT, &gIdx, &gS, &gY);
+    return dot_d(F(&gY), F(&gW), N_(&gY));
+}
+
+static void test_embedding_bag(void **state) {
+    (void)state;
+    const int64_t R = 12, D = 19, N = 7, k = 3;
+    gT = f2(R, D), gIdx = i2(N, k), gS = f2(N, k), gY = f2(N, D), gW = f2(N, D);
+    rnd(&gT, 140, -1, 1);
+    rnd_idx(&gIdx, 141, 0, (int)R);
+    I(&gIdx)[1] = I(&gIdx)[0]; /* a repeated row inside a bag */
+    rnd(&gS, 142, -1, 1);
+    rnd(&gW, 143, -1, 1);
+    double ref[7 * 19] = {0};
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < k; j++)
+            for (int64_t c = 0; c < D; c++)
+                ref[i * D + c] += (double)F(&gS)[i * k + j] * F(&gT)[I(&gIdx)[i * k + j] * D + c];
+    ops->embedding_bag(&gT, &gIdx, &gS, &gY);
+    chk(F(&gY), to_f(ref, N * D), (size_t)(N * D), 1e-5, 1e-6, "embedding_bag");
+    /* w = NULL: plain sums */
+    fl_tensor ones = f2(N, k), y1 = f2(N, D), y2 = f2(N, D);
+    ops->fill(&ones, 1.0f);
+    ops->embedding_bag(&gT, &gIdx, &ones, &y1);
+    ops->embedding_bag(&gT, &gIdx, NULL, &y2);
+    chk(F(&y2), F(&y1), (size_t)(N * D), 0, 0, "embedding_bag w=NULL");
+    /* backward: dtable accumulates, dw = dout . table rows */
+    fl_tensor dT = f2(R, D), dw = f2(N, k);
+    ops->embedding_bag_backward(&gW, &gT, &gIdx, &gS, &dT, &dw);
+    fd_check("embedding_bag_backward dtable", F(&gT), R * D, F(&dT), bag_loss);
+    fd_check("embedding_bag_backward dw", F(&gS), N * k, F(&dw), bag_loss);
+}
+
+/* ----------------------------------------------------------- layernorm */
+
+static fl_tensor gB2;
+static double ln_loss(void) {
+    ops->layernorm(&gX, &gG, &gB2, 1e-5f, &gY, &gMean, &gRstd);
+    return dot_d(F(&gY), F(&gW), N_(&gY));
+}
+
+static void test_layernorm(void **state) {
+    (void)state;
+    const int64_t N = 9, D = 29;
+    gX = f2(N, D), gG = f1(D), gB2 = f1(D), gY = f2(N, D), gW = f2(N, D);
+    gMean = f1(N), gRstd = f1(N);
+    rnd(&gX, 150, -2, 3);
+    rnd(&gG, 151, 0.5f, 1.5f);
+    rnd(&gB2, 152, -1, 1);
+    rnd(&gW, 153, -1, 1);
+    double ref[9 * 29], mr[9], rr[9];
+    for (int64_t i = 0; i < N; i++) {
+        double m = 0, v = 0;
+        for (int64_t j = 0; j < D; j++) m += F(&gX)[i * D + j];
+        m /= D;
+        for (int64_t j = 0; j < D; j++) v += (F(&gX)[i * D + j] - m) * (F(&gX)[i * D + j] - m);
+        v /= D;
+        mr[i] = m, rr[i] = 1 / sqrt(v + 1e-5);
+        for (int64_t j = 0; j < D; j++)
+            ref[i * D + j] = (F(&gX)[i * D + j] - m) * rr[i] * F(&gG)[j] + F(&gB2)[j];
+    }
+    ops->layernorm(&gX, &gG, &gB2, 1e-5f, &gY, &gMean, &gRstd);
+    chk(F(&gY), to_f(ref, N * D), (size_t)(N * D), 1e-5, 1e-5, "layernorm y");
+    chk(F(&gMean), to_f(mr, N), (size_t)N, 1e-5, 1e-6, "layernorm mean");
+    chk(F(&gRstd), to_f(rr, N), (size_t)N, 1e-5, 1e-6, "layernorm rstd");
+    /* no affine */
+    fl_tensor y2 = f2(N, D);
+    ops->layernorm(&gX, NULL, NULL, 1e-5f, &y2, NULL, NULL);
+    for (int64_t i = 0; i < N * D; i++) ref[i] = (ref[i] - F(&gB2)[i % D]) / F(&gG)[i % D];
+    chk(F(&y2), to_f(ref, N * D), (size_t)(N * D), 1e-4, 1e-5, "layernorm no affine");
+    /* backward; dg, db accumulate onto 1.0 */
+    ops->layernorm(&gX, &gG, &gB2, 1e-5f, &gY, &gMean, &gRstd);
+    fl_tensor dx = f2(N, D), dg = f1(D), db = f1(D);
+    ops->fill(&dg, 1.0f);
+    ops->fill(&db, 1.0f);
+    ops->layernorm_backward(&gX, &gG, &gMean, &gRstd, &gW, &dx, &dg, &db);
+    for (int64_t j = 0; j < D; j++) F(&dg)[j] -= 1.0f, F(&db)[j] -= 1.0f;
+    fd_check("layernorm_backward dx", F(&gX), N * D, F(&dx), ln_loss);
+    fd_check("layernorm_backward dg", F(&gG), D, F(&dg), ln_loss);
+    fd_check("layernorm_backward db", F(&gB2), D, F(&db), ln_loss);
+    /* the threaded path (per-thread partial dg rows) against a double reference */
+    fl_tensor X = f2(2000, 48), Y = f2(2000, 48), M = f1(2000), S = f1(2000), G = f1(48);
+    fl_tensor DX = f2(2000, 48), DY = f2(2000, 48), DG = f1(48);
+    rnd(&X, 154, -1, 1), rnd(&DY, 155, -1, 1), rnd(&G, 156, 0, 2);
+    ops->layernorm(&X, &G, NULL, 1e-5f, &Y, &M, &S);
+    ops->layernorm_backward(&X, &G, &M, &S, &DY, &DX, &DG, NULL);
+    double dgr[48] = {0};
+    for (int64_t i = 0; i < 2000; i++)
+        for (int j = 0; j < 48; j++)
+            dgr[j] += (double)F(&DY)[i * 48 + j] * (F(&X)[i * 48 + j] - F(&M)[i]) * F(&S)[i];
+    chk(F(&DG), to_f(dgr, 48), 48, 1e-4, 1e-4, "layernorm_backward dg threaded");
+}
+
+/* ----------------------------------------------------------------- rng */
+
+static void test_rng(void **state) {
+    (void)state;
+    const int64_t n = 100003;
+    fl_tensor a = f1(n), b = f1(n), s = f1(1000);
+    ops->rng_normal(&a, 42, 7, 0.5f, 2.0f);
+    ops->rng_normal(&b, 42, 7, 0.5f, 2.0f);
+    assert_memory_equal(a.data, b.data, (size_t)n * 4);
+    for (int64_t i = 0; i < n; i += 997)
+        assert_float_equal(F(&a)[i], fl_rng_normal(42, 7 + (uint64_t)i) * 2.0f + 0.5f, 0);
+    ops->rng_normal(&s, 42, 7 + 5000, 0.5f, 2.0f); /* a sub-range */
+    assert_memory_equal(s.data, F(&a) + 5000, 1000 * 4);
+    double m = 0, v = 0;
+    for (int64_t i = 0; i < n; i++) m += F(&a)[i];
+    m /= n;
+    for (int64_t i = 0; i < n; i++) v += (F(&a)[i] - m) * (F(&a)[i] - m);
+    v = sqrt(v / n);
+    print_message("  normal(0.5, 2): mean %.4f std %.4f\n", m, v);
+    assert_true(fabs(m - 0.5) < 0.03 && fabs(v - 2.0) < 0.03);
+    /* thread count does not matter */
+    const int nt = omp_get_max_threads();
+    omp_set_num_threads(1);
+    ops->rng_uniform(&a, 9, 0, -3.0f, 1.0f);
+    omp_set_num_threads(3);
+    ops->rng_uniform(&b, 9, 0, -3.0f, 1.0f);
+    omp_set_num_threads(nt);
+    assert_memory_equal(a.data, b.data, (size_t)n * 4);
+    m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        assert_true(F(&a)[i] >= -3.0f && F(&a)[i] <= 1.0f);
+        m += F(&a)[i];
+    }
+    m /= n;
+    print_message("  uniform(-3, 1): mean %.4f\n", m);
+    assert_true(fabs(m + 1.0) < 0.02);
+    ops->rng_uniform(&s, 9, 5000, -3.0f, 1.0f);
+    assert_memory_equal(s.data, F(&a) + 5000, 1000 * 4);
+    ops->rng_uniform(&s, 10, 5000, -3.0f, 1.0f); /* another key differs */
+    assert_true(memcmp(s.data, F(&a) + 5000, 1000 * 4) != 0);
+}
+
+/* --------------------------------------------------------- bucket sort */
+
+static void test_bucket_sort(void **state) {
+    (void)state;
+    const int G = 6;
+    const int32_t keys[] = {3, 0, 3, -1, 5, 0, 3, 2, -1, 0, 5, 3};
+    const int64_t N = sizeof keys / sizeof *keys;
+    fl_tensor k = i1(N), perm = i1(N);
+    memcpy(k.data, keys, sizeof keys);
+    int64_t off[7];
+    ops->bucket_sort(&k, G, &perm, off);
+    const int64_t off_want[7] = {0, 3, 3, 4, 8, 8, 10};
+    const int32_t perm_want[] = {1, 5, 9, 7, 0, 2, 6, 11, 4, 10};
+    for (int g = 0; g <= G; g++) assert_int_equal(off[g], off_want[g]);
+    for (int i = 0; i < 10; i++) assert_int_equal(I(&perm)[i], perm_want[i]);
+    /* a larger random case: perm is a stable grouping of all rows */
+    fl_tensor k2 = i1(5000), p2 = i1(5000);
+    rnd_idx(&k2, 160, -1, 17);
+    int64_t o2[17 + 1];
+    ops->bucket_sort(&k2, 17, &p2, o2);
+    int64_t seen = 0;
+    for (int g = 0; g < 17; g++)
+        for (int64_t i = o2[g]; i < o2[g + 1]; i++) {
+            assert_int_equal(I(&k2)[I(&p2)[i]], g);
+            if (i > o2[g]) assert_true(I(&p2)[i] > I(&p2)[i - 1]);
+            seen++;
+        }
+    int64_t valid = 0;
+    for (int64_t i = 0; i < 5000; i++) valid += I(&k2)[i] >= 0;
+    assert_int_equal(seen, valid);
+    assert_int_equal(o2[17], valid);
+}
+
+static void test_host_copies(void **state) {
+    (void)state;
+    float h[10], back[10];
+    for (int i = 0; i < 10; i++) h[i] = (float)i * 1.5f;
+    fl_tensor t = f1(10);
+    ops->from_host(&t, h, sizeof h);
+    ops->to_host(back, &t, sizeof back);
+    assert_memory_equal(h, back, sizeof h);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_alloc_and_table, free_all),
+        cmocka_unit_test_teardown(test_gemm, free_all),
+        cmocka_unit_test_teardown(test_gemm_batched, free_all),
+        cmocka_unit_test_teardown(test_gemm_grouped, free_all),
+        cmocka_unit_test_teardown(test_gemm_grad, free_all),
+        cmocka_unit_test_teardown(test_bias_and_sum_rows, free_all),
+        cmocka_unit_test_teardown(test_activation, free_all),
+        cmocka_unit_test_teardown(test_activation_backward, free_all),
+        cmocka_unit_test_teardown(test_mul_axpby_fill_copy, free_all),
+        cmocka_unit_test_teardown(test_scale_rows_row_dot, free_all),
+        cmocka_unit_test_teardown(test_softmax_logsumexp, free_all),
+        cmocka_unit_test_teardown(test_softmax_backward, free_all),
+        cmocka_unit_test_teardown(test_topk, free_all),
+        cmocka_unit_test_teardown(test_gather_scatter, free_all),
+        cmocka_unit_test_teardown(test_embedding_bag, free_all),
+        cmocka_unit_test_teardown(test_layernorm, free_all),
+        cmocka_unit_test_teardown(test_rng, free_all),
+        cmocka_unit_test_teardown(test_bucket_sort, free_all),
+        cmocka_unit_test_teardown(test_host_copies, free_all),
+    };
+    return cmocka_run_group_tests_name("cpu_ops", tests, setup, NULL);
+}
