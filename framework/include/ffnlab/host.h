@@ -125,7 +125,8 @@ typedef struct fl_ops {
     uint32_t size;     /* sizeof(fl_ops) of the host that filled it */
 
     /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major 2-D tensors;
-       op(A) is A[M,K] or, with transA, A[K,M] transposed. */
+       op(A) is A[M,K] or, with transA, A[K,M] transposed. With beta = 0,
+       C is not read (NaN in it does not propagate). */
     void (*gemm)(int transA, int transB, float alpha, const fl_tensor *A,
                  const fl_tensor *B, float beta, fl_tensor *C);
 
@@ -171,7 +172,8 @@ typedef struct fl_ops {
     /* out[N] = sum_j a[N,j] * b[N,j] */
     void (*row_dot)(const fl_tensor *a, const fl_tensor *b, fl_tensor *out);
 
-    /* y[N,M] = softmax over each row of x (numerically stable) */
+    /* y[N,M] = softmax over each row of x (numerically stable; a row of
+       all -inf gives zeros) */
     void (*softmax)(const fl_tensor *x, fl_tensor *y);
     /* dx = y * (dy - sum_j dy_j y_j), per row */
     void (*softmax_backward)(const fl_tensor *y, const fl_tensor *dy, fl_tensor *dx);
@@ -182,23 +184,26 @@ typedef struct fl_ops {
        index first) into vals[N,k] f32 and their column indices idx[N,k] i32. */
     void (*topk)(const fl_tensor *x, int k, fl_tensor *vals, fl_tensor *idx);
 
-    /* dst[i,:] = src[idx[i],:]; src[R,D], idx[N] i32, dst[N,D] */
+    /* dst[i,:] = src[idx[i],:]; src[R,D], idx[N] i32, dst[N,D]. A negative
+       index is padding: that row of dst is zero. */
     void (*gather_rows)(const fl_tensor *src, const fl_tensor *idx, fl_tensor *dst);
-    /* dst[idx[i],:] += src[i,:]; duplicates in idx accumulate */
+    /* dst[idx[i],:] += src[i,:]; duplicates in idx accumulate; negative
+       indices are skipped */
     void (*scatter_add_rows)(const fl_tensor *src, const fl_tensor *idx, fl_tensor *dst);
 
     /* out[i,:] = sum_j w[i,j] * table[idx[i,j],:]; table[R,D], idx[N,k] i32,
-       w[N,k] f32 (NULL: all ones), out[N,D] */
+       w[N,k] f32 (NULL: all ones), out[N,D]; negative indices are padding */
     void (*embedding_bag)(const fl_tensor *table, const fl_tensor *idx,
                           const fl_tensor *w, fl_tensor *out);
-    /* dtable[idx[i,j],:] += w[i,j] * dout[i,:]; if dw != NULL also
-       dw[i,j] = dot(dout[i,:], table[idx[i,j],:]) */
+    /* dtable[idx[i,j],:] += w[i,j] * dout[i,:] (dtable may be NULL); if
+       dw != NULL also dw[i,j] = dot(dout[i,:], table[idx[i,j],:]) */
     void (*embedding_bag_backward)(const fl_tensor *dout, const fl_tensor *table,
                                    const fl_tensor *idx, const fl_tensor *w,
                                    fl_tensor *dtable, fl_tensor *dw);
 
     /* y[N,D] = (x - mean) * rstd * g + b over each row, eps inside the sqrt;
-       g, b may be NULL (no affine); mean[N], rstd[N] saved for backward. */
+       g, b may be NULL (no affine); mean[N], rstd[N] saved for backward
+       (may be NULL when no backward follows). */
     void (*layernorm)(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b,
                       float eps, fl_tensor *y, fl_tensor *mean, fl_tensor *rstd);
     /* dx (overwritten); dg, db accumulated (+=) unless NULL */
@@ -214,7 +219,8 @@ typedef struct fl_ops {
 
     /* Stable bucket sort of keys[N] i32 in [0, G): perm[N] i32 lists the rows
        of bucket 0 then bucket 1 ... in original order; off (host, G+1) gets
-       the bucket offsets. Rows whose key is < 0 are left out (off[G] < N). */
+       the bucket offsets. Rows whose key is < 0 are left out (off[G] < N)
+       and perm[off[G]..N) is -1. */
     void (*bucket_sort)(const fl_tensor *keys, int G, fl_tensor *perm, int64_t *off);
 
     /* Copies between host memory and a device tensor (bytes from the start). */
