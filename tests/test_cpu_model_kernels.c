@@ -337,7 +337,7 @@ static void test_adamw(void **state) {
     for (int64_t i = 0; i < n; i++) rp[i] = F(&p)[i];
     for (int64_t t = 1; t <= 5; t++) {
         rnd(&g, 41 + (uint64_t)t, -1, 1);
-        be->adamw(&p, &g, &m, &v, lr, b1, b2, eps, wd, t);
+        be->adamw(&p, &g, &m, &v, lr, b1, b2, eps, wd, 1.0f, t);
         for (int64_t i = 0; i < n; i++) { /* the textbook update, one element at a time */
             const double gi = F(&g)[i];
             rm[i] = b1 * rm[i] + (1 - b1) * gi;
@@ -356,8 +356,8 @@ static void test_adamw(void **state) {
     memcpy(m2.data, m.data, fl_nbytes(&m));
     memcpy(v2.data, v.data, fl_nbytes(&v));
     const int32_t rows[2] = {4, 1};
-    be->adamw_rows(&p2, &g, &m2, &v2, rows, 2, lr, b1, b2, eps, wd, 6);
-    be->adamw(&p, &g, &m, &v, lr, b1, b2, eps, wd, 6);
+    be->adamw_rows(&p2, &g, &m2, &v2, rows, 2, lr, b1, b2, eps, wd, 1.0f, 6);
+    be->adamw(&p, &g, &m, &v, lr, b1, b2, eps, wd, 1.0f, 6);
     for (int64_t r = 0; r < R; r++) {
         const int moved = r == 4 || r == 1;
         for (int64_t c = 0; c < D; c++) {
@@ -369,6 +369,17 @@ static void test_adamw(void **state) {
                 assert_true(F(&p2)[i] != F(&p)[i] || F(&g)[i] == 0);
         }
     }
+    /* grad_scale s is the same as stepping on s * grad */
+    fl_tensor g3 = f2(R, D), p3 = f2(R, D), m3 = f2(R, D), v3 = f2(R, D);
+    for (int64_t i = 0; i < n; i++) F(&g3)[i] = 0.25f * F(&g)[i];
+    memcpy(p3.data, p.data, fl_nbytes(&p));
+    memcpy(p2.data, p.data, fl_nbytes(&p));
+    memset(m2.data, 0, fl_nbytes(&m2));
+    memset(v2.data, 0, fl_nbytes(&v2));
+    be->adamw(&p2, &g, &m2, &v2, lr, b1, b2, eps, wd, 0.25f, 1);
+    be->adamw(&p3, &g3, &m3, &v3, lr, b1, b2, eps, wd, 1.0f, 1);
+    chk(F(&p2), F(&p3), (size_t)n, 1e-6, 1e-9, "adamw grad_scale param");
+    chk(F(&m2), F(&m3), (size_t)n, 1e-6, 1e-9, "adamw grad_scale m");
     free(rp);
     free(rm);
     free(rv);
@@ -398,6 +409,19 @@ static void test_sumsq_nonfinite(void **state) {
             assert_int_equal(be->nonfinite(&x), 1);
             F(&x)[where[w]] = keep;
         }
+    /* over listed rows only; zero_rows clears exactly those rows */
+    fl_tensor x2 = f2(50, 7);
+    rnd(&x2, 51, -2, 2);
+    const int32_t rows[3] = {3, 49, 0};
+    double rref = 0;
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 7; c++) rref += (double)F(&x2)[rows[r] * 7 + c] * F(&x2)[rows[r] * 7 + c];
+    assert_true(fabs(be->sumsq_rows(&x2, rows, 3) - rref) < 1e-12 * rref);
+    const double total = be->sumsq(&x2);
+    be->zero_rows(&x2, rows, 3);
+    for (int r = 0; r < 3; r++)
+        for (int c = 0; c < 7; c++) assert_true(F(&x2)[rows[r] * 7 + c] == 0.0f);
+    assert_true(fabs(be->sumsq(&x2) - (total - rref)) < 1e-9 * total);
     fl_tensor small = f1(3);
     assert_int_equal(be->nonfinite(&small), 0);
     F(&small)[2] = -NAN;

@@ -51,17 +51,23 @@ typedef struct fl_backend {
     double (*cross_entropy)(const fl_tensor *logits, const fl_tensor *targets,
                             fl_tensor *dlogits, float scale, int64_t *count);
 
-    /* AdamW on n elements: m, v moments; bias correction with step t >= 1. */
+    /* AdamW on n elements: m, v moments; bias correction with step t >= 1.
+       The gradient used is grad_scale * grad (gradient clipping without an
+       extra pass over the gradients). */
     void (*adamw)(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_tensor *v,
                   float lr, float beta1, float beta2, float eps, float weight_decay,
-                  int64_t t);
+                  float grad_scale, int64_t t);
     /* The same on whole rows of 2-D tensors, only for rows[n_rows] (host array). */
     void (*adamw_rows)(fl_tensor *param, const fl_tensor *grad, fl_tensor *m,
                        fl_tensor *v, const int32_t *rows, int64_t n_rows, float lr,
                        float beta1, float beta2, float eps, float weight_decay,
-                       int64_t t);
+                       float grad_scale, int64_t t);
     /* sum of squares of all elements (double accumulation) */
     double (*sumsq)(const fl_tensor *x);
+    /* the same over rows[n_rows] (host array) of a 2-D tensor */
+    double (*sumsq_rows)(const fl_tensor *x, const int32_t *rows, int64_t n_rows);
+    /* x[rows[i],:] = 0 for a 2-D tensor (host array of rows) */
+    void (*zero_rows)(fl_tensor *x, const int32_t *rows, int64_t n_rows);
     /* 1 if any element is NaN or inf */
     int (*nonfinite)(const fl_tensor *x);
 } fl_backend;

@@ -74,7 +74,7 @@ static fl_status train_rate(const fl_backend *be, const bench_shape *s, double *
         fl_model_zero_grad(m);
         if (!(st = fl_model_forward(m, x, y, s->batch, s->context, 1, step, &loss, err)) &&
             !(st = fl_model_backward(m, err)))
-            st = fl_adamw_step(be, fl_model_params(m), &opt, 1e-4, step + 1, err);
+            st = fl_adamw_step(be, fl_model_params(m), &opt, 1e-4, 1.0f, step + 1, err);
     }
     if (!x || !y) st = fl_fail(err, FL_ENOMEM, "out of memory");
     if (!st) {

@@ -22,6 +22,7 @@
 
 #include "error.h"
 #include "host.h"
+#include "optim.h"
 #include "options.h"
 #include "params.h"
 
@@ -382,9 +383,7 @@ fl_status fl_model_backward(fl_model *m, fl_error *err) {
     return FL_OK;
 }
 
-void fl_model_zero_grad(fl_model *m) {
-    for (int i = 0; i < m->params.n; i++) m->be->ops.fill(&m->params.items[i]->pub.grad, 0.0f);
-}
+void fl_model_zero_grad(fl_model *m) { fl_zero_grad(m->be, &m->params); }
 
 /* ------------------------------------------------------------ queries */
 

@@ -16,21 +16,40 @@ double fl_lr_at(int64_t step, int64_t warmup, int64_t total, double lr, double m
     return lr * (min_ratio + (1.0 - min_ratio) * cosine);
 }
 
+/* A sparse-rows parameter as [rows, row length]. */
+static fl_tensor as_rows(const fl_tensor *t) {
+    return fl_view2(t, t->shape[0], fl_numel(t) / t->shape[0]);
+}
+
 double fl_grad_norm(const fl_backend *be, const fl_param_list *ps) {
     double sum = 0;
-    for (int i = 0; i < ps->n; i++) sum += be->sumsq(&ps->items[i]->pub.grad);
+    for (int i = 0; i < ps->n; i++) {
+        const fl_param_impl *p = ps->items[i];
+        if (p->pub.flags & FL_PARAM_SPARSE_ROWS) { /* other rows' gradients are zero */
+            fl_tensor g = as_rows(&p->pub.grad);
+            sum += be->sumsq_rows(&g, p->rows, p->n_rows_touched);
+        } else {
+            sum += be->sumsq(&p->pub.grad);
+        }
+    }
     return sqrt(sum);
 }
 
-void fl_grad_scale(const fl_backend *be, fl_param_list *ps, float s) {
+void fl_zero_grad(const fl_backend *be, fl_param_list *ps) {
     for (int i = 0; i < ps->n; i++) {
-        fl_tensor *g = &ps->items[i]->pub.grad;
-        be->ops.axpby(0.0f, g, s, g);
+        fl_param_impl *p = ps->items[i];
+        if (p->pub.flags & FL_PARAM_SPARSE_ROWS) { /* only rows touched since the last zeroing */
+            fl_tensor g = as_rows(&p->pub.grad);
+            be->zero_rows(&g, p->rows, p->n_rows_touched);
+            fl_params_clear_touched(p);
+        } else {
+            be->ops.fill(&p->pub.grad, 0.0f);
+        }
     }
 }
 
 fl_status fl_adamw_step(const fl_backend *be, fl_param_list *ps, const fl_adamw *opt, double lr,
-                        int64_t t, fl_error *err) {
+                        float grad_scale, int64_t t, fl_error *err) {
     for (int i = 0; i < ps->n; i++) {
         fl_param_impl *p = ps->items[i];
         fl_status st = fl_params_ensure_moments(be, p, err);
@@ -38,16 +57,13 @@ fl_status fl_adamw_step(const fl_backend *be, fl_param_list *ps, const fl_adamw 
         double plr = p->lr_fixed > 0 ? p->lr_fixed : lr * p->lr_scale;
         float wd = (p->pub.flags & FL_PARAM_DECAY) ? (float)opt->weight_decay : 0.0f;
         if (p->pub.flags & FL_PARAM_SPARSE_ROWS) {
-            fl_tensor v2 = fl_view2(&p->pub.value, p->pub.value.shape[0], fl_numel(&p->pub.value) / p->pub.value.shape[0]);
-            fl_tensor g2 = fl_view2(&p->pub.grad, v2.shape[0], v2.shape[1]);
-            fl_tensor m2 = fl_view2(&p->m, v2.shape[0], v2.shape[1]);
-            fl_tensor s2 = fl_view2(&p->v, v2.shape[0], v2.shape[1]);
+            fl_tensor v2 = as_rows(&p->pub.value), g2 = as_rows(&p->pub.grad);
+            fl_tensor m2 = as_rows(&p->m), s2 = as_rows(&p->v);
             be->adamw_rows(&v2, &g2, &m2, &s2, p->rows, p->n_rows_touched, (float)plr, (float)opt->beta1,
-                           (float)opt->beta2, (float)opt->eps, wd, t);
-            fl_params_clear_touched(p);
+                           (float)opt->beta2, (float)opt->eps, wd, grad_scale, t);
         } else {
             be->adamw(&p->pub.value, &p->pub.grad, &p->m, &p->v, (float)plr, (float)opt->beta1,
-                      (float)opt->beta2, (float)opt->eps, wd, t);
+                      (float)opt->beta2, (float)opt->eps, wd, grad_scale, t);
         }
     }
     return FL_OK;

@@ -23,14 +23,17 @@ typedef struct fl_adamw {
    down to lr*min_ratio at `total`. */
 double fl_lr_at(int64_t step, int64_t warmup, int64_t total, double lr, double min_ratio);
 
-/* Global L2 norm of all gradients. */
+/* Global L2 norm of all gradients (sparse-rows parameters: touched rows). */
 double fl_grad_norm(const fl_backend *be, const fl_param_list *ps);
 
-/* Scales every gradient by s. */
-void fl_grad_scale(const fl_backend *be, fl_param_list *ps, float s);
+/* Zeroes every gradient before a step; for sparse-rows parameters only the
+   rows touched since the last call (so a step costs O(rows read)), then
+   forgets them. */
+void fl_zero_grad(const fl_backend *be, fl_param_list *ps);
 
-/* One AdamW step t (1-based) at learning rate lr; allocates moments on first use. */
+/* One AdamW step t (1-based) at learning rate lr on grad_scale * grad
+   (grad_scale < 1 clips); allocates moments on first use. */
 fl_status fl_adamw_step(const fl_backend *be, fl_param_list *ps, const fl_adamw *opt, double lr,
-                        int64_t t, fl_error *err);
+                        float grad_scale, int64_t t, fl_error *err);
 
 #endif

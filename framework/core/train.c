@@ -171,11 +171,11 @@ static fl_status train_step(run *r, int64_t step, step_info *si, fl_error *err) 
     si->grad_norm = fl_grad_norm(be, ps);
     if (!isfinite(si->grad_norm))
         return fl_fail(err, FL_ENUMERIC, "gradient norm is not finite at step %lld; stopping without saving a checkpoint", (long long)step);
-    if (cfg->grad_clip > 0 && si->grad_norm > cfg->grad_clip) fl_grad_scale(be, ps, (float)(cfg->grad_clip / si->grad_norm));
+    float clip = cfg->grad_clip > 0 && si->grad_norm > cfg->grad_clip ? (float)(cfg->grad_clip / si->grad_norm) : 1.0f;
     si->lr = fl_lr_at(step, cfg->warmup_steps, cfg->steps, cfg->lr, cfg->min_lr_ratio);
     fl_adamw opt = {.lr = cfg->lr, .beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->adam_eps,
                     .weight_decay = cfg->weight_decay};
-    return fl_adamw_step(be, ps, &opt, si->lr, step + 1, err);
+    return fl_adamw_step(be, ps, &opt, si->lr, clip, step + 1, err);
 }
 
 /* ------------------------------------------------------------ logging */
@@ -192,7 +192,7 @@ static void log_step(run *r, int64_t step, int64_t first, const step_info *si, d
     fl_stat aux[16];
     int n_aux = fl_model_aux_losses(r->model, aux, 16);
     fprintf(r->metrics, "{\"step\": %lld, \"loss\": %.6f, \"ce_loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"time_s\": %.3f",
-            (long long)step, si->loss, si->ce, si->lr, si->grad_norm, tok_s, now_s() - r->t0);
+            (long long)step + 1, si->loss, si->ce, si->lr, si->grad_norm, tok_s, now_s() - r->t0);
     for (int i = 0; i < n_aux && i < 16; i++) fprintf(r->metrics, ", \"aux.%s\": %.6g", aux[i].name, aux[i].value);
     fprintf(r->metrics, "}\n");
     fflush(r->metrics);

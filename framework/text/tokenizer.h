@@ -26,8 +26,11 @@
 typedef struct fl_tokenizer fl_tokenizer;
 
 /* Trains merges on documents docs[i] (lens[i] bytes) until the vocabulary
-   (256 bytes + merges + <|endoftext|>) has vocab_size entries. Deterministic:
-   ties between equally frequent pairs go to the smaller pair of token ids. */
+   (256 bytes + merges + <|endoftext|>) has vocab_size entries, or fewer when
+   the corpus runs out of pairs to merge (as Hugging Face's trainer does: ask
+   fl_tokenizer_vocab_size). Two merges spelling the same string share an id,
+   so there can be more merges than vocab_size - 257. Deterministic: ties
+   between equally frequent pairs go to the smaller pair of token ids. */
 fl_status fl_tokenizer_train(const char *const *docs, const size_t *lens, size_t n_docs,
                              int32_t vocab_size, fl_tokenizer **out, fl_error *err);
 

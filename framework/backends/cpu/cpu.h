@@ -181,11 +181,13 @@ void cpu_embed_backward(const fl_tensor *dx, const fl_tensor *tokens, fl_tensor 
 double cpu_cross_entropy(const fl_tensor *logits, const fl_tensor *targets, fl_tensor *dlogits,
                          float scale, int64_t *count);
 void cpu_adamw(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_tensor *v, float lr,
-               float beta1, float beta2, float eps, float weight_decay, int64_t t);
+               float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t t);
 void cpu_adamw_rows(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_tensor *v,
                     const int32_t *rows, int64_t n_rows, float lr, float beta1, float beta2,
-                    float eps, float weight_decay, int64_t t);
+                    float eps, float weight_decay, float grad_scale, int64_t t);
 double cpu_sumsq(const fl_tensor *x);
+double cpu_sumsq_rows(const fl_tensor *x, const int32_t *rows, int64_t n_rows);
+void cpu_zero_rows(fl_tensor *x, const int32_t *rows, int64_t n_rows);
 int cpu_nonfinite(const fl_tensor *x);
 
 /* ----------------------------------------------------- cpu_attention.c */

@@ -109,6 +109,8 @@ static const fl_backend g_cpu = {
     .adamw = cpu_adamw,
     .adamw_rows = cpu_adamw_rows,
     .sumsq = cpu_sumsq,
+    .sumsq_rows = cpu_sumsq_rows,
+    .zero_rows = cpu_zero_rows,
     .nonfinite = cpu_nonfinite,
 };
 

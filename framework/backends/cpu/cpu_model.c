@@ -11,6 +11,7 @@
 #include "cpu.h"
 
 #include <math.h>
+#include <string.h>
 #include <omp.h>
 #ifdef __AVX__
 #include <immintrin.h>
@@ -142,7 +143,7 @@ static void sqrt_span(float *dst, const float *src, int64_t n) {
    a buffer that stays in L1: moments and sqrt(vhat), then the update. */
 #define ADAM_BLOCK 256
 static void adamw_span(float *p, const float *g, float *m, float *v, int64_t n, float lr,
-                       float b1, float b2, float eps, float wd, float c1, float c2) {
+                       float b1, float b2, float eps, float wd, float gs, float c1, float c2) {
     float den[ADAM_BLOCK];
     for (int64_t o = 0; o < n; o += ADAM_BLOCK) {
         const int64_t len = n - o < ADAM_BLOCK ? n - o : ADAM_BLOCK;
@@ -150,8 +151,9 @@ static void adamw_span(float *p, const float *g, float *m, float *v, int64_t n, 
         const float *pg = g + o;
 #pragma omp simd
         for (int64_t i = 0; i < len; i++) {
-            pm[i] = b1 * pm[i] + (1.0f - b1) * pg[i];
-            pv[i] = b2 * pv[i] + (1.0f - b2) * pg[i] * pg[i];
+            const float gi = gs * pg[i];
+            pm[i] = b1 * pm[i] + (1.0f - b1) * gi;
+            pv[i] = b2 * pv[i] + (1.0f - b2) * gi * gi;
             den[i] = pv[i] / c2;
         }
         sqrt_span(den, den, len);
@@ -170,7 +172,7 @@ static int adam_shapes_ok(const fl_tensor *p, const fl_tensor *g, const fl_tenso
 
 /* p -= lr (mhat / (sqrt(vhat) + eps) + wd p) on every element */
 void cpu_adamw(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_tensor *v, float lr,
-               float beta1, float beta2, float eps, float weight_decay, int64_t t) {
+               float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t t) {
     CPU_CHECK(adam_shapes_ok(param, grad, m, v) && t >= 1);
     const int64_t n = fl_numel(param), chunk = 16384, nc = (n + chunk - 1) / chunk;
     const float c1 = (float)(1.0 - pow(beta1, (double)t));
@@ -180,15 +182,15 @@ void cpu_adamw(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_tensor 
 #pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
     for (int64_t c = 0; c < nc; c++) {
         const int64_t o = c * chunk, len = n - o < chunk ? n - o : chunk;
-        adamw_span(pp + o, pg + o, pm + o, pv + o, len, lr, beta1, beta2, eps, weight_decay, c1,
-                   c2);
+        adamw_span(pp + o, pg + o, pm + o, pv + o, len, lr, beta1, beta2, eps, weight_decay,
+                   grad_scale, c1, c2);
     }
 }
 
 /* The same on rows[n_rows] of 2-D tensors (row length numel / shape[0]) */
 void cpu_adamw_rows(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_tensor *v,
                     const int32_t *rows, int64_t n_rows, float lr, float beta1, float beta2,
-                    float eps, float weight_decay, int64_t t) {
+                    float eps, float weight_decay, float grad_scale, int64_t t) {
     CPU_CHECK(adam_shapes_ok(param, grad, m, v) && t >= 1 && param->shape[0] > 0);
     const int64_t R = param->shape[0], D = fl_numel(param) / R;
     const float c1 = (float)(1.0 - pow(beta1, (double)t));
@@ -203,8 +205,8 @@ void cpu_adamw_rows(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_te
             bad++;
             continue;
         }
-        adamw_span(pp + o, pg + o, pm + o, pv + o, D, lr, beta1, beta2, eps, weight_decay, c1,
-                   c2);
+        adamw_span(pp + o, pg + o, pm + o, pv + o, D, lr, beta1, beta2, eps, weight_decay,
+                   grad_scale, c1, c2);
     }
     if (bad) cpu_shape_error(__func__, "row outside [0, rows)");
 }
@@ -218,6 +220,31 @@ double cpu_sumsq(const fl_tensor *x) {
 #pragma omp parallel for simd schedule(static) reduction(+ : s) if (parallel : n > CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++) s += (double)p[i] * (double)p[i];
     return s;
+}
+
+/* sum of x[rows[i],:]^2 in double */
+double cpu_sumsq_rows(const fl_tensor *x, const int32_t *rows, int64_t n_rows) {
+    CPU_CHECK(x->dtype == FL_F32 && x->shape[0] > 0, NAN);
+    const int64_t R = x->shape[0], D = fl_numel(x) / R;
+    const float *p = cpu_f32(x);
+    double s = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : s) if (n_rows * D > CPU_PAR_MIN)
+    for (int64_t i = 0; i < n_rows; i++) {
+        if (rows[i] < 0 || rows[i] >= R) continue;
+        const float *row = p + rows[i] * D;
+        for (int64_t j = 0; j < D; j++) s += (double)row[j] * (double)row[j];
+    }
+    return s;
+}
+
+/* x[rows[i],:] = 0 */
+void cpu_zero_rows(fl_tensor *x, const int32_t *rows, int64_t n_rows) {
+    CPU_CHECK(x->shape[0] > 0);
+    const int64_t R = x->shape[0], D = fl_numel(x) / R;
+    const size_t row_bytes = (size_t)D * fl_dtype_size(x->dtype);
+#pragma omp parallel for schedule(static) if (n_rows * D > CPU_PAR_MIN)
+    for (int64_t i = 0; i < n_rows; i++)
+        if (rows[i] >= 0 && rows[i] < R) memset((char *)x->data + (size_t)rows[i] * row_bytes, 0, row_bytes);
 }
 
 /* 1 if any element is NaN or inf: exponent bits all ones */
