@@ -14,97 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "support.h"
+#include "tensor_fixture.h"
 
 #include "backend.h"
 
-#define FD_EPS 1e-3f
-#define FD_TOL 5e-3 /* relative; measured errors are printed: 1e-5 .. 2e-4 */
-
 static const fl_backend *be;
-
-/* ------------------------------------------------------------ helpers */
-
-#define MAX_ALLOCS 1024
-static void *g_allocs[MAX_ALLOCS];
-static int g_n_allocs;
-
-static int free_all(void **state) {
-    (void)state;
-    for (int i = 0; i < g_n_allocs; i++) be->free(g_allocs[i]);
-    g_n_allocs = 0;
-    return 0;
-}
-
-static fl_tensor tnew(int32_t dtype, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-    const int64_t shape[4] = {d0, d1, d2, d3};
-    fl_tensor t = fl_wrap(NULL, dtype, be->device, ndim, shape);
-    t.data = be->alloc(fl_nbytes(&t));
-    assert_non_null(t.data);
-    assert_true(g_n_allocs < MAX_ALLOCS);
-    g_allocs[g_n_allocs++] = t.data;
-    return t;
-}
-
-static fl_tensor f1(int64_t n) { return tnew(FL_F32, 1, n, 1, 1, 1); }
-static fl_tensor f2(int64_t r, int64_t c) { return tnew(FL_F32, 2, r, c, 1, 1); }
-static fl_tensor f3(int64_t a, int64_t b, int64_t c) { return tnew(FL_F32, 3, a, b, c, 1); }
-static float *F(const fl_tensor *t) { return (float *)t->data; }
-static int32_t *I(const fl_tensor *t) { return (int32_t *)t->data; }
-
-static void rnd(fl_tensor *t, uint64_t key, float lo, float hi) {
-    for (int64_t i = 0; i < fl_numel(t); i++)
-        F(t)[i] = lo + (hi - lo) * fl_rng_uniform(key, (uint64_t)i);
-}
-
-static void rnd_idx(fl_tensor *t, uint64_t key, int lo, int hi) {
-    for (int64_t i = 0; i < fl_numel(t); i++)
-        I(t)[i] = lo + (int)(fl_rng_uniform(key, (uint64_t)i) * (float)(hi - lo));
-}
-
-static double dot_d(const float *a, const float *b, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
-    return s;
-}
-
-static float *to_f(const double *d, int64_t n) {
-    fl_tensor t = f1(n);
-    for (int64_t i = 0; i < n; i++) F(&t)[i] = (float)d[i];
-    return F(&t);
-}
-
-/* ts_assert_close, printing the relative error it measured */
-static void chk(const float *got, const float *want, size_t n, double rtol, double atol,
-                const char *what) {
-    print_message("  %-34s rel error %.2e\n", what, ts_rel_error(got, want, n));
-    ts_assert_close(got, want, n, rtol, atol, what);
-}
-
-static double fd_check(const char *what, float *x, int64_t n, const float *grad,
-                       double (*loss)(void)) {
-    float *fd = malloc((size_t)n * sizeof *fd);
-    for (int64_t i = 0; i < n; i++) {
-        const float x0 = x[i];
-        x[i] = x0 + FD_EPS;
-        const float xp = x[i];
-        const double lp = loss();
-        x[i] = x0 - FD_EPS;
-        const float xm = x[i];
-        const double lm = loss();
-        x[i] = x0;
-        fd[i] = (float)((lp - lm) / ((double)xp - (double)xm));
-    }
-    const double rel = ts_rel_error(grad, fd, (size_t)n);
-    print_message("  %-34s FD rel error %.2e\n", what, rel);
-    if (!(rel < FD_TOL)) ts_assert_close(grad, fd, (size_t)n, FD_TOL, FD_TOL, what);
-    free(fd);
-    return rel;
-}
 
 static int setup(void **state) {
     (void)state;
     be = fl_backend_cpu();
+    tf_use(be);
     return 0;
 }
 
@@ -430,12 +349,12 @@ static void test_sumsq_nonfinite(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_embed, free_all),
-        cmocka_unit_test_teardown(test_attention_reference, free_all),
-        cmocka_unit_test_teardown(test_attention_grad, free_all),
-        cmocka_unit_test_teardown(test_cross_entropy, free_all),
-        cmocka_unit_test_teardown(test_adamw, free_all),
-        cmocka_unit_test_teardown(test_sumsq_nonfinite, free_all),
+        cmocka_unit_test_teardown(test_embed, tf_free_all),
+        cmocka_unit_test_teardown(test_attention_reference, tf_free_all),
+        cmocka_unit_test_teardown(test_attention_grad, tf_free_all),
+        cmocka_unit_test_teardown(test_cross_entropy, tf_free_all),
+        cmocka_unit_test_teardown(test_adamw, tf_free_all),
+        cmocka_unit_test_teardown(test_sumsq_nonfinite, tf_free_all),
     };
     return cmocka_run_group_tests_name("cpu_model_kernels", tests, setup, NULL);
 }

@@ -16,112 +16,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "support.h"
+#include "tensor_fixture.h"
 
 #include "backend.h"
-
-#define FD_EPS 1e-3f
-#define FD_TOL 5e-3 /* relative; measured errors are printed: 1e-5 .. 5e-4 */
 
 static const fl_backend *be;
 static const fl_ops *ops;
 
-/* ------------------------------------------------------------ helpers */
-
-/* Every tensor a test makes, freed by the teardown. */
-#define MAX_ALLOCS 4096
-static void *g_allocs[MAX_ALLOCS];
-static int g_n_allocs;
-
-static int free_all(void **state) {
-    (void)state;
-    for (int i = 0; i < g_n_allocs; i++) be->free(g_allocs[i]);
-    g_n_allocs = 0;
-    return 0;
-}
-
-static fl_tensor tnew(int32_t dtype, int ndim, int64_t d0, int64_t d1, int64_t d2) {
-    const int64_t shape[3] = {d0, d1, d2};
-    fl_tensor t = fl_wrap(NULL, dtype, be->device, ndim, shape);
-    t.data = be->alloc(fl_nbytes(&t));
-    assert_non_null(t.data);
-    assert_true(g_n_allocs < MAX_ALLOCS);
-    g_allocs[g_n_allocs++] = t.data;
-    return t;
-}
-
-static fl_tensor f1(int64_t n) { return tnew(FL_F32, 1, n, 1, 1); }
-static fl_tensor f2(int64_t r, int64_t c) { return tnew(FL_F32, 2, r, c, 1); }
-static fl_tensor f3(int64_t b, int64_t r, int64_t c) { return tnew(FL_F32, 3, b, r, c); }
-static fl_tensor i1(int64_t n) { return tnew(FL_I32, 1, n, 1, 1); }
-static fl_tensor i2(int64_t r, int64_t c) { return tnew(FL_I32, 2, r, c, 1); }
-static float *F(const fl_tensor *t) { return (float *)t->data; }
-static int32_t *I(const fl_tensor *t) { return (int32_t *)t->data; }
-static int64_t N_(const fl_tensor *t) { return fl_numel(t); }
-
-/* uniform in [lo, hi) from a test-local stream (not the backend's rng op) */
-static void rnd(fl_tensor *t, uint64_t key, float lo, float hi) {
-    for (int64_t i = 0; i < N_(t); i++) F(t)[i] = lo + (hi - lo) * fl_rng_uniform(key, (uint64_t)i);
-}
-
-static void rnd_idx(fl_tensor *t, uint64_t key, int lo, int hi) {
-    for (int64_t i = 0; i < N_(t); i++)
-        I(t)[i] = lo + (int)(fl_rng_uniform(key, (uint64_t)i) * (float)(hi - lo));
-}
-
-static fl_tensor clone(const fl_tensor *t) {
-    fl_tensor c = tnew(t->dtype, t->ndim, t->shape[0], t->shape[1], t->shape[2]);
-    c.ndim = t->ndim;
-    memcpy(c.shape, t->shape, sizeof c.shape);
-    memcpy(c.data, t->data, fl_nbytes(t));
-    return c;
-}
-
-static double dot_d(const float *a, const float *b, int64_t n) {
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
-    return s;
-}
-
-/* doubles -> floats into a fresh buffer (compared with ts_assert_close) */
-static float *to_f(const double *d, int64_t n) {
-    fl_tensor t = f1(n);
-    for (int64_t i = 0; i < n; i++) F(&t)[i] = (float)d[i];
-    return F(&t);
-}
-
-/* Central FD of loss() with respect to x[0..n) compared with grad[0..n). */
-/* ts_assert_close, printing the relative error it measured */
-static void chk(const float *got, const float *want, size_t n, double rtol, double atol,
-                const char *what) {
-    print_message("  %-34s rel error %.2e\n", what, ts_rel_error(got, want, n));
-    ts_assert_close(got, want, n, rtol, atol, what);
-}
-
-static double fd_check(const char *what, float *x, int64_t n, const float *grad,
-                       double (*loss)(void)) {
-    float *fd = malloc((size_t)n * sizeof *fd);
-    for (int64_t i = 0; i < n; i++) {
-        const float x0 = x[i];
-        x[i] = x0 + FD_EPS;
-        const float xp = x[i];
-        const double lp = loss();
-        x[i] = x0 - FD_EPS;
-        const float xm = x[i];
-        const double lm = loss();
-        x[i] = x0;
-        fd[i] = (float)((lp - lm) / ((double)xp - (double)xm));
-    }
-    const double rel = ts_rel_error(grad, fd, (size_t)n);
-    print_message("  %-34s FD rel error %.2e\n", what, rel);
-    if (!(rel < FD_TOL)) ts_assert_close(grad, fd, (size_t)n, FD_TOL, FD_TOL, what);
-    free(fd);
-    return rel;
-}
-
 static int setup(void **state) {
     (void)state;
     be = fl_backend_cpu();
+    tf_use(be);
     ops = &be->ops;
     print_message("backend: %s\n", be->describe());
     return 0;
@@ -392,8 +297,8 @@ static void test_mul_axpby_fill_copy(void **state) {
     assert_memory_equal(o.data, a.data, (size_t)n * 4);
     ops->fill(&o, 2.5f);
     for (int64_t i = 0; i < n; i++) assert_float_equal(F(&o)[i], 2.5f, 0);
-    fl_tensor ti = tnew(FL_I32, 1, 5, 1, 1), tl = tnew(FL_I64, 1, 5, 1, 1);
-    fl_tensor tb = tnew(FL_BF16, 1, 5, 1, 1), tu = tnew(FL_U8, 1, 5, 1, 1);
+    fl_tensor ti = tnew(FL_I32, 1, 5, 1, 1, 1), tl = tnew(FL_I64, 1, 5, 1, 1, 1);
+    fl_tensor tb = tnew(FL_BF16, 1, 5, 1, 1, 1), tu = tnew(FL_U8, 1, 5, 1, 1, 1);
     ops->fill(&ti, -7.0f);
     ops->fill(&tl, 1e10f);
     ops->fill(&tb, 1.0f);
@@ -737,25 +642,25 @@ static void test_host_copies(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_alloc_and_table, free_all),
-        cmocka_unit_test_teardown(test_gemm, free_all),
-        cmocka_unit_test_teardown(test_gemm_batched, free_all),
-        cmocka_unit_test_teardown(test_gemm_grouped, free_all),
-        cmocka_unit_test_teardown(test_gemm_grad, free_all),
-        cmocka_unit_test_teardown(test_bias_and_sum_rows, free_all),
-        cmocka_unit_test_teardown(test_activation, free_all),
-        cmocka_unit_test_teardown(test_activation_backward, free_all),
-        cmocka_unit_test_teardown(test_mul_axpby_fill_copy, free_all),
-        cmocka_unit_test_teardown(test_scale_rows_row_dot, free_all),
-        cmocka_unit_test_teardown(test_softmax_logsumexp, free_all),
-        cmocka_unit_test_teardown(test_softmax_backward, free_all),
-        cmocka_unit_test_teardown(test_topk, free_all),
-        cmocka_unit_test_teardown(test_gather_scatter, free_all),
-        cmocka_unit_test_teardown(test_embedding_bag, free_all),
-        cmocka_unit_test_teardown(test_layernorm, free_all),
-        cmocka_unit_test_teardown(test_rng, free_all),
-        cmocka_unit_test_teardown(test_bucket_sort, free_all),
-        cmocka_unit_test_teardown(test_host_copies, free_all),
+        cmocka_unit_test_teardown(test_alloc_and_table, tf_free_all),
+        cmocka_unit_test_teardown(test_gemm, tf_free_all),
+        cmocka_unit_test_teardown(test_gemm_batched, tf_free_all),
+        cmocka_unit_test_teardown(test_gemm_grouped, tf_free_all),
+        cmocka_unit_test_teardown(test_gemm_grad, tf_free_all),
+        cmocka_unit_test_teardown(test_bias_and_sum_rows, tf_free_all),
+        cmocka_unit_test_teardown(test_activation, tf_free_all),
+        cmocka_unit_test_teardown(test_activation_backward, tf_free_all),
+        cmocka_unit_test_teardown(test_mul_axpby_fill_copy, tf_free_all),
+        cmocka_unit_test_teardown(test_scale_rows_row_dot, tf_free_all),
+        cmocka_unit_test_teardown(test_softmax_logsumexp, tf_free_all),
+        cmocka_unit_test_teardown(test_softmax_backward, tf_free_all),
+        cmocka_unit_test_teardown(test_topk, tf_free_all),
+        cmocka_unit_test_teardown(test_gather_scatter, tf_free_all),
+        cmocka_unit_test_teardown(test_embedding_bag, tf_free_all),
+        cmocka_unit_test_teardown(test_layernorm, tf_free_all),
+        cmocka_unit_test_teardown(test_rng, tf_free_all),
+        cmocka_unit_test_teardown(test_bucket_sort, tf_free_all),
+        cmocka_unit_test_teardown(test_host_copies, tf_free_all),
     };
     return cmocka_run_group_tests_name("cpu_ops", tests, setup, NULL);
 }

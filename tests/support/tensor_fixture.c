@@ -1,0 +1,83 @@
+/*
+ * tests/support/tensor_fixture.c — see tensor_fixture.h.
+ */
+#include "tensor_fixture.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_ALLOCS 4096
+static const fl_backend *g_be;
+static void *g_allocs[MAX_ALLOCS];
+static int g_n_allocs;
+
+void tf_use(const fl_backend *be) { g_be = be; }
+
+int tf_free_all(void **state) {
+    (void)state;
+    for (int i = 0; i < g_n_allocs; i++) g_be->free(g_allocs[i]);
+    g_n_allocs = 0;
+    return 0;
+}
+
+fl_tensor tnew(int32_t dtype, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    const int64_t shape[4] = {d0, d1, d2, d3};
+    fl_tensor t = fl_wrap(NULL, dtype, g_be->device, ndim, shape);
+    t.data = g_be->alloc(fl_nbytes(&t));
+    assert_non_null(t.data);
+    assert_true(g_n_allocs < MAX_ALLOCS);
+    g_allocs[g_n_allocs++] = t.data;
+    return t;
+}
+
+fl_tensor clone(const fl_tensor *t) {
+    fl_tensor c = tnew(t->dtype, t->ndim, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+    memcpy(c.data, t->data, fl_nbytes(t));
+    return c;
+}
+
+void rnd(fl_tensor *t, uint64_t key, float lo, float hi) {
+    for (int64_t i = 0; i < N_(t); i++) F(t)[i] = lo + (hi - lo) * fl_rng_uniform(key, (uint64_t)i);
+}
+
+void rnd_idx(fl_tensor *t, uint64_t key, int lo, int hi) {
+    for (int64_t i = 0; i < N_(t); i++)
+        I(t)[i] = lo + (int)(fl_rng_uniform(key, (uint64_t)i) * (float)(hi - lo));
+}
+
+double dot_d(const float *a, const float *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)a[i] * (double)b[i];
+    return s;
+}
+
+float *to_f(const double *d, int64_t n) {
+    fl_tensor t = f1(n);
+    for (int64_t i = 0; i < n; i++) F(&t)[i] = (float)d[i];
+    return F(&t);
+}
+
+void chk(const float *got, const float *want, size_t n, double rtol, double atol, const char *what) {
+    print_message("  %-34s rel error %.2e\n", what, ts_rel_error(got, want, n));
+    ts_assert_close(got, want, n, rtol, atol, what);
+}
+
+double fd_check(const char *what, float *x, int64_t n, const float *grad, double (*loss)(void)) {
+    float *fd = malloc((size_t)n * sizeof *fd);
+    for (int64_t i = 0; i < n; i++) {
+        const float x0 = x[i];
+        x[i] = x0 + FD_EPS;
+        const float xp = x[i]; /* the step actually taken, after rounding */
+        const double lp = loss();
+        x[i] = x0 - FD_EPS;
+        const float xm = x[i];
+        const double lm = loss();
+        x[i] = x0;
+        fd[i] = (float)((lp - lm) / ((double)xp - (double)xm));
+    }
+    const double rel = ts_rel_error(grad, fd, (size_t)n);
+    print_message("  %-34s FD rel error %.2e\n", what, rel);
+    if (!(rel < FD_TOL)) ts_assert_close(grad, fd, (size_t)n, FD_TOL, FD_TOL, what);
+    free(fd);
+    return rel;
+}

@@ -1,0 +1,55 @@
+/*
+ * tests/support/tensor_fixture.h — tensors for backend tests, and the checks
+ * every op test makes.
+ *
+ * Tensors come from one arena on the backend chosen with tf_use() and are all
+ * freed by tf_free_all (a CMocka teardown). Data is read and written through
+ * F()/I() directly, so these helpers are for host-memory backends (the CPU);
+ * a GPU test copies to the CPU first.
+ *
+ *   fl_tensor x = f2(N, D);  rnd(&x, key, -1, 1);  F(&x)[i] ...
+ *   chk(got, want, n, rtol, atol, "what")         compare, printing the error
+ *   fd_check("what", x, n, grad, loss)             central finite differences
+ */
+#ifndef FFNLAB_TENSOR_FIXTURE_H
+#define FFNLAB_TENSOR_FIXTURE_H
+
+#include "support.h"
+
+#include "backend.h"
+
+#define FD_EPS 1e-3f
+#define FD_TOL 5e-3 /* relative; the measured errors are printed */
+
+void tf_use(const fl_backend *be);
+int tf_free_all(void **state);
+
+/* A fresh tensor of up to 4 dims (unused dims 1), zeroed. */
+fl_tensor tnew(int32_t dtype, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
+/* A copy of t (same shape and dtype). */
+fl_tensor clone(const fl_tensor *t);
+
+static inline fl_tensor f1(int64_t n) { return tnew(FL_F32, 1, n, 1, 1, 1); }
+static inline fl_tensor f2(int64_t r, int64_t c) { return tnew(FL_F32, 2, r, c, 1, 1); }
+static inline fl_tensor f3(int64_t a, int64_t b, int64_t c) { return tnew(FL_F32, 3, a, b, c, 1); }
+static inline fl_tensor i1(int64_t n) { return tnew(FL_I32, 1, n, 1, 1, 1); }
+static inline fl_tensor i2(int64_t r, int64_t c) { return tnew(FL_I32, 2, r, c, 1, 1); }
+static inline float *F(const fl_tensor *t) { return (float *)t->data; }
+static inline int32_t *I(const fl_tensor *t) { return (int32_t *)t->data; }
+static inline int64_t N_(const fl_tensor *t) { return fl_numel(t); }
+
+/* uniform in [lo, hi) from a test-local stream (not the backend's rng op) */
+void rnd(fl_tensor *t, uint64_t key, float lo, float hi);
+/* integers in [lo, hi) */
+void rnd_idx(fl_tensor *t, uint64_t key, int lo, int hi);
+double dot_d(const float *a, const float *b, int64_t n);
+/* doubles -> floats in a fresh arena buffer */
+float *to_f(const double *d, int64_t n);
+
+/* ts_assert_close, printing the relative error it measured */
+void chk(const float *got, const float *want, size_t n, double rtol, double atol, const char *what);
+/* Central differences of loss() over x[0..n) against grad; fails above FD_TOL.
+   Returns the relative error. */
+double fd_check(const char *what, float *x, int64_t n, const float *grad, double (*loss)(void));
+
+#endif
