@@ -9,6 +9,8 @@
 #ifndef FFNLAB_CLI_H
 #define FFNLAB_CLI_H
 
+#include <stdio.h>
+
 #include "ffnlab/status.h"
 
 /* Prints err as one line on stderr; returns the exit code for it (1). */
@@ -16,6 +18,17 @@ int fl_cli_report(const fl_error *err);
 
 /* Prints a usage error ("ffnlab NAME: ...") and returns 2. */
 int fl_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A subcommand's action ("ffnlab data prepare ..."). */
+typedef struct fl_cli_action {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the action's name */
+} fl_cli_action;
+
+/* Runs the action named by argv[1] (help for none, --help, -h, help); an
+   unknown name is a usage error listing the known ones. */
+int fl_cli_dispatch(const char *cmd, int argc, char **argv, const fl_cli_action *actions,
+                    int n_actions, void (*help)(FILE *f));
 
 int fl_cmd_train(int argc, char **argv);
 int fl_cmd_generate(int argc, char **argv);

@@ -199,19 +199,11 @@ static int do_blimp(int argc, char **argv) {
 }
 
 int fl_cmd_data(int argc, char **argv) {
-    if (argc < 2) {
-        help(stderr);
-        return 2;
-    }
-    const char *action = argv[1];
-    if (!strcmp(action, "--help") || !strcmp(action, "-h") || !strcmp(action, "help")) {
-        help(stdout);
-        return 0;
-    }
-    /* Hand the action its own argv, with itself as argv[0]. */
-    if (!strcmp(action, "prepare")) return do_prepare(argc - 1, argv + 1);
-    if (!strcmp(action, "generate")) return do_generate(argc - 1, argv + 1);
-    if (!strcmp(action, "fetch")) return do_fetch(argc - 1, argv + 1);
-    if (!strcmp(action, "blimp")) return do_blimp(argc - 1, argv + 1);
-    return fl_cli_usage("data", "unknown action '%s' (prepare, generate, fetch, blimp)", action);
+    static const fl_cli_action actions[] = {
+        {"prepare", do_prepare},
+        {"generate", do_generate},
+        {"fetch", do_fetch},
+        {"blimp", do_blimp},
+    };
+    return fl_cli_dispatch("data", argc, argv, actions, (int)(sizeof actions / sizeof actions[0]), help);
 }

@@ -220,18 +220,10 @@ static int do_decode(int argc, char **argv) {
 }
 
 int fl_cmd_tokenizer(int argc, char **argv) {
-    if (argc < 2) {
-        help(stderr);
-        return 2;
-    }
-    const char *action = argv[1];
-    if (!strcmp(action, "--help") || !strcmp(action, "-h") || !strcmp(action, "help")) {
-        help(stdout);
-        return 0;
-    }
-    /* Hand the action its own argv, with itself as argv[0]. */
-    if (!strcmp(action, "train")) return do_train(argc - 1, argv + 1);
-    if (!strcmp(action, "encode")) return do_encode(argc - 1, argv + 1);
-    if (!strcmp(action, "decode")) return do_decode(argc - 1, argv + 1);
-    return fl_cli_usage("tokenizer", "unknown action '%s' (train, encode, decode)", action);
+    static const fl_cli_action actions[] = {
+        {"train", do_train},
+        {"encode", do_encode},
+        {"decode", do_decode},
+    };
+    return fl_cli_dispatch("tokenizer", argc, argv, actions, (int)(sizeof actions / sizeof actions[0]), help);
 }
