@@ -42,7 +42,7 @@ static void train_once(fl_model *m) {
     ts_assert_ok(fl_model_forward(m, x, y, 2, 8, 1, 0, &loss, &err), &err);
     ts_assert_ok(fl_model_backward(m, &err), &err);
     fl_adamw opt = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
-    ts_assert_ok(fl_adamw_step(fl_backend_cpu(), fl_model_params(m), &opt, 1e-2, 1, &err), &err);
+    ts_assert_ok(fl_adamw_step(fl_backend_cpu(), fl_model_params(m), &opt, 1e-2, 1.0f, 1, &err), &err);
 }
 
 static void assert_same_tensor(const fl_tensor *a, const fl_tensor *b, const char *name) {
