@@ -11,6 +11,7 @@
  */
 #include "cpu.h"
 
+#include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
 /* Below this many FLOPs per product, products go one per thread. */
@@ -82,12 +83,16 @@ void cpu_gemm_batched(int transA, int transB, float alpha, const fl_tensor *A,
                   c + i * M * N, N);
 }
 
-/* Groups that will run, and whether they are small enough to run one per
-   thread. */
-static int groups_small(const int64_t *off, int G, int64_t flops_per_row) {
+/* Whether to run the groups one per thread (each GEMM single-threaded)
+   rather than one after another on all threads: when there are at least as
+   many non-empty groups as threads, or they are too small to split. Measured
+   on MoE shapes (d=256, 4 experts of ~1024 tokens): one expert per thread is
+   1.8-2.4x faster than splitting each expert's GEMM over both cores. */
+static int one_group_per_thread(const int64_t *off, int G, int64_t flops_per_row) {
     int busy = 0;
     for (int g = 0; g < G; g++) busy += off[g + 1] > off[g];
     if (busy < 2) return 0;
+    if (busy >= omp_get_max_threads()) return 1;
     double avg = (double)(off[G] - off[0]) * (double)flops_per_row / busy;
     return avg < SMALL_GEMM_FLOPS;
 }
@@ -112,7 +117,7 @@ void cpu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tens
     CPU_CHECK(offsets_ok(off, G, N));
     const float *a = cpu_f32(A), *w = cpu_f32(W);
     float *c = cpu_f32(C);
-    const int small = groups_small(off, G, 2 * K * M);
+    const int small = one_group_per_thread(off, G, 2 * K * M);
 #pragma omp parallel for schedule(dynamic, 1) if (small)
     for (int g = 0; g < G; g++) {
         const int64_t r0 = off[g], n = off[g + 1] - off[g];
@@ -134,7 +139,7 @@ void cpu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY
     CPU_CHECK(offsets_ok(off, G, N));
     const float *a = cpu_f32(A), *dy = cpu_f32(dY);
     float *dw = cpu_f32(dW);
-    const int small = groups_small(off, G, 2 * K * M);
+    const int small = one_group_per_thread(off, G, 2 * K * M);
 #pragma omp parallel for schedule(dynamic, 1) if (small)
     for (int g = 0; g < G; g++) {
         const int64_t r0 = off[g], n = off[g + 1] - off[g];

@@ -1,0 +1,736 @@
+/*
+ * plugins/ffn_moe/moe.c — a sparsely-gated mixture of experts as an ffnlab
+ * FFN plugin (Shazeer et al. 2017, "Outrageously Large Neural Networks";
+ * Fedus et al. 2021, "Switch Transformers"; Zoph et al. 2022, ST-MoE, for
+ * the router z-loss).
+ *
+ * E experts, each a small GPT-2 MLP of width d_expert; a linear router sends
+ * each token to its top-k experts and mixes their outputs by gate weight:
+ *
+ *     H  = x · W_router                     x[N,d]  W_router[d,E]   H[N,E]
+ *          (+ N(0,1) · softplus(x · W_noise) with gate=noisy_topk, training)
+ *     p  = softmax(H)                       p[N,E]
+ *     (v, e) = top-k of p per token         v[N,k]  e[N,k]
+ *     g  = v / Σv  (renormalize)  or  v     g[N,k]
+ *     y_n = Σ_j g_nj · expert_{e_nj}(x_n),  expert_i(x) = act(x·W_fc[i] + b_fc[i])·W_proj[i] + b_proj[i]
+ *
+ * The point is to do the sparse work sparsely. The N·k (token, expert)
+ * assignments are bucket-sorted by expert; the tokens are gathered into that
+ * order (xs[M,d], M = kept assignments); each expert's rows are one group of
+ * a grouped GEMM, so every token costs k experts' FLOPs, never E, and there
+ * is never one GEMM per token. The outputs come back to token order with one
+ * weighted embedding-bag (y_n = Σ_j g_nj · o[pos_nj]), which writes every row
+ * of y once: no zero fill, no scaled copy, no scatter conflicts.
+ *
+ * With capacity_factor > 0 each expert takes at most
+ * ceil(capacity_factor · N · k / E) assignments, first come first served in
+ * token order; the rest are dropped (they add nothing: the residual stream
+ * carries the token).
+ *
+ * Auxiliary losses, reported already weighted and differentiated here (the
+ * host adds them with weight 1):
+ *   balance = balance_loss · E · Σ_i f_i · P_i   (Switch; f_i the fraction of
+ *             top-k assignments that chose expert i, before dropping, held
+ *             constant; P_i the mean router probability of expert i)
+ *   z       = z_loss · mean_n logsumexp(H_n)²     (ST-MoE router z-loss)
+ *
+ * Everything heavy goes through host->ops. The O(N·k) and O(N·E) routing
+ * steps the table has no op for (gate renormalisation and capacity, the
+ * inverse permutation, the router gradient, the noisy gate's softplus) are
+ * the plugin's own small serial CPU kernels — host op candidates — so the
+ * plugin runs on the CPU backend only for now and says so on any other.
+ *
+ * This file sees only the public SDK.
+ */
+#include <math.h>            /* expf, log1pf, ceil, isfinite */
+#include <stdint.h>          /* int64_t, int32_t */
+#include <stdio.h>           /* snprintf */
+#include <stdlib.h>          /* calloc, free */
+
+#include "ffnlab/ffn.h"      /* fl_ffn_plugin, fl_ffn_config, fl_ffn_ctx, fl_stat */
+#include "ffnlab/host.h"     /* fl_host, fl_ops, fl_param_spec, fl_option */
+#include "ffnlab/plugin.h"   /* FL_EXPORT, FL_PLUGIN_MAGIC */
+#include "ffnlab/tensor.h"   /* fl_tensor, fl_view2, fl_rows, fl_wrap */
+
+/* ------------------------------------------------------------------------ */
+/* Options                                                                    */
+/* ------------------------------------------------------------------------ */
+
+enum {
+    OPT_EXPERTS,
+    OPT_TOP_K,
+    OPT_D_EXPERT,
+    OPT_ACTIVATION,
+    OPT_GATE,
+    OPT_BALANCE,
+    OPT_Z,
+    OPT_CAPACITY,
+    OPT_RENORM,
+    N_OPTIONS
+};
+
+#define MAX_EXPERTS 4096
+#define MAX_LOAD_STATS 64
+
+static const fl_option OPTIONS[N_OPTIONS] = {
+    [OPT_EXPERTS] = {"experts", FL_OPT_INT, "8", 1, MAX_EXPERTS, NULL,
+                     "number of experts E in this layer"},
+    [OPT_TOP_K] = {"top_k", FL_OPT_INT, "1", 1, MAX_EXPERTS, NULL,
+                   "experts per token (1 = Switch Transformer, 2 = Shazeer et al.); at most experts"},
+    [OPT_D_EXPERT] = {"d_expert", FL_OPT_INT, NULL, 1, 1 << 20, NULL,
+                      "hidden width of each expert (default 4 * d_model / experts: the total "
+                      "parameters of a dense d_ff = 4 * d_model MLP)"},
+    [OPT_ACTIVATION] = {"activation", FL_OPT_ENUM, "gelu", 0, -1, "gelu|relu|silu",
+                        "nonlinearity inside each expert; gelu is GPT-2's tanh approximation"},
+    [OPT_GATE] = {"gate", FL_OPT_ENUM, "softmax", 0, -1, "softmax|noisy_topk",
+                  "router: plain softmax, or Shazeer's noisy top-k (adds N(0,1) * "
+                  "softplus(x W_noise) to the logits in training)"},
+    [OPT_BALANCE] = {"balance_loss", FL_OPT_FLOAT, "0.01", 0, 1000, NULL,
+                     "weight of the Switch load-balancing loss E * sum_i f_i * P_i (0 = off)"},
+    [OPT_Z] = {"z_loss", FL_OPT_FLOAT, "0", 0, 1000, NULL,
+               "weight of the ST-MoE router z-loss mean(logsumexp(logits)^2) (0 = off)"},
+    [OPT_CAPACITY] = {"capacity_factor", FL_OPT_FLOAT, "0", 0, 1000, NULL,
+                      "0 = dropless; else each expert takes at most ceil(c * tokens * top_k / "
+                      "experts) assignments, later ones (token order) are dropped"},
+    [OPT_RENORM] = {"renormalize", FL_OPT_BOOL, NULL, 0, -1, NULL,
+                    "rescale the chosen top_k gate weights to sum to 1 (default: true when "
+                    "top_k > 1, false for top_k = 1 so the router learns from its gate)"},
+};
+
+/* ENUM index → the host's activation code. */
+static const int ACTIVATIONS[] = {FL_ACT_GELU, FL_ACT_RELU, FL_ACT_SILU};
+#define N_ACTIVATIONS ((int)(sizeof ACTIVATIONS / sizeof ACTIVATIONS[0]))
+enum { GATE_SOFTMAX = 0, GATE_NOISY = 1, N_GATES = 2 };
+
+/* ------------------------------------------------------------------------ */
+/* The layer                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct moe {
+    const fl_host *host;
+    int64_t d, E, k, de;       /* d_model, experts, top_k, d_expert */
+    int act;                   /* FL_ACT_* */
+    int noisy;                 /* gate = noisy_topk */
+    int renorm;
+    float bal_coef, z_coef;
+    double cap_factor;
+
+    fl_param *router_w;        /* router.weight [d,E] */
+    fl_param *noise_w;         /* router_noise.weight [d,E] (noisy only) */
+    fl_param *fc_w, *fc_b;     /* experts.c_fc.weight [E,d,de], .bias [E,de] */
+    fl_param *proj_w, *proj_b; /* experts.c_proj.weight [E,de,d], .bias [E,d] */
+
+    /* Saved by forward for backward. x is a view of the caller's input, which
+       the host keeps unchanged until this layer's backward (as dense.c). */
+    fl_tensor x;               /* [N,d] view */
+    int64_t n, m;              /* tokens and kept assignments of the last forward */
+    int noise_on;              /* noise was added in the last forward */
+    fl_tensor logits;          /* [N,E] H, the gating logits */
+    fl_tensor raw;             /* [N,E] x·W_noise (noisy, training) */
+    fl_tensor eps;             /* [N,E] the N(0,1) draws (noisy, training) */
+    fl_tensor probs;           /* [N,E] softmax(H) */
+    fl_tensor lse;             /* [N] logsumexp(H) */
+    fl_tensor topv;            /* [N,k] chosen probabilities */
+    fl_tensor topi;            /* [N,k] i32 chosen experts */
+    fl_tensor gates;           /* [N,k] gate weights */
+    fl_tensor keys;            /* [N·k] i32 expert of each assignment, -1 dropped */
+    fl_tensor perm;            /* [N·k] i32 assignments in expert order */
+    fl_tensor tok;             /* [N·k] i32 token of each sorted row (first m) */
+    fl_tensor gs;              /* [N·k] gate of each sorted row (first m) */
+    fl_tensor pos;             /* [N,k] i32 sorted row of each assignment, -1 dropped */
+    fl_tensor xs;              /* [N·k,d] tokens in expert order (first m rows) */
+    fl_tensor h, a;            /* [N·k,de] pre-activation, activation */
+    fl_tensor o;               /* [N·k,d] expert outputs, unscaled */
+
+    /* Host arrays, E (+1) long, allocated once at create. */
+    int64_t *off;              /* expert row offsets into the sorted rows */
+    int64_t *count;            /* assignments per expert before dropping */
+    int64_t *fill;             /* capacity bookkeeping */
+    double *psum;              /* column sums of probs */
+    float *dbal;               /* d balance / d p[n,i] = coef·E·f_i / N */
+
+    /* Figures of the last forward. */
+    double bal, z;             /* unweighted E·Σ f_i P_i and mean lse² */
+    int64_t dropped;           /* assignments over capacity */
+
+    /* Backward scratch. */
+    fl_tensor dgate;           /* [N,k] */
+    fl_tensor dout;            /* [N·k,d] d o, then d xs */
+    fl_tensor da;              /* [N·k,de] */
+    fl_tensor dlogits;         /* [N,E] */
+    fl_tensor draw;            /* [N,E] (noisy) */
+
+    char load_names[MAX_LOAD_STATS][16];
+} moe;
+
+static int64_t router_width(const moe *L) { return L->noisy ? 2 * L->E : L->E; }
+
+/* Per token: the router (and noise projection), plus k experts' weights. */
+static int64_t active_params(const moe *L) {
+    return L->d * router_width(L) + L->k * (2 * L->d * L->de + L->de + L->d);
+}
+
+/* Matmuls only, 2 FLOPs per multiply-add, as dense.c counts: the router
+   projection(s) for every expert, and k experts' two matmuls. */
+static int64_t flops_per_token(const moe *L) {
+    return 2 * L->d * router_width(L) + L->k * (2 * L->d * L->de * 2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Create and destroy                                                         */
+/* ------------------------------------------------------------------------ */
+
+static fl_param *declare(const fl_host *host, fl_param_scope *scope, const char *name, int ndim,
+                         const int64_t *shape, int init, uint32_t flags, fl_error *err) {
+    fl_param_spec spec = {0};
+    spec.name = name;
+    spec.ndim = ndim;
+    for (int i = 0; i < ndim; i++) spec.shape[i] = shape[i];
+    spec.init = init;
+    spec.init_scale = init == FL_INIT_NORMAL ? 0.02f : 0.0f;
+    spec.flags = flags;
+    return host->param(host, scope, &spec, err);
+}
+
+/* The router has no weight decay (it only scores experts); the experts are
+   GPT-2 MLPs stacked along dim 0, so they take GPT-2's init and flags plus
+   FL_PARAM_EXPERT. W_noise starts at zero, as in Shazeer et al. */
+static fl_status declare_params(moe *L, fl_param_scope *scope, fl_error *err) {
+    const fl_host *H = L->host;
+    const int64_t d = L->d, E = L->E, f = L->de;
+    const uint32_t X = FL_PARAM_EXPERT;
+    if (!(L->router_w = declare(H, scope, "router.weight", 2, (int64_t[]){d, E}, FL_INIT_NORMAL, 0, err)))
+        return err ? err->code : FL_EINVAL;
+    if (L->noisy &&
+        !(L->noise_w = declare(H, scope, "router_noise.weight", 2, (int64_t[]){d, E}, FL_INIT_ZEROS, 0, err)))
+        return err ? err->code : FL_EINVAL;
+    if (!(L->fc_w = declare(H, scope, "experts.c_fc.weight", 3, (int64_t[]){E, d, f}, FL_INIT_NORMAL,
+                            X | FL_PARAM_DECAY, err)) ||
+        !(L->fc_b = declare(H, scope, "experts.c_fc.bias", 2, (int64_t[]){E, f}, FL_INIT_ZEROS, X, err)) ||
+        !(L->proj_w = declare(H, scope, "experts.c_proj.weight", 3, (int64_t[]){E, f, d}, FL_INIT_NORMAL,
+                              X | FL_PARAM_DECAY | FL_PARAM_RESIDUAL_OUT, err)) ||
+        !(L->proj_b = declare(H, scope, "experts.c_proj.bias", 2, (int64_t[]){E, d}, FL_INIT_ZEROS, X, err)))
+        return err ? err->code : FL_EINVAL;
+    /* A host that shards experts over ranks would hand back fewer than E;
+       the all-to-all that needs is not written yet. */
+    if (L->fc_w->value.shape[0] != E || L->proj_w->value.shape[0] != E)
+        return H->error(err, FL_EUNSUPPORTED, "moe: expert parallelism is not supported yet "
+                        "(this rank holds %lld of %lld experts)",
+                        (long long)L->fc_w->value.shape[0], (long long)E);
+    return FL_OK;
+}
+
+static void moe_destroy(void *layer) {
+    moe *L = layer;
+    if (!L) return;
+    fl_tensor *owned[] = {&L->logits, &L->raw,  &L->eps,   &L->probs, &L->lse,     &L->topv,
+                          &L->topi,   &L->gates, &L->keys, &L->perm,  &L->tok,     &L->gs,
+                          &L->pos,    &L->xs,    &L->h,    &L->a,     &L->o,       &L->dgate,
+                          &L->dout,   &L->da,    &L->dlogits, &L->draw};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) L->host->tensor_release(L->host, owned[i]);
+    free(L->off);
+    free(L->count);
+    free(L->fill);
+    free(L->psum);
+    free(L->dbal);
+    free(L);
+}
+
+/* Option values as create sees them; every range is re-checked so a host
+   that skipped its own checks cannot build a nonsense layer. */
+typedef struct moe_opts {
+    int64_t E, k, de, act, gate;
+    double bal, z, cap;
+    int renorm;
+} moe_opts;
+
+/* Option `opt` as given or defaulted, else dflt (a NULL default). */
+static int64_t val_i(const fl_value *v, int opt, int64_t dflt) {
+    return v && v[opt].present ? v[opt].i : dflt;
+}
+static double val_f(const fl_value *v, int opt, double dflt) {
+    return v && v[opt].present ? v[opt].f : dflt;
+}
+
+static fl_status read_options(const fl_host *host, const fl_value *v, int64_t d, moe_opts *o,
+                              fl_error *err) {
+    o->E = val_i(v, OPT_EXPERTS, 8);
+    o->k = val_i(v, OPT_TOP_K, 1);
+    o->act = val_i(v, OPT_ACTIVATION, 0);
+    o->gate = val_i(v, OPT_GATE, GATE_SOFTMAX);
+    o->bal = val_f(v, OPT_BALANCE, 0.01);
+    o->z = val_f(v, OPT_Z, 0.0);
+    o->cap = val_f(v, OPT_CAPACITY, 0.0);
+    if (o->E < 1 || o->E > MAX_EXPERTS)
+        return host->error(err, FL_EINVAL, "moe: option 'experts' = %lld is out of range [1, %d]",
+                           (long long)o->E, MAX_EXPERTS);
+    if (o->k < 1 || o->k > o->E)
+        return host->error(err, FL_EINVAL, "moe: option 'top_k' = %lld must be in [1, experts = %lld]",
+                           (long long)o->k, (long long)o->E);
+    o->de = val_i(v, OPT_D_EXPERT, (4 * d / o->E) > 0 ? 4 * d / o->E : 1);
+    o->renorm = (int)val_i(v, OPT_RENORM, o->k > 1);
+    if (o->de < 1 || o->de > (1 << 20))
+        return host->error(err, FL_EINVAL, "moe: option 'd_expert' = %lld is out of range [1, 1048576]",
+                           (long long)o->de);
+    if (o->act < 0 || o->act >= N_ACTIVATIONS)
+        return host->error(err, FL_EINVAL, "moe: option 'activation' index %lld is not one of gelu|relu|silu",
+                           (long long)o->act);
+    if (o->gate < 0 || o->gate >= N_GATES)
+        return host->error(err, FL_EINVAL, "moe: option 'gate' index %lld is not one of softmax|noisy_topk",
+                           (long long)o->gate);
+    const struct { const char *name; double val; } coef[] = {
+        {"balance_loss", o->bal}, {"z_loss", o->z}, {"capacity_factor", o->cap}};
+    for (int i = 0; i < 3; i++)
+        if (!(coef[i].val >= 0 && isfinite(coef[i].val)))
+            return host->error(err, FL_EINVAL, "moe: option '%s' = %g must be a finite number >= 0",
+                               coef[i].name, coef[i].val);
+    return FL_OK;
+}
+
+static fl_status moe_create(const fl_host *host, const fl_ffn_config *cfg, void **layer,
+                            fl_error *err) {
+    *layer = NULL;
+    if (cfg->d_model < 1)
+        return host->error(err, FL_EINVAL, "moe: d_model %d must be positive", (int)cfg->d_model);
+    /* The routing kernels below read and write tensor memory directly. */
+    if (host->device.kind != FL_DEVICE_CPU)
+        return host->error(err, FL_EUNSUPPORTED, "moe: runs on the CPU backend only for now (its "
+                           "routing kernels are CPU code; host op candidates)");
+    if (host->comm && host->comm->ep_size > 1)
+        return host->error(err, FL_EUNSUPPORTED, "moe: expert parallelism (ep_size %d) is not supported yet",
+                           (int)host->comm->ep_size);
+    moe_opts o = {0};
+    fl_status st = read_options(host, cfg->values, cfg->d_model, &o, err);
+    if (st) return st;
+    moe *L = calloc(1, sizeof *L);
+    if (!L) return host->error(err, FL_ENOMEM, "moe: out of memory");
+    L->host = host;
+    L->d = cfg->d_model;
+    L->E = o.E;
+    L->k = o.k;
+    L->de = o.de;
+    L->act = ACTIVATIONS[o.act];
+    L->noisy = o.gate == GATE_NOISY;
+    L->renorm = o.renorm;
+    L->bal_coef = (float)o.bal;
+    L->z_coef = (float)o.z;
+    L->cap_factor = o.cap;
+    L->off = calloc((size_t)o.E + 1, sizeof *L->off);
+    L->count = calloc((size_t)o.E, sizeof *L->count);
+    L->fill = calloc((size_t)o.E, sizeof *L->fill);
+    L->psum = calloc((size_t)o.E, sizeof *L->psum);
+    L->dbal = calloc((size_t)o.E, sizeof *L->dbal);
+    if (!L->off || !L->count || !L->fill || !L->psum || !L->dbal) {
+        moe_destroy(L);
+        return host->error(err, FL_ENOMEM, "moe: out of memory");
+    }
+    for (int i = 0; i < MAX_LOAD_STATS; i++) snprintf(L->load_names[i], sizeof L->load_names[i], "load.%d", i);
+    st = declare_params(L, cfg->scope, err);
+    if (st) {
+        moe_destroy(L); /* the params already declared belong to the host */
+        return st;
+    }
+    *layer = L;
+    return FL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The plugin's own CPU kernels (host op candidates). Serial: each is one     */
+/* pass over N·k or N·E values, microseconds next to the expert GEMMs.        */
+/* ------------------------------------------------------------------------ */
+
+static float *f32(const fl_tensor *t) { return (float *)t->data; }
+static int32_t *i32(const fl_tensor *t) { return (int32_t *)t->data; }
+
+static float softplusf(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
+static float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
+
+/* Noisy gate: H[n] += eps[n] · softplus(raw[n]) over n < count. */
+static void noisy_logits(float *H, const float *raw, const float *eps, int64_t count) {
+    for (int64_t i = 0; i < count; i++) H[i] += eps[i] * softplusf(raw[i]);
+}
+
+/* Gate weights and the assignment keys.
+   topv[N,k], topi[N,k] → gates[N,k] (renormalised to sum 1 per token, or
+   the raw probabilities), keys[N·k] (expert id, or -1 when the expert is
+   full: first come first served in token order, cap < 0 = no capacity),
+   count[E] (assignments per expert before dropping). Returns the number
+   dropped. */
+static int64_t route_assign(const float *topv, const int32_t *topi, int64_t N, int64_t k, int64_t E,
+                            int renorm, int64_t cap, float *gates, int32_t *keys, int64_t *count,
+                            int64_t *fill) {
+    int64_t dropped = 0;
+    for (int64_t i = 0; i < E; i++) count[i] = fill[i] = 0;
+    for (int64_t n = 0; n < N; n++) {
+        const float *v = topv + n * k;
+        float s = 0.0f;
+        for (int64_t j = 0; j < k; j++) s += v[j];
+        const float inv = renorm && s > 0.0f ? 1.0f / s : 1.0f;
+        for (int64_t j = 0; j < k; j++) {
+            const int64_t a = n * k + j;
+            const int32_t e = topi[a];
+            gates[a] = v[j] * inv;
+            count[e]++;
+            if (cap >= 0 && fill[e] >= cap) {
+                keys[a] = -1;
+                dropped++;
+            } else {
+                keys[a] = e;
+                fill[e]++;
+            }
+        }
+    }
+    return dropped;
+}
+
+/* From the expert-ordered assignment list perm[0..M): each sorted row's
+   token tok[M] and gate gs[M], and each assignment's sorted row pos[N·k]
+   (-1 for a dropped one) — the inverse permutation the combine gathers by. */
+static void route_index(const int32_t *perm, int64_t M, int64_t NK, int64_t k, const float *gates,
+                        int32_t *tok, float *gs, int32_t *pos) {
+    for (int64_t a = 0; a < NK; a++) pos[a] = -1;
+    for (int64_t m = 0; m < M; m++) {
+        const int32_t a = perm[m];
+        tok[m] = (int32_t)(a / k);
+        gs[m] = gates[a];
+        pos[a] = (int32_t)m;
+    }
+}
+
+/* psum[E] = column sums of p[N,E] (double: N can be large). */
+static void column_sums(const float *p, int64_t N, int64_t E, double *psum) {
+    for (int64_t i = 0; i < E; i++) psum[i] = 0;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < E; i++) psum[i] += p[n * E + i];
+}
+
+/* The router gradient, one token per row:
+     dv  = d gate → d chosen probability (through the renormalisation
+           g_j = v_j / S: dv_j = (dg_j − Σ_i dg_i g_i) / S; else dv = dg);
+     dp  = dv scattered to the chosen experts + dbal[i] (balance loss);
+     dH  = p ⊙ (dp − Σ dp p)  (softmax)  + zc · lse_n · p  (z-loss).
+   dgate, gates, topv, topi [N,k]; p, dH [N,E]; lse [N]. */
+static void router_backward(const float *p, const float *lse, const float *topv, const int32_t *topi,
+                            const float *gates, const float *dgate, const float *dbal, int renorm,
+                            float zc, int64_t N, int64_t E, int64_t k, float *dH) {
+    for (int64_t n = 0; n < N; n++) {
+        const float *pr = p + n * E, *dg = dgate + n * k, *g = gates + n * k, *v = topv + n * k;
+        float *dr = dH + n * E;
+        for (int64_t i = 0; i < E; i++) dr[i] = dbal[i];
+        float s = 0.0f, gdg = 0.0f;
+        for (int64_t j = 0; j < k; j++) {
+            s += v[j];
+            gdg += g[j] * dg[j];
+        }
+        for (int64_t j = 0; j < k; j++)
+            dr[topi[n * k + j]] += renorm ? (s > 0.0f ? (dg[j] - gdg) / s : 0.0f) : dg[j];
+        float dot = 0.0f;
+        for (int64_t i = 0; i < E; i++) dot += dr[i] * pr[i];
+        const float zt = zc * lse[n];
+        for (int64_t i = 0; i < E; i++) dr[i] = pr[i] * (dr[i] - dot + zt);
+    }
+}
+
+/* Noisy gate: d raw = dH · eps · softplus'(raw), softplus' = sigmoid. */
+static void noisy_backward(const float *dH, const float *raw, const float *eps, int64_t count,
+                           float *draw) {
+    for (int64_t i = 0; i < count; i++) draw[i] = dH[i] * eps[i] * sigmoidf(raw[i]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Forward                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* x arrives as [N,d] or [B,T,d]; everything here works on [N,d] views. */
+static fl_status rows_of(const moe *L, const fl_tensor *t, const char *what, int64_t *n,
+                         fl_error *err) {
+    int64_t last = t->ndim >= 1 && t->ndim <= FL_MAX_DIMS ? t->shape[t->ndim - 1] : -1;
+    if (last != L->d || t->dtype != FL_F32)
+        return L->host->error(err, FL_EINVAL, "moe: %s must be f32 [N,%lld], got last dim %lld",
+                              what, (long long)L->d, (long long)last);
+    *n = fl_numel(t) / L->d;
+    return FL_OK;
+}
+
+static fl_status ensure2(const moe *L, fl_tensor *t, int32_t dtype, int64_t r, int64_t c,
+                         fl_error *err) {
+    int64_t shape[2] = {r, c};
+    return L->host->tensor_ensure(L->host, t, dtype, 2, shape, err);
+}
+
+/* Buffers sized for the worst case (all N·k assignments kept), so a step
+   with fewer drops than the last never reallocates. */
+static fl_status ensure_forward(moe *L, int64_t N, fl_error *err) {
+    const int64_t E = L->E, k = L->k, NK = N * k;
+    fl_status st;
+    if ((st = ensure2(L, &L->logits, FL_F32, N, E, err)) || (st = ensure2(L, &L->probs, FL_F32, N, E, err)) ||
+        (st = ensure2(L, &L->lse, FL_F32, N, 1, err)) || (st = ensure2(L, &L->topv, FL_F32, N, k, err)) ||
+        (st = ensure2(L, &L->topi, FL_I32, N, k, err)) || (st = ensure2(L, &L->gates, FL_F32, N, k, err)) ||
+        (st = ensure2(L, &L->keys, FL_I32, NK, 1, err)) || (st = ensure2(L, &L->perm, FL_I32, NK, 1, err)) ||
+        (st = ensure2(L, &L->tok, FL_I32, NK, 1, err)) || (st = ensure2(L, &L->gs, FL_F32, NK, 1, err)) ||
+        (st = ensure2(L, &L->pos, FL_I32, N, k, err)) || (st = ensure2(L, &L->xs, FL_F32, NK, L->d, err)) ||
+        (st = ensure2(L, &L->h, FL_F32, NK, L->de, err)) || (st = ensure2(L, &L->a, FL_F32, NK, L->de, err)) ||
+        (st = ensure2(L, &L->o, FL_F32, NK, L->d, err)))
+        return st;
+    if (L->noisy && ((st = ensure2(L, &L->raw, FL_F32, N, E, err)) || (st = ensure2(L, &L->eps, FL_F32, N, E, err))))
+        return st;
+    return FL_OK;
+}
+
+/* H[N,E] = x·W_router (+ noise), p = softmax(H), lse = logsumexp(H),
+   (topv, topi) = top-k of p. */
+static void router_forward(moe *L, const fl_ffn_ctx *ctx) {
+    const fl_ops *ops = L->host->ops;
+    ops->gemm(0, 0, 1.0f, &L->x, &L->router_w->value, 0.0f, &L->logits);
+    L->noise_on = L->noisy && ctx->train;
+    if (L->noise_on) {
+        ops->gemm(0, 0, 1.0f, &L->x, &L->noise_w->value, 0.0f, &L->raw);
+        ops->rng_normal(&L->eps, ctx->rng_key, 0, 0.0f, 1.0f);
+        noisy_logits(f32(&L->logits), f32(&L->raw), f32(&L->eps), L->n * L->E);
+    }
+    ops->softmax(&L->logits, &L->probs);
+    ops->logsumexp(&L->logits, &L->lse);
+    ops->topk(&L->probs, (int)L->k, &L->topv, &L->topi);
+}
+
+/* Gates, capacity, the expert-ordered row list and the balance / z figures. */
+static void route(moe *L) {
+    const int64_t N = L->n, E = L->E, k = L->k, NK = N * k;
+    int64_t cap = -1;
+    if (L->cap_factor > 0) cap = (int64_t)ceil(L->cap_factor * (double)NK / (double)E);
+    L->dropped = route_assign(f32(&L->topv), i32(&L->topi), N, k, E, L->renorm, cap, f32(&L->gates),
+                              i32(&L->keys), L->count, L->fill);
+    fl_tensor keys = fl_view2(&L->keys, NK, 1), perm = fl_view2(&L->perm, NK, 1);
+    keys.ndim = perm.ndim = 1;
+    L->host->ops->bucket_sort(&keys, (int)E, &perm, L->off);
+    L->m = L->off[E];
+    route_index(i32(&L->perm), L->m, NK, k, f32(&L->gates), i32(&L->tok), f32(&L->gs), i32(&L->pos));
+
+    /* balance = E Σ f_i P_i with f_i = count_i / (N k), P_i = psum_i / N;
+       its gradient in p holds f constant (as Switch does). */
+    column_sums(f32(&L->probs), N, E, L->psum);
+    double bal = 0, z = 0;
+    for (int64_t i = 0; i < E; i++) {
+        const double f = (double)L->count[i] / (double)NK;
+        bal += f * L->psum[i] / (double)N;
+        L->dbal[i] = (float)(L->bal_coef * (double)E * f / (double)N);
+    }
+    const float *lse = f32(&L->lse);
+    for (int64_t n = 0; n < N; n++) z += (double)lse[n] * lse[n];
+    L->bal = (double)E * bal;
+    L->z = z / (double)N;
+}
+
+/* Per-expert bias on the expert-ordered rows: y[off[g]..off[g+1]) += b[g]. */
+static void add_bias_grouped(const fl_ops *ops, fl_tensor *y, const fl_tensor *b, const int64_t *off,
+                             int64_t G) {
+    for (int64_t g = 0; g < G; g++) {
+        const int64_t r = off[g + 1] - off[g];
+        if (r <= 0) continue;
+        fl_tensor rows = fl_rows(y, off[g], r), bg = fl_rows(b, g, 1);
+        ops->add_bias(&rows, &bg);
+    }
+}
+
+/* db[g] += Σ rows off[g]..off[g+1) of dy (empty groups add nothing). */
+static void bias_grad_grouped(const fl_ops *ops, const fl_tensor *dy, fl_tensor *db, const int64_t *off,
+                              int64_t G) {
+    for (int64_t g = 0; g < G; g++) {
+        const int64_t r = off[g + 1] - off[g];
+        if (r <= 0) continue;
+        fl_tensor rows = fl_rows(dy, off[g], r), dbg = fl_rows(db, g, 1);
+        ops->sum_rows(&rows, 1.0f, &dbg);
+    }
+}
+
+/* The experts on the sorted rows: xs[M,d] → o[M,d], all experts in one
+   grouped GEMM per matmul. */
+static void experts_forward(moe *L) {
+    const fl_ops *ops = L->host->ops;
+    const int64_t M = L->m;
+    const int G = (int)L->E;
+    fl_tensor tok = fl_view2(&L->tok, M, 1);
+    tok.ndim = 1;
+    fl_tensor xs = fl_rows(&L->xs, 0, M), h = fl_rows(&L->h, 0, M), a = fl_rows(&L->a, 0, M);
+    fl_tensor o = fl_rows(&L->o, 0, M);
+    ops->gather_rows(&L->x, &tok, &xs);                                   /* xs[M,d] */
+    ops->gemm_grouped(0, 1.0f, &xs, &L->fc_w->value, L->off, G, 0.0f, &h); /* h[M,de] */
+    add_bias_grouped(ops, &h, &L->fc_b->value, L->off, L->E);
+    ops->activation(L->act, &h, &a);                                      /* a = act(h) */
+    ops->gemm_grouped(0, 1.0f, &a, &L->proj_w->value, L->off, G, 0.0f, &o); /* o[M,d] */
+    add_bias_grouped(ops, &o, &L->proj_b->value, L->off, L->E);
+}
+
+static fl_status moe_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor *x, fl_tensor *y,
+                             fl_error *err) {
+    moe *L = layer;
+    const fl_ops *ops = L->host->ops;
+    int64_t n = 0;
+    fl_status st = rows_of(L, x, "x", &n, err);
+    if (!st && fl_numel(y) != n * L->d)
+        st = L->host->error(err, FL_EINVAL, "moe: y has %lld values, x has %lld rows of %lld",
+                            (long long)fl_numel(y), (long long)n, (long long)L->d);
+    if (!st && n * L->k > INT32_MAX)
+        st = L->host->error(err, FL_EINVAL, "moe: %lld tokens x top_k %lld overflow the i32 indices",
+                            (long long)n, (long long)L->k);
+    if (!st) st = ensure_forward(L, n, err);
+    if (st) return st;
+    L->x = fl_view2(x, n, L->d);
+    L->n = n;
+    if (n == 0) {
+        L->m = 0;
+        return FL_OK;
+    }
+    router_forward(L, ctx);
+    route(L);
+    experts_forward(L);
+    /* y[n] = Σ_j gates[n,j] · o[pos[n,j]]: one pass writing every row once;
+       dropped assignments (pos -1) add nothing. */
+    fl_tensor y2 = fl_view2(y, n, L->d), o = fl_rows(&L->o, 0, L->m);
+    ops->embedding_bag(&o, &L->pos, &L->gates, &y2);
+    return FL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Backward                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static fl_status ensure_backward(moe *L, fl_error *err) {
+    const int64_t N = L->n, NK = N * L->k;
+    fl_status st;
+    if ((st = ensure2(L, &L->dgate, FL_F32, N, L->k, err)) || (st = ensure2(L, &L->dout, FL_F32, NK, L->d, err)) ||
+        (st = ensure2(L, &L->da, FL_F32, NK, L->de, err)) || (st = ensure2(L, &L->dlogits, FL_F32, N, L->E, err)))
+        return st;
+    if (L->noise_on && (st = ensure2(L, &L->draw, FL_F32, N, L->E, err))) return st;
+    return FL_OK;
+}
+
+/* Through the experts: dy2[N,d] → parameter grads and dx2[N,d] (overwritten
+   with the experts' part of dx); also dgate[N,k]. */
+static void experts_backward(moe *L, const fl_tensor *dy2, fl_tensor *dx2) {
+    const fl_ops *ops = L->host->ops;
+    const int64_t M = L->m;
+    const int G = (int)L->E;
+    fl_tensor tok = fl_view2(&L->tok, M, 1), gs = fl_view2(&L->gs, M, 1);
+    tok.ndim = gs.ndim = 1;
+    fl_tensor xs = fl_rows(&L->xs, 0, M), h = fl_rows(&L->h, 0, M), a = fl_rows(&L->a, 0, M);
+    fl_tensor o = fl_rows(&L->o, 0, M), dout = fl_rows(&L->dout, 0, M), da = fl_rows(&L->da, 0, M);
+
+    /* dgate[n,j] = o[pos[n,j]] · dy[n];  d o[m] = gs[m] · dy[tok[m]] */
+    ops->embedding_bag_backward(dy2, &o, &L->pos, NULL, NULL, &L->dgate);
+    ops->embedding_bag(dy2, &tok, &gs, &dout);
+    /* c_proj: dW += aᵀ do, db += Σ do, da = do · W_projᵀ */
+    ops->gemm_grouped_wgrad(1.0f, &a, &dout, L->off, G, 1.0f, &L->proj_w->grad);
+    bias_grad_grouped(ops, &dout, &L->proj_b->grad, L->off, L->E);
+    ops->gemm_grouped(1, 1.0f, &dout, &L->proj_w->value, L->off, G, 0.0f, &da);
+    ops->activation_backward(L->act, &h, &da, &da);                   /* dh in da */
+    /* c_fc: dW += xsᵀ dh, db += Σ dh, dxs = dh · W_fcᵀ (into dout) */
+    ops->gemm_grouped_wgrad(1.0f, &xs, &da, L->off, G, 1.0f, &L->fc_w->grad);
+    bias_grad_grouped(ops, &da, &L->fc_b->grad, L->off, L->E);
+    ops->gemm_grouped(1, 1.0f, &da, &L->fc_w->value, L->off, G, 0.0f, &dout);
+    /* dx[n] = Σ_j dxs[pos[n,j]]: back to token order, every row written */
+    ops->embedding_bag(&dout, &L->pos, NULL, dx2);
+}
+
+/* Through the router: dgate (and the aux losses) → dH, router grads, and
+   dx2 += dH · W_routerᵀ (+ the noise projection's part). */
+static void router_backward_all(moe *L, fl_tensor *dx2) {
+    const fl_ops *ops = L->host->ops;
+    const int64_t N = L->n, E = L->E;
+    router_backward(f32(&L->probs), f32(&L->lse), f32(&L->topv), i32(&L->topi), f32(&L->gates),
+                    f32(&L->dgate), L->dbal, L->renorm, 2.0f * L->z_coef / (float)N, N, E, L->k,
+                    f32(&L->dlogits));
+    ops->gemm(1, 0, 1.0f, &L->x, &L->dlogits, 1.0f, &L->router_w->grad); /* [d,N]·[N,E] */
+    ops->gemm(0, 1, 1.0f, &L->dlogits, &L->router_w->value, 1.0f, dx2);  /* [N,E]·[d,E]ᵀ */
+    if (!L->noise_on) return;
+    noisy_backward(f32(&L->dlogits), f32(&L->raw), f32(&L->eps), N * E, f32(&L->draw));
+    ops->gemm(1, 0, 1.0f, &L->x, &L->draw, 1.0f, &L->noise_w->grad);
+    ops->gemm(0, 1, 1.0f, &L->draw, &L->noise_w->value, 1.0f, dx2);
+}
+
+static fl_status moe_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor *dy, fl_tensor *dx,
+                              fl_error *err) {
+    (void)ctx; /* the noise of the forward is saved, not redrawn */
+    moe *L = layer;
+    int64_t n = 0;
+    fl_status st = rows_of(L, dy, "dy", &n, err);
+    if (st) return st;
+    if (n != L->n || fl_numel(dx) != n * L->d)
+        return L->host->error(err, FL_EINVAL, "moe: backward of %lld rows after a forward of %lld",
+                              (long long)n, (long long)L->n);
+    if (n == 0) return FL_OK;
+    if ((st = ensure_backward(L, err))) return st;
+    fl_tensor dy2 = fl_view2(dy, n, L->d), dx2 = fl_view2(dx, n, L->d);
+    experts_backward(L, &dy2, &dx2);
+    router_backward_all(L, &dx2);
+    return FL_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Auxiliary losses, statistics and the descriptor                            */
+/* ------------------------------------------------------------------------ */
+
+static int moe_aux_loss(void *layer, fl_stat *out, int max) {
+    const moe *L = layer;
+    fl_stat all[] = {
+        {"balance", L->bal_coef * L->bal},
+        {"z", L->z_coef * L->z},
+    };
+    int n = (int)(sizeof all / sizeof all[0]);
+    for (int i = 0; i < n && i < max; i++) out[i] = all[i];
+    return n;
+}
+
+/* The standard figures first (a caller with a short array still gets them),
+   then the load of each expert, up to MAX_LOAD_STATS. balance_loss and
+   z_loss are unweighted (1.0 = perfect balance), so they are worth
+   watching even when their coefficient is 0. */
+static int moe_stats(void *layer, fl_stat *out, int max) {
+    const moe *L = layer;
+    const double NK = (double)(L->n * L->k);
+    fl_stat head[] = {
+        {"active_params", (double)active_params(L)},
+        {"flops_per_token", (double)flops_per_token(L)},
+        {"tokens_dropped", (double)L->dropped},
+        {"balance_loss", L->bal},
+        {"z_loss", L->z},
+        {"experts", (double)L->E},
+        {"top_k", (double)L->k},
+        {"d_expert", (double)L->de},
+    };
+    int nh = (int)(sizeof head / sizeof head[0]);
+    int nl = (int)(L->E < MAX_LOAD_STATS ? L->E : MAX_LOAD_STATS);
+    for (int i = 0; i < nh + nl && i < max; i++) {
+        if (i < nh) {
+            out[i] = head[i];
+        } else {
+            out[i].name = L->load_names[i - nh];
+            out[i].value = NK > 0 ? (double)L->count[i - nh] / NK : 0.0;
+        }
+    }
+    return nh + nl;
+}
+
+static const fl_ffn_plugin DESCRIPTOR = {
+    .header = {
+        .magic = FL_PLUGIN_MAGIC,
+        .abi_major = FL_FFN_ABI_MAJOR,
+        .abi_minor = FL_FFN_ABI_MINOR,
+        .struct_size = sizeof(fl_ffn_plugin),
+        .kind = FL_PLUGIN_FFN,
+        .name = "moe",
+        .version = "1.0.0",
+        .description = "sparsely-gated mixture of experts: top-k router, token-sorted grouped GEMMs "
+                       "(Shazeer 2017, Switch 2021)",
+        .options = OPTIONS,
+        .n_options = N_OPTIONS,
+    },
+    .create = moe_create,
+    .forward = moe_forward,
+    .backward = moe_backward,
+    .aux_loss = moe_aux_loss,
+    .stats = moe_stats,
+    .destroy = moe_destroy,
+};
+
+FL_EXPORT const fl_plugin_header *ffnlab_plugin_v1(void) { return &DESCRIPTOR.header; }
