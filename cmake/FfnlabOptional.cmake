@@ -1,5 +1,8 @@
-# Optional parts: CUDA, MPI, NCCL. Each option is AUTO (build when found),
-# ON (fail when missing) or OFF. The results are FFNLAB_HAVE_CUDA/MPI/NCCL.
+# Optional parts: CUDA, MPI, NCCL, libcurl. Each option is AUTO (build when
+# found), ON (fail when missing) or OFF. The results are
+# FFNLAB_HAVE_CUDA/MPI/NCCL/CURL. With CUDA found, the CUDA language is
+# enabled here (architectures 80 and 90 unless CMAKE_CUDA_ARCHITECTURES says
+# otherwise) and the toolkit's imported targets (CUDA::cudart ...) exist.
 function(ffnlab_optional opt found what)
   if(${opt} STREQUAL "OFF")
     set(FFNLAB_HAVE_${what} OFF PARENT_SCOPE)
@@ -21,6 +24,19 @@ if(NOT FFNLAB_CUDA STREQUAL "OFF")
   endif()
 endif()
 ffnlab_optional(FFNLAB_CUDA _cuda_found CUDA)
+if(FFNLAB_HAVE_CUDA)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES "80;90")  # A100 (and sm_86/89 by compatibility), H100/H200
+  endif()
+  enable_language(CUDA)
+  find_package(CUDAToolkit REQUIRED)
+endif()
+
+# libcurl: only `ffnlab data fetch` downloads; without it that command says so.
+if(NOT FFNLAB_CURL STREQUAL "OFF")
+  find_package(CURL QUIET)
+endif()
+ffnlab_optional(FFNLAB_CURL CURL_FOUND CURL)
 
 if(NOT FFNLAB_MPI STREQUAL "OFF")
   find_package(MPI COMPONENTS C QUIET)
@@ -37,4 +53,4 @@ if(FFNLAB_HAVE_CUDA AND NOT FFNLAB_NCCL STREQUAL "OFF")
 endif()
 ffnlab_optional(FFNLAB_NCCL _nccl_found NCCL)
 
-message(STATUS "ffnlab: CUDA ${FFNLAB_HAVE_CUDA}, MPI ${FFNLAB_HAVE_MPI}, NCCL ${FFNLAB_HAVE_NCCL} (used by later parts)")
+message(STATUS "ffnlab: CUDA ${FFNLAB_HAVE_CUDA}, MPI ${FFNLAB_HAVE_MPI}, NCCL ${FFNLAB_HAVE_NCCL}, libcurl ${FFNLAB_HAVE_CURL}")

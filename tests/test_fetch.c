@@ -349,7 +349,22 @@ static void test_unknown_dataset(void **state) {
     assert_msg_has(&err, "tinystories");
 }
 
+#ifndef FFNLAB_HAVE_CURL
+/* A build without libcurl (FFNLAB_CURL=AUTO found none) says so. */
+static void test_without_curl(void **state) {
+    (void)state;
+    fl_error err = {0};
+    assert_int_equal(fl_fetch_url("http://127.0.0.1:9/x", "/tmp/never-written", &err), FL_EUNSUPPORTED);
+    assert_msg_has(&err, "without libcurl");
+}
+#endif
+
 int main(void) {
+#ifndef FFNLAB_HAVE_CURL
+    print_message("built without libcurl: the download tests are skipped\n");
+    const struct CMUnitTest no_curl[] = {cmocka_unit_test(test_without_curl), cmocka_unit_test(test_unknown_dataset)};
+    return cmocka_run_group_tests(no_curl, NULL, NULL);
+#endif
     /* Loopback only: no proxy may stand between the test and its server. */
     static const char *const PROXY_VARS[] = {"http_proxy", "HTTP_PROXY", "https_proxy",
                                              "HTTPS_PROXY", "all_proxy", "ALL_PROXY"};

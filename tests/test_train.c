@@ -88,8 +88,10 @@ static void test_learns_below_unigram_entropy(void **state) {
 
     rc = ffnlab(&out, "generate --run %s/learn --prompt 'Once upon a time' --max-tokens 40 --seed 3", g_dir);
     if (rc) fail_msg("generate failed (%d): %s", rc, out);
-    assert_true(strncmp(out, "Once upon a time", 16) == 0);
-    assert_true(strlen(out) > 40); /* it did continue the prompt */
+    const char *text = out; /* stderr is captured too: skip "ffnlab: ..." notes (e.g. no GPU) */
+    while (!strncmp(text, "ffnlab: ", 8) && strchr(text, '\n')) text = strchr(text, '\n') + 1;
+    if (strncmp(text, "Once upon a time", 16) != 0) fail_msg("generate printed: %s", out);
+    assert_true(strlen(text) > 40); /* it did continue the prompt */
     free(out);
 }
 

@@ -17,6 +17,10 @@
 
 #include "ffnlab/host.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct fl_backend {
     const char *name;          /* "cpu", "cuda" */
     fl_device device;
@@ -70,12 +74,28 @@ typedef struct fl_backend {
     void (*zero_rows)(fl_tensor *x, const int32_t *rows, int64_t n_rows);
     /* 1 if any element is NaN or inf */
     int (*nonfinite)(const fl_tensor *x);
+
+    /* Waits until the device has finished the work queued so far and reports
+       the first device error since the backend started (CUDA: a failed
+       launch, cuBLAS call or copy, with file:line and the API's message; it
+       stays reported). NULL on the CPU, which is always finished and whose
+       ops report through the log. The host calls it once per step. */
+    fl_status (*sync)(fl_error *err);
 } fl_backend;
 
 const fl_backend *fl_backend_cpu(void);
 
+/* The CUDA backend on GPU device_index (one GPU per process). Fails with a
+   message, never exits, when the build has no CUDA, no driver or no such GPU. */
+fl_status fl_backend_cuda(int device_index, const fl_backend **out, fl_error *err);
+
 /* The backend for a --device value: "auto" (the first GPU when the CUDA
-   build has one, else the CPU), "cpu", "cuda" or "cuda:N". */
+   build has one, else the CPU; the environment variable FFNLAB_DEVICE, when
+   set, overrides what auto means), "cpu", "cuda" or "cuda:N". */
 fl_status fl_backend_select(const char *device, const fl_backend **out, fl_error *err);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

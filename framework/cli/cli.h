@@ -32,7 +32,14 @@ int fl_cli_dispatch(const char *cmd, int argc, char **argv, const fl_cli_action 
 
 int fl_cmd_train(int argc, char **argv);
 int fl_cmd_generate(int argc, char **argv);
+int fl_cmd_eval(int argc, char **argv);
+/* `ffnlab bench --blimp`: BLiMP scoring throughput (in cmd_eval.c). */
+int fl_cmd_bench_blimp(int argc, char **argv);
 int fl_cmd_bench(int argc, char **argv);
+struct fl_backend;
+/* ffnlab bench --ffn-only [--only SPEC-PREFIX] [--reps N] [--json FILE] (bench_ffn.c) */
+int fl_bench_ffn(int argc, char **argv, const struct fl_backend *be);
+int fl_cmd_bench_comm(int argc, char **argv); /* ffnlab bench --comm (bench_comm.c) */
 int fl_cmd_plugins(int argc, char **argv);
 int fl_cmd_tokenizer(int argc, char **argv);
 int fl_cmd_data(int argc, char **argv);

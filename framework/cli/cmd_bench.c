@@ -16,6 +16,9 @@
 
 #include "cli.h"
 #include "error.h"
+#ifdef FFNLAB_HAVE_CUDA
+#include "cuda/cuda_backend.h" /* fl_cuda_peak_tflops: the datasheet peak for MFU */
+#endif
 #include "host.h"
 #include "model.h"
 #include "optim.h"
@@ -44,8 +47,10 @@ static double gemm_gflops(const fl_backend *be, int64_t M, int64_t N, int64_t K)
     be->ops.rng_normal(&B, 2, 0, 0, 1);
     double best = 1e30;
     for (int rep = 0; rep < 7; rep++) {
+        if (be->sync) be->sync(NULL); /* a GPU runs ops asynchronously: time whole products */
         double t = now_s();
         be->ops.gemm(0, 1, 1.0f, &A, &B, 0.0f, &C);
+        if (be->sync) be->sync(NULL);
         t = now_s() - t;
         if (rep > 0 && t < best) best = t; /* rep 0 warms up */
     }
@@ -87,19 +92,28 @@ static fl_status train_rate(const fl_backend *be, const bench_shape *s, double *
 }
 
 static void help(void) {
-    printf("usage: ffnlab bench [--steps N] [--d-model D] [--layers L] [--heads H] [--context T] [--batch B] [--vocab V] [--ffn SPEC] [--json FILE]\n\n"
+    printf("usage: ffnlab bench [--device D] [--preset NAME] [--steps N] [--d-model D] [--layers L] [--heads H] [--context T] [--batch B] [--vocab V] [--ffn SPEC] [--json FILE]\n\n"
            "Defaults: the reference shape d=256, 4 layers, 4 heads, context 256, batch 16, vocab 4096, dense FFN, 10 steps.\n"
+           "--preset reference | gpt2-small (d=768, 12 layers, 12 heads, context 1024, vocab 50257, batch 8); later flags override it.\n"
+           "--device auto (default: the first GPU of a CUDA build, else the CPU), cpu, cuda or cuda:N. On a GPU it also\n"
+           "prints MFU: model FLOPs/s against the GPU's datasheet peak for the GEMM precision (FFNLAB_CUDA_MATH).\n"
            "Prints the GEMM kernel path, the sgemm GFLOP/s of the model's largest matmul (the practical peak),\n"
-           "and training tokens/s and GFLOP/s of the whole step, with their ratio to that peak.\n");
+           "and training tokens/s and GFLOP/s of the whole step, with their ratio to that peak.\n"
+           "--comm (under mpirun -np P): communication bandwidth and its share of a training step; see --comm --help.\n"
+           "--blimp[=DIR]: BLiMP scoring speed (pairs/s) of a fresh model of this shape; see --blimp --help.\n");
 }
 
 int fl_cmd_bench(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) /* --comm: the multi-process figures (bench_comm.c) */
+        if (!strcmp(argv[i], "--comm")) return fl_cmd_bench_comm(argc, argv);
+    for (int i = 1; i < argc; i++) /* --blimp: BLiMP scoring speed (cmd_eval.c) */
+        if (!strncmp(argv[i], "--blimp", 7)) return fl_cmd_bench_blimp(argc, argv);
     bench_shape s = {256, 4, 4, 256, 16, 4096, 10, "dense"};
-    const char *json = NULL;
+    const char *json = NULL, *device = "auto", *preset = "reference";
     static const struct option longopts[] = {
         {"steps", 1, 0, 's'}, {"d-model", 1, 0, 'd'}, {"layers", 1, 0, 'l'}, {"heads", 1, 0, 'H'},
         {"context", 1, 0, 't'}, {"batch", 1, 0, 'b'}, {"vocab", 1, 0, 'v'}, {"ffn", 1, 0, 'f'},
-        {"json", 1, 0, 'j'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"json", 1, 0, 'j'}, {"device", 1, 0, 'D'}, {"preset", 1, 0, 'P'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     opterr = 0;
@@ -111,15 +125,30 @@ int fl_cmd_bench(int argc, char **argv) {
             long v = strtol(optarg, &end, 10);
             if (*end || v < 1 || v > 1 << 20) return fl_cli_usage("bench", "%s: '%s' is not a positive integer", argv[optind - 2], optarg);
             *field = (int)v;
-        } else if (c == 'f') s.ffn = optarg;
+        } else if (c == 'P') {
+            preset = optarg;
+            if (!strcmp(optarg, "gpt2-small")) s = (bench_shape){768, 12, 12, 1024, 8, 50257, s.steps, s.ffn};
+            else if (!strcmp(optarg, "reference")) s = (bench_shape){256, 4, 4, 256, 16, 4096, s.steps, s.ffn};
+            else return fl_cli_usage("bench", "--preset '%s': expected reference or gpt2-small", optarg);
+        } else if (c == 'D') device = optarg;
+        else if (c == 'f') s.ffn = optarg;
         else if (c == 'j') json = optarg;
         else if (c == 'h') return help(), 0;
         else return fl_cli_usage("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
     }
     if (s.n_layers > 64) return fl_cli_usage("bench", "--layers must be at most 64");
     fl_error err = {0};
-    const fl_backend *be = fl_backend_cpu();
+    const fl_backend *be = NULL;
+    if (fl_backend_select(device, &be, &err)) return fl_cli_report(&err);
     printf("backend: %s — %s\n", be->name, be->describe());
+    double peak_tflops = 0; /* the GPU's datasheet peak, for MFU */
+    const char *peak_what = "";
+#ifdef FFNLAB_HAVE_CUDA
+    if (be->device.kind == FL_DEVICE_CUDA) {
+        peak_tflops = fl_cuda_peak_tflops(&peak_what);
+        printf("peak: %s\n", peak_what);
+    }
+#endif
     const int64_t N = (int64_t)s.batch * s.context;
     double peak = gemm_gflops(be, N, s.vocab, s.d_model);
     printf("sgemm [%lld x %d] x [%d x %d] (LM head): %.1f GFLOP/s\n", (long long)N, s.d_model, s.d_model, s.vocab, peak);
@@ -129,14 +158,17 @@ int fl_cmd_bench(int argc, char **argv) {
     printf("train step d=%d L=%d H=%d T=%d B=%d V=%d ffn=%s: %.0f tokens/s, %.2f MFLOP/token, %.1f GFLOP/s = %.0f%% of the sgemm peak\n",
            s.d_model, s.n_layers, s.n_heads, s.context, s.batch, s.vocab, s.ffn, tok_s, flops_tok / 1e6, gflops,
            100.0 * gflops / peak);
+    const double mfu = peak_tflops > 0 ? gflops / (peak_tflops * 1e3) : 0;
+    if (peak_tflops > 0) printf("MFU: %.1f%% (%.1f TFLOP/s of model FLOPs against %.1f TFLOP/s)\n", 100.0 * mfu, gflops / 1e3, peak_tflops);
     if (json) {
         FILE *f = fopen(json, "w");
         if (!f) return fl_cli_report(&(fl_error){FL_EIO, "cannot write the --json file"});
         fprintf(f, "{\"backend\": \"%s\", \"kernel\": \"%s\", \"sgemm_gflops\": %.2f, \"train_tokens_per_s\": %.1f, "
-                   "\"train_gflops\": %.2f, \"flops_per_token\": %.0f, \"fraction_of_peak\": %.4f, \"shape\": {\"d_model\": %d, "
+                   "\"train_gflops\": %.2f, \"flops_per_token\": %.0f, \"fraction_of_peak\": %.4f, \"preset\": \"%s\", "
+                   "\"peak_tflops\": %.1f, \"peak_assumption\": \"%s\", \"mfu\": %.4f, \"shape\": {\"d_model\": %d, "
                    "\"n_layers\": %d, \"n_heads\": %d, \"context\": %d, \"batch\": %d, \"vocab\": %d, \"ffn\": \"%s\"}}\n",
-                be->name, be->describe(), peak, tok_s, gflops, flops_tok, gflops / peak, s.d_model, s.n_layers, s.n_heads,
-                s.context, s.batch, s.vocab, s.ffn);
+                be->name, be->describe(), peak, tok_s, gflops, flops_tok, gflops / peak, preset, peak_tflops, peak_what, mfu,
+                s.d_model, s.n_layers, s.n_heads, s.context, s.batch, s.vocab, s.ffn);
         fclose(f);
     }
     return 0;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "comm.h"
 #include "config.h"
 #include "runfiles.h"
 #include "train.h"
@@ -102,9 +103,11 @@ int fl_cmd_train(int argc, char **argv) {
     if (apply_flags(argc, argv, &cfg, &err)) return fl_cli_report(&err);
     fl_train_result res;
     if (fl_train_run(&cfg, &a.opts, &res, &err)) {
-        fl_cli_report(&err);
-        return err.code == FL_EINTR ? 130 : 1;
+        int code = err.code == FL_EINTR ? 130 : 1;
+        if (fl_comm_fail(&err, code)) fl_cli_report(&err); /* under mpirun: rank 0 once, or the job ends */
+        return code;
     }
+    if (fl_comm_world_rank() != 0) return 0; /* rank 0 speaks for the job */
     if (res.steps_done < cfg.steps) {
         printf("stopped after step %lld of %lld; checkpoint in %s/checkpoint (continue with --resume)\n",
                (long long)res.steps_done, (long long)cfg.steps, cfg.run_dir);

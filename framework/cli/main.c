@@ -14,6 +14,7 @@ typedef struct command {
 
 static const command COMMANDS[] = {
     {"train", fl_cmd_train, "pretrain a model (no arguments: the tiny default on the built-in corpus)"},
+    {"eval", fl_cmd_eval, "evaluate a run with task plugins: BLiMP, (Super)GLUE, perplexity"},
     {"generate", fl_cmd_generate, "sample text from a trained run"},
     {"bench", fl_cmd_bench, "measure training throughput against the GEMM peak"},
     {"plugins", fl_cmd_plugins, "list plugins, or explain one: ffnlab plugins NAME"},

@@ -1,5 +1,13 @@
 /*
  * core/checkpoint.c — model/optimizer folders (see checkpoint.h).
+ *
+ * Multi-process runs write the very file one process writes: replicated
+ * parameters are the same on every rank, so rank 0 writes its own; an
+ * expert-sharded parameter (FL_PARAM_EXPERT under expert parallelism) is
+ * gathered onto rank 0 from the ranks of its expert-parallel group (group 0;
+ * the other groups are replicas). Loading reads the file on every rank and
+ * keeps each rank's slice of the experts, so a checkpoint loads under any
+ * process count and expert_parallel.
  */
 #include "checkpoint.h"
 
@@ -10,6 +18,7 @@
 
 #include <cjson/cJSON.h>  /* config.json */
 
+#include "comm.h"
 #include "error.h"
 #include "fsutil.h"
 #include "host.h"
@@ -37,13 +46,42 @@ static fl_st_entry entry_for(const char *name, const fl_tensor *t, const void *d
     return e;
 }
 
+/* Is p split over the ranks of c's expert-parallel groups? */
+static int is_sharded(const fl_comm *c, const fl_param *p) {
+    return (p->flags & FL_PARAM_EXPERT) && c->ep_size > 1;
+}
+
+/* t (p's value or a moment) whole in *out on the host of rank 0: a shard
+   is gathered over the expert-parallel group (the other ranks send theirs
+   and get NULL); *global gets the file's shape. A failure on any rank
+   leaves rank 0 in the gather: the caller's error ends the job. */
+static fl_status gather_copy(const fl_comm *c, const fl_backend *be, const fl_param *p, const fl_tensor *t,
+                             fl_tensor *global, void **out, fl_error *err) {
+    *global = *t;
+    *out = NULL;
+    if (!is_sharded(c, p)) {
+        if (c->rank == 0 && !(*out = host_copy(be, t, err))) return err->code;
+        return FL_OK;
+    }
+    global->shape[0] = p->global_dim0;
+    void *mine = host_copy(be, t, err);
+    void *all = c->rank == 0 ? malloc(fl_nbytes(global)) : NULL;
+    fl_status st = mine && (all || c->rank != 0) ? FL_OK : fl_fail(err, FL_ENOMEM, "out of memory gathering %s", p->name);
+    if (!st) st = fl_comm_gather_bytes(c, FL_COMM_EXPERT, mine, fl_nbytes(t), all, 0, err);
+    free(mine);
+    if (st) free(all);
+    else *out = all;
+    return st;
+}
+
 /* which: 0 values, 1 first moments, 2 second moments */
 static fl_status write_tensors(const char *path, fl_model *m, int which, int64_t step, fl_error *err) {
     const fl_backend *be = fl_host_backend(fl_model_host(m));
+    const fl_comm *c = fl_model_host(m)->comm;
     int n = fl_model_n_params(m);
-    fl_st_entry *es = calloc((size_t)n * 2, sizeof *es);
-    void **bufs = calloc((size_t)n * 2, sizeof *bufs);
-    char **names = calloc((size_t)n * 2, sizeof *names);
+    fl_st_entry *es = calloc((size_t)n * 2 + 1, sizeof *es); /* +1: the cleanup loop reads one past k */
+    void **bufs = calloc((size_t)n * 2 + 1, sizeof *bufs);
+    char **names = calloc((size_t)n * 2 + 1, sizeof *names);
     fl_status st = (es && bufs && names) ? FL_OK : fl_fail(err, FL_ENOMEM, "out of memory");
     size_t k = 0;
     for (int i = 0; i < n && !st; i++) {
@@ -55,15 +93,16 @@ static fl_status write_tensors(const char *path, fl_model *m, int which, int64_t
             names[k] = malloc(len);
             if (!names[k]) { st = fl_fail(err, FL_ENOMEM, "out of memory"); break; }
             snprintf(names[k], len, "%s%s", which == 0 ? "" : mv == 0 ? "m." : "v.", p->pub.name);
-            if (!(bufs[k] = host_copy(be, t, err))) { st = err->code; break; }
-            es[k] = entry_for(names[k], t, bufs[k]);
+            fl_tensor whole;
+            if ((st = gather_copy(c, be, &p->pub, t, &whole, &bufs[k], err))) break;
+            es[k] = entry_for(names[k], &whole, bufs[k]);
             k++;
         }
     }
     char step_s[32];
     snprintf(step_s, sizeof step_s, "%" PRId64, step);
     const char *meta[] = {"format", "pt", "step", step_s, "producer", "ffnlab " FFNLAB_VERSION, NULL};
-    if (!st) st = fl_safetensors_write(path, es, k, meta, err);
+    if (!st && c->rank == 0) st = fl_safetensors_write(path, es, k, meta, err);
     for (size_t i = 0; i < k + 1 && names; i++) free(names[i]), free(bufs ? bufs[i] : NULL);
     free(es), free(bufs), free(names);
     return st;
@@ -99,13 +138,15 @@ static char *config_json(fl_model *m, int32_t eot) {
 
 fl_status fl_checkpoint_save(const char *dir, fl_model *m, int with_optimizer, int64_t step,
                              int32_t eot, fl_error *err) {
+    const fl_comm *c = fl_model_host(m)->comm;
+    if (c->dp_rank != 0) return FL_OK; /* a replica of expert group 0: nothing of its own */
     char path[4096];
-    fl_status st = fl_mkdirs(dir, err);
+    fl_status st = c->rank == 0 ? fl_mkdirs(dir, err) : FL_OK;
     if (!st) st = fl_path_join(path, sizeof path, dir, "model.safetensors", err);
     if (!st) st = write_tensors(path, m, 0, step, err);
     if (!st && with_optimizer && !(st = fl_path_join(path, sizeof path, dir, "optimizer.safetensors", err)))
         st = write_tensors(path, m, 1, step, err);
-    if (st) return st;
+    if (st || c->rank != 0) return st;
     char *cfg = config_json(m, eot);
     if (!cfg) return fl_fail(err, FL_ENOMEM, "out of memory writing config.json");
     if (!(st = fl_path_join(path, sizeof path, dir, "config.json", err)))
@@ -122,20 +163,29 @@ static void shape_text(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
+/* dst, or this rank's experts shard_offset.. of it when sharded (the file
+   holds all global_dim0 of them). */
 static fl_status load_one(const char *path, const fl_backend *be, const fl_st_file *f,
-                          const char *name, fl_tensor *dst, fl_error *err) {
+                          const char *name, const fl_comm *c, const fl_param *p, fl_tensor *dst,
+                          fl_error *err) {
     const fl_st_entry *e = fl_safetensors_find(f, name);
     if (!e) return fl_fail(err, FL_EINVAL, "%s: tensor %s is missing", path, name);
-    int same = e->dtype == FL_F32 && e->ndim == dst->ndim;
-    for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == dst->shape[d];
+    fl_tensor whole = *dst;
+    size_t skip = 0;
+    if (is_sharded(c, p)) {
+        whole.shape[0] = p->global_dim0;
+        skip = (size_t)p->shard_offset * (fl_nbytes(dst) / (size_t)dst->shape[0]);
+    }
+    int same = e->dtype == FL_F32 && e->ndim == whole.ndim;
+    for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == whole.shape[d];
     if (!same) {
         char got[96], want[96];
         shape_text(got, sizeof got, e->ndim, e->shape);
-        shape_text(want, sizeof want, dst->ndim, dst->shape);
+        shape_text(want, sizeof want, whole.ndim, whole.shape);
         return fl_fail(err, FL_EINVAL, "%s: tensor %s has shape %s%s, the model expects %s (f32)", path, name,
                        got, e->dtype == FL_F32 ? "" : " (not f32)", want);
     }
-    be->ops.from_host(dst, e->data, fl_nbytes(dst));
+    be->ops.from_host(dst, (const char *)e->data + skip, fl_nbytes(dst));
     return FL_OK;
 }
 
@@ -151,6 +201,7 @@ static fl_status read_step(const char *path, const fl_st_file *f, int64_t *step,
 /* which: 0 values, 1 moments */
 static fl_status load_file(const char *path, fl_model *m, int which, int64_t *step, fl_error *err) {
     const fl_backend *be = fl_host_backend(fl_model_host(m));
+    const fl_comm *c = fl_model_host(m)->comm;
     fl_st_file *f = NULL;
     fl_status st = fl_safetensors_open(path, &f, err);
     if (st) return st;
@@ -161,15 +212,15 @@ static fl_status load_file(const char *path, fl_model *m, int which, int64_t *st
     for (int i = 0; i < n && !st; i++) {
         fl_param_impl *p = impl_at(m, i);
         if (which == 0) {
-            st = load_one(path, be, f, p->pub.name, &p->pub.value, err);
+            st = load_one(path, be, f, p->pub.name, c, &p->pub, &p->pub.value, err);
             expected++;
             continue;
         }
         if ((st = fl_params_ensure_moments(be, p, err))) break;
         snprintf(name, sizeof name, "m.%s", p->pub.name);
-        if (!(st = load_one(path, be, f, name, &p->m, err))) {
+        if (!(st = load_one(path, be, f, name, c, &p->pub, &p->m, err))) {
             snprintf(name, sizeof name, "v.%s", p->pub.name);
-            st = load_one(path, be, f, name, &p->v, err);
+            st = load_one(path, be, f, name, c, &p->pub, &p->v, err);
         }
         expected += 2;
     }

@@ -100,6 +100,11 @@ static const fl_cfg_field FIELDS[] = {
           "auto (first GPU if built with CUDA, else CPU), cpu, cuda or cuda:N"),
     FIELD(run_dir, FL_CFG_STRING, "runs/tiny", 0, 0, "run", FL_CFG_NONEMPTY,
           "folder for logs, checkpoints and results"),
+    FIELD(eval_tasks, FL_CFG_STRING, "", 0, 0, "run", 0,
+          "evaluation task run after training, e.g. \"blimp\" (flag repeats; see ffnlab eval)"),
+    FIELD(expert_parallel, FL_CFG_INT, "1", 1, 4096, "run", 0,
+          "ranks over which each MoE layer's experts are split (under mpirun; divides the "
+          "process count; 1 = every rank holds every expert)"),
 };
 
 #define N_FIELDS (sizeof FIELDS / sizeof FIELDS[0])
@@ -440,7 +445,8 @@ fl_status fl_config_set(fl_config *c, const char *name, const char *value, fl_er
     for (char *p = key; *p; p++)
         if (*p == '-') *p = '_';
     /* --ffn-layer N=SPEC reads better on a command line than --ffn-layers */
-    const fl_cfg_field *f = find_field(strcmp(key, "ffn_layer") ? key : "ffn_layers");
+    /* --ffn-layer N=SPEC and --eval-task SPEC read better than their plurals */
+    const fl_cfg_field *f = find_field(!strcmp(key, "ffn_layer") ? "ffn_layers" : !strcmp(key, "eval_task") ? "eval_tasks" : key);
     if (!f) {
         char want[128];
         const fl_cfg_field *s = suggest(key);
@@ -453,7 +459,8 @@ fl_status fl_config_set(fl_config *c, const char *name, const char *value, fl_er
     origin_flag(&o, key); /* messages name the flag as the user spelled it */
     fl_config tmp;
     memcpy(&tmp, c, sizeof tmp);
-    fl_status st = set_from_text(&tmp, f, value, !strcmp(f->name, "ffn_layers"), &o, err);
+    int append = !strcmp(f->name, "ffn_layers") || !strcmp(f->name, "eval_tasks");
+    fl_status st = set_from_text(&tmp, f, value, append, &o, err);
     if (!st) memcpy(c, &tmp, sizeof tmp);
     return st;
 }
@@ -537,7 +544,7 @@ static fl_status json_override_array(fl_config *c, const fl_cfg_field *f, const 
 
 static fl_status json_string(fl_config *c, const fl_cfg_field *f, const cJSON *v,
                              const origin *o, fl_error *err) {
-    if (cJSON_IsArray(v) && !strcmp(f->name, "ffn_layers"))
+    if (cJSON_IsArray(v) && (!strcmp(f->name, "ffn_layers") || !strcmp(f->name, "eval_tasks")))
         return json_override_array(c, f, v, o, err);
     if (!cJSON_IsString(v))
         return fl_fail(err, FL_EINVAL, "%s: expected a string, got %s", o->name, json_kind(v));
@@ -769,7 +776,7 @@ static const char *type_placeholder(const fl_cfg_field *f) {
     case FL_CFG_DOUBLE: return "X";
     }
     if (!strcmp(f->name, "ffn_layers")) return "L=SPEC";
-    if (!strcmp(f->name, "ffn")) return "SPEC";
+    if (!strcmp(f->name, "ffn") || !strcmp(f->name, "eval_tasks")) return "SPEC";
     if (!strcmp(f->name, "device")) return "DEV";
     return "PATH";
 }
@@ -778,6 +785,7 @@ static void print_field_help(FILE *out, const fl_cfg_field *f) {
     char flag[96], range[128] = "";
     flag_name(f->name, flag, sizeof flag);
     if (!strcmp(f->name, "ffn_layers")) snprintf(flag, sizeof flag, "--ffn-layer");
+    if (!strcmp(f->name, "eval_tasks")) snprintf(flag, sizeof flag, "--eval-task");
     snprintf(flag + strlen(flag), sizeof flag - strlen(flag), " %s", type_placeholder(f));
     if (f->type == FL_CFG_INT || f->type == FL_CFG_INT64 || f->type == FL_CFG_DOUBLE) {
         char r[96];

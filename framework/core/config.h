@@ -53,6 +53,9 @@ typedef struct fl_config {
     int32_t threads;           /* 0 = all cores */
     char device[32];           /* "auto", "cpu", "cuda", "cuda:N" */
     char run_dir[FL_PATH_MAX];
+    char eval_tasks[FL_SPEC_MAX * 4]; /* task specs run after training, ';'-joined (--eval-task repeats) */
+    /* distribution (multi-process runs under mpirun) */
+    int32_t expert_parallel;   /* ranks that split each MoE layer's experts (divides the processes) */
 } fl_config;
 
 typedef enum fl_cfg_type { FL_CFG_INT, FL_CFG_INT64, FL_CFG_U64, FL_CFG_DOUBLE, FL_CFG_STRING } fl_cfg_type;

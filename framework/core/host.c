@@ -62,7 +62,8 @@ static fl_param *host_param(const fl_host *h, fl_param_scope *scope, const fl_pa
         fl_fail(err, FL_EINVAL, "parameter name too long: %s%s", scope->prefix, spec->name);
         return NULL;
     }
-    return fl_params_add(scope->list, fl_host_backend(h), full, spec, scope->seed, scope->n_layers, err);
+    return fl_params_add_shard(scope->list, fl_host_backend(h), full, spec, scope->seed, scope->n_layers,
+                               scope->ep_rank, scope->ep_size, err);
 }
 
 static fl_status host_tensor_ensure(const fl_host *h, fl_tensor *t, int32_t dtype, int ndim,

@@ -238,8 +238,20 @@ static fl_status check_name(const char *path, const fl_plugin_header *h, fl_erro
     return FL_OK;
 }
 
+#ifdef FL_LOADER_HAVE_TASK
+static fl_status check_task_functions(const char *path, const fl_plugin_header *h, fl_error *err) {
+    const fl_task_plugin *p = (const fl_task_plugin *)h;
+    const char *missing = !p->create ? "create" : !p->run ? "run" : !p->destroy ? "destroy" : NULL;
+    if (missing) return fl_fail(err, FL_EINVAL, "%s: required function '%s' is NULL", path, missing);
+    return FL_OK;
+}
+#endif
+
 static fl_status check_functions(const char *path, const fl_plugin_header *h, fl_error *err) {
-    if (h->kind != FL_PLUGIN_FFN) return FL_OK; /* task functions: checked by task.h's owner */
+#ifdef FL_LOADER_HAVE_TASK
+    if (h->kind == FL_PLUGIN_TASK) return check_task_functions(path, h, err);
+#endif
+    if (h->kind != FL_PLUGIN_FFN) return FL_OK;
     const fl_ffn_plugin *p = (const fl_ffn_plugin *)h;
     const char *missing = !p->create     ? "create"
                           : !p->forward  ? "forward"

@@ -56,6 +56,7 @@ struct fl_model {
     fl_tensor datty;
     double ce_loss;
     int64_t n_targets;
+    int no_head;                 /* fl_model_forward_hidden: stop after ln_f */
 };
 
 /* ---------------------------------------------------------------- create */
@@ -108,7 +109,8 @@ static fl_status create_ffn(fl_model *m, block *b, int l, const char *spec, fl_e
     if ((st = fl_options_parse(h->options, h->n_options, opts, where, &b->opts, err))) return st;
     snprintf(b->prefix, sizeof b->prefix, "transformer.h.%d.mlp.", l);
     fl_param_scope scope = {.prefix = b->prefix, .list = &m->params, .be = m->be,
-                            .seed = m->cfg.seed, .n_layers = m->cfg.n_layers};
+                            .seed = m->cfg.seed, .n_layers = m->cfg.n_layers,
+                            .ep_rank = m->host.comm->ep_rank, .ep_size = m->host.comm->ep_size};
     fl_ffn_config fc = {.d_model = m->cfg.d_model, .layer_index = l, .n_layers = m->cfg.n_layers,
                         .values = b->opts.values, .scope = &scope};
     st = b->ffn->create(&m->host, &fc, &b->layer, err);
@@ -124,7 +126,7 @@ fl_status fl_model_create(const fl_model_config *mc, const fl_backend *be, fl_mo
     if (!m) return fl_fail(err, FL_ENOMEM, "out of memory creating the model");
     m->cfg = *mc;
     m->be = be;
-    fl_host_init(&m->host, be, NULL);
+    fl_host_init(&m->host, be, mc->comm);
     const int L = mc->n_layers;
     const int64_t C = mc->d_model;
     m->specs = calloc((size_t)L, sizeof *m->specs);
@@ -204,7 +206,8 @@ static fl_status ensure_activations(fl_model *m, int B, int T, fl_error *err) {
             return st;
     }
     if (st || (st = ensure(m, &m->lnf, FL_F32, N, C, err)) || (st = ensure(m, &m->lnf_mean, FL_F32, N, 0, err)) ||
-        (st = ensure(m, &m->lnf_rstd, FL_F32, N, 0, err)) || (st = ensure(m, &m->logits, FL_F32, N, V, err)) ||
+        (st = ensure(m, &m->lnf_rstd, FL_F32, N, 0, err)) ||
+        (!m->no_head && (st = ensure(m, &m->logits, FL_F32, N, V, err))) ||
         (st = ensure(m, &m->ffn_y, FL_F32, N, C, err)) || (st = ensure(m, &m->tokens, FL_I32, B, T, err)) ||
         (st = ensure(m, &m->targets, FL_I32, B, T, err)))
         return st;
@@ -305,6 +308,7 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
         if ((st = ffn_forward(m, &m->blocks[l], l, &m->res[2 * l + 1], &m->res[2 * l + 2], err))) return st;
     }
     o->layernorm(&m->res[2 * L], &m->lnf_w->value, &m->lnf_b->value, 1e-5f, &m->lnf, &m->lnf_mean, &m->lnf_rstd);
+    if (m->no_head) return FL_OK; /* fl_model_forward_hidden: the caller reads lnf */
     o->gemm(0, 1, 1.0f, &m->lnf, &m->wte->value, 0.0f, &m->logits);  /* [N,C]·[V,C]ᵀ */
     if (!targets) return FL_OK;
     o->from_host(&m->targets, targets, (size_t)N * sizeof(int32_t));
@@ -319,6 +323,7 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
     fl_tensor tg = fl_view2(&m->targets, N, 1);
     tg.ndim = 1;
     m->ce_loss = m->be->cross_entropy(&m->logits, &tg, dl, scale, &m->n_targets);
+    if (m->be->sync && (st = m->be->sync(err))) return st; /* a GPU error so far: stop here */
     if (loss) *loss = m->ce_loss + aux_total(m);
     if (!isfinite(m->ce_loss)) return fl_fail(err, FL_ENUMERIC, "forward: loss is %g at step %lld", m->ce_loss, (long long)step);
     return FL_OK;
@@ -360,26 +365,88 @@ static void attention_backward(fl_model *m, block *b, int l) {
     o->axpby(1.0f, &m->datty, 1.0f, &m->dres);
 }
 
-fl_status fl_model_backward(fl_model *m, fl_error *err) {
-    if (!m->has_targets || !m->train)
-        return fl_fail(err, FL_EINTERNAL, "backward without a training forward with targets");
+static fl_status ensure_backward(fl_model *m, fl_error *err) {
     const int64_t N = (int64_t)m->B * m->T, C = m->cfg.d_model;
     fl_status st;
     if ((st = ensure(m, &m->dres, FL_F32, N, C, err)) || (st = ensure(m, &m->dtmp, FL_F32, N, C, err)) ||
         (st = ensure(m, &m->datty, FL_F32, N, C, err)) || (st = ensure(m, &m->dbig, FL_F32, N, 3 * C, err)))
         return st;
+    return FL_OK;
+}
+
+/* Everything below the LM head, given dlnf = d loss / d ln_f output [N,C]
+   (read before dtmp is reused, so it may be m->dtmp itself). */
+static fl_status backward_body(fl_model *m, const fl_tensor *dlnf, fl_error *err) {
     const fl_ops *o = &m->be->ops;
     const int L = m->cfg.n_layers;
-    o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 1.0f, &m->wte->grad);   /* [V,N]·[N,C] */
-    o->gemm(0, 0, 1.0f, &m->dlogits, &m->wte->value, 0.0f, &m->dtmp); /* d lnf [N,C] */
-    o->layernorm_backward(&m->res[2 * L], &m->lnf_w->value, &m->lnf_mean, &m->lnf_rstd, &m->dtmp,
+    o->layernorm_backward(&m->res[2 * L], &m->lnf_w->value, &m->lnf_mean, &m->lnf_rstd, dlnf,
                           &m->dres, &m->lnf_w->grad, &m->lnf_b->grad);
     for (int l = L - 1; l >= 0; l--) {
-        if ((st = ffn_backward(m, &m->blocks[l], l, err))) return st;
+        fl_status st = ffn_backward(m, &m->blocks[l], l, err);
+        if (st) return st;
         attention_backward(m, &m->blocks[l], l);
     }
     fl_tensor dwpe = fl_rows(&m->wpe->grad, 0, m->T);
     m->be->embed_backward(&m->dres, &m->tokens, &m->wte->grad, &dwpe);
+    return FL_OK;
+}
+
+fl_status fl_model_backward(fl_model *m, fl_error *err) {
+    if (!m->has_targets || !m->train)
+        return fl_fail(err, FL_EINTERNAL, "backward without a training forward with targets");
+    fl_status st = ensure_backward(m, err);
+    if (st) return st;
+    const fl_ops *o = &m->be->ops;
+    o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 1.0f, &m->wte->grad);   /* [V,N]·[N,C] */
+    o->gemm(0, 0, 1.0f, &m->dlogits, &m->wte->value, 0.0f, &m->dtmp); /* d lnf [N,C] */
+    return backward_body(m, &m->dtmp, err);
+}
+
+/* ------------------------------------------------- hidden states, copies */
+
+fl_status fl_model_forward_hidden(fl_model *m, const int32_t *tokens, int B, int T, int train,
+                                  int64_t step, fl_error *err) {
+    m->no_head = 1;
+    fl_status st = fl_model_forward(m, tokens, NULL, B, T, train, step, NULL, err);
+    m->no_head = 0;
+    return st;
+}
+
+const fl_tensor *fl_model_hidden(const fl_model *m) { return &m->lnf; }
+
+fl_status fl_model_backward_hidden(fl_model *m, const fl_tensor *dhidden, fl_error *err) {
+    const int64_t N = (int64_t)m->B * m->T, C = m->cfg.d_model;
+    if (!m->train)
+        return fl_fail(err, FL_EINTERNAL, "backward_hidden without a training forward");
+    if (fl_numel(dhidden) != N * C || dhidden->dtype != FL_F32)
+        return fl_fail(err, FL_EINTERNAL, "backward_hidden: gradient has %lld values, the forward had [%lld, %lld]",
+                       (long long)fl_numel(dhidden), (long long)N, (long long)C);
+    fl_status st = ensure_backward(m, err);
+    if (st) return st;
+    fl_tensor d = fl_view2(dhidden, N, C);
+    return backward_body(m, &d, err);
+}
+
+/* Same config, same backend, the same plugins loaded again; then every
+   parameter value copied (both lists are built in the same order). */
+fl_status fl_model_copy(const fl_model *src, fl_model **out, fl_error *err) {
+    fl_model *m = NULL;
+    fl_status st = fl_model_create(&src->cfg, src->be, &m, err);
+    if (st) return st;
+    if (m->params.n != src->params.n) st = fl_fail(err, FL_EINTERNAL, "model copy: %d parameters, source has %d", m->params.n, src->params.n);
+    for (int i = 0; i < m->params.n && !st; i++) {
+        const fl_param *a = &src->params.items[i]->pub;
+        fl_param *b = &m->params.items[i]->pub;
+        if (strcmp(a->name, b->name) || fl_numel(&a->value) != fl_numel(&b->value))
+            st = fl_fail(err, FL_EINTERNAL, "model copy: parameter %d is %s in the copy, %s in the source", i, b->name, a->name);
+        else
+            m->be->ops.copy(&a->value, &b->value);
+    }
+    if (st) {
+        fl_model_free(m);
+        return st;
+    }
+    *out = m;
     return FL_OK;
 }
 

@@ -26,6 +26,8 @@ typedef struct fl_model_config {
     int32_t vocab_size, context, d_model, n_layers, n_heads;
     const char *const *ffn_specs;  /* [n_layers] "dense:d_ff=512" ... */
     uint64_t seed;                 /* parameter init */
+    const fl_comm *comm;           /* multi-process runs (host->comm, expert
+                                      shards); NULL = one process */
 } fl_model_config;
 
 typedef struct fl_model fl_model;
@@ -49,6 +51,21 @@ int fl_model_aux_losses(const fl_model *m, fl_stat *out, int max);
 
 /* logits of the last forward, [B,T,V] on the device */
 const fl_tensor *fl_model_logits(const fl_model *m);
+
+/* Forward without the LM head (no logits, no loss): for tasks that read the
+   final hidden states. Keeps what fl_model_backward_hidden needs when train. */
+fl_status fl_model_forward_hidden(fl_model *m, const int32_t *tokens, int B, int T, int train,
+                                  int64_t step, fl_error *err);
+/* The final hidden states (ln_f output) of the last forward, [B*T, C] on the
+   device; valid until the next forward. */
+const fl_tensor *fl_model_hidden(const fl_model *m);
+/* Gradients from dhidden = d loss / d hidden [B*T, C] of the last training
+   forward, accumulated into every parameter's grad (the LM head is not part
+   of that loss, so wte gets only its embedding gradient). */
+fl_status fl_model_backward_hidden(fl_model *m, const fl_tensor *dhidden, fl_error *err);
+/* A new model with the same config, backend and plugins and a copy of every
+   parameter value; the two share nothing afterwards. */
+fl_status fl_model_copy(const fl_model *src, fl_model **out, fl_error *err);
 
 int fl_model_n_params(const fl_model *m);
 /* The host-owned parameter list (what the optimizer steps). */

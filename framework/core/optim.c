@@ -66,5 +66,6 @@ fl_status fl_adamw_step(const fl_backend *be, fl_param_list *ps, const fl_adamw 
                       (float)opt->beta2, (float)opt->eps, wd, grad_scale, t);
         }
     }
-    return FL_OK;
+    /* once per step: wait for the device and surface a GPU error (CUDA) */
+    return be->sync ? be->sync(err) : FL_OK;
 }

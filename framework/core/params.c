@@ -1,5 +1,6 @@
 /*
- * core/params.c — allocation, init and sparse-row bookkeeping of parameters.
+ * core/params.c — allocation, init and sparse-row bookkeeping of parameters,
+ * and the expert shard a rank keeps under expert parallelism.
  */
 #include "params.h"
 
@@ -9,16 +10,19 @@
 
 #include "error.h"
 
+/* A shard's values are the global tensor's from element shard_offset * row
+   on: the same RNG counters, so sharding never changes the model. */
 static void init_value(const fl_backend *be, fl_param_impl *p, const fl_param_spec *s,
                        uint64_t seed, int n_layers) {
     fl_tensor *v = &p->pub.value;
     uint64_t key = fl_rng_key(seed, p->pub.name);
+    uint64_t at = (uint64_t)p->pub.shard_offset * (uint64_t)fl_param_row_numel(&p->pub);
     float scale = s->init_scale;
     if ((s->flags & FL_PARAM_RESIDUAL_OUT) && n_layers > 0) scale /= sqrtf(2.0f * (float)n_layers);
     switch (s->init) {
     case FL_INIT_ONES: be->ops.fill(v, 1.0f); break;
-    case FL_INIT_NORMAL: be->ops.rng_normal(v, key, 0, 0.0f, scale); break;
-    case FL_INIT_UNIFORM: be->ops.rng_uniform(v, key, 0, -scale, scale); break;
+    case FL_INIT_NORMAL: be->ops.rng_normal(v, key, at, 0.0f, scale); break;
+    case FL_INIT_UNIFORM: be->ops.rng_uniform(v, key, at, -scale, scale); break;
     default: be->ops.fill(v, 0.0f); break;
     }
 }
@@ -49,7 +53,30 @@ static fl_status list_push(fl_param_list *list, fl_param_impl *p, fl_error *err)
 
 fl_param *fl_params_add(fl_param_list *list, const fl_backend *be, const char *full_name,
                         const fl_param_spec *s, uint64_t seed, int n_layers, fl_error *err) {
-    if (check_spec(full_name, s, err)) return NULL;
+    return fl_params_add_shard(list, be, full_name, s, seed, n_layers, 0, 1, err);
+}
+
+/* The local part of s: dim 0 cut to this rank's experts when s is
+   expert-sharded and the group has more than one rank. */
+static fl_status local_shape(const char *full_name, const fl_param_spec *s, int ep_rank, int ep_size,
+                             int64_t *shape, int64_t *offset, fl_error *err) {
+    for (int i = 0; i < FL_MAX_DIMS; i++) shape[i] = i < s->ndim ? s->shape[i] : 1;
+    *offset = 0;
+    if (!(s->flags & FL_PARAM_EXPERT) || ep_size <= 1) return FL_OK;
+    if (s->shape[0] % ep_size)
+        return fl_fail(err, FL_EINVAL, "parameter %s: its %lld experts do not split evenly over expert_parallel = %d ranks",
+                       full_name, (long long)s->shape[0], ep_size);
+    shape[0] = s->shape[0] / ep_size;
+    *offset = (int64_t)ep_rank * shape[0];
+    return FL_OK;
+}
+
+fl_param *fl_params_add_shard(fl_param_list *list, const fl_backend *be, const char *full_name,
+                              const fl_param_spec *s, uint64_t seed, int n_layers, int ep_rank,
+                              int ep_size, fl_error *err) {
+    int64_t shape[FL_MAX_DIMS], offset = 0;
+    if (check_spec(full_name, s, err) || local_shape(full_name, s, ep_rank, ep_size, shape, &offset, err))
+        return NULL;
     for (int i = 0; i < list->n; i++)
         if (!strcmp(list->items[i]->pub.name, full_name)) {
             fl_fail(err, FL_EINVAL, "parameter %s declared twice", full_name);
@@ -61,9 +88,10 @@ fl_param *fl_params_add(fl_param_list *list, const fl_backend *be, const char *f
     p->pub.name = p->name_storage;
     p->pub.flags = s->flags;
     p->pub.global_dim0 = s->shape[0];
+    p->pub.shard_offset = offset;
     p->lr_scale = s->lr_scale > 0 ? s->lr_scale : 1.0f;
     p->lr_fixed = s->lr;
-    fl_tensor t = fl_wrap(NULL, FL_F32, be->device, s->ndim, s->shape);
+    fl_tensor t = fl_wrap(NULL, FL_F32, be->device, s->ndim, shape);
     size_t bytes = fl_nbytes(&t);
     p->pub.value = t;
     p->pub.grad = t;
@@ -72,8 +100,8 @@ fl_param *fl_params_add(fl_param_list *list, const fl_backend *be, const char *f
     if (!p->name_storage || !p->pub.value.data || !p->pub.grad.data) goto nomem;
     p->pub.value.capacity = p->pub.grad.capacity = bytes;
     if (s->flags & FL_PARAM_SPARSE_ROWS) {
-        p->touched = calloc((size_t)s->shape[0], 1);
-        p->rows = malloc((size_t)s->shape[0] * sizeof *p->rows);
+        p->touched = calloc((size_t)shape[0], 1);
+        p->rows = malloc((size_t)shape[0] * sizeof *p->rows);
         if (!p->touched || !p->rows) goto nomem;
     }
     init_value(be, p, s, seed, n_layers);

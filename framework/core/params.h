@@ -40,12 +40,25 @@ struct fl_param_scope {
     const fl_backend *be;
     uint64_t seed;
     int n_layers;
+    int32_t ep_rank, ep_size;  /* expert parallelism (0, 0 or 0, 1: none) */
 };
 
 /* Allocates value and grad on be's device, initialises the value with
    key fl_rng_key(seed, full name), adds it to list. */
 fl_param *fl_params_add(fl_param_list *list, const fl_backend *be, const char *full_name,
                         const fl_param_spec *spec, uint64_t seed, int n_layers, fl_error *err);
+/* The same for a rank of an expert-parallel group: an FL_PARAM_EXPERT
+   parameter keeps only its experts ep_rank*E/ep_size .. +E/ep_size of the
+   spec's E = shape[0] (pub.shard_offset, pub.global_dim0 = E), initialised
+   as exactly that slice of the whole tensor (the RNG is counter-based), so
+   any layout starts from the same model. E must divide by ep_size. */
+fl_param *fl_params_add_shard(fl_param_list *list, const fl_backend *be, const char *full_name,
+                              const fl_param_spec *spec, uint64_t seed, int n_layers, int ep_rank,
+                              int ep_size, fl_error *err);
+/* Elements per expert (dim-0 row) of a parameter. */
+static inline int64_t fl_param_row_numel(const fl_param *p) {
+    return fl_numel(&p->value) / p->value.shape[0];
+}
 void fl_params_free(fl_param_list *list, const fl_backend *be);
 
 /* Records rows idx (i32, any shape, on the device) as touched in p. */

@@ -11,6 +11,13 @@
 #include "runfiles.h"
 
 fl_status fl_model_from_config(const fl_config *cfg, int32_t vocab_size, fl_model **out, fl_error *err) {
+    const fl_backend *be = NULL;
+    fl_status st = fl_backend_select(cfg->device, &be, err);
+    return st ? st : fl_model_from_config_on(cfg, vocab_size, be, NULL, out, err);
+}
+
+fl_status fl_model_from_config_on(const fl_config *cfg, int32_t vocab_size, const fl_backend *be,
+                                  const fl_comm *comm, fl_model **out, fl_error *err) {
     char specs[FL_MAX_LAYERS][FL_SPEC_MAX];
     const char *spec_ptrs[FL_MAX_LAYERS];
     if (cfg->n_layers < 1 || cfg->n_layers > FL_MAX_LAYERS)
@@ -22,10 +29,8 @@ fl_status fl_model_from_config(const fl_config *cfg, int32_t vocab_size, fl_mode
     }
     fl_model_config mc = {.vocab_size = vocab_size, .context = cfg->context, .d_model = cfg->d_model,
                           .n_layers = cfg->n_layers, .n_heads = cfg->n_heads, .ffn_specs = spec_ptrs,
-                          .seed = cfg->seed};
-    const fl_backend *be = NULL;
-    fl_status st = fl_backend_select(cfg->device, &be, err);
-    return st ? st : fl_model_create(&mc, be, out, err);
+                          .seed = cfg->seed, .comm = comm};
+    return fl_model_create(&mc, be, out, err);
 }
 
 fl_status fl_run_load(const char *dir, const char *device, fl_loaded_run *r, fl_error *err) {

@@ -13,6 +13,10 @@
 /* The model a config describes (per-layer FFN specs, seed) with vocab_size
    tokens, on the backend of cfg->device. */
 fl_status fl_model_from_config(const fl_config *cfg, int32_t vocab_size, fl_model **out, fl_error *err);
+/* The same on backend be (from fl_backend_select) for the ranks of comm
+   (expert-sharded; NULL = one process). */
+fl_status fl_model_from_config_on(const fl_config *cfg, int32_t vocab_size, const fl_backend *be,
+                                  const fl_comm *comm, fl_model **out, fl_error *err);
 
 typedef struct fl_loaded_run {
     fl_config cfg;

@@ -1,5 +1,16 @@
 /*
  * core/train.c — one training run (see train.h).
+ *
+ * Multi-process runs (mpirun -np P; README "Multi-process runs"): rank 0
+ * prepares the run folder and the data while the others wait, then every
+ * rank opens the same shards and builds the same model (experts sharded
+ * when expert_parallel > 1). Each step every rank cuts the same global
+ * batch and trains on its B/P sequences; core/dist.c averages the
+ * gradients, so the replicas take identical optimizer steps. Losses are
+ * reduced to the global mean, validation batches are split the same way,
+ * and only rank 0 writes metrics, progress and checkpoint files. Start-up
+ * errors are agreed between ranks (fl_comm_agree) so all end cleanly; one
+ * process runs exactly the code it always did.
  */
 #include "train.h"
 
@@ -14,8 +25,11 @@
 
 #include "batches.h"
 #include "checkpoint.h"
+#include "comm.h"
 #include "corpus.h"
+#include "dist.h"
 #include "error.h"
+#include "eval.h"
 #include "fsutil.h"
 #include "host.h"
 #include "model.h"
@@ -41,6 +55,10 @@ typedef struct run {
     int32_t *x, *y;            /* [B,T] host batch */
     double t0;
     int progress_line;         /* 1: rewrite one terminal line */
+    const fl_comm *comm;       /* the job's ranks (size 1 alone) */
+    fl_dist *dist;             /* gradient averaging when size > 1 */
+    int b_local;               /* sequences of the batch this rank trains on */
+    int stop_agreed;           /* some rank was asked to stop (multi-process) */
 } run;
 
 static double now_s(void) {
@@ -127,8 +145,13 @@ static double unigram_entropy(const fl_shard *s) {
 
 /* ------------------------------------------------------------ model */
 
+/* The backend, the job's communicator over it, then the model. */
 static fl_status build_model(run *r, fl_error *err) {
-    fl_status st = fl_model_from_config(r->cfg, fl_tokenizer_vocab_size(r->tok), &r->model, err);
+    const fl_backend *be = NULL;
+    fl_status st = fl_backend_select(r->cfg->device, &be, err);
+    if (!st) st = fl_comm_open(r->cfg->expert_parallel, be->device, &r->comm, err);
+    if (!st) st = fl_model_from_config_on(r->cfg, fl_tokenizer_vocab_size(r->tok), be, r->comm, &r->model, err);
+    if (!st && r->comm->size > 1) st = fl_dist_create(r->model, &r->dist, err);
     if (st) return st;
     const fl_model_config *mc = fl_model_cfg(r->model);
     fl_log_info("model: %.2fM parameters, d_model %d, %d layers, %d heads, context %d, vocab %d, on %s",
@@ -139,38 +162,78 @@ static fl_status build_model(run *r, fl_error *err) {
 
 /* ------------------------------------------------------------ steps */
 
+/* This rank's rows of the host batch (the whole batch in one process). */
+static int32_t *local_rows(const run *r, int32_t *batch) {
+    return batch + (int64_t)r->comm->rank * r->b_local * r->cfg->context;
+}
+
+/* Validation batches are split over the ranks like training batches; every
+   window scores all its tokens, so the mean of the ranks' means is the
+   global mean. */
 static fl_status eval_loss(run *r, double *loss, fl_error *err) {
     const fl_config *cfg = r->cfg;
     double sum = 0;
     for (int i = 0; i < cfg->eval_batches; i++) {
         fl_batch_eval(&r->val, i, cfg->eval_batches, cfg->batch_size, cfg->context, r->x, r->y);
         double l = 0;
-        fl_status st = fl_model_forward(r->model, r->x, r->y, cfg->batch_size, cfg->context, 0, 0, &l, err);
+        fl_status st = fl_model_forward(r->model, local_rows(r, r->x), local_rows(r, r->y), r->b_local,
+                                        cfg->context, 0, 0, &l, err);
         if (st) return st;
         sum += fl_model_ce_loss(r->model);
     }
-    *loss = sum / cfg->eval_batches;
-    return FL_OK;
+    fl_status st = fl_comm_sum_f64(r->comm, FL_COMM_WORLD, &sum, 1, err);
+    *loss = sum / r->comm->size / cfg->eval_batches;
+    return st;
 }
 
 typedef struct step_info {
     double loss, ce, lr, grad_norm;
+    fl_stat aux[16];           /* the step's auxiliary losses (global means) */
+    int n_aux;
 } step_info;
+
+/* Loss, cross-entropy and aux losses become means over the ranks; the
+   stop request of any rank becomes every rank's. One small all-reduce. */
+static fl_status reduce_losses(run *r, step_info *si, fl_error *err) {
+    si->n_aux = fl_model_aux_losses(r->model, si->aux, 16);
+    if (si->n_aux > 16) si->n_aux = 16;
+    if (r->comm->size == 1) return FL_OK;
+    double v[19] = {si->loss, si->ce, g_stop ? 1.0 : 0.0};
+    for (int i = 0; i < si->n_aux; i++) v[3 + i] = si->aux[i].value;
+    fl_status st = fl_comm_sum_f64(r->comm, FL_COMM_WORLD, v, 3 + si->n_aux, err);
+    const double P = r->comm->size;
+    si->loss = v[0] / P, si->ce = v[1] / P, r->stop_agreed = v[2] > 0;
+    for (int i = 0; i < si->n_aux; i++) si->aux[i].value = v[3 + i] / P;
+    return st;
+}
+
+/* The averaged gradients' global norm (plain fl_grad_norm in one process). */
+static fl_status sync_and_norm(run *r, fl_param_list *ps, double *norm, fl_error *err) {
+    if (!r->dist) {
+        *norm = fl_grad_norm(fl_host_backend(fl_model_host(r->model)), ps);
+        return FL_OK;
+    }
+    fl_status st = fl_dist_sync_grads(r->dist, err);
+    return st ? st : fl_dist_grad_norm(r->dist, norm, err);
+}
+
+static int stop_requested(const run *r) { return r->comm->size > 1 ? r->stop_agreed : g_stop; }
 
 static fl_status train_step(run *r, int64_t step, step_info *si, fl_error *err) {
     const fl_config *cfg = r->cfg;
     const fl_backend *be = fl_host_backend(fl_model_host(r->model));
     fl_batch_train(&r->train, cfg->seed, step, cfg->batch_size, cfg->context, r->x, r->y);
     fl_model_zero_grad(r->model);
-    fl_status st = fl_model_forward(r->model, r->x, r->y, cfg->batch_size, cfg->context, 1, step, &si->loss, err);
+    fl_status st = fl_model_forward(r->model, local_rows(r, r->x), local_rows(r, r->y), r->b_local, cfg->context,
+                                    1, step, &si->loss, err);
     if (st == FL_ENUMERIC) return fl_fail(err, FL_ENUMERIC, "training loss is not finite (%g) at step %lld; stopping without saving a checkpoint", si->loss, (long long)step);
     if (st) return st;
     si->ce = fl_model_ce_loss(r->model);
     if ((st = fl_model_backward(r->model, err))) return st;
     fl_param_list *ps = fl_model_params(r->model);
-    si->grad_norm = fl_grad_norm(be, ps);
-    if (!isfinite(si->grad_norm))
-        return fl_fail(err, FL_ENUMERIC, "gradient norm is not finite at step %lld; stopping without saving a checkpoint", (long long)step);
+    if ((st = reduce_losses(r, si, err)) || (st = sync_and_norm(r, ps, &si->grad_norm, err))) return st;
+    if (!isfinite(si->grad_norm)) /* the same averaged norm on every rank: a shared error */
+        return fl_comm_agree(r->comm, fl_fail(err, FL_ENUMERIC, "gradient norm is not finite at step %lld; stopping without saving a checkpoint", (long long)step), err);
     float clip = cfg->grad_clip > 0 && si->grad_norm > cfg->grad_clip ? (float)(cfg->grad_clip / si->grad_norm) : 1.0f;
     si->lr = fl_lr_at(step, cfg->warmup_steps, cfg->steps, cfg->lr, cfg->min_lr_ratio);
     fl_adamw opt = {.lr = cfg->lr, .beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->adam_eps,
@@ -189,8 +252,9 @@ static void format_eta(char *buf, size_t n, double s) {
 
 static void log_step(run *r, int64_t step, int64_t first, const step_info *si, double tok_s) {
     const fl_config *cfg = r->cfg;
-    fl_stat aux[16];
-    int n_aux = fl_model_aux_losses(r->model, aux, 16);
+    if (!r->metrics) return; /* not rank 0 */
+    const fl_stat *aux = si->aux;
+    int n_aux = si->n_aux;
     fprintf(r->metrics, "{\"step\": %lld, \"loss\": %.6f, \"ce_loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"time_s\": %.3f",
             (long long)step + 1, si->loss, si->ce, si->lr, si->grad_norm, tok_s, now_s() - r->t0);
     for (int i = 0; i < n_aux && i < 16; i++) fprintf(r->metrics, ", \"aux.%s\": %.6g", aux[i].name, aux[i].value);
@@ -205,6 +269,7 @@ static void log_step(run *r, int64_t step, int64_t first, const step_info *si, d
 }
 
 static void log_val(run *r, int64_t step, double val) {
+    if (!r->metrics) return; /* not rank 0 */
     fprintf(r->metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"time_s\": %.3f}\n", (long long)step, val, now_s() - r->t0);
     fflush(r->metrics);
     fprintf(stderr, "%sstep %lld: validation loss %.4f\n", r->progress_line ? "\n" : "", (long long)step, val);
@@ -232,7 +297,7 @@ static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result
     step_info si = {0};
     fl_status st = FL_OK;
     for (; step < cfg->steps && !st; step++) {
-        if (g_stop || (stop_after > 0 && step >= stop_after)) break;
+        if (stop_requested(r) || (stop_after > 0 && step >= stop_after)) break;
         if ((st = train_step(r, step, &si, err))) break;
         if ((step + 1) % cfg->log_every == 0 || step + 1 == cfg->steps) {
             double t = now_s(), tok_s = tokens_per_step * (double)(step + 1 - logged_at) / (t - t_last);
@@ -251,10 +316,10 @@ static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result
     res->final_train_loss = si.loss;
     if (st) return st;
     if ((st = save(r, step, err))) return st;
-    if (step < cfg->steps && !g_stop) return FL_OK; /* --stop-after: a planned pause */
-    if (g_stop)
-        return fl_fail(err, FL_EINTR, "interrupted at step %lld; checkpoint saved in %s/checkpoint (continue with: ffnlab train --run-dir %s --resume)",
-                       (long long)step, r->dir, r->dir);
+    if (step < cfg->steps && !stop_requested(r)) return FL_OK; /* --stop-after: a planned pause */
+    if (stop_requested(r)) /* every rank stopped at the same step: a shared error */
+        return fl_comm_agree(r->comm, fl_fail(err, FL_EINTR, "interrupted at step %lld; checkpoint saved in %s/checkpoint (continue with: ffnlab train --run-dir %s --resume)",
+                       (long long)step, r->dir, r->dir), err);
     if ((st = eval_loss(r, &res->final_val_loss, err))) return st;
     log_val(r, step, res->final_val_loss);
     return FL_OK;
@@ -274,34 +339,52 @@ static fl_status setup_tokenizer_and_data(run *r, int resume, fl_error *err) {
     return st ? st : fl_tokenizer_save(r->tok, run_copy, err);
 }
 
-static fl_status start(run *r, const fl_train_opts *o, int64_t *first, fl_error *err) {
-    const fl_config *cfg = r->cfg;
+/* Rank 0 alone: the run folder, its config, the tokenizer and the shards. */
+static fl_status prepare_run(run *r, const fl_train_opts *o, fl_error *err) {
     fl_status st = fl_run_dir_prepare(r->dir, o->resume, o->force, err);
-    if (!st && !o->resume) st = fl_run_write_config(r->dir, cfg, err);
-    if (!st) st = setup_tokenizer_and_data(r, o->resume, err);
-    if (st) return st;
-    if ((st = open_shards(r, err)) || (st = build_model(r, err))) return st;
+    if (!st && !o->resume) st = fl_run_write_config(r->dir, r->cfg, err);
+    return st ? st : setup_tokenizer_and_data(r, o->resume, err);
+}
+
+/* The model, resumed from the checkpoint when asked; rank 0's metrics file. */
+static fl_status open_model(run *r, const fl_train_opts *o, int64_t *first, fl_error *err) {
+    fl_status st = build_model(r, err);
     *first = 0;
-    if (o->resume) {
+    if (!st && o->resume) {
         char dir[FL_PATH_MAX + 32];
         snprintf(dir, sizeof dir, "%s/checkpoint", r->dir);
         if ((st = fl_checkpoint_load(dir, r->model, 1, first, err))) return st;
         fl_log_info("resuming %s at step %lld", r->dir, (long long)*first);
     }
+    if (st || r->comm->rank != 0) return st;
     char path[FL_PATH_MAX + 32];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
     r->metrics = fopen(path, o->resume ? "a" : "w");
     if (!r->metrics) return fl_fail(err, FL_EIO, "%s: cannot open for writing", path);
-    size_t n = (size_t)cfg->batch_size * (size_t)cfg->context;
-    r->x = malloc(n * sizeof *r->x);
-    r->y = malloc(n * sizeof *r->y);
-    if (!r->x || !r->y) return fl_fail(err, FL_ENOMEM, "out of memory for a batch");
     return FL_OK;
+}
+
+/* Each phase ends with every rank agreeing on its outcome: the others wait
+   for rank 0's files, and an error anywhere ends every rank cleanly. */
+static fl_status start(run *r, const fl_train_opts *o, const fl_comm *world, int64_t *first, fl_error *err) {
+    const fl_config *cfg = r->cfg;
+    fl_status st = world->rank == 0 ? prepare_run(r, o, err) : FL_OK;
+    if ((st = fl_comm_agree(world, st, err))) return st;
+    if (world->rank != 0) st = setup_tokenizer_and_data(r, 1, err); /* rank 0's copy in the run folder */
+    if (!st) st = open_shards(r, err);
+    if ((st = fl_comm_agree(world, st, err))) return st;
+    st = open_model(r, o, first, err);
+    size_t n = (size_t)cfg->batch_size * (size_t)cfg->context;
+    if (!st && (!(r->x = malloc(n * sizeof *r->x)) || !(r->y = malloc(n * sizeof *r->y))))
+        st = fl_fail(err, FL_ENOMEM, "out of memory for a batch");
+    return fl_comm_agree(world, st, err);
 }
 
 static void finish(run *r) {
     if (r->metrics) fclose(r->metrics);
+    fl_dist_free(r->dist);
     fl_model_free(r->model);
+    fl_comm_close(r->comm);
     fl_tokenizer_free(r->tok);
     if (r->train.map) fl_shard_close(&r->train);
     if (r->val.map) fl_shard_close(&r->val);
@@ -309,16 +392,63 @@ static void finish(run *r) {
     free(r->y);
 }
 
+/* FNV-1a: the config's fingerprint, compared between ranks. */
+static uint64_t hash_text(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; s && *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* A multi-process job: the same config on every rank, a batch that splits
+   over the ranks, expert groups that divide them. Collective. */
+static fl_status check_job(const fl_config *cfg, const fl_comm *world, fl_error *err) {
+    if (world->size == 1) return FL_OK;
+    char *json = fl_config_to_json(cfg);
+    uint64_t h = hash_text(json), lo = 0, hi = 0;
+    free(json);
+    fl_status st = fl_comm_minmax_u64(world, &h, &lo, &hi, 1, err);
+    if (st) return st;
+    if (lo != hi)
+        st = fl_fail(err, FL_EINVAL, "the %d processes of this job were given different configurations (their config "
+                                     "hashes differ); start every rank with the same flags and files", world->size);
+    else if (cfg->batch_size % world->size)
+        st = fl_fail(err, FL_EINVAL, "batch_size %d does not split over %d processes: make it a multiple of the process count",
+                     cfg->batch_size, world->size);
+    else if (world->size % cfg->expert_parallel)
+        st = fl_fail(err, FL_EINVAL, "expert_parallel %d does not divide the %d processes of this job", cfg->expert_parallel,
+                     world->size);
+    return fl_comm_agree(world, st, err);
+}
+
+/* --threads, else OMP_NUM_THREADS, else the cores shared out among this
+   node's ranks (OpenMP alone would give every rank all of them). */
+static void set_threads(const fl_config *cfg, const fl_comm *world) {
+    if (cfg->threads > 0) {
+        omp_set_num_threads(cfg->threads);
+        return;
+    }
+    if (getenv("OMP_NUM_THREADS")) return;
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    int ranks_here = local ? atoi(local) : world->size;
+    if (world->size == 1 || ranks_here < 2) return;
+    int n = omp_get_num_procs() / ranks_here;
+    omp_set_num_threads(n > 0 ? n : 1);
+}
+
 fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *o, fl_train_result *res, fl_error *err) {
     fl_status st = fl_config_validate(cfg, err);
+    if (!st) st = fl_eval_check_config(cfg, err); /* --eval-task typos fail now, not after training */
     if (st) return st;
-    if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
-    run r = {.cfg = cfg};
+    const fl_comm *world = NULL;
+    if ((st = fl_comm_world(&world, err)) || (st = check_job(cfg, world, err))) return st;
+    set_threads(cfg, world);
+    if (world->rank != 0) fl_log_set_level(FL_LOG_ERROR); /* rank 0 speaks for the job */
+    run r = {.cfg = cfg, .comm = world, .b_local = cfg->batch_size / world->size};
     snprintf(r.dir, sizeof r.dir, "%s", cfg->run_dir);
     r.progress_line = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress;
     memset(res, 0, sizeof *res);
     int64_t first = 0;
-    st = start(&r, o, &first, err);
+    st = start(&r, o, world, &first, err);
     if (!st) {
         res->unigram_entropy = unigram_entropy(&r.train);
         g_stop = 0;
@@ -326,6 +456,8 @@ fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *o, fl_train_re
         r.t0 = now_s();
         st = loop(&r, first, o->stop_after, res, err);
         signal(SIGINT, old);
+        if (!st && res->steps_done >= cfg->steps) /* --eval-task: only once the run is complete */
+            st = fl_eval_after_training(r.model, r.tok, cfg, res->steps_done, err);
     }
     finish(&r);
     return st;

@@ -13,10 +13,16 @@
  * its Content-Length as CURLE_PARTIAL_FILE, and we check the count again
  * ourselves. HTTP errors (>= 400) fail the transfer before any body is written
  * (CURLOPT_FAILONERROR); a stall (under 1 KiB/s for a minute) is a timeout.
+ *
+ * libcurl is optional at build time (FFNLAB_CURL=AUTO): without it
+ * (FFNLAB_HAVE_CURL undefined) fl_fetch_url fails with a message saying the
+ * build has no downloader; the data set table and everything else stay.
  */
 #include "fetch.h"
 
+#ifdef FFNLAB_HAVE_CURL
 #include <curl/curl.h>
+#endif
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +37,8 @@
 #ifndef FFNLAB_VERSION
 #define FFNLAB_VERSION "dev"
 #endif
+
+#ifdef FFNLAB_HAVE_CURL
 
 #define STALL_BYTES_PER_S 1024L
 #define STALL_SECONDS 60L
@@ -219,6 +227,17 @@ fl_status fl_fetch_url(const char *url, const char *dest, fl_error *err) {
                        strerror(errno));
     return FL_OK;
 }
+
+#else /* no libcurl in this build */
+
+fl_status fl_fetch_url(const char *url, const char *dest, fl_error *err) {
+    return fl_fail(err, FL_EUNSUPPORTED,
+                   "%s: this ffnlab was built without libcurl, so it cannot download %s; fetch it "
+                   "with another tool (e.g. curl -L -o '%s' '%s') or rebuild with libcurl "
+                   "(libcurl4-openssl-dev)", dest, url, dest, url);
+}
+
+#endif /* FFNLAB_HAVE_CURL */
 
 /* ---- known data sets ------------------------------------------------------- */
 

@@ -34,6 +34,20 @@
  *             constant; P_i the mean router probability of expert i)
  *   z       = z_loss · mean_n logsumexp(H_n)²     (ST-MoE router z-loss)
  *
+ * Expert parallelism (host->comm->ep_size = S > 1; README "Multi-process
+ * runs"): the host gives this rank only experts e0 .. e0+E/S-1 of each
+ * expert tensor (fl_param.shard_offset). Routing is unchanged — every rank
+ * scores all E experts for its own tokens — and the sorted rows, already in
+ * owner order, travel to their experts' ranks with one all-to-all-v (the
+ * per-expert counts first); a rank reorders what it received to expert-major
+ * order, runs its experts as one grouped GEMM, and sends the outputs back
+ * the same way. Backward sends d o to the experts and d xs back. The balance
+ * loss uses the expert loads summed over all ranks (one small all-reduce),
+ * so data-parallel ranks compute the one-process loss; its gradient is
+ * scaled to the host's convention (each rank's gradient is P times its
+ * share; the host averages). The noisy gate draws each token's noise at its
+ * global row, so the draws match one process too.
+ *
  * Everything heavy goes through host->ops. The O(N·k) and O(N·E) routing
  * steps the table has no op for (gate renormalisation and capacity, the
  * inverse permutation, the router gradient, the noisy gate's softplus) are
@@ -161,6 +175,24 @@ typedef struct moe {
     fl_tensor draw;            /* [N,E] (noisy) */
 
     char load_names[MAX_LOAD_STATS][16];
+
+    /* Expert parallelism: S ranks split the experts (S = 1: none). */
+    const fl_comm *comm;
+    int64_t S, El;             /* group ranks, experts held here (E / S) */
+    int64_t *send_rows;        /* [S] sorted rows sent to each group rank */
+    int64_t *recv_rows;        /* [S] rows received from each */
+    int64_t *ones;             /* [S] all 1: the count exchange's row counts */
+    int64_t *cnt_recv;         /* [S·El] rows per (source rank, local expert) */
+    int64_t *loff;             /* [El+1] local expert offsets, expert-major */
+    int32_t *rperm;            /* [R] expert-major row → received row */
+    int32_t *rinv;             /* [R] received row → expert-major row */
+    int64_t r, r_cap;          /* rows received this step; capacity of the two */
+    fl_tensor cnt_s, cnt_r;    /* [E] i64 counts exchanged (device) */
+    fl_tensor perm_t, inv_t;   /* [R] i32 rperm, rinv on the device */
+    fl_tensor xr;              /* [R,d] rows as received (later outputs to return) */
+    fl_tensor xe, he, ae, oe;  /* [R,d] [R,de] [R,de] [R,d] expert-major */
+    fl_tensor stats;           /* [2E] f32 counts and probability sums, all-reduced */
+    fl_tensor dae;             /* [R,de] backward scratch, expert-major */
 } moe;
 
 static int64_t router_width(const moe *L) { return L->noisy ? 2 * L->E : L->E; }
@@ -211,12 +243,13 @@ static fl_status declare_params(moe *L, fl_param_scope *scope, fl_error *err) {
                               X | FL_PARAM_DECAY | FL_PARAM_RESIDUAL_OUT, err)) ||
         !(L->proj_b = declare(H, scope, "experts.c_proj.bias", 2, (int64_t[]){E, d}, FL_INIT_ZEROS, X, err)))
         return err ? err->code : FL_EINVAL;
-    /* A host that shards experts over ranks would hand back fewer than E;
-       the all-to-all that needs is not written yet. */
-    if (L->fc_w->value.shape[0] != E || L->proj_w->value.shape[0] != E)
-        return H->error(err, FL_EUNSUPPORTED, "moe: expert parallelism is not supported yet "
-                        "(this rank holds %lld of %lld experts)",
-                        (long long)L->fc_w->value.shape[0], (long long)E);
+    /* Under expert parallelism the host hands back this rank's E/S experts. */
+    const fl_param *ex[] = {L->fc_w, L->fc_b, L->proj_w, L->proj_b};
+    for (int i = 0; i < 4; i++)
+        if (ex[i]->value.shape[0] * L->S != E || ex[i]->shard_offset != (int64_t)L->comm->ep_rank * L->El)
+            return H->error(err, FL_EINTERNAL, "moe: %s holds %lld experts from %lld; expected %lld from %lld",
+                            ex[i]->name, (long long)ex[i]->value.shape[0], (long long)ex[i]->shard_offset,
+                            (long long)L->El, (long long)L->comm->ep_rank * L->El);
     return FL_OK;
 }
 
@@ -226,13 +259,22 @@ static void moe_destroy(void *layer) {
     fl_tensor *owned[] = {&L->logits, &L->raw,  &L->eps,   &L->probs, &L->lse,     &L->topv,
                           &L->topi,   &L->gates, &L->keys, &L->perm,  &L->tok,     &L->gs,
                           &L->pos,    &L->xs,    &L->h,    &L->a,     &L->o,       &L->dgate,
-                          &L->dout,   &L->da,    &L->dlogits, &L->draw};
+                          &L->dout,   &L->da,    &L->dlogits, &L->draw, &L->cnt_s, &L->cnt_r,
+                          &L->perm_t, &L->inv_t, &L->xr, &L->xe, &L->he, &L->ae, &L->oe, &L->stats,
+                          &L->dae};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) L->host->tensor_release(L->host, owned[i]);
     free(L->off);
     free(L->count);
     free(L->fill);
     free(L->psum);
     free(L->dbal);
+    free(L->send_rows);
+    free(L->recv_rows);
+    free(L->ones);
+    free(L->cnt_recv);
+    free(L->loff);
+    free(L->rperm);
+    free(L->rinv);
     free(L);
 }
 
@@ -296,9 +338,6 @@ static fl_status moe_create(const fl_host *host, const fl_ffn_config *cfg, void 
     if (host->device.kind != FL_DEVICE_CPU)
         return host->error(err, FL_EUNSUPPORTED, "moe: runs on the CPU backend only for now (its "
                            "routing kernels are CPU code; host op candidates)");
-    if (host->comm && host->comm->ep_size > 1)
-        return host->error(err, FL_EUNSUPPORTED, "moe: expert parallelism (ep_size %d) is not supported yet",
-                           (int)host->comm->ep_size);
     moe_opts o = {0};
     fl_status st = read_options(host, cfg->values, cfg->d_model, &o, err);
     if (st) return st;
@@ -315,12 +354,22 @@ static fl_status moe_create(const fl_host *host, const fl_ffn_config *cfg, void 
     L->bal_coef = (float)o.bal;
     L->z_coef = (float)o.z;
     L->cap_factor = o.cap;
+    L->comm = host->comm;
+    L->S = host->comm->ep_size > 1 ? host->comm->ep_size : 1;
+    L->El = o.E / L->S; /* the host refuses an uneven split when declaring */
     L->off = calloc((size_t)o.E + 1, sizeof *L->off);
     L->count = calloc((size_t)o.E, sizeof *L->count);
     L->fill = calloc((size_t)o.E, sizeof *L->fill);
     L->psum = calloc((size_t)o.E, sizeof *L->psum);
     L->dbal = calloc((size_t)o.E, sizeof *L->dbal);
-    if (!L->off || !L->count || !L->fill || !L->psum || !L->dbal) {
+    L->send_rows = calloc((size_t)L->S, sizeof *L->send_rows);
+    L->recv_rows = calloc((size_t)L->S, sizeof *L->recv_rows);
+    L->ones = calloc((size_t)L->S, sizeof *L->ones);
+    L->cnt_recv = calloc((size_t)o.E, sizeof *L->cnt_recv);
+    L->loff = calloc((size_t)L->El + 1, sizeof *L->loff);
+    for (int64_t i = 0; L->ones && i < L->S; i++) L->ones[i] = 1;
+    if (!L->off || !L->count || !L->fill || !L->psum || !L->dbal || !L->send_rows || !L->recv_rows ||
+        !L->ones || !L->cnt_recv || !L->loff) {
         moe_destroy(L);
         return host->error(err, FL_ENOMEM, "moe: out of memory");
     }
@@ -485,7 +534,10 @@ static void router_forward(moe *L, const fl_ffn_ctx *ctx) {
     L->noise_on = L->noisy && ctx->train;
     if (L->noise_on) {
         ops->gemm(0, 0, 1.0f, &L->x, &L->noise_w->value, 0.0f, &L->raw);
-        ops->rng_normal(&L->eps, ctx->rng_key, 0, 0.0f, 1.0f);
+        /* at each token's global row (ranks hold consecutive slices of the
+           batch), so data-parallel ranks draw what one process would */
+        uint64_t at = (uint64_t)L->comm->rank * (uint64_t)(L->n * L->E);
+        ops->rng_normal(&L->eps, ctx->rng_key, at, 0.0f, 1.0f);
         noisy_logits(f32(&L->logits), f32(&L->raw), f32(&L->eps), L->n * L->E);
     }
     ops->softmax(&L->logits, &L->probs);
@@ -493,8 +545,29 @@ static void router_forward(moe *L, const fl_ffn_ctx *ctx) {
     ops->topk(&L->probs, (int)L->k, &L->topv, &L->topi);
 }
 
+/* Over several ranks: count[E] and psum[E] summed over the world (f32 on
+   the device: the communicator's type), *n_total the world's tokens. */
+static fl_status global_loads(moe *L, double *n_total, fl_error *err) {
+    const fl_comm *c = L->comm;
+    if (c->size == 1) return FL_OK; /* one process: the exact double sums */
+    const int64_t E = L->E;
+    int64_t shape[1] = {2 * E};
+    fl_status st = L->host->tensor_ensure(L->host, &L->stats, FL_F32, 1, shape, err);
+    if (st) return st;
+    float *v = malloc((size_t)(2 * E) * sizeof *v);
+    if (!v) return L->host->error(err, FL_ENOMEM, "moe: out of memory");
+    for (int64_t i = 0; i < E; i++) v[i] = (float)L->count[i], v[E + i] = (float)L->psum[i];
+    L->host->ops->from_host(&L->stats, v, (size_t)(2 * E) * sizeof *v);
+    st = c->allreduce_sum(c, &L->stats, err);
+    if (!st) L->host->ops->to_host(v, &L->stats, (size_t)(2 * E) * sizeof *v);
+    for (int64_t i = 0; !st && i < E; i++) L->count[i] = (int64_t)llroundf(v[i]), L->psum[i] = v[E + i];
+    free(v);
+    *n_total = (double)L->n * c->size; /* every rank trains on as many tokens */
+    return st;
+}
+
 /* Gates, capacity, the expert-ordered row list and the balance / z figures. */
-static void route(moe *L) {
+static fl_status route(moe *L, fl_error *err) {
     const int64_t N = L->n, E = L->E, k = L->k, NK = N * k;
     int64_t cap = -1;
     if (L->cap_factor > 0) cap = (int64_t)ceil(L->cap_factor * (double)NK / (double)E);
@@ -507,18 +580,24 @@ static void route(moe *L) {
     route_index(i32(&L->perm), L->m, NK, k, f32(&L->gates), i32(&L->tok), f32(&L->gs), i32(&L->pos));
 
     /* balance = E Σ f_i P_i with f_i = count_i / (N k), P_i = psum_i / N;
-       its gradient in p holds f constant (as Switch does). */
+       its gradient in p holds f constant (as Switch does). Over several
+       ranks count, psum and N are the whole batch's, and d/dp is scaled by
+       P (1 / local N instead of 1 / global N): the host averages. */
     column_sums(f32(&L->probs), N, E, L->psum);
+    double Ng = (double)N;
+    fl_status st = global_loads(L, &Ng, err);
+    if (st) return st;
     double bal = 0, z = 0;
     for (int64_t i = 0; i < E; i++) {
-        const double f = (double)L->count[i] / (double)NK;
-        bal += f * L->psum[i] / (double)N;
+        const double f = (double)L->count[i] / (Ng * (double)k);
+        bal += f * L->psum[i] / Ng;
         L->dbal[i] = (float)(L->bal_coef * (double)E * f / (double)N);
     }
     const float *lse = f32(&L->lse);
     for (int64_t n = 0; n < N; n++) z += (double)lse[n] * lse[n];
     L->bal = (double)E * bal;
     L->z = z / (double)N;
+    return FL_OK;
 }
 
 /* Per-expert bias on the expert-ordered rows: y[off[g]..off[g+1]) += b[g]. */
@@ -543,22 +622,141 @@ static void bias_grad_grouped(const fl_ops *ops, const fl_tensor *dy, fl_tensor 
     }
 }
 
-/* The experts on the sorted rows: xs[M,d] → o[M,d], all experts in one
-   grouped GEMM per matmul. */
-static void experts_forward(moe *L) {
+/* The experts on rows in[R,d] grouped by off[0..G] (one grouped GEMM per
+   matmul): out[R,d]; h, a [R,de] stay for backward. In one process the
+   rows are xs, all E experts; under expert parallelism the rows this rank
+   received, its E/S experts. */
+static void experts_run(moe *L, const fl_tensor *in, fl_tensor *h, fl_tensor *a, fl_tensor *out,
+                        const int64_t *off, int G) {
     const fl_ops *ops = L->host->ops;
+    ops->gemm_grouped(0, 1.0f, in, &L->fc_w->value, off, G, 0.0f, h);     /* h[R,de] */
+    add_bias_grouped(ops, h, &L->fc_b->value, off, G);
+    ops->activation(L->act, h, a);                                       /* a = act(h) */
+    ops->gemm_grouped(0, 1.0f, a, &L->proj_w->value, off, G, 0.0f, out); /* out[R,d] */
+    add_bias_grouped(ops, out, &L->proj_b->value, off, G);
+}
+
+/* ---- expert parallelism: the rows travel to their experts and back ---- */
+
+/* Room for R received rows: host index arrays and device tensors. */
+static fl_status ensure_received(moe *L, int64_t R, fl_error *err) {
+    if (R > L->r_cap) {
+        int32_t *p = realloc(L->rperm, (size_t)R * sizeof *p), *q = p ? realloc(L->rinv, (size_t)R * sizeof *q) : NULL;
+        if (p) L->rperm = p;
+        if (q) L->rinv = q;
+        if (!p || !q) return L->host->error(err, FL_ENOMEM, "moe: out of memory for %lld received rows", (long long)R);
+        L->r_cap = R;
+    }
+    fl_status st;
+    if ((st = ensure2(L, &L->perm_t, FL_I32, R, 1, err)) || (st = ensure2(L, &L->inv_t, FL_I32, R, 1, err)) ||
+        (st = ensure2(L, &L->xr, FL_F32, R, L->d, err)) || (st = ensure2(L, &L->xe, FL_F32, R, L->d, err)) ||
+        (st = ensure2(L, &L->he, FL_F32, R, L->de, err)) || (st = ensure2(L, &L->ae, FL_F32, R, L->de, err)) ||
+        (st = ensure2(L, &L->oe, FL_F32, R, L->d, err)))
+        return st;
+    L->perm_t.ndim = L->inv_t.ndim = 1;
+    return FL_OK;
+}
+
+/* Every rank tells every rank of its group how many of its sorted rows go
+   to each of that rank's experts: cnt_recv[s·El + l] rows from group rank s
+   for local expert l. Sets send_rows, recv_rows and r. */
+static fl_status exchange_counts(moe *L, fl_error *err) {
+    const fl_ops *ops = L->host->ops;
+    const int64_t E = L->E, El = L->El, S = L->S;
+    int64_t *cnt = L->cnt_recv; /* scratch for the counts sent, then the ones received */
+    for (int64_t e = 0; e < E; e++) cnt[e] = L->off[e + 1] - L->off[e];
+    for (int64_t j = 0; j < S; j++) L->send_rows[j] = L->off[(j + 1) * El] - L->off[j * El];
+    fl_status st;
+    if ((st = ensure2(L, &L->cnt_s, FL_I64, E, 1, err)) || (st = ensure2(L, &L->cnt_r, FL_I64, E, 1, err))) return st;
+    ops->from_host(&L->cnt_s, cnt, (size_t)E * sizeof *cnt);
+    st = L->comm->alltoallv(L->comm, L->cnt_s.data, L->ones, L->cnt_r.data, L->ones, (size_t)El * sizeof *cnt, err);
+    if (st) return st;
+    ops->to_host(cnt, &L->cnt_r, (size_t)E * sizeof *cnt);
+    L->r = 0;
+    for (int64_t s = 0; s < S; s++) {
+        L->recv_rows[s] = 0;
+        for (int64_t l = 0; l < El; l++) L->recv_rows[s] += cnt[s * El + l];
+        L->r += L->recv_rows[s];
+    }
+    return FL_OK;
+}
+
+/* The received rows are source-major (rank s's rows for expert 0, 1, ...,
+   then rank s+1's); the experts want expert-major. rperm[i] is the received
+   row at expert-major position i, rinv its inverse, loff the local experts'
+   offsets. */
+static void expert_order(moe *L) {
+    const int64_t El = L->El, S = L->S;
+    int64_t i = 0, base = 0;
+    L->loff[0] = 0;
+    for (int64_t l = 0; l < El; l++) {
+        base = 0;
+        for (int64_t s = 0; s < S; s++) {
+            int64_t at = base;
+            for (int64_t q = 0; q < l; q++) at += L->cnt_recv[s * El + q];
+            for (int64_t k = 0; k < L->cnt_recv[s * El + l]; k++, i++) {
+                L->rperm[i] = (int32_t)(at + k);
+                L->rinv[at + k] = (int32_t)i;
+            }
+            base += L->recv_rows[s];
+        }
+        L->loff[l + 1] = i;
+    }
+}
+
+/* xs[M,d] (sorted, so in owner order) → xe[R,d] at this rank's experts. */
+static fl_status dispatch(moe *L, const fl_tensor *xs, fl_error *err) {
+    fl_status st = exchange_counts(L, err);
+    if (!st) st = ensure_received(L, L->r, err);
+    if (st) return st;
+    const size_t row = (size_t)L->d * sizeof(float);
+    st = L->comm->alltoallv(L->comm, xs->data, L->send_rows, L->xr.data, L->recv_rows, row, err);
+    if (st) return st;
+    expert_order(L);
+    const fl_ops *ops = L->host->ops;
+    ops->from_host(&L->perm_t, L->rperm, (size_t)L->r * sizeof(int32_t));
+    ops->from_host(&L->inv_t, L->rinv, (size_t)L->r * sizeof(int32_t));
+    fl_tensor xr = fl_rows(&L->xr, 0, L->r), xe = fl_rows(&L->xe, 0, L->r), perm = fl_rows(&L->perm_t, 0, L->r);
+    ops->gather_rows(&xr, &perm, &xe);
+    return FL_OK;
+}
+
+/* The reverse trip: rows[R,d] expert-major here → back[M,d] in the
+   sender's sorted order (xr is the staging buffer). */
+static fl_status send_back(moe *L, const fl_tensor *rows, fl_tensor *back, fl_error *err) {
+    fl_tensor xr = fl_rows(&L->xr, 0, L->r), inv = fl_rows(&L->inv_t, 0, L->r);
+    L->host->ops->gather_rows(rows, &inv, &xr); /* source-major again */
+    return L->comm->alltoallv(L->comm, xr.data, L->recv_rows, back->data, L->send_rows,
+                              (size_t)L->d * sizeof(float), err);
+}
+
+/* Rows the sorted order sends to each rank's experts, computed there. */
+static fl_status experts_forward(moe *L, fl_error *err) {
     const int64_t M = L->m;
-    const int G = (int)L->E;
-    fl_tensor tok = fl_view2(&L->tok, M, 1);
-    tok.ndim = 1;
-    fl_tensor xs = fl_rows(&L->xs, 0, M), h = fl_rows(&L->h, 0, M), a = fl_rows(&L->a, 0, M);
-    fl_tensor o = fl_rows(&L->o, 0, M);
-    ops->gather_rows(&L->x, &tok, &xs);                                   /* xs[M,d] */
-    ops->gemm_grouped(0, 1.0f, &xs, &L->fc_w->value, L->off, G, 0.0f, &h); /* h[M,de] */
-    add_bias_grouped(ops, &h, &L->fc_b->value, L->off, L->E);
-    ops->activation(L->act, &h, &a);                                      /* a = act(h) */
-    ops->gemm_grouped(0, 1.0f, &a, &L->proj_w->value, L->off, G, 0.0f, &o); /* o[M,d] */
-    add_bias_grouped(ops, &o, &L->proj_b->value, L->off, L->E);
+    fl_tensor xs = fl_rows(&L->xs, 0, M), o = fl_rows(&L->o, 0, M);
+    if (L->S == 1) {
+        fl_tensor h = fl_rows(&L->h, 0, M), a = fl_rows(&L->a, 0, M);
+        experts_run(L, &xs, &h, &a, &o, L->off, (int)L->E);
+        return FL_OK;
+    }
+    fl_status st = dispatch(L, &xs, err);
+    if (st) return st;
+    const int64_t R = L->r;
+    fl_tensor xe = fl_rows(&L->xe, 0, R), he = fl_rows(&L->he, 0, R), ae = fl_rows(&L->ae, 0, R);
+    fl_tensor oe = fl_rows(&L->oe, 0, R);
+    experts_run(L, &xe, &he, &ae, &oe, L->loff, (int)L->El);
+    return send_back(L, &oe, &o, err);
+}
+
+/* A rank without tokens still takes part in every collective. */
+static fl_status no_tokens(moe *L, fl_error *err) {
+    L->m = 0;
+    L->dropped = 0;
+    for (int64_t i = 0; i <= L->E; i++) L->off[i] = 0;
+    for (int64_t i = 0; i < L->E; i++) L->count[i] = 0, L->psum[i] = 0;
+    double ng = 0;
+    fl_status st = global_loads(L, &ng, err);
+    return st || L->S == 1 ? st : experts_forward(L, err);
 }
 
 static fl_status moe_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor *x, fl_tensor *y,
@@ -578,12 +776,18 @@ static fl_status moe_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor
     L->x = fl_view2(x, n, L->d);
     L->n = n;
     if (n == 0) {
-        L->m = 0;
-        return FL_OK;
+        if (L->comm->size == 1) {
+            L->m = 0;
+            return FL_OK;
+        }
+        return no_tokens(L, err);
     }
     router_forward(L, ctx);
-    route(L);
-    experts_forward(L);
+    if ((st = route(L, err))) return st;
+    fl_tensor tok = fl_view2(&L->tok, L->m, 1), xs = fl_rows(&L->xs, 0, L->m);
+    tok.ndim = 1;
+    ops->gather_rows(&L->x, &tok, &xs); /* xs[M,d]: the tokens in expert order */
+    if ((st = experts_forward(L, err))) return st;
     /* y[n] = Σ_j gates[n,j] · o[pos[n,j]]: one pass writing every row once;
        dropped assignments (pos -1) add nothing. */
     fl_tensor y2 = fl_view2(y, n, L->d), o = fl_rows(&L->o, 0, L->m);
@@ -605,31 +809,64 @@ static fl_status ensure_backward(moe *L, fl_error *err) {
     return FL_OK;
 }
 
+/* Backward through experts_run: dio[R,d] holds d out on entry and d in on
+   return; parameter gradients accumulate; da[R,de] is scratch. */
+static void experts_grad(moe *L, const fl_tensor *in, const fl_tensor *h, const fl_tensor *a, fl_tensor *dio,
+                         fl_tensor *da, const int64_t *off, int G) {
+    const fl_ops *ops = L->host->ops;
+    /* c_proj: dW += aᵀ do, db += Σ do, da = do · W_projᵀ */
+    ops->gemm_grouped_wgrad(1.0f, a, dio, off, G, 1.0f, &L->proj_w->grad);
+    bias_grad_grouped(ops, dio, &L->proj_b->grad, off, G);
+    ops->gemm_grouped(1, 1.0f, dio, &L->proj_w->value, off, G, 0.0f, da);
+    ops->activation_backward(L->act, h, da, da);                      /* dh in da */
+    /* c_fc: dW += inᵀ dh, db += Σ dh, d in = dh · W_fcᵀ (into dio) */
+    ops->gemm_grouped_wgrad(1.0f, in, da, off, G, 1.0f, &L->fc_w->grad);
+    bias_grad_grouped(ops, da, &L->fc_b->grad, off, G);
+    ops->gemm_grouped(1, 1.0f, da, &L->fc_w->value, off, G, 0.0f, dio);
+}
+
+/* d o[M,d] of the sorted rows → d xs[M,d] in the same buffer, through this
+   rank's experts or (expert parallel) the owners' and back. */
+static fl_status experts_backward_rows(moe *L, fl_tensor *dout, fl_error *err) {
+    const int64_t M = L->m;
+    if (L->S == 1) {
+        fl_tensor xs = fl_rows(&L->xs, 0, M), h = fl_rows(&L->h, 0, M), a = fl_rows(&L->a, 0, M);
+        fl_tensor da = fl_rows(&L->da, 0, M);
+        experts_grad(L, &xs, &h, &a, dout, &da, L->off, (int)L->E);
+        return FL_OK;
+    }
+    const int64_t R = L->r;
+    fl_status st = ensure2(L, &L->dae, FL_F32, R, L->de, err);
+    if (st) return st;
+    /* d o to the experts' ranks, expert-major there (in oe: free by now) */
+    st = L->comm->alltoallv(L->comm, dout->data, L->send_rows, L->xr.data, L->recv_rows,
+                            (size_t)L->d * sizeof(float), err);
+    if (st) return st;
+    fl_tensor xr = fl_rows(&L->xr, 0, R), perm = fl_rows(&L->perm_t, 0, R), de = fl_rows(&L->oe, 0, R);
+    L->host->ops->gather_rows(&xr, &perm, &de);
+    fl_tensor xe = fl_rows(&L->xe, 0, R), he = fl_rows(&L->he, 0, R), ae = fl_rows(&L->ae, 0, R);
+    fl_tensor dae = fl_rows(&L->dae, 0, R);
+    experts_grad(L, &xe, &he, &ae, &de, &dae, L->loff, (int)L->El);
+    return send_back(L, &de, dout, err); /* d xs home, into dout */
+}
+
 /* Through the experts: dy2[N,d] → parameter grads and dx2[N,d] (overwritten
    with the experts' part of dx); also dgate[N,k]. */
-static void experts_backward(moe *L, const fl_tensor *dy2, fl_tensor *dx2) {
+static fl_status experts_backward(moe *L, const fl_tensor *dy2, fl_tensor *dx2, fl_error *err) {
     const fl_ops *ops = L->host->ops;
     const int64_t M = L->m;
-    const int G = (int)L->E;
     fl_tensor tok = fl_view2(&L->tok, M, 1), gs = fl_view2(&L->gs, M, 1);
     tok.ndim = gs.ndim = 1;
-    fl_tensor xs = fl_rows(&L->xs, 0, M), h = fl_rows(&L->h, 0, M), a = fl_rows(&L->a, 0, M);
-    fl_tensor o = fl_rows(&L->o, 0, M), dout = fl_rows(&L->dout, 0, M), da = fl_rows(&L->da, 0, M);
-
-    /* dgate[n,j] = o[pos[n,j]] · dy[n];  d o[m] = gs[m] · dy[tok[m]] */
-    ops->embedding_bag_backward(dy2, &o, &L->pos, NULL, NULL, &L->dgate);
-    ops->embedding_bag(dy2, &tok, &gs, &dout);
-    /* c_proj: dW += aᵀ do, db += Σ do, da = do · W_projᵀ */
-    ops->gemm_grouped_wgrad(1.0f, &a, &dout, L->off, G, 1.0f, &L->proj_w->grad);
-    bias_grad_grouped(ops, &dout, &L->proj_b->grad, L->off, L->E);
-    ops->gemm_grouped(1, 1.0f, &dout, &L->proj_w->value, L->off, G, 0.0f, &da);
-    ops->activation_backward(L->act, &h, &da, &da);                   /* dh in da */
-    /* c_fc: dW += xsᵀ dh, db += Σ dh, dxs = dh · W_fcᵀ (into dout) */
-    ops->gemm_grouped_wgrad(1.0f, &xs, &da, L->off, G, 1.0f, &L->fc_w->grad);
-    bias_grad_grouped(ops, &da, &L->fc_b->grad, L->off, L->E);
-    ops->gemm_grouped(1, 1.0f, &da, &L->fc_w->value, L->off, G, 0.0f, &dout);
+    fl_tensor o = fl_rows(&L->o, 0, M), dout = fl_rows(&L->dout, 0, M);
+    if (L->n > 0) {
+        /* dgate[n,j] = o[pos[n,j]] · dy[n];  d o[m] = gs[m] · dy[tok[m]] */
+        ops->embedding_bag_backward(dy2, &o, &L->pos, NULL, NULL, &L->dgate);
+        ops->embedding_bag(dy2, &tok, &gs, &dout);
+    }
+    fl_status st = experts_backward_rows(L, &dout, err);
     /* dx[n] = Σ_j dxs[pos[n,j]]: back to token order, every row written */
-    ops->embedding_bag(&dout, &L->pos, NULL, dx2);
+    if (!st && L->n > 0) ops->embedding_bag(&dout, &L->pos, NULL, dx2);
+    return st;
 }
 
 /* Through the router: dgate (and the aux losses) → dH, router grads, and
@@ -658,11 +895,11 @@ static fl_status moe_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
     if (n != L->n || fl_numel(dx) != n * L->d)
         return L->host->error(err, FL_EINVAL, "moe: backward of %lld rows after a forward of %lld",
                               (long long)n, (long long)L->n);
-    if (n == 0) return FL_OK;
+    if (n == 0 && L->S == 1) return FL_OK; /* nothing to send: no collective to join */
     if ((st = ensure_backward(L, err))) return st;
     fl_tensor dy2 = fl_view2(dy, n, L->d), dx2 = fl_view2(dx, n, L->d);
-    experts_backward(L, &dy2, &dx2);
-    router_backward_all(L, &dx2);
+    if ((st = experts_backward(L, &dy2, &dx2, err))) return st;
+    if (n > 0) router_backward_all(L, &dx2);
     return FL_OK;
 }
 
@@ -687,7 +924,8 @@ static int moe_aux_loss(void *layer, fl_stat *out, int max) {
    watching even when their coefficient is 0. */
 static int moe_stats(void *layer, fl_stat *out, int max) {
     const moe *L = layer;
-    const double NK = (double)(L->n * L->k);
+    /* over several ranks count[] holds the whole batch's assignments */
+    const double NK = (double)(L->n * L->k) * (double)L->comm->size;
     fl_stat head[] = {
         {"active_params", (double)active_params(L)},
         {"flops_per_token", (double)flops_per_token(L)},

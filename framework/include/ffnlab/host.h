@@ -247,7 +247,34 @@ typedef struct fl_comm {
     fl_status (*alltoallv)(const struct fl_comm *c, const void *send,
                            const int64_t *send_counts, void *recv,
                            const int64_t *recv_counts, size_t row_bytes, fl_error *err);
+
+    /* ---- appended with multi-process runs (check size_of before use) ---- */
+
+    /* P = size ranks form P / ep_size data-parallel replicas of one expert
+       layout: ranks g*ep_size .. g*ep_size + ep_size-1 are expert-parallel
+       group g (they split the experts), and the ranks with the same ep_rank
+       hold the same experts (the "replica" group). */
+    int32_t dp_rank;   /* this rank's replica index = rank / ep_size */
+    int32_t dp_size;   /* replicas of each expert = size / ep_size */
+    /* In-place f32 sum over one group (FL_COMM_WORLD, FL_COMM_EXPERT, or
+       FL_COMM_REPLICA); x on host->device. */
+    fl_status (*allreduce_sum_group)(const struct fl_comm *c, int group, fl_tensor *x,
+                                     fl_error *err);
+    /* x (any dtype, on host->device) from group rank `root` to every rank
+       of the group. */
+    fl_status (*broadcast)(const struct fl_comm *c, int group, fl_tensor *x, int root,
+                           fl_error *err);
+    /* Returns once every rank has entered it. */
+    fl_status (*barrier)(const struct fl_comm *c, fl_error *err);
+    /* Prints "ffnlab: error: rank R: msg" on stderr and ends every rank of
+       the job with exit status `code` (MPI_Abort); does not return. For the
+       rare case where a plugin cannot return an error and must not go on:
+       a returned fl_status is always preferred (the host then aborts). */
+    void (*abort)(const struct fl_comm *c, int code, const char *msg);
 } fl_comm;
+
+/* Groups of allreduce_sum_group / broadcast. */
+enum { FL_COMM_WORLD = 0, FL_COMM_EXPERT = 1, FL_COMM_REPLICA = 2 };
 
 /* ------------------------------------------------------------------------ */
 /* The host table.                                                            */

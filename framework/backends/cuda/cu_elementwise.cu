@@ -1,0 +1,226 @@
+/*
+ * backends/cuda/cu_elementwise.cu — elementwise ops of the CUDA backend:
+ * bias add, activations and their gradients, mul / axpby / fill / copy, row
+ * scaling, the counter-based RNG fills and host copies.
+ *
+ * Every kernel is a grid-stride loop over the flat index, so one launch
+ * shape serves any size, and an output may alias its input exactly (each
+ * element is read and written by the same thread), as the contract allows.
+ *
+ * The formulas are the CPU backend's, written the same way (GELU as
+ * x * sigmoid(2u), the tanh form), with the accurate expf: results agree to
+ * a few ulp. The RNG fills call the same fl_rng_* functions as the CPU
+ * (ffnlab/rng.h compiles for the device), so uniform fills are bit-identical
+ * and normal fills agree to the last bits of logf/cosf; the scale-and-shift
+ * uses explicit rounding (no FMA contraction) to stay bit-identical.
+ */
+#include "cu_ops.h"
+
+#include <string.h>
+
+#include "ffnlab/rng.h"
+
+#define GELU_C 0.7978845608028654f
+#define GELU_A 0.044715f
+
+__device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__device__ __forceinline__ float gelu_f(float x) {
+    const float u = GELU_C * (x + GELU_A * x * x * x);
+    return x * sigmoid_f(2.0f * u);
+}
+
+/* d/dx [x s(2u)] = s + x s (1 - s) 2 u',  u' = sqrt(2/pi) (1 + 3 a x^2) */
+__device__ __forceinline__ float gelu_grad_f(float x) {
+    const float u = GELU_C * (x + GELU_A * x * x * x);
+    const float s = sigmoid_f(2.0f * u);
+    const float du = GELU_C * (1.0f + 3.0f * GELU_A * x * x);
+    return s + x * s * (1.0f - s) * 2.0f * du;
+}
+
+/* d/dx [x s(x)] = s (1 + x (1 - s)) */
+__device__ __forceinline__ float silu_grad_f(float x) {
+    const float s = sigmoid_f(x);
+    return s * (1.0f + x * (1.0f - s));
+}
+
+static int same_f32(const fl_tensor *a, const fl_tensor *b) {
+    return a->dtype == FL_F32 && b->dtype == FL_F32 && fl_numel(a) == fl_numel(b);
+}
+
+/* ------------------------------------------------------------ bias */
+
+/* y[N,M] += b[M] */
+static __global__ void k_add_bias(float *y, const float *b, int64_t n, int64_t M) {
+    CU_LOOP(i, n) y[i] += b[i % M];
+}
+
+void cu_add_bias(fl_tensor *y, const fl_tensor *b) {
+    const int64_t N = cu_rows(y), M = cu_cols(y);
+    CU_CHECK(y->dtype == FL_F32 && b->dtype == FL_F32 && fl_numel(b) == M);
+    if (N * M == 0) return;
+    k_add_bias<<<cu_grid(N * M), CU_THREADS, 0, g_cu.stream>>>(cu_f32(y), cu_f32(b), N * M, M);
+    CU_LAUNCHED("k_add_bias");
+}
+
+/* ------------------------------------------------------------ activations */
+
+static __global__ void k_activation(int act, const float *x, float *y, int64_t n) {
+    CU_LOOP(i, n) {
+        const float v = x[i];
+        y[i] = act == FL_ACT_GELU ? gelu_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? v : 0.0f)
+             : act == FL_ACT_SILU ? v * sigmoid_f(v) : v;
+    }
+}
+
+void cu_activation(int act, const fl_tensor *x, fl_tensor *y) {
+    CU_CHECK(same_f32(x, y));
+    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SILU);
+    const int64_t n = fl_numel(x);
+    if (n == 0 || (act == FL_ACT_IDENTITY && x->data == y->data)) return;
+    k_activation<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), cu_f32(y), n);
+    CU_LAUNCHED("k_activation");
+}
+
+static __global__ void k_activation_backward(int act, const float *x, const float *dy, float *dx, int64_t n) {
+    CU_LOOP(i, n) {
+        const float v = x[i], g = dy[i];
+        dx[i] = act == FL_ACT_GELU ? g * gelu_grad_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? g : 0.0f)
+              : act == FL_ACT_SILU ? g * silu_grad_f(v) : g;
+    }
+}
+
+void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl_tensor *dx) {
+    CU_CHECK(same_f32(x, dy) && same_f32(x, dx));
+    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SILU);
+    const int64_t n = fl_numel(x);
+    if (n == 0 || (act == FL_ACT_IDENTITY && dy->data == dx->data)) return;
+    k_activation_backward<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), cu_f32(dy), cu_f32(dx), n);
+    CU_LAUNCHED("k_activation_backward");
+}
+
+/* ------------------------------------------------------------ mul, axpby */
+
+static __global__ void k_mul(const float *a, const float *b, float *o, int64_t n) {
+    CU_LOOP(i, n) o[i] = a[i] * b[i];
+}
+
+void cu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out) {
+    CU_CHECK(same_f32(a, b) && same_f32(a, out));
+    const int64_t n = fl_numel(a);
+    if (n == 0) return;
+    k_mul<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(a), cu_f32(b), cu_f32(out), n);
+    CU_LAUNCHED("k_mul");
+}
+
+/* y = alpha x + beta y; beta = 0 does not read y (NaN there does not survive) */
+static __global__ void k_axpby(float alpha, const float *x, float beta, float *y, int64_t n) {
+    if (beta == 0.0f) {
+        CU_LOOP(i, n) y[i] = alpha * x[i];
+    } else {
+        CU_LOOP(i, n) y[i] = alpha * x[i] + beta * y[i];
+    }
+}
+
+void cu_axpby(float alpha, const fl_tensor *x, float beta, fl_tensor *y) {
+    CU_CHECK(same_f32(x, y));
+    const int64_t n = fl_numel(x);
+    if (n == 0) return;
+    k_axpby<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(alpha, cu_f32(x), beta, cu_f32(y), n);
+    CU_LAUNCHED("k_axpby");
+}
+
+/* ------------------------------------------------------------ fill, copy */
+
+template <class T> static __global__ void k_fill(T *p, T v, int64_t n) {
+    CU_LOOP(i, n) p[i] = v;
+}
+
+/* float -> bf16, round to nearest even; NaN stays a (quiet) NaN (as the CPU) */
+static uint16_t to_bf16(float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* x = v everywhere, converted to x's dtype */
+void cu_fill(fl_tensor *x, float v) {
+    const int64_t n = fl_numel(x);
+    if (n == 0) return;
+    const unsigned grid = cu_grid(n);
+    switch (x->dtype) {
+    case FL_F32: k_fill<float><<<grid, CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), v, n); break;
+    case FL_BF16: k_fill<uint16_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((uint16_t *)x->data, to_bf16(v), n); break;
+    case FL_I32: k_fill<int32_t><<<grid, CU_THREADS, 0, g_cu.stream>>>(cu_i32(x), (int32_t)v, n); break;
+    case FL_I64: k_fill<int64_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((int64_t *)x->data, (int64_t)v, n); break;
+    case FL_U8: CU_OK(cudaMemsetAsync(x->data, (int)(uint8_t)v, (size_t)n, g_cu.stream)); return;
+    default: cu_shape_error(__func__, "unknown dtype"); return;
+    }
+    CU_LAUNCHED("k_fill");
+}
+
+/* dst = src (same numel and dtype), device to device */
+void cu_copy(const fl_tensor *src, fl_tensor *dst) {
+    CU_CHECK(src->dtype == dst->dtype && fl_numel(src) == fl_numel(dst));
+    const size_t bytes = fl_nbytes(src);
+    if (bytes == 0 || src->data == dst->data) return;
+    CU_OK(cudaMemcpyAsync(dst->data, src->data, bytes, cudaMemcpyDeviceToDevice, g_cu.stream));
+}
+
+/* ------------------------------------------------------------ rows */
+
+/* y[N,M] = x[N,M] * s[N] */
+static __global__ void k_scale_rows(const float *x, const float *s, float *y, int64_t n, int64_t M) {
+    CU_LOOP(i, n) y[i] = x[i] * s[i / M];
+}
+
+void cu_scale_rows(const fl_tensor *x, const fl_tensor *s, fl_tensor *y) {
+    const int64_t N = cu_rows(x), M = cu_cols(x);
+    CU_CHECK(same_f32(x, y) && s->dtype == FL_F32 && fl_numel(s) == N);
+    if (N * M == 0) return;
+    k_scale_rows<<<cu_grid(N * M), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), cu_f32(s), cu_f32(y), N * M, M);
+    CU_LAUNCHED("k_scale_rows");
+}
+
+/* ------------------------------------------------------------ RNG */
+
+/* Element i gets counter offset + i, as on the CPU. */
+static __global__ void k_rng_normal(float *x, int64_t n, uint64_t key, uint64_t offset, float mean, float std) {
+    CU_LOOP(i, n) x[i] = __fadd_rn(__fmul_rn(fl_rng_normal(key, offset + (uint64_t)i), std), mean);
+}
+
+static __global__ void k_rng_uniform(float *x, int64_t n, uint64_t key, uint64_t offset, float lo, float w) {
+    CU_LOOP(i, n) x[i] = __fadd_rn(__fmul_rn(fl_rng_uniform(key, offset + (uint64_t)i), w), lo);
+}
+
+void cu_rng_normal(fl_tensor *x, uint64_t key, uint64_t offset, float mean, float std) {
+    CU_CHECK(x->dtype == FL_F32);
+    const int64_t n = fl_numel(x);
+    if (n == 0) return;
+    k_rng_normal<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), n, key, offset, mean, std);
+    CU_LAUNCHED("k_rng_normal");
+}
+
+void cu_rng_uniform(fl_tensor *x, uint64_t key, uint64_t offset, float lo, float hi) {
+    CU_CHECK(x->dtype == FL_F32);
+    const int64_t n = fl_numel(x);
+    if (n == 0) return;
+    k_rng_uniform<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), n, key, offset, lo, hi - lo);
+    CU_LAUNCHED("k_rng_uniform");
+}
+
+/* ------------------------------------------------------------ host copies */
+
+/* Synchronous: the bytes are on the host when this returns. */
+void cu_to_host(void *dst, const fl_tensor *src, size_t bytes) {
+    CU_CHECK(bytes <= fl_nbytes(src));
+    if (bytes) CU_OK(cudaMemcpy(dst, src->data, bytes, cudaMemcpyDeviceToHost));
+}
+
+/* Returns once src may be reused; ordered after the work queued before. */
+void cu_from_host(fl_tensor *dst, const void *src, size_t bytes) {
+    CU_CHECK(bytes <= fl_nbytes(dst));
+    if (bytes) CU_OK(cudaMemcpy(dst->data, src, bytes, cudaMemcpyHostToDevice));
+}

@@ -1,0 +1,231 @@
+/*
+ * backends/cuda/cu_gemm.cu — every matrix multiply of the CUDA backend, on
+ * cuBLAS: plain, strided-batched, grouped (MoE experts) and the grouped
+ * weight gradient, in the backend's precision mode (TF32 tensor cores by
+ * default; see cuda_backend.h).
+ *
+ * Row-major to cuBLAS. cuBLAS is column-major; a row-major [M,N] matrix with
+ * row stride ld is the column-major [N,M] matrix with the same ld. So the
+ * row-major C = op(A) op(B) is computed as the column-major Cᵀ = op(B)ᵀ op(A)ᵀ:
+ * cublas(opB, opA, N, M, K, B, ldb, A, lda, C, ldc) with the row strides as
+ * leading dimensions — no transposes, no copies (cu_gemm_rm).
+ *
+ * Grouped GEMMs (experts' rows off[g]..off[g+1] of A times W[g]) are one
+ * cublasGemmGroupedBatchedEx launch over the non-empty groups (CUDA 12.5+):
+ * each expert is a group of one problem with its own row count. The device
+ * pointer arrays it needs go up through the upload ring, without a stall.
+ * If cuBLAS refuses the grouped call for this precision or GPU (or
+ * FFNLAB_CUDA_GROUPED=loop), the groups run as one cuBLAS call each, in
+ * order, on the same stream — the same results, more launches.
+ */
+#include "cu_ops.h"
+
+#include <stdlib.h>
+
+/* C[b][M,N] *= beta for every batch matrix (beta = 0 writes zeros). */
+static __global__ void k_scale_matrix(float *C, int64_t M, int64_t N, int64_t ldc, int64_t sC, int64_t batch,
+                                      float beta) {
+    const int64_t per = M * N;
+    CU_LOOP(i, per * batch) {
+        const int64_t b = i / per, r = (i % per) / N, c = i % N;
+        float *p = C + b * sC + r * ldc + c;
+        *p = beta == 0.0f ? 0.0f : beta * *p;
+    }
+}
+
+static void scale_matrix(float *C, int64_t M, int64_t N, int64_t ldc, int64_t sC, int64_t batch, float beta) {
+    if (beta == 1.0f || M <= 0 || N <= 0 || batch <= 0) return;
+    k_scale_matrix<<<cu_grid(M * N * batch), CU_THREADS, 0, g_cu.stream>>>(C, M, N, ldc, sC, batch, beta);
+    CU_LAUNCHED("k_scale_matrix");
+}
+
+static inline cublasOperation_t op(int t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
+
+void cu_gemm_rm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc,
+                int64_t sC, int64_t batch) {
+    if (M <= 0 || N <= 0 || batch <= 0) return;
+    if (K <= 0 || alpha == 0.0f) { /* the product is zero; cuBLAS rejects ld = 0 */
+        scale_matrix(C, M, N, ldc, sC, batch, beta);
+        return;
+    }
+    if (batch == 1)
+        CUBLAS_OK(cublasGemmEx_64(g_cu.blas, op(tb), op(ta), N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda,
+                                  &beta, C, CUDA_R_32F, ldc, g_cu.compute, CUBLAS_GEMM_DEFAULT));
+    else
+        CUBLAS_OK(cublasGemmStridedBatchedEx_64(g_cu.blas, op(tb), op(ta), N, M, K, &alpha, B, CUDA_R_32F, ldb, sB,
+                                                A, CUDA_R_32F, lda, sA, &beta, C, CUDA_R_32F, ldc, sC, batch,
+                                                g_cu.compute, CUBLAS_GEMM_DEFAULT));
+}
+
+/* The last two dimensions of t and how many such matrices it holds. */
+static void mat_dims(const fl_tensor *t, int64_t *batch, int64_t *r, int64_t *c) {
+    *c = cu_cols(t);
+    *r = t->ndim >= 2 ? t->shape[t->ndim - 2] : 1;
+    *batch = 1;
+    for (int i = 0; i + 2 < t->ndim; i++) *batch *= t->shape[i];
+}
+
+/* C[M,N] = alpha op(A) op(B) + beta C; A[M,K] or [K,M], B[K,N] or [N,K]. */
+void cu_gemm(int transA, int transB, float alpha, const fl_tensor *A, const fl_tensor *B, float beta,
+             fl_tensor *C) {
+    const int64_t ar = cu_rows(A), ac = cu_cols(A), br = cu_rows(B), bc = cu_cols(B);
+    const int64_t M = transA ? ac : ar, K = transA ? ar : ac;
+    const int64_t N = transB ? br : bc, KB = transB ? bc : br;
+    CU_CHECK(A->dtype == FL_F32 && B->dtype == FL_F32 && C->dtype == FL_F32);
+    CU_CHECK(K == KB);
+    CU_CHECK(cu_rows(C) == M && cu_cols(C) == N);
+    cu_gemm_rm(transA, transB, M, N, K, alpha, cu_f32(A), ac, 0, cu_f32(B), bc, 0, beta, cu_f32(C), N, 0, 1);
+}
+
+/* C[b] = alpha op(A[b]) op(B[b]) + beta C[b] for every b: one strided launch. */
+void cu_gemm_batched(int transA, int transB, float alpha, const fl_tensor *A, const fl_tensor *B, float beta,
+                     fl_tensor *C) {
+    int64_t nb, ar, ac, nbb, br, bc, nbc, cr, cc;
+    mat_dims(A, &nb, &ar, &ac);
+    mat_dims(B, &nbb, &br, &bc);
+    mat_dims(C, &nbc, &cr, &cc);
+    const int64_t M = transA ? ac : ar, K = transA ? ar : ac;
+    const int64_t N = transB ? br : bc, KB = transB ? bc : br;
+    CU_CHECK(A->dtype == FL_F32 && B->dtype == FL_F32 && C->dtype == FL_F32);
+    CU_CHECK(nb == nbb && nb == nbc && K == KB && cr == M && cc == N);
+    cu_gemm_rm(transA, transB, M, N, K, alpha, cu_f32(A), ac, ar * ac, cu_f32(B), bc, br * bc, beta, cu_f32(C), N,
+               M * N, nb);
+}
+
+static int offsets_ok(const int64_t *off, int G, int64_t N) {
+    if (!off || off[0] != 0 || off[G] > N) return 0;
+    for (int g = 0; g < G; g++)
+        if (off[g + 1] < off[g]) return 0;
+    return 1;
+}
+
+/* One problem of a grouped call, in cuBLAS's (column-major) terms. */
+typedef struct problem {
+    cublasOperation_t ta, tb;
+    int m, n, k, lda, ldb, ldc;
+    const float *A, *B;
+    float *C;
+} problem;
+
+/* Runs the problems as one grouped launch when possible, else one by one. */
+static void run_problems(const problem *p, int cnt, float alpha, float beta) {
+    if (cnt <= 0) return;
+#if CUBLAS_VERSION >= 120500
+    static int refused; /* cuBLAS said no once: do not ask again */
+    if (cnt > 1 && !g_cu.grouped_loop && !refused) {
+        /* host arrays of per-group parameters, device arrays of pointers */
+        size_t ni = (size_t)cnt;
+        cublasOperation_t *ta = (cublasOperation_t *)malloc(2 * ni * sizeof *ta);
+        int *dims = (int *)malloc(7 * ni * sizeof *dims);
+        float *ab = (float *)malloc(2 * ni * sizeof *ab);
+        const void **ptrs = (const void **)malloc(3 * ni * sizeof *ptrs);
+        if (ta && dims && ab && ptrs) {
+            int *m = dims, *n = dims + ni, *k = dims + 2 * ni, *lda = dims + 3 * ni, *ldb = dims + 4 * ni,
+                *ldc = dims + 5 * ni, *gs = dims + 6 * ni;
+            for (int i = 0; i < cnt; i++) {
+                ta[i] = p[i].ta, ta[ni + i] = p[i].tb;
+                m[i] = p[i].m, n[i] = p[i].n, k[i] = p[i].k;
+                lda[i] = p[i].lda, ldb[i] = p[i].ldb, ldc[i] = p[i].ldc, gs[i] = 1;
+                ab[i] = alpha, ab[ni + i] = beta;
+                ptrs[i] = p[i].A, ptrs[ni + i] = p[i].B, ptrs[2 * ni + i] = p[i].C;
+            }
+            const void *const *dptr = (const void *const *)cu_upload(ptrs, 3 * ni * sizeof *ptrs);
+            cublasStatus_t s = CUBLAS_STATUS_EXECUTION_FAILED;
+            if (dptr)
+                s = cublasGemmGroupedBatchedEx(g_cu.blas, ta, ta + ni, m, n, k, ab, dptr, CUDA_R_32F, lda, dptr + ni,
+                                               CUDA_R_32F, ldb, ab + ni, (void *const *)(dptr + 2 * ni), CUDA_R_32F,
+                                               ldc, cnt, gs, g_cu.compute);
+            free(ta), free(dims), free(ab), free(ptrs);
+            if (s == CUBLAS_STATUS_SUCCESS) return;
+            if (!dptr) return; /* sticky error already set */
+            /* Refused (not supported for this precision or GPU, or any other
+               status): the loop below is always right, and if the device
+               itself is broken its calls will say so. */
+            refused = 1;
+            fl_log(FL_LOG_WARN, "cuda: cublasGemmGroupedBatchedEx: %s (%s); grouped GEMMs run as one cuBLAS "
+                                "call per group from now on",
+                   cublasGetStatusName(s), cublasGetStatusString(s));
+        } else {
+            free(ta), free(dims), free(ab), free(ptrs);
+        }
+    }
+#endif
+    /* one call per problem, in order, on the stream; the same arithmetic */
+    for (int i = 0; i < cnt; i++)
+        CUBLAS_OK(cublasGemmEx(g_cu.blas, p[i].ta, p[i].tb, p[i].m, p[i].n, p[i].k, &alpha, p[i].A, CUDA_R_32F,
+                               p[i].lda, p[i].B, CUDA_R_32F, p[i].ldb, &beta, p[i].C, CUDA_R_32F, p[i].ldc,
+                               g_cu.compute, CUBLAS_GEMM_DEFAULT));
+}
+
+/* C[off[g]:off[g+1], :] = alpha A[off[g]:off[g+1], :] op(W[g]) + beta C[...];
+   A[N,K], W[G,K,M] or [G,M,K] (transW), C[N,M]. Empty groups are skipped;
+   rows past off[G] are not touched. */
+void cu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tensor *W, const int64_t *off, int G,
+                     float beta, fl_tensor *C) {
+    int64_t nw, wr, wc;
+    mat_dims(W, &nw, &wr, &wc);
+    const int64_t N = cu_rows(A), K = cu_cols(A), M = transW ? wr : wc;
+    CU_CHECK(A->dtype == FL_F32 && W->dtype == FL_F32 && C->dtype == FL_F32);
+    CU_CHECK(G >= 0 && nw == G && (transW ? wc : wr) == K);
+    CU_CHECK(cu_rows(C) == N && cu_cols(C) == M);
+    CU_CHECK(offsets_ok(off, G, N));
+    CU_CHECK(N < INT32_MAX && K < INT32_MAX && M < INT32_MAX);
+    if (M == 0) return;
+    const float *a = cu_f32(A), *w = cu_f32(W);
+    float *c = cu_f32(C);
+    if (K == 0 || alpha == 0.0f) { /* zero product: scale the grouped rows */
+        if (off[G] > 0) scale_matrix(c, off[G], M, M, 0, 1, beta);
+        return;
+    }
+    problem *p = (problem *)malloc((size_t)(G > 0 ? G : 1) * sizeof *p);
+    if (!p) {
+        cu_shape_error(__func__, "out of host memory");
+        return;
+    }
+    int cnt = 0;
+    for (int g = 0; g < G; g++) {
+        const int64_t r0 = off[g], n = off[g + 1] - off[g];
+        if (n <= 0) continue;
+        /* row-major C_g[n,M] = A_g[n,K] op(W_g): cublas(opW, N, M, n, K, W_g, A_g, C_g) */
+        p[cnt++] = (problem){op(transW), CUBLAS_OP_N, (int)M, (int)n, (int)K, (int)wc, (int)K, (int)M,
+                             w + (int64_t)g * K * M, a + r0 * K, c + r0 * M};
+    }
+    run_problems(p, cnt, alpha, beta);
+    free(p);
+}
+
+/* dW[g][K,M] = alpha A_gᵀ dY_g + beta dW[g]; A[N,K], dY[N,M], dW[G,K,M]. An
+   empty group still gets dW[g] = beta dW[g]. */
+void cu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY, const int64_t *off, int G,
+                           float beta, fl_tensor *dW) {
+    int64_t nw, wr, wc;
+    mat_dims(dW, &nw, &wr, &wc);
+    const int64_t N = cu_rows(A), K = cu_cols(A), M = cu_cols(dY);
+    CU_CHECK(A->dtype == FL_F32 && dY->dtype == FL_F32 && dW->dtype == FL_F32);
+    CU_CHECK(G >= 0 && nw == G && wr == K && wc == M && cu_rows(dY) == N);
+    CU_CHECK(offsets_ok(off, G, N));
+    CU_CHECK(N < INT32_MAX && K < INT32_MAX && M < INT32_MAX);
+    if (K == 0 || M == 0) return;
+    const float *a = cu_f32(A), *dy = cu_f32(dY);
+    float *dw = cu_f32(dW);
+    problem *p = (problem *)malloc((size_t)(G > 0 ? G : 1) * sizeof *p);
+    if (!p) {
+        cu_shape_error(__func__, "out of host memory");
+        return;
+    }
+    int cnt = 0;
+    for (int g = 0; g < G; g++) {
+        const int64_t r0 = off[g], n = off[g + 1] - off[g];
+        float *dwg = dw + (int64_t)g * K * M;
+        if (n <= 0 || alpha == 0.0f) {
+            scale_matrix(dwg, K, M, M, 0, 1, beta);
+            continue;
+        }
+        /* row-major dW_g[K,M] = A_gᵀ[K,n] dY_g[n,M]: cublas(N, T, M, K, n, dY_g, A_g, dW_g) */
+        p[cnt++] = (problem){CUBLAS_OP_N, CUBLAS_OP_T, (int)M, (int)K, (int)n, (int)M, (int)K, (int)M,
+                             dy + r0 * M, a + r0 * K, dwg};
+    }
+    run_problems(p, cnt, alpha, beta);
+    free(p);
+}

@@ -1,0 +1,470 @@
+/*
+ * core/task_host.c — the services table task plugins receive (see
+ * task_host.h and ffnlab/task.h for the contract).
+ *
+ * Scoring is the hot path (BLiMP is 134,000 sentences): sequences are
+ * sorted longest first and cut into batches of about 8192 tokens, so a batch
+ * pads to nearly nothing; the model runs without its LM head, and the head
+ * is applied only to the rows that get a score, in chunks small enough that
+ * the [rows, V] logits stay in cache-friendly sizes. Per scored row:
+ *
+ *   logit[v]  = h · wte[v]                  h = ln_f output of position t-1
+ *   logp      = logit[target] - logsumexp(logit)
+ *
+ * All of it goes through the backend's ops, so the same code serves a GPU.
+ */
+#include "task_host.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "corpus.h"
+#include "error.h"
+#include "finetune.h"
+#include "fsutil.h"
+#include "host.h"
+#include "shard.h"
+#include "storygen.h"
+
+#define BATCH_TOKENS 8192         /* tokens per forward when the task leaves it to us */
+#define HEAD_FLOATS (1 << 22)     /* logits per head chunk: 16 MB */
+#define BUILTIN_BLIMP_SEED 1337   /* the same pairs as `ffnlab data blimp` */
+#define BUILTIN_BLIMP_PAIRS 1000  /* per paradigm, as in BLiMP */
+
+static fl_task_host *host_of(const fl_task_services *s) { return (fl_task_host *)s->impl; }
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ------------------------------------------------------------ metrics */
+
+static char *dup_or_null(const char *s, int *oom) {
+    if (!s) return NULL;
+    char *d = strdup(s);
+    if (!d) *oom = 1;
+    return d;
+}
+
+static void rec_free(fl_metric_rec *r) {
+    free(r->task), free(r->spec), free(r->name), free(r->subtask), free(r->group), free(r->item), free(r->split);
+}
+
+void fl_metric_list_free(fl_metric_list *l) {
+    for (size_t i = 0; i < l->n; i++) rec_free(&l->items[i]);
+    free(l->items);
+    memset(l, 0, sizeof *l);
+}
+
+fl_status fl_metric_list_add(fl_metric_list *l, const char *task, const char *spec, const fl_metric *m,
+                             fl_error *err) {
+    if (!m || !m->name || !m->name[0]) return fl_fail(err, FL_EINVAL, "%s: a metric without a name", task ? task : "task");
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        fl_metric_rec *items = realloc(l->items, cap * sizeof *items);
+        if (!items) return fl_fail(err, FL_ENOMEM, "out of memory recording metrics");
+        l->items = items, l->cap = cap;
+    }
+    int oom = 0;
+    fl_metric_rec r = {.task = dup_or_null(task, &oom), .spec = dup_or_null(spec, &oom),
+                       .name = dup_or_null(m->name, &oom), .subtask = dup_or_null(m->subtask, &oom),
+                       .group = dup_or_null(m->group, &oom), .item = dup_or_null(m->item, &oom),
+                       .split = dup_or_null(m->split, &oom), .kind = m->kind, .value = m->value, .n = m->n};
+    if (oom) {
+        rec_free(&r);
+        return fl_fail(err, FL_ENOMEM, "out of memory recording metrics");
+    }
+    l->items[l->n++] = r;
+    return FL_OK;
+}
+
+/* ------------------------------------------------------------ sequences */
+
+static int64_t seq_len(const fl_token_seqs *s, int64_t i) { return s->offsets[i + 1] - s->offsets[i]; }
+
+static fl_status check_seqs(const fl_model *m, const fl_token_seqs *s, fl_error *err) {
+    const fl_model_config *mc = fl_model_cfg(m);
+    if (s->n < 0 || (s->n > 0 && (!s->tokens || !s->offsets)) || (s->n > 0 && s->offsets[0] != 0))
+        return fl_fail(err, FL_EINVAL, "token sequences: bad table (n = %lld)", (long long)s->n);
+    for (int64_t i = 0; i < s->n; i++) {
+        int64_t len = seq_len(s, i);
+        if (len < 1 || len > mc->context)
+            return fl_fail(err, FL_EINVAL, "token sequence %lld has %lld tokens; the model takes 1 to %d",
+                           (long long)i, (long long)len, mc->context);
+        for (int64_t k = s->offsets[i]; k < s->offsets[i + 1]; k++)
+            if (s->tokens[k] < 0 || s->tokens[k] >= mc->vocab_size)
+                return fl_fail(err, FL_EINVAL, "token sequence %lld: id %d is outside the vocabulary [0, %d)",
+                               (long long)i, s->tokens[k], mc->vocab_size);
+    }
+    return FL_OK;
+}
+
+static int cmp_len_desc(const void *a, const void *b, void *ctx) {
+    const fl_token_seqs *s = ctx;
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    int64_t lx = seq_len(s, x), ly = seq_len(s, y);
+    return lx != ly ? (lx < ly ? 1 : -1) : (x > y) - (x < y);
+}
+
+/* Batches of sequences, longest first: each pads to its first member. */
+typedef struct batcher {
+    const fl_token_seqs *s;
+    int64_t *order;
+    int64_t pos;
+    int32_t max_seqs;          /* 0: fill BATCH_TOKENS */
+} batcher;
+
+static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_seqs, fl_error *err) {
+    b->s = s, b->pos = 0, b->max_seqs = max_seqs;
+    b->order = malloc((size_t)(s->n ? s->n : 1) * sizeof *b->order);
+    if (!b->order) return fl_fail(err, FL_ENOMEM, "out of memory sorting %lld sequences", (long long)s->n);
+    for (int64_t i = 0; i < s->n; i++) b->order[i] = i;
+    qsort_r(b->order, (size_t)s->n, sizeof *b->order, cmp_len_desc, (void *)s);
+    return FL_OK;
+}
+
+/* The next batch: *idx points at B indices, every row padded to T. */
+static int batcher_next(batcher *b, const int64_t **idx, int *B, int *T) {
+    if (b->pos >= b->s->n) return 0;
+    int64_t t = seq_len(b->s, b->order[b->pos]);
+    int64_t want = b->max_seqs > 0 ? b->max_seqs : (BATCH_TOKENS / t > 0 ? BATCH_TOKENS / t : 1);
+    if (want > b->s->n - b->pos) want = b->s->n - b->pos;
+    *idx = b->order + b->pos;
+    *B = (int)want, *T = (int)t;
+    b->pos += want;
+    return 1;
+}
+
+/* tokens[B,T], right-padded with pad (the causal model never looks right). */
+static void fill_tokens(const fl_token_seqs *s, const int64_t *idx, int B, int T, int32_t pad, int32_t *tok) {
+    for (int b = 0; b < B; b++) {
+        int64_t n = seq_len(s, idx[b]);
+        int32_t *row = tok + (size_t)b * T;
+        memcpy(row, s->tokens + s->offsets[idx[b]], (size_t)n * sizeof *row);
+        for (int64_t t = n; t < T; t++) row[t] = pad;
+    }
+}
+
+/* ------------------------------------------------------------ scoring */
+
+typedef struct scorer {
+    fl_model *m;
+    const fl_backend *be;
+    const fl_host *h;
+    const fl_tensor *wte;      /* [V,C] */
+    int64_t V, C, chunk;       /* chunk: rows per head pass */
+    int32_t *rows, *pick;      /* [chunk] hidden row, flat logit index */
+    int64_t *dst;              /* [chunk] where the score goes in out */
+    int32_t *tgt;              /* [chunk] target token */
+    float *lse_h, *pick_h;     /* [chunk] */
+    fl_tensor rows_d, H, L, lse, pick_d, picked;
+} scorer;
+
+static fl_status scorer_init(scorer *sc, fl_model *m, fl_error *err) {
+    memset(sc, 0, sizeof *sc);
+    sc->m = m;
+    sc->h = fl_model_host(m);
+    sc->be = fl_host_backend(sc->h);
+    fl_param *wte = fl_model_find_param(m, "transformer.wte.weight");
+    if (!wte) return fl_fail(err, FL_EINTERNAL, "model has no transformer.wte.weight");
+    sc->wte = &wte->value;
+    sc->V = sc->wte->shape[0], sc->C = sc->wte->shape[1];
+    sc->chunk = HEAD_FLOATS / sc->V > 0 ? HEAD_FLOATS / sc->V : 1;
+    size_t c = (size_t)sc->chunk;
+    sc->rows = malloc(c * sizeof *sc->rows), sc->pick = malloc(c * sizeof *sc->pick);
+    sc->dst = malloc(c * sizeof *sc->dst), sc->tgt = malloc(c * sizeof *sc->tgt);
+    sc->lse_h = malloc(c * sizeof *sc->lse_h), sc->pick_h = malloc(c * sizeof *sc->pick_h);
+    if (!sc->rows || !sc->pick || !sc->dst || !sc->tgt || !sc->lse_h || !sc->pick_h)
+        return fl_fail(err, FL_ENOMEM, "out of memory for scoring");
+    return FL_OK;
+}
+
+static void scorer_free(scorer *sc) {
+    if (sc->h) {
+        fl_tensor *ts[] = {&sc->rows_d, &sc->H, &sc->L, &sc->lse, &sc->pick_d, &sc->picked};
+        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) sc->h->tensor_release(sc->h, ts[i]);
+    }
+    free(sc->rows), free(sc->pick), free(sc->dst), free(sc->tgt), free(sc->lse_h), free(sc->pick_h);
+}
+
+static fl_status ensure(const fl_host *h, fl_tensor *t, int dtype, int64_t d0, int64_t d1, fl_error *err) {
+    int64_t shape[2] = {d0, d1};
+    return h->tensor_ensure(h, t, dtype, d1 ? 2 : 1, shape, err);
+}
+
+/* Scores the first R rows collected in sc: out[dst[r]] = log p(tgt[r]). */
+static fl_status score_chunk(scorer *sc, int64_t R, float *out, fl_error *err) {
+    const fl_ops *o = &sc->be->ops;
+    const fl_host *h = sc->h;
+    fl_status st;
+    if ((st = ensure(h, &sc->rows_d, FL_I32, R, 0, err)) || (st = ensure(h, &sc->H, FL_F32, R, sc->C, err)) ||
+        (st = ensure(h, &sc->L, FL_F32, R, sc->V, err)) || (st = ensure(h, &sc->lse, FL_F32, R, 0, err)) ||
+        (st = ensure(h, &sc->pick_d, FL_I32, R, 0, err)) || (st = ensure(h, &sc->picked, FL_F32, R, 1, err)))
+        return st;
+    for (int64_t r = 0; r < R; r++) sc->pick[r] = (int32_t)(r * sc->V + sc->tgt[r]); /* R*V < 2^31 by chunk */
+    o->from_host(&sc->rows_d, sc->rows, (size_t)R * sizeof *sc->rows);
+    o->from_host(&sc->pick_d, sc->pick, (size_t)R * sizeof *sc->pick);
+    o->gather_rows(fl_model_hidden(sc->m), &sc->rows_d, &sc->H);   /* H[R,C] */
+    o->gemm(0, 1, 1.0f, &sc->H, sc->wte, 0.0f, &sc->L);             /* [R,C]·[V,C]ᵀ */
+    o->logsumexp(&sc->L, &sc->lse);
+    fl_tensor flat = fl_view2(&sc->L, R * sc->V, 1);
+    o->gather_rows(&flat, &sc->pick_d, &sc->picked);                 /* L[r, tgt[r]] */
+    o->to_host(sc->lse_h, &sc->lse, (size_t)R * sizeof(float));
+    o->to_host(sc->pick_h, &sc->picked, (size_t)R * sizeof(float));
+    for (int64_t r = 0; r < R; r++) out[sc->dst[r]] = sc->pick_h[r] - sc->lse_h[r];
+    return FL_OK;
+}
+
+/* Every scored position of one batch, in head chunks. */
+static fl_status score_batch(scorer *sc, const fl_token_seqs *s, const int64_t *idx, int B, int T,
+                             const int64_t *from, float *out, fl_error *err) {
+    int64_t R = 0;
+    for (int b = 0; b < B; b++) {
+        int64_t i = idx[b], n = seq_len(s, i), t0 = from && from[i] > 1 ? from[i] : 1;
+        const int32_t *seq = s->tokens + s->offsets[i];
+        for (int64_t t = t0; t < n; t++) {
+            sc->rows[R] = (int32_t)((int64_t)b * T + t - 1);
+            sc->tgt[R] = seq[t];
+            sc->dst[R] = s->offsets[i] + t;
+            if (++R == sc->chunk) {
+                fl_status st = score_chunk(sc, R, out, err);
+                if (st) return st;
+                R = 0;
+            }
+        }
+    }
+    return R ? score_chunk(sc, R, out, err) : FL_OK;
+}
+
+fl_status fl_task_score_logprobs(fl_model *m, int32_t pad, const fl_token_seqs *s, const int64_t *from,
+                                 int32_t batch, float *out, fl_error *err) {
+    fl_status st = check_seqs(m, s, err);
+    if (st || s->n == 0) return st;
+    memset(out, 0, (size_t)s->offsets[s->n] * sizeof *out);
+    scorer sc;
+    batcher bt = {0};
+    int32_t *tok = NULL;
+    size_t tok_cap = 0;
+    if (!(st = scorer_init(&sc, m, err))) st = batcher_init(&bt, s, batch, err);
+    const int64_t *idx;
+    int B, T;
+    while (!st && batcher_next(&bt, &idx, &B, &T)) {
+        size_t need = (size_t)B * (size_t)T;
+        if (need > tok_cap) {
+            free(tok);
+            tok_cap = need;
+            if (!(tok = malloc(need * sizeof *tok))) st = fl_fail(err, FL_ENOMEM, "out of memory for a batch");
+        }
+        if (st) break;
+        fill_tokens(s, idx, B, T, pad, tok);
+        if (!(st = fl_model_forward_hidden(m, tok, B, T, 0, 0, err)))
+            st = score_batch(&sc, s, idx, B, T, from, out, err);
+    }
+    free(tok);
+    free(bt.order);
+    scorer_free(&sc);
+    return st;
+}
+
+/* ------------------------------------------------------------ services */
+
+static fl_status svc_encode(const fl_task_services *s, const char *text, size_t len, int32_t **ids, size_t *n,
+                            fl_error *err) {
+    return fl_tokenizer_encode(host_of(s)->tok, text, len, ids, n, err);
+}
+
+static char *svc_decode(const fl_task_services *s, const int32_t *ids, size_t n, size_t *len) {
+    return fl_tokenizer_decode(host_of(s)->tok, ids, n, len);
+}
+
+static void svc_free(void *p) { free(p); }
+
+static fl_status svc_logprobs(const fl_task_services *s, const fl_token_seqs *seqs, const int64_t *from,
+                              int32_t batch, float *out, fl_error *err) {
+    return fl_task_score_logprobs(host_of(s)->model, s->eot, seqs, from, batch, out, err);
+}
+
+static fl_status svc_hidden(const fl_task_services *s, const fl_token_seqs *seqs, int32_t batch, float *out,
+                            fl_error *err) {
+    fl_task_host *th = host_of(s);
+    fl_status st = check_seqs(th->model, seqs, err);
+    if (st || seqs->n == 0) return st;
+    const fl_backend *be = fl_host_backend(fl_model_host(th->model));
+    const size_t C = (size_t)s->d_model;
+    batcher bt = {0};
+    int32_t *tok = NULL;
+    float *h = NULL;
+    st = batcher_init(&bt, seqs, batch, err);
+    const int64_t *idx;
+    int B, T;
+    while (!st && batcher_next(&bt, &idx, &B, &T)) {
+        free(tok), free(h);
+        tok = malloc((size_t)B * T * sizeof *tok);
+        h = malloc((size_t)B * T * C * sizeof *h);
+        if (!tok || !h) {
+            st = fl_fail(err, FL_ENOMEM, "out of memory for hidden states");
+            break;
+        }
+        fill_tokens(seqs, idx, B, T, s->eot, tok);
+        if ((st = fl_model_forward_hidden(th->model, tok, B, T, 0, 0, err))) break;
+        be->ops.to_host(h, fl_model_hidden(th->model), (size_t)B * T * C * sizeof *h);
+        for (int b = 0; b < B; b++)
+            memcpy(out + (size_t)seqs->offsets[idx[b]] * C, h + (size_t)b * T * C,
+                   (size_t)seq_len(seqs, idx[b]) * C * sizeof *h);
+    }
+    free(tok), free(h), free(bt.order);
+    return st;
+}
+
+static fl_status svc_finetune(const fl_task_services *s, const fl_finetune_opts *o, const fl_ft_data *train,
+                              const fl_ft_data *dev, const fl_ft_data *const *predict, int n_predict,
+                              int32_t *dev_pred, int32_t *const *predict_out, fl_finetune_result *res,
+                              fl_error *err) {
+    return fl_finetune_run(host_of(s)->model, s->eot, o, train, dev, predict, n_predict, dev_pred, predict_out,
+                           res, err);
+}
+
+/* A token shard as it is; text encoded document by document, each + eot. */
+static fl_status read_shard(const char *path, int32_t vocab, int32_t **ids, size_t *n, fl_error *err) {
+    fl_shard sh;
+    fl_status st = fl_shard_open(path, &sh, err);
+    if (st) return st;
+    if ((int64_t)sh.vocab_size > vocab)
+        st = fl_fail(err, FL_EINVAL, "%s: shard vocabulary %u is larger than the model's %d", path, sh.vocab_size, vocab);
+    if (!st && !(*ids = malloc((size_t)(sh.n_tokens ? sh.n_tokens : 1) * sizeof **ids)))
+        st = fl_fail(err, FL_ENOMEM, "%s: out of memory for %llu tokens", path, (unsigned long long)sh.n_tokens);
+    if (!st) {
+        fl_shard_read(&sh, 0, sh.n_tokens, *ids);
+        *n = (size_t)sh.n_tokens;
+    }
+    fl_shard_close(&sh);
+    return st;
+}
+
+static fl_status encode_corpus(const fl_task_host *th, const char *path, int32_t **ids, size_t *n, fl_error *err) {
+    fl_corpus c = {0};
+    fl_status st = fl_corpus_read(path, &c, err);
+    size_t cap = 0, len = 0;
+    int32_t *all = NULL, eot = fl_tokenizer_eot(th->tok);
+    for (size_t d = 0; d < c.n_docs && !st; d++) {
+        int32_t *doc = NULL;
+        size_t k = 0;
+        if ((st = fl_tokenizer_encode(th->tok, c.docs[d], c.lens[d], &doc, &k, err))) break;
+        if (len + k + 1 > cap) {
+            cap = 2 * (len + k + 1);
+            int32_t *grown = realloc(all, cap * sizeof *all);
+            if (!grown) st = fl_fail(err, FL_ENOMEM, "%s: out of memory encoding", path);
+            else all = grown;
+        }
+        if (!st) {
+            memcpy(all + len, doc, k * sizeof *doc);
+            len += k;
+            all[len++] = eot;
+        }
+        free(doc);
+    }
+    fl_corpus_free(&c);
+    if (st) {
+        free(all);
+        return st;
+    }
+    *ids = all, *n = len;
+    return FL_OK;
+}
+
+static fl_status svc_load_tokens(const fl_task_services *s, const char *path, int32_t **ids, size_t *n,
+                                 fl_error *err) {
+    *ids = NULL, *n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return fl_fail(err, FL_EIO, "%s: cannot open", path);
+    char magic[8] = {0};
+    size_t got = fread(magic, 1, sizeof magic, f);
+    fclose(f);
+    if (got == sizeof magic && !memcmp(magic, FL_SHARD_MAGIC, sizeof magic))
+        return read_shard(path, s->vocab_size, ids, n, err);
+    return encode_corpus(host_of(s), path, ids, n, err);
+}
+
+static fl_status svc_builtin_data(const fl_task_services *s, const char *name, char *dir, size_t n,
+                                  fl_error *err) {
+    if (!name || strcmp(name, "blimp"))
+        return fl_fail(err, FL_EINVAL, "no built-in data set '%s' (known: blimp)", name ? name : "");
+    fl_status st = fl_path_join(dir, n, s->work_dir, "builtin_blimp", err);
+    if (!st) st = fl_storygen_blimp(BUILTIN_BLIMP_SEED, BUILTIN_BLIMP_PAIRS, dir, err);
+    return st;
+}
+
+static fl_status svc_metric(const fl_task_services *s, const fl_metric *m, fl_error *err) {
+    fl_task_host *th = host_of(s);
+    return fl_metric_list_add(th->sink, th->task, th->spec, m, err);
+}
+
+/* An updating line on a terminal (5 per second at most); otherwise a log
+   line every 10 s, and always the last one. */
+static void svc_progress(const fl_task_services *s, const char *what, int64_t done, int64_t total) {
+    fl_task_host *th = host_of(s);
+    double t = now_s();
+    int last = done >= total;
+    if (!last && t - th->progress_t < (th->progress_line ? 0.2 : 10.0)) return;
+    th->progress_t = t;
+    if (th->progress_line) {
+        fprintf(stderr, "\r%s: %s %lld/%lld   %s", th->task ? th->task : "task", what, (long long)done,
+                (long long)total, last ? "\n" : "");
+        fflush(stderr);
+    } else {
+        fl_log_info("%s: %s %lld/%lld", th->task ? th->task : "task", what, (long long)done, (long long)total);
+    }
+}
+
+/* ------------------------------------------------------------ the table */
+
+fl_status fl_task_host_init(fl_task_host *th, fl_model *m, const fl_tokenizer *tok, const char *run_dir,
+                            const char *work_dir, const char *val_shard, fl_metric_list *sink,
+                            fl_error *err) {
+    memset(th, 0, sizeof *th);
+    if (fl_tokenizer_eot(tok) < 0)
+        return fl_fail(err, FL_EINVAL, "the tokenizer has no <|endoftext|> token; tasks need it");
+    if (fl_tokenizer_vocab_size(tok) > fl_model_cfg(m)->vocab_size)
+        return fl_fail(err, FL_EINVAL, "the tokenizer has %d tokens, the model only %d",
+                       fl_tokenizer_vocab_size(tok), fl_model_cfg(m)->vocab_size);
+    snprintf(th->run_dir, sizeof th->run_dir, "%s", run_dir ? run_dir : "");
+    snprintf(th->work_dir, sizeof th->work_dir, "%s", work_dir);
+    snprintf(th->val_shard, sizeof th->val_shard, "%s", val_shard ? val_shard : "");
+    fl_status st = fl_mkdirs(th->work_dir, err);
+    if (st) return st;
+    th->model = m, th->tok = tok, th->sink = sink;
+    th->progress_line = isatty(STDERR_FILENO);
+    const fl_model_config *mc = fl_model_cfg(m);
+    fl_task_services *s = &th->svc;
+    s->size = sizeof *s;
+    s->host = fl_model_host(m);
+    s->vocab_size = mc->vocab_size;
+    s->context = mc->context;
+    s->d_model = mc->d_model;
+    s->eot = fl_tokenizer_eot(tok);
+    s->run_dir = th->run_dir;
+    s->work_dir = th->work_dir;
+    s->val_shard = th->val_shard;
+    s->impl = th;
+    s->encode = svc_encode;
+    s->decode = svc_decode;
+    s->free = svc_free;
+    s->logprobs = svc_logprobs;
+    s->hidden = svc_hidden;
+    s->finetune = svc_finetune;
+    s->load_tokens = svc_load_tokens;
+    s->builtin_data = svc_builtin_data;
+    s->metric = svc_metric;
+    s->progress = svc_progress;
+    return FL_OK;
+}
+
+void fl_task_host_set_task(fl_task_host *th, const char *task, const char *spec) {
+    th->task = task;
+    th->spec = spec;
+}

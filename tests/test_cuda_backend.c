@@ -1,0 +1,852 @@
+/*
+ * tests/test_cuda_backend.c — the CUDA backend against the CPU backend, op by
+ * op: every fl_ops entry and every model kernel of fl_backend, on the same
+ * random inputs, including the edge cases the contract spells out (empty
+ * groups, sizes that are not multiples of 32, ties in top-k, padding
+ * indices, -inf rows and masked (-inf) logits, beta = 0 over NaN, aliasing
+ * outputs, in-place cross-entropy).
+ *
+ * Tolerances (stated per check, printed with the error measured):
+ *   - GEMMs in TF32 (the default): normwise ‖gpu − cpu‖ / ‖cpu‖ ≤ 1e-2
+ *     (TF32 keeps 10 mantissa bits: ~5e-4 per product, more over long sums);
+ *     in FP32 mode ≤ 1e-5. Attention (its GEMMs) the same.
+ *   - elementwise and row ops: |gpu − cpu| ≤ 1e-5 |cpu| + 1e-6, looser where
+ *     a long sum's order differs (stated where used);
+ *   - RNG uniform, top-k, gather, bucket sort, fill, copy: bit-identical.
+ *
+ * Without a GPU (or in a build without CUDA) the program prints why and exits
+ * with 77, which ctest reports as "skipped" (SKIP_RETURN_CODE). Setting
+ * FFNLAB_TEST_GPU_AS_CPU=1 runs every comparison with the CPU backend in the
+ * GPU's place: that checks this file's own logic on a machine without a GPU.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "ffnlab/rng.h"
+#include "support.h"
+#ifdef FFNLAB_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+static const fl_backend *CPU, *GPU;
+static int g_cuda; /* GPU is the real CUDA backend (not the CPU stand-in) */
+
+/* ------------------------------------------------------------------------ */
+/* A tensor on both backends                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pair {
+    fl_tensor c, g;
+    size_t n, bytes;
+} pair;
+
+static fl_tensor talloc(const fl_backend *be, int dtype, int ndim, const int64_t *shape) {
+    fl_tensor t = fl_wrap(NULL, dtype, be->device, ndim, shape);
+    size_t bytes = fl_nbytes(&t);
+    t.data = be->alloc(bytes ? bytes : 1);
+    assert_non_null(t.data);
+    t.capacity = bytes ? bytes : 1;
+    return t;
+}
+
+/* pair of shape d0 x d1 x d2 x d3 (ndim dims) */
+static pair mk(int dtype, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
+    int64_t shape[4] = {d0, d1, d2, d3};
+    pair p;
+    p.c = talloc(CPU, dtype, ndim, shape);
+    p.g = talloc(GPU, dtype, ndim, shape);
+    p.n = (size_t)fl_numel(&p.c);
+    p.bytes = fl_nbytes(&p.c);
+    return p;
+}
+#define MK1(n0) mk(FL_F32, 1, n0, 1, 1, 1)
+#define MK2(n0, n1) mk(FL_F32, 2, n0, n1, 1, 1)
+#define MK3(n0, n1, n2) mk(FL_F32, 3, n0, n1, n2, 1)
+
+static void pfree(pair *p) {
+    CPU->free(p->c.data);
+    GPU->free(p->g.data);
+    memset(p, 0, sizeof *p);
+}
+
+static void pset(pair *p, const void *host) {
+    CPU->ops.from_host(&p->c, host, p->bytes);
+    GPU->ops.from_host(&p->g, host, p->bytes);
+}
+
+/* normal(0, scale) values, the same on both */
+static void prandn(pair *p, uint64_t seed, float scale) {
+    float *h = malloc(p->n * sizeof *h + 4);
+    for (size_t i = 0; i < p->n; i++) h[i] = fl_rng_normal(seed, i) * scale;
+    pset(p, h);
+    free(h);
+}
+
+static void pfill(pair *p, float v) {
+    CPU->ops.fill(&p->c, v);
+    GPU->ops.fill(&p->g, v);
+}
+
+/* i32 values from a host array */
+static pair mk_i32(const int32_t *v, int ndim, int64_t d0, int64_t d1) {
+    pair p = mk(FL_I32, ndim, d0, d1, 1, 1);
+    pset(&p, v);
+    return p;
+}
+
+static void gpu_ok(void) {
+    fl_error err = {0};
+    if (GPU->sync) ts_assert_ok(GPU->sync(&err), &err);
+}
+
+/* Host copies of both sides (malloc'ed). */
+static void pget(const pair *p, void **c, void **g) {
+    *c = malloc(p->bytes + 4);
+    *g = malloc(p->bytes + 4);
+    CPU->ops.to_host(*c, &p->c, p->bytes);
+    GPU->ops.to_host(*g, &p->g, p->bytes);
+    gpu_ok();
+}
+
+/* ‖g − c‖₂ / ‖c‖₂ ≤ tol; NaN/inf must agree in place. Prints the figure. */
+static double cmp_norm(const pair *p, double tol, const char *what) {
+    float *c, *g;
+    pget(p, (void **)&c, (void **)&g);
+    double num = 0, den = 0, maxd = 0;
+    size_t bad = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!isfinite(c[i]) || !isfinite(g[i])) {
+            if (!(isnan(c[i]) && isnan(g[i])) && c[i] != g[i] && bad++ < 5)
+                print_message("%s[%zu]: gpu %g, cpu %g\n", what, i, g[i], c[i]);
+            continue;
+        }
+        double d = (double)g[i] - c[i];
+        num += d * d, den += (double)c[i] * c[i];
+        if (fabs(d) > maxd) maxd = fabs(d);
+    }
+    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    print_message("  %-44s rel %.2e  max|d| %.2e  (tol %.0e)\n", what, rel, maxd, tol);
+    free(c), free(g);
+    if (bad) fail_msg("%s: %zu non-finite values differ", what, bad);
+    if (!(rel <= tol)) fail_msg("%s: normwise relative error %.3g > %.3g", what, rel, tol);
+    return rel;
+}
+
+/* |g − c| ≤ atol + rtol |c| everywhere (equal infinities and NaN = NaN pass) */
+static void cmp_close(const pair *p, double rtol, double atol, const char *what) {
+    float *c, *g;
+    pget(p, (void **)&c, (void **)&g);
+    size_t bad = 0, worst = 0;
+    double maxd = 0, maxrel = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (c[i] == g[i] || (isnan(c[i]) && isnan(g[i]))) continue;
+        double d = fabs((double)g[i] - (double)c[i]);
+        if (!(d <= atol + rtol * fabs(c[i]))) {
+            if (bad < 5) print_message("%s[%zu]: gpu %.8g, cpu %.8g (diff %.3g)\n", what, i, g[i], c[i], d);
+            bad++;
+        }
+        if (!(d <= maxd)) maxd = d, worst = i;
+        if (c[i] != 0 && d / fabs(c[i]) > maxrel) maxrel = d / fabs(c[i]);
+    }
+    print_message("  %-44s max|d| %.2e  max rel %.2e  (rtol %.0e, atol %.0e)\n", what, maxd, maxrel, rtol, atol);
+    free(c), free(g);
+    if (bad) fail_msg("%s: %zu of %zu values differ; largest diff %.3g at %zu", what, bad, p->n, maxd, worst);
+}
+
+/* bit-identical */
+static void cmp_exact(const pair *p, const char *what) {
+    void *c, *g;
+    pget(p, &c, &g);
+    if (memcmp(c, g, p->bytes)) {
+        size_t i = 0;
+        while (((char *)c)[i] == ((char *)g)[i]) i++;
+        fail_msg("%s: differs from byte %zu of %zu", what, i, p->bytes);
+    }
+    print_message("  %-44s identical\n", what);
+    free(c), free(g);
+}
+
+/* The GEMM precision of the GPU ("tf32" or "fp32"); a no-op for the CPU. */
+static void set_math(const char *mode) {
+#ifdef FFNLAB_HAVE_CUDA
+    fl_error err = {0};
+    if (g_cuda) ts_assert_ok(fl_cuda_set_math(mode, &err), &err);
+#else
+    (void)mode;
+#endif
+}
+
+/* tolerance for GEMM-based results in the current mode */
+static double g_gemm_tol = 1e-2;
+
+static void math_tf32(void) { set_math("tf32"), g_gemm_tol = 1e-2; }
+static void math_fp32(void) { set_math("fp32"), g_gemm_tol = g_cuda ? 1e-5 : 1e-6; }
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static void test_memory(void **state) {
+    (void)state;
+    pair p = MK2(37, 41);
+    float *c, *g;
+    pget(&p, (void **)&c, (void **)&g);
+    for (size_t i = 0; i < p.n; i++) assert_true(g[i] == 0.0f); /* alloc zeroes */
+    free(c), free(g);
+    prandn(&p, 1, 1.0f);
+    cmp_exact(&p, "from_host / to_host round trip");
+    /* to_host of a prefix */
+    float part[5] = {0};
+    GPU->ops.to_host(part, &p.g, sizeof part);
+    for (int i = 0; i < 5; i++) assert_true(part[i] == fl_rng_normal(1, (uint64_t)i));
+    pfree(&p);
+    if (g_cuda) { /* an impossible allocation fails cleanly and leaves no error behind */
+        void *huge = GPU->alloc((size_t)1 << 52);
+        assert_null(huge);
+        gpu_ok();
+    }
+    print_message("  %s\n", GPU->describe());
+}
+
+/* ------------------------------------------------------------------------ */
+/* GEMMs                                                                      */
+/* ------------------------------------------------------------------------ */
+
+static void gemm_case(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta, int nan_c) {
+    pair A = ta ? MK2(K, M) : MK2(M, K), B = tb ? MK2(N, K) : MK2(K, N), C = MK2(M, N);
+    prandn(&A, 11, 1.0f), prandn(&B, 12, 1.0f);
+    if (nan_c) pfill(&C, NAN);
+    else prandn(&C, 13, 1.0f);
+    CPU->ops.gemm(ta, tb, alpha, &A.c, &B.c, beta, &C.c);
+    GPU->ops.gemm(ta, tb, alpha, &A.g, &B.g, beta, &C.g);
+    char what[96];
+    snprintf(what, sizeof what, "gemm %c%c %lldx%lldx%lld a=%g b=%g%s", ta ? 'T' : 'N', tb ? 'T' : 'N',
+             (long long)M, (long long)N, (long long)K, alpha, beta, nan_c ? " (C=NaN)" : "");
+    cmp_norm(&C, K == 0 || alpha == 0 ? 1e-6 : g_gemm_tol, what);
+    pfree(&A), pfree(&B), pfree(&C);
+}
+
+static void gemm_all(void) {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            gemm_case(ta, tb, 67, 45, 33, 1.0f, 0.0f, 1);
+            gemm_case(ta, tb, 129, 70, 300, 0.5f, 0.75f, 0);
+        }
+    gemm_case(0, 0, 1, 1, 1, 2.0f, 1.0f, 0);
+    gemm_case(0, 1, 31, 17, 0, 1.0f, 0.5f, 0);  /* K = 0: C = beta C */
+    gemm_case(0, 0, 31, 17, 5, 0.0f, 0.0f, 1);  /* alpha = 0, beta = 0 over NaN: zeros */
+    gemm_case(0, 0, 0, 17, 5, 1.0f, 0.0f, 0);   /* M = 0: nothing */
+}
+
+static void test_gemm_tf32(void **state) {
+    (void)state;
+    math_tf32();
+    gemm_all();
+}
+
+static void test_gemm_fp32(void **state) {
+    (void)state;
+    math_fp32();
+    gemm_all();
+    math_tf32();
+}
+
+static void test_gemm_batched(void **state) {
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        mode ? math_fp32() : math_tf32();
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                const int64_t nb = 5, M = 19, N = 35, K = 44;
+                pair A = ta ? MK3(nb, K, M) : MK3(nb, M, K), B = tb ? MK3(nb, N, K) : MK3(nb, K, N);
+                pair C = MK3(nb, M, N);
+                prandn(&A, 21, 1.0f), prandn(&B, 22, 1.0f), prandn(&C, 23, 1.0f);
+                CPU->ops.gemm_batched(ta, tb, 1.5f, &A.c, &B.c, 0.5f, &C.c);
+                GPU->ops.gemm_batched(ta, tb, 1.5f, &A.g, &B.g, 0.5f, &C.g);
+                char what[64];
+                snprintf(what, sizeof what, "gemm_batched %c%c %s", ta ? 'T' : 'N', tb ? 'T' : 'N', mode ? "fp32" : "tf32");
+                cmp_norm(&C, g_gemm_tol, what);
+                pfree(&A), pfree(&B), pfree(&C);
+            }
+    }
+    math_tf32();
+}
+
+/* groups with empty first, middle and last groups; rows past off[G] exist */
+static void grouped_case(int transW, int loop) {
+#ifdef FFNLAB_HAVE_CUDA
+    if (g_cuda) fl_cuda_set_grouped_loop(loop);
+#endif
+    enum { G = 6 };
+    const int64_t off[G + 1] = {0, 0, 37, 37, 90, 161, 161}; /* sizes 0 37 0 53 71 0 */
+    const int64_t N = 170, K = 48, M = 29;
+    pair A = MK2(N, K), W = transW ? MK3(G, M, K) : MK3(G, K, M), C = MK2(N, M);
+    prandn(&A, 31, 1.0f), prandn(&W, 32, 0.3f), prandn(&C, 33, 1.0f);
+    CPU->ops.gemm_grouped(transW, 0.7f, &A.c, &W.c, off, G, 0.5f, &C.c);
+    GPU->ops.gemm_grouped(transW, 0.7f, &A.g, &W.g, off, G, 0.5f, &C.g);
+    char what[96];
+    snprintf(what, sizeof what, "gemm_grouped transW=%d %s (rows 161.. untouched)", transW, loop ? "loop" : "grouped call");
+    cmp_norm(&C, g_gemm_tol, what);
+    /* weight gradient: dW[g] = A_gᵀ dY_g + beta dW[g]; empty groups get beta dW[g] */
+    pair dY = MK2(N, M), dW = MK3(G, K, M);
+    prandn(&dY, 34, 1.0f), prandn(&dW, 35, 1.0f);
+    CPU->ops.gemm_grouped_wgrad(1.0f, &A.c, &dY.c, off, G, 0.25f, &dW.c);
+    GPU->ops.gemm_grouped_wgrad(1.0f, &A.g, &dY.g, off, G, 0.25f, &dW.g);
+    snprintf(what, sizeof what, "gemm_grouped_wgrad beta=0.25 %s", loop ? "loop" : "grouped call");
+    cmp_norm(&dW, g_gemm_tol, what);
+    pfill(&dW, NAN);
+    CPU->ops.gemm_grouped_wgrad(1.0f, &A.c, &dY.c, off, G, 0.0f, &dW.c);
+    GPU->ops.gemm_grouped_wgrad(1.0f, &A.g, &dY.g, off, G, 0.0f, &dW.g);
+    snprintf(what, sizeof what, "gemm_grouped_wgrad beta=0 over NaN %s", loop ? "loop" : "grouped call");
+    cmp_norm(&dW, g_gemm_tol, what);
+    pfree(&A), pfree(&W), pfree(&C), pfree(&dY), pfree(&dW);
+#ifdef FFNLAB_HAVE_CUDA
+    if (g_cuda) fl_cuda_set_grouped_loop(0);
+#endif
+}
+
+static void test_gemm_grouped(void **state) {
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        mode ? math_fp32() : math_tf32();
+        for (int transW = 0; transW < 2; transW++)
+            for (int loop = 0; loop < 2; loop++) grouped_case(transW, loop);
+    }
+    /* a single non-empty group, and all groups empty */
+    const int64_t one[4] = {0, 0, 20, 20}, none[4] = {0, 0, 0, 0};
+    pair A = MK2(20, 8), W = MK3(3, 8, 5), C = MK2(20, 5);
+    prandn(&A, 36, 1.0f), prandn(&W, 37, 1.0f), prandn(&C, 38, 1.0f);
+    CPU->ops.gemm_grouped(0, 1.0f, &A.c, &W.c, one, 3, 0.0f, &C.c);
+    GPU->ops.gemm_grouped(0, 1.0f, &A.g, &W.g, one, 3, 0.0f, &C.g);
+    cmp_norm(&C, g_gemm_tol, "gemm_grouped one busy group");
+    prandn(&C, 39, 1.0f); /* the same start on both sides: "untouched" is exact */
+    CPU->ops.gemm_grouped(0, 1.0f, &A.c, &W.c, none, 3, 0.0f, &C.c);
+    GPU->ops.gemm_grouped(0, 1.0f, &A.g, &W.g, none, 3, 0.0f, &C.g);
+    cmp_norm(&C, 0, "gemm_grouped all groups empty (C untouched)");
+    pfree(&A), pfree(&W), pfree(&C);
+    math_tf32();
+}
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise                                                                */
+/* ------------------------------------------------------------------------ */
+
+static void test_elementwise(void **state) {
+    (void)state;
+    const int64_t N = 77, M = 133;
+    pair x = MK2(N, M), y = MK2(N, M), b = MK1(M), s = MK1(N), o = MK1(M), r = MK1(N);
+    prandn(&x, 41, 2.0f), prandn(&y, 42, 1.0f), prandn(&b, 43, 1.0f), prandn(&s, 44, 1.0f);
+
+    CPU->ops.add_bias(&y.c, &b.c), GPU->ops.add_bias(&y.g, &b.g);
+    cmp_close(&y, 1e-6, 1e-6, "add_bias");
+
+    pfill(&o, NAN);
+    CPU->ops.sum_rows(&x.c, 0.0f, &o.c), GPU->ops.sum_rows(&x.g, 0.0f, &o.g);
+    cmp_close(&o, 1e-5, 1e-5, "sum_rows beta=0 over NaN");
+    CPU->ops.sum_rows(&x.c, 1.0f, &o.c), GPU->ops.sum_rows(&x.g, 1.0f, &o.g);
+    cmp_close(&o, 1e-5, 1e-5, "sum_rows beta=1");
+    pair big = MK2(5000, 3);
+    prandn(&big, 45, 1.0f);
+    pair o3 = MK1(3);
+    prandn(&o3, 46, 1.0f);
+    CPU->ops.sum_rows(&big.c, 0.5f, &o3.c), GPU->ops.sum_rows(&big.g, 0.5f, &o3.g);
+    cmp_close(&o3, 1e-5, 1e-4, "sum_rows 5000 rows, beta=0.5");
+    pfree(&big), pfree(&o3);
+
+    static const char *names[] = {"identity", "gelu", "relu", "silu"};
+    for (int act = FL_ACT_IDENTITY; act <= FL_ACT_SILU; act++) {
+        char what[64];
+        pair a = MK2(N, M), d = MK2(N, M), dx = MK2(N, M);
+        CPU->ops.activation(act, &x.c, &a.c), GPU->ops.activation(act, &x.g, &a.g);
+        snprintf(what, sizeof what, "activation %s", names[act]);
+        cmp_close(&a, 1e-5, 1e-6, what);
+        prandn(&d, 47, 1.0f);
+        CPU->ops.activation_backward(act, &x.c, &d.c, &dx.c), GPU->ops.activation_backward(act, &x.g, &d.g, &dx.g);
+        snprintf(what, sizeof what, "activation_backward %s", names[act]);
+        cmp_close(&dx, 1e-5, 1e-6, what);
+        /* aliasing: y = act(y), dx = dy in place */
+        CPU->ops.copy(&x.c, &a.c), GPU->ops.copy(&x.g, &a.g);
+        CPU->ops.activation(act, &a.c, &a.c), GPU->ops.activation(act, &a.g, &a.g);
+        snprintf(what, sizeof what, "activation %s in place", names[act]);
+        cmp_close(&a, 1e-5, 1e-6, what);
+        CPU->ops.activation_backward(act, &x.c, &d.c, &d.c), GPU->ops.activation_backward(act, &x.g, &d.g, &d.g);
+        snprintf(what, sizeof what, "activation_backward %s in place", names[act]);
+        cmp_close(&d, 1e-5, 1e-6, what);
+        pfree(&a), pfree(&d), pfree(&dx);
+    }
+
+    CPU->ops.mul(&x.c, &y.c, &y.c), GPU->ops.mul(&x.g, &y.g, &y.g);
+    cmp_close(&y, 1e-6, 0, "mul (out aliases b)");
+    pair z = MK2(N, M);
+    pfill(&z, NAN);
+    CPU->ops.axpby(2.5f, &x.c, 0.0f, &z.c), GPU->ops.axpby(2.5f, &x.g, 0.0f, &z.g);
+    cmp_close(&z, 1e-6, 0, "axpby beta=0 over NaN");
+    CPU->ops.axpby(-0.5f, &y.c, 0.75f, &z.c), GPU->ops.axpby(-0.5f, &y.g, 0.75f, &z.g);
+    cmp_close(&z, 1e-6, 1e-6, "axpby");
+    CPU->ops.scale_rows(&x.c, &s.c, &z.c), GPU->ops.scale_rows(&x.g, &s.g, &z.g);
+    cmp_close(&z, 1e-6, 0, "scale_rows");
+    CPU->ops.scale_rows(&z.c, &s.c, &z.c), GPU->ops.scale_rows(&z.g, &s.g, &z.g);
+    cmp_close(&z, 1e-6, 0, "scale_rows in place");
+    CPU->ops.row_dot(&x.c, &y.c, &r.c), GPU->ops.row_dot(&x.g, &y.g, &r.g);
+    cmp_norm(&r, 1e-5, "row_dot (133 columns)");
+    CPU->ops.copy(&x.c, &z.c), GPU->ops.copy(&x.g, &z.g);
+    cmp_exact(&z, "copy");
+
+    /* fill, every dtype */
+    static const int dtypes[] = {FL_F32, FL_BF16, FL_I32, FL_I64, FL_U8};
+    for (size_t i = 0; i < 5; i++) {
+        pair f = mk(dtypes[i], 2, 13, 7, 1, 1);
+        pfill(&f, 3.0f);
+        char what[32];
+        snprintf(what, sizeof what, "fill dtype %d", dtypes[i]);
+        cmp_exact(&f, what);
+        pfree(&f);
+    }
+    pfree(&x), pfree(&y), pfree(&b), pfree(&s), pfree(&o), pfree(&r), pfree(&z);
+}
+
+static void test_rng(void **state) {
+    (void)state;
+    pair u = MK1(100003), n = MK1(100003);
+    CPU->ops.rng_uniform(&u.c, 77, 12345, -0.5f, 2.0f), GPU->ops.rng_uniform(&u.g, 77, 12345, -0.5f, 2.0f);
+    cmp_exact(&u, "rng_uniform (bit-identical)");
+    CPU->ops.rng_normal(&n.c, 78, 99, 0.25f, 0.02f), GPU->ops.rng_normal(&n.g, 78, 99, 0.25f, 0.02f);
+    cmp_close(&n, 1e-5, 1e-7, "rng_normal (libm vs CUDA logf/cosf)");
+    pfree(&u), pfree(&n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Row ops                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void softmax_case(int64_t N, int64_t M) {
+    pair x = MK2(N, M), y = MK2(N, M), dy = MK2(N, M), dx = MK2(N, M), l = MK1(N);
+    prandn(&x, 51, 3.0f), prandn(&dy, 52, 1.0f);
+    /* row 1 all -inf, row 2 partly -inf */
+    float *h = malloc(x.bytes);
+    CPU->ops.to_host(h, &x.c, x.bytes);
+    for (int64_t j = 0; j < M && N > 2; j++) h[M + j] = -INFINITY;
+    for (int64_t j = 0; j < M && N > 2; j += 2) h[2 * M + j] = -INFINITY;
+    pset(&x, h);
+    free(h);
+    char what[80];
+    CPU->ops.softmax(&x.c, &y.c), GPU->ops.softmax(&x.g, &y.g);
+    snprintf(what, sizeof what, "softmax %lldx%lld (-inf rows)", (long long)N, (long long)M);
+    cmp_close(&y, 1e-5, 1e-7, what);
+    CPU->ops.softmax_backward(&y.c, &dy.c, &dx.c), GPU->ops.softmax_backward(&y.g, &dy.g, &dx.g);
+    snprintf(what, sizeof what, "softmax_backward %lldx%lld", (long long)N, (long long)M);
+    cmp_close(&dx, 1e-4, 1e-6, what);
+    CPU->ops.softmax_backward(&y.c, &dy.c, &dy.c), GPU->ops.softmax_backward(&y.g, &dy.g, &dy.g);
+    snprintf(what, sizeof what, "softmax_backward in place %lldx%lld", (long long)N, (long long)M);
+    cmp_close(&dy, 1e-4, 1e-6, what);
+    CPU->ops.logsumexp(&x.c, &l.c), GPU->ops.logsumexp(&x.g, &l.g);
+    snprintf(what, sizeof what, "logsumexp %lldx%lld (-inf row: -inf)", (long long)N, (long long)M);
+    cmp_close(&l, 1e-6, 1e-6, what);
+    CPU->ops.softmax(&x.c, &x.c), GPU->ops.softmax(&x.g, &x.g);
+    snprintf(what, sizeof what, "softmax in place %lldx%lld", (long long)N, (long long)M);
+    cmp_close(&x, 1e-5, 1e-7, what);
+    pfree(&x), pfree(&y), pfree(&dy), pfree(&dx), pfree(&l);
+}
+
+static void test_softmax(void **state) {
+    (void)state;
+    softmax_case(300, 8);     /* MoE gates: many short rows */
+    softmax_case(37, 1000);   /* a warp per row, 32 columns per lane */
+    softmax_case(9, 5003);    /* a block per row */
+}
+
+static void topk_case(int64_t N, int64_t M, int k, int ties) {
+    pair x = MK2(N, M), v = MK2(N, k), ix = mk(FL_I32, 2, N, k, 1, 1);
+    float *h = malloc(x.bytes);
+    for (size_t i = 0; i < x.n; i++)
+        h[i] = ties ? (float)(fl_rng_bits(61, i) % 5) : fl_rng_normal(62, i); /* values 0..4: ties everywhere */
+    if (N > 1) h[M] = -INFINITY, h[M + 1] = INFINITY;
+    pset(&x, h);
+    free(h);
+    CPU->ops.topk(&x.c, k, &v.c, &ix.c), GPU->ops.topk(&x.g, k, &v.g, &ix.g);
+    char what[80];
+    snprintf(what, sizeof what, "topk %lldx%lld k=%d%s values", (long long)N, (long long)M, k, ties ? " ties" : "");
+    cmp_exact(&v, what);
+    snprintf(what, sizeof what, "topk %lldx%lld k=%d%s indices", (long long)N, (long long)M, k, ties ? " ties" : "");
+    cmp_exact(&ix, what);
+    pfree(&x), pfree(&v), pfree(&ix);
+}
+
+static void test_topk(void **state) {
+    (void)state;
+    topk_case(1000, 8, 2, 1);
+    topk_case(1000, 8, 1, 0);
+    topk_case(50, 37, 37, 1); /* k = M */
+    topk_case(20, 300, 40, 1);
+    topk_case(20, 300, 5, 0);
+}
+
+static void test_gather_scatter(void **state) {
+    (void)state;
+    const int64_t R = 23, D = 37, N = 64;
+    int32_t idx[64];
+    for (int i = 0; i < N; i++) idx[i] = i % 7 == 3 ? -1 : (int32_t)(fl_rng_bits(71, (uint64_t)i) % R);
+    idx[5] = idx[6] = idx[7] = 4; /* duplicates accumulate */
+    pair ix = mk_i32(idx, 1, N, 1);
+    pair src = MK2(R, D), dst = MK2(N, D);
+    prandn(&src, 72, 1.0f);
+    pfill(&dst, NAN);
+    CPU->ops.gather_rows(&src.c, &ix.c, &dst.c), GPU->ops.gather_rows(&src.g, &ix.g, &dst.g);
+    cmp_exact(&dst, "gather_rows f32 (padding rows zero)");
+    /* other dtypes: whole rows of any element size, odd row bytes */
+    pair si = mk(FL_I32, 2, R, 5, 1, 1), di = mk(FL_I32, 2, N, 5, 1, 1);
+    pair su = mk(FL_U8, 2, R, 3, 1, 1), du = mk(FL_U8, 2, N, 3, 1, 1);
+    {
+        int32_t hi[23 * 5];
+        uint8_t hu[23 * 3];
+        for (int i = 0; i < 23 * 5; i++) hi[i] = i * 7 - 3;
+        for (int i = 0; i < 23 * 3; i++) hu[i] = (uint8_t)(i * 11 + 1);
+        pset(&si, hi), pset(&su, hu);
+    }
+    CPU->ops.gather_rows(&si.c, &ix.c, &di.c), GPU->ops.gather_rows(&si.g, &ix.g, &di.g);
+    cmp_exact(&di, "gather_rows i32");
+    CPU->ops.gather_rows(&su.c, &ix.c, &du.c), GPU->ops.gather_rows(&su.g, &ix.g, &du.g);
+    cmp_exact(&du, "gather_rows u8 (3-byte rows)");
+    pair g = MK2(N, D), acc = MK2(R, D);
+    prandn(&g, 73, 1.0f), prandn(&acc, 74, 1.0f);
+    CPU->ops.scatter_add_rows(&g.c, &ix.c, &acc.c), GPU->ops.scatter_add_rows(&g.g, &ix.g, &acc.g);
+    cmp_close(&acc, 1e-6, 1e-6, "scatter_add_rows (duplicates, padding)");
+    /* determinism: the same again gives the same bits */
+    float *first = malloc(acc.bytes), *second = malloc(acc.bytes);
+    GPU->ops.fill(&acc.g, 0.0f), GPU->ops.scatter_add_rows(&g.g, &ix.g, &acc.g), GPU->ops.to_host(first, &acc.g, acc.bytes);
+    GPU->ops.fill(&acc.g, 0.0f), GPU->ops.scatter_add_rows(&g.g, &ix.g, &acc.g), GPU->ops.to_host(second, &acc.g, acc.bytes);
+    assert_memory_equal(first, second, acc.bytes);
+    free(first), free(second);
+    /* many duplicates: 4096 rows into 3 */
+    int32_t *many = malloc(4096 * sizeof *many);
+    for (int i = 0; i < 4096; i++) many[i] = i % 3;
+    pair im = mk_i32(many, 1, 4096, 1), gm = MK2(4096, 130), am = MK2(3, 130);
+    free(many);
+    prandn(&gm, 75, 1.0f);
+    CPU->ops.scatter_add_rows(&gm.c, &im.c, &am.c), GPU->ops.scatter_add_rows(&gm.g, &im.g, &am.g);
+    cmp_close(&am, 1e-5, 1e-5, "scatter_add_rows 4096 rows into 3");
+    pfree(&ix), pfree(&src), pfree(&dst), pfree(&si), pfree(&di), pfree(&su), pfree(&du), pfree(&g), pfree(&acc);
+    pfree(&im), pfree(&gm), pfree(&am);
+}
+
+static void test_embedding_bag(void **state) {
+    (void)state;
+    const int64_t R = 50, D = 45, N = 33, k = 4;
+    int32_t idx[33 * 4];
+    for (int i = 0; i < N * k; i++) idx[i] = i % 9 == 2 ? -1 : (int32_t)(fl_rng_bits(81, (uint64_t)i) % R);
+    idx[0] = idx[1] = idx[4] = 7;
+    pair ix = mk_i32(idx, 2, N, k), t = MK2(R, D), w = MK2(N, k), out = MK2(N, D);
+    prandn(&t, 82, 1.0f), prandn(&w, 83, 1.0f);
+    for (int uw = 0; uw < 2; uw++) {
+        const fl_tensor *wc = uw ? &w.c : NULL, *wg = uw ? &w.g : NULL;
+        CPU->ops.embedding_bag(&t.c, &ix.c, wc, &out.c), GPU->ops.embedding_bag(&t.g, &ix.g, wg, &out.g);
+        cmp_close(&out, 1e-5, 1e-6, uw ? "embedding_bag weighted" : "embedding_bag w=NULL");
+        pair dout = MK2(N, D), dt = MK2(R, D), dw = MK2(N, k);
+        prandn(&dout, 84, 1.0f), prandn(&dt, 85, 0.1f);
+        CPU->ops.embedding_bag_backward(&dout.c, &t.c, &ix.c, wc, &dt.c, &dw.c);
+        GPU->ops.embedding_bag_backward(&dout.g, &t.g, &ix.g, wg, &dt.g, &dw.g);
+        cmp_close(&dt, 1e-5, 1e-5, uw ? "embedding_bag_backward dtable weighted" : "embedding_bag_backward dtable");
+        cmp_norm(&dw, 1e-5, "embedding_bag_backward dw (45-term dots)");
+        CPU->ops.embedding_bag_backward(&dout.c, &t.c, &ix.c, wc, NULL, &dw.c);
+        GPU->ops.embedding_bag_backward(&dout.g, &t.g, &ix.g, wg, NULL, &dw.g);
+        cmp_norm(&dw, 1e-5, "embedding_bag_backward dtable=NULL");
+        pfree(&dout), pfree(&dt), pfree(&dw);
+    }
+    pfree(&ix), pfree(&t), pfree(&w), pfree(&out);
+}
+
+static void layernorm_case(int64_t N, int64_t D, int affine) {
+    pair x = MK2(N, D), g = MK1(D), b = MK1(D), y = MK2(N, D), mu = MK1(N), rs = MK1(N);
+    prandn(&x, 91, 2.0f), prandn(&g, 92, 1.0f), prandn(&b, 93, 1.0f);
+    const fl_tensor *gc = affine ? &g.c : NULL, *gg = affine ? &g.g : NULL;
+    const fl_tensor *bc = affine ? &b.c : NULL, *bg = affine ? &b.g : NULL;
+    char what[96];
+    CPU->ops.layernorm(&x.c, gc, bc, 1e-5f, &y.c, &mu.c, &rs.c);
+    GPU->ops.layernorm(&x.g, gg, bg, 1e-5f, &y.g, &mu.g, &rs.g);
+    snprintf(what, sizeof what, "layernorm %lldx%lld%s", (long long)N, (long long)D, affine ? "" : " no affine");
+    cmp_close(&y, 1e-4, 1e-5, what);
+    cmp_close(&mu, 1e-5, 1e-6, "layernorm mean");
+    cmp_close(&rs, 1e-5, 1e-6, "layernorm rstd");
+    pair dy = MK2(N, D), dx = MK2(N, D), dg = MK1(D), db = MK1(D);
+    prandn(&dy, 94, 1.0f), prandn(&dg, 95, 1.0f), prandn(&db, 96, 1.0f);
+    CPU->ops.layernorm_backward(&x.c, gc, &mu.c, &rs.c, &dy.c, &dx.c, &dg.c, &db.c);
+    GPU->ops.layernorm_backward(&x.g, gg, &mu.g, &rs.g, &dy.g, &dx.g, &dg.g, &db.g);
+    snprintf(what, sizeof what, "layernorm_backward dx %lldx%lld", (long long)N, (long long)D);
+    cmp_norm(&dx, 1e-5, what);
+    cmp_close(&dg, 1e-4, 1e-4, "layernorm_backward dg (+=)");
+    cmp_close(&db, 1e-4, 1e-4, "layernorm_backward db (+=)");
+    /* dx aliasing dy, no parameter gradients */
+    CPU->ops.layernorm_backward(&x.c, gc, &mu.c, &rs.c, &dy.c, &dy.c, NULL, NULL);
+    GPU->ops.layernorm_backward(&x.g, gg, &mu.g, &rs.g, &dy.g, &dy.g, NULL, NULL);
+    cmp_norm(&dy, 1e-5, "layernorm_backward dx in place of dy");
+    /* mean/rstd not requested */
+    CPU->ops.layernorm(&x.c, gc, bc, 1e-5f, &y.c, NULL, NULL), GPU->ops.layernorm(&x.g, gg, bg, 1e-5f, &y.g, NULL, NULL);
+    cmp_close(&y, 1e-4, 1e-5, "layernorm without mean/rstd");
+    pfree(&x), pfree(&g), pfree(&b), pfree(&y), pfree(&mu), pfree(&rs), pfree(&dy), pfree(&dx), pfree(&dg), pfree(&db);
+}
+
+static void test_layernorm(void **state) {
+    (void)state;
+    layernorm_case(67, 37, 1);
+    layernorm_case(300, 768, 1);
+    layernorm_case(5, 3000, 1); /* a block per row */
+    layernorm_case(20, 50, 0);
+}
+
+static void test_bucket_sort(void **state) {
+    (void)state;
+    const int64_t sizes[] = {0, 1, 31, 5000};
+    const int Gs[] = {7, 1, 3, 64};
+    for (int c = 0; c < 4; c++) {
+        const int64_t N = sizes[c];
+        const int G = Gs[c];
+        int32_t *keys = calloc((size_t)N + 1, sizeof *keys);
+        for (int64_t i = 0; i < N; i++) {
+            uint64_t r = fl_rng_bits(101, (uint64_t)i);
+            keys[i] = r % 11 == 0 ? -1 : (int32_t)(r % (uint64_t)(G > 4 ? G - 2 : G)); /* some buckets empty */
+        }
+        pair k = mk_i32(keys, 1, N ? N : 1, 1);
+        k.c.shape[0] = k.g.shape[0] = N; /* N may be 0 */
+        pair p = mk(FL_I32, 1, N ? N : 1, 1, 1, 1);
+        pfill(&p, 12345.0f);
+        int64_t offc[65], offg[65];
+        memset(offc, 0x55, sizeof offc), memset(offg, 0x33, sizeof offg);
+        CPU->ops.bucket_sort(&k.c, G, &p.c, offc), GPU->ops.bucket_sort(&k.g, G, &p.g, offg);
+        gpu_ok();
+        assert_memory_equal(offc, offg, (size_t)(G + 1) * sizeof *offc);
+        char what[64];
+        snprintf(what, sizeof what, "bucket_sort N=%lld G=%d perm", (long long)N, G);
+        cmp_exact(&p, what);
+        pfree(&k), pfree(&p);
+        free(keys);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Model kernels                                                              */
+/* ------------------------------------------------------------------------ */
+
+static void test_embed(void **state) {
+    (void)state;
+    const int64_t B = 3, T = 37, C = 40, V = 29;
+    int32_t tok[3 * 37];
+    for (int i = 0; i < B * T; i++) tok[i] = (int32_t)(fl_rng_bits(111, (uint64_t)i) % 5); /* many repeats */
+    pair t = mk_i32(tok, 2, B, T), wte = MK2(V, C), wpe = MK2(T + 3, C), x = MK2(B * T, C);
+    prandn(&wte, 112, 1.0f), prandn(&wpe, 113, 1.0f);
+    fl_tensor wpec = fl_rows(&wpe.c, 0, T), wpeg = fl_rows(&wpe.g, 0, T);
+    CPU->embed(&wte.c, &wpec, &t.c, &x.c), GPU->embed(&wte.g, &wpeg, &t.g, &x.g);
+    cmp_exact(&x, "embed");
+    pair dx = MK2(B * T, C);
+    prandn(&dx, 114, 1.0f), prandn(&wte, 115, 0.1f), prandn(&wpe, 116, 0.1f);
+    CPU->embed_backward(&dx.c, &t.c, &wte.c, &wpec), GPU->embed_backward(&dx.g, &t.g, &wte.g, &wpeg);
+    cmp_close(&wte, 1e-6, 1e-6, "embed_backward dwte (repeated tokens)");
+    cmp_close(&wpe, 1e-6, 1e-6, "embed_backward dwpe (rows past T untouched)");
+    pfree(&t), pfree(&wte), pfree(&wpe), pfree(&x), pfree(&dx);
+}
+
+static void attention_case(int64_t B, int64_t T, int64_t C, int H) {
+    pair qkv = MK3(B, T, 3 * C), out = MK3(B, T, C), att = mk(FL_F32, 4, B, H, T, T);
+    prandn(&qkv, 121, 1.0f);
+    pfill(&att, NAN); /* every entry must be written, above the diagonal too */
+    CPU->attention(&qkv.c, H, &out.c, &att.c), GPU->attention(&qkv.g, H, &out.g, &att.g);
+    char what[96];
+    snprintf(what, sizeof what, "attention B=%lld T=%lld C=%lld H=%d out", (long long)B, (long long)T, (long long)C, H);
+    cmp_norm(&out, g_gemm_tol, what);
+    cmp_norm(&att, g_gemm_tol, "attention att (probabilities)");
+    pair dout = MK3(B, T, C), dqkv = MK3(B, T, 3 * C);
+    prandn(&dout, 122, 1.0f);
+    pfill(&dqkv, NAN); /* overwritten */
+    CPU->attention_backward(&qkv.c, &att.c, H, &dout.c, &dqkv.c);
+    GPU->attention_backward(&qkv.g, &att.g, H, &dout.g, &dqkv.g);
+    cmp_norm(&dqkv, 2 * g_gemm_tol, "attention_backward dqkv");
+    pfree(&qkv), pfree(&out), pfree(&att), pfree(&dout), pfree(&dqkv);
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        mode ? math_fp32() : math_tf32();
+        attention_case(2, 37, 48, 4);
+        attention_case(1, 130, 64, 2);
+        attention_case(3, 1, 8, 1);
+    }
+    math_tf32();
+}
+
+static void ce_case(int64_t N, int64_t V, int in_place) {
+    pair x = MK2(N, V), dl = MK2(N, V);
+    prandn(&x, 131, 3.0f);
+    int32_t *tg = malloc((size_t)N * sizeof *tg);
+    for (int64_t i = 0; i < N; i++) tg[i] = i % 5 == 4 ? -1 : (int32_t)(fl_rng_bits(132, (uint64_t)i) % (uint64_t)V);
+    pair t = mk_i32(tg, 1, N, 1);
+    /* masked logits: column 0 (the first each thread sees) is -inf unless it is the target */
+    float *h = malloc(x.bytes);
+    CPU->ops.to_host(h, &x.c, x.bytes);
+    for (int64_t i = 0; i < N; i++)
+        if (tg[i] != 0) h[i * V] = -INFINITY;
+    pset(&x, h);
+    free(h);
+    free(tg);
+    int64_t cc = -1, cg = -2;
+    const float scale = 1.0f / 7.0f;
+    double lc = CPU->cross_entropy(&x.c, &t.c, in_place ? &x.c : &dl.c, scale, &cc);
+    double lg = GPU->cross_entropy(&x.g, &t.g, in_place ? &x.g : &dl.g, scale, &cg);
+    gpu_ok();
+    print_message("  cross_entropy %lldx%lld%s: loss cpu %.9f gpu %.9f (rel %.1e, tol 1e-6), rows %lld\n", (long long)N,
+                  (long long)V, in_place ? " in place" : "", lc, lg, fabs(lg - lc) / fabs(lc), (long long)cc);
+    assert_int_equal(cc, cg);
+    assert_true(fabs(lg - lc) <= 1e-6 * fabs(lc));
+    cmp_close(in_place ? &x : &dl, 1e-5, 1e-8, in_place ? "cross_entropy dlogits in place" : "cross_entropy dlogits");
+    /* loss only */
+    lc = CPU->cross_entropy(&x.c, &t.c, NULL, scale, &cc), lg = GPU->cross_entropy(&x.g, &t.g, NULL, scale, &cg);
+    gpu_ok();
+    assert_int_equal(cc, cg);
+    assert_true(fabs(lg - lc) <= 1e-6 * fabs(lc) + 1e-9);
+    pfree(&x), pfree(&dl), pfree(&t);
+}
+
+static void test_cross_entropy(void **state) {
+    (void)state;
+    ce_case(37, 1000, 0);
+    ce_case(37, 1000, 1);
+    ce_case(8, 50257, 0);
+    ce_case(130, 7, 1);
+}
+
+static void test_adamw(void **state) {
+    (void)state;
+    const int64_t R = 41, D = 33;
+    pair p = MK2(R, D), g = MK2(R, D), m = MK2(R, D), v = MK2(R, D);
+    prandn(&p, 141, 1.0f), prandn(&g, 142, 0.1f), prandn(&m, 143, 0.01f), prandn(&v, 144, 0.01f);
+    /* v must be >= 0 */
+    CPU->ops.mul(&v.c, &v.c, &v.c), GPU->ops.mul(&v.g, &v.g, &v.g);
+    for (int64_t t = 1; t <= 3; t++) {
+        CPU->adamw(&p.c, &g.c, &m.c, &v.c, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
+        GPU->adamw(&p.g, &g.g, &m.g, &v.g, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.5f, t);
+    }
+    cmp_close(&p, 1e-5, 1e-6, "adamw param (3 steps, grad_scale 0.5)");
+    cmp_close(&m, 1e-5, 1e-8, "adamw m");
+    cmp_close(&v, 1e-5, 1e-10, "adamw v");
+    const int32_t rows[] = {0, 5, 40, 17, 3};
+    CPU->adamw_rows(&p.c, &g.c, &m.c, &v.c, rows, 5, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 4);
+    GPU->adamw_rows(&p.g, &g.g, &m.g, &v.g, rows, 5, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 4);
+    cmp_close(&p, 1e-5, 1e-6, "adamw_rows param (other rows untouched)");
+    cmp_close(&v, 1e-5, 1e-10, "adamw_rows v");
+    pfree(&p), pfree(&g), pfree(&m), pfree(&v);
+}
+
+static void test_norms(void **state) {
+    (void)state;
+    pair x = MK2(1000, 131);
+    prandn(&x, 151, 1.0f);
+    double sc = CPU->sumsq(&x.c), sg = GPU->sumsq(&x.g);
+    print_message("  sumsq cpu %.12g gpu %.12g (rel %.1e, tol 1e-10)\n", sc, sg, fabs(sg - sc) / sc);
+    assert_true(fabs(sg - sc) <= 1e-10 * sc);
+    const int32_t rows[] = {3, 999, 0, 500, -1, 1000};
+    sc = CPU->sumsq_rows(&x.c, rows, 6), sg = GPU->sumsq_rows(&x.g, rows, 6);
+    print_message("  sumsq_rows cpu %.12g gpu %.12g\n", sc, sg);
+    assert_true(fabs(sg - sc) <= 1e-10 * sc);
+    assert_true(GPU->sumsq_rows(&x.g, rows, 0) == 0.0);
+    assert_int_equal(CPU->nonfinite(&x.c), 0);
+    assert_int_equal(GPU->nonfinite(&x.g), 0);
+    CPU->zero_rows(&x.c, rows, 4), GPU->zero_rows(&x.g, rows, 4);
+    cmp_exact(&x, "zero_rows");
+    float bad[2] = {INFINITY, NAN};
+    for (int i = 0; i < 2; i++) {
+        fl_tensor one = fl_rows(&x.g, 777, 1);
+        GPU->ops.from_host(&one, &bad[i], sizeof bad[i]);
+        assert_int_equal(GPU->nonfinite(&x.g), 1);
+        float zero = 0.0f;
+        GPU->ops.from_host(&one, &zero, sizeof zero);
+        assert_int_equal(GPU->nonfinite(&x.g), 0);
+    }
+    gpu_ok();
+    pfree(&x);
+}
+
+/* An index past the table is padding on the GPU and reported at sync(),
+   which still succeeds (the CPU only logs it too). */
+static void test_bad_index_is_reported(void **state) {
+    (void)state;
+    if (!g_cuda) skip();
+    pair src = MK2(4, 3), dst = MK2(2, 3);
+    const int32_t idx[2] = {1, 9};
+    pair ix = mk_i32(idx, 1, 2, 1);
+    prandn(&src, 161, 1.0f);
+    GPU->ops.gather_rows(&src.g, &ix.g, &dst.g);
+    fl_error err = {0};
+    print_message("  (an \"index >= the source's rows\" error line is expected next)\n");
+    ts_assert_ok(GPU->sync(&err), &err);
+    float h[6];
+    GPU->ops.to_host(h, &dst.g, sizeof h);
+    for (int j = 0; j < 3; j++) assert_true(h[3 + j] == 0.0f);
+    pfree(&src), pfree(&dst), pfree(&ix);
+}
+
+/* Last: a kernel that faults poisons the CUDA context for good. sync()
+   must then fail with file:line and the runtime's message. */
+static void test_device_fault_is_sticky(void **state) {
+    (void)state;
+    if (!g_cuda) skip();
+    int64_t shape[1] = {1 << 20};
+    fl_tensor bogus = fl_wrap((void *)(uintptr_t)0x10, FL_F32, GPU->device, 1, shape);
+    print_message("  (a deliberate illegal address: error lines are expected next)\n");
+    GPU->ops.fill(&bogus, 1.0f);
+    fl_error err = {0};
+    fl_status st = GPU->sync(&err);
+    print_message("  sync: %s\n", err.msg);
+    assert_int_not_equal(st, FL_OK);
+    assert_non_null(strstr(err.msg, ".cu:"));
+    assert_non_null(strstr(err.msg, "cuda"));
+    fl_error again = {0};
+    assert_int_not_equal(GPU->sync(&again), FL_OK); /* sticky */
+}
+
+int main(void) {
+    CPU = fl_backend_cpu();
+    const char *as_cpu = getenv("FFNLAB_TEST_GPU_AS_CPU");
+    if (as_cpu && !strcmp(as_cpu, "1")) {
+        GPU = fl_backend_cpu();
+        print_message("FFNLAB_TEST_GPU_AS_CPU=1: the CPU backend stands in for the GPU (checks this test's logic)\n");
+    } else {
+        fl_error err = {0};
+        if (fl_backend_cuda(0, &GPU, &err) != FL_OK) {
+            printf("test_cuda_backend: skipped: %s\n", err.msg);
+            return 77; /* ctest: SKIP_RETURN_CODE */
+        }
+        g_cuda = 1;
+    }
+    print_message("GPU: %s\n", GPU->describe());
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_gemm_tf32),
+        cmocka_unit_test(test_gemm_fp32),
+        cmocka_unit_test(test_gemm_batched),
+        cmocka_unit_test(test_gemm_grouped),
+        cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_softmax),
+        cmocka_unit_test(test_topk),
+        cmocka_unit_test(test_gather_scatter),
+        cmocka_unit_test(test_embedding_bag),
+        cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_bucket_sort),
+        cmocka_unit_test(test_embed),
+        cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_cross_entropy),
+        cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_norms),
+        cmocka_unit_test(test_bad_index_is_reported),
+        cmocka_unit_test(test_device_fault_is_sticky), /* must stay last */
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
