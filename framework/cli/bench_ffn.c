@@ -169,15 +169,23 @@ static fl_status bench_width(bench_io *io, int d, const char *only, cJSON *rows,
     return st;
 }
 
-int fl_bench_ffn(int argc, char **argv, const fl_backend *be) {
-    const char *json_path = NULL, *only = NULL;
+int fl_cmd_bench_ffn(int argc, char **argv) {
+    const char *json_path = NULL, *only = NULL, *device = "cpu";
     int reps = 5;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--json") && i + 1 < argc) json_path = argv[++i];
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        const char *a = argv[i];
+        int has_value = i + 1 < argc;
+        if (!strcmp(a, "--ffn-only")) continue;
+        if (!strcmp(a, "--json") && has_value) json_path = argv[++i];
+        else if (!strcmp(a, "--only") && has_value) only = argv[++i];
+        else if (!strcmp(a, "--device") && has_value) device = argv[++i];
+        else if (!strcmp(a, "--reps") && has_value) reps = atoi(argv[++i]);
+        else return fl_cli_usage("bench", "--ffn-only: unknown or incomplete option '%s'", a);
     }
     if (reps < 1 || reps > 32) return fl_cli_usage("bench", "--reps must be in [1, 32]");
+    const fl_backend *be = NULL;
+    fl_error serr = {0};
+    if (fl_backend_select(device, &be, &serr)) return fl_cli_report(&serr);
     fl_host h;
     fl_host_init(&h, be, NULL);
     bench_io io = {.h = &h, .B = 16, .T = 256, .reps = reps};

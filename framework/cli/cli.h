@@ -36,9 +36,8 @@ int fl_cmd_eval(int argc, char **argv);
 /* `ffnlab bench --blimp`: BLiMP scoring throughput (in cmd_eval.c). */
 int fl_cmd_bench_blimp(int argc, char **argv);
 int fl_cmd_bench(int argc, char **argv);
-struct fl_backend;
-/* ffnlab bench --ffn-only [--only SPEC-PREFIX] [--reps N] [--json FILE] (bench_ffn.c) */
-int fl_bench_ffn(int argc, char **argv, const struct fl_backend *be);
+/* ffnlab bench --ffn-only [--device D] [--only SPEC-PREFIX] [--reps N] [--json FILE] (bench_ffn.c) */
+int fl_cmd_bench_ffn(int argc, char **argv);
 int fl_cmd_bench_comm(int argc, char **argv); /* ffnlab bench --comm (bench_comm.c) */
 int fl_cmd_plugins(int argc, char **argv);
 int fl_cmd_tokenizer(int argc, char **argv);

@@ -100,7 +100,9 @@ static void help(void) {
            "Prints the GEMM kernel path, the sgemm GFLOP/s of the model's largest matmul (the practical peak),\n"
            "and training tokens/s and GFLOP/s of the whole step, with their ratio to that peak.\n"
            "--comm (under mpirun -np P): communication bandwidth and its share of a training step; see --comm --help.\n"
-           "--blimp[=DIR]: BLiMP scoring speed (pairs/s) of a fresh model of this shape; see --blimp --help.\n");
+           "--blimp[=DIR]: BLiMP scoring speed (pairs/s) of a fresh model of this shape; see --blimp --help.\n"
+           "--ffn-only [--only SPEC-PREFIX] [--reps N] [--json FILE]: each FFN plugin alone at the study's shapes\n"
+           "  (d=256, N=16x256) and at d=512, against the dense FFN of equal parameters and of equal active FLOPs.\n");
 }
 
 int fl_cmd_bench(int argc, char **argv) {
@@ -108,6 +110,8 @@ int fl_cmd_bench(int argc, char **argv) {
         if (!strcmp(argv[i], "--comm")) return fl_cmd_bench_comm(argc, argv);
     for (int i = 1; i < argc; i++) /* --blimp: BLiMP scoring speed (cmd_eval.c) */
         if (!strncmp(argv[i], "--blimp", 7)) return fl_cmd_bench_blimp(argc, argv);
+    for (int i = 1; i < argc; i++) /* --ffn-only: one FFN layer, sparse vs dense (bench_ffn.c) */
+        if (!strcmp(argv[i], "--ffn-only")) return fl_cmd_bench_ffn(argc, argv);
     bench_shape s = {256, 4, 4, 256, 16, 4096, 10, "dense"};
     const char *json = NULL, *device = "auto", *preset = "reference";
     static const struct option longopts[] = {
