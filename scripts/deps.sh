@@ -5,7 +5,7 @@
 set -euo pipefail
 
 FFNLAB_DEBS=(build-essential cmake pkg-config libdnnl-dev libcjson-dev libcmocka-dev
-             libpcre2-dev libcurl4-openssl-dev)
+             libpcre2-dev libcurl4-openssl-dev libopenmpi-dev openmpi-bin)
 
 ffnlab_install_deps() {
   local missing=()

@@ -128,11 +128,15 @@ static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_se
     return FL_OK;
 }
 
-/* The next batch: *idx points at B indices, every row padded to T. */
+/* The next batch: *idx points at B indices, every row padded to T. The
+   first batch rounds its row count up, the others down, so no later batch
+   has more tokens than the first: the model's buffers are sized once
+   (growing them means fresh, page-faulting memory). */
 static int batcher_next(batcher *b, const int64_t **idx, int *B, int *T) {
     if (b->pos >= b->s->n) return 0;
     int64_t t = seq_len(b->s, b->order[b->pos]);
-    int64_t want = b->max_seqs > 0 ? b->max_seqs : (BATCH_TOKENS / t > 0 ? BATCH_TOKENS / t : 1);
+    int64_t fit = b->pos == 0 ? (BATCH_TOKENS + t - 1) / t : BATCH_TOKENS / t;
+    int64_t want = b->max_seqs > 0 ? b->max_seqs : (fit > 0 ? fit : 1);
     if (want > b->s->n - b->pos) want = b->s->n - b->pos;
     *idx = b->order + b->pos;
     *B = (int)want, *T = (int)t;
@@ -151,6 +155,11 @@ static void fill_tokens(const fl_token_seqs *s, const int64_t *idx, int B, int T
 }
 
 /* ------------------------------------------------------------ scoring */
+
+static fl_status ensure(const fl_host *h, fl_tensor *t, int dtype, int64_t d0, int64_t d1, fl_error *err) {
+    int64_t shape[2] = {d0, d1};
+    return h->tensor_ensure(h, t, dtype, d1 ? 2 : 1, shape, err);
+}
 
 typedef struct scorer {
     fl_model *m;
@@ -176,6 +185,12 @@ static fl_status scorer_init(scorer *sc, fl_model *m, fl_error *err) {
     sc->V = sc->wte->shape[0], sc->C = sc->wte->shape[1];
     sc->chunk = HEAD_FLOATS / sc->V > 0 ? HEAD_FLOATS / sc->V : 1;
     size_t c = (size_t)sc->chunk;
+    const fl_host *h = sc->h;
+    fl_status st; /* device buffers for a whole chunk at once: score_chunk uses their first rows */
+    if ((st = ensure(h, &sc->rows_d, FL_I32, sc->chunk, 0, err)) || (st = ensure(h, &sc->H, FL_F32, sc->chunk, sc->C, err)) ||
+        (st = ensure(h, &sc->L, FL_F32, sc->chunk, sc->V, err)) || (st = ensure(h, &sc->lse, FL_F32, sc->chunk, 0, err)) ||
+        (st = ensure(h, &sc->pick_d, FL_I32, sc->chunk, 0, err)) || (st = ensure(h, &sc->picked, FL_F32, sc->chunk, 1, err)))
+        return st;
     sc->rows = malloc(c * sizeof *sc->rows), sc->pick = malloc(c * sizeof *sc->pick);
     sc->dst = malloc(c * sizeof *sc->dst), sc->tgt = malloc(c * sizeof *sc->tgt);
     sc->lse_h = malloc(c * sizeof *sc->lse_h), sc->pick_h = malloc(c * sizeof *sc->pick_h);
@@ -192,37 +207,27 @@ static void scorer_free(scorer *sc) {
     free(sc->rows), free(sc->pick), free(sc->dst), free(sc->tgt), free(sc->lse_h), free(sc->pick_h);
 }
 
-static fl_status ensure(const fl_host *h, fl_tensor *t, int dtype, int64_t d0, int64_t d1, fl_error *err) {
-    int64_t shape[2] = {d0, d1};
-    return h->tensor_ensure(h, t, dtype, d1 ? 2 : 1, shape, err);
-}
-
 /* Scores the first R rows collected in sc: out[dst[r]] = log p(tgt[r]). */
-static fl_status score_chunk(scorer *sc, int64_t R, float *out, fl_error *err) {
+static void score_chunk(scorer *sc, int64_t R, float *out) {
     const fl_ops *o = &sc->be->ops;
-    const fl_host *h = sc->h;
-    fl_status st;
-    if ((st = ensure(h, &sc->rows_d, FL_I32, R, 0, err)) || (st = ensure(h, &sc->H, FL_F32, R, sc->C, err)) ||
-        (st = ensure(h, &sc->L, FL_F32, R, sc->V, err)) || (st = ensure(h, &sc->lse, FL_F32, R, 0, err)) ||
-        (st = ensure(h, &sc->pick_d, FL_I32, R, 0, err)) || (st = ensure(h, &sc->picked, FL_F32, R, 1, err)))
-        return st;
+    fl_tensor rows = fl_rows(&sc->rows_d, 0, R), H = fl_rows(&sc->H, 0, R), L = fl_rows(&sc->L, 0, R);
+    fl_tensor lse = fl_rows(&sc->lse, 0, R), pick = fl_rows(&sc->pick_d, 0, R), picked = fl_rows(&sc->picked, 0, R);
     for (int64_t r = 0; r < R; r++) sc->pick[r] = (int32_t)(r * sc->V + sc->tgt[r]); /* R*V < 2^31 by chunk */
-    o->from_host(&sc->rows_d, sc->rows, (size_t)R * sizeof *sc->rows);
-    o->from_host(&sc->pick_d, sc->pick, (size_t)R * sizeof *sc->pick);
-    o->gather_rows(fl_model_hidden(sc->m), &sc->rows_d, &sc->H);   /* H[R,C] */
-    o->gemm(0, 1, 1.0f, &sc->H, sc->wte, 0.0f, &sc->L);             /* [R,C]·[V,C]ᵀ */
-    o->logsumexp(&sc->L, &sc->lse);
-    fl_tensor flat = fl_view2(&sc->L, R * sc->V, 1);
-    o->gather_rows(&flat, &sc->pick_d, &sc->picked);                 /* L[r, tgt[r]] */
-    o->to_host(sc->lse_h, &sc->lse, (size_t)R * sizeof(float));
-    o->to_host(sc->pick_h, &sc->picked, (size_t)R * sizeof(float));
+    o->from_host(&rows, sc->rows, (size_t)R * sizeof *sc->rows);
+    o->from_host(&pick, sc->pick, (size_t)R * sizeof *sc->pick);
+    o->gather_rows(fl_model_hidden(sc->m), &rows, &H);   /* H[R,C] */
+    o->gemm(0, 1, 1.0f, &H, sc->wte, 0.0f, &L);           /* [R,C]·[V,C]ᵀ */
+    o->logsumexp(&L, &lse);
+    fl_tensor flat = fl_view2(&L, R * sc->V, 1);
+    o->gather_rows(&flat, &pick, &picked);                 /* L[r, tgt[r]] */
+    o->to_host(sc->lse_h, &lse, (size_t)R * sizeof(float));
+    o->to_host(sc->pick_h, &picked, (size_t)R * sizeof(float));
     for (int64_t r = 0; r < R; r++) out[sc->dst[r]] = sc->pick_h[r] - sc->lse_h[r];
-    return FL_OK;
 }
 
 /* Every scored position of one batch, in head chunks. */
-static fl_status score_batch(scorer *sc, const fl_token_seqs *s, const int64_t *idx, int B, int T,
-                             const int64_t *from, float *out, fl_error *err) {
+static void score_batch(scorer *sc, const fl_token_seqs *s, const int64_t *idx, int B, int T, const int64_t *from,
+                        float *out) {
     int64_t R = 0;
     for (int b = 0; b < B; b++) {
         int64_t i = idx[b], n = seq_len(s, i), t0 = from && from[i] > 1 ? from[i] : 1;
@@ -232,13 +237,12 @@ static fl_status score_batch(scorer *sc, const fl_token_seqs *s, const int64_t *
             sc->tgt[R] = seq[t];
             sc->dst[R] = s->offsets[i] + t;
             if (++R == sc->chunk) {
-                fl_status st = score_chunk(sc, R, out, err);
-                if (st) return st;
+                score_chunk(sc, R, out);
                 R = 0;
             }
         }
     }
-    return R ? score_chunk(sc, R, out, err) : FL_OK;
+    if (R) score_chunk(sc, R, out);
 }
 
 fl_status fl_task_score_logprobs(fl_model *m, int32_t pad, const fl_token_seqs *s, const int64_t *from,
@@ -262,8 +266,7 @@ fl_status fl_task_score_logprobs(fl_model *m, int32_t pad, const fl_token_seqs *
         }
         if (st) break;
         fill_tokens(s, idx, B, T, pad, tok);
-        if (!(st = fl_model_forward_hidden(m, tok, B, T, 0, 0, err)))
-            st = score_batch(&sc, s, idx, B, T, from, out, err);
+        if (!(st = fl_model_forward_hidden(m, tok, B, T, 0, 0, err))) score_batch(&sc, s, idx, B, T, from, out);
     }
     free(tok);
     free(bt.order);
