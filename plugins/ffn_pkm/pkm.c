@@ -30,10 +30,11 @@
  * through the sub-keys, through the norm to Wq, bq and x.
  *
  * Work per token is O(heads·(d·k_dim + n_keys·k_dim + knn·log knn + knn·v_dim))
- * — the value memory itself is never swept. GEMMs, the sub-key top-k, the
- * softmax gradient and the sub-key embedding bags are host ops. What the ops
- * table lacks are the plugin's own CPU kernels in pkm_kernels.c: the pair
- * top-k, the norms, the head transposes, dropout masks, and the value read
+ * — the value memory itself is never swept. GEMMs, the sub-key top-k and the
+ * softmax gradient are host ops. What the ops table lacks are the plugin's
+ * own CPU kernels in pkm_kernels.c: the pair top-k and its gradient into the
+ * queries and sub-keys, the norms, the head transposes, dropout masks, and
+ * the value read
  * and its gradient as a *grouped* embedding bag (entries sorted by slot
  * within blocks of tokens, so a value row is loaded once per block rather
  * than once per read — several times faster than the token-ordered host op
@@ -542,22 +543,10 @@ static const fl_tensor *memory_output_grad(pkm *L, const fl_tensor *dy2) {
    gradient, so both are embedding bags over the sub-key table of each head
    half: dq_b = Σ_a g[a] K_b[i[a]], dK_b[i[a]] += g[a] q_b. */
 static void subkey_backward(pkm *L, int64_t n) {
-    const fl_ops *ops = L->host->ops;
-    const int64_t B = 2 * L->H;
     pk_product_topk_backward(f32(&L->dw), i32(&L->pair), i32(&L->ti), n, (int)L->H, (int)L->knn,
                              f32(&L->g), i32(&L->gix));
-    const int64_t kb = L->n_keys * L->half; /* one head half's sub-keys */
-    for (int64_t b = 0; b < B; b++) {
-        const int64_t sk[2] = {L->n_keys, L->half}, sq[2] = {n, L->half}, sg[2] = {n, L->knn};
-        fl_tensor K = fl_wrap(f32(&L->keys->value) + b * kb, FL_F32, L->host->device, 2, sk);
-        fl_tensor dK = fl_wrap(f32(&L->keys->grad) + b * kb, FL_F32, L->host->device, 2, sk);
-        fl_tensor q = fl_wrap(f32(&L->qt) + b * n * L->half, FL_F32, L->host->device, 2, sq);
-        fl_tensor dq = fl_wrap(f32(&L->dqt) + b * n * L->half, FL_F32, L->host->device, 2, sq);
-        fl_tensor g = fl_wrap(f32(&L->g) + b * n * L->knn, FL_F32, L->host->device, 2, sg);
-        fl_tensor ix = fl_wrap(i32(&L->gix) + b * n * L->knn, FL_I32, L->host->device, 2, sg);
-        ops->embedding_bag(&K, &ix, &g, &dq);
-        ops->embedding_bag_backward(&q, &K, &ix, &g, &dK, NULL);
-    }
+    pk_subkey_backward(f32(&L->keys->value), f32(&L->qt), f32(&L->g), i32(&L->gix), 2 * L->H, n, L->knn,
+                       L->n_keys, L->half, f32(&L->dqt), f32(&L->keys->grad));
 }
 
 /* The values' gradient on the rows read only, dV[slot] += w · dout, and
@@ -640,7 +629,7 @@ static double memory_usage(const pkm *L) {
 }
 
 /* KL(p || uniform) = Σ p_i log(p_i · slots), p = the window's softmax weight
-   per slot normalised to 1 (XLM's mem_kl); 0 before any forward. */
+   per slot normalised to 1 (XLM's mem_kl_w); 0 before any forward. */
 static double kl_uniform(const pkm *L) {
     double total = 0, kl = 0;
     for (int64_t i = 0; i < L->slots; i++) total += L->att[i];

@@ -107,6 +107,34 @@ void pk_product_topk_backward(const float *ds, const int32_t *pair, const int32_
     }
 }
 
+/* The host's embedding bag and its backward compute the same, one head half
+   per call; doing all halves in one region spares 4*heads thread-team starts
+   per step, which a loaded machine makes expensive. */
+void pk_subkey_backward(const float *K, const float *q, const float *g, const int32_t *gix, int64_t B,
+                        int64_t N, int64_t k, int64_t n_keys, int64_t c, float *dq, float *dK) {
+#pragma omp parallel for schedule(dynamic, 1) if (B * N * k * c > PK_PAR_MIN)
+    for (int64_t b = 0; b < B; b++) {
+        const float *Kb = K + b * n_keys * c;
+        float *dKb = dK + b * n_keys * c;
+        for (int64_t n = 0; n < N; n++) {
+            const float *qn = q + (b * N + n) * c, *gn = g + (b * N + n) * k;
+            const int32_t *in = gix + (b * N + n) * k;
+            float *dqn = dq + (b * N + n) * c;
+            for (int64_t i = 0; i < c; i++) dqn[i] = 0.0f;
+            for (int64_t a = 0; a < k; a++) {
+                if (in[a] < 0) continue;
+                const float ga = gn[a], *kr = Kb + (int64_t)in[a] * c;
+                float *dkr = dKb + (int64_t)in[a] * c;
+#pragma omp simd
+                for (int64_t i = 0; i < c; i++) {
+                    dqn[i] += ga * kr[i];
+                    dkr[i] += ga * qn[i];
+                }
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------- transposes */
 
 void pk_to_heads(const float *q, int64_t N, int G, int64_t c, float *qt) {
@@ -474,9 +502,11 @@ void pk_values_backward(const float *dout, const float *V, const int64_t *off, c
                         const float *ws, const int32_t *pos, int64_t N, int64_t S, int64_t C,
                         int64_t D, float *dV, float *dw) {
     const int64_t nch = (N + C - 1) / C;
+    /* one team for all chunks (a barrier between chunks, no new team) */
+#pragma omp parallel if (off[(nch - 1) * (S + 1) + S] * D > PK_PAR_MIN)
     for (int64_t c = 0; c < nch; c++) {
         const int64_t *o = off + c * (S + 1);
-#pragma omp parallel for schedule(dynamic, 16) if ((o[S] - o[0]) * D > PK_PAR_MIN)
+#pragma omp for schedule(dynamic, 16)
         for (int64_t s = 0; s < S; s++) {
             const float *v = V + s * D;
             float *g = dV + s * D;

@@ -6,10 +6,10 @@
  * written for host (CPU) memory with OpenMP. Each is a candidate for a host
  * op (then the plugin would also run on the GPU):
  *
- *   pk_product_topk / pk_product_topk_backward
+ *   pk_product_topk / pk_product_topk_backward / pk_subkey_backward
  *                    top-k of the sums of two sorted top-k lists, with the
  *                    softmax over the winners, and its gradient routed back
- *                    to the two lists' positions
+ *                    to the two lists' positions, the queries and sub-keys
  *   pk_bn_*          batch normalisation over rows (train: batch statistics
  *                    and running-statistics update; eval: running statistics)
  *   pk_ln_*          layer normalisation over groups of columns within a row
@@ -53,6 +53,15 @@ void pk_product_topk(const float *v, const int32_t *ix, int64_t N, int H, int k,
  *               (so embedding bags over the sub-keys skip unused positions). */
 void pk_product_topk_backward(const float *ds, const int32_t *pair, const int32_t *ix, int64_t N,
                               int H, int k, float *g, int32_t *gix);
+
+/* The sub-keys' share of backward, for every head half b < B at once:
+ *   dq[b,n,:]  = sum_a g[b,n,a] K[b, gix[b,n,a], :]          (overwritten)
+ *   dK[b, gix[b,n,a], :] += g[b,n,a] q[b,n,:]
+ * over positions with gix >= 0. K, dK [B, n_keys, c]; q, dq [B, N, c];
+ * g, gix [B, N, k]. One task per head half (it owns that half's dK), rows in
+ * order: one parallel region, and the sums do not depend on the threads. */
+void pk_subkey_backward(const float *K, const float *q, const float *g, const int32_t *gix, int64_t B,
+                        int64_t N, int64_t k, int64_t n_keys, int64_t c, float *dq, float *dK);
 
 /* q[N, G*c] → qt[G, N, c] and back (dst fully written). */
 void pk_to_heads(const float *q, int64_t N, int G, int64_t c, float *qt);
