@@ -11,7 +11,7 @@
  *   - inference equals the dense hidden layer masked to each block's argmax
  *     unit (≤ 1e-5 relative), on shapes that exercise the kernels' tiles and
  *     partial block groups; the argmax unit, and only it, is what is used;
- *     the transposed copy of c_fc.weight follows training and reloads;
+ *     the packed weight copies follow training, reloads and one-value edits;
  *   - training gradients: dx and every unit parameter against finite
  *     differences of the plugin's own forward (hard mask, fixed key: the mask
  *     is piecewise constant, and x's controller path is switched off by
@@ -525,11 +525,16 @@ static void test_eval_matches_masked_dense(void **state) {
     eval_config("d_ff=32,block=4", 8, 2, 3, FL_ACT_RELU, 0);
     eval_config("d_ff=32,block=4,activation=gelu", 8, 2, 3, FL_ACT_GELU, 0);
     eval_config("d_ff=32,block=4,activation=silu,multiply_by_controller=true", 8, 2, 3, FL_ACT_SILU, 1);
-    /* tiles of 128 tokens and groups of 8 blocks, with remainders; d not a multiple of 8 */
+    /* tiles of 128 tokens, groups of 8 blocks, chunks of 64 columns, with
+       remainders; d not a multiple of 8 */
     eval_config("d_ff=33,block=3", 24, 2, 150, FL_ACT_RELU, 0);
     eval_config("d_ff=66,block=3,rank=5", 21, 1, 7, FL_ACT_RELU, 0);
     eval_config("d_ff=66,block=3,rank=5,activation=gelu,multiply_by_controller=1", 21, 3, 97, FL_ACT_GELU, 1);
     eval_config("d_ff=512,block=8", 40, 1, 300, FL_ACT_RELU, 0);
+    /* full 64-column chunks plus a partial one, groups of 8 and 32 blocks plus
+       remainders, a partial token tile */
+    eval_config("d_ff=300,block=4", 72, 2, 70, FL_ACT_RELU, 0);
+    eval_config("d_ff=1024,block=8,activation=gelu", 128, 3, 100, FL_ACT_GELU, 0);
     eval_config("d_ff=64,block=64", 16, 2, 5, FL_ACT_RELU, 0); /* one block */
     eval_config("d_ff=16,block=1", 8, 2, 3, FL_ACT_RELU, 0);   /* every unit kept: dense */
 }
@@ -585,9 +590,10 @@ static void test_eval_uses_argmax_units(void **state) {
     free_layer(&f);
 }
 
-/* The transposed copy of c_fc.weight that inference reads follows the
-   weights: after a training step changed them, and after a wholesale
-   rewrite (a checkpoint load) with no training in between. */
+/* The packed copies of the weights that inference reads follow the
+   parameters: after a training step changed them, after a wholesale rewrite
+   (a checkpoint load), and after one changed value (weight surgery), with no
+   training in between. */
 static void test_eval_follows_weight_changes(void **state) {
     (void)state;
     fx f;
@@ -610,6 +616,32 @@ static void test_eval_follows_weight_changes(void **state) {
     /* a checkpoint-like rewrite of c_fc.weight between two inference forwards */
     f.be->ops.rng_normal(&f.fc_w->value, 4242, 0, 0.0f, 0.5f);
     check_eval(&f, FL_ACT_GELU, 0, x, "after rewriting c_fc.weight");
+    free_layer(&f);
+
+    /* one value of a large layer (2 x 32768 weights), in a unit that is in
+       use, changed between inference forwards and changed back */
+    ts_assert_ok(make_layer(&f, "d_ff=2048,block=8,activation=gelu", 16, &err), &err);
+    bind(&f, 2, 3);
+    redraw_params(&f);
+    float x16[96], y0[96], y1[96];
+    for (int i = 0; i < 96; i++) x16[i] = fl_rng_normal(41, (uint64_t)i);
+    int *sel = calloc((size_t)f.N * f.NB, sizeof *sel);
+    double yd[96];
+    ref o = {.act = FL_ACT_GELU};
+    forward_ref(&f, x16, &o, yd, sel, NULL, NULL);
+    const int u = sel[5 * f.NB + 200]; /* token 5's unit in block 200 */
+    float *targets[] = {&vals(f.fc_w)[7 * f.F + u], &vals(f.proj_w)[u * f.D + 3]};
+    const char *names[] = {"after changing one value of c_fc.weight", "after changing one value of c_proj.weight"};
+    for (int t = 0; t < 2; t++) {
+        plugin_forward(&f, 0, KEY, x16, y0);
+        float keep = *targets[t];
+        *targets[t] = keep + 0.5f;
+        check_eval(&f, FL_ACT_GELU, 0, x16, names[t]);
+        *targets[t] = keep;
+        plugin_forward(&f, 0, KEY, x16, y1);
+        assert_memory_equal(y0, y1, sizeof y0); /* and back */
+    }
+    free(sel);
     free_layer(&f);
 }
 
@@ -841,13 +873,15 @@ static void test_determinism(void **state) {
 /* End to end                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* --device cpu: the plugin's own kernels are CPU code, and `auto` would pick
+   a GPU where there is one. */
 static void test_trains_end_to_end(void **state) {
     (void)state;
     char *dir = ts_tmpdir(), cmd[8192], *out = NULL;
     snprintf(cmd, sizeof cmd,
              "'%s' train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
              "--context 64 --batch-size 16 --steps 150 --warmup-steps 20 --lr 3e-3 --eval-every 50 "
-             "--eval-batches 8 --no-progress --ffn cnt:block=16 --run-dir %s/run",
+             "--eval-batches 8 --no-progress --device cpu --ffn cnt:block=16 --run-dir %s/run",
              ts_ffnlab_bin(), dir);
     int rc = ts_run(cmd, &out);
     if (rc) fail_msg("train failed (%d): %s", rc, out);

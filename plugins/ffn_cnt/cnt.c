@@ -66,7 +66,8 @@ static const fl_option OPTIONS[N_OPTIONS] = {
     [OPT_BLOCK] = {"block", FL_OPT_INT, "32", 1, 1 << 16, NULL,
                    "units per block; one unit of each block is active per token"},
     [OPT_RANK] = {"rank", FL_OPT_INT, NULL, 1, 1 << 16, NULL,
-                  "controller rank (default max(1, d_model / block), as in the paper)"},
+                  "controller rank (default max(1, d_model / block): the controller then costs "
+                  "a fixed fraction of the kept units)"},
     [OPT_ACTIVATION] = {"activation", FL_OPT_ENUM, "relu", 0, -1, "gelu|relu|silu",
                         "nonlinearity of the units; relu as in the paper and trax"},
     [OPT_TEMPERATURE] = {"temperature", FL_OPT_FLOAT, "0.1", 0, -1, NULL,
@@ -198,10 +199,10 @@ static fl_status read_options(cnt *L, const fl_host *host, const fl_ffn_config *
         return host->error(err, FL_EINVAL, "cnt: d_ff = %lld is not a multiple of block = %lld",
                            (long long)L->d_ff, (long long)L->block);
     L->nb = L->d_ff / L->block;
-    /* The paper's rank d_model / block keeps the controller (2 rank (d + d_ff)
-       FLOPs) at (d + d_ff) / (2 d_ff) of the units it saves, e.g. 5/8 at
-       d_ff = 4d, whatever the block: a fixed d/16 would cost more than the
-       kept units themselves at block >= 32. */
+    /* Rank d_model / block keeps the controller (2 rank (d + d_ff) FLOPs per
+       token) at (d + d_ff) / (2 d_ff) of the kept units (4 d n_blocks), e.g.
+       5/8 at d_ff = 4d, whatever the block; a fixed d/16 would cost more than
+       the kept units themselves from block 32 on. README: measurements. */
     int64_t def_rank = d / L->block > 1 ? d / L->block : 1;
     L->rank = v && v[OPT_RANK].present ? v[OPT_RANK].i : def_rank;
     if (L->rank < 1 || L->rank > (1 << 16))
@@ -352,16 +353,15 @@ static fl_status cnt_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
 /* The sparse kernels read c_fc.weight and c_proj.weight as packed copies
    (cnt_kernels.h: units as rows, cut into column chunks laid out one after
    the other, so a block group's candidates are contiguous in cache). The
-   copies are rebuilt — one pass over each matrix, about what one inference
-   forward of a few hundred tokens reads anyway — on the first inference
-   forward after anything that may have changed the weights: a training
-   forward or backward (the optimizer steps after them), a different
-   parameter buffer, or a changed fingerprint of the values (a checkpoint
-   loaded into a live model). Between training steps every inference
-   forward reuses them. A change to a few values made outside training,
-   between two inference forwards, is not seen (the fingerprint samples 4096
-   values per matrix); a host "parameter version" counter would close that
-   gap. */
+   host may change parameters between any two forwards (optimizer steps,
+   checkpoint loads, weight surgery in analysis tools), and inference must
+   follow even one changed value, so every inference forward hashes both
+   matrices (one streaming pass, about 2% of a 4096-token forward at d 512;
+   cnt_fingerprint changes whenever any single value does) and repacks when
+   a hash, the buffer, or a training step since the last pack (the optimizer
+   steps after it) says they changed. A host "parameter version" counter
+   would make the hash unnecessary; for small batches (generation) it costs
+   as much as the forward itself. */
 static fl_status refresh_packed(cnt *L, fl_error *err) {
     const fl_tensor *w[2] = {&L->fc_w->value, &L->proj_w->value};
     uint64_t fp[2];
@@ -370,7 +370,7 @@ static fl_status refresh_packed(cnt *L, fl_error *err) {
         fp[i] = cnt_fingerprint(f32(w[i]), fl_numel(w[i]));
         same = same && L->packed_src[i] == w[i]->data && L->packed_fp[i] == fp[i];
     }
-    if (same) return FL_OK;
+    if (same) return FL_OK; /* the common case: inference between training steps */
     int64_t size = cnt_packed_size(L->d_ff, L->d);
     fl_status st = ensure(L, &L->p1, FL_F32, 1, size, err);
     if (!st) st = ensure(L, &L->p2, FL_F32, 1, size, err);

@@ -15,7 +15,6 @@
  */
 #include "cnt_kernels.h"
 
-#include <math.h>    /* INFINITY */
 #include <string.h>  /* memcpy */
 
 #include "ffnlab/rng.h"  /* fl_rng_uniform, fl_mix64 */
@@ -221,7 +220,7 @@ void cnt_block_argmax(int64_t N, int64_t F, int64_t B, const float *l, const flo
      of plain rows d floats apart would alias into a few cache sets when d
      is a power of two, and thrash: measured slower than no chunking.)
    - one load of x (gather_dot) feeds GROUP dot products, and a chunk of y
-     (gather_axpy) stays in registers across the GROUP rows added into it;
+     (gather_axpy) stays in registers across the AXPY_GROUP rows added to it;
    - the tile of x or y rows (TILE * d floats) stays in L2 across groups.
    Written with GCC vector extensions (8 floats: one AVX register, two SSE
    ones), so it compiles everywhere and vectorises without intrinsics. */
@@ -234,27 +233,28 @@ void cnt_block_argmax(int64_t N, int64_t F, int64_t B, const float *l, const flo
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 
-static inline v8f load8(const float *p) {
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+/* Vectors move through memcpy (unaligned loads and stores) and helpers take
+   them by pointer, never by value: without AVX enabled (a Debug build) a
+   by-value 32-byte vector would change the calling convention (-Wpsabi). */
+#define LOAD8(v, p) memcpy(&(v), (p), sizeof(v8f))
+#define STORE8(p, v) memcpy((p), &(v), sizeof(v8f))
 
-static inline void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+#if defined(__clang__)
+#define SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (v8i){__VA_ARGS__})
+#endif
 
 /* [a0+a1, a2+a3, b0+b1, b2+b3, a4+a5, a6+a7, b4+b5, b6+b7], as AVX's hadd */
-static inline v8f hadd(v8f a, v8f b) {
-    return __builtin_shuffle(a, b, (v8i){0, 2, 8, 10, 4, 6, 12, 14}) +
-           __builtin_shuffle(a, b, (v8i){1, 3, 9, 11, 5, 7, 13, 15});
-}
+#define HADD(a, b) (SHUFFLE(a, b, 0, 2, 8, 10, 4, 6, 12, 14) + SHUFFLE(a, b, 1, 3, 9, 11, 5, 7, 13, 15))
 
-/* lane j = the sum of the 8 lanes of a[j]: a transpose-and-add tree, 7 adds
-   for 8 sums instead of 8 separate reductions */
-static inline v8f hsum8(const v8f *a) {
-    const v8f q0 = hadd(hadd(a[0], a[1]), hadd(a[2], a[3]));
-    const v8f q1 = hadd(hadd(a[4], a[5]), hadd(a[6], a[7]));
-    return __builtin_shuffle(q0, q1, (v8i){0, 1, 2, 3, 8, 9, 10, 11}) +
-           __builtin_shuffle(q0, q1, (v8i){4, 5, 6, 7, 12, 13, 14, 15});
+/* out lane j = the sum of the 8 lanes of a[j]: a transpose-and-add tree, 7
+   adds for 8 sums instead of 8 separate reductions */
+static inline void hsum8(const v8f *a, v8f *out) {
+    const v8f s01 = HADD(a[0], a[1]), s23 = HADD(a[2], a[3]);
+    const v8f s45 = HADD(a[4], a[5]), s67 = HADD(a[6], a[7]);
+    const v8f q0 = HADD(s01, s23), q1 = HADD(s45, s67);
+    *out = SHUFFLE(q0, q1, 0, 1, 2, 3, 8, 9, 10, 11) + SHUFFLE(q0, q1, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -284,16 +284,21 @@ static inline void dot_group(const float *xc, const float *pc, const int32_t *ir
                              float *hr) {
     const float *w[GROUP];
     for (int j = 0; j < GROUP; j++) w[j] = pc + (int64_t)ir[j] * CH;
-    v8f acc[GROUP] = {{0}};
+    v8f acc[GROUP] = {{0}}, xv, wv, sums, hv;
     const int64_t len8 = len & ~(int64_t)7;
     for (int64_t c = 0; c < len8; c += 8) {
-        const v8f xv = load8(xc + c);
-        for (int j = 0; j < GROUP; j++) acc[j] += xv * load8(w[j] + c);
+        LOAD8(xv, xc + c);
+        for (int j = 0; j < GROUP; j++) {
+            LOAD8(wv, w[j] + c);
+            acc[j] += xv * wv;
+        }
     }
-    v8f sums = hsum8(acc);
+    hsum8(acc, &sums);
     for (int64_t c = len8; c < len; c++) /* d not a multiple of 8 */
         for (int j = 0; j < GROUP; j++) sums[j] += xc[c] * w[j][c];
-    store8(hr, load8(hr) + sums);
+    LOAD8(hv, hr);
+    hv += sums;
+    STORE8(hr, hv);
 }
 
 void cnt_gather_dot(int64_t N, int64_t d, int64_t F, int64_t nb, const float *x, const float *p1,
@@ -325,32 +330,42 @@ void cnt_gather_dot(int64_t N, int64_t d, int64_t F, int64_t nb, const float *x,
     }
 }
 
-/* y[n, c0..c0+CH) += Σ_j h[n, g+j] W2[idx[n, g+j], c0..c0+CH), the y chunk
-   held in registers across the group; pc is the packed chunk */
-static inline void axpy_group(const float *hr, const float *pc, const int32_t *ir, float *yc) {
-    v8f acc[CH / 8];
-    for (int k = 0; k < CH / 8; k++) acc[k] = load8(yc + 8 * k);
-    for (int j = 0; j < GROUP; j++) {
+/* y[n, c0..c0+CH) += Σ_{j<gn} h[n, g+j] W2[idx[n, g+j], c0..c0+CH), the y
+   chunk held in registers across the gn rows; pc is the packed chunk */
+static inline void axpy_group(const float *hr, const float *pc, const int32_t *ir, int64_t gn,
+                              float *yc) {
+    v8f acc[CH / 8], wv;
+    for (int k = 0; k < CH / 8; k++) LOAD8(acc[k], yc + 8 * k);
+    for (int64_t j = 0; j < gn; j++) {
         const float *w = pc + (int64_t)ir[j] * CH;
         const v8f hb = (v8f){0} + hr[j];
-        for (int k = 0; k < CH / 8; k++) acc[k] += hb * load8(w + 8 * k);
+        for (int k = 0; k < CH / 8; k++) {
+            LOAD8(wv, w + 8 * k);
+            acc[k] += hb * wv;
+        }
     }
-    for (int k = 0; k < CH / 8; k++) store8(yc + 8 * k, acc[k]);
+    for (int k = 0; k < CH / 8; k++) STORE8(yc + 8 * k, acc[k]);
 }
 
-/* The same for blocks [j0, j1) and columns [c0, c0+len) of one token, any sizes. */
-static inline void axpy_rest(const float *hr, const float *pc, const int32_t *ir, int64_t j0,
-                             int64_t j1, int64_t len, float *yc) {
-    for (int64_t j = j0; j < j1; j++) {
+/* The same for a last chunk of len < CH columns, over all blocks. */
+static inline void axpy_rest(const float *hr, const float *pc, const int32_t *ir, int64_t nb,
+                             int64_t len, float *yc) {
+    for (int64_t j = 0; j < nb; j++) {
         const float *w = pc + (int64_t)ir[j] * CH, hj = hr[j];
 #pragma omp simd
         for (int64_t c = 0; c < len; c++) yc[c] += hj * w[c];
     }
 }
 
+/* Blocks whose rows are added into one register-held chunk of y before it
+   goes back to memory: more than GROUP, because here the group only sets
+   how often y is re-read and re-written (measured best at 32: 25% faster
+   than 8; the group's slices, 64 KB at B = 8, then come from L2). */
+#define AXPY_GROUP 32
+
 void cnt_gather_axpy(int64_t N, int64_t d, int64_t F, int64_t nb, const float *h,
                      const int32_t *idx, const float *p2, const float *b2, float *y) {
-    const int64_t tiles = (N + TILE - 1) / TILE, full = nb - nb % GROUP;
+    const int64_t tiles = (N + TILE - 1) / TILE;
 #pragma omp parallel for schedule(static) if (N * nb * d > PAR_MIN)
     for (int64_t t = 0; t < tiles; t++) {
         const int64_t n0 = t * TILE, n1 = min64(n0 + TILE, N);
@@ -358,20 +373,29 @@ void cnt_gather_axpy(int64_t N, int64_t d, int64_t F, int64_t nb, const float *h
         for (int64_t c0 = 0; c0 < d; c0 += CH) {
             const float *pc = p2 + (c0 / CH) * F * CH;
             const int64_t len = min64(CH, d - c0);
-            if (len == CH)
-                for (int64_t g = 0; g < full; g += GROUP)
-                    for (int64_t n = n0; n < n1; n++)
-                        axpy_group(h + n * nb + g, pc, idx + n * nb + g, y + n * d + c0);
-            for (int64_t n = n0; n < n1; n++) /* a partial chunk; the last, partial group */
-                axpy_rest(h + n * nb, pc, idx + n * nb, len == CH ? full : 0, nb, len, y + n * d + c0);
+            if (len < CH) {
+                for (int64_t n = n0; n < n1; n++) axpy_rest(h + n * nb, pc, idx + n * nb, nb, len, y + n * d + c0);
+                continue;
+            }
+            for (int64_t g = 0; g < nb; g += AXPY_GROUP)
+                for (int64_t n = n0; n < n1; n++)
+                    axpy_group(h + n * nb + g, pc, idx + n * nb + g, min64(AXPY_GROUP, nb - g),
+                               y + n * d + c0);
         }
     }
 }
 
+/* Two wrapping 32-bit sums of (bits ^ i K) * M, M odd: for a fixed position
+   the term is a bijection of the value's bits, so changing any single value
+   always changes both sums; unrelated rewrites collide with probability
+   about 2^-64. 32-bit lanes, so it vectorises (one pass at memory speed). */
 uint64_t cnt_fingerprint(const float *w, int64_t n) {
-    if (n <= 0) return 0;
-    const int64_t step = n > 4096 ? n / 4096 : 1;
-    uint64_t h = fl_mix64((uint64_t)n);
-    for (int64_t i = 0; i < n; i += step) h = fl_mix64(h ^ f2u(w[i]) ^ ((uint64_t)i << 32));
-    return fl_mix64(h ^ f2u(w[n - 1]));
+    uint32_t s1 = 0, s2 = 0;
+#pragma omp parallel for simd schedule(static) reduction(+ : s1, s2) if (n > PAR_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t b = f2u(w[i]), k = (uint32_t)i;
+        s1 += (b ^ (k * 0x9e3779b9u)) * 0x85ebca6bu;
+        s2 += (b ^ (k * 0x7feb352du)) * 0xc2b2ae35u;
+    }
+    return ((uint64_t)s1 << 32 | s2) ^ (uint64_t)n;
 }

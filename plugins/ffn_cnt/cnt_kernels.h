@@ -72,9 +72,8 @@ void cnt_gather_dot(int64_t N, int64_t d, int64_t F, int64_t nb, const float *x,
 void cnt_gather_axpy(int64_t N, int64_t d, int64_t F, int64_t nb, const float *h,
                      const int32_t *idx, const float *p2, const float *b2, float *y);
 
-/* A cheap fingerprint of w[n]: a hash of up to 4096 evenly spread values
-   (and the last). Changes when the tensor is rewritten wholesale (a
-   checkpoint load, a re-init); not a proof that nothing changed. */
+/* A hash of all of w[n], one pass: it changes whenever any single value
+   changes (and, for unrelated contents, collides with probability ~2^-64). */
 uint64_t cnt_fingerprint(const float *w, int64_t n);
 
 #endif

@@ -11,6 +11,8 @@
  *   create    the host has already parsed the user's options against the
  *             descriptor; check combinations, copy what you keep (the value
  *             strings live only during create), open nothing expensive yet.
+ *             A list the user wrote with commas (tasks=cola,sst2) arrives
+ *             in a STRING option joined by '|' ("cola|sst2").
  *             Every task of a command is created before any runs, so a typo in
  *             the last --task fails before an hour of fine-tuning.
  *   run       read data, use the model through the services table below, and
