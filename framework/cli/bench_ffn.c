@@ -90,20 +90,36 @@ static fl_status time_mode(bench_io *io, fl_ffn_layer *L, int mode, double *sec,
     return FL_OK;
 }
 
-/* Creates the layer `spec` at width d, times every mode in `modes` into sec[]. */
+/* Creates the layer `spec` at width d, times every mode in `modes` into
+   sec[], and records the layer's flops_per_token after each mode (CNT's
+   training and inference FLOPs differ). */
 static fl_status measure(bench_io *io, int d, const char *spec, unsigned modes, double sec[N_MODES],
-                         double *active_flops, double *active_params, fl_error *err) {
+                         double flops[N_MODES], fl_error *err) {
     fl_param_list params = {0};
     fl_ffn_layer L;
     fl_status st = fl_ffn_layer_create(&L, io->h, &params, spec, d, 0, 4, 1, err);
     for (int m = 0; m < N_MODES && !st; m++) {
-        sec[m] = NAN;
-        if (modes & (1u << m)) st = time_mode(io, &L, m, &sec[m], err);
+        sec[m] = flops[m] = NAN;
+        if (!(modes & (1u << m))) continue;
+        st = time_mode(io, &L, m, &sec[m], err);
+        flops[m] = fl_ffn_layer_stat(&L, "flops_per_token", NAN);
     }
-    if (!st && active_flops) *active_flops = fl_ffn_layer_stat(&L, "flops_per_token", NAN);
-    if (!st && active_params) *active_params = fl_ffn_layer_stat(&L, "active_params", NAN);
     fl_ffn_layer_destroy(&L);
     fl_params_free(&params, fl_host_backend(io->h));
+    return st;
+}
+
+/* Seconds of a dense FFN doing the same FLOPs per token as a sparse layer
+   in mode m (NAN when the layer reports no FLOPs). */
+static fl_status equal_flops_dense(bench_io *io, int d, int m, double flops, double *sec, fl_error *err) {
+    *sec = NAN;
+    int dff = isfinite(flops) ? (int)lround(flops / (4.0 * d)) : 0;
+    if (dff < 1) return FL_OK;
+    char spec[64];
+    double all[N_MODES], unused[N_MODES];
+    snprintf(spec, sizeof spec, "dense:d_ff=%d", dff);
+    fl_status st = measure(io, d, spec, 1u << m, all, unused, err);
+    if (!st) *sec = all[m];
     return st;
 }
 
@@ -145,7 +161,8 @@ static fl_status bench_width(bench_io *io, int d, const char *only, cJSON *rows,
     snprintf(dense_spec, sizeof dense_spec, "dense:d_ff=%d", d == 256 ? 4096 : 4 * d);
     double dense[N_MODES], tokens = (double)(io->B * io->T);
     fl_status st = alloc_io(io, d, err);
-    if (!st) st = measure(io, d, dense_spec, FWD | BWD | INF, dense, NULL, NULL, err);
+    double unused[N_MODES];
+    if (!st) st = measure(io, d, dense_spec, FWD | BWD | INF, dense, unused, err);
     if (st) return st;
     printf("d=%d, N=%lld tokens; baseline %s: forward %.2f ms, fwd+bwd %.2f ms\n", d, (long long)tokens,
            dense_spec, 1e3 * dense[MODE_FWD], 1e3 * dense[MODE_FWD_BWD]);
@@ -154,17 +171,14 @@ static fl_status bench_width(bench_io *io, int d, const char *only, cJSON *rows,
     for (int c = 0; c < N_CASES && !st; c++) {
         const ffn_case *k = &CASES[c];
         if (k->d != d || (only && strncmp(k->spec, only, strlen(only)))) continue;
-        double sec[N_MODES], flops = NAN;
-        if ((st = measure(io, d, k->spec, k->modes, sec, &flops, NULL, err))) break;
-        double eq[N_MODES] = {NAN, NAN, NAN};
-        int dff_eq = isfinite(flops) ? (int)lround(flops / (4.0 * d)) : 0;
-        if (dff_eq >= 1) {
-            char eq_spec[64];
-            snprintf(eq_spec, sizeof eq_spec, "dense:d_ff=%d", dff_eq);
-            if ((st = measure(io, d, eq_spec, k->modes, eq, NULL, NULL, err))) break;
+        double sec[N_MODES], flops[N_MODES];
+        if ((st = measure(io, d, k->spec, k->modes, sec, flops, err))) break;
+        for (int m = 0; m < N_MODES && !st; m++) {
+            if (!(k->modes & (1u << m))) continue;
+            double eq = NAN;
+            if ((st = equal_flops_dense(io, d, m, flops[m], &eq, err))) break;
+            row(rows, d, k->spec, MODE_NAMES[m], sec[m], tokens, dense[m], eq);
         }
-        for (int m = 0; m < N_MODES; m++)
-            if (k->modes & (1u << m)) row(rows, d, k->spec, MODE_NAMES[m], sec[m], tokens, dense[m], eq[m]);
     }
     return st;
 }
