@@ -24,7 +24,8 @@ fl_status fl_ffn_layer_create(fl_ffn_layer *L, const fl_host *h, fl_param_list *
     if ((st = fl_options_parse(hd->options, hd->n_options, opts, where, &L->opts, err))) return st;
     snprintf(L->prefix, sizeof L->prefix, "transformer.h.%d.mlp.", index);
     fl_param_scope scope = {.prefix = L->prefix, .list = params, .be = fl_host_backend(h),
-                            .seed = seed, .n_layers = n_layers};
+                            .seed = seed, .n_layers = n_layers,
+                            .ep_rank = h->comm->ep_rank, .ep_size = h->comm->ep_size};
     fl_ffn_config fc = {.d_model = d_model, .layer_index = index, .n_layers = n_layers,
                         .values = L->opts.values, .scope = &scope};
     st = L->ffn->create(h, &fc, &L->layer, err);

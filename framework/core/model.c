@@ -22,17 +22,16 @@
 
 #include "error.h"
 #include "host.h"
+#include "ffn_layer.h"
 #include "optim.h"
 #include "options.h"
 #include "params.h"
 
 typedef struct block {
     fl_param *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b, *ln2_w, *ln2_b;
-    fl_plugin plugin;            /* the FFN library of this block */
-    const fl_ffn_plugin *ffn;
-    fl_option_set opts;
-    void *layer;                 /* the plugin's layer object */
-    char prefix[64];             /* "transformer.h.3.mlp." */
+    fl_ffn_layer ffn_layer;      /* the FFN plugin of this block */
+    const fl_ffn_plugin *ffn;    /* = ffn_layer.ffn */
+    void *layer;                 /* = ffn_layer.layer */
     /* activations */
     fl_tensor ln1, ln1_mean, ln1_rstd, qkv, att, atty, ln2, ln2_mean, ln2_rstd;
 } block;
@@ -98,23 +97,10 @@ static fl_status create_attention(fl_model *m, block *b, int l, fl_error *err) {
 
 /* Loads block l's FFN plugin from its spec ("moe:experts=8") and creates the layer. */
 static fl_status create_ffn(fl_model *m, block *b, int l, const char *spec, fl_error *err) {
-    char name[128], where[192];
-    const char *opts = NULL;
-    fl_status st = fl_spec_split(spec, name, sizeof name, &opts, err);
-    if (st) return st;
-    if ((st = fl_plugin_load(name, FL_PLUGIN_FFN, &b->plugin, err))) return st;
-    b->ffn = fl_plugin_ffn(&b->plugin);
-    snprintf(where, sizeof where, "layer %d ffn '%s'", l, name);
-    const fl_plugin_header *h = b->plugin.header;
-    if ((st = fl_options_parse(h->options, h->n_options, opts, where, &b->opts, err))) return st;
-    snprintf(b->prefix, sizeof b->prefix, "transformer.h.%d.mlp.", l);
-    fl_param_scope scope = {.prefix = b->prefix, .list = &m->params, .be = m->be,
-                            .seed = m->cfg.seed, .n_layers = m->cfg.n_layers,
-                            .ep_rank = m->host.comm->ep_rank, .ep_size = m->host.comm->ep_size};
-    fl_ffn_config fc = {.d_model = m->cfg.d_model, .layer_index = l, .n_layers = m->cfg.n_layers,
-                        .values = b->opts.values, .scope = &scope};
-    st = b->ffn->create(&m->host, &fc, &b->layer, err);
-    if (st) fl_error_prefix(err, "%s", where);
+    fl_status st = fl_ffn_layer_create(&b->ffn_layer, &m->host, &m->params, spec, m->cfg.d_model, l,
+                                       m->cfg.n_layers, m->cfg.seed, err);
+    b->ffn = b->ffn_layer.ffn;
+    b->layer = b->ffn_layer.layer;
     return st;
 }
 
@@ -163,9 +149,7 @@ static void release_block(fl_model *m, block *b) {
     fl_tensor *ts[] = {&b->ln1, &b->ln1_mean, &b->ln1_rstd, &b->qkv, &b->att,
                        &b->atty, &b->ln2, &b->ln2_mean, &b->ln2_rstd};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) h->tensor_release(h, ts[i]);
-    if (b->layer && b->ffn) b->ffn->destroy(b->layer);
-    fl_options_free(&b->opts);
-    if (b->plugin.handle) fl_plugin_unload(&b->plugin);
+    fl_ffn_layer_destroy(&b->ffn_layer);
 }
 
 void fl_model_free(fl_model *m) {
