@@ -15,7 +15,9 @@
 #   4. build with all cores
 #   5. ctest -L cuda (the GPU suites)              → $OUT/ctest-cuda.log
 #   6. ffnlab bench --device cuda: the reference shape, GPT-2 small (TF32),
-#      GPT-2 small (BF16)                          → $OUT/bench_*.json
+#      GPT-2 small (BF16); each FFN plugin alone against dense (--ffn-only)
+#      and MoE 8 experts top-1 at d=512 over 64k tokens
+#                                                  → $OUT/bench-json.tar
 #   7. the CPU suite (ctest -LE cuda, with FFNLAB_DEVICE=cpu so that tests
 #      which train through the CLI with --device auto stay on the CPU, as
 #      they do everywhere else)                    → $OUT/ctest-cpu.log
@@ -25,7 +27,7 @@
 # command failed. Test and bench failures are recorded, the remaining steps
 # still run (one GPU session is precious), and the exit status is 1 at the end.
 # Everything printed also goes to $OUT/gpu-check.log; $OUT defaults to
-# ./gpu-check-out. At most 8 files are written there.
+# ./gpu-check-out. At most 8 files are written there (the bench JSONs as one tar).
 #
 # Knobs: FFNLAB_GPU_CHECK_CMAKE_ARGS (extra configure arguments; MPI and NCCL
 # are OFF by default here), FFNLAB_GPU_CHECK_NO_GPU_OK=1 (a machine without a
@@ -174,20 +176,22 @@ grep -h 'skipped: ' "$OUT/ctest-cuda.log" | sed -E 's/^[0-9]+: +//' | sort -u | 
 # ---------------------------------------------------------------- 6. bench
 step "6. ffnlab bench --device cuda"
 json_num() { sed -n "s/.*\"$2\": \([-0-9.e+]*\).*/\1/p" "$1" | head -1; }
+J=$OUT/json # the JSONs, brought back as one tar (the device tool returns at most 8 files)
+mkdir -p "$J"
 BENCH_ROWS=()
 bench() { # name json math args...
   local name=$1 json=$2 math=$3; shift 3
   echo "--- $name (FFNLAB_CUDA_MATH=$math): ffnlab bench $*"
-  "${RUNENV[@]}" FFNLAB_CUDA_MATH="$math" timeout 90 "$B/ffnlab" bench --device cuda "$@" --json "$OUT/$json"
+  "${RUNENV[@]}" FFNLAB_CUDA_MATH="$math" timeout 90 "$B/ffnlab" bench --device cuda "$@" --json "$J/$json"
   local rc=$?
-  if [ $rc -ne 0 ] || [ ! -s "$OUT/$json" ]; then
+  if [ $rc -ne 0 ] || [ ! -s "$J/$json" ]; then
     [ "${FFNLAB_GPU_CHECK_NO_GPU_OK:-0}" = 1 ] || FAILED+=("bench $name (exit $rc)")
     BENCH_ROWS+=("$(printf '  %-22s %-5s  failed (exit %d)' "$name" "$math" "$rc")")
     return
   fi
   BENCH_ROWS+=("$(printf '  %-22s %-5s %12.0f %10.1f %8.1f%% %14.1f' "$name" "$math" \
-    "$(json_num "$OUT/$json" train_tokens_per_s)" "$(awk "BEGIN{print $(json_num "$OUT/$json" train_gflops) / 1000}")" \
-    "$(awk "BEGIN{print 100 * $(json_num "$OUT/$json" mfu)}")" "$(awk "BEGIN{print $(json_num "$OUT/$json" sgemm_gflops) / 1000}")")")
+    "$(json_num "$J/$json" train_tokens_per_s)" "$(awk "BEGIN{print $(json_num "$J/$json" train_gflops) / 1000}")" \
+    "$(awk "BEGIN{print 100 * $(json_num "$J/$json" mfu)}")" "$(awk "BEGIN{print $(json_num "$J/$json" sgemm_gflops) / 1000}")")")
 }
 bench "reference d256 L4" bench_reference.json tf32
 bench "gpt2-small" bench_gpt2_small.json tf32 --preset gpt2-small
@@ -195,8 +199,28 @@ bench "gpt2-small" bench_gpt2_small_bf16.json bf16 --preset gpt2-small
 say "bench (training steps; MFU against the datasheet peak of the precision; peak = the LM-head GEMM measured):"
 say "$(printf '  %-22s %-5s %12s %10s %9s %14s' shape math tokens/s TFLOP/s MFU 'GEMM TFLOP/s')"
 for r in "${BENCH_ROWS[@]}"; do say "$r"; done
-peak=$(sed -n 's/.*"peak_assumption": "\([^"]*\)".*/\1/p' "$OUT/bench_gpt2_small.json" 2>/dev/null | head -1)
+peak=$(sed -n 's/.*"peak_assumption": "\([^"]*\)".*/\1/p' "$J/bench_gpt2_small.json" 2>/dev/null | head -1)
 [ -n "$peak" ] && say "  peak assumed: $peak"
+# Each FFN plugin alone on the GPU against the dense FFN timed in the same
+# run, then the issue's MoE case (8 experts, top-1, d=512, 64k tokens).
+ffn_bench() { # json args...
+  local json=$1; shift
+  echo "--- ffnlab bench --ffn-only --device cuda $*"
+  "${RUNENV[@]}" timeout 120 "$B/ffnlab" bench --ffn-only --device cuda --reps 5 "$@" --json "$J/$json" \
+    > "$J/$json.txt" 2>&1
+  local rc=$?
+  cat "$J/$json.txt"
+  if [ $rc -ne 0 ]; then
+    [ "${FFNLAB_GPU_CHECK_NO_GPU_OK:-0}" = 1 ] || FAILED+=("bench --ffn-only $* (exit $rc)")
+    say "  ffn-only $*: failed (exit $rc): $(tail -1 "$J/$json.txt")"
+    return
+  fi
+  say "ffn-only $* (time, tokens/s, x dense of equal parameters, x dense of equal active FLOPs):"
+  grep -E '^(d=| +d=)' "$J/$json.txt" | tee -a "$SUMMARY" >/dev/null
+}
+ffn_bench bench_ffn.json
+ffn_bench bench_ffn_moe64k.json --tokens 65536 --only moe:experts=8
+tar -cf "$OUT/bench-json.tar" -C "$OUT" json && rm -rf "$J"
 
 # ---------------------------------------------------------------- 7. CPU suite
 # FFNLAB_GPU_CHECK_CPU_SUITE=0 skips it when GPU time is short (CI runs it anyway).

@@ -383,43 +383,7 @@ static void test_softmax_backward(void **state) {
     fd_check("softmax_backward", F(&gX), N * M, F(&dx), softmax_loss);
 }
 
-/* ---------------------------------------------------------------- topk */
-
-static const float *g_row;
-static int cmp_desc(const void *a, const void *b) {
-    const int32_t i = *(const int32_t *)a, j = *(const int32_t *)b;
-    if (g_row[i] != g_row[j]) return g_row[i] > g_row[j] ? -1 : 1;
-    return i - j;
-}
-
-static void check_topk(int64_t N, int64_t M, int k, int ties) {
-    fl_tensor x = f2(N, M), v = f2(N, k), ix = i2(N, k);
-    rnd(&x, 120 + k, -1, 1);
-    if (ties) /* few distinct values: many ties */
-        for (int64_t i = 0; i < N * M; i++) F(&x)[i] = floorf(F(&x)[i] * 3.0f);
-    ops->topk(&x, k, &v, &ix);
-    int32_t *order = malloc((size_t)M * sizeof *order);
-    for (int64_t i = 0; i < N; i++) {
-        g_row = F(&x) + i * M;
-        for (int64_t j = 0; j < M; j++) order[j] = (int32_t)j;
-        qsort(order, (size_t)M, sizeof *order, cmp_desc);
-        for (int j = 0; j < k; j++) {
-            assert_int_equal(I(&ix)[i * k + j], order[j]);
-            assert_float_equal(F(&v)[i * k + j], g_row[order[j]], 0);
-        }
-    }
-    free(order);
-}
-
-static void test_topk(void **state) {
-    (void)state;
-    check_topk(13, 50, 1, 0);
-    check_topk(13, 50, 3, 1);
-    check_topk(13, 50, 7, 0);
-    check_topk(5, 50, 40, 1); /* k beyond the insertion buffer: sorted path */
-    check_topk(5, 50, 50, 0);
-    check_topk(300, 196, 14, 0); /* PKM-like, threaded */
-}
+/* topk: tests/test_cpu_topk.c */
 
 /* -------------------------------------------------- gather / scatter */
 
@@ -654,7 +618,6 @@ int main(void) {
         cmocka_unit_test_teardown(test_scale_rows_row_dot, tf_free_all),
         cmocka_unit_test_teardown(test_softmax_logsumexp, tf_free_all),
         cmocka_unit_test_teardown(test_softmax_backward, tf_free_all),
-        cmocka_unit_test_teardown(test_topk, tf_free_all),
         cmocka_unit_test_teardown(test_gather_scatter, tf_free_all),
         cmocka_unit_test_teardown(test_embedding_bag, tf_free_all),
         cmocka_unit_test_teardown(test_layernorm, tf_free_all),

@@ -12,6 +12,10 @@
  *     unit (≤ 1e-5 relative), on shapes that exercise the kernels' tiles and
  *     partial block groups; the argmax unit, and only it, is what is used;
  *     the packed weight copies follow training, reloads and one-value edits;
+ *   - kernels=host (the portable inference path of host ops that other
+ *     devices use) gives the auto path's output (≤ 1e-6 relative) and
+ *     follows weight changes; a host whose ops table lacks the block
+ *     selection ops is refused with FL_EUNSUPPORTED;
  *   - training gradients: dx and every unit parameter against finite
  *     differences of the plugin's own forward (hard mask, fixed key: the mask
  *     is piecewise constant, and x's controller path is switched off by
@@ -645,6 +649,70 @@ static void test_eval_follows_weight_changes(void **state) {
     free_layer(&f);
 }
 
+/* kernels=host against kernels=auto (the packed CPU kernels) on the same
+   parameters and input: the same selection, the sparse pair summed in
+   another order (≤ 1e-6 normwise relative); both against the reference. */
+static void host_path_config(const char *opts, int d_model, int B, int T, int act, int mbc) {
+    fx f, g;
+    fl_error err = {0};
+    char host_opts[256];
+    snprintf(host_opts, sizeof host_opts, "%s,kernels=host", opts);
+    ts_assert_ok(make_layer(&f, opts, d_model, &err), &err);
+    ts_assert_ok(make_layer(&g, host_opts, d_model, &err), &err);
+    bind(&f, B, T), bind(&g, B, T);
+    redraw_params(&f), redraw_params(&g); /* the same values: names and seed agree */
+    const size_t ny = (size_t)f.N * f.D;
+    float *x = calloc(ny, sizeof *x), *ya = calloc(ny, sizeof *ya), *yh = calloc(ny, sizeof *yh);
+    for (size_t i = 0; i < ny; i++) x[i] = fl_rng_normal(51, i);
+    plugin_forward(&f, 0, KEY, x, ya);
+    plugin_forward(&g, 0, KEY, x, yh);
+    double e = ts_rel_error(yh, ya, ny);
+    print_message("  %-56s host ops vs CPU kernels: rel error %.2e\n", opts, e);
+    if (!(e <= 1e-6)) fail_msg("%s: kernels=host differs from kernels=auto (%.3g)", opts, e);
+    check_eval(&g, act, mbc, x, host_opts);
+    /* the host path re-reads the weights every forward: one changed value of
+       c_fc.weight (every unit's column has row 0) reaches y in both */
+    for (int k = 0; k < f.F; k++) vals(f.fc_w)[k] += 0.25f, vals(g.fc_w)[k] += 0.25f;
+    plugin_forward(&g, 0, KEY, x, ya);
+    assert_memory_not_equal(ya, yh, ny * sizeof *ya);
+    check_eval(&g, act, mbc, x, "kernels=host after changing c_fc.weight");
+    free(x), free(ya), free(yh);
+    free_layer(&f), free_layer(&g);
+}
+
+static void test_host_kernels_match(void **state) {
+    (void)state;
+    host_path_config("d_ff=32,block=4", 8, 2, 3, FL_ACT_RELU, 0);
+    host_path_config("d_ff=66,block=3,rank=5,activation=gelu,multiply_by_controller=1", 21, 3, 97, FL_ACT_GELU, 1);
+    host_path_config("d_ff=300,block=4,activation=silu", 72, 2, 70, FL_ACT_SILU, 0);
+    host_path_config("d_ff=1024,block=8,activation=gelu", 128, 3, 100, FL_ACT_GELU, 0);
+    host_path_config("d_ff=64,block=64", 16, 2, 5, FL_ACT_RELU, 0);
+    host_path_config("d_ff=16,block=1", 8, 2, 3, FL_ACT_RELU, 0);
+}
+
+/* A host whose ops table ends before the block selection ops (an older
+   host), or lacks one of them, is refused at create. */
+static void test_needs_block_ops(void **state) {
+    (void)state;
+    fx f;
+    fl_error err = {0};
+    ts_assert_ok(make_layer(&f, "d_ff=32,block=4", 8, &err), &err);
+    fl_ops old = *f.host.ops;
+    fl_host h = f.host;
+    h.ops = &old;
+    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = f.set.values, .scope = &f.scope};
+    for (int c = 0; c < 2; c++) {
+        if (c == 0) old.size = (uint32_t)offsetof(fl_ops, block_select);
+        else old = *f.host.ops, old.block_argmax = NULL;
+        void *layer = (void *)1;
+        assert_int_equal(f.ffn->create(&h, &cfg, &layer, &err), FL_EUNSUPPORTED);
+        assert_null(layer);
+        print_message("  %s\n", err.msg);
+        assert_non_null(strstr(err.msg, "block_argmax"));
+    }
+    free_layer(&f);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Training gradients                                                         */
 /* ------------------------------------------------------------------------ */
@@ -873,8 +941,8 @@ static void test_determinism(void **state) {
 /* End to end                                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* --device cpu: the plugin's own kernels are CPU code, and `auto` would pick
-   a GPU where there is one. */
+/* --device cpu: this suite is the CPU's (label cpu), and `auto` would pick a
+   GPU where there is one (tests/test_cuda_model.c trains on the GPU). */
 static void test_trains_end_to_end(void **state) {
     (void)state;
     char *dir = ts_tmpdir(), cmd[8192], *out = NULL;
@@ -905,6 +973,8 @@ int main(void) {
         cmocka_unit_test(test_eval_matches_masked_dense),
         cmocka_unit_test(test_eval_uses_argmax_units),
         cmocka_unit_test(test_eval_follows_weight_changes),
+        cmocka_unit_test(test_host_kernels_match),
+        cmocka_unit_test(test_needs_block_ops),
         cmocka_unit_test(test_train_grad_units),
         cmocka_unit_test(test_train_grad_soft),
         cmocka_unit_test(test_straight_through),

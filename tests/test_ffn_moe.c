@@ -7,6 +7,8 @@
  *   - the descriptor: options, defaults, help text; option errors (top_k >
  *     experts, negative coefficients, an unknown gate) fail with FL_EINVAL
  *     naming the option, from the parser or from create itself;
+ *   - a host whose ops table lacks the routing ops (moe_route, moe_index,
+ *     moe_router_backward) is refused with FL_EUNSUPPORTED;
  *   - parameters: names, shapes, flags, inits; d_expert defaults to
  *     4 * d / experts (equal weights to the dense d_ff = 4d MLP), at least 1;
  *   - routing is a permutation undone exactly: with identity experts that
@@ -452,6 +454,30 @@ static void test_create_checks(void **state) {
     cfg.values = f.set.values;
     cfg.d_model = 0;
     assert_int_equal(f.ffn->create(&f.host, &cfg, &layer, &err), FL_EINVAL);
+    free_layer(&f);
+}
+
+/* A host whose ops table predates the routing ops (or lacks one) is
+   refused at create with FL_EUNSUPPORTED, naming what is missing. */
+static void test_old_host_refused(void **state) {
+    (void)state;
+    fx f;
+    make_ok(&f, "experts=4", 8);
+    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = f.set.values, .scope = &f.scope};
+    fl_ops old = *f.host.ops;
+    fl_host h = f.host;
+    h.ops = &old;
+    for (int c = 0; c < 2; c++) {
+        old = *f.host.ops;
+        if (c == 0) old.size = (uint32_t)offsetof(fl_ops, moe_route); /* an older, shorter table */
+        else old.moe_router_backward = NULL;
+        void *layer = (void *)1;
+        fl_error err = {0};
+        assert_int_equal(f.ffn->create(&h, &cfg, &layer, &err), FL_EUNSUPPORTED);
+        assert_null(layer);
+        print_message("  %s\n", err.msg);
+        if (!strstr(err.msg, "moe_router_backward")) fail_msg("'%s' does not name the missing op", err.msg);
+    }
     free_layer(&f);
 }
 
@@ -916,6 +942,7 @@ int main(void) {
         cmocka_unit_test(test_parameters),
         cmocka_unit_test(test_option_errors),
         cmocka_unit_test(test_create_checks),
+        cmocka_unit_test(test_old_host_refused),
         cmocka_unit_test(test_identity_experts),
         cmocka_unit_test(test_forward_reference),
         cmocka_unit_test(test_capacity),

@@ -24,6 +24,10 @@
  *   - forward is deterministic under a seed and a dropout key, and output
  *     and every gradient are bit-identical whatever the value-bag blocking
  *     (bag_chunk) and the thread count;
+ *   - kernels=host (host ops only, the path a GPU runs) gives the output
+ *     and gradients of kernels=auto (the plugin's own CPU value bag and
+ *     sub-key gradient) to 1e-5 relative, and its gradients pass the
+ *     finite differences;
  *   - stats: active_params and flops_per_token formulas, memory_usage and
  *     kl_uniform over the window of forwards;
  *   - batchnorm: running statistics follow PyTorch's rule, and eval outputs
@@ -878,6 +882,41 @@ static void test_blocking_and_threads_do_not_change_results(void **state) {
     free(R);
 }
 
+/* kernels=host (host ops only: what a GPU runs) against kernels=auto (the
+   plugin's grouped value bag and sub-key gradient): the same output and
+   gradients up to the order of the additions, for every norm, with the
+   output projection and dropout; the same slots read and touched. */
+static void test_host_kernels_match_own(void **state) {
+    (void)state;
+    for (int norm = 0; norm < 3; norm++) {
+        cfg c = {.d = 12, .N = 50, .H = 3, .kd = 8, .n_keys = 7, .knn = 4, .v_dim = 12, .norm = norm};
+        for (int variant = 0; variant < 2; variant++) {
+            if (variant) c.v_dim = 10, c.p_in = 0.1, c.p_q = 0.2, c.p_v = 0.15;
+            const int nx = c.N * c.d;
+            float *x = malloc((size_t)nx * sizeof *x), *R = malloc((size_t)nx * sizeof *R);
+            fill_normal(x, nx, 71 + norm, 1.0f);
+            fill_normal(R, nx, 72 + norm, 1.0f);
+            size_t n_own, n_host;
+            float *own = outputs(&c, NULL, x, R, &n_own), *host = outputs(&c, "kernels=host", x, R, &n_host);
+            assert_int_equal(n_own, n_host);
+            char what[96];
+            snprintf(what, sizeof what, "%s%s: y and gradients", NORM_NAMES[norm],
+                     variant ? " out_proj dropout" : "");
+            print_message("  kernels=host vs auto, %-40s rel error %.2e\n", what, ts_rel_error(host, own, n_own));
+            ts_assert_close(host, own, n_own, 1e-5, 1e-6, what);
+            free(own);
+            free(host);
+            free(x);
+            free(R);
+        }
+    }
+    /* finite differences through the portable path alone */
+    cfg c = {.d = 6, .N = 5, .H = 2, .kd = 6, .n_keys = 5, .knn = 3, .v_dim = 4, .norm = NORM_BN};
+    run_gradients(&c, "batchnorm kernels=host", "kernels=host");
+    c.norm = NORM_LN;
+    run_gradients(&c, "layernorm kernels=host", "kernels=host");
+}
+
 static double stat_of(fx *f, const char *name) {
     fl_stat st[16];
     int n = f->ffn->stats(f->layer, st, 16);
@@ -1062,6 +1101,7 @@ int main(void) {
         cmocka_unit_test(test_values_sparse),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_blocking_and_threads_do_not_change_results),
+        cmocka_unit_test(test_host_kernels_match_own),
         cmocka_unit_test(test_stats),
         cmocka_unit_test(test_batchnorm_running_stats),
         cmocka_unit_test(test_checkpoint_keeps_eval),

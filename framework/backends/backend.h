@@ -85,13 +85,33 @@ typedef struct fl_backend {
 
 const fl_backend *fl_backend_cpu(void);
 
+/* The CPU backend's GEMM precision (gemm, gemm_batched, gemm_grouped and
+   gemm_grouped_wgrad; attention stays fp32): "fp32" (default, oneDNN sgemm)
+   or "bf16" (inputs rounded to bf16, f32 accumulation and output: about
+   1e-2 relative per product, faster where the CPU has AVX-512 BF16 or AMX).
+   Process-wide; set it before work starts. */
+fl_status fl_cpu_set_precision(const char *mode, fl_error *err);
+const char *fl_cpu_precision(void);
+
+/* The GEMM precision the user asked for (--precision, the config field
+   `precision`): "auto", "fp32", "bf16" or "tf32"; anything else fails with
+   one line naming the choices. fl_backend_select applies it to the backend
+   it returns: "auto" means the environment variable FFNLAB_PRECISION when
+   set, else each backend's default (CPU fp32; CUDA FFNLAB_CUDA_MATH, else
+   tf32). On CUDA it is fl_cuda_set_math; the CPU refuses "tf32". */
+fl_status fl_backend_request_precision(const char *mode, fl_error *err);
+
+/* Sets be's GEMM precision now ("fp32", "bf16", "tf32" where be has it). */
+fl_status fl_backend_set_precision(const fl_backend *be, const char *mode, fl_error *err);
+
 /* The CUDA backend on GPU device_index (one GPU per process). Fails with a
    message, never exits, when the build has no CUDA, no driver or no such GPU. */
 fl_status fl_backend_cuda(int device_index, const fl_backend **out, fl_error *err);
 
 /* The backend for a --device value: "auto" (the first GPU when the CUDA
    build has one, else the CPU; the environment variable FFNLAB_DEVICE, when
-   set, overrides what auto means), "cpu", "cuda" or "cuda:N". */
+   set, overrides what auto means), "cpu", "cuda" or "cuda:N", with the
+   requested GEMM precision applied (fl_backend_request_precision). */
 fl_status fl_backend_select(const char *device, const fl_backend **out, fl_error *err);
 
 #ifdef __cplusplus

@@ -1,7 +1,8 @@
 /*
  * cli/bench_ffn.c — `ffnlab bench --ffn-only`: one FFN layer, sparse vs dense.
  *
- * Runs each plugin on its own (no model around it) over N = 16x256 tokens at
+ * Runs each plugin on its own (no model around it) over N = 16x256 tokens
+ * (--tokens N: N/256 sequences of 256) at
  * the shapes of the study ffnlab reproduces (d=256: dense d_ff=4096, MoE
  * 4x1023 top-1..3, CNT d_ff=4032 in 16/32/64 blocks, PKM 4 heads, 56^2 slots,
  * knn 14..42) and at d=512 (MoE 8 experts top-1, CNT block 8, PKM 64^2 slots),
@@ -72,16 +73,21 @@ typedef struct bench_io {
     int reps;
 } bench_io;
 
-/* Median seconds of one call in `mode` (after one warm-up call). */
+/* Median seconds of one call in `mode` (after one warm-up call). A GPU
+   backend queues work: each call is timed up to the end of its kernels. */
 static fl_status time_mode(bench_io *io, fl_ffn_layer *L, int mode, double *sec, fl_error *err) {
     double t[32];
     int reps = io->reps < 32 ? io->reps : 32;
+    const fl_backend *be = fl_host_backend(io->h);
     fl_ffn_ctx ctx = {.train = mode != MODE_INFER, .step = 0, .rng_key = 7, .B = io->B, .T = io->T};
     for (int r = -1; r < reps; r++) {
         ctx.step = r + 1;
+        fl_status st = be->sync ? be->sync(err) : FL_OK;
+        if (st) return st;
         double t0 = now_s();
-        fl_status st = L->ffn->forward(L->layer, &ctx, &io->x, &io->y, err);
+        st = L->ffn->forward(L->layer, &ctx, &io->x, &io->y, err);
         if (!st && mode == MODE_FWD_BWD) st = L->ffn->backward(L->layer, &ctx, &io->dy, &io->dx, err);
+        if (!st && be->sync) st = be->sync(err);
         if (st) return st;
         if (r >= 0) t[r] = now_s() - t0;
     }
@@ -184,8 +190,9 @@ static fl_status bench_width(bench_io *io, int d, const char *only, cJSON *rows,
 }
 
 int fl_cmd_bench_ffn(int argc, char **argv) {
-    const char *json_path = NULL, *only = NULL, *device = "cpu";
+    const char *json_path = NULL, *only = NULL, *device = "cpu", *precision = "auto";
     int reps = 5;
+    long long tokens = 16 * 256;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
@@ -194,15 +201,20 @@ int fl_cmd_bench_ffn(int argc, char **argv) {
         else if (!strcmp(a, "--only") && has_value) only = argv[++i];
         else if (!strcmp(a, "--device") && has_value) device = argv[++i];
         else if (!strcmp(a, "--reps") && has_value) reps = atoi(argv[++i]);
+        else if (!strcmp(a, "--tokens") && has_value) tokens = atoll(argv[++i]);
+        else if (!strcmp(a, "--precision") && has_value) precision = argv[++i];
         else return fl_cli_usage("bench", "--ffn-only: unknown or incomplete option '%s'", a);
     }
     if (reps < 1 || reps > 32) return fl_cli_usage("bench", "--reps must be in [1, 32]");
+    if (tokens < 256 || tokens % 256 || tokens > (1 << 24))
+        return fl_cli_usage("bench", "--tokens must be a multiple of 256 in [256, 16777216] (sequences of 256)");
     const fl_backend *be = NULL;
     fl_error serr = {0};
-    if (fl_backend_select(device, &be, &serr)) return fl_cli_report(&serr);
+    if (fl_backend_request_precision(precision, &serr) || fl_backend_select(device, &be, &serr))
+        return fl_cli_report(&serr);
     fl_host h;
     fl_host_init(&h, be, NULL);
-    bench_io io = {.h = &h, .B = 16, .T = 256, .reps = reps};
+    bench_io io = {.h = &h, .B = tokens / 256, .T = 256, .reps = reps};
     cJSON *doc = cJSON_CreateObject(), *rows = cJSON_AddArrayToObject(doc, "ffn");
     cJSON_AddStringToObject(doc, "backend", be->name);
     cJSON_AddStringToObject(doc, "kernel", be->describe());

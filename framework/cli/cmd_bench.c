@@ -92,17 +92,20 @@ static fl_status train_rate(const fl_backend *be, const bench_shape *s, double *
 }
 
 static void help(void) {
-    printf("usage: ffnlab bench [--device D] [--preset NAME] [--steps N] [--d-model D] [--layers L] [--heads H] [--context T] [--batch B] [--vocab V] [--ffn SPEC] [--json FILE]\n\n"
+    printf("usage: ffnlab bench [--device D] [--preset NAME] [--steps N] [--d-model D] [--layers L] [--heads H] [--context T] [--batch B] [--vocab V] [--ffn SPEC] [--precision P] [--json FILE]\n\n"
            "Defaults: the reference shape d=256, 4 layers, 4 heads, context 256, batch 16, vocab 4096, dense FFN, 10 steps.\n"
            "--preset reference | gpt2-small (d=768, 12 layers, 12 heads, context 1024, vocab 50257, batch 8); later flags override it.\n"
            "--device auto (default: the first GPU of a CUDA build, else the CPU), cpu, cuda or cuda:N. On a GPU it also\n"
            "prints MFU: model FLOPs/s against the GPU's datasheet peak for the GEMM precision (FFNLAB_CUDA_MATH).\n"
+           "--precision fp32 | bf16 (CPU, default fp32), tf32 | fp32 | bf16 (GPU, default tf32): the GEMM precision of\n"
+           "the whole bench; the backend line names the kernel path.\n"
            "Prints the GEMM kernel path, the sgemm GFLOP/s of the model's largest matmul (the practical peak),\n"
            "and training tokens/s and GFLOP/s of the whole step, with their ratio to that peak.\n"
            "--comm (under mpirun -np P): communication bandwidth and its share of a training step; see --comm --help.\n"
            "--blimp[=DIR]: BLiMP scoring speed (pairs/s) of a fresh model of this shape; see --blimp --help.\n"
-           "--ffn-only [--only SPEC-PREFIX] [--reps N] [--json FILE]: each FFN plugin alone at the study's shapes\n"
-           "  (d=256, N=16x256) and at d=512, against the dense FFN of equal parameters and of equal active FLOPs.\n");
+           "--ffn-only [--only SPEC-PREFIX] [--reps N] [--tokens N] [--device D] [--precision P] [--json FILE]: each\n"
+           "  FFN plugin alone at the study's shapes (d=256, N=16x256 tokens) and at d=512, against the dense FFN of\n"
+           "  equal parameters and of equal active FLOPs.\n");
 }
 
 int fl_cmd_bench(int argc, char **argv) {
@@ -117,7 +120,8 @@ int fl_cmd_bench(int argc, char **argv) {
     static const struct option longopts[] = {
         {"steps", 1, 0, 's'}, {"d-model", 1, 0, 'd'}, {"layers", 1, 0, 'l'}, {"heads", 1, 0, 'H'},
         {"context", 1, 0, 't'}, {"batch", 1, 0, 'b'}, {"vocab", 1, 0, 'v'}, {"ffn", 1, 0, 'f'},
-        {"json", 1, 0, 'j'}, {"device", 1, 0, 'D'}, {"preset", 1, 0, 'P'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"json", 1, 0, 'j'}, {"device", 1, 0, 'D'}, {"preset", 1, 0, 'P'}, {"precision", 1, 0, 'p'},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     optind = 1;
     opterr = 0;
@@ -135,6 +139,10 @@ int fl_cmd_bench(int argc, char **argv) {
             else if (!strcmp(optarg, "reference")) s = (bench_shape){256, 4, 4, 256, 16, 4096, s.steps, s.ffn};
             else return fl_cli_usage("bench", "--preset '%s': expected reference or gpt2-small", optarg);
         } else if (c == 'D') device = optarg;
+        else if (c == 'p') {
+            fl_error perr = {0};
+            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("bench", "%s", perr.msg);
+        }
         else if (c == 'f') s.ffn = optarg;
         else if (c == 'j') json = optarg;
         else if (c == 'h') return help(), 0;

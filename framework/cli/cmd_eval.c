@@ -15,19 +15,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h" /* fl_backend_request_precision */
 #include "cli.h"
 #include "eval.h"
 
 #define MAX_SPECS 64
 
 static void help(void) {
-    printf("usage: ffnlab eval [--run DIR] --task SPEC [--task SPEC ...] [--out FILE] [--device D] [--threads N]\n\n"
+    printf("usage: ffnlab eval [--run DIR] --task SPEC [--task SPEC ...] [--out FILE] [--device D] [--precision P]\n"
+           "                   [--threads N]\n\n"
            "  --run DIR      a run folder written by ffnlab train (default runs/tiny)\n"
            "  --task SPEC    NAME[:key=value,...]; repeatable; a list value may use commas\n"
            "                 (glue:tasks=cola,sst2,rte). Built in: blimp, glue, lm;\n"
            "                 `ffnlab plugins NAME` shows a task's options\n"
            "  --out FILE     where the results go (default DIR/eval.json)\n"
            "  --device D     auto, cpu, cuda[:N] (default: the run's)\n"
+           "  --precision P  GEMM precision: fp32 or bf16 on the CPU (default fp32), tf32, fp32 or\n"
+           "                 bf16 on a GPU (default tf32); not the run's: say it to score in bf16\n"
            "  --threads N    CPU threads (default: all cores)\n\n"
            "Examples:\n"
            "  ffnlab eval --run runs/tiny --task blimp            # built-in minimal pairs, no download\n"
@@ -41,7 +45,8 @@ int fl_cmd_eval(int argc, char **argv) {
     int n = 0;
     static const struct option longopts[] = {{"run", 1, 0, 'r'},    {"task", 1, 0, 't'}, {"out", 1, 0, 'o'},
                                              {"device", 1, 0, 'd'}, {"threads", 1, 0, 'j'},
-                                             {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
+                                             {"precision", 1, 0, 'p'}, {"help", 0, 0, 'h'},
+                                             {0, 0, 0, 0}};
     int c;
     optind = 1;
     opterr = 0;
@@ -50,6 +55,11 @@ int fl_cmd_eval(int argc, char **argv) {
         case 'r': run = optarg; break;
         case 'o': out = optarg; break;
         case 'd': device = optarg; break;
+        case 'p': {
+            fl_error perr = {0};
+            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("eval", "%s", perr.msg);
+            break;
+        }
         case 't':
             if (n == MAX_SPECS) return fl_cli_usage("eval", "at most %d --task options", MAX_SPECS);
             specs[n++] = optarg;
@@ -78,12 +88,14 @@ int fl_cmd_eval(int argc, char **argv) {
 
 static void bench_help(void) {
     printf("usage: ffnlab bench --blimp[=DIR] [--tokenizer FILE] [--d-model D] [--layers L] [--heads H] [--context T]\n"
-           "                    [--vocab V] [--ffn SPEC] [--batch N] [--device D] [--threads N] [--json FILE]\n\n"
+           "                    [--vocab V] [--ffn SPEC] [--batch N] [--device D] [--precision P] [--threads N]\n"
+           "                    [--json FILE]\n\n"
            "Times `ffnlab eval --task blimp` (read, tokenize, batch, score, tally) on a freshly initialised model of\n"
            "the given shape (default the reference: d=256, 4 layers, 4 heads, context 256). DIR holds the BLiMP JSONL\n"
            "files (default: the built-in minimal pairs). Speed depends on how many tokens a sentence becomes, so\n"
            "pass the tokenizer the real runs use; without one a BPE of --vocab (default 4096) tokens is trained on\n"
-           "the built-in corpus. --batch: sentences per forward (default 0: about 8192 tokens).\n");
+           "the built-in corpus. --batch: sentences per forward (default 0: about 8192 tokens). --precision: the GEMM\n"
+           "precision, as for eval (CPU fp32 or bf16; the kernel line names the path).\n");
 }
 
 static int bench_int(const char *flag, const char *s, int lo, int hi, int *out) {
@@ -116,7 +128,8 @@ int fl_cmd_bench_blimp(int argc, char **argv) {
     static const struct option longopts[] = {
         {"blimp", 2, 0, 'B'}, {"tokenizer", 1, 0, 'k'}, {"d-model", 1, 0, 'd'}, {"layers", 1, 0, 'l'},
         {"heads", 1, 0, 'H'}, {"context", 1, 0, 't'}, {"vocab", 1, 0, 'v'}, {"ffn", 1, 0, 'f'}, {"batch", 1, 0, 'b'},
-        {"device", 1, 0, 'D'}, {"threads", 1, 0, 'j'}, {"json", 1, 0, 'J'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"device", 1, 0, 'D'}, {"threads", 1, 0, 'j'}, {"json", 1, 0, 'J'}, {"precision", 1, 0, 'p'},
+        {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
     int c, rc = 0, threads = 0;
     optind = 1;
     opterr = 0;
@@ -134,6 +147,11 @@ int fl_cmd_bench_blimp(int argc, char **argv) {
         case 'f': o.ffn = optarg; break;
         case 'D': o.device = optarg; break;
         case 'J': json = optarg; break;
+        case 'p': {
+            fl_error perr = {0};
+            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("bench", "%s", perr.msg);
+            break;
+        }
         case 'h': bench_help(); return 0;
         default: return fl_cli_usage("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
         }
@@ -143,6 +161,8 @@ int fl_cmd_bench_blimp(int argc, char **argv) {
     fl_eval_bench_result r;
     fl_error err = {0};
     if (fl_eval_bench_blimp(&o, &r, &err)) return fl_cli_report(&err);
+    const fl_backend *be = NULL; /* the backend the bench used (selecting it again returns the same one) */
+    if (!fl_backend_select(o.device, &be, &err)) printf("backend: %s — %s\n", be->name, be->describe());
     bench_report(&o, &r, stdout, 0);
     FILE *f = json ? fopen(json, "w") : NULL;
     if (json && !f) return fl_cli_report(&(fl_error){FL_EIO, "cannot write the --json file"});

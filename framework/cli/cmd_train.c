@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h" /* fl_backend_request_precision */
 #include "cli.h"
 #include "comm.h"
 #include "config.h"
@@ -101,6 +102,8 @@ int fl_cmd_train(int argc, char **argv) {
     if (a.opts.resume && fl_run_read_config(a.run_dir ? a.run_dir : cfg.run_dir, &cfg, &err)) return fl_cli_report(&err);
     if (a.config_file && fl_config_load_json(&cfg, a.config_file, &err)) return fl_cli_report(&err);
     if (apply_flags(argc, argv, &cfg, &err)) return fl_cli_report(&err);
+    /* the backend is chosen inside fl_train_run; the precision goes with it */
+    if (fl_backend_request_precision(cfg.precision, &err)) return fl_cli_report(&err);
     fl_train_result res;
     if (fl_train_run(&cfg, &a.opts, &res, &err)) {
         int code = err.code == FL_EINTR ? 130 : 1;

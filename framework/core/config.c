@@ -98,6 +98,9 @@ static const fl_cfg_field FIELDS[] = {
     FIELD(threads, FL_CFG_INT, "0", 0, 4096, "run", 0, "CPU threads (0 = all cores)"),
     FIELD(device, FL_CFG_STRING, "auto", 0, 0, "run", FL_CFG_NONEMPTY,
           "auto (first GPU if built with CUDA, else CPU), cpu, cuda or cuda:N"),
+    FIELD(precision, FL_CFG_STRING, "auto", 0, 0, "run", FL_CFG_NONEMPTY,
+          "GEMM precision: fp32 or bf16 on the CPU (default fp32), tf32, fp32 or bf16 on a GPU "
+          "(default tf32); auto: FFNLAB_PRECISION, else the default"),
     FIELD(run_dir, FL_CFG_STRING, "runs/tiny", 0, 0, "run", FL_CFG_NONEMPTY,
           "folder for logs, checkpoints and results"),
     FIELD(eval_tasks, FL_CFG_STRING, "", 0, 0, "run", 0,
@@ -300,12 +303,20 @@ static int device_ok(const char *s) {
     return strlen(s + 5) <= 4;
 }
 
+/* The GEMM precisions some backend has (which one has it is checked when the
+   backend starts: fl_backend_select). */
+static int precision_ok(const char *s) {
+    return !strcmp(s, "auto") || !strcmp(s, "fp32") || !strcmp(s, "bf16") || !strcmp(s, "tf32");
+}
+
 /* Field-specific rules for a string value (length is checked by the caller). */
 static fl_status check_string(const fl_cfg_field *f, const char *s, const char *who,
                               fl_error *err) {
     if ((f->flags & FL_CFG_NONEMPTY) && !*s) return fl_fail(err, FL_EINVAL, "%s: must not be empty", who);
     if (!strcmp(f->name, "device") && !device_ok(s))
         return fl_fail(err, FL_EINVAL, "%s: \"%s\" is not auto, cpu, cuda or cuda:N", who, s);
+    if (!strcmp(f->name, "precision") && !precision_ok(s))
+        return fl_fail(err, FL_EINVAL, "%s: \"%s\" is not auto, fp32, bf16 or tf32 (tf32 only on a GPU)", who, s);
     if (!strcmp(f->name, "ffn_layers")) return check_overrides(s, who, err);
     return FL_OK;
 }
@@ -778,6 +789,7 @@ static const char *type_placeholder(const fl_cfg_field *f) {
     if (!strcmp(f->name, "ffn_layers")) return "L=SPEC";
     if (!strcmp(f->name, "ffn") || !strcmp(f->name, "eval_tasks")) return "SPEC";
     if (!strcmp(f->name, "device")) return "DEV";
+    if (!strcmp(f->name, "precision")) return "MODE";
     return "PATH";
 }
 

@@ -52,6 +52,7 @@ typedef struct fl_config {
     int64_t log_every;
     int32_t threads;           /* 0 = all cores */
     char device[32];           /* "auto", "cpu", "cuda", "cuda:N" */
+    char precision[8];         /* GEMM precision: "auto", "fp32", "bf16", "tf32" (GPU) */
     char run_dir[FL_PATH_MAX];
     char eval_tasks[FL_SPEC_MAX * 4]; /* task specs run after training, ';'-joined (--eval-task repeats) */
     /* distribution (multi-process runs under mpirun) */

@@ -6,7 +6,10 @@
  * sorted longest first and cut into batches of about 8192 tokens, so a batch
  * pads to nearly nothing; the model runs without its LM head, and the head
  * is applied only to the rows that get a score, in chunks small enough that
- * the [rows, V] logits stay in cache-friendly sizes. Per scored row:
+ * the [rows, V] logits stay in cache-friendly sizes. A sequence's last token
+ * is only a target (no later position reads it: the model is causal), so the
+ * scorer forwards each sequence without it: 1/length of the work (~6% on
+ * BLiMP) never done. Per scored row:
  *
  *   logit[v]  = h · wte[v]                  h = ln_f output of position t-1
  *   logp      = logit[target] - logsumexp(logit)
@@ -111,16 +114,19 @@ static int cmp_len_desc(const void *a, const void *b, void *ctx) {
     return lx != ly ? (lx < ly ? 1 : -1) : (x > y) - (x < y);
 }
 
-/* Batches of sequences, longest first: each pads to its first member. */
+/* Batches of sequences, longest first: each pads to its first member. A
+   sequence is forwarded without its last `trim` tokens (the scorer's 1: the
+   last token is only a target); one with nothing left is not batched. */
 typedef struct batcher {
     const fl_token_seqs *s;
     int64_t *order;
     int64_t pos;
     int32_t max_seqs;          /* 0: fill BATCH_TOKENS */
+    int trim;                  /* tokens dropped from each sequence's end */
 } batcher;
 
-static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_seqs, fl_error *err) {
-    b->s = s, b->pos = 0, b->max_seqs = max_seqs;
+static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_seqs, int trim, fl_error *err) {
+    b->s = s, b->pos = 0, b->max_seqs = max_seqs, b->trim = trim;
     b->order = malloc((size_t)(s->n ? s->n : 1) * sizeof *b->order);
     if (!b->order) return fl_fail(err, FL_ENOMEM, "out of memory sorting %lld sequences", (long long)s->n);
     for (int64_t i = 0; i < s->n; i++) b->order[i] = i;
@@ -134,7 +140,8 @@ static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_se
    (growing them means fresh, page-faulting memory). */
 static int batcher_next(batcher *b, const int64_t **idx, int *B, int *T) {
     if (b->pos >= b->s->n) return 0;
-    int64_t t = seq_len(b->s, b->order[b->pos]);
+    int64_t t = seq_len(b->s, b->order[b->pos]) - b->trim;
+    if (t < 1) return 0; /* longest first: the rest are as short */
     int64_t fit = b->pos == 0 ? (BATCH_TOKENS + t - 1) / t : BATCH_TOKENS / t;
     int64_t want = b->max_seqs > 0 ? b->max_seqs : (fit > 0 ? fit : 1);
     if (want > b->s->n - b->pos) want = b->s->n - b->pos;
@@ -144,10 +151,11 @@ static int batcher_next(batcher *b, const int64_t **idx, int *B, int *T) {
     return 1;
 }
 
-/* tokens[B,T], right-padded with pad (the causal model never looks right). */
+/* tokens[B,T], right-padded with pad (the causal model never looks right);
+   a sequence longer than T is cut to its first T tokens. */
 static void fill_tokens(const fl_token_seqs *s, const int64_t *idx, int B, int T, int32_t pad, int32_t *tok) {
     for (int b = 0; b < B; b++) {
-        int64_t n = seq_len(s, idx[b]);
+        int64_t n = seq_len(s, idx[b]) < T ? seq_len(s, idx[b]) : T;
         int32_t *row = tok + (size_t)b * T;
         memcpy(row, s->tokens + s->offsets[idx[b]], (size_t)n * sizeof *row);
         for (int64_t t = n; t < T; t++) row[t] = pad;
@@ -254,7 +262,7 @@ fl_status fl_task_score_logprobs(fl_model *m, int32_t pad, const fl_token_seqs *
     batcher bt = {0};
     int32_t *tok = NULL;
     size_t tok_cap = 0;
-    if (!(st = scorer_init(&sc, m, err))) st = batcher_init(&bt, s, batch, err);
+    if (!(st = scorer_init(&sc, m, err))) st = batcher_init(&bt, s, batch, 1, err); /* the last token: a target only */
     const int64_t *idx;
     int B, T;
     while (!st && batcher_next(&bt, &idx, &B, &T)) {
@@ -302,7 +310,7 @@ static fl_status svc_hidden(const fl_task_services *s, const fl_token_seqs *seqs
     batcher bt = {0};
     int32_t *tok = NULL;
     float *h = NULL;
-    st = batcher_init(&bt, seqs, batch, err);
+    st = batcher_init(&bt, seqs, batch, 0, err);
     const int64_t *idx;
     int B, T;
     while (!st && batcher_next(&bt, &idx, &B, &T)) {

@@ -36,11 +36,17 @@
  * fl_rng_key(ctx->rng_key, "cnt.soft_mix"), 0). So a step is a pure function
  * of the key, and tests can rebuild the same selection.
  *
- * Math goes through host->ops where the table has the op (GEMMs, bias,
- * activation, sums); what it lacks — Gumbel noise (no log op), block argmax
- * with unit indices, the tiled sparse gather kernels — is the plugin's own
- * CPU code in cnt_kernels.c (host op candidates), so the layer runs on CPU
- * hosts only and says so at create time on any other.
+ * Devices: all math goes through host->ops, so the layer runs on every
+ * device whose ops table has the block selection ops (block_select,
+ * block_select_backward, block_argmax; create fails with FL_EUNSUPPORTED on
+ * an older host). Training reads no tensor data itself. Inference has two
+ * implementations of its sparse pair (gathered dot products with the kept
+ * columns of W1, weighted sum of the kept rows of W2):
+ *   - on the CPU, the plugin's tuned kernels (cnt_kernels.c) on packed
+ *     copies of the weights, which it reads and hashes directly;
+ *   - anywhere else (or with kernels=host, so the CPU can test it), host ops:
+ *     W1ᵀ by permute01, then embedding_bag_backward's dw for the dot
+ *     products and embedding_bag for the weighted rows.
  */
 #include <stdint.h>          /* int64_t */
 #include <stdlib.h>          /* calloc, free */
@@ -58,7 +64,7 @@
 /* ------------------------------------------------------------------------ */
 
 enum { OPT_D_FF, OPT_BLOCK, OPT_RANK, OPT_ACTIVATION, OPT_TEMPERATURE, OPT_NOISE,
-       OPT_SOFT_MIX, OPT_MULTIPLY, N_OPTIONS };
+       OPT_SOFT_MIX, OPT_MULTIPLY, OPT_KERNELS, N_OPTIONS };
 
 static const fl_option OPTIONS[N_OPTIONS] = {
     [OPT_D_FF] = {"d_ff", FL_OPT_INT, NULL, 1, 1 << 20, NULL,
@@ -79,7 +85,13 @@ static const fl_option OPTIONS[N_OPTIONS] = {
                       "probability that a training batch uses the soft mask instead of the hard one"},
     [OPT_MULTIPLY] = {"multiply_by_controller", FL_OPT_BOOL, "false", 0, -1, NULL,
                       "scale each kept unit by the controller's softmax probability"},
+    [OPT_KERNELS] = {"kernels", FL_OPT_ENUM, "auto", 0, -1, "auto|host",
+                     "inference's sparse pair: auto = the plugin's packed kernels on the CPU, "
+                     "host ops elsewhere; host = host ops everywhere"},
 };
+
+/* The ENUM index of "auto|host". */
+enum { KERNELS_AUTO = 0, KERNELS_HOST = 1 };
 
 /* The ENUM index of "gelu|relu|silu" → the host's activation code. */
 static const int ACTIVATIONS[] = {FL_ACT_GELU, FL_ACT_RELU, FL_ACT_SILU};
@@ -97,6 +109,7 @@ typedef struct cnt {
     float noise;               /* Gumbel noise scale */
     double soft_mix;
     int mbc;                   /* multiply_by_controller */
+    int cpu_kernels;           /* inference uses cnt_kernels.c (CPU, kernels=auto) */
     fl_param *fc_w, *fc_b;     /* c_fc.weight [d,d_ff], c_fc.bias [d_ff] */
     fl_param *proj_w, *proj_b; /* c_proj.weight [d_ff,d], c_proj.bias [d] */
     fl_param *c1, *c2, *c2_b;  /* controller.c1.weight [d,rank], .c2.weight [rank,d_ff], .c2.bias [d_ff] */
@@ -119,7 +132,8 @@ typedef struct cnt {
 
     /* Inference. */
     fl_tensor h, pmax;         /* [N,n_blocks] selected units' activations; p of them (mbc) */
-    fl_tensor p1, p2;          /* c_fc.weight, c_proj.weight packed for the sparse kernels */
+    fl_tensor p1, p2;          /* CPU kernels: c_fc.weight, c_proj.weight packed */
+    fl_tensor w1t, hb;         /* host ops: c_fc.weightᵀ [d_ff,d]; b1[idx] [N,n_blocks] */
     int packed_stale;          /* see refresh_packed */
     const void *packed_src[2];
     uint64_t packed_fp[2];
@@ -175,7 +189,7 @@ static void cnt_destroy(void *layer) {
     cnt *L = layer;
     if (!L) return;
     fl_tensor *owned[] = {&L->c, &L->l, &L->pre, &L->a, &L->s, &L->p, &L->hm, &L->idx,
-                          &L->dhm, &L->dc, &L->h, &L->pmax, &L->p1, &L->p2};
+                          &L->dhm, &L->dc, &L->h, &L->pmax, &L->p1, &L->p2, &L->w1t, &L->hb};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) L->host->tensor_release(L->host, owned[i]);
     free(L);
 }
@@ -193,6 +207,7 @@ static fl_status read_options(cnt *L, const fl_host *host, const fl_ffn_config *
     double noise = v && v[OPT_NOISE].present ? v[OPT_NOISE].f : 0.1;
     L->soft_mix = v && v[OPT_SOFT_MIX].present ? v[OPT_SOFT_MIX].f : 0.0;
     L->mbc = v && v[OPT_MULTIPLY].present ? v[OPT_MULTIPLY].i != 0 : 0;
+    int64_t kernels = v && v[OPT_KERNELS].present ? v[OPT_KERNELS].i : KERNELS_AUTO;
     if (L->d_ff < 1 || L->d_ff > (1 << 20))
         return host->error(err, FL_EINVAL, "cnt: d_ff = %lld is out of range [1, 1048576]", (long long)L->d_ff);
     if (L->block < 1 || L->d_ff % L->block)
@@ -219,6 +234,11 @@ static fl_status read_options(cnt *L, const fl_host *host, const fl_ffn_config *
     L->noise = (float)noise;
     if (!(L->soft_mix >= 0.0 && L->soft_mix <= 1.0))
         return host->error(err, FL_EINVAL, "cnt: soft_mix = %g is outside [0, 1]", L->soft_mix);
+    if (kernels != KERNELS_AUTO && kernels != KERNELS_HOST)
+        return host->error(err, FL_EINVAL, "cnt: kernels index %lld is not one of auto|host",
+                           (long long)kernels);
+    /* the packed kernels read tensor data as host memory: the CPU only */
+    L->cpu_kernels = kernels == KERNELS_AUTO && host->device.kind == FL_DEVICE_CPU;
     return FL_OK;
 }
 
@@ -227,10 +247,11 @@ static fl_status cnt_create(const fl_host *host, const fl_ffn_config *cfg, void 
     *layer = NULL;
     if (cfg->d_model < 1)
         return host->error(err, FL_EINVAL, "cnt: d_model %d must be positive", (int)cfg->d_model);
-    if (host->device.kind != FL_DEVICE_CPU)
+    /* append-only table: block_argmax, the last of the ops used here, implies the rest */
+    if (!FL_OPS_HAS(host->ops, block_argmax))
         return host->error(err, FL_EUNSUPPORTED,
-                           "cnt: runs on the CPU only (its Gumbel selection and sparse gather "
-                           "kernels are its own CPU code; use --device cpu)");
+                           "cnt: the host's ops table has no block selection ops (block_select, "
+                           "block_argmax): a newer ffnlab is needed");
     cnt *L = calloc(1, sizeof *L);
     if (!L) return host->error(err, FL_ENOMEM, "cnt: out of memory");
     L->host = host;
@@ -266,6 +287,7 @@ static fl_status ensure(cnt *L, fl_tensor *t, int32_t dtype, int64_t rows, int64
     return L->host->tensor_ensure(L->host, t, dtype, 2, shape, err);
 }
 
+/* Tensor data as host memory: for the CPU kernels (cpu_kernels) only. */
 static float *f32(const fl_tensor *t) { return (float *)t->data; }
 static int32_t *i32(const fl_tensor *t) { return (int32_t *)t->data; }
 
@@ -296,8 +318,8 @@ static fl_status forward_train(cnt *L, const fl_ffn_ctx *ctx, int64_t n, fl_tens
     linear(ops, &L->x, L->fc_w, L->fc_b, &L->pre);              /* pre[N,d_ff] */
     ops->activation(L->act, &L->pre, &L->a);                    /* a = act(pre) */
     L->soft = fl_rng_uniform(fl_rng_key(ctx->rng_key, "cnt.soft_mix"), 0) < L->soft_mix;
-    cnt_select_train(n, F, L->block, L->noise, L->inv_tau, ctx->rng_key, L->soft, f32(&L->l), f32(&L->a),
-                     f32(&L->s), L->mbc ? f32(&L->p) : NULL, i32(&L->idx), f32(&L->hm));
+    ops->block_select(&L->l, &L->a, (int)L->block, L->noise, L->inv_tau, ctx->rng_key, L->soft,
+                      &L->s, L->mbc ? &L->p : NULL, &L->idx, &L->hm);  /* s, p, idx, hm */
     linear(ops, &L->hm, L->proj_w, L->proj_b, y);               /* y[N,d] */
     /* The optimizer may change the weights after this step: the next
        inference forward repacks them (see refresh_packed). */
@@ -333,8 +355,8 @@ static fl_status cnt_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
 
     linear_wgrad(ops, &L->hm, &dy2, L->proj_w, L->proj_b);          /* dW2, db2 */
     ops->gemm(0, 1, 1.0f, &dy2, &L->proj_w->value, 0.0f, &L->dhm);  /* dhm = dy · W2ᵀ */
-    cnt_select_backward(n, L->d_ff, L->block, L->inv_tau, L->soft, f32(&L->a), f32(&L->s),
-                        L->mbc ? f32(&L->p) : NULL, i32(&L->idx), f32(&L->dhm), f32(dl));
+    ops->block_select_backward(&L->a, &L->s, L->mbc ? &L->p : NULL, &L->idx, (int)L->block,
+                               L->inv_tau, L->soft, &L->dhm, dl);   /* da over dhm; dl */
     ops->activation_backward(L->act, &L->pre, &L->dhm, &L->dhm);    /* dpre = act'(pre) da */
     linear_wgrad(ops, &L->x, &L->dhm, L->fc_w, L->fc_b);            /* dW1, db1 */
     ops->gemm(0, 1, 1.0f, &L->dhm, &L->fc_w->value, 0.0f, &dx2);    /* dx = dpre · W1ᵀ */
@@ -350,7 +372,7 @@ static fl_status cnt_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
 /* Inference forward                                                          */
 /* ------------------------------------------------------------------------ */
 
-/* The sparse kernels read c_fc.weight and c_proj.weight as packed copies
+/* The CPU kernels read c_fc.weight and c_proj.weight as packed copies
    (cnt_kernels.h: units as rows, cut into column chunks laid out one after
    the other, so a block group's candidates are contiguous in cache). The
    host may change parameters between any two forwards (optimizer steps,
@@ -382,20 +404,12 @@ static fl_status refresh_packed(cnt *L, fl_error *err) {
     return FL_OK;
 }
 
-static fl_status forward_eval(cnt *L, int64_t n, fl_tensor *y, fl_error *err) {
+/* The sparse pair on the CPU, the plugin's kernels:
+   h = act(x·W1[:,u] + b1[u]) (* pmax), y = Σ h W2[u,:] + b2. */
+static fl_status sparse_cpu(cnt *L, int64_t n, fl_tensor *y, fl_error *err) {
     const fl_ops *ops = L->host->ops;
-    fl_status st = ensure(L, &L->c, FL_F32, n, L->rank, err);
-    if (!st) st = ensure(L, &L->l, FL_F32, n, L->d_ff, err);
-    if (!st) st = ensure(L, &L->idx, FL_I32, n, L->nb, err);
-    if (!st) st = ensure(L, &L->h, FL_F32, n, L->nb, err);
-    if (!st && L->mbc) st = ensure(L, &L->pmax, FL_F32, n, L->nb, err);
-    if (!st) st = refresh_packed(L, err);
+    fl_status st = refresh_packed(L, err);
     if (st) return st;
-
-    ops->gemm(0, 0, 1.0f, &L->x, &L->c1->value, 0.0f, &L->c);    /* c[N,rank] */
-    ops->gemm(0, 0, 1.0f, &L->c, &L->c2->value, 0.0f, &L->l);    /* l[N,d_ff], bias added below */
-    cnt_block_argmax(n, L->d_ff, L->block, f32(&L->l), f32(&L->c2_b->value), i32(&L->idx),
-                     L->mbc ? f32(&L->pmax) : NULL);               /* idx[N,n_blocks] */
     cnt_gather_dot(n, L->d, L->d_ff, L->nb, f32(&L->x), f32(&L->p1), i32(&L->idx),
                    f32(&L->fc_b->value), f32(&L->h));              /* h = x·W1[:,u] + b1[u] */
     ops->activation(L->act, &L->h, &L->h);
@@ -403,6 +417,49 @@ static fl_status forward_eval(cnt *L, int64_t n, fl_tensor *y, fl_error *err) {
     cnt_gather_axpy(n, L->d, L->d_ff, L->nb, f32(&L->h), i32(&L->idx), f32(&L->p2),
                     f32(&L->proj_b->value), f32(y));               /* y = Σ h W2[u,:] + b2 */
     return FL_OK;
+}
+
+/* The same with host ops only (any device). W1ᵀ is rebuilt every forward:
+   one transpose of d·d_ff values, cheap next to the GEMMs on a GPU, and it
+   needs no hash of the weights to follow their changes. */
+static fl_status sparse_host(cnt *L, int64_t n, fl_tensor *y, fl_error *err) {
+    const fl_ops *ops = L->host->ops;
+    const int64_t F = L->d_ff, d = L->d, m = n * L->nb;
+    fl_status st = ensure(L, &L->w1t, FL_F32, F, d, err);
+    if (!st) st = ensure(L, &L->hb, FL_F32, n, L->nb, err);
+    if (st) return st;
+    ops->permute01(&L->fc_w->value, d, F, 1, &L->w1t);             /* W1t[F,d] = [d,F,1]ᵀ */
+    fl_tensor b1 = fl_view2(&L->fc_b->value, F, 1), hb = fl_view2(&L->hb, m, 1);
+    fl_tensor units = fl_view2(&L->idx, m, 1);
+    ops->gather_rows(&b1, &units, &hb);                            /* hb[N*nb] = b1[u] */
+    ops->embedding_bag_backward(&L->x, &L->w1t, &L->idx, NULL, NULL, &L->h); /* h = x·W1t[u] */
+    ops->axpby(1.0f, &L->hb, 1.0f, &L->h);                         /* + b1[u] */
+    ops->activation(L->act, &L->h, &L->h);
+    if (L->mbc) ops->mul(&L->h, &L->pmax, &L->h);
+    ops->embedding_bag(&L->proj_w->value, &L->idx, &L->h, y);      /* y = Σ h W2[u,:] */
+    ops->add_bias(y, &L->proj_b->value);                           /* + b2 */
+    return FL_OK;
+}
+
+/* The controller runs as two whole GEMMs and one block_argmax. Computing l
+   in tiles of rows that the argmax reads back from the cache (128 or 512
+   rows per GEMM) was tried and measured slower on 2 threads here (x0.4 to
+   x1.2 against dense instead of x1.5 to x2): the many small GEMMs and
+   parallel regions lose more than the 33 MB pass over l costs (README). */
+static fl_status forward_eval(cnt *L, int64_t n, fl_tensor *y, fl_error *err) {
+    const fl_ops *ops = L->host->ops;
+    fl_status st = ensure(L, &L->c, FL_F32, n, L->rank, err);
+    if (!st) st = ensure(L, &L->l, FL_F32, n, L->d_ff, err);
+    if (!st) st = ensure(L, &L->idx, FL_I32, n, L->nb, err);
+    if (!st) st = ensure(L, &L->h, FL_F32, n, L->nb, err);
+    if (!st && L->mbc) st = ensure(L, &L->pmax, FL_F32, n, L->nb, err);
+    if (st) return st;
+
+    ops->gemm(0, 0, 1.0f, &L->x, &L->c1->value, 0.0f, &L->c);    /* c[N,rank] */
+    ops->gemm(0, 0, 1.0f, &L->c, &L->c2->value, 0.0f, &L->l);    /* l[N,d_ff], bias added below */
+    ops->block_argmax(&L->l, &L->c2_b->value, (int)L->block, &L->idx,
+                      L->mbc ? &L->pmax : NULL);                    /* idx[N,n_blocks] */
+    return L->cpu_kernels ? sparse_cpu(L, n, y, err) : sparse_host(L, n, y, err);
 }
 
 static fl_status cnt_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor *x,

@@ -48,18 +48,23 @@
  * share; the host averages). The noisy gate draws each token's noise at its
  * global row, so the draws match one process too.
  *
- * Everything heavy goes through host->ops. The O(N·k) and O(N·E) routing
- * steps the table has no op for (gate renormalisation and capacity, the
- * inverse permutation, the router gradient, the noisy gate's softplus) are
- * the plugin's own small serial CPU kernels — host op candidates — so the
- * plugin runs on the CPU backend only for now and says so on any other.
+ * Everything goes through host->ops on device tensors, so the layer runs on
+ * every backend (CPU, CUDA): the routing steps are the ops moe_route (gates,
+ * capacity, loads), bucket_sort, moe_index (the inverse permutation) and
+ * moe_router_backward; the noisy gate is softplus, mul and axpby. The plugin
+ * never reads device memory itself: the few [E]-sized figures a step needs
+ * on the host (the loads, the probability column sums, Σ lse²) come back
+ * in one small to_host copy, next to the expert offsets the grouped GEMMs
+ * take from bucket_sort anyway; dbal goes back with one from_host. A host
+ * whose ops table predates these ops is refused at create (FL_EUNSUPPORTED).
  *
  * This file sees only the public SDK.
  */
-#include <math.h>            /* expf, log1pf, ceil, isfinite */
+#include <math.h>            /* ceil, isfinite, llroundf */
 #include <stdint.h>          /* int64_t, int32_t */
 #include <stdio.h>           /* snprintf */
-#include <stdlib.h>          /* calloc, free */
+#include <stdlib.h>          /* calloc, free, malloc */
+#include <string.h>          /* memcpy */
 
 #include "ffnlab/ffn.h"      /* fl_ffn_plugin, fl_ffn_config, fl_ffn_ctx, fl_stat */
 #include "ffnlab/host.h"     /* fl_host, fl_ops, fl_param_spec, fl_option */
@@ -148,6 +153,8 @@ typedef struct moe {
     fl_tensor topi;            /* [N,k] i32 chosen experts */
     fl_tensor gates;           /* [N,k] gate weights */
     fl_tensor keys;            /* [N·k] i32 expert of each assignment, -1 dropped */
+    fl_tensor figs;            /* [2E+1] i32 count[E], then f32 psum[E], Σ lse² */
+    fl_tensor dbal_t;          /* [E] dbal on the device */
     fl_tensor perm;            /* [N·k] i32 assignments in expert order */
     fl_tensor tok;             /* [N·k] i32 token of each sorted row (first m) */
     fl_tensor gs;              /* [N·k] gate of each sorted row (first m) */
@@ -159,9 +166,9 @@ typedef struct moe {
     /* Host arrays, E (+1) long, allocated once at create. */
     int64_t *off;              /* expert row offsets into the sorted rows */
     int64_t *count;            /* assignments per expert before dropping */
-    int64_t *fill;             /* capacity bookkeeping */
     double *psum;              /* column sums of probs */
     float *dbal;               /* d balance / d p[n,i] = coef·E·f_i / N */
+    uint32_t *figs_h;          /* [2E+1] figs as copied to the host */
 
     /* Figures of the last forward. */
     double bal, z;             /* unweighted E·Σ f_i P_i and mean lse² */
@@ -172,7 +179,7 @@ typedef struct moe {
     fl_tensor dout;            /* [N·k,d] d o, then d xs */
     fl_tensor da;              /* [N·k,de] */
     fl_tensor dlogits;         /* [N,E] */
-    fl_tensor draw;            /* [N,E] (noisy) */
+    fl_tensor draw;            /* [N,E] (noisy): the noise term, then d raw */
 
     char load_names[MAX_LOAD_STATS][16];
 
@@ -261,13 +268,13 @@ static void moe_destroy(void *layer) {
                           &L->pos,    &L->xs,    &L->h,    &L->a,     &L->o,       &L->dgate,
                           &L->dout,   &L->da,    &L->dlogits, &L->draw, &L->cnt_s, &L->cnt_r,
                           &L->perm_t, &L->inv_t, &L->xr, &L->xe, &L->he, &L->ae, &L->oe, &L->stats,
-                          &L->dae};
+                          &L->dae,    &L->figs,  &L->dbal_t};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) L->host->tensor_release(L->host, owned[i]);
     free(L->off);
     free(L->count);
-    free(L->fill);
     free(L->psum);
     free(L->dbal);
+    free(L->figs_h);
     free(L->send_rows);
     free(L->recv_rows);
     free(L->ones);
@@ -334,10 +341,11 @@ static fl_status moe_create(const fl_host *host, const fl_ffn_config *cfg, void 
     *layer = NULL;
     if (cfg->d_model < 1)
         return host->error(err, FL_EINVAL, "moe: d_model %d must be positive", (int)cfg->d_model);
-    /* The routing kernels below read and write tensor memory directly. */
-    if (host->device.kind != FL_DEVICE_CPU)
-        return host->error(err, FL_EUNSUPPORTED, "moe: runs on the CPU backend only for now (its "
-                           "routing kernels are CPU code; host op candidates)");
+    /* The routing is host ops appended to fl_ops; an older host lacks them. */
+    const fl_ops *ops = host->ops;
+    if (!FL_OPS_HAS(ops, moe_route) || !FL_OPS_HAS(ops, moe_index) || !FL_OPS_HAS(ops, moe_router_backward))
+        return host->error(err, FL_EUNSUPPORTED, "moe: the host's ops table has no moe_route / moe_index / "
+                           "moe_router_backward (a host older than this plugin); update ffnlab");
     moe_opts o = {0};
     fl_status st = read_options(host, cfg->values, cfg->d_model, &o, err);
     if (st) return st;
@@ -359,16 +367,16 @@ static fl_status moe_create(const fl_host *host, const fl_ffn_config *cfg, void 
     L->El = o.E / L->S; /* the host refuses an uneven split when declaring */
     L->off = calloc((size_t)o.E + 1, sizeof *L->off);
     L->count = calloc((size_t)o.E, sizeof *L->count);
-    L->fill = calloc((size_t)o.E, sizeof *L->fill);
     L->psum = calloc((size_t)o.E, sizeof *L->psum);
     L->dbal = calloc((size_t)o.E, sizeof *L->dbal);
+    L->figs_h = calloc(2 * (size_t)o.E + 1, sizeof *L->figs_h);
     L->send_rows = calloc((size_t)L->S, sizeof *L->send_rows);
     L->recv_rows = calloc((size_t)L->S, sizeof *L->recv_rows);
     L->ones = calloc((size_t)L->S, sizeof *L->ones);
     L->cnt_recv = calloc((size_t)o.E, sizeof *L->cnt_recv);
     L->loff = calloc((size_t)L->El + 1, sizeof *L->loff);
     for (int64_t i = 0; L->ones && i < L->S; i++) L->ones[i] = 1;
-    if (!L->off || !L->count || !L->fill || !L->psum || !L->dbal || !L->send_rows || !L->recv_rows ||
+    if (!L->off || !L->count || !L->psum || !L->dbal || !L->figs_h || !L->send_rows || !L->recv_rows ||
         !L->ones || !L->cnt_recv || !L->loff) {
         moe_destroy(L);
         return host->error(err, FL_ENOMEM, "moe: out of memory");
@@ -381,109 +389,6 @@ static fl_status moe_create(const fl_host *host, const fl_ffn_config *cfg, void 
     }
     *layer = L;
     return FL_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* The plugin's own CPU kernels (host op candidates). Serial: each is one     */
-/* pass over N·k or N·E values, microseconds next to the expert GEMMs.        */
-/* ------------------------------------------------------------------------ */
-
-static float *f32(const fl_tensor *t) { return (float *)t->data; }
-static int32_t *i32(const fl_tensor *t) { return (int32_t *)t->data; }
-
-static float softplusf(float v) { return v > 20.0f ? v : log1pf(expf(v)); }
-static float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
-
-/* Noisy gate: H[n] += eps[n] · softplus(raw[n]) over n < count. */
-static void noisy_logits(float *H, const float *raw, const float *eps, int64_t count) {
-    for (int64_t i = 0; i < count; i++) H[i] += eps[i] * softplusf(raw[i]);
-}
-
-/* Gate weights and the assignment keys.
-   topv[N,k], topi[N,k] → gates[N,k] (renormalised to sum 1 per token, or
-   the raw probabilities), keys[N·k] (expert id, or -1 when the expert is
-   full: first come first served in token order, cap < 0 = no capacity),
-   count[E] (assignments per expert before dropping). Returns the number
-   dropped. */
-static int64_t route_assign(const float *topv, const int32_t *topi, int64_t N, int64_t k, int64_t E,
-                            int renorm, int64_t cap, float *gates, int32_t *keys, int64_t *count,
-                            int64_t *fill) {
-    int64_t dropped = 0;
-    for (int64_t i = 0; i < E; i++) count[i] = fill[i] = 0;
-    for (int64_t n = 0; n < N; n++) {
-        const float *v = topv + n * k;
-        float s = 0.0f;
-        for (int64_t j = 0; j < k; j++) s += v[j];
-        const float inv = renorm && s > 0.0f ? 1.0f / s : 1.0f;
-        for (int64_t j = 0; j < k; j++) {
-            const int64_t a = n * k + j;
-            const int32_t e = topi[a];
-            gates[a] = v[j] * inv;
-            count[e]++;
-            if (cap >= 0 && fill[e] >= cap) {
-                keys[a] = -1;
-                dropped++;
-            } else {
-                keys[a] = e;
-                fill[e]++;
-            }
-        }
-    }
-    return dropped;
-}
-
-/* From the expert-ordered assignment list perm[0..M): each sorted row's
-   token tok[M] and gate gs[M], and each assignment's sorted row pos[N·k]
-   (-1 for a dropped one) — the inverse permutation the combine gathers by. */
-static void route_index(const int32_t *perm, int64_t M, int64_t NK, int64_t k, const float *gates,
-                        int32_t *tok, float *gs, int32_t *pos) {
-    for (int64_t a = 0; a < NK; a++) pos[a] = -1;
-    for (int64_t m = 0; m < M; m++) {
-        const int32_t a = perm[m];
-        tok[m] = (int32_t)(a / k);
-        gs[m] = gates[a];
-        pos[a] = (int32_t)m;
-    }
-}
-
-/* psum[E] = column sums of p[N,E] (double: N can be large). */
-static void column_sums(const float *p, int64_t N, int64_t E, double *psum) {
-    for (int64_t i = 0; i < E; i++) psum[i] = 0;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t i = 0; i < E; i++) psum[i] += p[n * E + i];
-}
-
-/* The router gradient, one token per row:
-     dv  = d gate → d chosen probability (through the renormalisation
-           g_j = v_j / S: dv_j = (dg_j − Σ_i dg_i g_i) / S; else dv = dg);
-     dp  = dv scattered to the chosen experts + dbal[i] (balance loss);
-     dH  = p ⊙ (dp − Σ dp p)  (softmax)  + zc · lse_n · p  (z-loss).
-   dgate, gates, topv, topi [N,k]; p, dH [N,E]; lse [N]. */
-static void router_backward(const float *p, const float *lse, const float *topv, const int32_t *topi,
-                            const float *gates, const float *dgate, const float *dbal, int renorm,
-                            float zc, int64_t N, int64_t E, int64_t k, float *dH) {
-    for (int64_t n = 0; n < N; n++) {
-        const float *pr = p + n * E, *dg = dgate + n * k, *g = gates + n * k, *v = topv + n * k;
-        float *dr = dH + n * E;
-        for (int64_t i = 0; i < E; i++) dr[i] = dbal[i];
-        float s = 0.0f, gdg = 0.0f;
-        for (int64_t j = 0; j < k; j++) {
-            s += v[j];
-            gdg += g[j] * dg[j];
-        }
-        for (int64_t j = 0; j < k; j++)
-            dr[topi[n * k + j]] += renorm ? (s > 0.0f ? (dg[j] - gdg) / s : 0.0f) : dg[j];
-        float dot = 0.0f;
-        for (int64_t i = 0; i < E; i++) dot += dr[i] * pr[i];
-        const float zt = zc * lse[n];
-        for (int64_t i = 0; i < E; i++) dr[i] = pr[i] * (dr[i] - dot + zt);
-    }
-}
-
-/* Noisy gate: d raw = dH · eps · softplus'(raw), softplus' = sigmoid. */
-static void noisy_backward(const float *dH, const float *raw, const float *eps, int64_t count,
-                           float *draw) {
-    for (int64_t i = 0; i < count; i++) draw[i] = dH[i] * eps[i] * sigmoidf(raw[i]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -507,6 +412,13 @@ static fl_status ensure2(const moe *L, fl_tensor *t, int32_t dtype, int64_t r, i
     return L->host->tensor_ensure(L->host, t, dtype, 2, shape, err);
 }
 
+/* A 1-D view of n values of dtype at element `at` of t (4-byte dtypes):
+   slices of the index buffers, and the typed parts of figs. */
+static fl_tensor slice(const fl_tensor *t, int32_t dtype, int64_t at, int64_t n) {
+    int64_t shape[1] = {n};
+    return fl_wrap((char *)t->data + (size_t)at * 4, dtype, t->device, 1, shape);
+}
+
 /* Buffers sized for the worst case (all N·k assignments kept), so a step
    with fewer drops than the last never reallocates. */
 static fl_status ensure_forward(moe *L, int64_t N, fl_error *err) {
@@ -519,11 +431,27 @@ static fl_status ensure_forward(moe *L, int64_t N, fl_error *err) {
         (st = ensure2(L, &L->tok, FL_I32, NK, 1, err)) || (st = ensure2(L, &L->gs, FL_F32, NK, 1, err)) ||
         (st = ensure2(L, &L->pos, FL_I32, N, k, err)) || (st = ensure2(L, &L->xs, FL_F32, NK, L->d, err)) ||
         (st = ensure2(L, &L->h, FL_F32, NK, L->de, err)) || (st = ensure2(L, &L->a, FL_F32, NK, L->de, err)) ||
-        (st = ensure2(L, &L->o, FL_F32, NK, L->d, err)))
+        (st = ensure2(L, &L->o, FL_F32, NK, L->d, err)) || (st = ensure2(L, &L->figs, FL_I32, 2 * E + 1, 1, err)) ||
+        (st = ensure2(L, &L->dbal_t, FL_F32, E, 1, err)))
         return st;
-    if (L->noisy && ((st = ensure2(L, &L->raw, FL_F32, N, E, err)) || (st = ensure2(L, &L->eps, FL_F32, N, E, err))))
+    if (L->noisy && ((st = ensure2(L, &L->raw, FL_F32, N, E, err)) || (st = ensure2(L, &L->eps, FL_F32, N, E, err)) ||
+                     (st = ensure2(L, &L->draw, FL_F32, N, E, err))))
         return st;
     return FL_OK;
+}
+
+/* Noisy gate: H += eps · softplus(x·W_noise), eps[N,E] ~ N(0,1); raw and
+   eps stay for backward, draw holds the noise term meanwhile. */
+static void noisy_logits(moe *L, const fl_ffn_ctx *ctx) {
+    const fl_ops *ops = L->host->ops;
+    ops->gemm(0, 0, 1.0f, &L->x, &L->noise_w->value, 0.0f, &L->raw);
+    /* at each token's global row (ranks hold consecutive slices of the
+       batch), so data-parallel ranks draw what one process would */
+    uint64_t at = (uint64_t)L->comm->rank * (uint64_t)(L->n * L->E);
+    ops->rng_normal(&L->eps, ctx->rng_key, at, 0.0f, 1.0f);
+    ops->activation(FL_ACT_SOFTPLUS, &L->raw, &L->draw);
+    ops->mul(&L->draw, &L->eps, &L->draw);
+    ops->axpby(1.0f, &L->draw, 1.0f, &L->logits);
 }
 
 /* H[N,E] = x·W_router (+ noise), p = softmax(H), lse = logsumexp(H),
@@ -532,14 +460,7 @@ static void router_forward(moe *L, const fl_ffn_ctx *ctx) {
     const fl_ops *ops = L->host->ops;
     ops->gemm(0, 0, 1.0f, &L->x, &L->router_w->value, 0.0f, &L->logits);
     L->noise_on = L->noisy && ctx->train;
-    if (L->noise_on) {
-        ops->gemm(0, 0, 1.0f, &L->x, &L->noise_w->value, 0.0f, &L->raw);
-        /* at each token's global row (ranks hold consecutive slices of the
-           batch), so data-parallel ranks draw what one process would */
-        uint64_t at = (uint64_t)L->comm->rank * (uint64_t)(L->n * L->E);
-        ops->rng_normal(&L->eps, ctx->rng_key, at, 0.0f, 1.0f);
-        noisy_logits(f32(&L->logits), f32(&L->raw), f32(&L->eps), L->n * L->E);
-    }
+    if (L->noise_on) noisy_logits(L, ctx);
     ops->softmax(&L->logits, &L->probs);
     ops->logsumexp(&L->logits, &L->lse);
     ops->topk(&L->probs, (int)L->k, &L->topv, &L->topi);
@@ -549,7 +470,7 @@ static void router_forward(moe *L, const fl_ffn_ctx *ctx) {
    the device: the communicator's type), *n_total the world's tokens. */
 static fl_status global_loads(moe *L, double *n_total, fl_error *err) {
     const fl_comm *c = L->comm;
-    if (c->size == 1) return FL_OK; /* one process: the exact double sums */
+    if (c->size == 1) return FL_OK; /* one process: the figures as they are */
     const int64_t E = L->E;
     int64_t shape[1] = {2 * E};
     fl_status st = L->host->tensor_ensure(L->host, &L->stats, FL_F32, 1, shape, err);
@@ -566,35 +487,67 @@ static fl_status global_loads(moe *L, double *n_total, fl_error *err) {
     return st;
 }
 
-/* Gates, capacity, the expert-ordered row list and the balance / z figures. */
-static fl_status route(moe *L, fl_error *err) {
+/* Gates, capacity and loads (moe_route), the expert-ordered row list
+   (bucket_sort: off[E+1] on the host) and its inverse (moe_index). */
+static void route_rows(moe *L) {
+    const fl_ops *ops = L->host->ops;
     const int64_t N = L->n, E = L->E, k = L->k, NK = N * k;
     int64_t cap = -1;
     if (L->cap_factor > 0) cap = (int64_t)ceil(L->cap_factor * (double)NK / (double)E);
-    L->dropped = route_assign(f32(&L->topv), i32(&L->topi), N, k, E, L->renorm, cap, f32(&L->gates),
-                              i32(&L->keys), L->count, L->fill);
-    fl_tensor keys = fl_view2(&L->keys, NK, 1), perm = fl_view2(&L->perm, NK, 1);
-    keys.ndim = perm.ndim = 1;
-    L->host->ops->bucket_sort(&keys, (int)E, &perm, L->off);
+    fl_tensor keys = slice(&L->keys, FL_I32, 0, NK), perm = slice(&L->perm, FL_I32, 0, NK);
+    fl_tensor count = slice(&L->figs, FL_I32, 0, E);
+    ops->moe_route(&L->topv, &L->topi, (int)E, L->renorm, cap, &L->gates, &keys, &count);
+    ops->bucket_sort(&keys, (int)E, &perm, L->off);
     L->m = L->off[E];
-    route_index(i32(&L->perm), L->m, NK, k, f32(&L->gates), i32(&L->tok), f32(&L->gs), i32(&L->pos));
+    L->dropped = NK - L->m; /* the keys of -1 */
+    fl_tensor kept = slice(&L->perm, FL_I32, 0, L->m), tok = slice(&L->tok, FL_I32, 0, L->m);
+    fl_tensor gs = slice(&L->gs, FL_F32, 0, L->m);
+    ops->moe_index(&kept, (int)k, &L->gates, &tok, &gs, &L->pos);
+}
 
+/* figs[2E+1] = count[E] (written by moe_route), psum[E] the column sums of
+   probs, Σ_n lse_n²; one copy brings them to count[], psum[] and *zsum. */
+static void route_figures(moe *L, double *zsum) {
+    const fl_ops *ops = L->host->ops;
+    const int64_t N = L->n, E = L->E;
+    fl_tensor psum = slice(&L->figs, FL_F32, E, E), z = slice(&L->figs, FL_F32, 2 * E, 1);
+    fl_tensor lse = fl_view2(&L->lse, 1, N); /* one row: row_dot sums it */
+    ops->sum_rows(&L->probs, 0.0f, &psum);
+    ops->row_dot(&lse, &lse, &z);
+    uint32_t *h = L->figs_h;
+    ops->to_host(h, &L->figs, (2 * (size_t)E + 1) * sizeof *h);
+    for (int64_t i = 0; i < E; i++) {
+        float p;
+        memcpy(&p, &h[E + i], sizeof p);
+        L->count[i] = (int32_t)h[i];
+        L->psum[i] = p;
+    }
+    float zs;
+    memcpy(&zs, &h[2 * E], sizeof zs);
+    *zsum = zs;
+}
+
+/* The routing, then the balance and z figures and dbal (on the device for
+   the router's backward). */
+static fl_status route(moe *L, fl_error *err) {
+    const int64_t N = L->n, E = L->E, k = L->k;
+    route_rows(L);
+    double z = 0;
+    route_figures(L, &z);
     /* balance = E Σ f_i P_i with f_i = count_i / (N k), P_i = psum_i / N;
        its gradient in p holds f constant (as Switch does). Over several
        ranks count, psum and N are the whole batch's, and d/dp is scaled by
        P (1 / local N instead of 1 / global N): the host averages. */
-    column_sums(f32(&L->probs), N, E, L->psum);
     double Ng = (double)N;
     fl_status st = global_loads(L, &Ng, err);
     if (st) return st;
-    double bal = 0, z = 0;
+    double bal = 0;
     for (int64_t i = 0; i < E; i++) {
         const double f = (double)L->count[i] / (Ng * (double)k);
         bal += f * L->psum[i] / Ng;
         L->dbal[i] = (float)(L->bal_coef * (double)E * f / (double)N);
     }
-    const float *lse = f32(&L->lse);
-    for (int64_t n = 0; n < N; n++) z += (double)lse[n] * lse[n];
+    L->host->ops->from_host(&L->dbal_t, L->dbal, (size_t)E * sizeof *L->dbal);
     L->bal = (double)E * bal;
     L->z = z / (double)N;
     return FL_OK;
@@ -784,8 +737,7 @@ static fl_status moe_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor
     }
     router_forward(L, ctx);
     if ((st = route(L, err))) return st;
-    fl_tensor tok = fl_view2(&L->tok, L->m, 1), xs = fl_rows(&L->xs, 0, L->m);
-    tok.ndim = 1;
+    fl_tensor tok = slice(&L->tok, FL_I32, 0, L->m), xs = fl_rows(&L->xs, 0, L->m);
     ops->gather_rows(&L->x, &tok, &xs); /* xs[M,d]: the tokens in expert order */
     if ((st = experts_forward(L, err))) return st;
     /* y[n] = Σ_j gates[n,j] · o[pos[n,j]]: one pass writing every row once;
@@ -801,12 +753,12 @@ static fl_status moe_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor
 
 static fl_status ensure_backward(moe *L, fl_error *err) {
     const int64_t N = L->n, NK = N * L->k;
+    /* draw (noisy) was made by the forward */
     fl_status st;
     if ((st = ensure2(L, &L->dgate, FL_F32, N, L->k, err)) || (st = ensure2(L, &L->dout, FL_F32, NK, L->d, err)) ||
-        (st = ensure2(L, &L->da, FL_F32, NK, L->de, err)) || (st = ensure2(L, &L->dlogits, FL_F32, N, L->E, err)))
+        (st = ensure2(L, &L->da, FL_F32, NK, L->de, err)))
         return st;
-    if (L->noise_on && (st = ensure2(L, &L->draw, FL_F32, N, L->E, err))) return st;
-    return FL_OK;
+    return ensure2(L, &L->dlogits, FL_F32, N, L->E, err);
 }
 
 /* Backward through experts_run: dio[R,d] holds d out on entry and d in on
@@ -855,8 +807,7 @@ static fl_status experts_backward_rows(moe *L, fl_tensor *dout, fl_error *err) {
 static fl_status experts_backward(moe *L, const fl_tensor *dy2, fl_tensor *dx2, fl_error *err) {
     const fl_ops *ops = L->host->ops;
     const int64_t M = L->m;
-    fl_tensor tok = fl_view2(&L->tok, M, 1), gs = fl_view2(&L->gs, M, 1);
-    tok.ndim = gs.ndim = 1;
+    fl_tensor tok = slice(&L->tok, FL_I32, 0, M), gs = slice(&L->gs, FL_F32, 0, M);
     fl_tensor o = fl_rows(&L->o, 0, M), dout = fl_rows(&L->dout, 0, M);
     if (L->n > 0) {
         /* dgate[n,j] = o[pos[n,j]] · dy[n];  d o[m] = gs[m] · dy[tok[m]] */
@@ -873,14 +824,15 @@ static fl_status experts_backward(moe *L, const fl_tensor *dy2, fl_tensor *dx2, 
    dx2 += dH · W_routerᵀ (+ the noise projection's part). */
 static void router_backward_all(moe *L, fl_tensor *dx2) {
     const fl_ops *ops = L->host->ops;
-    const int64_t N = L->n, E = L->E;
-    router_backward(f32(&L->probs), f32(&L->lse), f32(&L->topv), i32(&L->topi), f32(&L->gates),
-                    f32(&L->dgate), L->dbal, L->renorm, 2.0f * L->z_coef / (float)N, N, E, L->k,
-                    f32(&L->dlogits));
+    const int64_t N = L->n;
+    ops->moe_router_backward(&L->probs, &L->lse, &L->topv, &L->topi, &L->gates, &L->dgate, &L->dbal_t,
+                             L->renorm, 2.0f * L->z_coef / (float)N, &L->dlogits);
     ops->gemm(1, 0, 1.0f, &L->x, &L->dlogits, 1.0f, &L->router_w->grad); /* [d,N]·[N,E] */
     ops->gemm(0, 1, 1.0f, &L->dlogits, &L->router_w->value, 1.0f, dx2);  /* [N,E]·[d,E]ᵀ */
     if (!L->noise_on) return;
-    noisy_backward(f32(&L->dlogits), f32(&L->raw), f32(&L->eps), N * E, f32(&L->draw));
+    /* d raw = dH · eps · softplus'(raw) */
+    ops->mul(&L->dlogits, &L->eps, &L->draw);
+    ops->activation_backward(FL_ACT_SOFTPLUS, &L->raw, &L->draw, &L->draw);
     ops->gemm(1, 0, 1.0f, &L->x, &L->draw, 1.0f, &L->noise_w->grad);
     ops->gemm(0, 1, 1.0f, &L->draw, &L->noise_w->value, 1.0f, dx2);
 }

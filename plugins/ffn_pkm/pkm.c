@@ -30,16 +30,20 @@
  * through the sub-keys, through the norm to Wq, bq and x.
  *
  * Work per token is O(heads·(d·k_dim + n_keys·k_dim + knn·log knn + knn·v_dim))
- * — the value memory itself is never swept. GEMMs, the sub-key top-k and the
- * softmax gradient are host ops. What the ops table lacks are the plugin's
- * own CPU kernels in pkm_kernels.c: the pair top-k and its gradient into the
- * queries and sub-keys, the norms, the head transposes, dropout masks, and
- * the value read
+ * — the value memory itself is never swept. Every step is a host op, so the
+ * layer runs on any device (create needs a host whose ops table has the
+ * product-key and norm ops): GEMMs, dropout, the head transposes
+ * (permute01), the norms (batchnorm, layernorm_groups), the sub-key top-k,
+ * the pair top-k (product_topk) and its gradient, the softmax gradient, and
+ * embedding bags for the value read and the sub-keys' gradient. Two steps
+ * have faster CPU forms of the plugin's own (pkm_kernels.c): the value read
  * and its gradient as a *grouped* embedding bag (entries sorted by slot
  * within blocks of tokens, so a value row is loaded once per block rather
  * than once per read — several times faster than the token-ordered host op
- * when slots are read many times per batch). So the layer runs on the CPU
- * only for now (create refuses another device with FL_EUNSUPPORTED).
+ * when slots are read many times per batch), and the sub-keys' gradient for
+ * all head halves in one pass. Option kernels=auto uses them on the CPU;
+ * kernels=host takes the portable path everywhere (so the CPU tests cover
+ * what a GPU runs).
  *
  * Query normalisation: batchnorm (the paper's "query batch normalisation";
  * default), layernorm (per token and head, over k_dim) or none. BatchNorm's
@@ -50,10 +54,9 @@
  *
  * This file sees only the public SDK headers.
  */
-#include <math.h>            /* log */
+#include <math.h>            /* log, sqrtf */
 #include <stdint.h>          /* int64_t, uint64_t */
-#include <stdlib.h>          /* calloc, free */
-#include <string.h>          /* memset */
+#include <stdlib.h>          /* calloc, malloc, free */
 
 #include "ffnlab/ffn.h"      /* fl_ffn_plugin, fl_ffn_config, fl_ffn_ctx */
 #include "ffnlab/host.h"     /* fl_host, fl_ops, fl_param_spec, fl_option */
@@ -70,10 +73,11 @@
 enum {
     OPT_HEADS, OPT_K_DIM, OPT_N_KEYS, OPT_KNN, OPT_V_DIM, OPT_QUERY_NORM,
     OPT_INPUT_DROPOUT, OPT_QUERY_DROPOUT, OPT_VALUE_DROPOUT, OPT_VALUE_LR,
-    OPT_BN_MOMENTUM, OPT_STATS_WINDOW, OPT_BAG_CHUNK, N_OPTIONS
+    OPT_BN_MOMENTUM, OPT_STATS_WINDOW, OPT_BAG_CHUNK, OPT_KERNELS, N_OPTIONS
 };
 
 enum { NORM_BATCH = 0, NORM_LAYER = 1, NORM_NONE = 2 }; /* ENUM index of query_norm */
+enum { KERNELS_AUTO = 0, KERNELS_HOST = 1 };             /* ENUM index of kernels */
 
 static const fl_option OPTIONS[N_OPTIONS] = {
     [OPT_HEADS] = {"heads", FL_OPT_INT, "4", 1, 64, NULL,
@@ -104,6 +108,9 @@ static const fl_option OPTIONS[N_OPTIONS] = {
     [OPT_BAG_CHUNK] = {"bag_chunk", FL_OPT_INT, "0", 0, 1 << 30, NULL,
                        "tokens per block of the grouped value read and its gradient (0 = auto); "
                        "speed only, the result is the same"},
+    [OPT_KERNELS] = {"kernels", FL_OPT_ENUM, "auto", 0, -1, "auto|host",
+                     "auto: the plugin's own value bag and sub-key gradient on the CPU, host ops "
+                     "elsewhere; host: host ops everywhere (the portable path)"},
 };
 
 #define BN_EPS 1e-5f
@@ -121,6 +128,7 @@ typedef struct pkm {
     float p_in, p_q, p_v, momentum;
     int64_t window;                /* forwards per usage window */
     int64_t bag_chunk;             /* option: tokens per value-bag block (0 = auto) */
+    int own;                       /* CPU, kernels=auto: pk_subkey_backward and the grouped bag */
 
     fl_param *wq, *bq;             /* query.weight [d,F], query.bias [F] */
     fl_param *ng, *nb;             /* query_norm.weight, .bias [F] (norm != none) */
@@ -139,25 +147,25 @@ typedef struct pkm {
     fl_tensor qpre;                /* [N,F] x·Wq + bq */
     fl_tensor qn;                  /* [N,F] normalised (+dropout) query: qn_buf or qpre */
     fl_tensor nmean, nrstd;        /* batchnorm [F], layernorm [N*H] */
-    fl_tensor red;                 /* [2*PK_RED_CHUNKS*F] norms' reduction scratch */
     fl_tensor qt;                  /* [2H,N,half] query by head half */
     fl_tensor S;                   /* [2H,N,n_keys] sub-key scores (forward scratch) */
     fl_tensor tv, ti;              /* [2H,N,knn] top sub-key scores (f32) and indices (i32) */
     fl_tensor w;                   /* [N,H*knn] softmax weights of the selected slots */
     fl_tensor slot, pair;          /* [N,H*knn] i32 value rows, a << 16 | b */
     fl_tensor out;                 /* [N,v_dim] memory output (with out_proj) */
-    int64_t chunk;                 /* tokens per block of the grouped value bag */
-    fl_tensor etok, ew, epos;      /* [N*H*knn] entries grouped by chunk and slot: token, weight, index */
-    fl_tensor eoff;                /* [chunks*(slots+1)] i64 each (chunk, slot)'s range */
+    int64_t chunk;                 /* own: tokens per block of the grouped value bag */
+    fl_tensor etok, ew, epos;      /* own: [N*H*knn] entries by chunk and slot: token, weight, index */
+    fl_tensor eoff;                /* own: [chunks*(slots+1)] i64 each (chunk, slot)'s range */
     fl_tensor xd_buf, qn_buf;
 
     /* Backward scratch. */
     fl_tensor dout, dw, g, gix, dqt, dqn, dqpre;
-    fl_tensor rows;                /* i32 the distinct slots read */
 
-    /* Memory usage over the current window of forwards. */
-    uint64_t *used;                /* slots bits */
-    double *att;                   /* [slots] summed softmax weights */
+    /* Memory usage over the current window of forwards, on the device:
+       copied to the host only when stats are asked for. */
+    fl_tensor reads;               /* [slots,1] reads per slot */
+    fl_tensor mass;                /* [slots,1] summed softmax weights per slot */
+    fl_tensor ones;                /* [N*H*knn,1] ones: each read counts 1 */
     int64_t win_forwards;
 } pkm;
 
@@ -223,13 +231,11 @@ static fl_status declare_params(pkm *L, fl_param_scope *scope, float value_lr, f
 static void pkm_destroy(void *layer) {
     pkm *L = layer;
     if (!L) return;
-    fl_tensor *owned[] = {&L->nmean, &L->nrstd, &L->red, &L->qpre, &L->qt, &L->S, &L->tv, &L->ti,
+    fl_tensor *owned[] = {&L->nmean, &L->nrstd, &L->qpre, &L->qt, &L->S, &L->tv, &L->ti,
                           &L->w, &L->slot, &L->pair, &L->out, &L->xd_buf, &L->qn_buf,
                           &L->dout, &L->dw, &L->g, &L->gix, &L->dqt, &L->dqn, &L->dqpre,
-                          &L->etok, &L->ew, &L->epos, &L->eoff, &L->rows};
+                          &L->etok, &L->ew, &L->epos, &L->eoff, &L->reads, &L->mass, &L->ones};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) L->host->tensor_release(L->host, owned[i]);
-    free(L->used);
-    free(L->att);
     free(L);
 }
 
@@ -270,15 +276,16 @@ static fl_status check_options(const fl_host *host, const pkm *L, float value_lr
     return FL_OK;
 }
 
+static fl_status usage_create(pkm *L, fl_error *err);
+
 static fl_status pkm_create(const fl_host *host, const fl_ffn_config *cfg, void **layer,
                             fl_error *err) {
     *layer = NULL;
     if (cfg->d_model < 1)
         return host->error(err, FL_EINVAL, "pkm: d_model %d must be positive", (int)cfg->d_model);
-    if (host->device.kind != FL_DEVICE_CPU)
+    if (!FL_OPS_HAS(host->ops, layernorm_groups_backward))
         return host->error(err, FL_EUNSUPPORTED,
-                           "pkm: runs on the CPU only (its pair top-k, norms, grouped value bag and dropout "
-                           "are CPU kernels of its own)");
+                           "pkm: the host's ops table has no product-key and norm ops (an older host)");
     const fl_value *v = cfg->values;
     pkm *L = calloc(1, sizeof *L);
     if (!L) return host->error(err, FL_ENOMEM, "pkm: out of memory");
@@ -296,6 +303,7 @@ static fl_status pkm_create(const fl_host *host, const fl_ffn_config *cfg, void 
     L->momentum = (float)opt_f(v, OPT_BN_MOMENTUM, 0.1);
     L->window = opt_i(v, OPT_STATS_WINDOW, 100);
     L->bag_chunk = opt_i(v, OPT_BAG_CHUNK, 0);
+    L->own = host->device.kind == FL_DEVICE_CPU && opt_i(v, OPT_KERNELS, KERNELS_AUTO) == KERNELS_AUTO;
     const float value_lr = (float)opt_f(v, OPT_VALUE_LR, 1e-3);
     L->n = -1;
     fl_status st = check_options(host, L, value_lr, err);
@@ -306,14 +314,8 @@ static fl_status pkm_create(const fl_host *host, const fl_ffn_config *cfg, void 
     L->half = L->kd / 2;
     L->F = L->H * L->kd;
     L->slots = L->n_keys * L->n_keys;
-    L->used = calloc((size_t)(L->slots + 63) / 64, sizeof *L->used);
-    L->att = calloc((size_t)L->slots, sizeof *L->att);
-    if (!L->used || !L->att) {
-        pkm_destroy(L);
-        return host->error(err, FL_ENOMEM, "pkm: out of memory for the usage counters of %lld slots",
-                           (long long)L->slots);
-    }
     st = declare_params(L, cfg->scope, value_lr, err);
+    if (!st) st = usage_create(L, err);
     if (st) {
         pkm_destroy(L); /* the params already declared belong to the host */
         return st;
@@ -332,6 +334,29 @@ static fl_status ensure(pkm *L, fl_tensor *t, int32_t dtype, int ndim, int64_t d
     return L->host->tensor_ensure(L->host, t, dtype, ndim, shape, err);
 }
 
+/* The usage counters [slots,1], zero. */
+static fl_status usage_create(pkm *L, fl_error *err) {
+    fl_status st;
+    if ((st = ensure(L, &L->reads, FL_F32, 2, L->slots, 1, 1, err)) ||
+        (st = ensure(L, &L->mass, FL_F32, 2, L->slots, 1, 1, err)))
+        return st;
+    L->host->ops->fill(&L->reads, 0.0f);
+    L->host->ops->fill(&L->mass, 0.0f);
+    return FL_OK;
+}
+
+/* The grouped value bag's entry lists and block offsets. */
+static fl_status ensure_grouping(pkm *L, int64_t n, fl_error *err) {
+    const int64_t hk = L->H * L->knn;
+    fl_status st;
+    if ((st = ensure(L, &L->etok, FL_I32, 1, n * hk, 1, 1, err)) ||
+        (st = ensure(L, &L->ew, FL_F32, 1, n * hk, 1, 1, err)) ||
+        (st = ensure(L, &L->epos, FL_I32, 1, n * hk, 1, 1, err)))
+        return st;
+    L->chunk = pk_bag_chunk(n, hk, L->slots, L->v_dim, L->bag_chunk);
+    return ensure(L, &L->eoff, FL_I64, 1, (n + L->chunk - 1) / L->chunk * (L->slots + 1), 1, 1, err);
+}
+
 static fl_status ensure_forward(pkm *L, int64_t n, fl_error *err) {
     const int64_t B = 2 * L->H, hk = L->H * L->knn;
     fl_status st;
@@ -343,13 +368,9 @@ static fl_status ensure_forward(pkm *L, int64_t n, fl_error *err) {
         (st = ensure(L, &L->w, FL_F32, 2, n, hk, 1, err)) ||
         (st = ensure(L, &L->slot, FL_I32, 2, n, hk, 1, err)) ||
         (st = ensure(L, &L->pair, FL_I32, 2, n, hk, 1, err)) ||
-        (st = ensure(L, &L->etok, FL_I32, 1, n * hk, 1, 1, err)) ||
-        (st = ensure(L, &L->ew, FL_F32, 1, n * hk, 1, 1, err)) ||
-        (st = ensure(L, &L->epos, FL_I32, 1, n * hk, 1, 1, err)))
+        (st = ensure(L, &L->ones, FL_F32, 2, n * hk, 1, 1, err)))
         return st;
-    L->chunk = pk_bag_chunk(n, hk, L->slots, L->v_dim, L->bag_chunk);
-    if ((st = ensure(L, &L->eoff, FL_I64, 1, (n + L->chunk - 1) / L->chunk * (L->slots + 1), 1, 1, err)))
-        return st;
+    if (L->own && (st = ensure_grouping(L, n, err))) return st;
     if (L->norm == NORM_BATCH &&
         ((st = ensure(L, &L->nmean, FL_F32, 1, L->F, 1, 1, err)) ||
          (st = ensure(L, &L->nrstd, FL_F32, 1, L->F, 1, 1, err))))
@@ -359,8 +380,6 @@ static fl_status ensure_forward(pkm *L, int64_t n, fl_error *err) {
          (st = ensure(L, &L->nrstd, FL_F32, 1, n * L->H, 1, 1, err))))
         return st;
     if (L->wo && (st = ensure(L, &L->out, FL_F32, 2, n, L->v_dim, 1, err))) return st;
-    if (L->norm != NORM_NONE && (st = ensure(L, &L->red, FL_F32, 1, 2 * PK_RED_CHUNKS * L->F, 1, 1, err)))
-        return st;
     return FL_OK;
 }
 
@@ -377,13 +396,25 @@ static fl_status rows_of(const pkm *L, const fl_tensor *t, const char *what, int
 static float *f32(const fl_tensor *t) { return (float *)t->data; }
 static int32_t *i32(const fl_tensor *t) { return (int32_t *)t->data; }
 
+/* The sub-keys as [2H, n_keys, half]: block b is head b/2's half b%2. */
+static fl_tensor keys_by_half(const pkm *L, const fl_tensor *k) {
+    fl_tensor k3 = fl_view2(k, 2 * L->H * L->n_keys, L->half);
+    k3.ndim = 3;
+    k3.shape[0] = 2 * L->H;
+    k3.shape[1] = L->n_keys;
+    k3.shape[2] = L->half;
+    return k3;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Forward                                                                    */
 /* ------------------------------------------------------------------------ */
 
 /* qn = norm(qpre), then query dropout; qn is qpre itself when neither applies. */
 static fl_status query_norm_forward(pkm *L, int64_t n, fl_error *err) {
+    const fl_ops *ops = L->host->ops;
     const int drop = L->train && L->p_q > 0.0f;
+    L->bn_batch = 0;
     if (L->norm == NORM_NONE && !drop) {
         L->qn = L->qpre;
         return FL_OK;
@@ -391,61 +422,56 @@ static fl_status query_norm_forward(pkm *L, int64_t n, fl_error *err) {
     fl_status st = ensure(L, &L->qn_buf, FL_F32, 2, n, L->F, 1, err);
     if (st) return st;
     L->qn = fl_view2(&L->qn_buf, n, L->F);
-    const float *x = f32(&L->qpre);
-    float *y = f32(&L->qn);
-    L->bn_batch = 0;
-    if (L->norm == NORM_BATCH && L->train) {
-        pk_bn_train(x, n, L->F, f32(&L->ng->value), f32(&L->nb->value), BN_EPS, L->momentum, y,
-                    f32(&L->nmean), f32(&L->nrstd), f32(&L->rmean->value), f32(&L->rvar->value), f32(&L->red));
-        L->bn_batch = 1;
-    } else if (L->norm == NORM_BATCH) {
-        pk_bn_eval(x, n, L->F, f32(&L->ng->value), f32(&L->nb->value), BN_EPS, f32(&L->rmean->value),
-                   f32(&L->rvar->value), y, f32(&L->nmean), f32(&L->nrstd));
+    const fl_tensor *ng = L->ng ? &L->ng->value : NULL, *nb = L->nb ? &L->nb->value : NULL;
+    if (L->norm == NORM_BATCH) {
+        L->bn_batch = L->train; /* eval: the running statistics */
+        ops->batchnorm(&L->qpre, ng, nb, BN_EPS, L->momentum, L->train, &L->qn, &L->nmean, &L->nrstd,
+                       &L->rmean->value, &L->rvar->value);
     } else if (L->norm == NORM_LAYER) {
-        pk_ln_forward(x, n, (int)L->H, L->kd, f32(&L->ng->value), f32(&L->nb->value), LN_EPS, y,
-                      f32(&L->nmean), f32(&L->nrstd));
-    } else {
-        L->host->ops->copy(&L->qpre, &L->qn);
+        ops->layernorm_groups(&L->qpre, (int)L->H, ng, nb, LN_EPS, &L->qn, &L->nmean, &L->nrstd);
     }
-    if (drop) pk_dropout(y, y, n * L->F, L->p_q, L->key_q);
+    if (drop) ops->dropout(L->norm == NORM_NONE ? &L->qpre : &L->qn, L->p_q, L->key_q, &L->qn);
     return FL_OK;
 }
 
 /* Sub-key scores, their top-knn per head half, then the pair top-knn and the
-   softmax weights: fills tv, ti, w, slot, pair. */
+   softmax weights: fills qt, tv, ti, w, slot, pair. */
 static void select_slots(pkm *L, int64_t n) {
     const fl_ops *ops = L->host->ops;
     const int64_t B = 2 * L->H;
-    pk_to_heads(f32(&L->qn), n, (int)B, L->half, f32(&L->qt));
-    fl_tensor keys3 = L->keys->value;  /* [2H, n_keys, half] */
-    keys3.ndim = 3;
-    keys3.shape[0] = B;
-    keys3.shape[1] = L->n_keys;
-    keys3.shape[2] = L->half;
-    keys3.shape[3] = 1;
+    ops->permute01(&L->qn, n, B, L->half, &L->qt); /* [N,2H,half] → [2H,N,half] */
+    fl_tensor keys3 = keys_by_half(L, &L->keys->value);
     ops->gemm_batched(0, 1, 1.0f, &L->qt, &keys3, 0.0f, &L->S); /* S[b] = qt[b] · K[b]ᵀ */
     fl_tensor S2 = fl_view2(&L->S, B * n, L->n_keys);
     fl_tensor tv2 = fl_view2(&L->tv, B * n, L->knn), ti2 = fl_view2(&L->ti, B * n, L->knn);
     ops->topk(&S2, (int)L->knn, &tv2, &ti2);
-    pk_product_topk(f32(&L->tv), i32(&L->ti), n, (int)L->H, (int)L->knn, L->n_keys, f32(&L->w),
-                    i32(&L->slot), i32(&L->pair));
+    ops->product_topk(&L->tv, &L->ti, (int)L->H, L->n_keys, &L->w, &L->slot, &L->pair);
 }
 
 /* Adds this forward's reads to the usage window (a new window starts after
-   `window` forwards). */
+   `window` forwards): reads[slot] += 1, mass[slot] += w. */
 static void count_usage(pkm *L, int64_t n) {
+    const fl_ops *ops = L->host->ops;
+    const int64_t e = n * L->H * L->knn;
     if (L->win_forwards >= L->window) {
-        memset(L->used, 0, (size_t)(L->slots + 63) / 64 * sizeof *L->used);
-        memset(L->att, 0, (size_t)L->slots * sizeof *L->att);
+        ops->fill(&L->reads, 0.0f);
+        ops->fill(&L->mass, 0.0f);
         L->win_forwards = 0;
     }
-    pk_usage_add(i32(&L->slot), f32(&L->w), n * L->H * L->knn, L->used, L->att);
+    fl_tensor ones = fl_view2(&L->ones, e, 1), w = fl_view2(&L->w, e, 1), slot = fl_view2(&L->slot, e, 1);
+    ops->fill(&ones, 1.0f);
+    ops->scatter_add_rows(&ones, &slot, &L->reads);
+    ops->scatter_add_rows(&w, &slot, &L->mass);
     L->win_forwards++;
 }
 
-/* out[N,v_dim] = Σ_j w · V[slot] (ops->embedding_bag's result), as the
-   grouped bag of pk_bag_forward; the grouping is kept for backward. */
+/* out[N,v_dim] = Σ_j w · V[slot]: the grouped bag of pk_bag_forward (its
+   grouping is kept for backward), or the host's embedding bag. */
 static void read_values(pkm *L, int64_t n, fl_tensor *out) {
+    if (!L->own) {
+        L->host->ops->embedding_bag(&L->values->value, &L->slot, &L->w, out);
+        return;
+    }
     const int64_t hk = L->H * L->knn;
     int64_t *off = (int64_t *)L->eoff.data;
     pk_group_chunks(i32(&L->slot), f32(&L->w), n, hk, L->slots, L->chunk, off, i32(&L->etok), f32(&L->ew),
@@ -485,7 +511,7 @@ static fl_status pkm_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor
     if (L->train && L->p_in > 0.0f) {
         if ((st = ensure(L, &L->xd_buf, FL_F32, 2, n, L->d, 1, err))) return st;
         L->xd = fl_view2(&L->xd_buf, n, L->d);
-        pk_dropout(f32(&L->x), f32(&L->xd), n * L->d, L->p_in, L->key_in);
+        ops->dropout(&L->x, L->p_in, L->key_in, &L->xd);
     }
     ops->gemm(0, 0, 1.0f, &L->xd, &L->wq->value, 0.0f, &L->qpre); /* qpre[N,F] */
     ops->add_bias(&L->qpre, &L->bq->value);
@@ -494,7 +520,7 @@ static fl_status pkm_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor
 
     fl_tensor *out = L->wo ? &L->out : &y2; /* [N,v_dim] */
     read_values(L, n, out);
-    if (L->train && L->p_v > 0.0f) pk_dropout(f32(out), f32(out), n * L->v_dim, L->p_v, L->key_v);
+    if (L->train && L->p_v > 0.0f) ops->dropout(out, L->p_v, L->key_v, out);
     if (L->wo) ops->gemm(0, 0, 1.0f, &L->out, &L->wo->value, 0.0f, &y2);
     count_usage(L, n);
     L->n = n;
@@ -512,8 +538,7 @@ static fl_status ensure_backward(pkm *L, int64_t n, fl_error *err) {
         (st = ensure(L, &L->g, FL_F32, 3, B, n, L->knn, err)) ||
         (st = ensure(L, &L->gix, FL_I32, 3, B, n, L->knn, err)) ||
         (st = ensure(L, &L->dqt, FL_F32, 3, B, n, L->half, err)) ||
-        (st = ensure(L, &L->dqn, FL_F32, 2, n, L->F, 1, err)) ||
-        (st = ensure(L, &L->rows, FL_I32, 1, n * hk < L->slots ? n * hk : L->slots, 1, 1, err)))
+        (st = ensure(L, &L->dqn, FL_F32, 2, n, L->F, 1, err)))
         return st;
     if (L->norm != NORM_NONE && (st = ensure(L, &L->dqpre, FL_F32, 2, n, L->F, 1, err))) return st;
     if ((L->wo || (L->train && L->p_v > 0.0f)) && (st = ensure(L, &L->dout, FL_F32, 2, n, L->v_dim, 1, err)))
@@ -531,56 +556,62 @@ static const fl_tensor *memory_output_grad(pkm *L, const fl_tensor *dy2) {
     if (L->wo) {
         ops->gemm(1, 0, 1.0f, &L->out, dy2, 1.0f, &L->wo->grad);      /* dWo [v_dim,d] */
         ops->gemm(0, 1, 1.0f, dy2, &L->wo->value, 0.0f, dout);         /* dout = dy · Woᵀ */
+        if (drop) ops->dropout(dout, L->p_v, L->key_v, dout);
     } else {
-        ops->copy(dy2, dout);
+        ops->dropout(dy2, L->p_v, L->key_v, dout);
     }
-    if (drop) pk_dropout(f32(dout), f32(dout), fl_numel(dout), L->p_v, L->key_v);
     return dout;
 }
 
 /* From the selected scores' gradient ds (in dw) to the query halves (dqt)
    and the sub-keys: only the top-knn positions some winner used carry
-   gradient, so both are embedding bags over the sub-key table of each head
-   half: dq_b = Σ_a g[a] K_b[i[a]], dK_b[i[a]] += g[a] q_b. */
+   gradient (gix), so both are embedding bags over each head half's sub-key
+   table: dq_b = Σ_a g[a] K_b[i[a]] and dK_b[i[a]] += g[a] q_b (host ops, or
+   all halves at once by pk_subkey_backward). */
 static void subkey_backward(pkm *L, int64_t n) {
-    pk_product_topk_backward(f32(&L->dw), i32(&L->pair), i32(&L->ti), n, (int)L->H, (int)L->knn,
-                             f32(&L->g), i32(&L->gix));
-    pk_subkey_backward(f32(&L->keys->value), f32(&L->qt), f32(&L->g), i32(&L->gix), 2 * L->H, n, L->knn,
-                       L->n_keys, L->half, f32(&L->dqt), f32(&L->keys->grad));
+    const fl_ops *ops = L->host->ops;
+    ops->product_topk_backward(&L->dw, &L->pair, &L->ti, (int)L->H, &L->g, &L->gix);
+    if (L->own) {
+        pk_subkey_backward(f32(&L->keys->value), f32(&L->qt), f32(&L->g), i32(&L->gix), 2 * L->H, n, L->knn,
+                           L->n_keys, L->half, f32(&L->dqt), f32(&L->keys->grad));
+        return;
+    }
+    fl_tensor K = keys_by_half(L, &L->keys->value), dK = keys_by_half(L, &L->keys->grad);
+    for (int64_t b = 0; b < 2 * L->H; b++) {
+        fl_tensor Kb = fl_rows(&K, b, 1), dKb = fl_rows(&dK, b, 1);           /* [n_keys, half] */
+        fl_tensor qb = fl_rows(&L->qt, b, 1), dqb = fl_rows(&L->dqt, b, 1);   /* [N, half] */
+        fl_tensor gb = fl_rows(&L->g, b, 1), ib = fl_rows(&L->gix, b, 1);     /* [N, knn] */
+        ops->embedding_bag(&Kb, &ib, &gb, &dqb);
+        ops->embedding_bag_backward(&qb, &Kb, &ib, &gb, &dKb, NULL);
+    }
 }
 
 /* The values' gradient on the rows read only, dV[slot] += w · dout, and
-   dw = dout · V[slot] (into L->dw), over the forward's grouping (see
-   pk_values_backward); then the rows read are marked touched, once each. */
+   dw = dout · V[slot] (into L->dw), by the forward's grouping (see
+   pk_values_backward) or the host's embedding-bag gradient; then the rows
+   read are marked touched. */
 static void values_backward(pkm *L, int64_t n, const fl_tensor *dout) {
-    const int64_t *off = (const int64_t *)L->eoff.data, S = L->slots, nch = (n + L->chunk - 1) / L->chunk;
-    pk_values_backward(f32(dout), f32(&L->values->value), off, i32(&L->etok), f32(&L->ew), i32(&L->epos), n,
-                       S, L->chunk, L->v_dim, f32(&L->values->grad), f32(&L->dw));
-    int32_t *r = i32(&L->rows);
-    int64_t m = 0;
-    for (int64_t s = 0; s < S; s++)
-        for (int64_t c = 0; c < nch; c++)
-            if (off[c * (S + 1) + s + 1] > off[c * (S + 1) + s]) {
-                r[m++] = (int32_t)s;
-                break;
-            }
-    fl_tensor read = L->rows;
-    read.shape[0] = m;
-    L->host->param_touch_rows(L->host, L->values, &read);
+    if (L->own)
+        pk_values_backward(f32(dout), f32(&L->values->value), (const int64_t *)L->eoff.data, i32(&L->etok),
+                           f32(&L->ew), i32(&L->epos), n, L->slots, L->chunk, L->v_dim, f32(&L->values->grad),
+                           f32(&L->dw));
+    else
+        L->host->ops->embedding_bag_backward(dout, &L->values->value, &L->slot, &L->w, &L->values->grad, &L->dw);
+    L->host->param_touch_rows(L->host, L->values, &L->slot);
 }
 
 /* dqn (in place: query dropout) → d qpre through the norm. Returns d qpre. */
 static const fl_tensor *query_norm_backward(pkm *L, int64_t n) {
-    float *dq = f32(&L->dqn);
-    if (L->train && L->p_q > 0.0f) pk_dropout(dq, dq, n * L->F, L->p_q, L->key_q);
+    const fl_ops *ops = L->host->ops;
+    if (L->train && L->p_q > 0.0f) ops->dropout(&L->dqn, L->p_q, L->key_q, &L->dqn);
     if (L->norm == NORM_NONE) return &L->dqn;
-    const float *x = f32(&L->qpre);
+    fl_tensor dqn = fl_view2(&L->dqn, n, L->F), dqpre = fl_view2(&L->dqpre, n, L->F);
     if (L->norm == NORM_BATCH)
-        pk_bn_backward(x, n, L->F, f32(&L->ng->value), f32(&L->nmean), f32(&L->nrstd), dq, L->bn_batch,
-                       f32(&L->dqpre), f32(&L->ng->grad), f32(&L->nb->grad), f32(&L->red));
+        ops->batchnorm_backward(&L->qpre, &L->ng->value, &L->nmean, &L->nrstd, &dqn, L->bn_batch, &dqpre,
+                                &L->ng->grad, &L->nb->grad);
     else
-        pk_ln_backward(x, n, (int)L->H, L->kd, f32(&L->ng->value), f32(&L->nmean), f32(&L->nrstd), dq,
-                       f32(&L->dqpre), f32(&L->ng->grad), f32(&L->nb->grad), f32(&L->red));
+        ops->layernorm_groups_backward(&L->qpre, (int)L->H, &L->ng->value, &L->nmean, &L->nrstd, &dqn, &dqpre,
+                                       &L->ng->grad, &L->nb->grad);
     return &L->dqpre;
 }
 
@@ -607,13 +638,13 @@ static fl_status pkm_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
     fl_tensor w3 = fl_view2(&L->w, n * L->H, L->knn), dw3 = fl_view2(&L->dw, n * L->H, L->knn);
     ops->softmax_backward(&w3, &dw3, &dw3);
     subkey_backward(L, n);
-    pk_from_heads(f32(&L->dqt), n, (int)(2 * L->H), L->half, f32(&L->dqn));
+    ops->permute01(&L->dqt, 2 * L->H, n, L->half, &L->dqn); /* [2H,N,half] → [N,2H,half] */
     const fl_tensor *dqpre = query_norm_backward(L, n);
 
     ops->gemm(1, 0, 1.0f, &L->xd, dqpre, 1.0f, &L->wq->grad);  /* dWq += xdᵀ · dqpre */
     ops->sum_rows(dqpre, 1.0f, &L->bq->grad);
     ops->gemm(0, 1, 1.0f, dqpre, &L->wq->value, 0.0f, &dx2);   /* dx = dqpre · Wqᵀ */
-    if (L->train && L->p_in > 0.0f) pk_dropout(f32(&dx2), f32(&dx2), n * L->d, L->p_in, L->key_in);
+    if (L->train && L->p_in > 0.0f) ops->dropout(&dx2, L->p_in, L->key_in, &dx2);
     return FL_OK;
 }
 
@@ -621,34 +652,42 @@ static fl_status pkm_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
 /* Statistics and the descriptor                                              */
 /* ------------------------------------------------------------------------ */
 
-/* Fraction of slots read at least once in the window. */
-static double memory_usage(const pkm *L) {
-    int64_t hit = 0;
-    for (int64_t i = 0; i < (L->slots + 63) / 64; i++) hit += __builtin_popcountll(L->used[i]);
-    return (double)hit / (double)L->slots;
-}
-
-/* KL(p || uniform) = Σ p_i log(p_i · slots), p = the window's softmax weight
-   per slot normalised to 1 (XLM's mem_kl_w); 0 before any forward. */
-static double kl_uniform(const pkm *L) {
-    double total = 0, kl = 0;
-    for (int64_t i = 0; i < L->slots; i++) total += L->att[i];
-    if (!(total > 0)) return 0.0;
-    for (int64_t i = 0; i < L->slots; i++)
-        if (L->att[i] > 0) {
-            const double p = L->att[i] / total;
-            kl += p * log(p * (double)L->slots);
+/* memory_usage: the fraction of slots read at least once in the window;
+   kl_uniform: KL(p || uniform) = Σ p_i log(p_i · slots), p = the window's
+   softmax weight per slot normalised to 1 (XLM's mem_kl_w); 0 before any
+   forward. The counters come to the host here, and only here. */
+static void usage_stats(const pkm *L, double *usage, double *kl) {
+    *usage = *kl = 0.0;
+    float *reads = malloc((size_t)L->slots * sizeof *reads), *mass = malloc((size_t)L->slots * sizeof *mass);
+    if (reads && mass) {
+        L->host->ops->to_host(reads, &L->reads, (size_t)L->slots * sizeof *reads);
+        L->host->ops->to_host(mass, &L->mass, (size_t)L->slots * sizeof *mass);
+        int64_t hit = 0;
+        double total = 0.0;
+        for (int64_t i = 0; i < L->slots; i++) {
+            hit += reads[i] > 0.0f;
+            total += mass[i];
         }
-    return kl;
+        *usage = (double)hit / (double)L->slots;
+        for (int64_t i = 0; i < L->slots && total > 0; i++)
+            if (mass[i] > 0) {
+                const double p = mass[i] / total;
+                *kl += p * log(p * (double)L->slots);
+            }
+    }
+    free(reads);
+    free(mass);
 }
 
 static int pkm_stats(void *layer, fl_stat *out, int max) {
     const pkm *L = layer;
+    double usage, kl;
+    usage_stats(L, &usage, &kl);
     fl_stat all[] = {
         {"active_params", (double)active_params(L)},
         {"flops_per_token", (double)flops_per_token(L)},
-        {"memory_usage", memory_usage(L)},
-        {"kl_uniform", kl_uniform(L)},
+        {"memory_usage", usage},
+        {"kl_uniform", kl},
         {"slots", (double)L->slots},
         {"usage_window_forwards", (double)L->win_forwards},
     };

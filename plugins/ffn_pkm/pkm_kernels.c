@@ -1,115 +1,33 @@
 /*
  * plugins/ffn_pkm/pkm_kernels.c — the product-key memory plugin's own CPU
- * kernels (see pkm_kernels.h for what each computes and why it is here).
+ * kernels: the sub-keys' gradient, and the grouped value bag and its
+ * gradient (see pkm_kernels.h for what each computes and why it is here).
  *
- * Threading follows the CPU backend's rules: rows are independent, so most
- * kernels are one OpenMP loop over rows. Nothing uses atomics, and no result
- * depends on the thread count: reductions over rows (batch-norm statistics,
- * the norms' affine gradients) sum fixed chunks of rows into their own
- * partial rows and add those in chunk order; the grouped value-bag gradient
- * gives each value row to one thread. Small calls stay on one thread
- * (starting the team costs more than the work).
- *
- * Only the public SDK is included (ffnlab/rng.h for the dropout masks); the
- * OpenMP pragmas need no header.
+ * Threading follows the CPU backend's rules. Nothing uses atomics, and no
+ * result depends on the thread count: the sub-key gradient gives each head
+ * half to one thread, the value bag each block of tokens (its output rows),
+ * its gradient each value row.
+ * Small calls stay on one thread (starting the team costs more than the
+ * work). No header beyond the C library: the OpenMP pragmas need none.
  */
 #include "pkm_kernels.h"
 
-#include <math.h>    /* sqrtf, expf, sqrt, fmaf */
-#include <string.h>  /* memcpy */
-
-#include "ffnlab/rng.h"  /* fl_rng_uniform */
+#include <math.h>    /* fmaf */
+#include <string.h>  /* memset */
 
 /* Below this many elements a kernel stays on one thread. */
 #define PK_PAR_MIN 32768
-/* The option table caps knn here, so the per-token buffers live on the stack. */
-#define PK_KNN_MAX 1024
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-/* ------------------------------------------------------- product top-k */
+/* ---------------------------------------------------- sub-key gradient */
 
-/* The k largest v1[a] + v2[b] (v1, v2 descending) into best[k], bp[k]
-   (bp = a << 16 | b: shifts, not divisions, unpack it), best first. A pair with (a+1)(b+1) > k is never needed:
-   the (a+1)(b+1) - 1 pairs (a' <= a, b' <= b) other than itself all score at
-   least as much, and that is >= k of them. Within row a the sums fall as b
-   grows, and across rows v1[a] + v2[0] bounds everything that follows, so
-   both loops stop as soon as nothing can enter. Ties keep the pair met first
-   (an equal sum never passes one already held). */
-static void pair_topk(const float *v1, const float *v2, int k, float *best, int32_t *bp) {
-    int cnt = 0;
-    for (int a = 0; a < k; a++) {
-        if (cnt == k && !(v1[a] + v2[0] > best[k - 1])) break;
-        const int nb = k / (a + 1);
-        for (int b = 0; b < nb; b++) {
-            const float s = v1[a] + v2[b];
-            if (cnt == k && !(s > best[k - 1])) break;
-            int p = cnt < k ? cnt++ : k - 1;
-            for (; p > 0 && best[p - 1] < s; p--) {
-                best[p] = best[p - 1];
-                bp[p] = bp[p - 1];
-            }
-            best[p] = s;
-            bp[p] = a << 16 | b;
-        }
-    }
-}
-
-void pk_product_topk(const float *v, const int32_t *ix, int64_t N, int H, int k, int64_t n_keys,
-                     float *w, int32_t *slot, int32_t *pair) {
-    const int64_t hk = (int64_t)H * k;
-#pragma omp parallel for schedule(static) if (N * hk > PK_PAR_MIN / 16)
-    for (int64_t n = 0; n < N; n++) {
-        float best[PK_KNN_MAX];
-        int32_t bp[PK_KNN_MAX];
-        for (int h = 0; h < H; h++) {
-            const int64_t o1 = ((int64_t)(2 * h) * N + n) * k, o2 = o1 + N * k;
-            pair_topk(v + o1, v + o2, k, best, bp);
-            const int64_t o = n * hk + (int64_t)h * k;
-            /* softmax over the k winners; best[0] is their maximum */
-            float sum = 0.0f;
-            for (int j = 0; j < k; j++) {
-                const float e = expf(best[j] - best[0]);
-                w[o + j] = e;
-                sum += e;
-            }
-            const float inv = 1.0f / sum;
-            for (int j = 0; j < k; j++) {
-                const int a = bp[j] >> 16, b = bp[j] & 0xffff;
-                w[o + j] *= inv;
-                slot[o + j] = (int32_t)(ix[o1 + a] * n_keys + ix[o2 + b]);
-                pair[o + j] = bp[j];
-            }
-        }
-    }
-}
-
-void pk_product_topk_backward(const float *ds, const int32_t *pair, const int32_t *ix, int64_t N,
-                              int H, int k, float *g, int32_t *gix) {
-    const int64_t hk = (int64_t)H * k;
-#pragma omp parallel for schedule(static) if (N * hk > PK_PAR_MIN / 4)
-    for (int64_t n = 0; n < N; n++) {
-        for (int h = 0; h < H; h++) {
-            const int64_t o1 = ((int64_t)(2 * h) * N + n) * k, o2 = o1 + N * k;
-            for (int a = 0; a < k; a++) {
-                g[o1 + a] = g[o2 + a] = 0.0f;
-                gix[o1 + a] = gix[o2 + a] = -1;
-            }
-            const int64_t o = n * hk + (int64_t)h * k;
-            for (int j = 0; j < k; j++) {
-                const int a = pair[o + j] >> 16, b = pair[o + j] & 0xffff;
-                g[o1 + a] += ds[o + j];
-                g[o2 + b] += ds[o + j];
-                gix[o1 + a] = ix[o1 + a];
-                gix[o2 + b] = ix[o2 + b];
-            }
-        }
-    }
-}
-
-/* The host's embedding bag and its backward compute the same, one head half
-   per call; doing all halves in one region spares 4*heads thread-team starts
-   per step, which a loaded machine makes expensive. */
+/* The host's embedding_bag and embedding_bag_backward compute the same, one
+   head half per call: as fast on one thread, but ~4-5x slower on two of a
+   loaded machine at the bench's shapes (8 halves of 4096 tokens x 32 reads
+   x 128 columns: ~45-65 ms here, ~250 ms as 16 host calls). One region for
+   all halves spares 16 thread-team starts and barriers, and here dq and dK
+   come out of one pass over the reads. */
 void pk_subkey_backward(const float *K, const float *q, const float *g, const int32_t *gix, int64_t B,
                         int64_t N, int64_t k, int64_t n_keys, int64_t c, float *dq, float *dK) {
 #pragma omp parallel for schedule(dynamic, 1) if (B * N * k * c > PK_PAR_MIN)
@@ -133,233 +51,6 @@ void pk_subkey_backward(const float *K, const float *q, const float *g, const in
             }
         }
     }
-}
-
-/* ---------------------------------------------------------- transposes */
-
-void pk_to_heads(const float *q, int64_t N, int G, int64_t c, float *qt) {
-    const int64_t F = (int64_t)G * c;
-#pragma omp parallel for schedule(static) if (N * F > PK_PAR_MIN)
-    for (int64_t n = 0; n < N; n++)
-        for (int b = 0; b < G; b++)
-            memcpy(qt + ((int64_t)b * N + n) * c, q + n * F + (int64_t)b * c, (size_t)c * sizeof *q);
-}
-
-void pk_from_heads(const float *qt, int64_t N, int G, int64_t c, float *q) {
-    const int64_t F = (int64_t)G * c;
-#pragma omp parallel for schedule(static) if (N * F > PK_PAR_MIN)
-    for (int64_t n = 0; n < N; n++)
-        for (int b = 0; b < G; b++)
-            memcpy(q + n * F + (int64_t)b * c, qt + ((int64_t)b * N + n) * c, (size_t)c * sizeof *q);
-}
-
-/* ---------------------------------------------------------- batch norm */
-
-/* Rows [r0, r1) of chunk ch of N rows cut into PK_RED_CHUNKS pieces. */
-static void chunk_rows(int64_t N, int ch, int64_t *r0, int64_t *r1) {
-    *r0 = N * ch / PK_RED_CHUNKS;
-    *r1 = N * (ch + 1) / PK_RED_CHUNKS;
-}
-
-/* part[ch][f] = sum over chunk ch's rows of x[n,f] - shift[f] (squared if sq). */
-static void column_sums(const float *x, int64_t N, int64_t F, const float *shift, int sq, float *part) {
-#pragma omp parallel for schedule(static) if (N * F > PK_PAR_MIN)
-    for (int ch = 0; ch < PK_RED_CHUNKS; ch++) {
-        int64_t r0, r1;
-        chunk_rows(N, ch, &r0, &r1);
-        float *p = part + ch * F;
-        for (int64_t f = 0; f < F; f++) p[f] = 0.0f;
-        for (int64_t n = r0; n < r1; n++) {
-            const float *xr = x + n * F;
-            if (sq) {
-#pragma omp simd
-                for (int64_t f = 0; f < F; f++) p[f] += (xr[f] - shift[f]) * (xr[f] - shift[f]);
-            } else {
-#pragma omp simd
-                for (int64_t f = 0; f < F; f++) p[f] += xr[f];
-            }
-        }
-    }
-}
-
-/* y = (x - mean) rstd g + b, rows in parallel. */
-static void affine_rows(const float *x, int64_t N, int64_t F, const float *mean, const float *rstd,
-                        const float *g, const float *b, float *y) {
-#pragma omp parallel for schedule(static) if (N * F > PK_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * F;
-        float *yr = y + n * F;
-#pragma omp simd
-        for (int64_t f = 0; f < F; f++) yr[f] = (xr[f] - mean[f]) * rstd[f] * g[f] + b[f];
-    }
-}
-
-/* Column f's total over the chunk partials, in chunk order. */
-static double chunk_total(const float *part, int64_t F, int64_t f) {
-    double s = 0.0;
-    for (int ch = 0; ch < PK_RED_CHUNKS; ch++) s += part[ch * F + f];
-    return s;
-}
-
-void pk_bn_train(const float *x, int64_t N, int64_t F, const float *g, const float *b, float eps,
-                 float momentum, float *y, float *mean, float *rstd, float *run_mean,
-                 float *run_var, float *scratch) {
-    /* PyTorch updates the running variance with the unbiased estimate */
-    const double unbias = N > 1 ? (double)N / (double)(N - 1) : 1.0;
-    column_sums(x, N, F, NULL, 0, scratch);
-    for (int64_t f = 0; f < F; f++) mean[f] = (float)(chunk_total(scratch, F, f) / (double)N);
-    column_sums(x, N, F, mean, 1, scratch); /* two passes: no cancellation */
-    for (int64_t f = 0; f < F; f++) {
-        const double var = chunk_total(scratch, F, f) / (double)N;
-        rstd[f] = (float)(1.0 / sqrt(var + eps));
-        if (run_mean) run_mean[f] = (1.0f - momentum) * run_mean[f] + momentum * mean[f];
-        if (run_var) run_var[f] = (1.0f - momentum) * run_var[f] + momentum * (float)(var * unbias);
-    }
-    affine_rows(x, N, F, mean, rstd, g, b, y);
-}
-
-void pk_bn_eval(const float *x, int64_t N, int64_t F, const float *g, const float *b, float eps,
-                const float *run_mean, const float *run_var, float *y, float *mean, float *rstd) {
-    for (int64_t f = 0; f < F; f++) {
-        mean[f] = run_mean[f];
-        rstd[f] = 1.0f / sqrtf(run_var[f] + eps);
-    }
-    affine_rows(x, N, F, mean, rstd, g, b, y);
-}
-
-/* part1[ch][f] = sum dy, part2[ch][f] = sum dy xh over chunk ch's rows, with
-   xh = (x - mean[col]) rstd[col] and col = f (batch norm, group = 0) or the
-   row's group statistics (layer norm: mean/rstd indexed n*G + f/c). */
-static void affine_grad_sums(const float *x, int64_t N, int64_t F, const float *mean, const float *rstd,
-                             int G, int64_t c, const float *dy, float *part1, float *part2) {
-#pragma omp parallel for schedule(static) if (N * F > PK_PAR_MIN)
-    for (int ch = 0; ch < PK_RED_CHUNKS; ch++) {
-        int64_t r0, r1;
-        chunk_rows(N, ch, &r0, &r1);
-        float *p1 = part1 + ch * F, *p2 = part2 + ch * F;
-        for (int64_t f = 0; f < F; f++) p1[f] = p2[f] = 0.0f;
-        for (int64_t n = r0; n < r1; n++) {
-            const float *xr = x + n * F, *gr = dy + n * F;
-            if (G == 0) {
-#pragma omp simd
-                for (int64_t f = 0; f < F; f++) {
-                    p1[f] += gr[f];
-                    p2[f] += gr[f] * ((xr[f] - mean[f]) * rstd[f]);
-                }
-            } else {
-                for (int j = 0; j < G; j++) {
-                    const float mu = mean[n * G + j], rs = rstd[n * G + j];
-                    const int64_t o = (int64_t)j * c;
-#pragma omp simd
-                    for (int64_t i = 0; i < c; i++) {
-                        p1[o + i] += gr[o + i];
-                        p2[o + i] += gr[o + i] * ((xr[o + i] - mu) * rs);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* With xh = (x - mean) rstd: dg = sum dy xh, db = sum dy over rows, and
-   with batch statistics dx = g rstd (dy - db/N - xh dg/N) (the mean and
-   variance depend on every row); with fixed statistics dx = g rstd dy. */
-void pk_bn_backward(const float *x, int64_t N, int64_t F, const float *g, const float *mean,
-                    const float *rstd, const float *dy, int batch, float *dx, float *dg, float *db,
-                    float *scratch) {
-    float *p1 = scratch, *p2 = scratch + PK_RED_CHUNKS * F;
-    affine_grad_sums(x, N, F, mean, rstd, 0, 0, dy, p1, p2);
-    /* reduce in place into the first row of each part: sums, then means */
-    for (int64_t f = 0; f < F; f++) {
-        const double s1 = chunk_total(p1, F, f), s2 = chunk_total(p2, F, f);
-        db[f] += (float)s1;
-        dg[f] += (float)s2;
-        p1[f] = batch ? (float)(s1 / (double)N) : 0.0f;
-        p2[f] = batch ? (float)(s2 / (double)N) : 0.0f;
-    }
-#pragma omp parallel for schedule(static) if (N * F > PK_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        const float *xr = x + n * F, *gr = dy + n * F;
-        float *dr = dx + n * F;
-#pragma omp simd
-        for (int64_t f = 0; f < F; f++) {
-            const float xh = (xr[f] - mean[f]) * rstd[f];
-            dr[f] = g[f] * rstd[f] * (gr[f] - p1[f] - xh * p2[f]);
-        }
-    }
-}
-
-/* ---------------------------------------------------------- layer norm */
-
-void pk_ln_forward(const float *x, int64_t N, int G, int64_t c, const float *g, const float *b,
-                   float eps, float *y, float *mean, float *rstd) {
-    const int64_t F = (int64_t)G * c;
-#pragma omp parallel for schedule(static) if (N * F > PK_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        for (int j = 0; j < G; j++) {
-            const int64_t o = n * F + (int64_t)j * c;
-            const float *xr = x + o, *gr = g + (int64_t)j * c, *br = b + (int64_t)j * c;
-            float *yr = y + o;
-            float s = 0.0f, v = 0.0f;
-#pragma omp simd reduction(+ : s)
-            for (int64_t i = 0; i < c; i++) s += xr[i];
-            const float mu = s / (float)c;
-#pragma omp simd reduction(+ : v)
-            for (int64_t i = 0; i < c; i++) v += (xr[i] - mu) * (xr[i] - mu);
-            const float rs = 1.0f / sqrtf(v / (float)c + eps);
-#pragma omp simd
-            for (int64_t i = 0; i < c; i++) yr[i] = (xr[i] - mu) * rs * gr[i] + br[i];
-            mean[n * G + j] = mu;
-            rstd[n * G + j] = rs;
-        }
-    }
-}
-
-/* Row pass: with xh = (x - mean) rstd and gy = dy g,
-   dx = rstd (gy - mean(gy) - xh mean(gy xh)) over each group. Then the
-   chunked column sums: dg += sum_rows dy xh, db += sum_rows dy. */
-void pk_ln_backward(const float *x, int64_t N, int G, int64_t c, const float *g,
-                    const float *mean, const float *rstd, const float *dy, float *dx, float *dg,
-                    float *db, float *scratch) {
-    const int64_t F = (int64_t)G * c;
-#pragma omp parallel for schedule(static) if (N * F > PK_PAR_MIN)
-    for (int64_t n = 0; n < N; n++) {
-        for (int j = 0; j < G; j++) {
-            const int64_t o = n * F + (int64_t)j * c;
-            const float *xr = x + o, *gr = g + (int64_t)j * c, *dyr = dy + o;
-            float *dxr = dx + o;
-            const float mu = mean[n * G + j], rs = rstd[n * G + j];
-            float a = 0.0f, bsum = 0.0f;
-#pragma omp simd reduction(+ : a, bsum)
-            for (int64_t i = 0; i < c; i++) {
-                const float gy = dyr[i] * gr[i];
-                a += gy;
-                bsum += gy * (xr[i] - mu) * rs;
-            }
-            a /= (float)c;
-            bsum /= (float)c;
-#pragma omp simd
-            for (int64_t i = 0; i < c; i++) {
-                const float xh = (xr[i] - mu) * rs;
-                dxr[i] = rs * (dyr[i] * gr[i] - a - xh * bsum);
-            }
-        }
-    }
-    float *p1 = scratch, *p2 = scratch + PK_RED_CHUNKS * F;
-    affine_grad_sums(x, N, F, mean, rstd, G, c, dy, p1, p2);
-    for (int64_t f = 0; f < F; f++) {
-        db[f] += (float)chunk_total(p1, F, f);
-        dg[f] += (float)chunk_total(p2, F, f);
-    }
-}
-
-/* ------------------------------------------------------------- dropout */
-
-void pk_dropout(const float *src, float *dst, int64_t n, float p, uint64_t key) {
-    const float keep = 1.0f / (1.0f - p);
-#pragma omp parallel for simd schedule(static) if (parallel : n > PK_PAR_MIN)
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = fl_rng_uniform(key, (uint64_t)i) < p ? 0.0f : src[i] * keep;
 }
 
 /* ---------------------------------------------- grouped embedding bag */
@@ -516,15 +207,5 @@ void pk_values_backward(const float *dout, const float *V, const int64_t *off, c
                           &dw[pos[i]], &dw[pos[i + 1]]);
             if (i < o[s + 1]) dw[pos[i]] = dot_axpy(dout + (int64_t)tok[i] * D, v, ws[i], g, D);
         }
-    }
-}
-
-/* ----------------------------------------------------------- usage */
-
-void pk_usage_add(const int32_t *slot, const float *w, int64_t n, uint64_t *used, double *att) {
-    for (int64_t i = 0; i < n; i++) {
-        const int32_t s = slot[i];
-        used[s >> 6] |= 1ull << (s & 63);
-        att[s] += w[i];
     }
 }

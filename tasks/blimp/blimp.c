@@ -13,13 +13,14 @@
  * With no data option it scores the built-in grammar's minimal pairs, which
  * the host generates (nothing to download).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "blimp.h"
 #include "ffnlab/task.h"
 
-enum { OPT_DATA, OPT_SUPPLEMENT, OPT_PARADIGMS, OPT_BATCH, OPT_ON_ERROR, N_OPTIONS };
+enum { OPT_DATA, OPT_SUPPLEMENT, OPT_PARADIGMS, OPT_BATCH, OPT_ON_ERROR, OPT_SCORES, N_OPTIONS };
 
 static const fl_option OPTIONS[N_OPTIONS] = {
     [OPT_DATA] = {"data", FL_OPT_STRING, "", 0, -1, NULL,
@@ -33,10 +34,13 @@ static const fl_option OPTIONS[N_OPTIONS] = {
                    "sentences per forward pass; 0: as many as fit in about 8192 tokens"},
     [OPT_ON_ERROR] = {"on_error", FL_OPT_ENUM, "stop", 0, -1, "stop|skip",
                       "a malformed line stops the task (naming file and line), or is skipped and counted"},
+    [OPT_SCORES] = {"scores", FL_OPT_STRING, "", 0, -1, NULL,
+                    "file to write every pair's log-probabilities to (TSV: paradigm, index in it, good, bad, "
+                    "correct), e.g. to compare two precisions pair by pair; empty: none"},
 };
 
 typedef struct task {
-    char *data, *supplement;
+    char *data, *supplement, *scores;
     tu_list only;
     int32_t batch;
     int skip;
@@ -48,12 +52,13 @@ static fl_status create(const fl_task_services *svc, const fl_task_config *cfg, 
     if (!t) return tu_fail(err, FL_ENOMEM, "out of memory");
     t->data = strdup(cfg->values[OPT_DATA].s ? cfg->values[OPT_DATA].s : "");
     t->supplement = strdup(cfg->values[OPT_SUPPLEMENT].s ? cfg->values[OPT_SUPPLEMENT].s : "");
+    t->scores = strdup(cfg->values[OPT_SCORES].s ? cfg->values[OPT_SCORES].s : "");
     t->batch = (int32_t)cfg->values[OPT_BATCH].i;
     t->skip = cfg->values[OPT_ON_ERROR].i == 1;
-    fl_status st = !t->data || !t->supplement ? tu_fail(err, FL_ENOMEM, "out of memory")
+    fl_status st = !t->data || !t->supplement || !t->scores ? tu_fail(err, FL_ENOMEM, "out of memory")
                                               : tu_list_split(cfg->values[OPT_PARADIGMS].s, &t->only, err);
     if (st) {
-        free(t->data), free(t->supplement), free(t);
+        free(t->data), free(t->supplement), free(t->scores), free(t);
         return st;
     }
     *out = t;
@@ -62,7 +67,7 @@ static fl_status create(const fl_task_services *svc, const fl_task_config *cfg, 
 
 static void destroy(void *p) {
     task *t = p;
-    free(t->data), free(t->supplement);
+    free(t->data), free(t->supplement), free(t->scores);
     tu_list_free(&t->only);
     free(t);
 }
@@ -188,6 +193,28 @@ static fl_status report(const fl_task_services *svc, const blimp_set *s, const t
 
 /* ------------------------------------------------------------ run */
 
+/* One line per pair: paradigm, its index within the paradigm (the file's
+   order), log p(good), log p(bad), 1 when good > bad. %.9g round-trips the
+   floats' precision, so two files compare exactly. */
+static fl_status write_scores(const char *path, const blimp_set *s, const double *good, const double *bad,
+                              fl_error *err) {
+    FILE *f = fopen(path, "w");
+    if (!f) return tu_fail(err, FL_EIO, "blimp: cannot write scores=%s", path);
+    int64_t *seen = calloc((size_t)s->paradigms.n + 1, sizeof *seen);
+    if (!seen) {
+        fclose(f);
+        return tu_fail(err, FL_ENOMEM, "blimp: out of memory");
+    }
+    fprintf(f, "paradigm\tindex\tlogp_good\tlogp_bad\tcorrect\n");
+    for (int64_t i = 0; i < s->n; i++) {
+        const blimp_pair *p = &s->pairs[i];
+        fprintf(f, "%s\t%lld\t%.9g\t%.9g\t%d\n", s->paradigms.names[p->paradigm], (long long)seen[p->paradigm]++,
+                good[i], bad[i], good[i] > bad[i]);
+    }
+    free(seen);
+    return fclose(f) ? tu_fail(err, FL_EIO, "blimp: cannot write scores=%s", path) : FL_OK;
+}
+
 static fl_status run(void *p, const fl_task_services *svc, fl_error *err) {
     task *t = p;
     blimp_set s = {0};
@@ -204,6 +231,7 @@ static fl_status run(void *p, const fl_task_services *svc, fl_error *err) {
         svc->host->log(svc->host, FL_LOG_WARN, "blimp: %lld pair(s) longer than the context (%d tokens) were cut",
                        (long long)truncated, svc->context);
     if (!st) st = count(&s, good, bad, &tl, err);
+    if (!st && t->scores[0]) st = write_scores(t->scores, &s, good, bad, err);
     if (!st) st = report(svc, &s, &tl, truncated, err);
     fl_metric m = {.name = "tokens", .kind = FL_METRIC_COUNT, .value = (double)tokens};
     if (!st) st = svc->metric(svc, &m, err); /* what the scoring cost: sentences' tokens, eot included */

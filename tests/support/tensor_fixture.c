@@ -7,23 +7,33 @@
 #include <string.h>
 
 #define MAX_ALLOCS 4096
-static const fl_backend *g_be;
+const fl_backend *tf_be;
+const fl_ops *tf_ops;
 static void *g_allocs[MAX_ALLOCS];
 static int g_n_allocs;
 
-void tf_use(const fl_backend *be) { g_be = be; }
+void tf_use(const fl_backend *be) {
+    tf_be = be;
+    tf_ops = &be->ops;
+}
+
+int tf_setup_cpu(void **state) {
+    (void)state;
+    tf_use(fl_backend_cpu());
+    return 0;
+}
 
 int tf_free_all(void **state) {
     (void)state;
-    for (int i = 0; i < g_n_allocs; i++) g_be->free(g_allocs[i]);
+    for (int i = 0; i < g_n_allocs; i++) tf_be->free(g_allocs[i]);
     g_n_allocs = 0;
     return 0;
 }
 
 fl_tensor tnew(int32_t dtype, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
     const int64_t shape[4] = {d0, d1, d2, d3};
-    fl_tensor t = fl_wrap(NULL, dtype, g_be->device, ndim, shape);
-    t.data = g_be->alloc(fl_nbytes(&t));
+    fl_tensor t = fl_wrap(NULL, dtype, tf_be->device, ndim, shape);
+    t.data = tf_be->alloc(fl_nbytes(&t));
     assert_non_null(t.data);
     assert_true(g_n_allocs < MAX_ALLOCS);
     g_allocs[g_n_allocs++] = t.data;

@@ -24,6 +24,12 @@
 void tf_use(const fl_backend *be);
 int tf_free_all(void **state);
 
+/* The backend of tf_use and its ops table. */
+extern const fl_backend *tf_be;
+extern const fl_ops *tf_ops;
+/* A CMocka group setup: tf_use(the CPU backend). */
+int tf_setup_cpu(void **state);
+
 /* A fresh tensor of up to 4 dims (unused dims 1), zeroed. */
 fl_tensor tnew(int32_t dtype, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 /* A copy of t (same shape and dtype). */

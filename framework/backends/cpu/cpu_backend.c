@@ -15,7 +15,8 @@
 
 #include <oneapi/dnnl/dnnl.h>
 
-#include "host.h" /* fl_log */
+#include "cpu_gemm_bf16.h" /* the GEMM precision mode */
+#include "host.h"          /* fl_log */
 
 void cpu_shape_error(const char *op, const char *cond) {
     fl_log(FL_LOG_ERROR, "cpu op %s: shape check failed: %s", op, cond);
@@ -52,14 +53,17 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
     }
 }
 
-/* "oneDNN 2.6.3 sgemm, ISA avx512_core_amx, 2 OpenMP threads". The buffer is
-   rebuilt on each call because the thread count may change. */
+/* "oneDNN 2.6.3 sgemm, ISA avx512_core_amx, 2 OpenMP threads", or in the
+   bf16 mode "oneDNN 2.6.3 bf16 matmul brg:avx512_core_bf16 (f32 accumulate),
+   ISA ...". The buffer is rebuilt on each call because the thread count and
+   the mode may change. */
 static const char *cpu_describe(void) {
-    static char line[160];
+    static char line[256];
     const dnnl_version_t *v = dnnl_version();
-    snprintf(line, sizeof line, "oneDNN %d.%d.%d sgemm, ISA %s, %d OpenMP thread%s", v->major,
-             v->minor, v->patch, isa_name(dnnl_get_effective_cpu_isa()), cpu_threads(),
-             cpu_threads() == 1 ? "" : "s");
+    const char *gemm = cpu_gemm_is_bf16() ? cpu_bf16_impl() : "sgemm";
+    snprintf(line, sizeof line, "oneDNN %d.%d.%d %s%s, ISA %s, %d OpenMP thread%s", v->major, v->minor, v->patch,
+             gemm, cpu_gemm_is_bf16() ? " (f32 accumulate)" : "", isa_name(dnnl_get_effective_cpu_isa()),
+             cpu_threads(), cpu_threads() == 1 ? "" : "s");
     return line;
 }
 
@@ -97,6 +101,20 @@ static const fl_backend g_cpu = {
         .bucket_sort = cpu_bucket_sort,
         .to_host = cpu_to_host,
         .from_host = cpu_from_host,
+        .permute01 = cpu_permute01,
+        .dropout = cpu_dropout,
+        .moe_route = cpu_moe_route,
+        .moe_index = cpu_moe_index,
+        .moe_router_backward = cpu_moe_router_backward,
+        .block_select = cpu_block_select,
+        .block_select_backward = cpu_block_select_backward,
+        .block_argmax = cpu_block_argmax,
+        .product_topk = cpu_product_topk,
+        .product_topk_backward = cpu_product_topk_backward,
+        .batchnorm = cpu_batchnorm,
+        .batchnorm_backward = cpu_batchnorm_backward,
+        .layernorm_groups = cpu_layernorm_groups,
+        .layernorm_groups_backward = cpu_layernorm_groups_backward,
     },
     .alloc = cpu_alloc,
     .free = cpu_free,

@@ -113,6 +113,9 @@ static void act_range(int act, const float *x, float *y, int64_t n) {
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) y[i] = x[i] * cpu_sigmoid(x[i]);
         break;
+    case FL_ACT_SOFTPLUS: /* libm: a router-sized op, accuracy over speed */
+        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 20.0f ? x[i] : log1pf(expf(x[i]));
+        break;
     default: /* identity */
         if (y != x) memcpy(y, x, (size_t)n * sizeof *y);
         break;
@@ -122,7 +125,7 @@ static void act_range(int act, const float *x, float *y, int64_t n) {
 /* y = act(x) elementwise; y may alias x. */
 void cpu_activation(int act, const fl_tensor *x, fl_tensor *y) {
     CPU_CHECK(same_f32(x, y));
-    CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SILU);
+    CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
     const int64_t n = fl_numel(x);
     const float *px = cpu_f32(x);
     float *py = cpu_f32(y);
@@ -145,6 +148,9 @@ static void act_grad_range(int act, const float *x, const float *dy, float *dx, 
 #pragma omp simd
         for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * silu_grad(x[i]);
         break;
+    case FL_ACT_SOFTPLUS:
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f / (1.0f + expf(-x[i])));
+        break;
     default:
         if (dx != dy) memcpy(dx, dy, (size_t)n * sizeof *dx);
         break;
@@ -154,7 +160,7 @@ static void act_grad_range(int act, const float *x, const float *dy, float *dx, 
 /* dx = dy * act'(x); dx may alias dy (and is overwritten). */
 void cpu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl_tensor *dx) {
     CPU_CHECK(same_f32(x, dy) && same_f32(x, dx));
-    CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SILU);
+    CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
     const int64_t n = fl_numel(x);
     const float *px = cpu_f32(x), *pdy = cpu_f32(dy);
     float *pdx = cpu_f32(dx);
@@ -313,4 +319,27 @@ void cpu_to_host(void *dst, const fl_tensor *src, size_t bytes) {
 void cpu_from_host(fl_tensor *dst, const void *src, size_t bytes) {
     CPU_CHECK(bytes <= fl_nbytes(dst));
     par_memcpy(dst->data, src, bytes);
+}
+
+/* y[B,A,C] = x[A,B,C]; rows of C values are copied whole. */
+void cpu_permute01(const fl_tensor *x, int64_t A, int64_t B, int64_t C, fl_tensor *y) {
+    CPU_CHECK(x->dtype == y->dtype && fl_numel(x) >= A * B * C && fl_numel(y) >= A * B * C);
+    CPU_CHECK(x->data != y->data || A * B * C == 0);
+    const size_t es = fl_dtype_size(x->dtype), row = (size_t)C * es;
+    const char *px = x->data;
+    char *py = y->data;
+#pragma omp parallel for schedule(static) if (A * B * C > CPU_PAR_MIN)
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t b = 0; b < B; b++) memcpy(py + (size_t)(b * A + a) * row, px + (size_t)(a * B + b) * row, row);
+}
+
+/* Inverted dropout from the counter-based RNG: the mask is recomputed,
+   never stored. */
+void cpu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y) {
+    CPU_CHECK(same_f32(x, y) && p >= 0.0f && p < 1.0f);
+    const int64_t n = fl_numel(x);
+    const float keep = 1.0f / (1.0f - p), *px = cpu_f32(x);
+    float *py = cpu_f32(y);
+#pragma omp parallel for simd schedule(static) if (parallel : n > CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++) py[i] = fl_rng_uniform(key, (uint64_t)i) < p ? 0.0f : px[i] * keep;
 }

@@ -2,7 +2,9 @@
  * backends/cpu/cpu_gemm.c — every matrix multiply of the CPU backend: plain,
  * batched, grouped (MoE experts) and the grouped weight gradient, all on
  * oneDNN's row-major dnnl_sgemm (measured fastest fp32 path here, see
- * MEASUREMENTS.md).
+ * MEASUREMENTS.md), or in the bf16 precision mode on oneDNN's bf16 matmul
+ * (cpu_gemm_bf16.c). Attention's products (cpu_attention.c) call cpu_sgemm
+ * directly and stay fp32 in either mode.
  *
  * Threading: one large product uses oneDNN's own OpenMP threads. Many small
  * products (batches, expert groups with few rows) run one per thread instead,
@@ -10,6 +12,7 @@
  * inside a parallel region and stays on the calling thread.
  */
 #include "cpu.h"
+#include "cpu_gemm_bf16.h"
 
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
@@ -42,6 +45,13 @@ void cpu_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float al
     if (st != dnnl_success) cpu_shape_error("dnnl_sgemm", "dnnl_sgemm returned an error");
 }
 
+/* One product of the gemm ops, in the backend's precision mode. */
+static void gemm_mode(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (cpu_gemm_is_bf16()) cpu_bf16gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    else cpu_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 /* The last two dimensions of t and how many such matrices it holds. */
 static void mat_dims(const fl_tensor *t, int64_t *batch, int64_t *r, int64_t *c) {
     *c = cpu_cols(t);
@@ -59,8 +69,7 @@ void cpu_gemm(int transA, int transB, float alpha, const fl_tensor *A, const fl_
     CPU_CHECK(A->dtype == FL_F32 && B->dtype == FL_F32 && C->dtype == FL_F32);
     CPU_CHECK(K == KB);
     CPU_CHECK(cpu_rows(C) == M && cpu_cols(C) == N);
-    cpu_sgemm(transA, transB, M, N, K, alpha, cpu_f32(A), ac, cpu_f32(B), bc, beta, cpu_f32(C),
-              N);
+    gemm_mode(transA, transB, M, N, K, alpha, cpu_f32(A), ac, cpu_f32(B), bc, beta, cpu_f32(C), N);
 }
 
 /* C[b] = alpha op(A[b]) op(B[b]) + beta C[b] for every b. */
@@ -79,7 +88,7 @@ void cpu_gemm_batched(int transA, int transB, float alpha, const fl_tensor *A,
     const int small = 2.0 * M * N * K < SMALL_GEMM_FLOPS && nb > 1;
 #pragma omp parallel for schedule(dynamic, 1) if (small)
     for (int64_t i = 0; i < nb; i++)
-        cpu_sgemm(transA, transB, M, N, K, alpha, a + i * ar * ac, ac, b + i * br * bc, bc, beta,
+        gemm_mode(transA, transB, M, N, K, alpha, a + i * ar * ac, ac, b + i * br * bc, bc, beta,
                   c + i * M * N, N);
 }
 
@@ -122,7 +131,7 @@ void cpu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tens
     for (int g = 0; g < G; g++) {
         const int64_t r0 = off[g], n = off[g + 1] - off[g];
         if (n <= 0) continue;
-        cpu_sgemm(0, transW, n, M, K, alpha, a + r0 * K, K, w + (int64_t)g * K * M, wc, beta,
+        gemm_mode(0, transW, n, M, K, alpha, a + r0 * K, K, w + (int64_t)g * K * M, wc, beta,
                   c + r0 * M, M);
     }
 }
@@ -143,7 +152,7 @@ void cpu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY
 #pragma omp parallel for schedule(dynamic, 1) if (small)
     for (int g = 0; g < G; g++) {
         const int64_t r0 = off[g], n = off[g + 1] - off[g];
-        cpu_sgemm(1, 0, K, M, n, alpha, a + r0 * K, K, dy + r0 * M, M, beta,
+        gemm_mode(1, 0, K, M, n, alpha, a + r0 * K, K, dy + r0 * M, M, beta,
                   dw + (int64_t)g * K * M, M);
     }
 }

@@ -69,13 +69,14 @@ static __global__ void k_activation(int act, const float *x, float *y, int64_t n
     CU_LOOP(i, n) {
         const float v = x[i];
         y[i] = act == FL_ACT_GELU ? gelu_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? v : 0.0f)
-             : act == FL_ACT_SILU ? v * sigmoid_f(v) : v;
+             : act == FL_ACT_SILU ? v * sigmoid_f(v) : act == FL_ACT_SOFTPLUS ? (v > 20.0f ? v : log1pf(expf(v)))
+             : v;
     }
 }
 
 void cu_activation(int act, const fl_tensor *x, fl_tensor *y) {
     CU_CHECK(same_f32(x, y));
-    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SILU);
+    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
     const int64_t n = fl_numel(x);
     if (n == 0 || (act == FL_ACT_IDENTITY && x->data == y->data)) return;
     k_activation<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), cu_f32(y), n);
@@ -86,13 +87,13 @@ static __global__ void k_activation_backward(int act, const float *x, const floa
     CU_LOOP(i, n) {
         const float v = x[i], g = dy[i];
         dx[i] = act == FL_ACT_GELU ? g * gelu_grad_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? g : 0.0f)
-              : act == FL_ACT_SILU ? g * silu_grad_f(v) : g;
+              : act == FL_ACT_SILU ? g * silu_grad_f(v) : act == FL_ACT_SOFTPLUS ? g * sigmoid_f(v) : g;
     }
 }
 
 void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl_tensor *dx) {
     CU_CHECK(same_f32(x, dy) && same_f32(x, dx));
-    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SILU);
+    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
     const int64_t n = fl_numel(x);
     if (n == 0 || (act == FL_ACT_IDENTITY && dy->data == dx->data)) return;
     k_activation_backward<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), cu_f32(dy), cu_f32(dx), n);
@@ -209,6 +210,48 @@ void cu_rng_uniform(fl_tensor *x, uint64_t key, uint64_t offset, float lo, float
     if (n == 0) return;
     k_rng_uniform<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), n, key, offset, lo, hi - lo);
     CU_LAUNCHED("k_rng_uniform");
+}
+
+/* ------------------------------------------------------------ dropout */
+
+static __global__ void k_dropout(const float *x, float *y, int64_t n, float p, float keep, uint64_t key) {
+    CU_LOOP(i, n) y[i] = fl_rng_uniform(key, (uint64_t)i) < p ? 0.0f : x[i] * keep;
+}
+
+void cu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y) {
+    CU_CHECK(same_f32(x, y) && p >= 0.0f && p < 1.0f);
+    const int64_t n = fl_numel(x);
+    if (n == 0) return;
+    k_dropout<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), cu_f32(y), n, p, 1.0f / (1.0f - p), key);
+    CU_LAUNCHED("k_dropout");
+}
+
+/* ------------------------------------------------------------ permute */
+
+/* y[B,A,C] = x[A,B,C], one thread per word of W (uint32_t for f32/i32/i64,
+   uint16_t for bf16). */
+template <class W> static __global__ void k_permute01(const W *x, W *y, int64_t A, int64_t B, int64_t Cw) {
+    CU_LOOP(i, A * B * Cw) {
+        const int64_t c = i % Cw, ab = i / Cw, b = ab % B, a = ab / B;
+        y[(b * A + a) * Cw + c] = x[i];
+    }
+}
+
+void cu_permute01(const fl_tensor *x, int64_t A, int64_t B, int64_t C, fl_tensor *y) {
+    const size_t es = fl_dtype_size(x->dtype);
+    CU_CHECK(x->dtype == y->dtype && fl_numel(x) >= A * B * C && fl_numel(y) >= A * B * C);
+    CU_CHECK(x->data != y->data || A * B * C == 0);
+    if (A * B * C == 0) return;
+    if (es % 4 == 0) {
+        const int64_t Cw = C * (int64_t)(es / 4);
+        k_permute01<<<cu_grid(A * B * Cw), CU_THREADS, 0, g_cu.stream>>>((const uint32_t *)x->data,
+                                                                         (uint32_t *)y->data, A, B, Cw);
+    } else {
+        const int64_t Cw = C * (int64_t)(es / 2);
+        k_permute01<<<cu_grid(A * B * Cw), CU_THREADS, 0, g_cu.stream>>>((const uint16_t *)x->data,
+                                                                         (uint16_t *)y->data, A, B, Cw);
+    }
+    CU_LAUNCHED("k_permute01");
 }
 
 /* ------------------------------------------------------------ host copies */

@@ -41,7 +41,7 @@ extern "C" {
 #endif
 
 #define FL_FFN_ABI_MAJOR 1
-#define FL_FFN_ABI_MINOR 0
+#define FL_FFN_ABI_MINOR 1
 
 /* What create() gets besides the host. */
 typedef struct fl_ffn_config {

@@ -118,7 +118,9 @@ typedef enum fl_activation {
     FL_ACT_IDENTITY = 0,
     FL_ACT_GELU = 1,     /* tanh approximation, as GPT-2 */
     FL_ACT_RELU = 2,
-    FL_ACT_SILU = 3
+    FL_ACT_SILU = 3,
+    FL_ACT_SOFTPLUS = 4  /* log(1 + e^x) (x past 20: x); derivative sigmoid.
+                            Hosts whose ops table has moe_route know it. */
 } fl_activation;
 
 typedef struct fl_ops {
@@ -226,7 +228,121 @@ typedef struct fl_ops {
     /* Copies between host memory and a device tensor (bytes from the start). */
     void (*to_host)(void *dst, const fl_tensor *src, size_t bytes);
     void (*from_host)(fl_tensor *dst, const void *src, size_t bytes);
+
+    /* ---- appended: the steps of the sparse layers, so that MoE, CNT and
+       PKM run on every device. A plugin checks FL_OPS_HAS(ops, field)
+       before using one (an older host's table ends earlier). ---- */
+
+    /* y[B,A,C] = x[A,B,C]: the first two of three dims swapped (C = 1: a
+       matrix transpose; [N,G,c] <-> [G,N,c]: head-major layouts). x and y
+       need only hold A*B*C values; y must not alias x. */
+    void (*permute01)(const fl_tensor *x, int64_t A, int64_t B, int64_t C, fl_tensor *y);
+
+    /* Inverted dropout: y[i] = x[i] / (1 - p), or 0 where
+       fl_rng_uniform(key, i) < p (i the flat index; y may alias x). Backward
+       is the same call on the gradient with the same key. */
+    void (*dropout)(const fl_tensor *x, float p, uint64_t key, fl_tensor *y);
+
+    /* -- mixture of experts: routing -- */
+
+    /* topv[N,k] (the chosen probabilities), topi[N,k] i32 (experts, [0,E)):
+       gates[N,k] = topv / (sum_j topv[n,j]) when renorm and that sum > 0,
+       else topv; keys[N*k] i32 = topi, or -1 for an assignment whose expert
+       already holds cap assignments earlier in row-major (token, then j)
+       order: first come, first served; cap < 0: no limit; count[E] i32 =
+       assignments per expert before dropping. */
+    void (*moe_route)(const fl_tensor *topv, const fl_tensor *topi, int E, int renorm,
+                      int64_t cap, fl_tensor *gates, fl_tensor *keys, fl_tensor *count);
+    /* The inverse of an expert-ordered list of assignments perm[M] i32
+       (assignment a = n*k + j, as bucket_sort lists the kept keys):
+       tok[M] i32 = a / k, gs[M] = gates[a] (gates[N,k]), pos[N,k] i32 = m
+       where perm[m] = a, and -1 for an assignment perm does not list. */
+    void (*moe_index)(const fl_tensor *perm, int k, const fl_tensor *gates, fl_tensor *tok,
+                      fl_tensor *gs, fl_tensor *pos);
+    /* The router's gradient, per token n (probs, dlogits [N,E]; lse [N];
+       topv, topi, gates, dgate [N,k]; dbal [E]):
+         dv[j]   = renorm ? (dgate[j] - sum_i dgate[i] gates[i]) / sum_i topv[i]
+                          (0 when that sum is 0) : dgate[j]
+         dp      = dbal + dv scattered (added) to columns topi[j]
+         dlogits = probs * (dp - sum_i dp[i] probs[i] + zc * lse[n])
+       (softmax backward plus the z-loss term); dlogits is overwritten. */
+    void (*moe_router_backward)(const fl_tensor *probs, const fl_tensor *lse,
+                                const fl_tensor *topv, const fl_tensor *topi,
+                                const fl_tensor *gates, const fl_tensor *dgate,
+                                const fl_tensor *dbal, int renorm, float zc,
+                                fl_tensor *dlogits);
+
+    /* -- controller FFN: one unit per block of B units. l, a, s, p, hm,
+       dhm, dl are [N,F] with F = nb*B; idx, pmax are [N,nb]. -- */
+
+    /* Training selection, per row n and block b:
+         z   = (l + noise * g) * inv_tau,  g = -log(-log u) Gumbel noise,
+               u = fl_rng_uniform(key, n*F + j) (j the column)
+         s   = softmax of z over the block
+         idx[n,b] = b*B + the block's argmax of z (ties: the lower index)
+         p   = softmax of l over the block, only when p != NULL
+         hm  = a * (soft ? s : onehot(idx)) * (p or 1) */
+    void (*block_select)(const fl_tensor *l, const fl_tensor *a, int B, float noise,
+                         float inv_tau, uint64_t key, int soft, fl_tensor *s, fl_tensor *p,
+                         fl_tensor *idx, fl_tensor *hm);
+    /* Its backward with the straight-through estimator (d mask / d s = 1,
+       whether the forward used the hard or the soft mask): dhm holds
+       dL/dhm on entry and dL/da on return; dl (overwritten) = dL/dl
+       through s (and p when not NULL). */
+    void (*block_select_backward)(const fl_tensor *a, const fl_tensor *s, const fl_tensor *p,
+                                  const fl_tensor *idx, int B, float inv_tau, int soft,
+                                  fl_tensor *dhm, fl_tensor *dl);
+    /* Inference: idx[n,b] = b*B + argmax over the block of l + bias
+       (bias[F]; ties: the lower index); pmax[n,b] (unless NULL) = the block
+       softmax probability of the chosen unit. */
+    void (*block_argmax)(const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor *idx,
+                         fl_tensor *pmax);
+
+    /* -- product keys (PKM): H heads, two halves each -- */
+
+    /* v[2H,N,k], ix[2H,N,k] i32: each head half's top-k sub-key scores
+       (descending) and indices; block 2h is head h's first half, 2h+1 its
+       second. For each token n and head h: the k largest v1[a] + v2[b] over
+       the k*k pairs (ties: the pair met first in (a, b) order), written to
+       row n, columns h*k .. h*k+k-1, best first:
+         w[N,H*k]        softmax of those k scores
+         slot[N,H*k] i32 ix1[a] * n_keys + ix2[b]   (the value row)
+         pair[N,H*k] i32 a << 16 | b                (for backward) */
+    void (*product_topk)(const fl_tensor *v, const fl_tensor *ix, int H, int64_t n_keys,
+                         fl_tensor *w, fl_tensor *slot, fl_tensor *pair);
+    /* Backward of the pair sums, ds[N,H*k] the scores' gradient:
+         g[2H,N,k]       g1[a] = sum of ds over the winners using a (g2 alike)
+         gix[2H,N,k] i32 ix where some winner used that position, else -1. */
+    void (*product_topk_backward)(const fl_tensor *ds, const fl_tensor *pair,
+                                  const fl_tensor *ix, int H, fl_tensor *g, fl_tensor *gix);
+
+    /* Batch norm of x[N,F] over its rows. train: per-column batch mean and
+       biased variance, rstd = 1/sqrt(var + eps), saved in mean[F], rstd[F];
+       run_mean, run_var (unless NULL) move toward the batch mean and the
+       unbiased variance by `momentum` (PyTorch's BatchNorm1d rule).
+       Not train: mean = run_mean, rstd from run_var. y = (x - mean) rstd g + b. */
+    void (*batchnorm)(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b, float eps,
+                      float momentum, int train, fl_tensor *y, fl_tensor *mean,
+                      fl_tensor *rstd, fl_tensor *run_mean, fl_tensor *run_var);
+    /* dx[N,F] (overwritten); dg, db accumulated. batch = 1 after a train
+       forward (mean and rstd depend on x), 0 after an eval one. */
+    void (*batchnorm_backward)(const fl_tensor *x, const fl_tensor *g, const fl_tensor *mean,
+                               const fl_tensor *rstd, const fl_tensor *dy, int batch,
+                               fl_tensor *dx, fl_tensor *dg, fl_tensor *db);
+    /* Layer norm of each group of c = F/G columns of x[N,F] (one group per
+       head), then a per-column affine g[F], b[F]; mean, rstd [N*G] saved. */
+    void (*layernorm_groups)(const fl_tensor *x, int G, const fl_tensor *g, const fl_tensor *b,
+                             float eps, fl_tensor *y, fl_tensor *mean, fl_tensor *rstd);
+    /* dx (overwritten); dg, db accumulated. */
+    void (*layernorm_groups_backward)(const fl_tensor *x, int G, const fl_tensor *g,
+                                      const fl_tensor *mean, const fl_tensor *rstd,
+                                      const fl_tensor *dy, fl_tensor *dx, fl_tensor *dg,
+                                      fl_tensor *db);
 } fl_ops;
+
+/* Whether a host's ops table has `field` (tables are append-only). */
+#define FL_OPS_HAS(ops, field) \
+    ((ops)->size >= offsetof(fl_ops, field) + sizeof((ops)->field) && (ops)->field != NULL)
 
 /* ------------------------------------------------------------------------ */
 /* Communicator: what expert parallelism needs. Size 1 in one process.       */

@@ -1,0 +1,272 @@
+/*
+ * backends/cpu/cpu_gemm_bf16.c — the CPU backend's bf16 GEMM mode: inputs
+ * rounded to bf16, f32 accumulation and output (see cpu_gemm_bf16.h).
+ *
+ * oneDNN's BLAS-like API has no bf16 GEMM, so this runs the matmul
+ * primitive: the f32 inputs are rounded into bf16 buffers (A always
+ * row-major [M,K]; B keeps its layout, [K,N] or [N,K] given to oneDNN as a
+ * transposed weight), and the product is written straight into C with alpha
+ * as an output scale and beta as a sum post-op. oneDNN picks the kernel:
+ * AMX tiles where the CPU has them, AVX-512 BF16 dot products otherwise.
+ *
+ * A primitive is built for one shape (creation costs ~0.3-1 ms, a product
+ * of the model ~1-10 ms), so each calling thread keeps a small LRU cache of
+ * them, plus its own bf16 buffers and oneDNN scratchpad, grown as needed and
+ * kept (fresh memory page-faults on every touch). Per-thread state needs no
+ * locks: the gemm ops run either on the calling thread, with oneDNN's OpenMP
+ * threads inside, or one product per thread inside an OpenMP loop
+ * (cpu_gemm.c); the thread number picks the state. A primitive built inside
+ * a parallel region is cached apart from one built outside (the key holds
+ * the thread count it was built for), since oneDNN plans its split of the
+ * work when it builds the primitive.
+ */
+#include "cpu_gemm_bf16.h"
+
+#include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cpu.h"
+#include "error.h" /* fl_fail */
+#include "host.h"  /* fl_log */
+
+#define MAX_SLOTS 256      /* threads with their own state; more fall back to fp32 */
+#define CACHE_N 48         /* primitives per thread: BLiMP needs ~40 batch shapes in flight */
+#define CONVERT_PAR (1 << 18) /* elements from which a conversion uses all threads */
+
+static int g_bf16; /* the mode: 0 fp32, 1 bf16 */
+
+typedef struct prim_key {
+    int64_t M, N, K, ldc;
+    int transB, nthr;
+    float alpha, beta;
+} prim_key;
+
+typedef struct prim_entry {
+    prim_key key;
+    dnnl_primitive_t prim;
+    size_t scratch;            /* bytes of scratchpad it needs */
+    uint64_t used;             /* LRU clock; 0 = empty */
+} prim_entry;
+
+typedef struct buffer {
+    void *p;
+    size_t cap;
+} buffer;
+
+/* One thread's state. */
+typedef struct slot {
+    buffer a, b, scratch;
+    prim_entry cache[CACHE_N];
+    uint64_t clock;
+} slot;
+
+static slot g_slots[MAX_SLOTS];
+static dnnl_engine_t g_engine;
+
+/* ------------------------------------------------------------ the mode */
+
+int cpu_gemm_is_bf16(void) { return g_bf16; }
+
+fl_status fl_cpu_set_precision(const char *mode, fl_error *err) {
+    if (!strcmp(mode, "fp32")) g_bf16 = 0;
+    else if (!strcmp(mode, "bf16")) g_bf16 = 1;
+    else return fl_fail(err, FL_EINVAL, "CPU GEMM precision '%s': expected fp32 or bf16", mode);
+    return FL_OK;
+}
+
+const char *fl_cpu_precision(void) { return g_bf16 ? "bf16" : "fp32"; }
+
+/* ------------------------------------------------------------ rounding */
+
+/* f32 → bf16, round to nearest even; NaN stays NaN (quiet), inf stays inf.
+   Branch-free so the loops below vectorise. */
+static inline uint16_t to_bf16(float f) {
+    const uint32_t u = cpu_f2u(f);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t nan = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
+/* dst[r,c] = bf16(src[r*lds + c]); dst[rows,cols] contiguous */
+static void round_rows(const float *src, int64_t lds, int64_t rows, int64_t cols, uint16_t *dst) {
+#pragma omp parallel for schedule(static) if (rows * cols >= CONVERT_PAR)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *s = src + r * lds;
+        uint16_t *d = dst + r * cols;
+        for (int64_t c = 0; c < cols; c++) d[c] = to_bf16(s[c]);
+    }
+}
+
+/* dst[m,k] = bf16(src[k*lds + m]): src[K,M] (leading dim lds) transposed
+   into dst[M,K], in 32x32 tiles so both sides stay in cache. */
+static void round_transposed(const float *src, int64_t lds, int64_t M, int64_t K, uint16_t *dst) {
+    enum { TILE = 32 };
+#pragma omp parallel for schedule(static) if (M * K >= CONVERT_PAR)
+    for (int64_t m0 = 0; m0 < M; m0 += TILE) {
+        const int64_t m1 = m0 + TILE < M ? m0 + TILE : M;
+        for (int64_t k0 = 0; k0 < K; k0 += TILE) {
+            const int64_t k1 = k0 + TILE < K ? k0 + TILE : K;
+            for (int64_t m = m0; m < m1; m++)
+                for (int64_t k = k0; k < k1; k++) dst[m * K + k] = to_bf16(src[k * lds + m]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ state */
+
+/* p grown to at least bytes (contents not kept); NULL when out of memory. */
+static void *grow(buffer *b, size_t bytes) {
+    if (bytes <= b->cap) return b->p;
+    free(b->p);
+    size_t n = (bytes + 4095) / 4096 * 4096;
+    b->p = aligned_alloc(64, n);
+    b->cap = b->p ? n : 0;
+    return b->p;
+}
+
+static dnnl_engine_t engine(void) {
+    dnnl_engine_t e;
+#pragma omp critical(cpu_bf16_engine)
+    {
+        if (!g_engine && dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) g_engine = NULL;
+        e = g_engine;
+    }
+    return e;
+}
+
+static int key_eq(const prim_key *a, const prim_key *b) {
+    return a->M == b->M && a->N == b->N && a->K == b->K && a->ldc == b->ldc && a->transB == b->transB &&
+           a->nthr == b->nthr && a->alpha == b->alpha && a->beta == b->beta;
+}
+
+/* The matmul C[M,N] (row stride ldc, f32) = alpha A[M,K] B + beta C, where
+   A is bf16 row-major and B bf16 [K,N] (transB = 0) or [N,K] (transB = 1);
+   NULL when oneDNN refuses. *scratch receives its scratchpad size. */
+static dnnl_primitive_t build(const prim_key *k, size_t *scratch) {
+    dnnl_engine_t eng = engine();
+    if (!eng) return NULL;
+    dnnl_memory_desc_t a, b, c;
+    dnnl_dims_t da = {k->M, k->K}, db = {k->K, k->N}, dc = {k->M, k->N}, sc = {k->ldc, 1};
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t post = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_matmul_desc_t md;
+    int ok = dnnl_memory_desc_init_by_tag(&a, 2, da, dnnl_bf16, dnnl_ab) == dnnl_success &&
+             dnnl_memory_desc_init_by_tag(&b, 2, db, dnnl_bf16, k->transB ? dnnl_ba : dnnl_ab) == dnnl_success &&
+             dnnl_memory_desc_init_by_strides(&c, 2, dc, dnnl_f32, sc) == dnnl_success &&
+             dnnl_matmul_desc_init(&md, &a, &b, NULL, &c) == dnnl_success &&
+             dnnl_primitive_attr_create(&attr) == dnnl_success &&
+             dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user) == dnnl_success;
+    if (ok && k->alpha != 1.0f) ok = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha) == dnnl_success;
+    if (ok && k->beta != 0.0f)
+        ok = dnnl_post_ops_create(&post) == dnnl_success && dnnl_post_ops_append_sum(post, k->beta) == dnnl_success &&
+             dnnl_primitive_attr_set_post_ops(attr, post) == dnnl_success;
+    if (ok) ok = dnnl_primitive_desc_create(&pd, &md, attr, eng, NULL) == dnnl_success;
+    if (ok) *scratch = dnnl_memory_desc_get_size(dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0));
+    if (ok && dnnl_primitive_create(&prim, pd) != dnnl_success) prim = NULL;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (post) dnnl_post_ops_destroy(post);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    return prim;
+}
+
+/* The thread's cached primitive for k, built (evicting the least recently
+   used) on a miss. */
+static prim_entry *lookup(slot *s, const prim_key *k) {
+    prim_entry *victim = &s->cache[0];
+    for (int i = 0; i < CACHE_N; i++) {
+        prim_entry *e = &s->cache[i];
+        if (e->used && key_eq(&e->key, k)) {
+            e->used = ++s->clock;
+            return e;
+        }
+        if (e->used < victim->used) victim = e;
+    }
+    size_t scratch = 0;
+    dnnl_primitive_t p = build(k, &scratch);
+    if (!p) return NULL;
+    if (victim->prim) dnnl_primitive_destroy(victim->prim);
+    *victim = (prim_entry){.key = *k, .prim = p, .scratch = scratch, .used = ++s->clock};
+    return victim;
+}
+
+/* ------------------------------------------------------------ the product */
+
+static int run(slot *s, prim_entry *e, const uint16_t *a, const uint16_t *b, float *C) {
+    dnnl_engine_t eng = engine();
+    const_dnnl_primitive_desc_t pd;
+    if (dnnl_primitive_get_primitive_desc(e->prim, &pd) != dnnl_success) return 0;
+    void *scratch = grow(&s->scratch, e->scratch ? e->scratch : 64);
+    if (!scratch) return 0;
+    const dnnl_memory_desc_t *md_a = dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+    const dnnl_memory_desc_t *md_b = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    const dnnl_memory_desc_t *md_c = dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+    const dnnl_memory_desc_t *md_s = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL, ms = NULL;
+    dnnl_stream_t stream = NULL;
+    int ok = dnnl_memory_create(&ma, md_a, eng, (void *)a) == dnnl_success &&
+             dnnl_memory_create(&mb, md_b, eng, (void *)b) == dnnl_success &&
+             dnnl_memory_create(&mc, md_c, eng, C) == dnnl_success &&
+             dnnl_memory_create(&ms, md_s, eng, scratch) == dnnl_success &&
+             dnnl_stream_create(&stream, eng, dnnl_stream_default_flags) == dnnl_success;
+    if (ok) {
+        dnnl_exec_arg_t args[] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc},
+                                  {DNNL_ARG_SCRATCHPAD, ms}};
+        ok = dnnl_primitive_execute(e->prim, stream, 4, args) == dnnl_success &&
+             dnnl_stream_wait(stream) == dnnl_success;
+    }
+    if (stream) dnnl_stream_destroy(stream);
+    dnnl_memory_t mems[] = {ma, mb, mc, ms};
+    for (int i = 0; i < 4; i++)
+        if (mems[i]) dnnl_memory_destroy(mems[i]);
+    return ok;
+}
+
+void cpu_bf16gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int tid = omp_get_thread_num();
+    if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f || tid >= MAX_SLOTS) {
+        /* nothing to round (the product is zero or empty), or a thread
+           without state: the exact path */
+        cpu_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    slot *s = &g_slots[tid];
+    const int64_t b_rows = transB ? N : K, b_cols = transB ? K : N;
+    uint16_t *a = grow(&s->a, (size_t)(M * K) * sizeof *a), *b = grow(&s->b, (size_t)(K * N) * sizeof *b);
+    const prim_key key = {M, N, K, ldc, transB != 0, omp_in_parallel() ? 1 : omp_get_max_threads(), alpha, beta};
+    prim_entry *e = a && b ? lookup(s, &key) : NULL;
+    if (e) {
+        if (transA) round_transposed(A, lda, M, K, a);
+        else round_rows(A, lda, M, K, a);
+        round_rows(B, ldb, b_rows, b_cols, b);
+        if (run(s, e, a, b, C)) return;
+    }
+    /* oneDNN refused the shape or memory ran out before C was touched
+       (execution itself does not fail midway on the CPU): say so once and
+       compute this product exactly */
+    static int told;
+    if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
+        fl_log(FL_LOG_WARN, "cpu bf16 GEMM: oneDNN matmul failed for [%lld x %lld x %lld]; using fp32 there",
+               (long long)M, (long long)N, (long long)K);
+    cpu_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* ------------------------------------------------------------ describe */
+
+const char *cpu_bf16_impl(void) {
+    static char line[128];
+    const prim_key k = {1024, 1024, 256, 1024, 1, omp_get_max_threads(), 1.0f, 0.0f};
+    size_t scratch;
+    dnnl_primitive_t p = build(&k, &scratch);
+    const char *impl = "unavailable";
+    const_dnnl_primitive_desc_t pd;
+    if (p && dnnl_primitive_get_primitive_desc(p, &pd) == dnnl_success)
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+    snprintf(line, sizeof line, "bf16 matmul %s", impl);
+    if (p) dnnl_primitive_destroy(p);
+    return line;
+}

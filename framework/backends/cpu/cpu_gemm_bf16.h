@@ -1,0 +1,32 @@
+/*
+ * backends/cpu/cpu_gemm_bf16.h — the CPU backend's GEMM precision mode and
+ * its bf16 product (cpu_gemm_bf16.c), used by cpu_gemm.c.
+ *
+ * "fp32" (default): oneDNN sgemm. "bf16": both inputs rounded to bf16
+ * (round to nearest even), products accumulated and written in f32, on
+ * oneDNN's matmul (AMX where the CPU has it): about 1e-2 relative per GEMM,
+ * like the CUDA backend's bf16 math. The mode is process-wide; it is set
+ * once before work starts (fl_cpu_set_precision in backend.h), not while
+ * ops run.
+ */
+#ifndef FFNLAB_CPU_GEMM_BF16_H
+#define FFNLAB_CPU_GEMM_BF16_H
+
+#include <stdint.h>
+
+/* 1 when the gemm ops run in bf16. */
+int cpu_gemm_is_bf16(void);
+
+/* C[M,N] = alpha op(A) op(B) + beta C with bf16-rounded A and B, f32
+   accumulation; the same arguments as cpu_sgemm (row-major, leading
+   dimensions lda/ldb/ldc). Safe to call from several threads at once (each
+   uses its own buffers and primitives). */
+void cpu_bf16gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* "bf16 oneDNN matmul brgemm:avx512_core_amx_bf16" — what the bf16 mode
+   runs on this CPU (the implementation oneDNN picks for a model-sized
+   product). */
+const char *cpu_bf16_impl(void);
+
+#endif

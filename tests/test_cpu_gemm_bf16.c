@@ -1,0 +1,355 @@
+/*
+ * tests/test_cpu_gemm_bf16.c — the CPU backend's bf16 GEMM mode and the
+ * --precision option that selects it.
+ *
+ * Two references in double for every product:
+ *   - exact inputs: bf16 rounds each input to 8 significant bits (relative
+ *     error <= 2^-8, the unit roundoff), so a product term is off by at most
+ *     ~2^-7 of its size and C by at most 2^-7 * |alpha| * sum_k |a_ik b_kj|
+ *     per element. The stated tolerance: that bound, and a relative error
+ *     (max |got - ref| / max |ref|) below 1e-2;
+ *   - inputs rounded to bf16 here (round to nearest even): what is left is
+ *     the f32 accumulation, ~1e-5 of sum_k |a_ik b_kj|. This one fails if the
+ *     backend rounds differently (truncates) or loses more than rounding.
+ * Shapes are odd (not multiples of the vector or tile width), every
+ * transpose, alpha/beta, 3-D batches and expert groups (one product per
+ * thread inside an OpenMP loop, as the ops run them).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor_fixture.h"
+
+#include "backend.h"
+
+static int use_bf16(void **state) {
+    (void)state;
+    fl_error err = {0};
+    ts_assert_ok(fl_cpu_set_precision("bf16", &err), &err);
+    return 0;
+}
+
+static int use_fp32(void **state) {
+    fl_error err = {0};
+    ts_assert_ok(fl_cpu_set_precision("fp32", &err), &err);
+    return tf_free_all(state);
+}
+
+/* ---------------------------------------------------------- references */
+
+/* x rounded to bf16 (nearest, ties to even), as a float */
+static float bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return x;
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+typedef struct ref_out {
+    double *c;                 /* alpha op(A) op(B) + beta C0 */
+    double *mag;               /* |alpha| sum_k |a b| (+ |beta c0|): the error scale */
+} ref_out;
+
+/* The product in double, from the inputs as given or rounded to bf16. */
+static void gemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     const float *B, float beta, const float *C0, int round, ref_out *o) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0, m = 0;
+            for (int64_t k = 0; k < K; k++) {
+                float a = ta ? A[k * M + i] : A[i * K + k], b = tb ? B[j * K + k] : B[k * N + j];
+                if (round) a = bf16(a), b = bf16(b);
+                s += (double)a * b;
+                m += fabs((double)a * b);
+            }
+            const double c0 = beta == 0.0f ? 0.0 : (double)beta * C0[i * N + j];
+            o->c[i * N + j] = alpha * s + c0;
+            o->mag[i * N + j] = fabs(alpha) * m + fabs(c0);
+        }
+}
+
+/* Fails unless |got - ref| <= rel * mag + 1e-6 everywhere; prints the
+   largest error relative to max |ref|. Returns that relative error. */
+static double check(const float *got, const ref_out *r, int64_t n, double rel, const char *what) {
+    double worst = 0, ref_max = 1e-30, err_max = 0;
+    int64_t bad = -1;
+    for (int64_t i = 0; i < n; i++) {
+        const double e = fabs((double)got[i] - r->c[i]);
+        if (e > rel * r->mag[i] + 1e-6 && bad < 0) bad = i;
+        worst = e / (rel * r->mag[i] + 1e-6) > worst ? e / (rel * r->mag[i] + 1e-6) : worst;
+        err_max = e > err_max ? e : err_max;
+        ref_max = fabs(r->c[i]) > ref_max ? fabs(r->c[i]) : ref_max;
+    }
+    print_message("%-44s rel error %.2e (%.0f%% of the bound)\n", what, err_max / ref_max, 100 * worst);
+    if (bad >= 0)
+        fail_msg("%s: element %lld is %.9g, want %.9g (bound %.3g)", what, (long long)bad, got[bad], r->c[bad],
+                 rel * r->mag[bad] + 1e-6);
+    return err_max / ref_max;
+}
+
+#define ROUND_BOUND 0.00785 /* 2^-7 (1 + 2^-9): two inputs each off by <= 2^-8 */
+#define ACCUM_BOUND 1e-5    /* f32 accumulation of bf16 products */
+
+/* Checks got against both references; returns the error against exact inputs. */
+static double check_both(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                         const float *B, float beta, const float *C0, const float *got, const char *what) {
+    ref_out r = {malloc((size_t)(M * N) * sizeof(double)), malloc((size_t)(M * N) * sizeof(double))};
+    char name[128];
+    gemm_ref(ta, tb, M, N, K, alpha, A, B, beta, C0, 1, &r);
+    snprintf(name, sizeof name, "%s (bf16 inputs)", what);
+    check(got, &r, M * N, ACCUM_BOUND, name);
+    gemm_ref(ta, tb, M, N, K, alpha, A, B, beta, C0, 0, &r);
+    snprintf(name, sizeof name, "%s (exact inputs)", what);
+    double e = check(got, &r, M * N, ROUND_BOUND + ACCUM_BOUND, name);
+    assert_true(e < 1e-2);
+    free(r.c), free(r.mag);
+    return e;
+}
+
+/* ---------------------------------------------------------------- gemm */
+
+static double one_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+    fl_tensor A = ta ? f2(K, M) : f2(M, K), B = tb ? f2(N, K) : f2(K, N), C = f2(M, N);
+    rnd(&A, 1, -1, 1);
+    rnd(&B, 2, -1, 1);
+    rnd(&C, 3, -1, 1);
+    if (beta == 0.0f)
+        for (int64_t i = 0; i < M * N; i++) F(&C)[i] = NAN; /* must not be read */
+    fl_tensor C0 = clone(&C);
+    tf_ops->gemm(ta, tb, alpha, &A, &B, beta, &C);
+    char what[96];
+    snprintf(what, sizeof what, "gemm t%d%d %lldx%lldx%lld a=%g b=%g", ta, tb, (long long)M, (long long)N,
+             (long long)K, alpha, beta);
+    return check_both(ta, tb, M, N, K, alpha, F(&A), F(&B), beta, F(&C0), F(&C), what);
+}
+
+static void test_gemm_shapes(void **state) {
+    (void)state;
+    const int64_t shapes[][3] = {{7, 13, 5}, {33, 17, 29}, {1, 1, 1}, {64, 9, 70}, {5, 40, 1}, {131, 257, 300}};
+    double worst = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                double e1 = one_gemm(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
+                double e2 = one_gemm(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 0.7f, 0.3f);
+                worst = fmax(worst, fmax(e1, e2));
+            }
+    /* the mode is really on: fp32 would be ~1e-7 off the exact product */
+    assert_true(worst > 1e-4);
+}
+
+/* A 3-D A[B,T,C] is the matrix [B*T, C]; K = 0 leaves C = beta C exactly. */
+static void test_gemm_3d_and_empty(void **state) {
+    (void)state;
+    fl_tensor X = f3(2, 3, 5), W = f2(5, 4), Y = f2(6, 4);
+    rnd(&X, 4, -1, 1);
+    rnd(&W, 5, -1, 1);
+    tf_ops->gemm(0, 0, 1.0f, &X, &W, 0.0f, &Y);
+    check_both(0, 0, 6, 4, 5, 1.0f, F(&X), F(&W), 0.0f, NULL, F(&Y), "gemm 3-D A");
+    /* K = 0: C = beta C, exactly */
+    fl_tensor A = f2(3, 0), B = f2(0, 4), C = f2(3, 4);
+    for (int i = 0; i < 12; i++) F(&C)[i] = (float)i;
+    tf_ops->gemm(0, 0, 1.0f, &A, &B, 0.5f, &C);
+    for (int i = 0; i < 12; i++) assert_float_equal(F(&C)[i], 0.5f * i, 0);
+}
+
+/* Rounding itself, through 1x1x1 products with B = 1: ties go to even, NaN
+   and infinities survive. */
+static void test_rounding(void **state) {
+    (void)state;
+    const float in[] = {1.0f + 0x1p-8f,             /* tie between 1 and 1 + 2^-7 → 1 */
+                        1.0f + 3 * 0x1p-8f,         /* tie → 1 + 2^-6 (even) */
+                        1.0f + 0x1p-8f + 0x1p-20f,  /* above the tie → 1 + 2^-7 */
+                        -3.0f - 0x1p-7f + 0x1p-22f, /* below the tie → -3 */
+                        INFINITY, -INFINITY, 1e-3f};
+    const float want[] = {1.0f, 1.0f + 0x1p-6f, 1.0f + 0x1p-7f, -3.0f, INFINITY, -INFINITY, bf16(1e-3f)};
+    fl_tensor A = f2(1, 1), B = f2(1, 1), C = f2(1, 1);
+    F(&B)[0] = 1.0f;
+    for (size_t i = 0; i < sizeof in / sizeof *in; i++) {
+        F(&A)[0] = in[i];
+        tf_ops->gemm(0, 0, 1.0f, &A, &B, 0.0f, &C);
+        assert_float_equal(F(&C)[0], want[i], 0);
+    }
+    F(&A)[0] = NAN;
+    tf_ops->gemm(0, 0, 1.0f, &A, &B, 0.0f, &C);
+    assert_true(isnan(F(&C)[0]));
+}
+
+/* Many small products, one per thread (cpu_gemm.c), and a batch of large
+   ones on all threads: a primitive built inside a parallel region must
+   still compute its whole product. */
+static void test_gemm_batched(void **state) {
+    (void)state;
+    const int64_t dims[][4] = {{5, 6, 11, 9}, {3, 70, 130, 96}};
+    for (int d = 0; d < 2; d++) {
+        const int64_t nb = dims[d][0], M = dims[d][1], N = dims[d][2], K = dims[d][3];
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                fl_tensor A = ta ? f3(nb, K, M) : f3(nb, M, K), B = tb ? f3(nb, N, K) : f3(nb, K, N);
+                fl_tensor C = f3(nb, M, N);
+                rnd(&A, 10, -1, 1);
+                rnd(&B, 11, -1, 1);
+                rnd(&C, 12, -1, 1);
+                fl_tensor C0 = clone(&C);
+                tf_ops->gemm_batched(ta, tb, 0.5f, &A, &B, 2.0f, &C);
+                for (int64_t b = 0; b < nb; b++) {
+                    char what[96];
+                    snprintf(what, sizeof what, "gemm_batched %lldx%lldx%lld t%d%d [%lld]", (long long)M,
+                             (long long)N, (long long)K, ta, tb, (long long)b);
+                    check_both(ta, tb, M, N, K, 0.5f, F(&A) + b * M * K, F(&B) + b * K * N, 2.0f,
+                               F(&C0) + b * M * N, F(&C) + b * M * N, what);
+                }
+            }
+    }
+}
+
+static void test_gemm_grouped(void **state) {
+    (void)state;
+    /* groups of 3, 0, 7, 0, 5 rows: two empty */
+    const int G = 5;
+    const int64_t off[6] = {0, 3, 3, 10, 10, 15}, N = 15, K = 6, M = 9;
+    for (int tw = 0; tw < 2; tw++) {
+        fl_tensor A = f2(N, K), W = tw ? f3(G, M, K) : f3(G, K, M), C = f2(N, M);
+        rnd(&A, 20, -1, 1);
+        rnd(&W, 21, -1, 1);
+        rnd(&C, 22, -1, 1);
+        fl_tensor C0 = clone(&C);
+        tf_ops->gemm_grouped(tw, 0.8f, &A, &W, off, G, 0.25f, &C);
+        for (int g = 0; g < G; g++) {
+            const int64_t r0 = off[g], n = off[g + 1] - off[g];
+            if (n)
+                check_both(0, tw, n, M, K, 0.8f, F(&A) + r0 * K, F(&W) + g * K * M, 0.25f, F(&C0) + r0 * M,
+                           F(&C) + r0 * M, tw ? "gemm_grouped transW" : "gemm_grouped");
+        }
+    }
+    /* wgrad: dW[g] = alpha A_gᵀ dY_g + beta dW[g]; an empty group gets beta dW exactly */
+    fl_tensor A = f2(N, K), dY = f2(N, M), dW = f3(G, K, M);
+    rnd(&A, 23, -1, 1);
+    rnd(&dY, 24, -1, 1);
+    rnd(&dW, 25, -1, 1);
+    fl_tensor dW0 = clone(&dW);
+    tf_ops->gemm_grouped_wgrad(0.9f, &A, &dY, off, G, 0.5f, &dW);
+    for (int g = 0; g < G; g++) {
+        const int64_t n = off[g + 1] - off[g];
+        if (!n) {
+            for (int64_t i = 0; i < K * M; i++) assert_float_equal(F(&dW)[g * K * M + i], 0.5f * F(&dW0)[g * K * M + i], 0);
+            continue;
+        }
+        check_both(1, 0, K, M, n, 0.9f, F(&A) + off[g] * K, F(&dY) + off[g] * M, 0.5f, F(&dW0) + g * K * M,
+                   F(&dW) + g * K * M, "gemm_grouped_wgrad");
+    }
+}
+
+/* The same primitive shape reused (the per-thread cache) and the cache's
+   eviction: more distinct shapes than it holds, then the first again. */
+static void test_primitive_cache(void **state) {
+    (void)state;
+    for (int64_t m = 1; m <= 60; m++) one_gemm(0, 1, m, 24, 40, 1.0f, 0.0f);
+    for (int rep = 0; rep < 2; rep++) one_gemm(0, 1, 1, 24, 40, 1.0f, 1.0f);
+}
+
+/* ----------------------------------------------------------- the mode */
+
+static void test_mode_and_describe(void **state) {
+    (void)state;
+    fl_error err = {0};
+    assert_string_equal(fl_cpu_precision(), "bf16");
+    assert_non_null(strstr(tf_be->describe(), "bf16"));
+    print_message("backend: %s\n", tf_be->describe());
+    ts_assert_ok(fl_cpu_set_precision("fp32", &err), &err);
+    assert_non_null(strstr(tf_be->describe(), "sgemm"));
+    /* fp32 again: the exact path, to fp32 rounding */
+    fl_tensor A = f2(33, 29), B = f2(29, 17), C = f2(33, 17);
+    rnd(&A, 1, -1, 1);
+    rnd(&B, 2, -1, 1);
+    tf_ops->gemm(0, 0, 1.0f, &A, &B, 0.0f, &C);
+    ref_out r = {malloc(33 * 17 * sizeof(double)), malloc(33 * 17 * sizeof(double))};
+    gemm_ref(0, 0, 33, 17, 29, 1.0f, F(&A), F(&B), 0.0f, NULL, 0, &r);
+    assert_true(check(F(&C), &r, 33 * 17, 1e-6, "fp32 mode") < 1e-6);
+    free(r.c), free(r.mag);
+    assert_int_equal(fl_cpu_set_precision("fp16", &err), FL_EINVAL);
+    assert_non_null(strstr(err.msg, "fp32 or bf16"));
+    assert_string_equal(fl_cpu_precision(), "fp32");
+    ts_assert_ok(fl_cpu_set_precision("bf16", &err), &err);
+}
+
+/* fl_backend_request_precision + fl_backend_select, and FFNLAB_PRECISION. */
+static void test_request_precision(void **state) {
+    (void)state;
+    fl_error err = {0};
+    const fl_backend *b = NULL;
+    unsetenv("FFNLAB_PRECISION");
+    assert_int_equal(fl_backend_request_precision("fp16", &err), FL_EINVAL);
+    assert_non_null(strstr(err.msg, "--precision fp16: expected auto, fp32, bf16 or tf32"));
+    ts_assert_ok(fl_backend_request_precision("bf16", &err), &err);
+    ts_assert_ok(fl_backend_select("cpu", &b, &err), &err);
+    assert_ptr_equal(b, tf_be);
+    assert_string_equal(fl_cpu_precision(), "bf16");
+    ts_assert_ok(fl_backend_request_precision("auto", &err), &err); /* the CPU's default */
+    ts_assert_ok(fl_backend_select("cpu", &b, &err), &err);
+    assert_string_equal(fl_cpu_precision(), "fp32");
+    ts_assert_ok(fl_backend_request_precision("tf32", &err), &err); /* valid somewhere... */
+    assert_int_equal(fl_backend_select("cpu", &b, &err), FL_EINVAL); /* ...not here */
+    assert_null(b);
+    print_message("tf32 on the CPU: %s\n", err.msg);
+    assert_non_null(strstr(err.msg, "tf32"));
+    /* auto: FFNLAB_PRECISION decides, and a bad value there is an error too */
+    ts_assert_ok(fl_backend_request_precision("auto", &err), &err);
+    setenv("FFNLAB_PRECISION", "bf16", 1);
+    ts_assert_ok(fl_backend_select("cpu", &b, &err), &err);
+    assert_string_equal(fl_cpu_precision(), "bf16");
+    setenv("FFNLAB_PRECISION", "half", 1);
+    assert_int_equal(fl_backend_select("cpu", &b, &err), FL_EINVAL);
+    assert_non_null(strstr(err.msg, "FFNLAB_PRECISION=half"));
+    ts_assert_ok(fl_backend_request_precision("fp32", &err), &err); /* the option wins */
+    ts_assert_ok(fl_backend_select("cpu", &b, &err), &err);
+    assert_string_equal(fl_cpu_precision(), "fp32");
+    unsetenv("FFNLAB_PRECISION");
+    ts_assert_ok(fl_backend_request_precision("auto", &err), &err);
+}
+
+/* The commands: a bad value is one line naming the option, exit non-zero,
+   before any work. */
+static void test_cli_errors(void **state) {
+    (void)state;
+    const char *cmds[][2] = {
+        {"eval --run /nonexistent --task blimp --precision fp16", "--precision fp16"},
+        {"bench --blimp --precision 16", "--precision 16"},
+        {"bench --precision bf32 --steps 1", "--precision bf32"},
+        {"train --precision fp8 --steps 1 --run-dir /nonexistent/x", "--precision"},
+        {"bench --device cpu --precision tf32 --steps 1 --d-model 8 --layers 1 --heads 1 --vocab 300", "tf32"},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        char cmd[512], *out = NULL;
+        snprintf(cmd, sizeof cmd, "FFNLAB_PRECISION= %s %s", ts_ffnlab_bin(), cmds[i][0]);
+        int rc = ts_run(cmd, &out);
+        print_message("%s -> %d: %s", cmds[i][0], rc, out ? out : "");
+        assert_int_not_equal(rc, 0);
+        assert_non_null(out);
+        assert_non_null(strstr(out, cmds[i][1]));
+        int lines = 0;
+        for (const char *p = out; *p; p++) lines += *p == '\n';
+        assert_int_equal(lines, 1);
+        free(out);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_gemm_shapes, use_bf16, use_fp32),
+        cmocka_unit_test_setup_teardown(test_gemm_3d_and_empty, use_bf16, use_fp32),
+        cmocka_unit_test_setup_teardown(test_rounding, use_bf16, use_fp32),
+        cmocka_unit_test_setup_teardown(test_gemm_batched, use_bf16, use_fp32),
+        cmocka_unit_test_setup_teardown(test_gemm_grouped, use_bf16, use_fp32),
+        cmocka_unit_test_setup_teardown(test_primitive_cache, use_bf16, use_fp32),
+        cmocka_unit_test_setup_teardown(test_mode_and_describe, use_bf16, use_fp32),
+        cmocka_unit_test_teardown(test_request_precision, use_fp32),
+        cmocka_unit_test(test_cli_errors),
+    };
+    return cmocka_run_group_tests(tests, tf_setup_cpu, NULL);
+}
