@@ -1,11 +1,12 @@
 /*
  * tests/test_ffn_cnt.c — the controller-sparse FFN plugin (plugins/ffn_cnt).
  *
- * The plugin is loaded by name through the loader, its options parsed by the
- * host's parser, and layers created on the CPU host, as training does. A
- * double-precision reference here rebuilds the whole layer from the
- * parameters and the documented noise (Gumbel noise of logit (n, j) is
- * -log(-log(fl_rng_uniform(key, n * d_ff + j)))), and the tests check:
+ * Layers are built on the CPU host as training builds them
+ * (fl_ffn_layer_create, through tests/support/ffn_fixture: loaded by name,
+ * options parsed by the host's parser). A double-precision reference here
+ * rebuilds the whole layer from the parameters and the documented noise
+ * (Gumbel noise of logit (n, j) is -log(-log(fl_rng_uniform(key, n * d_ff +
+ * j)))), and the tests check:
  *   - options: bad combinations and values fail with FL_EINVAL naming the option;
  *   - parameters: GPT-2-like names, shapes, flags;
  *   - inference equals the dense hidden layer masked to each block's argmax
@@ -41,26 +42,13 @@
 #include <stdlib.h>  /* calloc, free */
 #include <string.h>  /* strcmp, strstr, memcmp */
 
-#include "backend.h"
-#include "host.h"
-#include "loader.h"
-#include "options.h"
-#include "params.h"
-#include "support.h"
+#include "ffn_fixture.h"
 
-#define PREFIX "transformer.h.0.mlp."
 #define KEY 0x5eedULL
 
-/* One layer and everything around it. */
+/* One layer (t: built by fl_ffn_layer_create), its shape and parameters. */
 typedef struct fx {
-    const fl_backend *be;
-    fl_host host;
-    fl_plugin plugin;
-    const fl_ffn_plugin *ffn;
-    fl_param_list list;
-    struct fl_param_scope scope;
-    fl_option_set set;
-    void *layer;
+    ts_ffn t;
     int D, F, BL, NB, R, B, T, N; /* d_model, d_ff, block, n_blocks, rank, batch */
     fl_param *fc_w, *fc_b, *proj_w, *proj_b, *c1, *c2, *c2_b;
 } fx;
@@ -76,61 +64,31 @@ typedef struct ref {
     const double *s0; /* ... and s at θ0 [N*F]; NULL: the real forward */
 } ref;
 
-static fl_param *find_param(fx *f, const char *rel) {
-    char full[256];
-    snprintf(full, sizeof full, PREFIX "%s", rel);
-    for (int i = 0; i < f->list.n; i++)
-        if (!strcmp(f->list.items[i]->pub.name, full)) return &f->list.items[i]->pub;
-    return NULL;
-}
-
 static float *vals(fl_param *p) { return (float *)p->value.data; }
 static float *grads(fl_param *p) { return (float *)p->grad.data; }
 
 /* Creates the layer from option text; returns the status (layer NULL on failure). */
 static fl_status make_layer(fx *f, const char *opts, int d_model, fl_error *err) {
     memset(f, 0, sizeof *f);
-    f->be = fl_backend_cpu();
-    fl_host_init(&f->host, f->be, NULL);
-    fl_status st = fl_plugin_load("cnt", FL_PLUGIN_FFN, &f->plugin, err);
-    if (st) return st;
-    f->ffn = fl_plugin_ffn(&f->plugin);
-    const fl_plugin_header *h = f->plugin.header;
-    st = fl_options_parse(h->options, h->n_options, opts, "--ffn cnt", &f->set, err);
-    if (st) return st;
-    f->scope.prefix = PREFIX;
-    f->scope.list = &f->list;
-    f->scope.be = f->be;
-    f->scope.seed = 1234;
-    f->scope.n_layers = 2;
-    fl_ffn_config cfg = {.d_model = d_model, .layer_index = 0, .n_layers = 2,
-                         .values = f->set.values, .scope = &f->scope};
-    return f->ffn->create(&f->host, &cfg, &f->layer, err);
-}
-
-static void free_layer(fx *f) {
-    if (f->layer) f->ffn->destroy(f->layer);
-    fl_params_free(&f->list, f->be);
-    fl_options_free(&f->set);
-    fl_plugin_unload(&f->plugin);
+    return ts_ffn_create(&f->t, "cnt", opts, d_model, err);
 }
 
 /* Finds the parameters and reads the shape off them. */
 static void bind(fx *f, int B, int T) {
-    f->fc_w = find_param(f, "c_fc.weight");
-    f->fc_b = find_param(f, "c_fc.bias");
-    f->proj_w = find_param(f, "c_proj.weight");
-    f->proj_b = find_param(f, "c_proj.bias");
-    f->c1 = find_param(f, "controller.c1.weight");
-    f->c2 = find_param(f, "controller.c2.weight");
-    f->c2_b = find_param(f, "controller.c2.bias");
+    f->fc_w = ts_ffn_param(&f->t, "c_fc.weight");
+    f->fc_b = ts_ffn_param(&f->t, "c_fc.bias");
+    f->proj_w = ts_ffn_param(&f->t, "c_proj.weight");
+    f->proj_b = ts_ffn_param(&f->t, "c_proj.bias");
+    f->c1 = ts_ffn_param(&f->t, "controller.c1.weight");
+    f->c2 = ts_ffn_param(&f->t, "controller.c2.weight");
+    f->c2_b = ts_ffn_param(&f->t, "controller.c2.bias");
     assert_non_null(f->fc_w);
     assert_non_null(f->c2_b);
     f->D = (int)f->fc_w->value.shape[0];
     f->F = (int)f->fc_w->value.shape[1];
     f->R = (int)f->c1->value.shape[1];
     fl_stat st[8];
-    int n = f->ffn->stats(f->layer, st, 8);
+    int n = f->t.L.ffn->stats(f->t.L.layer, st, 8);
     for (int i = 0; i < n; i++)
         if (!strcmp(st[i].name, "blocks")) f->NB = (int)st[i].value;
     f->BL = f->F / f->NB;
@@ -139,15 +97,15 @@ static void bind(fx *f, int B, int T) {
 
 /* Re-draws every parameter: matrices std 0.5, biases std 0.3. */
 static void redraw_params(fx *f) {
-    for (int i = 0; i < f->list.n; i++) {
-        fl_param *p = &f->list.items[i]->pub;
+    for (int i = 0; i < f->t.list.n; i++) {
+        fl_param *p = &f->t.list.items[i]->pub;
         float std = p->value.ndim == 2 ? 0.5f : 0.3f;
-        f->be->ops.rng_normal(&p->value, fl_rng_key(99, p->name), 0, 0.0f, std);
+        f->t.be->ops.rng_normal(&p->value, fl_rng_key(99, p->name), 0, 0.0f, std);
     }
 }
 
 static void zero_grads(fx *f) {
-    for (int i = 0; i < f->list.n; i++) f->be->ops.fill(&f->list.items[i]->pub.grad, 0.0f);
+    for (int i = 0; i < f->t.list.n; i++) f->t.be->ops.fill(&f->t.list.items[i]->pub.grad, 0.0f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -237,21 +195,21 @@ static fl_ffn_ctx ctx_of(fx *f, int train, uint64_t key) {
 
 static fl_tensor wrap3(fx *f, float *data) {
     int64_t shape[3] = {f->B, f->T, f->D};
-    return fl_wrap(data, FL_F32, f->be->device, 3, shape);
+    return fl_wrap(data, FL_F32, f->t.be->device, 3, shape);
 }
 
 static void plugin_forward(fx *f, int train, uint64_t key, float *x, float *y) {
     fl_tensor tx = wrap3(f, x), ty = wrap3(f, y);
     fl_ffn_ctx c = ctx_of(f, train, key);
     fl_error err = {0};
-    ts_assert_ok(f->ffn->forward(f->layer, &c, &tx, &ty, &err), &err);
+    ts_assert_ok(f->t.L.ffn->forward(f->t.L.layer, &c, &tx, &ty, &err), &err);
 }
 
 static void plugin_backward(fx *f, uint64_t key, const float *R, float *dx) {
     fl_tensor tdy = wrap3(f, (float *)R), tdx = wrap3(f, dx);
     fl_ffn_ctx c = ctx_of(f, 1, key);
     fl_error err = {0};
-    ts_assert_ok(f->ffn->backward(f->layer, &c, &tdy, &tdx, &err), &err);
+    ts_assert_ok(f->t.L.ffn->backward(f->t.L.layer, &c, &tdy, &tdx, &err), &err);
 }
 
 /* loss = Σ y · R through the plugin (training forward under KEY) or the reference */
@@ -345,7 +303,7 @@ static void test_params(void **state) {
     fx f;
     fl_error err = {0};
     ts_assert_ok(make_layer(&f, "d_ff=32,block=4", 8, &err), &err);
-    assert_int_equal(f.list.n, 7);
+    assert_int_equal(f.t.list.n, 7);
     struct { const char *name; int64_t d0, d1; int ndim; uint32_t flags; } want[] = {
         {"c_fc.weight", 8, 32, 2, FL_PARAM_DECAY},
         {"c_fc.bias", 32, 1, 1, 0},
@@ -356,7 +314,7 @@ static void test_params(void **state) {
         {"controller.c2.bias", 32, 1, 1, 0},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        fl_param *p = find_param(&f, want[i].name);
+        fl_param *p = ts_ffn_param(&f.t, want[i].name);
         if (!p) fail_msg("no parameter %s", want[i].name);
         assert_int_equal(p->value.ndim, want[i].ndim);
         assert_int_equal(p->value.shape[0], want[i].d0);
@@ -364,21 +322,21 @@ static void test_params(void **state) {
         assert_int_equal(p->flags, want[i].flags);
     }
     /* init: matrices normal(0, 0.02) (c_proj scaled down as a residual output), biases zero */
-    fl_param *w = find_param(&f, "controller.c2.weight"), *b = find_param(&f, "controller.c2.bias");
+    fl_param *w = ts_ffn_param(&f.t, "controller.c2.weight"), *b = ts_ffn_param(&f.t, "controller.c2.bias");
     double ss = 0;
     for (int i = 0; i < 64; i++) ss += (double)vals(w)[i] * vals(w)[i];
     assert_true(sqrt(ss / 64) > 0.01 && sqrt(ss / 64) < 0.03);
     for (int i = 0; i < 32; i++) assert_true(vals(b)[i] == 0.0f);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 
     /* defaults: d_ff = 4 d, block 32, rank = max(1, d / block) */
     ts_assert_ok(make_layer(&f, NULL, 64, &err), &err);
-    assert_int_equal(find_param(&f, "c_fc.weight")->value.shape[1], 256);
-    assert_int_equal(find_param(&f, "controller.c1.weight")->value.shape[1], 2);
-    free_layer(&f);
+    assert_int_equal(ts_ffn_param(&f.t, "c_fc.weight")->value.shape[1], 256);
+    assert_int_equal(ts_ffn_param(&f.t, "controller.c1.weight")->value.shape[1], 2);
+    ts_ffn_free(&f.t);
     ts_assert_ok(make_layer(&f, "block=128,d_ff=256", 64, &err), &err);
-    assert_int_equal(find_param(&f, "controller.c1.weight")->value.shape[1], 1);
-    free_layer(&f);
+    assert_int_equal(ts_ffn_param(&f.t, "controller.c1.weight")->value.shape[1], 1);
+    ts_ffn_free(&f.t);
 }
 
 static void expect_option_error(const char *opts, int d_model, const char *sub) {
@@ -388,8 +346,8 @@ static void expect_option_error(const char *opts, int d_model, const char *sub) 
     print_message("  %-28s -> %s\n", opts ? opts : "(defaults)", err.msg);
     assert_int_equal(st, FL_EINVAL);
     if (!strstr(err.msg, sub)) fail_msg("'%s' does not mention '%s'", err.msg, sub);
-    assert_null(f.layer);
-    free_layer(&f);
+    assert_null(f.t.L.layer);
+    ts_ffn_free(&f.t);
 }
 
 static void test_option_errors(void **state) {
@@ -408,14 +366,16 @@ static void test_option_errors(void **state) {
     expect_option_error("multiply_by_controller=maybe", 8, "multiply_by_controller");
 }
 
-/* create itself refuses values a careless host let through. */
+/* create itself refuses values a careless host let through. create is called
+   directly: fl_ffn_layer_create only passes values its parser accepted. */
 static void test_create_checks(void **state) {
     (void)state;
     fx f;
     fl_error err = {0};
     ts_assert_ok(make_layer(&f, "d_ff=32,block=4", 8, &err), &err);
+    fl_param_scope scope = ts_ffn_scope(&f.t);
     fl_value bad[16];
-    int n = f.plugin.header->n_options;
+    int n = f.t.L.plugin.header->n_options;
     assert_true(n <= 16);
     const struct { const char *opt; double f; int64_t i; const char *sub; } cases[] = {
         {"block", 0, 5, "multiple of block"},
@@ -428,34 +388,31 @@ static void test_create_checks(void **state) {
         {"rank", 0, 0, "rank"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        memcpy(bad, f.set.values, (size_t)n * sizeof *bad);
+        memcpy(bad, f.t.L.opts.values, (size_t)n * sizeof *bad);
         int k = -1;
         for (int i = 0; i < n; i++)
-            if (!strcmp(f.plugin.header->options[i].name, cases[c].opt)) k = i;
+            if (!strcmp(f.t.L.plugin.header->options[i].name, cases[c].opt)) k = i;
         assert_true(k >= 0);
         bad[k].present = 1;
         bad[k].f = cases[c].f;
         bad[k].i = cases[c].i;
-        fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = bad, .scope = &f.scope};
+        fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = bad, .scope = &scope};
         void *layer = (void *)1;
-        assert_int_equal(f.ffn->create(&f.host, &cfg, &layer, &err), FL_EINVAL);
+        assert_int_equal(f.t.L.ffn->create(&f.t.host, &cfg, &layer, &err), FL_EINVAL);
         assert_null(layer);
         if (!strstr(err.msg, cases[c].sub)) fail_msg("'%s' does not mention '%s'", err.msg, cases[c].sub);
     }
-    fl_ffn_config cfg = {.d_model = 0, .n_layers = 2, .values = f.set.values, .scope = &f.scope};
+    fl_ffn_config cfg = {.d_model = 0, .n_layers = 2, .values = f.t.L.opts.values, .scope = &scope};
     void *layer = NULL;
-    assert_int_equal(f.ffn->create(&f.host, &cfg, &layer, &err), FL_EINVAL);
-    free_layer(&f);
+    assert_int_equal(f.t.L.ffn->create(&f.t.host, &cfg, &layer, &err), FL_EINVAL);
+    ts_ffn_free(&f.t);
 }
 
+/* A named stat of the layer, which has exactly 5. */
 static double stat_of(fx *f, const char *name) {
     fl_stat st[8];
-    int n = f->ffn->stats(f->layer, st, 8);
-    assert_int_equal(n, 5);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(st[i].name, name)) return st[i].value;
-    fail_msg("no stat %s", name);
-    return 0;
+    assert_int_equal(f->t.L.ffn->stats(f->t.L.layer, st, 8), 5);
+    return ts_ffn_stat(&f->t, name);
 }
 
 static void test_stats(void **state) {
@@ -482,8 +439,8 @@ static void test_stats(void **state) {
     assert_true(stat_of(&f, "flops_per_token") == 4 * d * nb + 2 * d * r + 2 * r * F);
     assert_true(stat_of(&f, "active_units") == nb);
     fl_stat one[1];
-    assert_int_equal(f.ffn->stats(f.layer, one, 1), 5); /* reports how many it has */
-    free_layer(&f);
+    assert_int_equal(f.t.L.ffn->stats(f.t.L.layer, one, 1), 5); /* reports how many it has */
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -521,7 +478,7 @@ static void eval_config(const char *opts, int d_model, int B, int T, int act, in
     for (int i = 0; i < f.N * f.D; i++) x[i] = fl_rng_normal(21, (uint64_t)i);
     check_eval(&f, act, mbc, x, opts);
     free(x);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_eval_matches_masked_dense(void **state) {
@@ -591,7 +548,7 @@ static void test_eval_uses_argmax_units(void **state) {
     /* and inference is independent of the key (no noise) */
     plugin_forward(&f, 0, KEY + 1, x, y0);
     assert_memory_equal(y0, y1, sizeof y0);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* The packed copies of the weights that inference reads follow the
@@ -612,15 +569,15 @@ static void test_eval_follows_weight_changes(void **state) {
     plugin_forward(&f, 1, KEY, x, y);
     zero_grads(&f);
     plugin_backward(&f, KEY, R, dx);
-    for (int i = 0; i < f.list.n; i++) {
-        fl_param *p = &f.list.items[i]->pub;
-        f.be->ops.axpby(-0.05f, &p->grad, 1.0f, &p->value);
+    for (int i = 0; i < f.t.list.n; i++) {
+        fl_param *p = &f.t.list.items[i]->pub;
+        f.t.be->ops.axpby(-0.05f, &p->grad, 1.0f, &p->value);
     }
     check_eval(&f, FL_ACT_GELU, 0, x, "after a training step");
     /* a checkpoint-like rewrite of c_fc.weight between two inference forwards */
-    f.be->ops.rng_normal(&f.fc_w->value, 4242, 0, 0.0f, 0.5f);
+    f.t.be->ops.rng_normal(&f.fc_w->value, 4242, 0, 0.0f, 0.5f);
     check_eval(&f, FL_ACT_GELU, 0, x, "after rewriting c_fc.weight");
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 
     /* one value of a large layer (2 x 32768 weights), in a unit that is in
        use, changed between inference forwards and changed back */
@@ -646,7 +603,7 @@ static void test_eval_follows_weight_changes(void **state) {
         assert_memory_equal(y0, y1, sizeof y0); /* and back */
     }
     free(sel);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* kernels=host against kernels=auto (the packed CPU kernels) on the same
@@ -677,7 +634,7 @@ static void host_path_config(const char *opts, int d_model, int B, int T, int ac
     assert_memory_not_equal(ya, yh, ny * sizeof *ya);
     check_eval(&g, act, mbc, x, "kernels=host after changing c_fc.weight");
     free(x), free(ya), free(yh);
-    free_layer(&f), free_layer(&g);
+    ts_ffn_free(&f.t), ts_ffn_free(&g.t);
 }
 
 static void test_host_kernels_match(void **state) {
@@ -691,26 +648,28 @@ static void test_host_kernels_match(void **state) {
 }
 
 /* A host whose ops table ends before the block selection ops (an older
-   host), or lacks one of them, is refused at create. */
+   host), or lacks one of them, is refused at create. create is called
+   directly: fl_ffn_layer_create cannot be handed such a host. */
 static void test_needs_block_ops(void **state) {
     (void)state;
     fx f;
     fl_error err = {0};
     ts_assert_ok(make_layer(&f, "d_ff=32,block=4", 8, &err), &err);
-    fl_ops old = *f.host.ops;
-    fl_host h = f.host;
+    fl_ops old = *f.t.host.ops;
+    fl_host h = f.t.host;
     h.ops = &old;
-    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = f.set.values, .scope = &f.scope};
+    fl_param_scope scope = ts_ffn_scope(&f.t);
+    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = f.t.L.opts.values, .scope = &scope};
     for (int c = 0; c < 2; c++) {
         if (c == 0) old.size = (uint32_t)offsetof(fl_ops, block_select);
-        else old = *f.host.ops, old.block_argmax = NULL;
+        else old = *f.t.host.ops, old.block_argmax = NULL;
         void *layer = (void *)1;
-        assert_int_equal(f.ffn->create(&h, &cfg, &layer, &err), FL_EUNSUPPORTED);
+        assert_int_equal(f.t.L.ffn->create(&h, &cfg, &layer, &err), FL_EUNSUPPORTED);
         assert_null(layer);
         print_message("  %s\n", err.msg);
         assert_non_null(strstr(err.msg, "block_argmax"));
     }
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -744,11 +703,11 @@ static void grad_units_config(const char *opts, int act, int mbc) {
     for (size_t p = 0; p < 4; p++) {
         int n = (int)fl_numel(&unit[p]->value);
         skipped += numeric_grad(&f, vals(unit[p]), n, x, R, NULL, &kinks, num, grads(unit[p]), eps);
-        check_one(opts, unit[p]->name + strlen(PREFIX), grads(unit[p]), num, n, 1e-2);
+        check_one(opts, unit[p]->name + strlen(TS_FFN_PREFIX), grads(unit[p]), num, n, 1e-2);
     }
     print_message("  %-44s (%d straddling differences skipped)\n", opts, skipped);
     free(num);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_train_grad_units(void **state) {
@@ -771,11 +730,11 @@ static void grad_all(fx *f, const char *opts, float *x, const float *R, const re
     float *num = calloc((size_t)f->F * f->D, sizeof *num);
     int skipped = numeric_grad(f, x, 48, x, R, o, kinks, num, dx, eps);
     double worst = check_one(opts, "dx", dx, num, 48, tol);
-    for (int p = 0; p < f->list.n; p++) {
-        fl_param *prm = &f->list.items[p]->pub;
+    for (int p = 0; p < f->t.list.n; p++) {
+        fl_param *prm = &f->t.list.items[p]->pub;
         int n = (int)fl_numel(&prm->value);
         skipped += numeric_grad(f, vals(prm), n, x, R, o, kinks, num, grads(prm), eps);
-        double e = check_one(opts, prm->name + strlen(PREFIX), grads(prm), num, n, tol);
+        double e = check_one(opts, prm->name + strlen(TS_FFN_PREFIX), grads(prm), num, n, tol);
         if (e > worst) worst = e;
     }
     print_message("  %-44s worst %.2e (%d straddling differences skipped)\n", opts, worst, skipped);
@@ -795,7 +754,7 @@ static void grad_soft_config(const char *opts, int act, double tau, double noise
     ref kinks = ref_of(act, tau, noise, mbc);
     kinks.soft = 1;
     grad_all(&f, opts, x, R, NULL, act == FL_ACT_RELU ? &kinks : NULL, 1e-2f, 1e-2);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_train_grad_soft(void **state) {
@@ -838,7 +797,7 @@ static void grad_st_config(const char *opts, int act, double tau, double noise, 
     ref kinks = sur;
     grad_all(&f, opts, x, R, &sur, act == FL_ACT_RELU ? &kinks : NULL, tau < 0.5 ? 1e-3f : 1e-2f, 1e-2);
     free(hard0), free(s0), free(yd);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_straight_through(void **state) {
@@ -880,17 +839,17 @@ static void test_accumulation_and_misuse(void **state) {
     plugin_forward(&f, 0, KEY, x, y);
     fl_tensor tdy = wrap3(&f, R), tdx = wrap3(&f, dx);
     fl_ffn_ctx c = ctx_of(&f, 1, KEY);
-    assert_int_equal(f.ffn->backward(f.layer, &c, &tdy, &tdx, &err), FL_EINVAL);
+    assert_int_equal(f.t.L.ffn->backward(f.t.L.layer, &c, &tdy, &tdx, &err), FL_EINVAL);
     assert_non_null(strstr(err.msg, "training forward"));
     plugin_forward(&f, 1, KEY, x, y);
     int64_t shape[2] = {3, 8};
-    fl_tensor small = fl_wrap(R, FL_F32, f.be->device, 2, shape);
-    assert_int_equal(f.ffn->backward(f.layer, &c, &small, &small, &err), FL_EINVAL);
+    fl_tensor small = fl_wrap(R, FL_F32, f.t.be->device, 2, shape);
+    assert_int_equal(f.t.L.ffn->backward(f.t.L.layer, &c, &small, &small, &err), FL_EINVAL);
     assert_non_null(strstr(err.msg, "rows"));
     int64_t wide[2] = {6, 7};
-    fl_tensor bad = fl_wrap(x, FL_F32, f.be->device, 2, wide);
-    assert_int_equal(f.ffn->forward(f.layer, &c, &bad, &bad, &err), FL_EINVAL);
-    free_layer(&f);
+    fl_tensor bad = fl_wrap(x, FL_F32, f.t.be->device, 2, wide);
+    assert_int_equal(f.t.L.ffn->forward(f.t.L.layer, &c, &bad, &bad, &err), FL_EINVAL);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -919,11 +878,12 @@ static void test_determinism(void **state) {
     redraw_params(&g);
     plugin_forward(&g, 1, KEY, x, b);
     assert_memory_equal(a, b, n * sizeof *a);
-    free_layer(&g);
+    ts_ffn_free(&g.t);
     /* the selection is Gumbel-max sampling: with noise 1 and zero logits, every
        unit of a block is picked about equally often */
-    for (int i = 0; i < f.list.n; i++)
-        if (strstr(f.list.items[i]->pub.name, "controller")) f.be->ops.fill(&f.list.items[i]->pub.value, 0.0f);
+    for (int i = 0; i < f.t.list.n; i++)
+        if (strstr(f.t.list.items[i]->pub.name, "controller"))
+            f.t.be->ops.fill(&f.t.list.items[i]->pub.value, 0.0f);
     int *sel = calloc((size_t)f.N * f.NB, sizeof *sel), count[8] = {0};
     double *yd = calloc(n, sizeof *yd);
     ref o = ref_of(FL_ACT_RELU, 0.1, 1.0, 0);
@@ -934,7 +894,7 @@ static void test_determinism(void **state) {
     for (size_t i = 0; i < n; i++) b[i] = (float)yd[i];
     ts_assert_close(a, b, n, 1e-4, 1e-5, "sampled forward vs reference");
     free(sel), free(yd), free(x), free(a), free(b);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */

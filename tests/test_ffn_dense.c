@@ -1,9 +1,9 @@
 /*
  * tests/test_ffn_dense.c — the dense FFN plugin (plugins/ffn_dense) on the CPU.
  *
- * The plugin is loaded the way training loads it (by name, through the
- * loader), its options parsed by the host's parser, and a layer created with
- * d = 8, d_ff = 16 for every activation, plain and gated. For each:
+ * The layer is built the way training builds it (fl_ffn_layer_create, through
+ * tests/support/ffn_fixture: loaded by name, options parsed by the host's
+ * parser) with d = 8, d_ff = 16 for every activation, plain and gated. For each:
  *   - parameter names, shapes and flags follow GPT-2 (transformer.h.0.mlp.*);
  *   - forward equals a naive double-precision reference;
  *   - backward matches double-sided finite differences (eps 1e-2) of
@@ -24,39 +24,17 @@
 #include <stdlib.h>  /* calloc, free */
 #include <string.h>  /* strcmp, strstr */
 
-#include "backend.h"
-#include "host.h"
-#include "loader.h"
-#include "options.h"
-#include "params.h"
-#include "support.h"
+#include "ffn_fixture.h"
 
 enum { D = 8, DFF = 16, B = 2, T = 3, N = B * T };
 
-#define PREFIX "transformer.h.0.mlp."
-
-/* One dense layer and everything around it. */
+/* One dense layer (t: built by fl_ffn_layer_create) and what the checks need. */
 typedef struct fx {
-    const fl_backend *be;
-    fl_host host;
-    fl_plugin plugin;
-    const fl_ffn_plugin *ffn;
-    fl_param_list list;
-    struct fl_param_scope scope;
-    fl_option_set set;
-    void *layer;
+    ts_ffn t;
     int act; /* FL_ACT_* */
     int glu;
     fl_param *fc_w, *fc_b, *gate_w, *gate_b, *proj_w, *proj_b;
 } fx;
-
-static fl_param *find_param(fx *f, const char *rel) {
-    char full[256];
-    snprintf(full, sizeof full, PREFIX "%s", rel);
-    for (int i = 0; i < f->list.n; i++)
-        if (!strcmp(f->list.items[i]->pub.name, full)) return &f->list.items[i]->pub;
-    return NULL;
-}
 
 static float *vals(fl_param *p) { return (float *)p->value.data; }
 static float *grads(fl_param *p) { return (float *)p->grad.data; }
@@ -64,37 +42,15 @@ static float *grads(fl_param *p) { return (float *)p->grad.data; }
 /* Creates the layer from option text; returns the status (layer NULL on failure). */
 static fl_status make_layer(fx *f, const char *opts, int d_model, fl_error *err) {
     memset(f, 0, sizeof *f);
-    f->be = fl_backend_cpu();
-    fl_host_init(&f->host, f->be, NULL);
-    fl_status st = fl_plugin_load("dense", FL_PLUGIN_FFN, &f->plugin, err);
-    if (st) return st;
-    f->ffn = fl_plugin_ffn(&f->plugin);
-    const fl_plugin_header *h = f->plugin.header;
-    st = fl_options_parse(h->options, h->n_options, opts, "--ffn dense", &f->set, err);
-    if (st) return st;
-    f->scope.prefix = PREFIX;
-    f->scope.list = &f->list;
-    f->scope.be = f->be;
-    f->scope.seed = 1234;
-    f->scope.n_layers = 2;
-    fl_ffn_config cfg = {.d_model = d_model, .layer_index = 0, .n_layers = 2,
-                         .values = f->set.values, .scope = &f->scope};
-    return f->ffn->create(&f->host, &cfg, &f->layer, err);
-}
-
-static void free_layer(fx *f) {
-    if (f->layer) f->ffn->destroy(f->layer);
-    fl_params_free(&f->list, f->be);
-    fl_options_free(&f->set);
-    fl_plugin_unload(&f->plugin);
+    return ts_ffn_create(&f->t, "dense", opts, d_model, err);
 }
 
 /* Re-draws every parameter: matrices std 0.5, biases std 0.3. */
 static void redraw_params(fx *f) {
-    for (int i = 0; i < f->list.n; i++) {
-        fl_param *p = &f->list.items[i]->pub;
+    for (int i = 0; i < f->t.list.n; i++) {
+        fl_param *p = &f->t.list.items[i]->pub;
         float std = p->value.ndim == 2 ? 0.5f : 0.3f;
-        f->be->ops.rng_normal(&p->value, fl_rng_key(99, p->name), 0, 0.0f, std);
+        f->t.be->ops.rng_normal(&p->value, fl_rng_key(99, p->name), 0, 0.0f, std);
     }
 }
 
@@ -144,13 +100,13 @@ static const fl_ffn_ctx CTX = {.train = 1, .step = 0, .rng_key = 7, .B = B, .T =
 
 static fl_tensor wrap3(fx *f, float *data) {
     int64_t shape[3] = {B, T, D};
-    return fl_wrap(data, FL_F32, f->be->device, 3, shape);
+    return fl_wrap(data, FL_F32, f->t.be->device, 3, shape);
 }
 
 static void plugin_forward(fx *f, float *x, float *y) {
     fl_tensor tx = wrap3(f, x), ty = wrap3(f, y);
     fl_error err = {0};
-    ts_assert_ok(f->ffn->forward(f->layer, &CTX, &tx, &ty, &err), &err);
+    ts_assert_ok(f->t.L.ffn->forward(f->t.L.layer, &CTX, &tx, &ty, &err), &err);
 }
 
 static double loss_of(fx *f, float *x, const float *R) {
@@ -199,11 +155,11 @@ static int numeric_grad(fx *f, float *v, int n, float *x, const float *R, float 
 
 static void check_params(fx *f) {
     int want = f->glu ? 6 : 4;
-    assert_int_equal(f->list.n, want);
-    f->fc_w = find_param(f, "c_fc.weight");
-    f->fc_b = find_param(f, "c_fc.bias");
-    f->proj_w = find_param(f, "c_proj.weight");
-    f->proj_b = find_param(f, "c_proj.bias");
+    assert_int_equal(f->t.list.n, want);
+    f->fc_w = ts_ffn_param(&f->t, "c_fc.weight");
+    f->fc_b = ts_ffn_param(&f->t, "c_fc.bias");
+    f->proj_w = ts_ffn_param(&f->t, "c_proj.weight");
+    f->proj_b = ts_ffn_param(&f->t, "c_proj.bias");
     assert_non_null(f->fc_w);
     assert_non_null(f->fc_b);
     assert_non_null(f->proj_w);
@@ -219,21 +175,21 @@ static void check_params(fx *f) {
     assert_int_equal(f->proj_w->flags, FL_PARAM_DECAY | FL_PARAM_RESIDUAL_OUT);
     assert_int_equal(f->fc_b->flags, 0);
     if (f->glu) {
-        f->gate_w = find_param(f, "c_gate.weight");
-        f->gate_b = find_param(f, "c_gate.bias");
+        f->gate_w = ts_ffn_param(&f->t, "c_gate.weight");
+        f->gate_b = ts_ffn_param(&f->t, "c_gate.bias");
         assert_non_null(f->gate_w);
         assert_non_null(f->gate_b);
         assert_int_equal(f->gate_w->value.shape[0], D);
         assert_int_equal(f->gate_w->value.shape[1], DFF);
         assert_int_equal(f->gate_w->flags, FL_PARAM_DECAY);
     } else {
-        assert_null(find_param(f, "c_gate.weight"));
+        assert_null(ts_ffn_param(&f->t, "c_gate.weight"));
     }
 }
 
 static void check_stats(fx *f) {
     fl_stat st[8];
-    int n = f->ffn->stats(f->layer, st, 8);
+    int n = f->t.L.ffn->stats(f->t.L.layer, st, 8);
     assert_int_equal(n, 3);
     double params = 2.0 * D * DFF + DFF + D + (f->glu ? D * DFF + DFF : 0);
     double flops = 2.0 * D * DFF * (f->glu ? 3 : 2);
@@ -243,11 +199,11 @@ static void check_stats(fx *f) {
         else if (!strcmp(st[i].name, "d_ff")) assert_true(st[i].value == DFF);
         else fail_msg("unexpected stat %s", st[i].name);
     }
-    assert_int_equal(f->ffn->stats(f->layer, st, 1), 3); /* reports how many it has */
+    assert_int_equal(f->t.L.ffn->stats(f->t.L.layer, st, 1), 3); /* reports how many it has */
 }
 
 static void zero_grads(fx *f) {
-    for (int i = 0; i < f->list.n; i++) f->be->ops.fill(&f->list.items[i]->pub.grad, 0.0f);
+    for (int i = 0; i < f->t.list.n; i++) f->t.be->ops.fill(&f->t.list.items[i]->pub.grad, 0.0f);
 }
 
 static void check_forward(fx *f, float *x) {
@@ -268,7 +224,7 @@ static void check_gradients(fx *f, float *x, const float *R, const char *label) 
     plugin_forward(f, x, y);
     fl_tensor tdy = wrap3(f, (float *)R), tdx = wrap3(f, dx);
     fl_error err = {0};
-    ts_assert_ok(f->ffn->backward(f->layer, &CTX, &tdy, &tdx, &err), &err);
+    ts_assert_ok(f->t.L.ffn->backward(f->t.L.layer, &CTX, &tdy, &tdx, &err), &err);
 
     const float eps = 1e-2f;
     float num[DFF * D];
@@ -276,12 +232,12 @@ static void check_gradients(fx *f, float *x, const float *R, const char *label) 
     double e = ts_rel_error(dx, num, N * D), worst = e;
     print_message("  %-30s %-14s rel error %.2e\n", label, "dx", e);
     if (!(e < 1e-2)) fail_msg("%s dx: relative error %.3g >= 1e-2", label, e);
-    for (int p = 0; p < f->list.n; p++) {
-        fl_param *prm = &f->list.items[p]->pub;
+    for (int p = 0; p < f->t.list.n; p++) {
+        fl_param *prm = &f->t.list.items[p]->pub;
         int n = (int)fl_numel(&prm->value);
         skipped += numeric_grad(f, vals(prm), n, x, R, num, grads(prm), eps);
         e = ts_rel_error(grads(prm), num, (size_t)n);
-        print_message("  %-30s %-14s rel error %.2e\n", label, prm->name + strlen(PREFIX), e);
+        print_message("  %-30s %-14s rel error %.2e\n", label, prm->name + strlen(TS_FFN_PREFIX), e);
         if (!(e < 1e-2)) fail_msg("%s %s: relative error %.3g >= 1e-2", label, prm->name, e);
         if (e > worst) worst = e;
     }
@@ -296,10 +252,10 @@ static void check_accumulation(fx *f, float *x, const float *R) {
     fl_error err = {0};
     zero_grads(f);
     plugin_forward(f, x, y);
-    ts_assert_ok(f->ffn->backward(f->layer, &CTX, &tdy, &tdx, &err), &err);
+    ts_assert_ok(f->t.L.ffn->backward(f->t.L.layer, &CTX, &tdy, &tdx, &err), &err);
     float once[DFF * D];
     memcpy(once, grads(f->fc_w), sizeof once);
-    ts_assert_ok(f->ffn->backward(f->layer, &CTX, &tdy, &tdx, &err), &err);
+    ts_assert_ok(f->t.L.ffn->backward(f->t.L.layer, &CTX, &tdy, &tdx, &err), &err);
     for (int i = 0; i < DFF * D; i++) once[i] *= 2;
     ts_assert_close(grads(f->fc_w), once, DFF * D, 1e-5, 1e-7, "accumulated c_fc.weight grad");
 }
@@ -321,7 +277,7 @@ static void run_config(const char *opts, int act, int glu) {
     check_forward(&f, x);
     check_gradients(&f, x, R, opts);
     check_accumulation(&f, x, R);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_gelu(void **s) { (void)s; run_config("d_ff=16", FL_ACT_GELU, 0); }
@@ -340,20 +296,20 @@ static void test_default_d_ff(void **state) {
     fx f;
     fl_error err = {0};
     ts_assert_ok(make_layer(&f, NULL, D, &err), &err);
-    fl_param *w = find_param(&f, "c_fc.weight");
+    fl_param *w = ts_ffn_param(&f.t, "c_fc.weight");
     assert_non_null(w);
     assert_int_equal(w->value.shape[1], 4 * D); /* GPT-2: 4 * d_model */
     fl_stat st[3];
-    f.ffn->stats(f.layer, st, 3);
+    f.t.L.ffn->stats(f.t.L.layer, st, 3);
     assert_true(st[2].value == 4 * D);
     /* GPT-2 init: std 0.02 (not all zero), biases zero. */
     double ss = 0;
     for (int i = 0; i < D * 4 * D; i++) ss += (double)vals(w)[i] * vals(w)[i];
     double std = sqrt(ss / (D * 4 * D));
     assert_true(std > 0.01 && std < 0.03);
-    fl_param *b = find_param(&f, "c_fc.bias");
+    fl_param *b = ts_ffn_param(&f.t, "c_fc.bias");
     for (int i = 0; i < 4 * D; i++) assert_true(vals(b)[i] == 0.0f);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void expect_option_error(const char *opts, const char *sub) {
@@ -363,8 +319,8 @@ static void expect_option_error(const char *opts, const char *sub) {
     print_message("  %-20s -> %s\n", opts, err.msg);
     assert_int_equal(st, FL_EINVAL);
     assert_non_null(strstr(err.msg, sub));
-    assert_null(f.layer);
-    free_layer(&f);
+    assert_null(f.t.L.layer);
+    ts_ffn_free(&f.t);
 }
 
 static void test_option_errors(void **state) {
@@ -375,24 +331,26 @@ static void test_option_errors(void **state) {
     expect_option_error("glu=maybe", "glu");
 }
 
-/* create itself refuses values a careless host let through. */
+/* create itself refuses values a careless host let through. create is called
+   directly: fl_ffn_layer_create only passes values its parser accepted. */
 static void test_create_checks(void **state) {
     (void)state;
     fx f;
     fl_error err = {0};
     ts_assert_ok(make_layer(&f, "d_ff=16", D, &err), &err);
     fl_value bad[3];
-    memcpy(bad, f.set.values, sizeof bad);
+    memcpy(bad, f.t.L.opts.values, sizeof bad);
     bad[0].i = 0;
-    fl_ffn_config cfg = {.d_model = D, .n_layers = 2, .values = bad, .scope = &f.scope};
+    fl_param_scope scope = ts_ffn_scope(&f.t);
+    fl_ffn_config cfg = {.d_model = D, .n_layers = 2, .values = bad, .scope = &scope};
     void *layer = (void *)1;
-    assert_int_equal(f.ffn->create(&f.host, &cfg, &layer, &err), FL_EINVAL);
+    assert_int_equal(f.t.L.ffn->create(&f.t.host, &cfg, &layer, &err), FL_EINVAL);
     assert_null(layer);
     assert_non_null(strstr(err.msg, "d_ff"));
-    cfg.values = f.set.values;
+    cfg.values = f.t.L.opts.values;
     cfg.d_model = 0;
-    assert_int_equal(f.ffn->create(&f.host, &cfg, &layer, &err), FL_EINVAL);
-    free_layer(&f);
+    assert_int_equal(f.t.L.ffn->create(&f.t.host, &cfg, &layer, &err), FL_EINVAL);
+    ts_ffn_free(&f.t);
 }
 
 int main(void) {

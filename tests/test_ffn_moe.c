@@ -2,8 +2,9 @@
  * tests/test_ffn_moe.c — the mixture-of-experts FFN plugin (plugins/ffn_moe)
  * on the CPU.
  *
- * The plugin is loaded by name through the loader, its options parsed by the
- * host's parser, and layers created against a real CPU host. Specification:
+ * Layers are built as the model builds them (fl_ffn_layer_create, through
+ * tests/support/ffn_fixture: loaded by name, options parsed by the host's
+ * parser) against a real CPU host. Specification:
  *   - the descriptor: options, defaults, help text; option errors (top_k >
  *     experts, negative coefficients, an unknown gate) fail with FL_EINVAL
  *     naming the option, from the parser or from create itself;
@@ -42,55 +43,25 @@
 #include <stdlib.h>  /* calloc, free */
 #include <string.h>  /* strcmp, strstr, memcpy */
 
-#include "backend.h"
-#include "host.h"
-#include "loader.h"
-#include "options.h"
-#include "params.h"
-#include "support.h"
+#include "ffn_fixture.h"
 
-#define PREFIX "transformer.h.0.mlp."
 #define MAXE 128
 
-/* One MoE layer and everything around it. */
+/* One MoE layer (t: built by fl_ffn_layer_create), its parameters and its
+   configuration as the reference needs them. */
 typedef struct fx {
-    const fl_backend *be;
-    fl_host host;
-    fl_plugin plugin;
-    const fl_ffn_plugin *ffn;
-    fl_param_list list;
-    struct fl_param_scope scope;
-    fl_option_set set;
-    void *layer;
+    ts_ffn t;
     int d, E, k, de, act, noisy, renorm;
     double cap, bal, z;
     fl_param *rw, *nw, *fc_w, *fc_b, *proj_w, *proj_b;
 } fx;
 
-static fl_param *find_param(fx *f, const char *rel) {
-    char full[256];
-    snprintf(full, sizeof full, PREFIX "%s", rel);
-    for (int i = 0; i < f->list.n; i++)
-        if (!strcmp(f->list.items[i]->pub.name, full)) return &f->list.items[i]->pub;
-    return NULL;
-}
-
 static float *vals(fl_param *p) { return (float *)p->value.data; }
 static float *grads(fl_param *p) { return (float *)p->grad.data; }
 
-/* A named stat of the layer (fails if absent). */
-static double stat(fx *f, const char *name) {
-    fl_stat s[256];
-    int n = f->ffn->stats(f->layer, s, 256);
-    for (int i = 0; i < n && i < 256; i++)
-        if (!strcmp(s[i].name, name)) return s[i].value;
-    fail_msg("no stat %s", name);
-    return 0;
-}
-
 static double aux(fx *f, const char *name) {
     fl_stat s[8];
-    int n = f->ffn->aux_loss(f->layer, s, 8);
+    int n = f->t.L.ffn->aux_loss(f->t.L.layer, s, 8);
     for (int i = 0; i < n && i < 8; i++)
         if (!strcmp(s[i].name, name)) return s[i].value;
     fail_msg("no aux loss %s", name);
@@ -100,36 +71,21 @@ static double aux(fx *f, const char *name) {
 /* Creates the layer from option text; returns the status (layer NULL on failure). */
 static fl_status make_layer(fx *f, const char *opts, int d_model, fl_error *err) {
     memset(f, 0, sizeof *f);
-    f->be = fl_backend_cpu();
-    fl_host_init(&f->host, f->be, NULL);
-    fl_status st = fl_plugin_load("moe", FL_PLUGIN_FFN, &f->plugin, err);
-    if (st) return st;
-    f->ffn = fl_plugin_ffn(&f->plugin);
-    const fl_plugin_header *h = f->plugin.header;
-    st = fl_options_parse(h->options, h->n_options, opts, "--ffn moe", &f->set, err);
-    if (st) return st;
-    f->scope.prefix = PREFIX;
-    f->scope.list = &f->list;
-    f->scope.be = f->be;
-    f->scope.seed = 1234;
-    f->scope.n_layers = 2;
-    fl_ffn_config cfg = {.d_model = d_model, .layer_index = 0, .n_layers = 2,
-                         .values = f->set.values, .scope = &f->scope};
-    st = f->ffn->create(&f->host, &cfg, &f->layer, err);
+    fl_status st = ts_ffn_create(&f->t, "moe", opts, d_model, err);
     if (st) return st;
     f->d = d_model;
-    f->rw = find_param(f, "router.weight");
-    f->nw = find_param(f, "router_noise.weight");
-    f->fc_w = find_param(f, "experts.c_fc.weight");
-    f->fc_b = find_param(f, "experts.c_fc.bias");
-    f->proj_w = find_param(f, "experts.c_proj.weight");
-    f->proj_b = find_param(f, "experts.c_proj.bias");
-    f->E = (int)stat(f, "experts");
-    f->k = (int)stat(f, "top_k");
-    f->de = (int)stat(f, "d_expert");
+    f->rw = ts_ffn_param(&f->t, "router.weight");
+    f->nw = ts_ffn_param(&f->t, "router_noise.weight");
+    f->fc_w = ts_ffn_param(&f->t, "experts.c_fc.weight");
+    f->fc_b = ts_ffn_param(&f->t, "experts.c_fc.bias");
+    f->proj_w = ts_ffn_param(&f->t, "experts.c_proj.weight");
+    f->proj_b = ts_ffn_param(&f->t, "experts.c_proj.bias");
+    f->E = (int)ts_ffn_stat(&f->t, "experts");
+    f->k = (int)ts_ffn_stat(&f->t, "top_k");
+    f->de = (int)ts_ffn_stat(&f->t, "d_expert");
     /* The rest of the configuration, as the reference needs it. */
     static const int acts[] = {FL_ACT_GELU, FL_ACT_RELU, FL_ACT_SILU};
-    const fl_value *v = f->set.values;
+    const fl_value *v = f->t.L.opts.values;
     f->act = acts[v[3].i];
     f->noisy = v[4].i == 1;
     f->bal = v[5].f;
@@ -144,15 +100,8 @@ static void make_ok(fx *f, const char *opts, int d) {
     ts_assert_ok(make_layer(f, opts, d, &err), &err);
 }
 
-static void free_layer(fx *f) {
-    if (f->layer) f->ffn->destroy(f->layer);
-    fl_params_free(&f->list, f->be);
-    fl_options_free(&f->set);
-    fl_plugin_unload(&f->plugin);
-}
-
 static void zero_grads(fx *f) {
-    for (int i = 0; i < f->list.n; i++) f->be->ops.fill(&f->list.items[i]->pub.grad, 0.0f);
+    for (int i = 0; i < f->t.list.n; i++) f->t.be->ops.fill(&f->t.list.items[i]->pub.grad, 0.0f);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -275,21 +224,21 @@ static fl_ffn_ctx ctx_of(int B, int T, int train, uint64_t key) {
 
 static fl_tensor wrap(fx *f, float *data, int N) {
     int64_t shape[2] = {N, f->d};
-    return fl_wrap(data, FL_F32, f->be->device, 2, shape);
+    return fl_wrap(data, FL_F32, f->t.be->device, 2, shape);
 }
 
 static void plugin_forward(fx *f, const fl_ffn_ctx *c, float *x, float *y) {
     const int N = (int)(c->B * c->T);
     fl_tensor tx = wrap(f, x, N), ty = wrap(f, y, N);
     fl_error err = {0};
-    ts_assert_ok(f->ffn->forward(f->layer, c, &tx, &ty, &err), &err);
+    ts_assert_ok(f->t.L.ffn->forward(f->t.L.layer, c, &tx, &ty, &err), &err);
 }
 
 static void plugin_backward(fx *f, const fl_ffn_ctx *c, const float *dy, float *dx) {
     const int N = (int)(c->B * c->T);
     fl_tensor tdy = wrap(f, (float *)dy, N), tdx = wrap(f, dx, N);
     fl_error err = {0};
-    ts_assert_ok(f->ffn->backward(f->layer, c, &tdy, &tdx, &err), &err);
+    ts_assert_ok(f->t.L.ffn->backward(f->t.L.layer, c, &tdy, &tdx, &err), &err);
 }
 
 /* sum(y * R) + the aux losses the host would add (weight 1). */
@@ -301,17 +250,17 @@ static double loss_of(fx *f, const fl_ffn_ctx *c, float *x, const float *R) {
     for (int i = 0; i < N * f->d; i++) s += (double)y[i] * R[i];
     free(y);
     fl_stat a[8];
-    int n = f->ffn->aux_loss(f->layer, a, 8);
+    int n = f->t.L.ffn->aux_loss(f->t.L.layer, a, 8);
     for (int i = 0; i < n; i++) s += a[i].value;
     return s;
 }
 
 /* Random matrices std 0.5, biases std 0.3, the router std `router_std`. */
 static void redraw_params(fx *f, float router_std) {
-    for (int i = 0; i < f->list.n; i++) {
-        fl_param *p = &f->list.items[i]->pub;
+    for (int i = 0; i < f->t.list.n; i++) {
+        fl_param *p = &f->t.list.items[i]->pub;
         float std = p == f->rw ? router_std : p->value.ndim == 3 || p == f->nw ? 0.5f : 0.3f;
-        f->be->ops.rng_normal(&p->value, fl_rng_key(99, p->name), 0, 0.0f, std);
+        f->t.be->ops.rng_normal(&p->value, fl_rng_key(99, p->name), 0, 0.0f, std);
     }
 }
 
@@ -327,7 +276,7 @@ static void test_descriptor(void **state) {
     (void)state;
     fx f;
     make_ok(&f, NULL, 16);
-    const fl_plugin_header *h = f.plugin.header;
+    const fl_plugin_header *h = f.t.L.plugin.header;
     assert_string_equal(h->name, "moe");
     assert_int_equal(h->kind, FL_PLUGIN_FFN);
     static const char *names[] = {"experts", "top_k", "d_expert", "activation", "gate",
@@ -342,9 +291,9 @@ static void test_descriptor(void **state) {
         assert_true(strlen(h->options[i].help) > 10);
     }
     assert_string_equal(h->options[4].choices, "softmax|noisy_topk");
-    assert_non_null(f.ffn->aux_loss);
-    assert_non_null(f.ffn->stats);
-    free_layer(&f);
+    assert_non_null(f.t.L.ffn->aux_loss);
+    assert_non_null(f.t.L.ffn->stats);
+    ts_ffn_free(&f.t);
 }
 
 static void check_param(fl_param *p, int ndim, int64_t d0, int64_t d1, int64_t d2, uint32_t flags) {
@@ -370,7 +319,7 @@ static void test_parameters(void **state) {
     assert_int_equal(f.E, 8);
     assert_int_equal(f.k, 1);
     assert_int_equal(f.de, 8);
-    assert_int_equal(f.list.n, 5);
+    assert_int_equal(f.t.list.n, 5);
     const uint32_t X = FL_PARAM_EXPERT;
     check_param(f.rw, 2, 16, 8, 0, 0);
     check_param(f.fc_w, 3, 8, 16, 8, X | FL_PARAM_DECAY);
@@ -386,19 +335,19 @@ static void test_parameters(void **state) {
     assert_true(rms(f.fc_w) > 0.015 && rms(f.fc_w) < 0.025);
     assert_true(rms(f.proj_w) > 0.0075 && rms(f.proj_w) < 0.0125);
     assert_true(rms(f.fc_b) == 0 && rms(f.proj_b) == 0);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 
     make_ok(&f, "gate=noisy_topk,experts=4,top_k=2,d_expert=5", 6);
-    assert_int_equal(f.list.n, 6);
+    assert_int_equal(f.t.list.n, 6);
     check_param(f.nw, 2, 6, 4, 0, 0);
     assert_true(rms(f.nw) == 0); /* zeros, as Shazeer et al. */
     check_param(f.fc_w, 3, 4, 6, 5, X | FL_PARAM_DECAY);
     assert_int_equal(f.renorm, 1);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 
     make_ok(&f, "experts=16", 2); /* 4 * 2 / 16 = 0 → at least 1 */
     assert_int_equal(f.de, 1);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void expect_option_error(const char *opts, const char *sub) {
@@ -408,8 +357,8 @@ static void expect_option_error(const char *opts, const char *sub) {
     print_message("  %-32s -> %s\n", opts, err.msg);
     assert_int_equal(st, FL_EINVAL);
     if (!strstr(err.msg, sub)) fail_msg("'%s' does not mention '%s'", err.msg, sub);
-    assert_null(f.layer);
-    free_layer(&f);
+    assert_null(f.t.L.layer);
+    ts_ffn_free(&f.t);
 }
 
 static void test_option_errors(void **state) {
@@ -428,7 +377,8 @@ static void test_option_errors(void **state) {
     expect_option_error("width=3", "unknown option 'width'");
 }
 
-/* create itself refuses values a careless host let through. */
+/* create itself refuses values a careless host let through. create is called
+   directly: fl_ffn_layer_create only passes values its parser accepted. */
 static void test_create_checks(void **state) {
     (void)state;
     fx f;
@@ -436,49 +386,52 @@ static void test_create_checks(void **state) {
     fl_value bad[9];
     fl_error err = {0};
     void *layer = (void *)1;
-    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = bad, .scope = &f.scope};
+    fl_param_scope scope = ts_ffn_scope(&f.t);
+    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = bad, .scope = &scope};
     struct { int opt; double v; const char *name; } cases[] = {
         {1, 5, "top_k"}, {0, 0, "experts"}, {5, -1, "balance_loss"}, {6, -1, "z_loss"},
         {7, -1, "capacity_factor"}, {4, 7, "gate"}, {3, 9, "activation"}, {2, 0, "d_expert"},
         {5, NAN, "balance_loss"},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        memcpy(bad, f.set.values, sizeof bad);
+        memcpy(bad, f.t.L.opts.values, sizeof bad);
         bad[cases[c].opt].present = 1;
         bad[cases[c].opt].i = (int64_t)(isnan(cases[c].v) ? 0 : cases[c].v);
         bad[cases[c].opt].f = cases[c].v;
-        assert_int_equal(f.ffn->create(&f.host, &cfg, &layer, &err), FL_EINVAL);
+        assert_int_equal(f.t.L.ffn->create(&f.t.host, &cfg, &layer, &err), FL_EINVAL);
         assert_null(layer);
         if (!strstr(err.msg, cases[c].name)) fail_msg("'%s' does not name %s", err.msg, cases[c].name);
     }
-    cfg.values = f.set.values;
+    cfg.values = f.t.L.opts.values;
     cfg.d_model = 0;
-    assert_int_equal(f.ffn->create(&f.host, &cfg, &layer, &err), FL_EINVAL);
-    free_layer(&f);
+    assert_int_equal(f.t.L.ffn->create(&f.t.host, &cfg, &layer, &err), FL_EINVAL);
+    ts_ffn_free(&f.t);
 }
 
 /* A host whose ops table predates the routing ops (or lacks one) is
-   refused at create with FL_EUNSUPPORTED, naming what is missing. */
+   refused at create with FL_EUNSUPPORTED, naming what is missing. create is
+   called directly: fl_ffn_layer_create cannot be handed such a host. */
 static void test_old_host_refused(void **state) {
     (void)state;
     fx f;
     make_ok(&f, "experts=4", 8);
-    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = f.set.values, .scope = &f.scope};
-    fl_ops old = *f.host.ops;
-    fl_host h = f.host;
+    fl_param_scope scope = ts_ffn_scope(&f.t);
+    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = f.t.L.opts.values, .scope = &scope};
+    fl_ops old = *f.t.host.ops;
+    fl_host h = f.t.host;
     h.ops = &old;
     for (int c = 0; c < 2; c++) {
-        old = *f.host.ops;
+        old = *f.t.host.ops;
         if (c == 0) old.size = (uint32_t)offsetof(fl_ops, moe_route); /* an older, shorter table */
         else old.moe_router_backward = NULL;
         void *layer = (void *)1;
         fl_error err = {0};
-        assert_int_equal(f.ffn->create(&h, &cfg, &layer, &err), FL_EUNSUPPORTED);
+        assert_int_equal(f.t.L.ffn->create(&h, &cfg, &layer, &err), FL_EUNSUPPORTED);
         assert_null(layer);
         print_message("  %s\n", err.msg);
         if (!strstr(err.msg, "moe_router_backward")) fail_msg("'%s' does not name the missing op", err.msg);
     }
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -493,10 +446,10 @@ static void run_identity(const char *opts, int B, int T) {
     fx f;
     make_ok(&f, opts, 8);
     const int d = f.d, E = f.E, N = B * T;
-    f.be->ops.rng_normal(&f.rw->value, 5, 0, 0.0f, 1.0f);
-    f.be->ops.fill(&f.fc_w->value, 0.0f);
-    f.be->ops.fill(&f.proj_w->value, 0.0f);
-    f.be->ops.fill(&f.fc_b->value, 10.0f);
+    f.t.be->ops.rng_normal(&f.rw->value, 5, 0, 0.0f, 1.0f);
+    f.t.be->ops.fill(&f.fc_w->value, 0.0f);
+    f.t.be->ops.fill(&f.proj_w->value, 0.0f);
+    f.t.be->ops.fill(&f.fc_b->value, 10.0f);
     for (int e = 0; e < E; e++)
         for (int c = 0; c < d; c++) {
             vals(f.fc_w)[(e * d + c) * d + c] = 1.0f;
@@ -527,7 +480,7 @@ static void run_identity(const char *opts, int B, int T) {
     free(x);
     free(y);
     free(want);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_identity_experts(void **state) {
@@ -554,8 +507,8 @@ static void run_reference(const char *opts, int train) {
     char what[160];
     snprintf(what, sizeof what, "forward y (%s, %s)", opts, train ? "train" : "eval");
     ts_assert_close(y, want, (size_t)N * d, 1e-4, 1e-5, what);
-    assert_true(stat(&f, "tokens_dropped") == dropped);
-    free_layer(&f);
+    assert_true(ts_ffn_stat(&f.t, "tokens_dropped") == dropped);
+    ts_ffn_free(&f.t);
 }
 
 static void test_forward_reference(void **state) {
@@ -571,7 +524,7 @@ static void test_forward_reference(void **state) {
 /* One-hot inputs on a diagonal router route token n to target[n] (logit 8
    against 0) and, with k = 2, to second[n] (logit 4). */
 static void hand_routing(fx *f, float *x, const int *target, const int *second, int N) {
-    f->be->ops.fill(&f->rw->value, 0.0f);
+    f->t.be->ops.fill(&f->rw->value, 0.0f);
     for (int e = 0; e < f->E; e++) vals(f->rw)[e * f->E + e] = 8.0f;
     for (int n = 0; n < N; n++) {
         for (int c = 0; c < f->d; c++) x[n * f->d + c] = 0.0f;
@@ -599,7 +552,7 @@ static void test_capacity(void **state) {
     hand_routing(&f, x, target, NULL, 8);
     fl_ffn_ctx c = ctx_of(2, 4, 1, 1);
     plugin_forward(&f, &c, x, y);
-    assert_true(stat(&f, "tokens_dropped") == 2);
+    assert_true(ts_ffn_stat(&f.t, "tokens_dropped") == 2);
     for (int n = 0; n < 8; n++) {
         int dropped = n == 3 || n == 5;
         if (dropped != all_zero(y + n * 8, 8)) fail_msg("token %d: dropped %d, output zero %d", n, dropped, !dropped);
@@ -609,17 +562,19 @@ static void test_capacity(void **state) {
     for (int i = 0; i < 64; i++) want[i] = (float)yd[i];
     ts_assert_close(y, want, 64, 1e-4, 1e-5, "capacity k=1 y");
     /* Loads count assignments before dropping: 4, 2, 1, 1 of 8. */
-    assert_true(fabs(stat(&f, "load.0") - 0.5) < 1e-12 && fabs(stat(&f, "load.1") - 0.25) < 1e-12);
-    assert_true(fabs(stat(&f, "load.2") - 0.125) < 1e-12 && fabs(stat(&f, "load.3") - 0.125) < 1e-12);
+    assert_true(fabs(ts_ffn_stat(&f.t, "load.0") - 0.5) < 1e-12 &&
+                fabs(ts_ffn_stat(&f.t, "load.1") - 0.25) < 1e-12);
+    assert_true(fabs(ts_ffn_stat(&f.t, "load.2") - 0.125) < 1e-12 &&
+                fabs(ts_ffn_stat(&f.t, "load.3") - 0.125) < 1e-12);
     /* Dropless (the default) keeps everything. */
-    free_layer(&f);
+    ts_ffn_free(&f.t);
     make_ok(&f, "experts=4,top_k=1,d_expert=6", 8);
     redraw_params(&f, 1.0f);
     hand_routing(&f, x, target, NULL, 8);
     plugin_forward(&f, &c, x, y);
-    assert_true(stat(&f, "tokens_dropped") == 0);
+    assert_true(ts_ffn_stat(&f.t, "tokens_dropped") == 0);
     for (int n = 0; n < 8; n++) assert_false(all_zero(y + n * 8, 8));
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 
     /* k = 2, factor 0.5: capacity ceil(0.5 * 8 * 2 / 4) = 2 per expert, first
        come first served over (token, rank) pairs in token order. First
@@ -632,7 +587,7 @@ static void test_capacity(void **state) {
     const int second[8] = {1, 1, 0, 2, 1, 3, 2, 0};
     hand_routing(&f, x, target, second, 8);
     plugin_forward(&f, &c, x, y);
-    assert_true(stat(&f, "tokens_dropped") == 8);
+    assert_true(ts_ffn_stat(&f.t, "tokens_dropped") == 8);
     route_ref r[8];
     int count[MAXE];
     assert_int_equal(route_all(&f, x, 8, 1, 1, r, count), 8);
@@ -647,7 +602,7 @@ static void test_capacity(void **state) {
     forward_ref(&f, x, 8, 1, 1, yd);
     for (int i = 0; i < 64; i++) want[i] = (float)yd[i];
     ts_assert_close(y, want, 64, 1e-4, 1e-5, "capacity k=2 y");
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -686,24 +641,24 @@ static void test_balance_and_z_closed_form(void **state) {
     double bal = 0;
     for (int e = 0; e < 4; e++) bal += 4 * fr[e] * P[e];
     print_message("  balance %.6f (closed form %.6f), z %.6f (closed form %.6f)\n",
-                  stat(&f, "balance_loss"), bal, stat(&f, "z_loss"), z);
-    assert_true(fabs(stat(&f, "balance_loss") - bal) < 1e-5 * bal);
+                  ts_ffn_stat(&f.t, "balance_loss"), bal, ts_ffn_stat(&f.t, "z_loss"), z);
+    assert_true(fabs(ts_ffn_stat(&f.t, "balance_loss") - bal) < 1e-5 * bal);
     assert_true(fabs(aux(&f, "balance") - 0.5 * bal) < 1e-5 * bal);
-    assert_true(fabs(stat(&f, "z_loss") - z) < 1e-5 * z);
+    assert_true(fabs(ts_ffn_stat(&f.t, "z_loss") - z) < 1e-5 * z);
     assert_true(fabs(aux(&f, "z") - 0.25 * z) < 1e-5 * z);
     for (int e = 0; e < 4; e++) {
         char name[16];
         snprintf(name, sizeof name, "load.%d", e);
-        assert_true(fabs(stat(&f, name) - fr[e]) < 1e-12);
+        assert_true(fabs(ts_ffn_stat(&f.t, name) - fr[e]) < 1e-12);
     }
     /* A zero router: uniform probabilities, every tie to expert 0, so
        balance = E * 1 * (1/E) = 1 and z = (ln E)^2. */
-    f.be->ops.fill(&f.rw->value, 0.0f);
+    f.t.be->ops.fill(&f.rw->value, 0.0f);
     plugin_forward(&f, &c, x, y);
-    assert_true(fabs(stat(&f, "balance_loss") - 1.0) < 1e-6);
-    assert_true(fabs(stat(&f, "z_loss") - log(4.0) * log(4.0)) < 1e-5);
-    assert_true(stat(&f, "load.0") == 1.0);
-    free_layer(&f);
+    assert_true(fabs(ts_ffn_stat(&f.t, "balance_loss") - 1.0) < 1e-6);
+    assert_true(fabs(ts_ffn_stat(&f.t, "z_loss") - log(4.0) * log(4.0)) < 1e-5);
+    assert_true(ts_ffn_stat(&f.t, "load.0") == 1.0);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -758,7 +713,7 @@ static void run_gradients(const char *opts) {
     zero_grads(&f);
     plugin_forward(&f, &c, x, y);
     plugin_backward(&f, &c, R, dx);
-    print_message("  %s: %g assignments dropped\n", opts, stat(&f, "tokens_dropped"));
+    print_message("  %s: %g assignments dropped\n", opts, ts_ffn_stat(&f.t, "tokens_dropped"));
 
     const float eps = 1e-2f;
     float *num = malloc(sizeof(float) * 4096);
@@ -766,13 +721,13 @@ static void run_gradients(const char *opts) {
     double e = ts_rel_error(dx, num, GN * GD), worst = e;
     print_message("  %-58s %-24s rel error %.2e\n", opts, "dx", e);
     if (!(e < 1e-2)) fail_msg("%s dx: relative error %.3g >= 1e-2", opts, e);
-    for (int p = 0; p < f.list.n; p++) {
-        fl_param *prm = &f.list.items[p]->pub;
+    for (int p = 0; p < f.t.list.n; p++) {
+        fl_param *prm = &f.t.list.items[p]->pub;
         int n = (int)fl_numel(&prm->value);
         assert_true(n <= 4096);
         numeric_grad(&f, &c, vals(prm), n, x, R, num, eps);
         e = ts_rel_error(grads(prm), num, (size_t)n);
-        print_message("  %-58s %-24s rel error %.2e\n", opts, prm->name + strlen(PREFIX), e);
+        print_message("  %-58s %-24s rel error %.2e\n", opts, prm->name + strlen(TS_FFN_PREFIX), e);
         if (!(e < 1e-2)) fail_msg("%s %s: relative error %.3g >= 1e-2", opts, prm->name, e);
         /* a gradient that is all zero would pass vacuously */
         double mx = 0;
@@ -782,7 +737,7 @@ static void run_gradients(const char *opts) {
     }
     print_message("  %-58s worst relative error %.2e\n", opts, worst);
     free(num);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_gradients_top1(void **state) {
@@ -818,20 +773,20 @@ static void test_accumulation(void **state) {
     plugin_forward(&f, &c, x, y);
     plugin_backward(&f, &c, R, dx);
     float *once[8];
-    for (int p = 0; p < f.list.n; p++) {
-        fl_param *prm = &f.list.items[p]->pub;
+    for (int p = 0; p < f.t.list.n; p++) {
+        fl_param *prm = &f.t.list.items[p]->pub;
         size_t n = (size_t)fl_numel(&prm->grad);
         once[p] = malloc(n * sizeof(float));
         for (size_t i = 0; i < n; i++) once[p][i] = 2 * grads(prm)[i];
     }
     plugin_backward(&f, &c, R, dx2);
     ts_assert_close(dx2, dx, GN * GD, 0, 0, "dx of a repeated backward");
-    for (int p = 0; p < f.list.n; p++) {
-        fl_param *prm = &f.list.items[p]->pub;
+    for (int p = 0; p < f.t.list.n; p++) {
+        fl_param *prm = &f.t.list.items[p]->pub;
         ts_assert_close(grads(prm), once[p], (size_t)fl_numel(&prm->grad), 1e-5, 1e-7, prm->name);
         free(once[p]);
     }
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -845,11 +800,11 @@ static void test_determinism(void **state) {
     make_ok(&a, opts, 8);
     make_ok(&b, opts, 8);
     /* Same seed, same parameters (noise weights made non-zero the same way). */
-    for (int p = 0; p < a.list.n; p++)
-        assert_memory_equal(a.list.items[p]->pub.value.data, b.list.items[p]->pub.value.data,
-                            fl_nbytes(&a.list.items[p]->pub.value));
-    a.be->ops.rng_normal(&a.nw->value, 8, 0, 0.0f, 1.0f);
-    b.be->ops.rng_normal(&b.nw->value, 8, 0, 0.0f, 1.0f);
+    for (int p = 0; p < a.t.list.n; p++)
+        assert_memory_equal(a.t.list.items[p]->pub.value.data, b.t.list.items[p]->pub.value.data,
+                            fl_nbytes(&a.t.list.items[p]->pub.value));
+    a.t.be->ops.rng_normal(&a.nw->value, 8, 0, 0.0f, 1.0f);
+    b.t.be->ops.rng_normal(&b.nw->value, 8, 0, 0.0f, 1.0f);
     enum { N = 64 };
     float x[N * 8], y1[N * 8], y2[N * 8], y3[N * 8], y4[N * 8];
     fill_normal(x, N * 8, 21, 1.0f);
@@ -865,8 +820,8 @@ static void test_determinism(void **state) {
     plugin_forward(&a, &e1, x, y3);
     plugin_forward(&a, &e2, x, y4);
     assert_memory_equal(y3, y4, sizeof y3); /* eval: no noise at all */
-    free_layer(&a);
-    free_layer(&b);
+    ts_ffn_free(&a.t);
+    ts_ffn_free(&b.t);
 }
 
 static void test_stats(void **state) {
@@ -876,33 +831,34 @@ static void test_stats(void **state) {
     enum { N = 40 };
     float x[N * 8], y[N * 8];
     fill_normal(x, N * 8, 2, 1.0f);
-    f.be->ops.rng_normal(&f.rw->value, 3, 0, 0.0f, 1.0f);
+    f.t.be->ops.rng_normal(&f.rw->value, 3, 0, 0.0f, 1.0f);
     fl_ffn_ctx c = ctx_of(5, 8, 1, 1);
     plugin_forward(&f, &c, x, y);
     const double d = 8, E = 6, k = 2, de = 5;
-    assert_true(stat(&f, "active_params") == d * E + k * (2 * d * de + de + d));
-    assert_true(stat(&f, "flops_per_token") == 2 * d * E + k * (2 * d * de * 2));
-    assert_true(stat(&f, "experts") == 6 && stat(&f, "top_k") == 2 && stat(&f, "d_expert") == 5);
-    assert_true(stat(&f, "tokens_dropped") == 0);
+    assert_true(ts_ffn_stat(&f.t, "active_params") == d * E + k * (2 * d * de + de + d));
+    assert_true(ts_ffn_stat(&f.t, "flops_per_token") == 2 * d * E + k * (2 * d * de * 2));
+    assert_true(ts_ffn_stat(&f.t, "experts") == 6 && ts_ffn_stat(&f.t, "top_k") == 2 &&
+                ts_ffn_stat(&f.t, "d_expert") == 5);
+    assert_true(ts_ffn_stat(&f.t, "tokens_dropped") == 0);
     double sum = 0;
     for (int e = 0; e < 6; e++) {
         char name[16];
         snprintf(name, sizeof name, "load.%d", e);
-        sum += stat(&f, name);
+        sum += ts_ffn_stat(&f.t, name);
     }
     assert_true(fabs(sum - 1.0) < 1e-12);
     fl_stat s[2];
-    assert_int_equal(f.ffn->stats(f.layer, s, 2), 8 + 6); /* reports how many it has */
+    assert_int_equal(f.t.L.ffn->stats(f.t.L.layer, s, 2), 8 + 6); /* reports how many it has */
     assert_string_equal(s[0].name, "active_params");
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 
     make_ok(&f, "experts=100,gate=noisy_topk", 8); /* load.<i> capped at 64 */
     fl_stat all[200];
-    assert_int_equal(f.ffn->stats(f.layer, all, 200), 8 + 64);
+    assert_int_equal(f.t.L.ffn->stats(f.t.L.layer, all, 200), 8 + 64);
     assert_string_equal(all[8 + 63].name, "load.63");
-    assert_true(stat(&f, "active_params") == 8 * 200 + (2 * 8 * 1 + 1 + 8));
-    assert_true(stat(&f, "flops_per_token") == 2 * 8 * 200 + 2 * 8 * 1 * 2);
-    free_layer(&f);
+    assert_true(ts_ffn_stat(&f.t, "active_params") == 8 * 200 + (2 * 8 * 1 + 1 + 8));
+    assert_true(ts_ffn_stat(&f.t, "flops_per_token") == 2 * 8 * 200 + 2 * 8 * 1 * 2);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */

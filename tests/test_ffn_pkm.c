@@ -1,8 +1,9 @@
 /*
  * tests/test_ffn_pkm.c — the product-key memory plugin (plugins/ffn_pkm) on the CPU.
  *
- * The plugin is loaded as training loads it (by name, through the loader),
- * its options parsed by the host's parser, layers created on a real host.
+ * Layers are built as training builds them (fl_ffn_layer_create, through
+ * tests/support/ffn_fixture: loaded by name, options parsed by the host's
+ * parser) on a real host.
  * A naive double-precision reference (ref_forward) scores *every* one of the
  * n_keys² full keys concat(K1[a], K2[b]) by brute force, sorts them and
  * takes the top knn, so it checks the product-key shortcut as well as the
@@ -47,17 +48,10 @@
 #include <stdlib.h>  /* calloc, free, qsort */
 #include <string.h>  /* strcmp, strstr, memcpy */
 
-#include "backend.h"
 #include "checkpoint.h"
-#include "host.h"
-#include "loader.h"
+#include "ffn_fixture.h"
 #include "model.h"
 #include "optim.h"
-#include "options.h"
-#include "params.h"
-#include "support.h"
-
-#define PREFIX "transformer.h.0.mlp."
 
 enum { NORM_BN = 0, NORM_LN = 1, NORM_NONE = 2 };
 static const char *NORM_NAMES[] = {"batchnorm", "layernorm", "none"};
@@ -68,28 +62,14 @@ typedef struct cfg {
     double p_in, p_q, p_v;
 } cfg;
 
-/* One PKM layer and everything around it. */
+/* One PKM layer (t: built by fl_ffn_layer_create), its configuration, the
+   context its forwards run under, and its parameters. */
 typedef struct fx {
-    const fl_backend *be;
-    fl_host host;
-    fl_plugin plugin;
-    const fl_ffn_plugin *ffn;
-    fl_param_list list;
-    struct fl_param_scope scope;
-    fl_option_set set;
-    void *layer;
+    ts_ffn t;
     cfg c;
     fl_ffn_ctx ctx;
     fl_param *wq, *bq, *ng, *nb, *rm, *rv, *keys, *values, *wo;
 } fx;
-
-static fl_param *find_param(fx *f, const char *rel) {
-    char full[256];
-    snprintf(full, sizeof full, PREFIX "%s", rel);
-    for (int i = 0; i < f->list.n; i++)
-        if (!strcmp(f->list.items[i]->pub.name, full)) return &f->list.items[i]->pub;
-    return NULL;
-}
 
 static float *vals(fl_param *p) { return (float *)p->value.data; }
 static float *grads(fl_param *p) { return (float *)p->grad.data; }
@@ -97,29 +77,7 @@ static float *grads(fl_param *p) { return (float *)p->grad.data; }
 /* Creates a layer from option text; returns the status (layer NULL on failure). */
 static fl_status make_layer_opts(fx *f, const char *opts, int d_model, fl_error *err) {
     memset(f, 0, sizeof *f);
-    f->be = fl_backend_cpu();
-    fl_host_init(&f->host, f->be, NULL);
-    fl_status st = fl_plugin_load("pkm", FL_PLUGIN_FFN, &f->plugin, err);
-    if (st) return st;
-    f->ffn = fl_plugin_ffn(&f->plugin);
-    const fl_plugin_header *h = f->plugin.header;
-    st = fl_options_parse(h->options, h->n_options, opts, "--ffn pkm", &f->set, err);
-    if (st) return st;
-    f->scope.prefix = PREFIX;
-    f->scope.list = &f->list;
-    f->scope.be = f->be;
-    f->scope.seed = 1234;
-    f->scope.n_layers = 2;
-    fl_ffn_config fc = {.d_model = d_model, .layer_index = 0, .n_layers = 2,
-                        .values = f->set.values, .scope = &f->scope};
-    return f->ffn->create(&f->host, &fc, &f->layer, err);
-}
-
-static void free_layer(fx *f) {
-    if (f->layer) f->ffn->destroy(f->layer);
-    fl_params_free(&f->list, f->be);
-    fl_options_free(&f->set);
-    fl_plugin_unload(&f->plugin);
+    return ts_ffn_create(&f->t, "pkm", opts, d_model, err);
 }
 
 /* Creates the layer c describes (failing the test if it cannot), train mode. */
@@ -134,15 +92,15 @@ static void make_layer(fx *f, const cfg *c, const char *extra) {
     ts_assert_ok(make_layer_opts(f, opts, c->d, &err), &err);
     f->c = *c;
     f->ctx = (fl_ffn_ctx){.train = 1, .step = 0, .rng_key = 77, .B = 1, .T = c->N};
-    f->wq = find_param(f, "query.weight");
-    f->bq = find_param(f, "query.bias");
-    f->ng = find_param(f, "query_norm.weight");
-    f->nb = find_param(f, "query_norm.bias");
-    f->rm = find_param(f, "query_norm.running_mean");
-    f->rv = find_param(f, "query_norm.running_var");
-    f->keys = find_param(f, "keys");
-    f->values = find_param(f, "values.weight");
-    f->wo = find_param(f, "out_proj.weight");
+    f->wq = ts_ffn_param(&f->t, "query.weight");
+    f->bq = ts_ffn_param(&f->t, "query.bias");
+    f->ng = ts_ffn_param(&f->t, "query_norm.weight");
+    f->nb = ts_ffn_param(&f->t, "query_norm.bias");
+    f->rm = ts_ffn_param(&f->t, "query_norm.running_mean");
+    f->rv = ts_ffn_param(&f->t, "query_norm.running_var");
+    f->keys = ts_ffn_param(&f->t, "keys");
+    f->values = ts_ffn_param(&f->t, "values.weight");
+    f->wo = ts_ffn_param(&f->t, "out_proj.weight");
     assert_non_null(f->wq);
     assert_non_null(f->bq);
     assert_non_null(f->keys);
@@ -152,7 +110,7 @@ static void make_layer(fx *f, const cfg *c, const char *extra) {
 /* Re-draws the trained parameters larger than their inits so that scores
    spread out (fewer near-ties) and the norms' affine maps are not identity. */
 static void redraw(fx *f, uint64_t seed) {
-    const fl_ops *o = &f->be->ops;
+    const fl_ops *o = &f->t.be->ops;
     o->rng_normal(&f->wq->value, fl_rng_key(seed, "wq"), 0, 0.0f, 0.5f);
     o->rng_normal(&f->bq->value, fl_rng_key(seed, "bq"), 0, 0.0f, 0.3f);
     o->rng_normal(&f->keys->value, fl_rng_key(seed, "keys"), 0, 0.0f, 0.5f);
@@ -324,19 +282,19 @@ static int selection_differs(const cfg *c, const ref *a, const ref *b) {
 
 static fl_tensor wrap2(fx *f, float *data, int rows, int cols) {
     int64_t shape[2] = {rows, cols};
-    return fl_wrap(data, FL_F32, f->be->device, 2, shape);
+    return fl_wrap(data, FL_F32, f->t.be->device, 2, shape);
 }
 
 static void plugin_forward(fx *f, float *x, float *y) {
     fl_tensor tx = wrap2(f, x, f->c.N, f->c.d), ty = wrap2(f, y, f->c.N, f->c.d);
     fl_error err = {0};
-    ts_assert_ok(f->ffn->forward(f->layer, &f->ctx, &tx, &ty, &err), &err);
+    ts_assert_ok(f->t.L.ffn->forward(f->t.L.layer, &f->ctx, &tx, &ty, &err), &err);
 }
 
 static void plugin_backward(fx *f, const float *dy, float *dx) {
     fl_tensor tdy = wrap2(f, (float *)dy, f->c.N, f->c.d), tdx = wrap2(f, dx, f->c.N, f->c.d);
     fl_error err = {0};
-    ts_assert_ok(f->ffn->backward(f->layer, &f->ctx, &tdy, &tdx, &err), &err);
+    ts_assert_ok(f->t.L.ffn->backward(f->t.L.layer, &f->ctx, &tdy, &tdx, &err), &err);
 }
 
 static double loss_of(fx *f, float *x, const float *R) {
@@ -349,8 +307,8 @@ static double loss_of(fx *f, float *x, const float *R) {
 }
 
 static void zero_grads(fx *f) {
-    for (int i = 0; i < f->list.n; i++) f->be->ops.fill(&f->list.items[i]->pub.grad, 0.0f);
-    for (int i = 0; i < f->list.n; i++) fl_params_clear_touched(f->list.items[i]);
+    for (int i = 0; i < f->t.list.n; i++) f->t.be->ops.fill(&f->t.list.items[i]->pub.grad, 0.0f);
+    for (int i = 0; i < f->t.list.n; i++) fl_params_clear_touched(f->t.list.items[i]);
 }
 
 /* Forward of the plugin against the reference, and the reference's output. */
@@ -376,8 +334,8 @@ static void expect_option_error(const char *opts, const char *sub) {
     print_message("  %-32s -> %s\n", opts, err.msg);
     assert_int_equal(st, FL_EINVAL);
     assert_non_null(strstr(err.msg, sub));
-    assert_null(f.layer);
-    free_layer(&f);
+    assert_null(f.t.L.layer);
+    ts_ffn_free(&f.t);
 }
 
 static void test_option_errors(void **state) {
@@ -392,25 +350,27 @@ static void test_option_errors(void **state) {
     expect_option_error("heads=0", "heads");
 }
 
-/* create itself refuses values a careless host let through. */
+/* create itself refuses values a careless host let through. create is called
+   directly: fl_ffn_layer_create only passes values its parser accepted. */
 static void test_create_checks(void **state) {
     (void)state;
     fx f;
     fl_error err = {0};
     ts_assert_ok(make_layer_opts(&f, "n_keys=8,knn=4,k_dim=8", 16, &err), &err);
     fl_value bad[16];
-    assert_true(f.set.n <= 16);
-    memcpy(bad, f.set.values, (size_t)f.set.n * sizeof *bad);
+    assert_true(f.t.L.opts.n <= 16);
+    memcpy(bad, f.t.L.opts.values, (size_t)f.t.L.opts.n * sizeof *bad);
     bad[1].i = 5; /* k_dim odd */
-    fl_ffn_config cfgv = {.d_model = 16, .n_layers = 2, .values = bad, .scope = &f.scope};
+    fl_param_scope scope = ts_ffn_scope(&f.t);
+    fl_ffn_config cfgv = {.d_model = 16, .n_layers = 2, .values = bad, .scope = &scope};
     void *layer = (void *)1;
-    assert_int_equal(f.ffn->create(&f.host, &cfgv, &layer, &err), FL_EINVAL);
+    assert_int_equal(f.t.L.ffn->create(&f.t.host, &cfgv, &layer, &err), FL_EINVAL);
     assert_null(layer);
     assert_non_null(strstr(err.msg, "k_dim"));
-    cfgv.values = f.set.values;
+    cfgv.values = f.t.L.opts.values;
     cfgv.d_model = 0;
-    assert_int_equal(f.ffn->create(&f.host, &cfgv, &layer, &err), FL_EINVAL);
-    free_layer(&f);
+    assert_int_equal(f.t.L.ffn->create(&f.t.host, &cfgv, &layer, &err), FL_EINVAL);
+    ts_ffn_free(&f.t);
 }
 
 static void check_shape(fl_param *p, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
@@ -425,7 +385,7 @@ static void test_params(void **state) {
     fx f;
     cfg c = {.d = 16, .N = 4, .H = 3, .kd = 12, .n_keys = 10, .knn = 4, .v_dim = 24, .norm = NORM_BN};
     make_layer(&f, &c, NULL);
-    assert_int_equal(f.list.n, 9);
+    assert_int_equal(f.t.list.n, 9);
     const int F = 36, half = 6, S = 100;
     check_shape(f.wq, 2, 16, F, 0, 0);
     check_shape(f.bq, 1, F, 0, 0, 0);
@@ -461,30 +421,30 @@ static void test_params(void **state) {
         assert_true(vals(f.rm)[i] == 0.0f && vals(f.rv)[i] == 1.0f && vals(f.ng)[i] == 1.0f);
         assert_true(vals(f.nb)[i] == 0.0f && vals(f.bq)[i] == 0.0f);
     }
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 
     /* v_dim = d: no projection; layernorm: no running statistics; none: no norm */
     c.v_dim = 16;
     c.norm = NORM_LN;
     make_layer(&f, &c, "value_lr=0");
-    assert_int_equal(f.list.n, 6);
+    assert_int_equal(f.t.list.n, 6);
     assert_null(f.wo);
     assert_null(f.rm);
     assert_true(fl_param_impl_of(f.values)->lr_fixed == 0.0f); /* follows the schedule */
-    free_layer(&f);
+    ts_ffn_free(&f.t);
     c.norm = NORM_NONE;
     make_layer(&f, &c, NULL);
-    assert_int_equal(f.list.n, 4);
+    assert_int_equal(f.t.list.n, 4);
     assert_null(f.ng);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 
     /* the defaults: XLM's 4 heads, k_dim 256, 512² slots, v_dim = d */
     fl_error err = {0};
     ts_assert_ok(make_layer_opts(&f, NULL, 8, &err), &err);
-    check_shape(find_param(&f, "keys"), 4, 4, 2, 512, 128);
-    check_shape(find_param(&f, "values.weight"), 2, 512 * 512, 8, 0, 0);
-    assert_non_null(find_param(&f, "query_norm.running_var")); /* batchnorm by default */
-    free_layer(&f);
+    check_shape(ts_ffn_param(&f.t, "keys"), 4, 4, 2, 512, 128);
+    check_shape(ts_ffn_param(&f.t, "values.weight"), 2, 512 * 512, 8, 0, 0);
+    assert_non_null(ts_ffn_param(&f.t, "query_norm.running_var")); /* batchnorm by default */
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -509,7 +469,7 @@ static void check_selection(int n_keys, int knn, int kd, uint64_t seed) {
         ref_forward(&f, x, &r);
         if (r.gap > 1e-3) break;
     }
-    f.be->ops.fill(&f.values->value, 0.0f);
+    f.t.be->ops.fill(&f.values->value, 0.0f);
     for (int s = 0; s < S; s++) vals(f.values)[(size_t)s * S + s] = 1.0f;
     plugin_forward(&f, x, y);
     int checked = 0;
@@ -532,7 +492,7 @@ static void check_selection(int n_keys, int knn, int kd, uint64_t seed) {
     ref_free(&r);
     free(x);
     free(y);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_selection_is_brute_force_topk(void **state) {
@@ -553,15 +513,15 @@ static void run_forward(const cfg *c, int train, const char *label) {
     ref_alloc(&r, c);
     redraw(&f, 9);
     if (f.rm) { /* eval mode reads these */
-        f.be->ops.rng_normal(&f.rm->value, 5, 0, 0.0f, 0.5f);
-        f.be->ops.rng_uniform(&f.rv->value, 6, 0, 0.5f, 2.0f);
+        f.t.be->ops.rng_normal(&f.rm->value, 5, 0, 0.0f, 0.5f);
+        f.t.be->ops.rng_uniform(&f.rv->value, 6, 0, 0.5f, 2.0f);
     }
     fill_normal(x, c->N * c->d, 21, 1.0f);
     check_forward(&f, x, &r, label);
     print_message("  forward %-46s matches (gap %.3g)\n", label, r.gap);
     ref_free(&r);
     free(x);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_forward_matches_reference(void **state) {
@@ -655,13 +615,14 @@ static void run_gradients(const cfg *c, const char *label, const char *extra) {
     /* copies: the finite differences run more backward-free forwards */
     int skipped = 0, total = 0;
     check_one_grad(&f, label, "dx", x, nx, x, R, dx, &skipped, &total);
-    for (int p = 0; p < f.list.n; p++) {
-        fl_param *prm = &f.list.items[p]->pub;
+    for (int p = 0; p < f.t.list.n; p++) {
+        fl_param *prm = &f.t.list.items[p]->pub;
         if (prm == f.rm || prm == f.rv) continue; /* statistics, not trained */
         const int n = (int)fl_numel(&prm->value);
         float *ana = malloc((size_t)n * sizeof *ana);
         memcpy(ana, grads(prm), (size_t)n * sizeof *ana);
-        check_one_grad(&f, label, prm->name + strlen(PREFIX), vals(prm), n, x, R, ana, &skipped, &total);
+        check_one_grad(&f, label, prm->name + strlen(TS_FFN_PREFIX), vals(prm), n, x, R, ana, &skipped,
+                       &total);
         free(ana);
     }
     print_message("  %-28s %d of %d differences skipped (selection changed)\n", label, skipped, total);
@@ -673,7 +634,7 @@ static void run_gradients(const cfg *c, const char *label, const char *extra) {
     free(R);
     free(dx);
     free(y);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 static void test_gradients(void **state) {
@@ -719,7 +680,7 @@ static void test_accumulation(void **state) {
         ts_assert_close(grads(ps[p]), once[p], (size_t)fl_numel(&ps[p]->grad), 1e-5, 1e-7, ps[p]->name);
         free(once[p]);
     }
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -755,7 +716,7 @@ static void test_values_sparse(void **state) {
             n_read += !read[r.slot[i]];
             read[r.slot[i]] = 1;
         }
-        fl_zero_grad(f.be, &f.list);
+        fl_zero_grad(f.t.be, &f.t.list);
         plugin_forward(&f, x, y);
         plugin_backward(&f, R, dx);
         /* the gradient lives on read rows only (and is nonzero on them) */
@@ -778,7 +739,7 @@ static void test_values_sparse(void **state) {
         memcpy(before, vals(f.values), (size_t)S * D * sizeof *before);
         memcpy(rm0, vals(f.rm), sizeof rm0); /* the forward moved them */
         memcpy(rv0, vals(f.rv), sizeof rv0);
-        ts_assert_ok(fl_adamw_step(f.be, &f.list, &opt, 1e-2, 1.0f, step, &err), &err);
+        ts_assert_ok(fl_adamw_step(f.t.be, &f.t.list, &opt, 1e-2, 1.0f, step, &err), &err);
         int changed = 0;
         for (int s = 0; s < S; s++) {
             int diff = memcmp(before + s * D, vals(f.values) + s * D, D * sizeof(float)) != 0;
@@ -793,7 +754,7 @@ static void test_values_sparse(void **state) {
     free(before);
     free(read);
     ref_free(&r);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -807,9 +768,9 @@ static void test_determinism(void **state) {
     fx a, b;
     make_layer(&a, &c, NULL);
     make_layer(&b, &c, NULL);
-    for (int i = 0; i < a.list.n; i++) /* the same seed gives the same parameters */
-        assert_memory_equal(a.list.items[i]->pub.value.data, b.list.items[i]->pub.value.data,
-                            fl_nbytes(&a.list.items[i]->pub.value));
+    for (int i = 0; i < a.t.list.n; i++) /* the same seed gives the same parameters */
+        assert_memory_equal(a.t.list.items[i]->pub.value.data, b.t.list.items[i]->pub.value.data,
+                            fl_nbytes(&a.t.list.items[i]->pub.value));
     const int n = c.N * c.d;
     float *x = malloc(n * sizeof *x), *ya = malloc(n * sizeof *ya), *yb = malloc(n * sizeof *yb);
     fill_normal(x, n, 8, 1.0f);
@@ -822,8 +783,8 @@ static void test_determinism(void **state) {
     free(x);
     free(ya);
     free(yb);
-    free_layer(&a);
-    free_layer(&b);
+    ts_ffn_free(&a.t);
+    ts_ffn_free(&b.t);
 }
 
 /* One forward and backward; returns y followed by every parameter gradient. */
@@ -833,19 +794,19 @@ static float *outputs(const cfg *c, const char *extra, const float *x, const flo
     redraw(&f, 12);
     const int nx = c->N * c->d;
     size_t n = (size_t)nx;
-    for (int i = 0; i < f.list.n; i++) n += (size_t)fl_numel(&f.list.items[i]->pub.grad);
+    for (int i = 0; i < f.t.list.n; i++) n += (size_t)fl_numel(&f.t.list.items[i]->pub.grad);
     float *out = calloc(n, sizeof *out), *dx = calloc((size_t)nx, sizeof *dx);
     zero_grads(&f);
     plugin_forward(&f, (float *)x, out);
     plugin_backward(&f, R, dx);
     size_t o = (size_t)nx;
-    for (int i = 0; i < f.list.n; i++) {
-        const fl_tensor *g = &f.list.items[i]->pub.grad;
+    for (int i = 0; i < f.t.list.n; i++) {
+        const fl_tensor *g = &f.t.list.items[i]->pub.grad;
         memcpy(out + o, g->data, fl_nbytes(g));
         o += (size_t)fl_numel(g);
     }
     free(dx);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
     *n_out = n;
     return out;
 }
@@ -917,27 +878,19 @@ static void test_host_kernels_match_own(void **state) {
     run_gradients(&c, "layernorm kernels=host", "kernels=host");
 }
 
-static double stat_of(fx *f, const char *name) {
-    fl_stat st[16];
-    int n = f->ffn->stats(f->layer, st, 16);
-    for (int i = 0; i < n && i < 16; i++)
-        if (!strcmp(st[i].name, name)) return st[i].value;
-    fail_msg("no stat %s", name);
-    return NAN;
-}
-
 static void test_stats(void **state) {
     (void)state;
     cfg c = {.d = 8, .N = 10, .H = 2, .kd = 6, .n_keys = 9, .knn = 4, .v_dim = 5, .norm = NORM_LN};
     fx f;
     make_layer(&f, &c, "stats_window=2");
     const double F = 12, S = 81;
-    assert_true(stat_of(&f, "active_params") == 8 * F + F + 2 * F + 2 * 9 * 6 + 2 * 4 * 5 + 5 * 8);
-    assert_true(stat_of(&f, "flops_per_token") == 2 * 8 * F + 2 * 2 * 9 * 6 + 2 * 2 * 4 * 5 + 2 * 5 * 8);
-    assert_true(stat_of(&f, "slots") == S);
-    assert_true(stat_of(&f, "memory_usage") == 0 && stat_of(&f, "kl_uniform") == 0);
+    assert_true(ts_ffn_stat(&f.t, "active_params") == 8 * F + F + 2 * F + 2 * 9 * 6 + 2 * 4 * 5 + 5 * 8);
+    assert_true(ts_ffn_stat(&f.t, "flops_per_token") ==
+                2 * 8 * F + 2 * 2 * 9 * 6 + 2 * 2 * 4 * 5 + 2 * 5 * 8);
+    assert_true(ts_ffn_stat(&f.t, "slots") == S);
+    assert_true(ts_ffn_stat(&f.t, "memory_usage") == 0 && ts_ffn_stat(&f.t, "kl_uniform") == 0);
     fl_stat one[1];
-    assert_int_equal(f.ffn->stats(f.layer, one, 1), 6); /* reports how many it has */
+    assert_int_equal(f.t.L.ffn->stats(f.t.L.layer, one, 1), 6); /* reports how many it has */
     redraw(&f, 6);
     float x[80], y[80];
     double att[81];
@@ -959,12 +912,12 @@ static void test_stats(void **state) {
                 kl += att[s] / total * log(att[s] / total * S);
             }
         print_message("  forward %d: memory_usage %.4f (want %.4f), kl_uniform %.4f (want %.4f)\n", fw,
-                      stat_of(&f, "memory_usage"), used / S, stat_of(&f, "kl_uniform"), kl);
-        assert_true(fabs(stat_of(&f, "memory_usage") - used / S) < 1e-12);
-        assert_true(fabs(stat_of(&f, "kl_uniform") - kl) < 1e-4);
-        assert_true(stat_of(&f, "usage_window_forwards") == (fw == 2 ? 1 : fw + 1));
+                      ts_ffn_stat(&f.t, "memory_usage"), used / S, ts_ffn_stat(&f.t, "kl_uniform"), kl);
+        assert_true(fabs(ts_ffn_stat(&f.t, "memory_usage") - used / S) < 1e-12);
+        assert_true(fabs(ts_ffn_stat(&f.t, "kl_uniform") - kl) < 1e-4);
+        assert_true(ts_ffn_stat(&f.t, "usage_window_forwards") == (fw == 2 ? 1 : fw + 1));
     }
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* Train forwards move the running statistics by PyTorch's rule; eval reads them. */
@@ -1002,7 +955,7 @@ static void test_batchnorm_running_stats(void **state) {
     check_forward(&f, x, &r, "batchnorm eval");
     ts_assert_close(vals(f.rm), want_m, 8, 1e-4, 1e-6, "running_mean after eval");
     ref_free(&r);
-    free_layer(&f);
+    ts_ffn_free(&f.t);
 }
 
 /* A whole model with a batchnorm PKM layer: a few training steps move the

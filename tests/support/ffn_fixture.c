@@ -1,0 +1,46 @@
+/*
+ * tests/support/ffn_fixture.c — see ffn_fixture.h.
+ */
+#include "ffn_fixture.h"
+
+#include <stdio.h>
+#include <string.h>
+
+fl_status ts_ffn_create(ts_ffn *t, const char *name, const char *opts, int d_model, fl_error *err) {
+    memset(t, 0, sizeof *t);
+    t->be = fl_backend_cpu();
+    fl_host_init(&t->host, t->be, NULL);
+    char spec[1024];
+    snprintf(spec, sizeof spec, "%s%s%s", name, opts ? ":" : "", opts ? opts : "");
+    return fl_ffn_layer_create(&t->L, &t->host, &t->list, spec, d_model, 0, TS_FFN_LAYERS, TS_FFN_SEED,
+                               err);
+}
+
+void ts_ffn_free(ts_ffn *t) {
+    fl_ffn_layer_destroy(&t->L);
+    fl_params_free(&t->list, t->be);
+}
+
+fl_param *ts_ffn_param(const ts_ffn *t, const char *rel) {
+    char full[256];
+    snprintf(full, sizeof full, TS_FFN_PREFIX "%s", rel);
+    for (int i = 0; i < t->list.n; i++)
+        if (!strcmp(t->list.items[i]->pub.name, full)) return &t->list.items[i]->pub;
+    return NULL;
+}
+
+double ts_ffn_stat(const ts_ffn *t, const char *name) {
+    fl_stat s[256];
+    int n = t->L.ffn->stats ? t->L.ffn->stats(t->L.layer, s, 256) : 0;
+    for (int i = 0; i < n && i < 256; i++)
+        if (!strcmp(s[i].name, name)) return s[i].value;
+    fail_msg("no stat %s", name);
+    return 0;
+}
+
+fl_param_scope ts_ffn_scope(ts_ffn *t) {
+    fl_param_scope s = {.prefix = TS_FFN_PREFIX, .list = &t->list, .be = t->be, .seed = TS_FFN_SEED,
+                        .n_layers = TS_FFN_LAYERS, .ep_rank = t->host.comm->ep_rank,
+                        .ep_size = t->host.comm->ep_size};
+    return s;
+}
