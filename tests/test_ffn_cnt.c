@@ -340,14 +340,7 @@ static void test_params(void **state) {
 }
 
 static void expect_option_error(const char *opts, int d_model, const char *sub) {
-    fx f;
-    fl_error err = {0};
-    fl_status st = make_layer(&f, opts, d_model, &err);
-    print_message("  %-28s -> %s\n", opts ? opts : "(defaults)", err.msg);
-    assert_int_equal(st, FL_EINVAL);
-    if (!strstr(err.msg, sub)) fail_msg("'%s' does not mention '%s'", err.msg, sub);
-    assert_null(f.t.L.layer);
-    ts_ffn_free(&f.t);
+    ts_ffn_expect_option_error("cnt", opts, d_model, sub);
 }
 
 static void test_option_errors(void **state) {
@@ -905,21 +898,9 @@ static void test_determinism(void **state) {
    GPU where there is one (tests/test_cuda_model.c trains on the GPU). */
 static void test_trains_end_to_end(void **state) {
     (void)state;
-    char *dir = ts_tmpdir(), cmd[8192], *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "'%s' train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
-             "--context 64 --batch-size 16 --steps 150 --warmup-steps 20 --lr 3e-3 --eval-every 50 "
-             "--eval-batches 8 --no-progress --device cpu --ffn cnt:block=16 --run-dir %s/run",
-             ts_ffnlab_bin(), dir);
-    int rc = ts_run(cmd, &out);
-    if (rc) fail_msg("train failed (%d): %s", rc, out);
-    const char *p = strstr(out, "trained 150 steps: validation loss ");
-    assert_non_null(p);
-    double val = 0, unigram = 0;
-    assert_int_equal(sscanf(p, "trained 150 steps: validation loss %lf nats/token (unigram entropy %lf", &val, &unigram), 2);
-    print_message("validation loss %.4f vs unigram entropy %.4f (ratio %.2f)\n", val, unigram, val / unigram);
+    double val, unigram;
+    char *dir = ts_ffn_train_e2e("--warmup-steps 20 --device cpu --ffn cnt:block=16", 150, &val, &unigram);
     assert_true(val < 0.7 * unigram);
-    free(out);
     ts_rmtree(dir);
     free(dir);
 }

@@ -313,14 +313,7 @@ static void test_default_d_ff(void **state) {
 }
 
 static void expect_option_error(const char *opts, const char *sub) {
-    fx f;
-    fl_error err = {0};
-    fl_status st = make_layer(&f, opts, D, &err);
-    print_message("  %-20s -> %s\n", opts, err.msg);
-    assert_int_equal(st, FL_EINVAL);
-    assert_non_null(strstr(err.msg, sub));
-    assert_null(f.t.L.layer);
-    ts_ffn_free(&f.t);
+    ts_ffn_expect_option_error("dense", opts, D, sub);
 }
 
 static void test_option_errors(void **state) {

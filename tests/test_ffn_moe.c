@@ -351,14 +351,7 @@ static void test_parameters(void **state) {
 }
 
 static void expect_option_error(const char *opts, const char *sub) {
-    fx f;
-    fl_error err = {0};
-    fl_status st = make_layer(&f, opts, 8, &err);
-    print_message("  %-32s -> %s\n", opts, err.msg);
-    assert_int_equal(st, FL_EINVAL);
-    if (!strstr(err.msg, sub)) fail_msg("'%s' does not mention '%s'", err.msg, sub);
-    assert_null(f.t.L.layer);
-    ts_ffn_free(&f.t);
+    ts_ffn_expect_option_error("moe", opts, 8, sub);
 }
 
 static void test_option_errors(void **state) {
@@ -867,23 +860,11 @@ static void test_stats(void **state) {
 
 static void test_trains_end_to_end(void **state) {
     (void)state;
-    char *dir = ts_tmpdir(), cmd[8192], *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "'%s' train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
-             "--context 64 --batch-size 16 --steps 150 --warmup-steps 20 --lr 3e-3 --eval-every 50 "
-             "--eval-batches 8 --no-progress --ffn moe:experts=4,top_k=1 --run-dir %s/moe",
-             ts_ffnlab_bin(), dir);
-    int rc = ts_run(cmd, &out);
-    if (rc) fail_msg("train failed (%d): %s", rc, out);
-    const char *p = strstr(out, "trained 150 steps: validation loss ");
-    assert_non_null(p);
-    double val = 0, unigram = 0;
-    assert_int_equal(sscanf(p, "trained 150 steps: validation loss %lf nats/token (unigram entropy %lf", &val, &unigram), 2);
-    print_message("validation loss %.4f vs unigram entropy %.4f (ratio %.2f)\n", val, unigram, val / unigram);
+    double val, unigram;
+    char *dir = ts_ffn_train_e2e("--warmup-steps 20 --ffn moe:experts=4,top_k=1", 150, &val, &unigram);
     assert_true(val < 0.7 * unigram);
-    free(out);
     char path[4200];
-    snprintf(path, sizeof path, "%s/moe/metrics.jsonl", dir);
+    snprintf(path, sizeof path, "%s/" TS_FFN_E2E_RUN "/metrics.jsonl", dir);
     char *metrics = ts_read_file(path, NULL);
     assert_non_null(metrics);
     assert_non_null(strstr(metrics, "\"aux.balance\"")); /* the aux loss reached the log */

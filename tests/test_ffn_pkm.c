@@ -328,14 +328,7 @@ static void check_forward(fx *f, float *x, ref *r, const char *what) {
 /* ------------------------------------------------------------------------ */
 
 static void expect_option_error(const char *opts, const char *sub) {
-    fx f;
-    fl_error err = {0};
-    fl_status st = make_layer_opts(&f, opts, 16, &err);
-    print_message("  %-32s -> %s\n", opts, err.msg);
-    assert_int_equal(st, FL_EINVAL);
-    assert_non_null(strstr(err.msg, sub));
-    assert_null(f.t.L.layer);
-    ts_ffn_free(&f.t);
+    ts_ffn_expect_option_error("pkm", opts, 16, sub);
 }
 
 static void test_option_errors(void **state) {
@@ -1022,22 +1015,10 @@ static void test_checkpoint_keeps_eval(void **state) {
 
 static void test_train_end_to_end(void **state) {
     (void)state;
-    char *dir = ts_tmpdir(), cmd[8192], *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "'%s' train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
-             "--context 64 --batch-size 16 --steps 150 --warmup-steps 15 --lr 3e-3 --eval-every 50 "
-             "--eval-batches 8 --no-progress --ffn-layer 1=pkm:heads=2,n_keys=32,k_dim=32,knn=8 "
-             "--run-dir %s/run",
-             ts_ffnlab_bin(), dir);
-    int rc = ts_run(cmd, &out);
-    if (rc) fail_msg("train failed (%d): %s", rc, out);
-    const char *p = strstr(out, "trained 150 steps: validation loss ");
-    assert_non_null(p);
-    double val = 0, unigram = 0;
-    assert_int_equal(sscanf(p, "trained 150 steps: validation loss %lf nats/token (unigram entropy %lf", &val, &unigram), 2);
-    print_message("  validation loss %.4f vs unigram entropy %.4f (ratio %.2f)\n", val, unigram, val / unigram);
+    double val, unigram;
+    char *dir = ts_ffn_train_e2e("--warmup-steps 15 --ffn-layer 1=pkm:heads=2,n_keys=32,k_dim=32,knn=8", 150,
+                                 &val, &unigram);
     assert_true(val < 0.7 * unigram);
-    free(out);
     ts_rmtree(dir);
     free(dir);
 }

@@ -4,6 +4,7 @@
 #include "ffn_fixture.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 fl_status ts_ffn_create(ts_ffn *t, const char *name, const char *opts, int d_model, fl_error *err) {
@@ -43,4 +44,36 @@ fl_param_scope ts_ffn_scope(ts_ffn *t) {
                         .n_layers = TS_FFN_LAYERS, .ep_rank = t->host.comm->ep_rank,
                         .ep_size = t->host.comm->ep_size};
     return s;
+}
+
+void ts_ffn_expect_option_error(const char *plugin, const char *opts, int d_model, const char *sub) {
+    ts_ffn t;
+    fl_error err = {0};
+    fl_status st = ts_ffn_create(&t, plugin, opts, d_model, &err);
+    print_message("  %-32s -> %s\n", opts ? opts : "(defaults)", err.msg);
+    assert_int_equal(st, FL_EINVAL);
+    if (!strstr(err.msg, sub)) fail_msg("'%s' does not mention '%s'", err.msg, sub);
+    assert_null(t.L.layer);
+    ts_ffn_free(&t);
+}
+
+char *ts_ffn_train_e2e(const char *args, int steps, double *val, double *unigram) {
+    char *dir = ts_tmpdir(), cmd[8192], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
+             "--context 64 --batch-size 16 --steps %d --lr 3e-3 --eval-every 50 --eval-batches 8 "
+             "--no-progress %s --run-dir %s/" TS_FFN_E2E_RUN,
+             ts_ffnlab_bin(), steps, args, dir);
+    int rc = ts_run(cmd, &out);
+    if (rc) fail_msg("train failed (%d): %s", rc, out);
+    char head[64];
+    snprintf(head, sizeof head, "trained %d steps: validation loss ", steps);
+    const char *p = strstr(out, head);
+    if (!p) fail_msg("no '%s' in: %s", head, out);
+    *val = *unigram = 0;
+    assert_int_equal(sscanf(p + strlen(head), "%lf nats/token (unigram entropy %lf", val, unigram), 2);
+    print_message("  validation loss %.4f vs unigram entropy %.4f (ratio %.2f)\n", *val, *unigram,
+                  *val / *unigram);
+    free(out);
+    return dir;
 }

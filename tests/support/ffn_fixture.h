@@ -52,4 +52,20 @@ double ts_ffn_stat(const ts_ffn *t, const char *name);
    themselves with values or a host that fl_ffn_layer_create cannot pass. */
 fl_param_scope ts_ffn_scope(ts_ffn *t);
 
+/* Creates plugin `plugin` with option text opts (NULL: defaults) at width
+   d_model, prints the message, and fails the test unless creation fails with
+   FL_EINVAL, the message mentions sub, and no layer was made. */
+void ts_ffn_expect_option_error(const char *plugin, const char *opts, int d_model, const char *sub);
+
+/* Runs `ffnlab train` on a tiny model (1 MB corpus, vocabulary 512, d_model
+   64, 2 layers of 2 heads, context 64, batch 16, lr 3e-3, evaluation every 50
+   steps over 8 batches) for `steps` steps with the extra arguments args (the
+   FFN spec, warmup, device, ...) and run directory "<dir>/" TS_FFN_E2E_RUN;
+   fails the test unless it succeeds and reports "trained STEPS steps:
+   validation loss VAL nats/token (unigram entropy UNIGRAM". Prints and stores
+   val and unigram; returns dir (ts_rmtree and free it). The thresholds are
+   the caller's. */
+#define TS_FFN_E2E_RUN "run"
+char *ts_ffn_train_e2e(const char *args, int steps, double *val, double *unigram);
+
 #endif
