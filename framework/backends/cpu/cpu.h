@@ -65,6 +65,28 @@ static inline float cpu_u2f(uint32_t u) {
     return f;
 }
 
+/* exp(xc) = p * 2^ni for xc in [-87, 89] (the caller clamps): range
+   reduction xc = n ln2 + r, |r| <= ln2/2, then a degree-7 Taylor polynomial
+   p ~ exp(r), relative error about 1e-7. Shared by cpu_expf and the block
+   softmax of cpu_block_select.c, which apply 2^ni differently. */
+static inline float cpu_exp_core(float xc, int32_t *ni) {
+    /* t holds round(xc*log2e) in its low mantissa bits (the 1.5*2^23 shift) */
+    const float t = xc * 1.44269504088896341f + 12582912.0f;
+    const float n = t - 12582912.0f;
+    *ni = (int32_t)(cpu_f2u(t) - cpu_f2u(12582912.0f));
+    float r = xc - n * 0.693145751953125f; /* ln2 in two parts for precision */
+    r = r - n * 1.428606765330187045e-06f;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    return p;
+}
+
 /* exp(x) for float, inlined so loops over it vectorise (libm's expf is a
    call per element). Range reduction x = n ln2 + r, |r| <= ln2/2, then a
    degree-7 Taylor polynomial: relative error about 1e-7, like expf.
@@ -82,20 +104,8 @@ static inline float cpu_expf(float x) {
     /* magnitude clamp as an unsigned min on the bits, bound by sign */
     const uint32_t bound = (neg & 0xc2ae0000u) | (~neg & 0x42b20000u); /* -87 | 89 */
     const float xc = cpu_u2f(u < bound ? u : bound);
-    /* t holds round(xc*log2e) in its low mantissa bits (the 1.5*2^23 shift) */
-    const float t = xc * 1.44269504088896341f + 12582912.0f;
-    const float n = t - 12582912.0f;
-    const int32_t ni = (int32_t)(cpu_f2u(t) - cpu_f2u(12582912.0f));
-    float r = xc - n * 0.693145751953125f; /* ln2 in two parts for precision */
-    r = r - n * 1.428606765330187045e-06f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    int32_t ni;
+    const float p = cpu_exp_core(xc, &ni);
     /* n is in [-126, 129]: each half is a normal exponent */
     const int32_t n1 = ni >> 1, n2 = ni - n1;
     const float y =

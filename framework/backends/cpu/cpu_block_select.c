@@ -46,24 +46,12 @@ static inline float bs_logf(float x) {
    stands in for anything smaller: a softmax term that small is zero to f32
    anyway) and skips the NaN and overflow tails, which x <= 0 never needs;
    kept as the plugin had it so selections and gradients stay bit-identical.
-   Range reduction x = n ln2 + r, degree-7 Taylor: relative error ~1e-7. */
+   cpu_exp_core does the rest (relative error ~1e-7). */
 static inline float bs_expf_neg(float x) {
     uint32_t u = cpu_f2u(x);
     u = u > 0xc2ae0000u ? 0xc2ae0000u : u; /* -87 as bits: integer clamp, no branch */
-    const float xc = cpu_u2f(u);
-    const float t = xc * 1.44269504088896341f + 12582912.0f; /* round(x log2 e) */
-    const float n = t - 12582912.0f;
-    const int32_t ni = (int32_t)(cpu_f2u(t) - cpu_f2u(12582912.0f));
-    float r = xc - n * 0.693145751953125f;
-    r = r - n * 1.428606765330187045e-06f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    int32_t ni;
+    const float p = cpu_exp_core(cpu_u2f(u), &ni);
     return p * cpu_u2f((uint32_t)(ni + 127) << 23);
 }
 
