@@ -14,9 +14,11 @@
 #      found each dependency
 #   4. build with all cores
 #   5. ctest -L cuda (the GPU suites)              → $OUT/ctest-cuda.log
-#   6. ffnlab bench --device cuda: the reference shape, GPT-2 small (TF32),
-#      GPT-2 small (BF16); each FFN plugin alone against dense (--ffn-only)
-#      and MoE 8 experts top-1 at d=512 over 64k tokens
+#   6. ffnlab bench --device cuda: the reference shape, GPT-2 small (TF32
+#      and BF16, each with --profile: ms per phase of the step), GPT-2 small
+#      with the cuBLAS T x T attention instead of the flash kernels; each FFN
+#      plugin alone against dense (--ffn-only) and MoE 8 experts top-1 at
+#      d=512 over 64k tokens
 #                                                  → $OUT/bench-json.tar
 #   7. the CPU suite (ctest -LE cuda, with FFNLAB_DEVICE=cpu so that tests
 #      which train through the CLI with --device auto stay on the CPU, as
@@ -169,7 +171,7 @@ rc=$?
 grep -E 'Test +#|tests passed|\*\*\*|\[  (FAILED|ERROR) ' "$OUT/ctest-cuda.log"
 [ $rc -eq 0 ] || FAILED+=("ctest -L cuda (exit $rc)")
 say "ctest -L cuda: $(ctest_counts "$OUT/ctest-cuda.log")"
-grep -h -E 'largest per-step relative loss|SKIPPED on the GPU|two GPU runs|GroupedBatchedEx|\[  FAILED  \] test_' "$OUT/ctest-cuda.log" |
+grep -h -E 'largest per-step relative loss|SKIPPED on the GPU|two GPU runs|GroupedBatchedEx|flash|log-sum-exp|\[  FAILED  \] test_' "$OUT/ctest-cuda.log" |
   sed -E 's/^[0-9]+: +/    /' | sort -u | tee -a "$SUMMARY"
 grep -h 'skipped: ' "$OUT/ctest-cuda.log" | sed -E 's/^[0-9]+: +//' | sort -u | sed 's/^/    /' | tee -a "$SUMMARY"
 
@@ -179,11 +181,12 @@ json_num() { sed -n "s/.*\"$2\": \([-0-9.e+]*\).*/\1/p" "$1" | head -1; }
 J=$OUT/json # the JSONs, brought back as one tar (the device tool returns at most 8 files)
 mkdir -p "$J"
 BENCH_ROWS=()
-bench() { # name json math args...
+bench() { # name json math args...   (ATTN=gemm: the cuBLAS attention path)
   local name=$1 json=$2 math=$3; shift 3
-  echo "--- $name (FFNLAB_CUDA_MATH=$math): ffnlab bench $*"
-  "${RUNENV[@]}" FFNLAB_CUDA_MATH="$math" timeout 90 "$B/ffnlab" bench --device cuda "$@" --json "$J/$json"
-  local rc=$?
+  echo "--- $name (FFNLAB_CUDA_MATH=$math FFNLAB_CUDA_ATTENTION=${ATTN:-auto}): ffnlab bench $*"
+  "${RUNENV[@]}" FFNLAB_CUDA_MATH="$math" FFNLAB_CUDA_ATTENTION="${ATTN:-auto}" timeout 90 "$B/ffnlab" bench \
+    --device cuda "$@" --json "$J/$json" 2>&1 | tee "$J/${json%.json}.txt"
+  local rc=${PIPESTATUS[0]}
   if [ $rc -ne 0 ] || [ ! -s "$J/$json" ]; then
     [ "${FFNLAB_GPU_CHECK_NO_GPU_OK:-0}" = 1 ] || FAILED+=("bench $name (exit $rc)")
     BENCH_ROWS+=("$(printf '  %-22s %-5s  failed (exit %d)' "$name" "$math" "$rc")")
@@ -194,11 +197,15 @@ bench() { # name json math args...
     "$(awk "BEGIN{print 100 * $(json_num "$J/$json" mfu)}")" "$(awk "BEGIN{print $(json_num "$J/$json" sgemm_gflops) / 1000}")")")
 }
 bench "reference d256 L4" bench_reference.json tf32
-bench "gpt2-small" bench_gpt2_small.json tf32 --preset gpt2-small
-bench "gpt2-small" bench_gpt2_small_bf16.json bf16 --preset gpt2-small
+bench "gpt2-small" bench_gpt2_small.json tf32 --preset gpt2-small --profile
+bench "gpt2-small" bench_gpt2_small_bf16.json bf16 --preset gpt2-small --profile
+ATTN=gemm bench "gpt2-small T×T attn" bench_gpt2_small_gemm_attn.json tf32 --preset gpt2-small
 say "bench (training steps; MFU against the datasheet peak of the precision; peak = the LM-head GEMM measured):"
 say "$(printf '  %-22s %-5s %12s %10s %9s %14s' shape math tokens/s TFLOP/s MFU 'GEMM TFLOP/s')"
 for r in "${BENCH_ROWS[@]}"; do say "$r"; done
+for f in bench_gpt2_small bench_gpt2_small_bf16; do # where the step's time goes
+  [ -s "$J/$f.txt" ] && say "$f: $(sed -n '/^profile/,/profiled steps/p' "$J/$f.txt")"
+done
 peak=$(sed -n 's/.*"peak_assumption": "\([^"]*\)".*/\1/p' "$J/bench_gpt2_small.json" 2>/dev/null | head -1)
 [ -n "$peak" ] && say "  peak assumed: $peak"
 # Each FFN plugin alone on the GPU against the dense FFN timed in the same

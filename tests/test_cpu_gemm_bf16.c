@@ -14,6 +14,17 @@
  * Shapes are odd (not multiples of the vector or tile width), every
  * transpose, alpha/beta, 3-D batches and expert groups (one product per
  * thread inside an OpenMP loop, as the ops run them).
+ *
+ * bf16 inputs (FL_BF16 tensors, fl_host.act_dtype), in both modes: every
+ * GEMM op with A, B or both in bf16 against the double reference on the
+ * values the bf16 tensors hold (bf16 mode: the f32 inputs rounded too;
+ * fp32 mode: not rounded, so a rounded f32 input fails the 1e-5 bound),
+ * and bit-identical to the all-f32 call on the same values (a bf16 input
+ * is used as is, or widened exactly). Then the model: a short training run
+ * in the bf16 mode with bf16 activations (ln1, the dense FFN's c_proj
+ * input) gives the very same losses as the bf16 mode with f32 activations
+ * (the GEMMs round them to the same bf16 values), and tracks the fp32 run
+ * within a stated tolerance.
  */
 #include <math.h>
 #include <stdint.h>
@@ -24,6 +35,9 @@
 #include "tensor_fixture.h"
 
 #include "backend.h"
+#include "ffnlab/rng.h" /* fl_rng_bits: model tokens */
+#include "model.h"
+#include "optim.h"
 
 static int use_bf16(void **state) {
     (void)state;
@@ -41,14 +55,7 @@ static int use_fp32(void **state) {
 /* ---------------------------------------------------------- references */
 
 /* x rounded to bf16 (nearest, ties to even), as a float */
-static float bf16(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return x;
-    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    memcpy(&x, &u, 4);
-    return x;
-}
+static float bf16(float x) { return ts_bf16_round(x); }
 
 typedef struct ref_out {
     double *c;                 /* alpha op(A) op(B) + beta C0 */
@@ -253,6 +260,193 @@ static void test_primitive_cache(void **state) {
     for (int rep = 0; rep < 2; rep++) one_gemm(0, 1, 1, 24, 40, 1.0f, 1.0f);
 }
 
+/* ------------------------------------------------------ bf16 inputs */
+
+static void set_mode(const char *mode) {
+    fl_error err = {0};
+    ts_assert_ok(fl_cpu_set_precision(mode, &err), &err);
+}
+
+/* A bf16 tensor of t's shape holding t's values rounded; t gets those
+   values too, so references (and the all-f32 call) see what it holds. */
+static fl_tensor as_bf16(fl_tensor *t) {
+    fl_tensor h = tnew(FL_BF16, t->ndim, t->shape[0], t->shape[1], t->shape[2], t->shape[3]);
+    for (int64_t i = 0; i < fl_numel(t); i++) {
+        ((uint16_t *)h.data)[i] = ts_bf16(F(t)[i]);
+        F(t)[i] = ts_bf16_float(((uint16_t *)h.data)[i]);
+    }
+    return h;
+}
+
+/* got against the reference on the values A and B hold, rounded to bf16
+   in the bf16 mode only: f32 accumulation error alone in either mode. */
+static void check_mode(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B,
+                       float beta, const float *C0, const float *got, const char *what) {
+    ref_out r = {malloc((size_t)(M * N) * sizeof(double)), malloc((size_t)(M * N) * sizeof(double))};
+    gemm_ref(ta, tb, M, N, K, alpha, A, B, beta, C0, !strcmp(fl_cpu_precision(), "bf16"), &r);
+    check(got, &r, M * N, ACCUM_BOUND, what);
+    free(r.c), free(r.mag);
+}
+
+/* which: bit 0 = A in bf16, bit 1 = B in bf16 */
+static const char *which_name(int which) { return which == 1 ? "A bf16" : which == 2 ? "B bf16" : "A,B bf16"; }
+
+static void bf16_gemm_case(int ta, int tb, int64_t M, int64_t N, int64_t K, int which) {
+    fl_tensor A = ta ? f2(K, M) : f2(M, K), B = tb ? f2(N, K) : f2(K, N), C = f2(M, N);
+    rnd(&A, 41, -1, 1), rnd(&B, 42, -1, 1), rnd(&C, 43, -1, 1);
+    fl_tensor Ah = which & 1 ? as_bf16(&A) : A, Bh = which & 2 ? as_bf16(&B) : B;
+    fl_tensor C0 = clone(&C), Cf = clone(&C);
+    tf_ops->gemm(ta, tb, 0.75f, &Ah, &Bh, 0.5f, &C);
+    char what[96];
+    snprintf(what, sizeof what, "%s gemm t%d%d %lldx%lldx%lld %s", fl_cpu_precision(), ta, tb, (long long)M,
+             (long long)N, (long long)K, which_name(which));
+    check_mode(ta, tb, M, N, K, 0.75f, F(&A), F(&B), 0.5f, F(&C0), F(&C), what);
+    tf_ops->gemm(ta, tb, 0.75f, &A, &B, 0.5f, &Cf); /* the same values in f32 */
+    assert_memory_equal(C.data, Cf.data, fl_nbytes(&C));
+}
+
+static void test_bf16_inputs_gemm(void **state) {
+    (void)state;
+    const int64_t shapes[][3] = {{33, 17, 29}, {131, 257, 300}, {1, 5, 1}};
+    for (int mode = 0; mode < 2; mode++) {
+        set_mode(mode ? "bf16" : "fp32");
+        for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
+            for (int which = 1; which <= 3; which++)
+                for (int ta = 0; ta < 2; ta++)
+                    for (int tb = 0; tb < 2; tb++) bf16_gemm_case(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], which);
+    }
+}
+
+static void test_bf16_inputs_batched(void **state) {
+    (void)state;
+    const int64_t nb = 3, M = 19, N = 35, K = 44;
+    for (int mode = 0; mode < 2; mode++) {
+        set_mode(mode ? "bf16" : "fp32");
+        for (int which = 1; which <= 3; which++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    fl_tensor A = ta ? f3(nb, K, M) : f3(nb, M, K), B = tb ? f3(nb, N, K) : f3(nb, K, N);
+                    fl_tensor C = f3(nb, M, N);
+                    rnd(&A, 44, -1, 1), rnd(&B, 45, -1, 1), rnd(&C, 46, -1, 1);
+                    fl_tensor Ah = which & 1 ? as_bf16(&A) : A, Bh = which & 2 ? as_bf16(&B) : B;
+                    fl_tensor C0 = clone(&C), Cf = clone(&C);
+                    tf_ops->gemm_batched(ta, tb, 1.5f, &Ah, &Bh, 0.5f, &C);
+                    for (int64_t b = 0; b < nb; b++) {
+                        char what[96];
+                        snprintf(what, sizeof what, "%s gemm_batched t%d%d %s [%lld]", fl_cpu_precision(), ta, tb,
+                                 which_name(which), (long long)b);
+                        check_mode(ta, tb, M, N, K, 1.5f, F(&A) + b * M * K, F(&B) + b * K * N, 0.5f,
+                                   F(&C0) + b * M * N, F(&C) + b * M * N, what);
+                    }
+                    tf_ops->gemm_batched(ta, tb, 1.5f, &A, &B, 0.5f, &Cf);
+                    assert_memory_equal(C.data, Cf.data, fl_nbytes(&C));
+                }
+    }
+}
+
+/* groups of 3, 0, 7, 0, 5 rows, as test_gemm_grouped */
+static void bf16_grouped_case(int transW, int which) {
+    const int G = 5;
+    const int64_t off[6] = {0, 3, 3, 10, 10, 15}, N = 15, K = 6, M = 9;
+    fl_tensor A = f2(N, K), W = transW ? f3(G, M, K) : f3(G, K, M), C = f2(N, M);
+    rnd(&A, 47, -1, 1), rnd(&W, 48, -1, 1), rnd(&C, 49, -1, 1);
+    fl_tensor Ah = which & 1 ? as_bf16(&A) : A, Wh = which & 2 ? as_bf16(&W) : W;
+    fl_tensor C0 = clone(&C);
+    tf_ops->gemm_grouped(transW, 0.8f, &Ah, &Wh, off, G, 0.25f, &C);
+    char what[96];
+    snprintf(what, sizeof what, "%s gemm_grouped transW=%d %s", fl_cpu_precision(), transW, which_name(which));
+    for (int g = 0; g < G; g++) {
+        const int64_t r0 = off[g], n = off[g + 1] - off[g];
+        if (n)
+            check_mode(0, transW, n, M, K, 0.8f, F(&A) + r0 * K, F(&W) + g * K * M, 0.25f, F(&C0) + r0 * M,
+                       F(&C) + r0 * M, what);
+    }
+    /* wgrad: dW[g] = alpha A_gᵀ dY_g + beta dW[g], with A and dY as A and W above */
+    fl_tensor dY = f2(N, M), dW = f3(G, K, M);
+    rnd(&dY, 50, -1, 1), rnd(&dW, 51, -1, 1);
+    fl_tensor dYh = which & 2 ? as_bf16(&dY) : dY, dW0 = clone(&dW);
+    tf_ops->gemm_grouped_wgrad(0.9f, &Ah, &dYh, off, G, 0.5f, &dW);
+    snprintf(what, sizeof what, "%s gemm_grouped_wgrad %s", fl_cpu_precision(), which == 2 ? "dY bf16" : which_name(which));
+    for (int g = 0; g < G; g++) {
+        const int64_t n = off[g + 1] - off[g];
+        check_mode(1, 0, K, M, n, 0.9f, F(&A) + off[g] * K, F(&dY) + off[g] * M, 0.5f, F(&dW0) + g * K * M,
+                   F(&dW) + g * K * M, what);
+    }
+}
+
+static void test_bf16_inputs_grouped(void **state) {
+    (void)state;
+    for (int mode = 0; mode < 2; mode++) {
+        set_mode(mode ? "bf16" : "fp32");
+        for (int which = 1; which <= 3; which++)
+            for (int tw = 0; tw < 2; tw++) bf16_grouped_case(tw, which);
+    }
+}
+
+/* ----------------------------------------------------------- the model */
+
+enum { MT_V = 97, MT_T = 16, MT_B = 4, MT_STEPS = 30 };
+
+/* A d=32, 2-layer, 2-head dense model in the current mode (its host's
+   act_dtype is fixed now). */
+static fl_model *model_now(void) {
+    const char *specs[2] = {"dense", "dense:glu=true,activation=silu"};
+    fl_model_config mc = {.vocab_size = MT_V, .context = MT_T, .d_model = 32, .n_layers = 2, .n_heads = 2,
+                          .ffn_specs = specs, .seed = 11};
+    fl_model *m = NULL;
+    fl_error err = {0};
+    ts_assert_ok(fl_model_create(&mc, tf_be, &m, &err), &err);
+    return m;
+}
+
+/* MT_STEPS AdamW steps on 4 fixed batches (in whatever mode is set now);
+   losses[step]. */
+static void train_model(fl_model *m, double *losses) {
+    fl_error err = {0};
+    int32_t x[MT_B * MT_T], y[MT_B * MT_T];
+    const fl_adamw opt = {.lr = 3e-3, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1};
+    for (int s = 0; s < MT_STEPS; s++) {
+        for (int i = 0; i < MT_B * MT_T; i++) { /* a learnable rule: next = 3 * token + 1 */
+            x[i] = (int32_t)(fl_rng_bits(200 + (uint64_t)(s % 4), (uint64_t)i) % MT_V);
+            y[i] = (x[i] * 3 + 1) % MT_V;
+        }
+        fl_model_zero_grad(m);
+        ts_assert_ok(fl_model_forward(m, x, y, MT_B, MT_T, 1, s, &losses[s], &err), &err);
+        ts_assert_ok(fl_model_backward(m, &err), &err);
+        ts_assert_ok(fl_adamw_step(tf_be, fl_model_params(m), &opt, 3e-3, 1.0f, s + 1, &err), &err);
+    }
+}
+
+#define MODEL_TOL 5e-3 /* per-step relative loss difference, bf16 against fp32 */
+
+static void test_model_bf16_activations(void **state) {
+    (void)state;
+    double l32[MT_STEPS], l16[MT_STEPS], lmix[MT_STEPS];
+    set_mode("fp32");
+    fl_model *m32 = model_now(), *mmix = model_now(); /* both with f32 activations */
+    assert_int_equal(fl_model_host(m32)->act_dtype, FL_F32);
+    train_model(m32, l32);
+    set_mode("bf16");
+    fl_model *m16 = model_now();
+    assert_int_equal(fl_model_host(m16)->act_dtype, FL_BF16);
+    train_model(m16, l16);
+    train_model(mmix, lmix); /* bf16 GEMMs, f32 activations */
+    double worst = 0;
+    for (int s = 0; s < MT_STEPS; s++) {
+        const double r = fabs(l16[s] - l32[s]) / l32[s];
+        worst = r > worst ? r : worst;
+        if (s % 10 == 0 || s == MT_STEPS - 1)
+            print_message("step %2d: loss fp32 %.6f  bf16 %.6f (rel %.1e)\n", s + 1, l32[s], l16[s], r);
+    }
+    print_message("largest per-step relative difference bf16 vs fp32 %.2e (tol %.0e)\n", worst, MODEL_TOL);
+    assert_true(worst <= MODEL_TOL);
+    assert_true(l16[MT_STEPS - 1] < l16[0] - 0.5); /* it learns in bf16 too */
+    /* bf16 storage changes no bit: the GEMMs round f32 activations to the
+       values bf16 activations hold */
+    assert_memory_equal(l16, lmix, sizeof l16);
+    fl_model_free(m32), fl_model_free(m16), fl_model_free(mmix);
+}
+
 /* ----------------------------------------------------------- the mode */
 
 static void test_mode_and_describe(void **state) {
@@ -347,6 +541,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_gemm_batched, use_bf16, use_fp32),
         cmocka_unit_test_setup_teardown(test_gemm_grouped, use_bf16, use_fp32),
         cmocka_unit_test_setup_teardown(test_primitive_cache, use_bf16, use_fp32),
+        cmocka_unit_test_teardown(test_bf16_inputs_gemm, use_fp32),
+        cmocka_unit_test_teardown(test_bf16_inputs_batched, use_fp32),
+        cmocka_unit_test_teardown(test_bf16_inputs_grouped, use_fp32),
+        cmocka_unit_test_teardown(test_model_bf16_activations, use_fp32),
         cmocka_unit_test_setup_teardown(test_mode_and_describe, use_bf16, use_fp32),
         cmocka_unit_test_teardown(test_request_precision, use_fp32),
         cmocka_unit_test(test_cli_errors),

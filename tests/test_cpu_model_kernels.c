@@ -139,7 +139,8 @@ static void check_attention(int64_t B, int64_t T, int64_t H, int64_t hs) {
     attn_ref(F(&qkv), B, T, C, H, ro, ra);
     for (int64_t i = 0; i < fl_numel(&dqkv); i++) F(&dqkv)[i] = NAN; /* overwritten */
     be->attention(&qkv, (int)H, &out, &att);
-    be->attention_backward(&qkv, &att, (int)H, &dout, &dqkv);
+    assert_int_equal(be->attention_saved_numel(B, T, C, (int)H), fl_numel(&att));
+    be->attention_backward(&qkv, &out, &att, (int)H, &dout, &dqkv);
     attn_back_ref(F(&qkv), ra, F(&dout), B, T, C, H, rd);
     char what[96];
     const int len = snprintf(what, sizeof what, "attention B%lld T%lld H%lld hs%lld",
@@ -191,7 +192,7 @@ static void test_attention_grad(void **state) {
     rnd(&gW, 21, -1, 1);
     fl_tensor dqkv = f3(B, T, 3 * C);
     attn_loss();
-    be->attention_backward(&gQKV, &gAtt, (int)H, &gW, &dqkv);
+    be->attention_backward(&gQKV, &gOut, &gAtt, (int)H, &gW, &dqkv);
     fd_check("attention_backward dqkv", F(&gQKV), fl_numel(&gQKV), F(&dqkv), attn_loss);
 }
 
@@ -341,6 +342,13 @@ static void test_sumsq_nonfinite(void **state) {
     for (int r = 0; r < 3; r++)
         for (int c = 0; c < 7; c++) assert_true(F(&x2)[rows[r] * 7 + c] == 0.0f);
     assert_true(fabs(be->sumsq(&x2) - (total - rref)) < 1e-9 * total);
+    /* several tensors at once: the sum of their sums (an empty list is 0) */
+    fl_tensor y = f1(5);
+    rnd(&y, 52, -1, 1);
+    const fl_tensor *list[] = {&x, &x2, &y};
+    const double each = be->sumsq(&x) + be->sumsq(&x2) + be->sumsq(&y), many = be->sumsq_many(list, 3);
+    assert_true(fabs(many - each) <= 1e-12 * each);
+    assert_true(be->sumsq_many(list, 0) == 0.0);
     fl_tensor small = f1(3);
     assert_int_equal(be->nonfinite(&small), 0);
     F(&small)[2] = -NAN;

@@ -8,6 +8,10 @@
  * FD in fp32: eps = 1e-3 on inputs of order 1; L is summed in double so the
  * only noise is the ops' own rounding. Each check prints its relative error
  * (max |analytic - FD| / max |FD|).
+ *
+ * The ops that may write bf16 (layernorm, activation, mul: an input that
+ * only feeds GEMMs) must write exactly the f32 result rounded to nearest
+ * even, bit for bit, on threaded sizes with ragged tails.
  */
 #include <math.h>
 #include <omp.h>
@@ -519,6 +523,51 @@ static void test_layernorm(void **state) {
     chk(F(&DG), to_f(dgr, 48), 48, 1e-4, 1e-4, "layernorm_backward dg threaded");
 }
 
+/* --------------------------------------------------------- bf16 outputs */
+
+/* out (bf16) holds exactly want (f32) rounded to nearest even. */
+static void expect_rounded(const fl_tensor *out, const fl_tensor *want, const char *what) {
+    assert_int_equal(out->dtype, FL_BF16);
+    const uint16_t *h = out->data;
+    for (int64_t i = 0; i < fl_numel(want); i++)
+        if (h[i] != ts_bf16(F(want)[i]))
+            fail_msg("%s[%lld]: bf16 0x%04x, want 0x%04x (f32 %.9g)", what, (long long)i, h[i], ts_bf16(F(want)[i]),
+                     F(want)[i]);
+    print_message("%-40s bf16 = f32 result rounded (%lld values)\n", what, (long long)fl_numel(want));
+}
+
+static void test_bf16_outputs(void **state) {
+    (void)state;
+    const int64_t N = 1201, D = 77; /* threaded rows, D not a multiple of the vector width */
+    fl_tensor x = f2(N, D), g = f1(D), b = f1(D), y = f2(N, D), mu = f1(N), rs = f1(N), mu2 = f1(N), rs2 = f1(N);
+    fl_tensor yh = tnew(FL_BF16, 2, N, D, 1, 1);
+    rnd(&x, 300, -3, 3), rnd(&g, 301, 0.5f, 1.5f), rnd(&b, 302, -1, 1);
+    ops->layernorm(&x, &g, &b, 1e-5f, &y, &mu, &rs);
+    ops->layernorm(&x, &g, &b, 1e-5f, &yh, &mu2, &rs2);
+    expect_rounded(&yh, &y, "layernorm y bf16");
+    assert_memory_equal(mu.data, mu2.data, (size_t)N * 4); /* mean, rstd: f32 as ever */
+    assert_memory_equal(rs.data, rs2.data, (size_t)N * 4);
+    ops->layernorm(&x, NULL, NULL, 1e-5f, &y, NULL, NULL);
+    ops->layernorm(&x, NULL, NULL, 1e-5f, &yh, NULL, NULL);
+    expect_rounded(&yh, &y, "layernorm y bf16, no affine");
+    const int64_t n = 77777; /* several chunks and a ragged tail */
+    fl_tensor a = f1(n), c = f1(n), o = f1(n), oh = tnew(FL_BF16, 1, n, 1, 1, 1);
+    rnd(&a, 303, -8, 8), rnd(&c, 304, -2, 2);
+    /* ties (to even: down, up), just above a tie, infinities (identity passes them on) */
+    F(&a)[0] = 1.0f + 0x1p-8f, F(&a)[1] = 1.0f + 3 * 0x1p-8f, F(&a)[2] = 1.0f + 0x1p-8f + 0x1p-20f;
+    F(&a)[3] = INFINITY, F(&a)[4] = -INFINITY;
+    for (int act = FL_ACT_IDENTITY; act <= FL_ACT_SOFTPLUS; act++) {
+        char what[64];
+        snprintf(what, sizeof what, "activation %d bf16", act);
+        ops->activation(act, &a, &o);
+        ops->activation(act, &a, &oh);
+        expect_rounded(&oh, &o, what);
+    }
+    ops->mul(&a, &c, &o);
+    ops->mul(&a, &c, &oh);
+    expect_rounded(&oh, &o, "mul bf16");
+}
+
 /* ----------------------------------------------------------------- rng */
 
 static void test_rng(void **state) {
@@ -621,6 +670,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_gather_scatter, tf_free_all),
         cmocka_unit_test_teardown(test_embedding_bag, tf_free_all),
         cmocka_unit_test_teardown(test_layernorm, tf_free_all),
+        cmocka_unit_test_teardown(test_bf16_outputs, tf_free_all),
         cmocka_unit_test_teardown(test_rng, tf_free_all),
         cmocka_unit_test_teardown(test_bucket_sort, tf_free_all),
         cmocka_unit_test_teardown(test_host_copies, tf_free_all),

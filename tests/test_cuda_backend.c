@@ -9,7 +9,9 @@
  * Tolerances (stated per check, printed with the error measured):
  *   - GEMMs in TF32 (the default): normwise ‖gpu − cpu‖ / ‖cpu‖ ≤ 1e-2
  *     (TF32 keeps 10 mantissa bits: ~5e-4 per product, more over long sums);
- *     in FP32 mode ≤ 1e-5. Attention (its GEMMs) the same.
+ *     in FP32 mode ≤ 1e-5; in BF16 mode ≤ 3e-2 (8 mantissa bits). Attention
+ *     the same (its flash kernels run on tensor cores in tf32 and bf16);
+ *     the flash path's saved log-sum-exps to the same figure, absolute;
  *   - elementwise and row ops: |gpu − cpu| ≤ 1e-5 |cpu| + 1e-6, looser where
  *     a long sum's order differs (stated where used);
  *   - RNG uniform, top-k, gather, bucket sort, fill, copy: bit-identical.
@@ -175,7 +177,7 @@ static void cmp_exact(const pair *p, const char *what) {
     free(c), free(g);
 }
 
-/* The GEMM precision of the GPU ("tf32" or "fp32"); a no-op for the CPU. */
+/* The GEMM precision of the GPU ("tf32", "fp32" or "bf16"); a no-op for the CPU. */
 static void set_math(const char *mode) {
 #ifdef FFNLAB_HAVE_CUDA
     fl_error err = {0};
@@ -190,6 +192,8 @@ static double g_gemm_tol = 1e-2;
 
 static void math_tf32(void) { set_math("tf32"), g_gemm_tol = 1e-2; }
 static void math_fp32(void) { set_math("fp32"), g_gemm_tol = g_cuda ? 1e-5 : 1e-6; }
+/* bf16 keeps 8 mantissa bits: ~4e-3 per rounding */
+static void math_bf16(void) { set_math("bf16"), g_gemm_tol = 3e-2; }
 
 /* ------------------------------------------------------------------------ */
 /* Memory                                                                     */
@@ -653,31 +657,89 @@ static void test_embed(void **state) {
     pfree(&t), pfree(&wte), pfree(&wpe), pfree(&x), pfree(&dx);
 }
 
+/* scale q_i . k_j, double, for head h of sequence b */
+static double ref_score(const float *qkv, int64_t T, int64_t C, int64_t hs, int64_t b, int64_t h, int64_t i,
+                        int64_t j) {
+    const float *q = qkv + (b * T + i) * 3 * C + h * hs, *k = qkv + (b * T + j) * 3 * C + C + h * hs;
+    double s = 0;
+    for (int64_t c = 0; c < hs; c++) s += (double)q[c] * k[c];
+    return s / sqrt((double)hs);
+}
+
+/* The flash path's saved row log-sum-exps [B,H,T] against double sums. */
+static void check_lse(const pair *qkv, const fl_tensor *saved, int64_t B, int64_t T, int64_t C, int H, double tol) {
+    float *q = malloc(qkv->bytes), *lse = malloc((size_t)(B * H * T) * sizeof *lse);
+    CPU->ops.to_host(q, &qkv->c, qkv->bytes);
+    GPU->ops.to_host(lse, saved, (size_t)(B * H * T) * sizeof *lse);
+    gpu_ok();
+    double worst = 0;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < T; i++) {
+                double m = -INFINITY, s = 0;
+                for (int64_t j = 0; j <= i; j++) m = fmax(m, ref_score(q, T, C, C / H, b, h, i, j));
+                for (int64_t j = 0; j <= i; j++) s += exp(ref_score(q, T, C, C / H, b, h, i, j) - m);
+                const double d = fabs(lse[(b * H + h) * T + i] - (m + log(s)));
+                if (!(d <= worst)) worst = d;
+            }
+    print_message("  %-44s max|d| %.2e  (tol %.0e)\n", "attention saved log-sum-exp", worst, tol);
+    assert_true(worst <= tol);
+    free(q), free(lse);
+}
+
+/* Each backend keeps its own saved state (the CPU: probabilities [B,H,T,T];
+   the GPU: the same on its cuBLAS path, row log-sum-exps [B,H,T] on the
+   flash path), so those are compared when the layouts agree and the flash
+   one against double sums; outputs and gradients always. */
 static void attention_case(int64_t B, int64_t T, int64_t C, int H) {
-    pair qkv = MK3(B, T, 3 * C), out = MK3(B, T, C), att = mk(FL_F32, 4, B, H, T, T);
+    pair qkv = MK3(B, T, 3 * C), out = MK3(B, T, C);
     prandn(&qkv, 121, 1.0f);
+    const int64_t nc = CPU->attention_saved_numel(B, T, C, H), ng = GPU->attention_saved_numel(B, T, C, H);
+    pair att = mk(FL_F32, 1, nc, 1, 1, 1);
+    fl_tensor saved = ng == nc ? att.g : talloc(GPU, FL_F32, 1, &ng);
     pfill(&att, NAN); /* every entry must be written, above the diagonal too */
-    CPU->attention(&qkv.c, H, &out.c, &att.c), GPU->attention(&qkv.g, H, &out.g, &att.g);
+    GPU->ops.fill(&saved, NAN);
+    CPU->attention(&qkv.c, H, &out.c, &att.c), GPU->attention(&qkv.g, H, &out.g, &saved);
     char what[96];
-    snprintf(what, sizeof what, "attention B=%lld T=%lld C=%lld H=%d out", (long long)B, (long long)T, (long long)C, H);
+    snprintf(what, sizeof what, "attention B=%lld T=%lld C=%lld H=%d %s", (long long)B, (long long)T, (long long)C,
+             H, ng == nc ? "saves P" : "flash");
     cmp_norm(&out, g_gemm_tol, what);
-    cmp_norm(&att, g_gemm_tol, "attention att (probabilities)");
+    if (ng == nc) cmp_norm(&att, g_gemm_tol, "attention att (probabilities)");
+    else check_lse(&qkv, &saved, B, T, C, H, g_gemm_tol); /* absolute, in nats */
     pair dout = MK3(B, T, C), dqkv = MK3(B, T, 3 * C);
     prandn(&dout, 122, 1.0f);
     pfill(&dqkv, NAN); /* overwritten */
-    CPU->attention_backward(&qkv.c, &att.c, H, &dout.c, &dqkv.c);
-    GPU->attention_backward(&qkv.g, &att.g, H, &dout.g, &dqkv.g);
+    CPU->attention_backward(&qkv.c, &out.c, &att.c, H, &dout.c, &dqkv.c);
+    GPU->attention_backward(&qkv.g, &out.g, &saved, H, &dout.g, &dqkv.g);
     cmp_norm(&dqkv, 2 * g_gemm_tol, "attention_backward dqkv");
+    /* the same inputs again: the same bits (no atomics on either path) */
+    float *first = malloc(dqkv.bytes), *again = malloc(dqkv.bytes);
+    GPU->ops.to_host(first, &dqkv.g, dqkv.bytes);
+    GPU->attention(&qkv.g, H, &out.g, &saved);
+    GPU->attention_backward(&qkv.g, &out.g, &saved, H, &dout.g, &dqkv.g);
+    GPU->ops.to_host(again, &dqkv.g, dqkv.bytes);
+    gpu_ok();
+    assert_memory_equal(first, again, dqkv.bytes);
+    free(first), free(again);
+    if (ng != nc) GPU->free(saved.data);
     pfree(&qkv), pfree(&out), pfree(&att), pfree(&dout), pfree(&dqkv);
 }
 
+/* Head sizes 12 and 8 take the cuBLAS path in every mode; 32, 64 and 128
+   the flash kernels in tf32 and bf16 (where the GPU has the shared memory),
+   with T below, at and past one 64-row tile and at GPT-2's context. */
 static void test_attention(void **state) {
     (void)state;
-    for (int mode = 0; mode < 2; mode++) {
-        mode ? math_fp32() : math_tf32();
+    for (int mode = 0; mode < 3; mode++) {
+        mode == 0 ? math_tf32() : mode == 1 ? math_fp32() : math_bf16();
         attention_case(2, 37, 48, 4);
         attention_case(1, 130, 64, 2);
         attention_case(3, 1, 8, 1);
+        attention_case(1, 1, 64, 1);
+        attention_case(2, 64, 128, 2);
+        attention_case(2, 200, 256, 4);
+        attention_case(1, 77, 256, 2);
+        attention_case(1, 1024, 128, 2);
     }
     math_tf32();
 }
@@ -756,6 +818,16 @@ static void test_norms(void **state) {
     print_message("  sumsq_rows cpu %.12g gpu %.12g\n", sc, sg);
     assert_true(fabs(sg - sc) <= 1e-10 * sc);
     assert_true(GPU->sumsq_rows(&x.g, rows, 0) == 0.0);
+    /* a list: one device round trip; the same partials as one by one */
+    pair y = MK1(70001), e = MK1(0);
+    prandn(&y, 152, 2.0f);
+    const fl_tensor *lc[] = {&x.c, &e.c, &y.c}, *lg[] = {&x.g, &e.g, &y.g};
+    sc = CPU->sumsq_many(lc, 3), sg = GPU->sumsq_many(lg, 3);
+    print_message("  sumsq_many cpu %.12g gpu %.12g\n", sc, sg);
+    assert_true(fabs(sg - sc) <= 1e-10 * sc);
+    assert_true(fabs(sg - (GPU->sumsq(&x.g) + GPU->sumsq(&y.g))) <= 1e-12 * sg);
+    assert_true(GPU->sumsq_many(lg, 0) == 0.0);
+    pfree(&y), pfree(&e);
     assert_int_equal(CPU->nonfinite(&x.c), 0);
     assert_int_equal(GPU->nonfinite(&x.g), 0);
     CPU->zero_rows(&x.c, rows, 4), GPU->zero_rows(&x.g, rows, 4);
@@ -1208,6 +1280,182 @@ static void test_device_fault_is_sticky(void **state) {
     assert_int_not_equal(GPU->sync(&again), FL_OK); /* sticky */
 }
 
+/* ------------------------------------------------------------------------ */
+/* bf16 inputs and outputs (fl_host.act_dtype)                                */
+/*                                                                            */
+/* GEMMs with A, B or both in bf16 against the CPU in the same mode: fp32     */
+/* (normwise <= 1e-5; the bf16 inputs are widened exactly on both), tf32      */
+/* (<= 1e-2) and bf16 (<= 1e-4: both sides round the f32 input to the same    */
+/* bf16 values, so only the f32 accumulation order differs; a GPU that        */
+/* rounded differently, e.g. truncating, would be ~2e-3 off). The ops that    */
+/* may write bf16 (layernorm, activation, mul): the GPU's bf16 output is its  */
+/* own f32 result rounded, bit for bit, and within one bf16 step (at most     */
+/* 2^-7 relative) of the CPU's.                                               */
+/* ------------------------------------------------------------------------ */
+
+/* Both backends in one GEMM precision: the GPU's mode, the CPU in bf16 when
+   the GPU is, else fp32. */
+static void math_both(const char *mode) {
+    fl_error err = {0};
+    set_math(mode);
+    ts_assert_ok(fl_cpu_set_precision(strcmp(mode, "bf16") ? "fp32" : "bf16", &err), &err);
+    g_gemm_tol = !strcmp(mode, "tf32") ? 1e-2 : !strcmp(mode, "bf16") ? 1e-4 : g_cuda ? 1e-5 : 1e-6;
+}
+
+/* A bf16 pair holding f's values rounded; f gets the rounded values too. */
+static pair bf16_of(pair *f) {
+    pair h = mk(FL_BF16, f->c.ndim, f->c.shape[0], f->c.shape[1], f->c.shape[2], f->c.shape[3]);
+    float *v = malloc(f->bytes + 4);
+    uint16_t *b = malloc(h.bytes + 4);
+    CPU->ops.to_host(v, &f->c, f->bytes);
+    for (size_t i = 0; i < f->n; i++) b[i] = ts_bf16(v[i]), v[i] = ts_bf16_float(b[i]);
+    pset(&h, b);
+    pset(f, v);
+    free(v), free(b);
+    return h;
+}
+
+/* which: bit 0 = the first input in bf16, bit 1 = the second */
+static const char *bf16_which(int which) { return which == 1 ? "A bf16" : which == 2 ? "B bf16" : "A,B bf16"; }
+
+static void bf16_gemm_case(const char *mode, int which, int ta, int tb, int64_t M, int64_t N, int64_t K) {
+    pair A = ta ? MK2(K, M) : MK2(M, K), B = tb ? MK2(N, K) : MK2(K, N), C = MK2(M, N);
+    prandn(&A, 171, 1.0f), prandn(&B, 172, 1.0f), prandn(&C, 173, 1.0f);
+    pair Ah = which & 1 ? bf16_of(&A) : A, Bh = which & 2 ? bf16_of(&B) : B;
+    CPU->ops.gemm(ta, tb, 0.5f, &Ah.c, &Bh.c, 0.75f, &C.c);
+    GPU->ops.gemm(ta, tb, 0.5f, &Ah.g, &Bh.g, 0.75f, &C.g);
+    char what[96];
+    snprintf(what, sizeof what, "%s gemm %c%c %lldx%lldx%lld %s", mode, ta ? 'T' : 'N', tb ? 'T' : 'N', (long long)M,
+             (long long)N, (long long)K, bf16_which(which));
+    cmp_norm(&C, g_gemm_tol, what);
+    if (which & 1) pfree(&Ah);
+    if (which & 2) pfree(&Bh);
+    pfree(&A), pfree(&B), pfree(&C);
+}
+
+static void bf16_batched_case(const char *mode, int which, int ta, int tb) {
+    const int64_t nb = 5, M = 19, N = 35, K = 44;
+    pair A = ta ? MK3(nb, K, M) : MK3(nb, M, K), B = tb ? MK3(nb, N, K) : MK3(nb, K, N), C = MK3(nb, M, N);
+    prandn(&A, 174, 1.0f), prandn(&B, 175, 1.0f), prandn(&C, 176, 1.0f);
+    pair Ah = which & 1 ? bf16_of(&A) : A, Bh = which & 2 ? bf16_of(&B) : B;
+    CPU->ops.gemm_batched(ta, tb, 1.5f, &Ah.c, &Bh.c, 0.5f, &C.c);
+    GPU->ops.gemm_batched(ta, tb, 1.5f, &Ah.g, &Bh.g, 0.5f, &C.g);
+    char what[96];
+    snprintf(what, sizeof what, "%s gemm_batched %c%c %s", mode, ta ? 'T' : 'N', tb ? 'T' : 'N', bf16_which(which));
+    cmp_norm(&C, g_gemm_tol, what);
+    if (which & 1) pfree(&Ah);
+    if (which & 2) pfree(&Bh);
+    pfree(&A), pfree(&B), pfree(&C);
+}
+
+/* grouped_case's groups (empty first, middle and last), A and W / dY in bf16 as `which` says */
+static void bf16_grouped_case(const char *mode, int which, int transW, int loop) {
+#ifdef FFNLAB_HAVE_CUDA
+    if (g_cuda) fl_cuda_set_grouped_loop(loop);
+#endif
+    enum { G = 6 };
+    const int64_t off[G + 1] = {0, 0, 37, 37, 90, 161, 161};
+    const int64_t N = 170, K = 48, M = 29;
+    pair A = MK2(N, K), W = transW ? MK3(G, M, K) : MK3(G, K, M), C = MK2(N, M), dY = MK2(N, M), dW = MK3(G, K, M);
+    prandn(&A, 177, 1.0f), prandn(&W, 178, 0.3f), prandn(&C, 179, 1.0f), prandn(&dY, 180, 1.0f), prandn(&dW, 181, 1.0f);
+    pair Ah = which & 1 ? bf16_of(&A) : A, Wh = which & 2 ? bf16_of(&W) : W, dYh = which & 2 ? bf16_of(&dY) : dY;
+    CPU->ops.gemm_grouped(transW, 0.7f, &Ah.c, &Wh.c, off, G, 0.5f, &C.c);
+    GPU->ops.gemm_grouped(transW, 0.7f, &Ah.g, &Wh.g, off, G, 0.5f, &C.g);
+    char what[112];
+    snprintf(what, sizeof what, "%s gemm_grouped transW=%d %s %s", mode, transW, bf16_which(which),
+             loop ? "loop" : "grouped call");
+    cmp_norm(&C, g_gemm_tol, what);
+    CPU->ops.gemm_grouped_wgrad(1.0f, &Ah.c, &dYh.c, off, G, 0.25f, &dW.c);
+    GPU->ops.gemm_grouped_wgrad(1.0f, &Ah.g, &dYh.g, off, G, 0.25f, &dW.g);
+    snprintf(what, sizeof what, "%s gemm_grouped_wgrad %s %s", mode, which == 2 ? "dY bf16" : bf16_which(which),
+             loop ? "loop" : "grouped call");
+    cmp_norm(&dW, g_gemm_tol, what);
+    if (which & 1) pfree(&Ah);
+    if (which & 2) pfree(&Wh), pfree(&dYh);
+    pfree(&A), pfree(&W), pfree(&C), pfree(&dY), pfree(&dW);
+#ifdef FFNLAB_HAVE_CUDA
+    if (g_cuda) fl_cuda_set_grouped_loop(0);
+#endif
+}
+
+static void test_gemm_bf16_inputs(void **state) {
+    (void)state;
+    const char *modes[] = {"fp32", "tf32", "bf16"};
+    for (int md = 0; md < 3; md++) {
+        if (!g_cuda && md == 1) continue; /* the CPU has no tf32 */
+        math_both(modes[md]);
+        for (int which = 1; which <= 3; which++) {
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    bf16_gemm_case(modes[md], which, ta, tb, 67, 45, 33);
+                    bf16_gemm_case(modes[md], which, ta, tb, 129, 70, 300);
+                    bf16_batched_case(modes[md], which, ta, tb);
+                }
+            for (int transW = 0; transW < 2; transW++)
+                for (int loop = 0; loop < 2; loop++) bf16_grouped_case(modes[md], which, transW, loop);
+        }
+    }
+    math_both("fp32");
+    math_tf32();
+}
+
+/* f32 and bf16 outputs of one op on both sides: the GPU's bf16 is its f32
+   rounded (exactly), and within one bf16 step of the CPU's. */
+static void cmp_bf16_output(const pair *f, const pair *h, const char *what) {
+    float *fc, *fg;
+    uint16_t *hc, *hg;
+    pget(f, (void **)&fc, (void **)&fg);
+    pget(h, (void **)&hc, (void **)&hg);
+    size_t bad = 0, far = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        if (hg[i] != ts_bf16(fg[i]) && bad++ < 5)
+            print_message("%s[%zu]: gpu bf16 0x%04x, its f32 %.9g rounds to 0x%04x\n", what, i, hg[i], fg[i],
+                          ts_bf16(fg[i]));
+        const float c = ts_bf16_float(hc[i]), g = ts_bf16_float(hg[i]);
+        if (!(fabsf(g - c) <= 0x1p-7f * fabsf(c) + 1e-6f) && !(isnan(c) && isnan(g)) && far++ < 5)
+            print_message("%s[%zu]: gpu %.9g, cpu %.9g\n", what, i, g, c);
+    }
+    print_message("  %-44s bf16 = own f32 rounded; within 2^-7 of the cpu\n", what);
+    free(fc), free(fg), free(hc), free(hg);
+    if (bad) fail_msg("%s: %zu bf16 values are not the GPU's f32 result rounded", what, bad);
+    if (far) fail_msg("%s: %zu bf16 values more than one bf16 step from the CPU's", what, far);
+}
+
+static void bf16_layernorm_case(int64_t N, int64_t D) {
+    pair x = MK2(N, D), g = MK1(D), b = MK1(D), y = MK2(N, D), mu = MK1(N), rs = MK1(N);
+    pair yh = mk(FL_BF16, 2, N, D, 1, 1);
+    prandn(&x, 182, 2.0f), prandn(&g, 183, 0.5f), prandn(&b, 184, 0.5f);
+    CPU->ops.layernorm(&x.c, &g.c, &b.c, 1e-5f, &y.c, NULL, NULL);
+    GPU->ops.layernorm(&x.g, &g.g, &b.g, 1e-5f, &y.g, NULL, NULL);
+    CPU->ops.layernorm(&x.c, &g.c, &b.c, 1e-5f, &yh.c, &mu.c, &rs.c);
+    GPU->ops.layernorm(&x.g, &g.g, &b.g, 1e-5f, &yh.g, &mu.g, &rs.g);
+    char what[64];
+    snprintf(what, sizeof what, "layernorm y bf16 %lldx%lld", (long long)N, (long long)D);
+    cmp_bf16_output(&y, &yh, what);
+    cmp_close(&rs, 1e-5, 1e-6, "layernorm rstd (bf16 y)");
+    pfree(&x), pfree(&g), pfree(&b), pfree(&y), pfree(&mu), pfree(&rs), pfree(&yh);
+}
+
+static void test_bf16_outputs(void **state) {
+    (void)state;
+    bf16_layernorm_case(67, 77);
+    bf16_layernorm_case(5, 3000); /* a block per row */
+    const int64_t n = 10007;
+    pair a = MK1(n), c = MK1(n), o = MK1(n), oh = mk(FL_BF16, 1, n, 1, 1, 1);
+    prandn(&a, 185, 3.0f), prandn(&c, 186, 1.0f);
+    for (int act = FL_ACT_IDENTITY; act <= FL_ACT_SOFTPLUS; act++) {
+        CPU->ops.activation(act, &a.c, &o.c), GPU->ops.activation(act, &a.g, &o.g);
+        CPU->ops.activation(act, &a.c, &oh.c), GPU->ops.activation(act, &a.g, &oh.g);
+        char what[64];
+        snprintf(what, sizeof what, "activation %d bf16", act);
+        cmp_bf16_output(&o, &oh, what);
+    }
+    CPU->ops.mul(&a.c, &c.c, &o.c), GPU->ops.mul(&a.g, &c.g, &o.g);
+    CPU->ops.mul(&a.c, &c.c, &oh.c), GPU->ops.mul(&a.g, &c.g, &oh.g);
+    cmp_bf16_output(&o, &oh, "mul bf16");
+    pfree(&a), pfree(&c), pfree(&o), pfree(&oh);
+}
+
 int main(void) {
     CPU = fl_backend_cpu();
     const char *as_cpu = getenv("FFNLAB_TEST_GPU_AS_CPU");
@@ -1250,6 +1498,8 @@ int main(void) {
         cmocka_unit_test(test_product_topk),
         cmocka_unit_test(test_batchnorm),
         cmocka_unit_test(test_layernorm_groups),
+        cmocka_unit_test(test_gemm_bf16_inputs),
+        cmocka_unit_test(test_bf16_outputs),
         cmocka_unit_test(test_bad_index_is_reported),
         cmocka_unit_test(test_device_fault_is_sticky), /* must stay last */
     };

@@ -303,12 +303,14 @@ static void train(const fl_backend *be, fl_model *m, double *losses) {
     }
 }
 
-static void training_case(const char *math, double tol) {
+/* heads: 4 (head size 16) takes the cuBLAS attention, 2 (head size 32) the
+   flash kernels in tf32 and bf16 */
+static void training_case(const char *math, int heads, double tol) {
     set_math(math);
     fl_model *c = NULL, *g = NULL;
     fl_error err = {0};
-    ts_assert_ok(make_model(CPU, "dense", 64, 2, 4, TR_V, TR_T, &c, &err), &err);
-    ts_assert_ok(make_model(GPU, "dense", 64, 2, 4, TR_V, TR_T, &g, &err), &err);
+    ts_assert_ok(make_model(CPU, "dense", 64, 2, heads, TR_V, TR_T, &c, &err), &err);
+    ts_assert_ok(make_model(GPU, "dense", 64, 2, heads, TR_V, TR_T, &g, &err), &err);
     copy_params(c, g);
     double lc[TR_STEPS], lg[TR_STEPS], worst = 0;
     train(CPU, c, lc);
@@ -317,10 +319,10 @@ static void training_case(const char *math, double tol) {
         double r = fabs(lg[s] - lc[s]) / fabs(lc[s]);
         if (r > worst) worst = r;
         if (s % 10 == 0 || s == TR_STEPS - 1)
-            print_message("  %s step %2d: loss cpu %.6f gpu %.6f (rel %.1e)\n", math, s + 1, lc[s], lg[s], r);
+            print_message("  %s H%d step %2d: loss cpu %.6f gpu %.6f (rel %.1e)\n", math, heads, s + 1, lc[s], lg[s], r);
     }
-    print_message("  %s: %d steps, largest per-step relative loss difference %.2e (tol %.0e)\n", math, TR_STEPS,
-                  worst, tol);
+    print_message("  %s H%d: %d steps, largest per-step relative loss difference %.2e (tol %.0e)\n", math, heads,
+                  TR_STEPS, worst, tol);
     assert_true(worst <= tol);
     assert_true(lc[TR_STEPS - 1] < lc[0] - 0.05); /* it did learn something */
     double wp = 0;
@@ -335,12 +337,19 @@ static void training_case(const char *math, double tol) {
 
 static void test_training_matches_cpu_fp32(void **state) {
     (void)state;
-    training_case("fp32", 2e-3);
+    training_case("fp32", 4, 2e-3);
 }
 
 static void test_training_matches_cpu_tf32(void **state) {
     (void)state;
-    training_case("tf32", 3e-2);
+    training_case("tf32", 4, 3e-2);
+}
+
+/* The same with the flash attention kernels (tf32 and bf16 tensor cores) */
+static void test_training_matches_cpu_flash(void **state) {
+    (void)state;
+    training_case("tf32", 2, 3e-2);
+    training_case("bf16", 2, 5e-2);
 }
 
 /* Two GPU runs from the same start: the same bits (no atomics in sums). */
@@ -441,6 +450,7 @@ int main(void) {
         cmocka_unit_test(test_plugins_in_models),
         cmocka_unit_test(test_training_matches_cpu_fp32),
         cmocka_unit_test(test_training_matches_cpu_tf32),
+        cmocka_unit_test(test_training_matches_cpu_flash),
         cmocka_unit_test(test_training_is_deterministic),
         cmocka_unit_test(test_cli),
     };

@@ -41,12 +41,17 @@ typedef struct fl_backend {
                            fl_tensor *dwpe);
 
     /* Causal multi-head attention. qkv[B,T,3C] holds q | k | v, each split
-       into H heads of C/H. out[B,T,C]; att[B,H,T,T] saves the softmax
-       probabilities for backward (entries above the diagonal are 0). */
-    void (*attention)(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *att);
-    /* dqkv[B,T,3C] is overwritten. */
-    void (*attention_backward)(const fl_tensor *qkv, const fl_tensor *att, int n_head,
-                               const fl_tensor *dout, fl_tensor *dqkv);
+       into H heads of C/H. out[B,T,C]. saved is a 1-D f32 tensor of
+       attention_saved_numel(B,T,C,H) values that keeps what backward needs,
+       in a layout of the backend's choosing: the CPU keeps the softmax
+       probabilities [B,H,T,T]; the CUDA flash kernels keep one log-sum-exp
+       per row [B,H,T], so no T x T matrix reaches device memory. */
+    int64_t (*attention_saved_numel)(int64_t B, int64_t T, int64_t C, int n_head);
+    void (*attention)(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *saved);
+    /* dqkv[B,T,3C] is overwritten; out is the forward's output (flash
+       backward needs rowsum(dout * out)). */
+    void (*attention_backward)(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *saved,
+                               int n_head, const fl_tensor *dout, fl_tensor *dqkv);
 
     /* Cross-entropy of logits[N,V] against targets[N] i32 (target < 0: row
        ignored). Returns the mean loss over counted rows and writes their
@@ -68,6 +73,9 @@ typedef struct fl_backend {
                        float grad_scale, int64_t t);
     /* sum of squares of all elements (double accumulation) */
     double (*sumsq)(const fl_tensor *x);
+    /* the same over all elements of xs[0..n) together: a whole gradient
+       norm with one device round trip instead of one per tensor */
+    double (*sumsq_many)(const fl_tensor *const *xs, int n);
     /* the same over rows[n_rows] (host array) of a 2-D tensor */
     double (*sumsq_rows)(const fl_tensor *x, const int32_t *rows, int64_t n_rows);
     /* x[rows[i],:] = 0 for a 2-D tensor (host array of rows) */
@@ -113,6 +121,11 @@ fl_status fl_backend_cuda(int device_index, const fl_backend **out, fl_error *er
    set, overrides what auto means), "cpu", "cuda" or "cuda:N", with the
    requested GEMM precision applied (fl_backend_request_precision). */
 fl_status fl_backend_select(const char *device, const fl_backend **out, fl_error *err);
+
+/* The GEMM precision be runs in now: "fp32", "bf16" or (CUDA) "tf32". The
+   host derives fl_host.act_dtype from it (bf16: activations that only feed
+   GEMMs may be stored in bf16). */
+const char *fl_backend_precision(const fl_backend *be);
 
 #ifdef __cplusplus
 }

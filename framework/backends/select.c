@@ -24,7 +24,7 @@
 #include "backend.h"
 #include "error.h"
 #ifdef FFNLAB_HAVE_CUDA
-#include "cuda/cuda_backend.h" /* fl_cuda_set_math */
+#include "cuda/cuda_backend.h" /* fl_cuda_set_math, fl_cuda_math */
 #endif
 
 static char g_precision[8] = "auto"; /* fl_backend_request_precision */
@@ -121,6 +121,13 @@ static fl_status apply_precision(const fl_backend *be, fl_error *err) {
                                          : fl_fail(err, FL_EINVAL, "expected auto, fp32, bf16 or tf32");
     if (st) fl_error_prefix(err, "%s=%s on the %s backend", from, mode, be->name);
     return st;
+}
+
+const char *fl_backend_precision(const fl_backend *be) {
+#ifdef FFNLAB_HAVE_CUDA
+    if (be->device.kind == FL_DEVICE_CUDA) return fl_cuda_math();
+#endif
+    return fl_cpu_precision();
 }
 
 fl_status fl_backend_select(const char *device, const fl_backend **out, fl_error *err) {

@@ -16,6 +16,7 @@
 #include "comm.h"
 #include "error.h"
 #include "host.h"
+#include "optim.h"
 #include "params.h"
 
 enum { G_WORLD = 0, G_REPLICA = 1, N_GROUPS = 2 };
@@ -196,16 +197,13 @@ fl_status fl_dist_sync_grads(fl_dist *d, fl_error *err) {
 fl_status fl_dist_grad_norm(fl_dist *d, double *norm, fl_error *err) {
     fl_param_list *ps = fl_model_params(d->m);
     double sum[N_GROUPS] = {0, 0};
-    for (int i = 0; i < ps->n; i++) {
-        const fl_param_impl *p = ps->items[i];
-        int g = group_of(d, &p->pub);
-        if (is_sparse(p)) {
-            fl_tensor gr = as_rows(&p->pub.grad);
-            sum[g] += d->be->sumsq_rows(&gr, p->rows, p->n_rows_touched);
-        } else {
-            sum[g] += d->be->sumsq(&p->pub.grad);
-        }
+    unsigned char *keep = malloc((size_t)(ps->n > 0 ? ps->n : 1));
+    if (!keep) return fl_fail(err, FL_ENOMEM, "out of memory for the gradient norm");
+    for (int g = 0; g < N_GROUPS; g++) {
+        for (int i = 0; i < ps->n; i++) keep[i] = group_of(d, &ps->items[i]->pub) == g;
+        sum[g] = fl_grad_sumsq(d->be, ps, keep);
     }
+    free(keep);
     /* shards: each expert once, so summed over the expert-parallel group */
     if (d->c->ep_size > 1) {
         fl_status st = fl_comm_sum_f64(d->c, FL_COMM_EXPERT, &sum[G_REPLICA], 1, err);

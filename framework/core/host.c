@@ -108,4 +108,5 @@ void fl_host_init(fl_host *h, const fl_backend *be, const fl_comm *comm) {
     h->tensor_release = host_tensor_release;
     h->param_touch_rows = host_touch_rows;
     h->impl = (void *)be;
+    h->act_dtype = strcmp(fl_backend_precision(be), "bf16") ? FL_F32 : FL_BF16;
 }

@@ -7,8 +7,12 @@
  *
  *   res[2l]     x entering block l          res[2l+1]  x after its attention
  *   res[2L]     x entering ln_f
- *   ln1/ln2     normalised inputs of attention / FFN, with mean and rstd
- *   qkv, att    attention projections and softmax probabilities
+ *   ln1/ln2     normalised inputs of attention / FFN, with mean and rstd;
+ *               ln1 only feeds GEMMs (qkv and its weight gradient), so it
+ *               is stored in host.act_dtype (bf16 in the bf16 precision
+ *               mode); ln2 is the FFN plugin's f32 input
+ *   qkv, att    attention projections and what attention backward keeps
+ *               (the backend's choice: probabilities or row log-sum-exps)
  *   atty        attention output before c_proj
  *
  * Shapes: B batch, T time, C d_model, V vocab, N = B*T, H heads.
@@ -26,6 +30,7 @@
 #include "optim.h"
 #include "options.h"
 #include "params.h"
+#include "profile.h"
 
 typedef struct block {
     fl_param *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b, *ln2_w, *ln2_b;
@@ -56,7 +61,11 @@ struct fl_model {
     double ce_loss;
     int64_t n_targets;
     int no_head;                 /* fl_model_forward_hidden: stop after ln_f */
+    fl_profile *prof;            /* bench --profile: phase marks; NULL: none */
 };
+
+/* Starts a profiled phase (a no-op without a profile). */
+#define PHASE(name) fl_profile_mark(m->prof, FL_PH_##name)
 
 /* ---------------------------------------------------------------- create */
 
@@ -181,10 +190,10 @@ static fl_status ensure_activations(fl_model *m, int B, int T, fl_error *err) {
     for (int i = 0; i < 2 * m->cfg.n_layers + 1 && !st; i++) st = ensure(m, &m->res[i], FL_F32, N, C, err);
     for (int l = 0; l < m->cfg.n_layers && !st; l++) {
         block *b = &m->blocks[l];
-        int64_t att_shape[4] = {B, H, T, T};
-        if ((st = ensure(m, &b->ln1, FL_F32, N, C, err)) || (st = ensure(m, &b->ln1_mean, FL_F32, N, 0, err)) ||
+        const int64_t n_saved = m->be->attention_saved_numel(B, T, C, (int)H);
+        if ((st = ensure(m, &b->ln1, m->host.act_dtype, N, C, err)) || (st = ensure(m, &b->ln1_mean, FL_F32, N, 0, err)) ||
             (st = ensure(m, &b->ln1_rstd, FL_F32, N, 0, err)) || (st = ensure(m, &b->qkv, FL_F32, N, 3 * C, err)) ||
-            (st = m->host.tensor_ensure(&m->host, &b->att, FL_F32, 4, att_shape, err)) ||
+            (st = ensure(m, &b->att, FL_F32, n_saved, 0, err)) ||
             (st = ensure(m, &b->atty, FL_F32, N, C, err)) || (st = ensure(m, &b->ln2, FL_F32, N, C, err)) ||
             (st = ensure(m, &b->ln2_mean, FL_F32, N, 0, err)) || (st = ensure(m, &b->ln2_rstd, FL_F32, N, 0, err)))
             return st;
@@ -223,11 +232,15 @@ static fl_ffn_ctx ffn_ctx(const fl_model *m, int l) {
 /* x_mid = x + c_proj(attn(ln_1(x))) */
 static void attention_forward(fl_model *m, block *b, const fl_tensor *x, fl_tensor *x_mid) {
     const fl_ops *o = &m->be->ops;
+    PHASE(NORM);
     o->layernorm(x, &b->ln1_w->value, &b->ln1_b->value, 1e-5f, &b->ln1, &b->ln1_mean, &b->ln1_rstd);
+    PHASE(QKV);
     o->gemm(0, 0, 1.0f, &b->ln1, &b->attn_w->value, 0.0f, &b->qkv);
     o->add_bias(&b->qkv, &b->attn_b->value);
     fl_tensor qkv3 = as3(&b->qkv, m->B, m->T), y3 = as3(&b->atty, m->B, m->T);
+    PHASE(ATTENTION);
     m->be->attention(&qkv3, m->cfg.n_heads, &y3, &b->att);
+    PHASE(PROJ);
     o->copy(x, x_mid);
     o->gemm(0, 0, 1.0f, &b->atty, &b->proj_w->value, 1.0f, x_mid);
     o->add_bias(x_mid, &b->proj_b->value);
@@ -237,7 +250,9 @@ static void attention_forward(fl_model *m, block *b, const fl_tensor *x, fl_tens
 static fl_status ffn_forward(fl_model *m, block *b, int l, const fl_tensor *x_mid, fl_tensor *x_out,
                              fl_error *err) {
     const fl_ops *o = &m->be->ops;
+    PHASE(NORM);
     o->layernorm(x_mid, &b->ln2_w->value, &b->ln2_b->value, 1e-5f, &b->ln2, &b->ln2_mean, &b->ln2_rstd);
+    PHASE(FFN);
     fl_ffn_ctx c = ffn_ctx(m, l);
     fl_status st = b->ffn->forward(b->layer, &c, &b->ln2, &m->ffn_y, err);
     if (st) {
@@ -284,6 +299,7 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
     m->B = B, m->T = T, m->train = train, m->step = step, m->has_targets = targets != NULL;
     const fl_ops *o = &m->be->ops;
     const int L = m->cfg.n_layers;
+    PHASE(EMBED);
     o->from_host(&m->tokens, tokens, (size_t)N * sizeof(int32_t));
     fl_tensor wpe = fl_rows(&m->wpe->value, 0, T);
     m->be->embed(&m->wte->value, &wpe, &m->tokens, &m->res[0]);
@@ -291,10 +307,13 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
         attention_forward(m, &m->blocks[l], &m->res[2 * l], &m->res[2 * l + 1]);
         if ((st = ffn_forward(m, &m->blocks[l], l, &m->res[2 * l + 1], &m->res[2 * l + 2], err))) return st;
     }
+    PHASE(NORM);
     o->layernorm(&m->res[2 * L], &m->lnf_w->value, &m->lnf_b->value, 1e-5f, &m->lnf, &m->lnf_mean, &m->lnf_rstd);
     if (m->no_head) return FL_OK; /* fl_model_forward_hidden: the caller reads lnf */
+    PHASE(HEAD);
     o->gemm(0, 1, 1.0f, &m->lnf, &m->wte->value, 0.0f, &m->logits);  /* [N,C]·[V,C]ᵀ */
     if (!targets) return FL_OK;
+    PHASE(LOSS);
     o->from_host(&m->targets, targets, (size_t)N * sizeof(int32_t));
     m->n_targets = count_targets(targets, N);
     fl_tensor *dl = NULL;
@@ -319,12 +338,14 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
 static fl_status ffn_backward(fl_model *m, block *b, int l, fl_error *err) {
     const fl_ops *o = &m->be->ops;
     fl_ffn_ctx c = ffn_ctx(m, l);
+    PHASE(FFN_BWD);
     fl_status st = b->ffn->backward(b->layer, &c, &m->dres, &m->dtmp, err); /* dtmp = d ln2 */
     if (st) {
         fl_error_prefix(err, "layer %d ffn backward", l);
         return st;
     }
     fl_tensor *dx = &m->datty; /* free here; used as scratch */
+    PHASE(NORM_BWD);
     o->layernorm_backward(&m->res[2 * l + 1], &b->ln2_w->value, &b->ln2_mean, &b->ln2_rstd, &m->dtmp,
                           dx, &b->ln2_w->grad, &b->ln2_b->grad);
     o->axpby(1.0f, dx, 1.0f, &m->dres);
@@ -334,16 +355,21 @@ static fl_status ffn_backward(fl_model *m, block *b, int l, fl_error *err) {
 /* dres += backward of x_mid = x + c_proj(attn(ln_1(x))) */
 static void attention_backward(fl_model *m, block *b, int l) {
     const fl_ops *o = &m->be->ops;
+    PHASE(PROJ_BWD);
     o->gemm(1, 0, 1.0f, &b->atty, &m->dres, 1.0f, &b->proj_w->grad);   /* [C,N]·[N,C] */
     o->sum_rows(&m->dres, 1.0f, &b->proj_b->grad);
     o->gemm(0, 1, 1.0f, &m->dres, &b->proj_w->value, 0.0f, &m->datty); /* [N,C]·[C,C]ᵀ */
     fl_tensor dqkv = fl_view2(&m->dbig, b->qkv.shape[0], b->qkv.shape[1]);
     fl_tensor qkv3 = as3(&b->qkv, m->B, m->T), datty3 = as3(&m->datty, m->B, m->T);
     fl_tensor dqkv3 = as3(&dqkv, m->B, m->T);
-    m->be->attention_backward(&qkv3, &b->att, m->cfg.n_heads, &datty3, &dqkv3);
+    fl_tensor y3 = as3(&b->atty, m->B, m->T);
+    PHASE(ATTENTION_BWD);
+    m->be->attention_backward(&qkv3, &y3, &b->att, m->cfg.n_heads, &datty3, &dqkv3);
+    PHASE(QKV_BWD);
     o->gemm(1, 0, 1.0f, &b->ln1, &dqkv, 1.0f, &b->attn_w->grad);        /* [C,N]·[N,3C] */
     o->sum_rows(&dqkv, 1.0f, &b->attn_b->grad);
     o->gemm(0, 1, 1.0f, &dqkv, &b->attn_w->value, 0.0f, &m->dtmp);      /* d ln1 [N,C] */
+    PHASE(NORM_BWD);
     o->layernorm_backward(&m->res[2 * l], &b->ln1_w->value, &b->ln1_mean, &b->ln1_rstd, &m->dtmp,
                           &m->datty, &b->ln1_w->grad, &b->ln1_b->grad);
     o->axpby(1.0f, &m->datty, 1.0f, &m->dres);
@@ -363,6 +389,7 @@ static fl_status ensure_backward(fl_model *m, fl_error *err) {
 static fl_status backward_body(fl_model *m, const fl_tensor *dlnf, fl_error *err) {
     const fl_ops *o = &m->be->ops;
     const int L = m->cfg.n_layers;
+    PHASE(NORM_BWD);
     o->layernorm_backward(&m->res[2 * L], &m->lnf_w->value, &m->lnf_mean, &m->lnf_rstd, dlnf,
                           &m->dres, &m->lnf_w->grad, &m->lnf_b->grad);
     for (int l = L - 1; l >= 0; l--) {
@@ -371,6 +398,7 @@ static fl_status backward_body(fl_model *m, const fl_tensor *dlnf, fl_error *err
         attention_backward(m, &m->blocks[l], l);
     }
     fl_tensor dwpe = fl_rows(&m->wpe->grad, 0, m->T);
+    PHASE(EMBED_BWD);
     m->be->embed_backward(&m->dres, &m->tokens, &m->wte->grad, &dwpe);
     return FL_OK;
 }
@@ -381,6 +409,7 @@ fl_status fl_model_backward(fl_model *m, fl_error *err) {
     fl_status st = ensure_backward(m, err);
     if (st) return st;
     const fl_ops *o = &m->be->ops;
+    PHASE(HEAD_BWD);
     o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 1.0f, &m->wte->grad);   /* [V,N]·[N,C] */
     o->gemm(0, 0, 1.0f, &m->dlogits, &m->wte->value, 0.0f, &m->dtmp); /* d lnf [N,C] */
     return backward_body(m, &m->dtmp, err);
@@ -458,6 +487,8 @@ int fl_model_aux_losses(const fl_model *m, fl_stat *out, int max) {
 }
 
 const fl_tensor *fl_model_logits(const fl_model *m) { return &m->logits; }
+
+void fl_model_set_profile(fl_model *m, fl_profile *p) { m->prof = p; }
 int fl_model_n_params(const fl_model *m) { return m->params.n; }
 fl_param_list *fl_model_params(fl_model *m) { return &m->params; }
 fl_param *fl_model_param(fl_model *m, int i) { return &m->params.items[i]->pub; }

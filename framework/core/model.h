@@ -52,6 +52,11 @@ int fl_model_aux_losses(const fl_model *m, fl_stat *out, int max);
 /* logits of the last forward, [B,T,V] on the device */
 const fl_tensor *fl_model_logits(const fl_model *m);
 
+/* bench --profile: forward and backward mark their phases in p (NULL: off).
+   The profile must outlive its use; see profile.h. */
+struct fl_profile;
+void fl_model_set_profile(fl_model *m, struct fl_profile *p);
+
 /* Forward without the LM head (no logits, no loss): for tasks that read the
    final hidden states. Keeps what fl_model_backward_hidden needs when train. */
 fl_status fl_model_forward_hidden(fl_model *m, const int32_t *tokens, int B, int T, int train,

@@ -4,6 +4,7 @@
 #include "optim.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "error.h"
 
@@ -21,19 +22,28 @@ static fl_tensor as_rows(const fl_tensor *t) {
     return fl_view2(t, t->shape[0], fl_numel(t) / t->shape[0]);
 }
 
-double fl_grad_norm(const fl_backend *be, const fl_param_list *ps) {
+double fl_grad_sumsq(const fl_backend *be, const fl_param_list *ps, const unsigned char *keep) {
+    const fl_tensor **dense = malloc((size_t)(ps->n > 0 ? ps->n : 1) * sizeof *dense);
     double sum = 0;
+    int nd = 0;
     for (int i = 0; i < ps->n; i++) {
         const fl_param_impl *p = ps->items[i];
+        if (keep && !keep[i]) continue;
         if (p->pub.flags & FL_PARAM_SPARSE_ROWS) { /* other rows' gradients are zero */
             fl_tensor g = as_rows(&p->pub.grad);
             sum += be->sumsq_rows(&g, p->rows, p->n_rows_touched);
+        } else if (dense) {
+            dense[nd++] = &p->pub.grad;
         } else {
-            sum += be->sumsq(&p->pub.grad);
+            sum += be->sumsq(&p->pub.grad); /* no memory for the list: one by one */
         }
     }
-    return sqrt(sum);
+    if (nd) sum += be->sumsq_many(dense, nd);
+    free(dense);
+    return sum;
 }
+
+double fl_grad_norm(const fl_backend *be, const fl_param_list *ps) { return sqrt(fl_grad_sumsq(be, ps, NULL)); }
 
 void fl_zero_grad(const fl_backend *be, fl_param_list *ps) {
     for (int i = 0; i < ps->n; i++) {

@@ -25,6 +25,10 @@ double fl_lr_at(int64_t step, int64_t warmup, int64_t total, double lr, double m
 
 /* Global L2 norm of all gradients (sparse-rows parameters: touched rows). */
 double fl_grad_norm(const fl_backend *be, const fl_param_list *ps);
+/* The squared norm of the gradients of ps->items[i] with keep[i] != 0 (keep
+   NULL: all); the dense ones in one be->sumsq_many call (one device round
+   trip), the sparse-rows ones over their touched rows. */
+double fl_grad_sumsq(const fl_backend *be, const fl_param_list *ps, const unsigned char *keep);
 
 /* Zeroes every gradient before a step; for sparse-rows parameters only the
    rows touched since the last call (so a step costs O(rows read)), then

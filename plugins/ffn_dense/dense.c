@@ -15,10 +15,15 @@
  *     h = x · W_fc + b_fc,  g = x · W_gate + b_gate,  s = act(g),
  *     a = s * h,            y = a · W_proj + b_proj
  *
+ * a feeds only GEMMs (c_proj and its weight gradient; backward reads h, g
+ * and s, never a), so it is stored in the host's act_dtype: bf16 when the
+ * run's GEMMs are, where the GEMM would round it anyway, f32 otherwise.
+ *
  * This file sees only the public SDK (ffnlab/ffn.h and what it includes):
  * all math goes through host->ops, all parameters through host->param, so
  * the same source runs on every backend and builds out of tree.
  */
+#include <stddef.h>          /* offsetof (FL_HOST_HAS) */
 #include <stdint.h>          /* int64_t */
 #include <stdlib.h>          /* calloc, free */
 
@@ -67,7 +72,7 @@ typedef struct dense {
     fl_tensor h;               /* [N,d_ff] x·W_fc + b_fc */
     fl_tensor g;               /* glu: [N,d_ff] x·W_gate + b_gate */
     fl_tensor s;               /* glu: [N,d_ff] act(g) */
-    fl_tensor a;               /* [N,d_ff] input of c_proj */
+    fl_tensor a;               /* [N,d_ff] input of c_proj, in act_dtype(host) */
     int64_t n;                 /* rows of the last forward; 0 before any */
 
     /* Backward scratch: [N,d_ff] each. */
@@ -175,10 +180,14 @@ static fl_status rows_of(const dense *L, const fl_tensor *t, const char *what, i
     return FL_OK;
 }
 
-static fl_status ensure_hidden(dense *L, fl_tensor *t, int64_t n, fl_error *err) {
+static fl_status ensure_hidden(dense *L, fl_tensor *t, int32_t dtype, int64_t n, fl_error *err) {
     int64_t shape[2] = {n, L->d_ff};
-    return L->host->tensor_ensure(L->host, t, FL_F32, 2, shape, err);
+    return L->host->tensor_ensure(L->host, t, dtype, 2, shape, err);
 }
+
+/* What a tensor that only feeds GEMMs is stored in: the host's act_dtype,
+   or f32 on a host from before that field. */
+static int32_t act_dtype(const fl_host *h) { return FL_HOST_HAS(h, act_dtype) ? h->act_dtype : FL_F32; }
 
 /* out[N,d_ff] = x · W + b */
 static void linear(const fl_ops *ops, const fl_tensor *x, const fl_param *w, const fl_param *b,
@@ -194,10 +203,10 @@ static fl_status dense_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tens
     const fl_ops *ops = L->host->ops;
     int64_t n = 0;
     fl_status st = rows_of(L, x, "x", &n, err);
-    if (!st) st = ensure_hidden(L, &L->h, n, err);
-    if (!st) st = ensure_hidden(L, &L->a, n, err);
-    if (!st && L->glu) st = ensure_hidden(L, &L->g, n, err);
-    if (!st && L->glu) st = ensure_hidden(L, &L->s, n, err);
+    if (!st) st = ensure_hidden(L, &L->h, FL_F32, n, err);
+    if (!st) st = ensure_hidden(L, &L->a, act_dtype(L->host), n, err);
+    if (!st && L->glu) st = ensure_hidden(L, &L->g, FL_F32, n, err);
+    if (!st && L->glu) st = ensure_hidden(L, &L->s, FL_F32, n, err);
     if (st) return st;
     L->x = fl_view2(x, n, L->d);
     fl_tensor y2 = fl_view2(y, n, L->d);
@@ -233,8 +242,8 @@ static fl_status dense_backward(void *layer, const fl_ffn_ctx *ctx, const fl_ten
     if (n != L->n)
         return L->host->error(err, FL_EINVAL, "dense: backward of %lld rows after a forward of %lld",
                               (long long)n, (long long)L->n);
-    st = ensure_hidden(L, &L->da, n, err);
-    if (!st && L->glu) st = ensure_hidden(L, &L->dg, n, err);
+    st = ensure_hidden(L, &L->da, FL_F32, n, err);
+    if (!st && L->glu) st = ensure_hidden(L, &L->dg, FL_F32, n, err);
     if (st) return st;
     fl_tensor dy2 = fl_view2(dy, n, L->d), dx2 = fl_view2(dx, n, L->d);
 

@@ -21,6 +21,20 @@ double ts_rel_error(const float *a, const float *b, size_t n) {
     return maxdiff / maxref;
 }
 
+uint16_t ts_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+float ts_bf16_float(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
 void ts_assert_close(const float *a, const float *b, size_t n, double rtol, double atol,
                      const char *what) {
     size_t bad = 0, worst = 0;

@@ -24,6 +24,13 @@ void ts_assert_close(const float *a, const float *b, size_t n, double rtol, doub
 /* Max relative error max|a-b| / max(max|b|, tiny); printed by ts_assert_close. */
 double ts_rel_error(const float *a, const float *b, size_t n);
 
+/* x rounded to bf16 bits (nearest, ties to even; NaN stays NaN), as the
+   backends round a bf16 output or GEMM input; and bf16 bits widened. */
+uint16_t ts_bf16(float x);
+float ts_bf16_float(uint16_t h);
+/* x rounded to bf16 and back (a value a bf16 tensor can hold) */
+static inline float ts_bf16_round(float x) { return ts_bf16_float(ts_bf16(x)); }
+
 /* Fails the test printing err->msg unless st == FL_OK. */
 #define ts_assert_ok(st, err)                                                        \
     do {                                                                             \

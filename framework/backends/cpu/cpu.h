@@ -65,6 +65,20 @@ static inline float cpu_u2f(uint32_t u) {
     return f;
 }
 
+/* f32 -> bf16 bits, round to nearest even; NaN stays NaN (quiet), inf
+   stays inf. Branch-free so loops over it vectorise. Every bf16 the CPU
+   backend writes (GEMM inputs, bf16 outputs of layer norm, activation, mul,
+   fill) is rounded here. */
+static inline uint16_t cpu_bf16(float f) {
+    const uint32_t u = cpu_f2u(f);
+    const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    const uint32_t nan = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
+}
+
+/* bf16 bits -> f32 (exact) */
+static inline float cpu_bf16_f32(uint16_t h) { return cpu_u2f((uint32_t)h << 16); }
+
 /* exp(xc) = p * 2^ni for xc in [-87, 89] (the caller clamps): range
    reduction xc = n ln2 + r, |r| <= ln2/2, then a degree-7 Taylor polynomial
    p ~ exp(r), relative error about 1e-7. Shared by cpu_expf and the block
@@ -198,6 +212,7 @@ void cpu_adamw_rows(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_te
                     const int32_t *rows, int64_t n_rows, float lr, float beta1, float beta2,
                     float eps, float weight_decay, float grad_scale, int64_t t);
 double cpu_sumsq(const fl_tensor *x);
+double cpu_sumsq_many(const fl_tensor *const *xs, int n);
 double cpu_sumsq_rows(const fl_tensor *x, const int32_t *rows, int64_t n_rows);
 void cpu_zero_rows(fl_tensor *x, const int32_t *rows, int64_t n_rows);
 int cpu_nonfinite(const fl_tensor *x);
@@ -247,8 +262,9 @@ void cpu_layernorm_groups_backward(const fl_tensor *x, int G, const fl_tensor *g
 
 /* ----------------------------------------------------- cpu_attention.c */
 
+int64_t cpu_attention_saved_numel(int64_t B, int64_t T, int64_t C, int n_head);
 void cpu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *att);
-void cpu_attention_backward(const fl_tensor *qkv, const fl_tensor *att, int n_head,
-                            const fl_tensor *dout, fl_tensor *dqkv);
+void cpu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *att,
+                            int n_head, const fl_tensor *dout, fl_tensor *dqkv);
 
 #endif

@@ -60,6 +60,12 @@ static void head_forward(const head_dims *d, const float *q, float *P, float *o)
     }
 }
 
+/* The CPU keeps the probabilities: B*H*T*T values. */
+int64_t cpu_attention_saved_numel(int64_t B, int64_t T, int64_t C, int n_head) {
+    (void)C;
+    return B * n_head * T * T;
+}
+
 /* out[B,T,C], att[B,H,T,T] (zeros above the diagonal) */
 void cpu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *att) {
     head_dims d;
@@ -115,9 +121,11 @@ static void head_backward(const head_dims *d, const float *q, const float *P, co
     }
 }
 
-/* dqkv[B,T,3C] overwritten from dout[B,T,C], qkv and the saved att */
-void cpu_attention_backward(const fl_tensor *qkv, const fl_tensor *att, int n_head,
-                            const fl_tensor *dout, fl_tensor *dqkv) {
+/* dqkv[B,T,3C] overwritten from dout[B,T,C], qkv and the saved att (the
+   probabilities make out unnecessary here) */
+void cpu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *att,
+                            int n_head, const fl_tensor *dout, fl_tensor *dqkv) {
+    (void)out;
     head_dims d;
     CPU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d));
     CPU_CHECK(att->dtype == FL_F32 && fl_numel(att) == d.B * d.H * d.T * d.T);

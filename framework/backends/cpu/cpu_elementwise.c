@@ -122,16 +122,43 @@ static void act_range(int act, const float *x, float *y, int64_t n) {
     }
 }
 
-/* y = act(x) elementwise; y may alias x. */
+/* A bf16 output of an f32 op: x[n] f32 rounded into y[n] bf16 */
+static void round_range(const float *x, uint16_t *y, int64_t n) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = cpu_bf16(x[i]);
+}
+
+/* act_range into bf16: the f32 results go through a small stack buffer, so
+   y is exactly the f32 op's result rounded (the same act_range computes it) */
+static void act_range_bf16(int act, const float *x, uint16_t *y, int64_t n) {
+    enum { PIECE = 1024 };
+    float tmp[PIECE];
+    for (int64_t i = 0; i < n; i += PIECE) {
+        const int64_t k = n - i < PIECE ? n - i : PIECE;
+        act_range(act, x + i, tmp, k);
+        round_range(tmp, y + i, k);
+    }
+}
+
+/* x f32 and y f32 or (not aliasing x) bf16, the same number of values */
+static int f32_to_f32_or_bf16(const fl_tensor *x, const fl_tensor *y) {
+    return x->dtype == FL_F32 && fl_numel(x) == fl_numel(y) &&
+           (y->dtype == FL_F32 || (y->dtype == FL_BF16 && y->data != x->data));
+}
+
+/* y = act(x) elementwise; y may alias x, or be bf16 (the f32 result rounded). */
 void cpu_activation(int act, const fl_tensor *x, fl_tensor *y) {
-    CPU_CHECK(same_f32(x, y));
+    CPU_CHECK(f32_to_f32_or_bf16(x, y));
     CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
     const int64_t n = fl_numel(x);
     const float *px = cpu_f32(x);
-    float *py = cpu_f32(y);
+    const int bf16 = y->dtype == FL_BF16;
 #pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
-    for (int64_t c = 0; c < n_chunks(n); c++)
-        act_range(act, px + c * CHUNK, py + c * CHUNK, chunk_end(c, n) - c * CHUNK);
+    for (int64_t c = 0; c < n_chunks(n); c++) {
+        const int64_t o = c * CHUNK, len = chunk_end(c, n) - o;
+        if (bf16) act_range_bf16(act, px + o, (uint16_t *)y->data + o, len);
+        else act_range(act, px + o, cpu_f32(y) + o, len);
+    }
 }
 
 static void act_grad_range(int act, const float *x, const float *dy, float *dx, int64_t n) {
@@ -171,16 +198,24 @@ void cpu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, f
     }
 }
 
-/* out = a * b elementwise */
+/* out = a * b elementwise; out may alias a or b, or be bf16 (the f32
+   product rounded; then it aliases neither) */
 void cpu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out) {
-    CPU_CHECK(same_f32(a, b) && same_f32(a, out));
+    CPU_CHECK(same_f32(a, b) && f32_to_f32_or_bf16(a, out));
+    CPU_CHECK(out->dtype == FL_F32 || out->data != b->data);
     const int64_t n = fl_numel(a);
     const float *pa = cpu_f32(a), *pb = cpu_f32(b);
-    float *po = cpu_f32(out);
+    float *po = out->dtype == FL_F32 ? cpu_f32(out) : NULL; /* one of these two */
+    uint16_t *ph = out->dtype == FL_BF16 ? out->data : NULL;
 #pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
     for (int64_t c = 0; c < n_chunks(n); c++) {
+        if (ph) {
 #pragma omp simd
-        for (int64_t i = c * CHUNK; i < chunk_end(c, n); i++) po[i] = pa[i] * pb[i];
+            for (int64_t i = c * CHUNK; i < chunk_end(c, n); i++) ph[i] = cpu_bf16(pa[i] * pb[i]);
+        } else {
+#pragma omp simd
+            for (int64_t i = c * CHUNK; i < chunk_end(c, n); i++) po[i] = pa[i] * pb[i];
+        }
     }
 }
 
@@ -204,14 +239,6 @@ void cpu_axpby(float alpha, const fl_tensor *x, float beta, fl_tensor *y) {
     }
 }
 
-/* float -> bf16, round to nearest even; NaN stays a (quiet) NaN */
-static uint16_t to_bf16(float v) {
-    uint32_t u = cpu_f2u(v);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 static void fill_f32(float *p, int64_t n, float v) {
 #pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
     for (int64_t c = 0; c < n_chunks(n); c++) {
@@ -226,7 +253,7 @@ void cpu_fill(fl_tensor *x, float v) {
     switch (x->dtype) {
     case FL_F32: fill_f32(cpu_f32(x), n, v); break;
     case FL_BF16: {
-        uint16_t h = to_bf16(v), *p = x->data;
+        uint16_t h = cpu_bf16(v), *p = x->data;
         for (int64_t i = 0; i < n; i++) p[i] = h;
         break;
     }

@@ -6,6 +6,11 @@
  * (cpu_gemm_bf16.c). Attention's products (cpu_attention.c) call cpu_sgemm
  * directly and stay fp32 in either mode.
  *
+ * Inputs (A, B, W, dY) are f32 or bf16, each on its own (ffnlab/host.h);
+ * C is f32. Only a bf16 input in the fp32 mode takes a detour: it is
+ * widened to f32 first (cpu_sgemm_widened). All-f32 products in the fp32
+ * mode are plain sgemm, as before bf16 inputs existed.
+ *
  * Threading: one large product uses oneDNN's own OpenMP threads. Many small
  * products (batches, expert groups with few rows) run one per thread instead,
  * because a small sgemm cannot keep all threads busy; oneDNN notices it is
@@ -46,10 +51,20 @@ void cpu_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float al
 }
 
 /* One product of the gemm ops, in the backend's precision mode. */
-static void gemm_mode(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                      int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (cpu_gemm_is_bf16()) cpu_bf16gemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    else cpu_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+static void gemm_mode(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, cpu_operand A,
+                      cpu_operand B, float beta, float *C, int64_t ldc) {
+    if (cpu_gemm_is_bf16()) cpu_bf16gemm(transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
+    else if (A.dtype == FL_F32 && B.dtype == FL_F32)
+        cpu_sgemm(transA, transB, M, N, K, alpha, A.p, A.ld, B.p, B.ld, beta, C, ldc);
+    else cpu_sgemm_widened(transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
+}
+
+/* A GEMM input's dtype: f32 or bf16. */
+static int gemm_input(const fl_tensor *t) { return t->dtype == FL_F32 || t->dtype == FL_BF16; }
+
+/* t's values from element `at` on, in rows of ld elements. */
+static cpu_operand operand(const fl_tensor *t, int64_t at, int64_t ld) {
+    return (cpu_operand){(const char *)t->data + (size_t)at * fl_dtype_size(t->dtype), ld, t->dtype};
 }
 
 /* The last two dimensions of t and how many such matrices it holds. */
@@ -66,10 +81,10 @@ void cpu_gemm(int transA, int transB, float alpha, const fl_tensor *A, const fl_
     const int64_t ar = cpu_rows(A), ac = cpu_cols(A), br = cpu_rows(B), bc = cpu_cols(B);
     const int64_t M = transA ? ac : ar, K = transA ? ar : ac;
     const int64_t N = transB ? br : bc, KB = transB ? bc : br;
-    CPU_CHECK(A->dtype == FL_F32 && B->dtype == FL_F32 && C->dtype == FL_F32);
+    CPU_CHECK(gemm_input(A) && gemm_input(B) && C->dtype == FL_F32);
     CPU_CHECK(K == KB);
     CPU_CHECK(cpu_rows(C) == M && cpu_cols(C) == N);
-    gemm_mode(transA, transB, M, N, K, alpha, cpu_f32(A), ac, cpu_f32(B), bc, beta, cpu_f32(C), N);
+    gemm_mode(transA, transB, M, N, K, alpha, operand(A, 0, ac), operand(B, 0, bc), beta, cpu_f32(C), N);
 }
 
 /* C[b] = alpha op(A[b]) op(B[b]) + beta C[b] for every b. */
@@ -81,14 +96,13 @@ void cpu_gemm_batched(int transA, int transB, float alpha, const fl_tensor *A,
     mat_dims(C, &nbc, &cr, &cc);
     const int64_t M = transA ? ac : ar, K = transA ? ar : ac;
     const int64_t N = transB ? br : bc, KB = transB ? bc : br;
-    CPU_CHECK(A->dtype == FL_F32 && B->dtype == FL_F32 && C->dtype == FL_F32);
+    CPU_CHECK(gemm_input(A) && gemm_input(B) && C->dtype == FL_F32);
     CPU_CHECK(nb == nbb && nb == nbc && K == KB && cr == M && cc == N);
-    const float *a = cpu_f32(A), *b = cpu_f32(B);
     float *c = cpu_f32(C);
     const int small = 2.0 * M * N * K < SMALL_GEMM_FLOPS && nb > 1;
 #pragma omp parallel for schedule(dynamic, 1) if (small)
     for (int64_t i = 0; i < nb; i++)
-        gemm_mode(transA, transB, M, N, K, alpha, a + i * ar * ac, ac, b + i * br * bc, bc, beta,
+        gemm_mode(transA, transB, M, N, K, alpha, operand(A, i * ar * ac, ac), operand(B, i * br * bc, bc), beta,
                   c + i * M * N, N);
 }
 
@@ -120,18 +134,17 @@ void cpu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tens
     int64_t nw, wr, wc;
     mat_dims(W, &nw, &wr, &wc);
     const int64_t N = cpu_rows(A), K = cpu_cols(A), M = transW ? wr : wc;
-    CPU_CHECK(A->dtype == FL_F32 && W->dtype == FL_F32 && C->dtype == FL_F32);
+    CPU_CHECK(gemm_input(A) && gemm_input(W) && C->dtype == FL_F32);
     CPU_CHECK(G >= 0 && nw == G && (transW ? wc : wr) == K);
     CPU_CHECK(cpu_rows(C) == N && cpu_cols(C) == M);
     CPU_CHECK(offsets_ok(off, G, N));
-    const float *a = cpu_f32(A), *w = cpu_f32(W);
     float *c = cpu_f32(C);
     const int small = one_group_per_thread(off, G, 2 * K * M);
 #pragma omp parallel for schedule(dynamic, 1) if (small)
     for (int g = 0; g < G; g++) {
         const int64_t r0 = off[g], n = off[g + 1] - off[g];
         if (n <= 0) continue;
-        gemm_mode(0, transW, n, M, K, alpha, a + r0 * K, K, w + (int64_t)g * K * M, wc, beta,
+        gemm_mode(0, transW, n, M, K, alpha, operand(A, r0 * K, K), operand(W, (int64_t)g * K * M, wc), beta,
                   c + r0 * M, M);
     }
 }
@@ -143,16 +156,15 @@ void cpu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY
     int64_t nw, wr, wc;
     mat_dims(dW, &nw, &wr, &wc);
     const int64_t N = cpu_rows(A), K = cpu_cols(A), M = cpu_cols(dY);
-    CPU_CHECK(A->dtype == FL_F32 && dY->dtype == FL_F32 && dW->dtype == FL_F32);
+    CPU_CHECK(gemm_input(A) && gemm_input(dY) && dW->dtype == FL_F32);
     CPU_CHECK(G >= 0 && nw == G && wr == K && wc == M && cpu_rows(dY) == N);
     CPU_CHECK(offsets_ok(off, G, N));
-    const float *a = cpu_f32(A), *dy = cpu_f32(dY);
     float *dw = cpu_f32(dW);
     const int small = one_group_per_thread(off, G, 2 * K * M);
 #pragma omp parallel for schedule(dynamic, 1) if (small)
     for (int g = 0; g < G; g++) {
         const int64_t r0 = off[g], n = off[g + 1] - off[g];
-        gemm_mode(1, 0, K, M, n, alpha, a + r0 * K, K, dy + r0 * M, M, beta,
+        gemm_mode(1, 0, K, M, n, alpha, operand(A, r0 * K, K), operand(dY, r0 * M, M), beta,
                   dw + (int64_t)g * K * M, M);
     }
 }

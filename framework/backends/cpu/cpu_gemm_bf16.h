@@ -8,21 +8,39 @@
  * like the CUDA backend's bf16 math. The mode is process-wide; it is set
  * once before work starts (fl_cpu_set_precision in backend.h), not while
  * ops run.
+ *
+ * Either input may already be bf16 (an activation stored in bf16, see
+ * fl_host.act_dtype): the bf16 mode uses it as it is, the fp32 mode widens
+ * it to f32 (exact) and runs sgemm.
  */
 #ifndef FFNLAB_CPU_GEMM_BF16_H
 #define FFNLAB_CPU_GEMM_BF16_H
 
 #include <stdint.h>
 
+/* One input of a product: row-major values with row stride ld (elements),
+   FL_F32 or FL_BF16. */
+typedef struct cpu_operand {
+    const void *p;
+    int64_t ld;
+    int32_t dtype;
+} cpu_operand;
+
 /* 1 when the gemm ops run in bf16. */
 int cpu_gemm_is_bf16(void);
 
-/* C[M,N] = alpha op(A) op(B) + beta C with bf16-rounded A and B, f32
-   accumulation; the same arguments as cpu_sgemm (row-major, leading
-   dimensions lda/ldb/ldc). Safe to call from several threads at once (each
-   uses its own buffers and primitives). */
-void cpu_bf16gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
-                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+/* C[M,N] = alpha op(A) op(B) + beta C with bf16 A and B (f32 inputs
+   rounded, bf16 ones as they are), f32 accumulation; the arguments of
+   cpu_sgemm (row-major; op(A) [M,K] from A [M,K] or, transA, [K,M]).
+   Safe to call from several threads at once (each uses its own buffers
+   and primitives). */
+void cpu_bf16gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, cpu_operand A,
+                  cpu_operand B, float beta, float *C, int64_t ldc);
+
+/* The same product in fp32: bf16 inputs widened to f32 (exact) in the
+   thread's buffers, then cpu_sgemm. */
+void cpu_sgemm_widened(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, cpu_operand A,
+                       cpu_operand B, float beta, float *C, int64_t ldc);
 
 /* "bf16 oneDNN matmul brgemm:avx512_core_amx_bf16" — what the bf16 mode
    runs on this CPU (the implementation oneDNN picks for a model-sized

@@ -222,6 +222,12 @@ double cpu_sumsq(const fl_tensor *x) {
     return s;
 }
 
+double cpu_sumsq_many(const fl_tensor *const *xs, int n) {
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += cpu_sumsq(xs[i]);
+    return s;
+}
+
 /* sum of x[rows[i],:]^2 in double */
 double cpu_sumsq_rows(const fl_tensor *x, const int32_t *rows, int64_t n_rows) {
     CPU_CHECK(x->dtype == FL_F32 && x->shape[0] > 0, NAN);

@@ -432,21 +432,32 @@ void cpu_embedding_bag_backward(const fl_tensor *dout, const fl_tensor *table,
 
 /* ----------------------------------------------------------- layernorm */
 
-/* y[N,D] = (x - mean) rstd g + b per row, rstd = 1/sqrt(biased var + eps) */
+/* One normalised value: (x - mu) rs g + b (g, b NULL: no affine). The f32
+   and the bf16 output loops both call it, so a bf16 y is exactly the f32
+   result rounded. */
+static inline float ln_value(float x, float mu, float rs, const float *g, const float *b, int64_t j) {
+    const float t = (x - mu) * rs;
+    return (g ? t * g[j] : t) + (b ? b[j] : 0.0f);
+}
+
+/* y[N,D] = (x - mean) rstd g + b per row, rstd = 1/sqrt(biased var + eps);
+   y f32 or bf16 (rounded to nearest even) */
 void cpu_layernorm(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b, float eps,
                    fl_tensor *y, fl_tensor *mean, fl_tensor *rstd) {
     const int64_t N = cpu_rows(x), D = cpu_cols(x);
-    CPU_CHECK(x->dtype == FL_F32 && y->dtype == FL_F32 && fl_numel(y) == N * D && D > 0);
+    CPU_CHECK(x->dtype == FL_F32 && (y->dtype == FL_F32 || y->dtype == FL_BF16));
+    CPU_CHECK(fl_numel(y) == N * D && D > 0);
     CPU_CHECK(!g || (g->dtype == FL_F32 && fl_numel(g) == D));
     CPU_CHECK(!b || (b->dtype == FL_F32 && fl_numel(b) == D));
     CPU_CHECK(!mean || (mean->dtype == FL_F32 && fl_numel(mean) == N));
     CPU_CHECK(!rstd || (rstd->dtype == FL_F32 && fl_numel(rstd) == N));
     const float *px = cpu_f32(x), *pg = g ? cpu_f32(g) : NULL, *pb = b ? cpu_f32(b) : NULL;
-    float *py = cpu_f32(y), *pm = mean ? cpu_f32(mean) : NULL, *pr = rstd ? cpu_f32(rstd) : NULL;
+    float *pm = mean ? cpu_f32(mean) : NULL, *pr = rstd ? cpu_f32(rstd) : NULL;
+    float *py = y->dtype == FL_F32 ? cpu_f32(y) : NULL;  /* one of these two */
+    uint16_t *ph = y->dtype == FL_BF16 ? y->data : NULL;
 #pragma omp parallel for schedule(static) if (N * D > CPU_PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
         const float *xr = px + i * D;
-        float *yr = py + i * D;
         float s = 0.0f, v = 0.0f;
 #pragma omp simd reduction(+ : s)
         for (int64_t j = 0; j < D; j++) s += xr[j];
@@ -454,10 +465,14 @@ void cpu_layernorm(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b, f
 #pragma omp simd reduction(+ : v)
         for (int64_t j = 0; j < D; j++) v += (xr[j] - mu) * (xr[j] - mu);
         const float rs = 1.0f / sqrtf(v / (float)D + eps);
+        if (py) {
+            float *yr = py + i * D;
 #pragma omp simd
-        for (int64_t j = 0; j < D; j++) {
-            float t = (xr[j] - mu) * rs;
-            yr[j] = (pg ? t * pg[j] : t) + (pb ? pb[j] : 0.0f);
+            for (int64_t j = 0; j < D; j++) yr[j] = ln_value(xr[j], mu, rs, pg, pb, j);
+        } else {
+            uint16_t *yr = ph + i * D;
+#pragma omp simd
+            for (int64_t j = 0; j < D; j++) yr[j] = cpu_bf16(ln_value(xr[j], mu, rs, pg, pb, j));
         }
         if (pm) pm[i] = mu;
         if (pr) pr[i] = rs;

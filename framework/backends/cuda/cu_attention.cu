@@ -1,14 +1,18 @@
 /*
  * backends/cuda/cu_attention.cu — causal multi-head self-attention, forward
- * and backward, as cuBLAS strided-batched GEMMs around two row kernels.
+ * and backward: the fused flash kernels (cu_flash_attention.cu) where they
+ * apply — head sizes 32/64/128 in the tf32 and bf16 modes — and otherwise
+ * cuBLAS strided-batched GEMMs around two row kernels, described here. The
+ * choice depends only on the head size, the math mode and the GPU, so the
+ * model sizes `saved` for the same path the ops then take.
  *
  * qkv[B,T,3C] holds q | k | v, each split into H heads of hs = C/H columns;
  * head h of q starts at column h*hs, of k at C + h*hs, of v at 2C + h*hs,
  * rows 3C apart. So for a fixed head, the B sequences are matrices [T,hs]
  * with row stride 3C, T*3C apart: one strided-batched GEMM per head covers
- * the whole batch, reading q, k, v in place (no permute copies). The
- * contract keeps the probabilities att[B,H,T,T] for backward anyway, so the
- * scores are materialised there and a flash-style kernel would save nothing.
+ * the whole batch, reading q, k, v in place (no permute copies). This path
+ * keeps the probabilities att[B,H,T,T] for backward (fp32 mode: the exact
+ * products; FFNLAB_CUDA_ATTENTION=gemm forces it for comparisons).
  *
  * Forward, per head h (batched over b):
  *     S = q kᵀ / sqrt(hs)                 into att[b,h]        (GEMM)
@@ -58,13 +62,15 @@ static __global__ void k_causal_softmax(float *att, int64_t rows, int64_t T) {
     for (int64_t j = lane; j < T; j += 32) p[j] = j <= i ? expf(p[j] - m) * inv : 0.0f;
 }
 
+static int uses_flash(int64_t C, int n_head) { return C % n_head == 0 && cu_flash_supported(C / n_head); }
+
+/* flash: one log-sum-exp per row [B,H,T]; else the probabilities [B,H,T,T] */
+int64_t cu_attention_saved_numel(int64_t B, int64_t T, int64_t C, int n_head) {
+    return uses_flash(C, n_head) ? B * n_head * T : B * n_head * T * T;
+}
+
 /* out[B,T,C], att[B,H,T,T] (zeros above the diagonal) */
-void cu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *att) {
-    head_dims d;
-    CU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d));
-    CU_CHECK(out->dtype == FL_F32 && fl_numel(out) == d.B * d.T * d.C);
-    CU_CHECK(att->dtype == FL_F32 && fl_numel(att) == d.B * d.H * d.T * d.T);
-    if (d.B * d.T == 0) return;
+static void gemm_forward(const head_dims &d, const fl_tensor *qkv, fl_tensor *out, fl_tensor *att) {
     const int64_t T = d.T, C = d.C, H = d.H, hs = d.hs, TT = T * T;
     const float scale = 1.0f / sqrtf((float)hs);
     const float *q = cu_f32(qkv);
@@ -98,14 +104,8 @@ static __global__ void k_causal_softmax_grad(const float *att, float *dS, int64_
 }
 
 /* dqkv[B,T,3C] overwritten from dout[B,T,C], qkv and the saved att */
-void cu_attention_backward(const fl_tensor *qkv, const fl_tensor *att, int n_head, const fl_tensor *dout,
-                           fl_tensor *dqkv) {
-    head_dims d;
-    CU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d));
-    CU_CHECK(att->dtype == FL_F32 && fl_numel(att) == d.B * d.H * d.T * d.T);
-    CU_CHECK(dout->dtype == FL_F32 && fl_numel(dout) == d.B * d.T * d.C);
-    CU_CHECK(dqkv->dtype == FL_F32 && fl_numel(dqkv) == fl_numel(qkv));
-    if (d.B * d.T == 0) return;
+static void gemm_backward(const head_dims &d, const fl_tensor *qkv, const fl_tensor *att, const fl_tensor *dout,
+                          fl_tensor *dqkv) {
     const int64_t B = d.B, T = d.T, C = d.C, H = d.H, hs = d.hs, TT = T * T;
     const float scale = 1.0f / sqrtf((float)hs);
     float *dS = (float *)cu_scratch(CU_SLOT_ATTENTION, (size_t)(B * TT) * sizeof(float));
@@ -128,4 +128,28 @@ void cu_attention_backward(const fl_tensor *qkv, const fl_tensor *att, int n_hea
         /* dv = Pᵀ dy: [T,hs] = [T,T]ᵀ [T,hs] */
         cu_gemm_rm(1, 0, T, hs, T, 1.0f, Ph, T, H * TT, dyh, C, T * C, 0.0f, dvh, 3 * C, T * 3 * C, B);
     }
+}
+
+void cu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *saved) {
+    head_dims d;
+    CU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d));
+    CU_CHECK(out->dtype == FL_F32 && fl_numel(out) == d.B * d.T * d.C);
+    CU_CHECK(saved->dtype == FL_F32 && fl_numel(saved) == cu_attention_saved_numel(d.B, d.T, d.C, n_head));
+    if (d.B * d.T == 0) return;
+    if (uses_flash(d.C, n_head)) cu_flash_forward(cu_f32(qkv), d.B, d.T, d.C, n_head, cu_f32(out), cu_f32(saved));
+    else gemm_forward(d, qkv, out, saved);
+}
+
+void cu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *saved, int n_head,
+                           const fl_tensor *dout, fl_tensor *dqkv) {
+    head_dims d;
+    CU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d));
+    CU_CHECK(out->dtype == FL_F32 && fl_numel(out) == d.B * d.T * d.C);
+    CU_CHECK(saved->dtype == FL_F32 && fl_numel(saved) == cu_attention_saved_numel(d.B, d.T, d.C, n_head));
+    CU_CHECK(dout->dtype == FL_F32 && fl_numel(dout) == d.B * d.T * d.C);
+    CU_CHECK(dqkv->dtype == FL_F32 && fl_numel(dqkv) == fl_numel(qkv));
+    if (d.B * d.T == 0) return;
+    if (uses_flash(d.C, n_head))
+        cu_flash_backward(cu_f32(qkv), cu_f32(out), cu_f32(saved), cu_f32(dout), d.B, d.T, d.C, n_head, cu_f32(dqkv));
+    else gemm_backward(d, qkv, saved, dout, dqkv);
 }

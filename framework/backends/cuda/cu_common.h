@@ -44,7 +44,8 @@ extern "C" {
 enum {
     CU_SLOT_REDUCE = 0,   /* partial sums: column sums, sumsq, cross-entropy */
     CU_SLOT_SCATTER,      /* sorted keys/values and CUB temp of cu_scatter_add */
-    CU_SLOT_ATTENTION,    /* dP / dS of one head in attention backward */
+    CU_SLOT_ATTENTION,    /* dP / dS of one head in attention backward, or
+                             the flash backward's rowsum(dy * y) */
     CU_SLOT_BUCKET,       /* bucket sort tile counters */
     CU_SLOT_RESULT,       /* small results copied to the host */
     CU_SLOT_UPLOAD,       /* uploads larger than the ring */
@@ -75,6 +76,7 @@ typedef struct cu_state {
     int math;                      /* CU_MATH_* */
     cublasComputeType_t compute;   /* the cuBLAS compute type for it */
     int grouped_loop;              /* 1: MoE GEMMs loop over groups */
+    int attention_gemm;            /* 1: no flash attention (FFNLAB_CUDA_ATTENTION=gemm) */
     unsigned *flags;               /* device word of CU_FLAG_* bits */
     void *scratch[CU_N_SLOTS];
     size_t scratch_cap[CU_N_SLOTS];

@@ -14,9 +14,8 @@
  * and normal fills agree to the last bits of logf/cosf; the scale-and-shift
  * uses explicit rounding (no FMA contraction) to stay bit-identical.
  */
+#include "cu_bf16.cuh"
 #include "cu_ops.h"
-
-#include <string.h>
 
 #include "ffnlab/rng.h"
 
@@ -48,6 +47,12 @@ static int same_f32(const fl_tensor *a, const fl_tensor *b) {
     return a->dtype == FL_F32 && b->dtype == FL_F32 && fl_numel(a) == fl_numel(b);
 }
 
+/* x f32 and y f32 or (not aliasing x) bf16, the same number of values */
+static int f32_to_f32_or_bf16(const fl_tensor *x, const fl_tensor *y) {
+    return x->dtype == FL_F32 && fl_numel(x) == fl_numel(y) &&
+           (y->dtype == FL_F32 || (y->dtype == FL_BF16 && y->data != x->data));
+}
+
 /* ------------------------------------------------------------ bias */
 
 /* y[N,M] += b[M] */
@@ -65,21 +70,26 @@ void cu_add_bias(fl_tensor *y, const fl_tensor *b) {
 
 /* ------------------------------------------------------------ activations */
 
-static __global__ void k_activation(int act, const float *x, float *y, int64_t n) {
+/* y = act(x); Out float, or uint16_t for a bf16 y (the f32 result rounded) */
+template <class Out> static __global__ void k_activation(int act, const float *x, Out *y, int64_t n) {
     CU_LOOP(i, n) {
         const float v = x[i];
-        y[i] = act == FL_ACT_GELU ? gelu_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? v : 0.0f)
-             : act == FL_ACT_SILU ? v * sigmoid_f(v) : act == FL_ACT_SOFTPLUS ? (v > 20.0f ? v : log1pf(expf(v)))
-             : v;
+        cu_store(&y[i], act == FL_ACT_GELU ? gelu_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? v : 0.0f)
+                      : act == FL_ACT_SILU ? v * sigmoid_f(v)
+                      : act == FL_ACT_SOFTPLUS ? (v > 20.0f ? v : log1pf(expf(v)))
+                      : v);
     }
 }
 
 void cu_activation(int act, const fl_tensor *x, fl_tensor *y) {
-    CU_CHECK(same_f32(x, y));
+    CU_CHECK(f32_to_f32_or_bf16(x, y));
     CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
     const int64_t n = fl_numel(x);
     if (n == 0 || (act == FL_ACT_IDENTITY && x->data == y->data)) return;
-    k_activation<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), cu_f32(y), n);
+    if (y->dtype == FL_BF16)
+        k_activation<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), (uint16_t *)y->data, n);
+    else
+        k_activation<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), cu_f32(y), n);
     CU_LAUNCHED("k_activation");
 }
 
@@ -102,15 +112,20 @@ void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl
 
 /* ------------------------------------------------------------ mul, axpby */
 
-static __global__ void k_mul(const float *a, const float *b, float *o, int64_t n) {
-    CU_LOOP(i, n) o[i] = a[i] * b[i];
+/* o = a * b; Out float, or uint16_t for a bf16 o (the f32 product rounded) */
+template <class Out> static __global__ void k_mul(const float *a, const float *b, Out *o, int64_t n) {
+    CU_LOOP(i, n) cu_store(&o[i], a[i] * b[i]);
 }
 
 void cu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out) {
-    CU_CHECK(same_f32(a, b) && same_f32(a, out));
+    CU_CHECK(same_f32(a, b) && f32_to_f32_or_bf16(a, out));
+    CU_CHECK(out->dtype == FL_F32 || out->data != b->data);
     const int64_t n = fl_numel(a);
     if (n == 0) return;
-    k_mul<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(a), cu_f32(b), cu_f32(out), n);
+    if (out->dtype == FL_BF16)
+        k_mul<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(a), cu_f32(b), (uint16_t *)out->data, n);
+    else
+        k_mul<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(a), cu_f32(b), cu_f32(out), n);
     CU_LAUNCHED("k_mul");
 }
 
@@ -137,15 +152,6 @@ template <class T> static __global__ void k_fill(T *p, T v, int64_t n) {
     CU_LOOP(i, n) p[i] = v;
 }
 
-/* float -> bf16, round to nearest even; NaN stays a (quiet) NaN (as the CPU) */
-static uint16_t to_bf16(float v) {
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-
 /* x = v everywhere, converted to x's dtype */
 void cu_fill(fl_tensor *x, float v) {
     const int64_t n = fl_numel(x);
@@ -153,7 +159,7 @@ void cu_fill(fl_tensor *x, float v) {
     const unsigned grid = cu_grid(n);
     switch (x->dtype) {
     case FL_F32: k_fill<float><<<grid, CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), v, n); break;
-    case FL_BF16: k_fill<uint16_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((uint16_t *)x->data, to_bf16(v), n); break;
+    case FL_BF16: k_fill<uint16_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((uint16_t *)x->data, cu_bf16(v), n); break;
     case FL_I32: k_fill<int32_t><<<grid, CU_THREADS, 0, g_cu.stream>>>(cu_i32(x), (int32_t)v, n); break;
     case FL_I64: k_fill<int64_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((int64_t *)x->data, (int64_t)v, n); break;
     case FL_U8: CU_OK(cudaMemsetAsync(x->data, (int)(uint8_t)v, (size_t)n, g_cu.stream)); return;

@@ -17,7 +17,19 @@
  * If cuBLAS refuses the grouped call for this precision or GPU (or
  * FFNLAB_CUDA_GROUPED=loop), the groups run as one cuBLAS call each, in
  * order, on the same stream — the same results, more launches.
+ *
+ * Inputs of either dtype (ffnlab/host.h): A and B (W, dY) are f32 or bf16,
+ * each on its own; C is f32. All-f32 products run as they always did (the
+ * bf16 mode lets cuBLAS round f32 inputs, CUBLAS_COMPUTE_32F_FAST_16BF).
+ * With a bf16 input, both go to cuBLAS in one type (inputs_of): in the
+ * bf16 mode as bf16 (the f32 one rounded into a scratch buffer by a small
+ * kernel, cu_bf16.cuh's rounding, as the CPU rounds) with f32 accumulation
+ * (CUBLAS_COMPUTE_32F); in the tf32 and fp32 modes as f32 (the bf16 one
+ * widened, exactly), computed in that mode. The scratch buffers are this
+ * file's own, grow-only; the next GEMM reuses them only after this one has
+ * run (one stream).
  */
+#include "cu_bf16.cuh"
 #include "cu_ops.h"
 
 #include <stdlib.h>
@@ -41,21 +53,106 @@ static void scale_matrix(float *C, int64_t M, int64_t N, int64_t ldc, int64_t sC
 
 static inline cublasOperation_t op(int t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
-void cu_gemm_rm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc,
-                int64_t sC, int64_t batch) {
+/* ------------------------------------------------------------ input types */
+
+/* What a product's two inputs go to cuBLAS as: one type for both, and the
+   compute type for it. */
+typedef struct gemm_inputs {
+    const void *a, *b;
+    cudaDataType_t type;           /* CUDA_R_32F or CUDA_R_16BF */
+    cublasComputeType_t compute;
+} gemm_inputs;
+
+static inline size_t type_size(cudaDataType_t t) { return t == CUDA_R_16BF ? 2 : 4; }
+
+/* p advanced by n elements of type t */
+static inline const void *at(const void *p, int64_t n, cudaDataType_t t) {
+    return (const char *)p + (size_t)n * type_size(t);
+}
+
+static __global__ void k_round_bf16(const float *x, uint16_t *y, int64_t n) {
+    CU_LOOP(i, n) y[i] = cu_bf16(x[i]);
+}
+
+static __global__ void k_widen_bf16(const uint16_t *x, float *y, int64_t n) {
+    CU_LOOP(i, n) y[i] = cu_bf16_f32(x[i]);
+}
+
+/* Grow-only device buffer `which` (0: A, 1: B) of at least bytes; NULL (the
+   sticky error set) when out of memory. cudaFree waits for the work that
+   still reads the old one. */
+static void *convert_buffer(int which, size_t bytes) {
+    static void *buf[2];
+    static size_t cap[2];
+    if (cap[which] >= bytes) return buf[which];
+    if (buf[which]) CU_OK(cudaFree(buf[which]));
+    buf[which] = NULL, cap[which] = 0;
+    const size_t n = bytes + bytes / 4; /* room: shapes creep up */
+    if (!CU_OK(cudaMalloc(&buf[which], n))) {
+        buf[which] = NULL;
+        return NULL;
+    }
+    cap[which] = n;
+    return buf[which];
+}
+
+/* t's values as `type` (its own memory, or converted into buffer which);
+   NULL when out of memory. */
+static const void *as_type(const fl_tensor *t, cudaDataType_t type, int which) {
+    const int64_t n = fl_numel(t);
+    if ((type == CUDA_R_16BF) == (t->dtype == FL_BF16) || n == 0) return t->data;
+    void *d = convert_buffer(which, (size_t)n * type_size(type));
+    if (!d) return NULL;
+    if (type == CUDA_R_16BF)
+        k_round_bf16<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(t), (uint16_t *)d, n);
+    else
+        k_widen_bf16<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>((const uint16_t *)t->data, (float *)d, n);
+    return CU_LAUNCHED(type == CUDA_R_16BF ? "k_round_bf16" : "k_widen_bf16") ? d : NULL;
+}
+
+/* The inputs of a product of A and B (f32 or bf16 each): both f32 as they
+   are in the backend's mode; with a bf16 one, both bf16 with f32 compute in
+   the bf16 mode, else both f32 (bf16 widened) in the mode. 0 when out of
+   memory (nothing to compute then; the sticky error says why). */
+static int inputs_of(const fl_tensor *A, const fl_tensor *B, gemm_inputs *in) {
+    const int any_bf16 = A->dtype == FL_BF16 || B->dtype == FL_BF16;
+    const int bf16 = any_bf16 && g_cu.math == CU_MATH_BF16;
+    in->type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    in->compute = bf16 ? CUBLAS_COMPUTE_32F : g_cu.compute;
+    in->a = as_type(A, in->type, 0);
+    in->b = as_type(B, in->type, 1);
+    return in->a && in->b;
+}
+
+/* A GEMM input's dtype: f32 or bf16. */
+static int gemm_input(const fl_tensor *t) { return t->dtype == FL_F32 || t->dtype == FL_BF16; }
+
+/* ------------------------------------------------------------ products */
+
+/* cu_gemm_rm with inputs of `type` computed as `compute`. */
+static void gemm_rm_typed(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A, int64_t lda,
+                          int64_t sA, const void *B, int64_t ldb, int64_t sB, cudaDataType_t type,
+                          cublasComputeType_t compute, float beta, float *C, int64_t ldc, int64_t sC,
+                          int64_t batch) {
     if (M <= 0 || N <= 0 || batch <= 0) return;
     if (K <= 0 || alpha == 0.0f) { /* the product is zero; cuBLAS rejects ld = 0 */
         scale_matrix(C, M, N, ldc, sC, batch, beta);
         return;
     }
     if (batch == 1)
-        CUBLAS_OK(cublasGemmEx_64(g_cu.blas, op(tb), op(ta), N, M, K, &alpha, B, CUDA_R_32F, ldb, A, CUDA_R_32F, lda,
-                                  &beta, C, CUDA_R_32F, ldc, g_cu.compute, CUBLAS_GEMM_DEFAULT));
+        CUBLAS_OK(cublasGemmEx_64(g_cu.blas, op(tb), op(ta), N, M, K, &alpha, B, type, ldb, A, type, lda, &beta, C,
+                                  CUDA_R_32F, ldc, compute, CUBLAS_GEMM_DEFAULT));
     else
-        CUBLAS_OK(cublasGemmStridedBatchedEx_64(g_cu.blas, op(tb), op(ta), N, M, K, &alpha, B, CUDA_R_32F, ldb, sB,
-                                                A, CUDA_R_32F, lda, sA, &beta, C, CUDA_R_32F, ldc, sC, batch,
-                                                g_cu.compute, CUBLAS_GEMM_DEFAULT));
+        CUBLAS_OK(cublasGemmStridedBatchedEx_64(g_cu.blas, op(tb), op(ta), N, M, K, &alpha, B, type, ldb, sB, A, type,
+                                                lda, sA, &beta, C, CUDA_R_32F, ldc, sC, batch, compute,
+                                                CUBLAS_GEMM_DEFAULT));
+}
+
+void cu_gemm_rm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc,
+                int64_t sC, int64_t batch) {
+    gemm_rm_typed(ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, CUDA_R_32F, g_cu.compute, beta, C, ldc, sC,
+                  batch);
 }
 
 /* The last two dimensions of t and how many such matrices it holds. */
@@ -72,10 +169,13 @@ void cu_gemm(int transA, int transB, float alpha, const fl_tensor *A, const fl_t
     const int64_t ar = cu_rows(A), ac = cu_cols(A), br = cu_rows(B), bc = cu_cols(B);
     const int64_t M = transA ? ac : ar, K = transA ? ar : ac;
     const int64_t N = transB ? br : bc, KB = transB ? bc : br;
-    CU_CHECK(A->dtype == FL_F32 && B->dtype == FL_F32 && C->dtype == FL_F32);
+    CU_CHECK(gemm_input(A) && gemm_input(B) && C->dtype == FL_F32);
     CU_CHECK(K == KB);
     CU_CHECK(cu_rows(C) == M && cu_cols(C) == N);
-    cu_gemm_rm(transA, transB, M, N, K, alpha, cu_f32(A), ac, 0, cu_f32(B), bc, 0, beta, cu_f32(C), N, 0, 1);
+    gemm_inputs in;
+    if (!inputs_of(A, B, &in)) return;
+    gemm_rm_typed(transA, transB, M, N, K, alpha, in.a, ac, 0, in.b, bc, 0, in.type, in.compute, beta, cu_f32(C), N,
+                  0, 1);
 }
 
 /* C[b] = alpha op(A[b]) op(B[b]) + beta C[b] for every b: one strided launch. */
@@ -87,10 +187,12 @@ void cu_gemm_batched(int transA, int transB, float alpha, const fl_tensor *A, co
     mat_dims(C, &nbc, &cr, &cc);
     const int64_t M = transA ? ac : ar, K = transA ? ar : ac;
     const int64_t N = transB ? br : bc, KB = transB ? bc : br;
-    CU_CHECK(A->dtype == FL_F32 && B->dtype == FL_F32 && C->dtype == FL_F32);
+    CU_CHECK(gemm_input(A) && gemm_input(B) && C->dtype == FL_F32);
     CU_CHECK(nb == nbb && nb == nbc && K == KB && cr == M && cc == N);
-    cu_gemm_rm(transA, transB, M, N, K, alpha, cu_f32(A), ac, ar * ac, cu_f32(B), bc, br * bc, beta, cu_f32(C), N,
-               M * N, nb);
+    gemm_inputs in;
+    if (!inputs_of(A, B, &in)) return;
+    gemm_rm_typed(transA, transB, M, N, K, alpha, in.a, ac, ar * ac, in.b, bc, br * bc, in.type, in.compute, beta,
+                  cu_f32(C), N, M * N, nb);
 }
 
 static int offsets_ok(const int64_t *off, int G, int64_t N) {
@@ -100,20 +202,25 @@ static int offsets_ok(const int64_t *off, int G, int64_t N) {
     return 1;
 }
 
-/* One problem of a grouped call, in cuBLAS's (column-major) terms. */
+/* One problem of a grouped call, in cuBLAS's (column-major) terms; A and B
+   of the call's input type. */
 typedef struct problem {
     cublasOperation_t ta, tb;
     int m, n, k, lda, ldb, ldc;
-    const float *A, *B;
+    const void *A, *B;
     float *C;
 } problem;
 
-/* Runs the problems as one grouped launch when possible, else one by one. */
-static void run_problems(const problem *p, int cnt, float alpha, float beta) {
+/* Runs the problems (inputs of in.type) as one grouped launch when
+   possible, else one by one. */
+static void run_problems(const problem *p, int cnt, const gemm_inputs *in, float alpha, float beta) {
     if (cnt <= 0) return;
 #if CUBLAS_VERSION >= 120500
-    static int refused; /* cuBLAS said no once: do not ask again */
-    if (cnt > 1 && !g_cu.grouped_loop && !refused) {
+    /* cuBLAS said no once for this input type: do not ask again (bf16
+       inputs with an f32 C may not be a grouped combination it has) */
+    static int refused[2];
+    const int bf16 = in->type == CUDA_R_16BF;
+    if (cnt > 1 && !g_cu.grouped_loop && !refused[bf16]) {
         /* host arrays of per-group parameters, device arrays of pointers */
         size_t ni = (size_t)cnt;
         cublasOperation_t *ta = (cublasOperation_t *)malloc(2 * ni * sizeof *ta);
@@ -133,19 +240,19 @@ static void run_problems(const problem *p, int cnt, float alpha, float beta) {
             const void *const *dptr = (const void *const *)cu_upload(ptrs, 3 * ni * sizeof *ptrs);
             cublasStatus_t s = CUBLAS_STATUS_EXECUTION_FAILED;
             if (dptr)
-                s = cublasGemmGroupedBatchedEx(g_cu.blas, ta, ta + ni, m, n, k, ab, dptr, CUDA_R_32F, lda, dptr + ni,
-                                               CUDA_R_32F, ldb, ab + ni, (void *const *)(dptr + 2 * ni), CUDA_R_32F,
-                                               ldc, cnt, gs, g_cu.compute);
+                s = cublasGemmGroupedBatchedEx(g_cu.blas, ta, ta + ni, m, n, k, ab, dptr, in->type, lda, dptr + ni,
+                                               in->type, ldb, ab + ni, (void *const *)(dptr + 2 * ni), CUDA_R_32F,
+                                               ldc, cnt, gs, in->compute);
             free(ta), free(dims), free(ab), free(ptrs);
             if (s == CUBLAS_STATUS_SUCCESS) return;
             if (!dptr) return; /* sticky error already set */
             /* Refused (not supported for this precision or GPU, or any other
                status): the loop below is always right, and if the device
                itself is broken its calls will say so. */
-            refused = 1;
-            fl_log(FL_LOG_WARN, "cuda: cublasGemmGroupedBatchedEx: %s (%s); grouped GEMMs run as one cuBLAS "
-                                "call per group from now on",
-                   cublasGetStatusName(s), cublasGetStatusString(s));
+            refused[bf16] = 1;
+            fl_log(FL_LOG_WARN, "cuda: cublasGemmGroupedBatchedEx (%s inputs): %s (%s); such grouped GEMMs run as "
+                                "one cuBLAS call per group from now on",
+                   bf16 ? "bf16" : "f32", cublasGetStatusName(s), cublasGetStatusString(s));
         } else {
             free(ta), free(dims), free(ab), free(ptrs);
         }
@@ -153,9 +260,9 @@ static void run_problems(const problem *p, int cnt, float alpha, float beta) {
 #endif
     /* one call per problem, in order, on the stream; the same arithmetic */
     for (int i = 0; i < cnt; i++)
-        CUBLAS_OK(cublasGemmEx(g_cu.blas, p[i].ta, p[i].tb, p[i].m, p[i].n, p[i].k, &alpha, p[i].A, CUDA_R_32F,
-                               p[i].lda, p[i].B, CUDA_R_32F, p[i].ldb, &beta, p[i].C, CUDA_R_32F, p[i].ldc,
-                               g_cu.compute, CUBLAS_GEMM_DEFAULT));
+        CUBLAS_OK(cublasGemmEx(g_cu.blas, p[i].ta, p[i].tb, p[i].m, p[i].n, p[i].k, &alpha, p[i].A, in->type,
+                               p[i].lda, p[i].B, in->type, p[i].ldb, &beta, p[i].C, CUDA_R_32F, p[i].ldc,
+                               in->compute, CUBLAS_GEMM_DEFAULT));
 }
 
 /* C[off[g]:off[g+1], :] = alpha A[off[g]:off[g+1], :] op(W[g]) + beta C[...];
@@ -166,18 +273,19 @@ void cu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tenso
     int64_t nw, wr, wc;
     mat_dims(W, &nw, &wr, &wc);
     const int64_t N = cu_rows(A), K = cu_cols(A), M = transW ? wr : wc;
-    CU_CHECK(A->dtype == FL_F32 && W->dtype == FL_F32 && C->dtype == FL_F32);
+    CU_CHECK(gemm_input(A) && gemm_input(W) && C->dtype == FL_F32);
     CU_CHECK(G >= 0 && nw == G && (transW ? wc : wr) == K);
     CU_CHECK(cu_rows(C) == N && cu_cols(C) == M);
     CU_CHECK(offsets_ok(off, G, N));
     CU_CHECK(N < INT32_MAX && K < INT32_MAX && M < INT32_MAX);
     if (M == 0) return;
-    const float *a = cu_f32(A), *w = cu_f32(W);
     float *c = cu_f32(C);
     if (K == 0 || alpha == 0.0f) { /* zero product: scale the grouped rows */
         if (off[G] > 0) scale_matrix(c, off[G], M, M, 0, 1, beta);
         return;
     }
+    gemm_inputs in;
+    if (!inputs_of(A, W, &in)) return;
     problem *p = (problem *)malloc((size_t)(G > 0 ? G : 1) * sizeof *p);
     if (!p) {
         cu_shape_error(__func__, "out of host memory");
@@ -189,9 +297,9 @@ void cu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tenso
         if (n <= 0) continue;
         /* row-major C_g[n,M] = A_g[n,K] op(W_g): cublas(opW, N, M, n, K, W_g, A_g, C_g) */
         p[cnt++] = (problem){op(transW), CUBLAS_OP_N, (int)M, (int)n, (int)K, (int)wc, (int)K, (int)M,
-                             w + (int64_t)g * K * M, a + r0 * K, c + r0 * M};
+                             at(in.b, (int64_t)g * K * M, in.type), at(in.a, r0 * K, in.type), c + r0 * M};
     }
-    run_problems(p, cnt, alpha, beta);
+    run_problems(p, cnt, &in, alpha, beta);
     free(p);
 }
 
@@ -202,13 +310,14 @@ void cu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY,
     int64_t nw, wr, wc;
     mat_dims(dW, &nw, &wr, &wc);
     const int64_t N = cu_rows(A), K = cu_cols(A), M = cu_cols(dY);
-    CU_CHECK(A->dtype == FL_F32 && dY->dtype == FL_F32 && dW->dtype == FL_F32);
+    CU_CHECK(gemm_input(A) && gemm_input(dY) && dW->dtype == FL_F32);
     CU_CHECK(G >= 0 && nw == G && wr == K && wc == M && cu_rows(dY) == N);
     CU_CHECK(offsets_ok(off, G, N));
     CU_CHECK(N < INT32_MAX && K < INT32_MAX && M < INT32_MAX);
     if (K == 0 || M == 0) return;
-    const float *a = cu_f32(A), *dy = cu_f32(dY);
     float *dw = cu_f32(dW);
+    gemm_inputs in;
+    if (!inputs_of(A, dY, &in)) return;
     problem *p = (problem *)malloc((size_t)(G > 0 ? G : 1) * sizeof *p);
     if (!p) {
         cu_shape_error(__func__, "out of host memory");
@@ -224,8 +333,8 @@ void cu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY,
         }
         /* row-major dW_g[K,M] = A_gᵀ[K,n] dY_g[n,M]: cublas(N, T, M, K, n, dY_g, A_g, dW_g) */
         p[cnt++] = (problem){CUBLAS_OP_N, CUBLAS_OP_T, (int)M, (int)K, (int)n, (int)M, (int)K, (int)M,
-                             dy + r0 * M, a + r0 * K, dwg};
+                             at(in.b, r0 * M, in.type), at(in.a, r0 * K, in.type), dwg};
     }
-    run_problems(p, cnt, alpha, beta);
+    run_problems(p, cnt, &in, alpha, beta);
     free(p);
 }

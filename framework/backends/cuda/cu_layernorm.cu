@@ -4,7 +4,8 @@
  *
  * Forward: a warp per row (a block for rows longer than CU_WARP_ROW_MAX),
  * two passes like the CPU (the mean, then the centred variance, so no
- * cancellation), rstd = 1 / sqrt(var + eps), then y = xh * g + b.
+ * cancellation), rstd = 1 / sqrt(var + eps), then y = xh * g + b, written
+ * as f32 or rounded to bf16 (an input that only feeds a GEMM).
  *
  * Backward, with xh = (x - mean) rstd and gy = dy * g:
  *     dx = rstd (gy - mean(gy) - xh mean(gy xh))        per row (a warp)
@@ -13,18 +14,20 @@
  * two-stage column sum of cu_colsum.cuh, recomputing xh from the saved mean
  * and rstd rather than storing it.
  */
+#include "cu_bf16.cuh"
 #include "cu_colsum.cuh"
 #include "cu_ops.h"
 
-template <int TPR>
-static __global__ void k_layernorm(const float *x, const float *g, const float *b, float eps, float *y,
+/* Out: float, or uint16_t for a bf16 y */
+template <int TPR, class Out>
+static __global__ void k_layernorm(const float *x, const float *g, const float *b, float eps, Out *y,
                                    float *mean, float *rstd, int64_t N, int64_t D) {
     __shared__ float sm[32];
     int t;
     const int64_t row = cu_row_index<TPR>(&t);
     if (row >= N) return;
     const float *xr = x + row * D;
-    float *yr = y + row * D;
+    Out *yr = y + row * D;
     float s = 0.0f;
     for (int64_t j = t; j < D; j += TPR) s += xr[j];
     const float mu = cu_row_sum<TPR>(s, sm) / (float)D;
@@ -36,7 +39,7 @@ static __global__ void k_layernorm(const float *x, const float *g, const float *
     const float rs = 1.0f / sqrtf(cu_row_sum<TPR>(v, sm) / (float)D + eps);
     for (int64_t j = t; j < D; j += TPR) {
         const float h = (xr[j] - mu) * rs;
-        yr[j] = (g ? h * g[j] : h) + (b ? b[j] : 0.0f);
+        cu_store(&yr[j], (g ? h * g[j] : h) + (b ? b[j] : 0.0f));
     }
     if (t == 0) {
         if (mean) mean[row] = mu;
@@ -44,10 +47,23 @@ static __global__ void k_layernorm(const float *x, const float *g, const float *
     }
 }
 
+/* One launch of k_layernorm: a warp per row, or a block for long rows. */
+template <class Out>
+static void layernorm_launch(const float *x, const float *g, const float *b, float eps, Out *y, float *mean,
+                             float *rstd, int64_t N, int64_t D) {
+    if (D <= CU_WARP_ROW_MAX)
+        k_layernorm<32><<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(x, g, b, eps, y, mean,
+                                                                                          rstd, N, D);
+    else
+        k_layernorm<CU_THREADS><<<(unsigned)N, CU_THREADS, 0, g_cu.stream>>>(x, g, b, eps, y, mean, rstd, N, D);
+    CU_LAUNCHED("k_layernorm");
+}
+
 void cu_layernorm(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b, float eps, fl_tensor *y,
                   fl_tensor *mean, fl_tensor *rstd) {
     const int64_t N = cu_rows(x), D = cu_cols(x);
-    CU_CHECK(x->dtype == FL_F32 && y->dtype == FL_F32 && fl_numel(y) == N * D && D > 0);
+    CU_CHECK(x->dtype == FL_F32 && (y->dtype == FL_F32 || y->dtype == FL_BF16));
+    CU_CHECK(fl_numel(y) == N * D && D > 0);
     CU_CHECK(!g || (g->dtype == FL_F32 && fl_numel(g) == D));
     CU_CHECK(!b || (b->dtype == FL_F32 && fl_numel(b) == D));
     CU_CHECK(!mean || (mean->dtype == FL_F32 && fl_numel(mean) == N));
@@ -55,13 +71,8 @@ void cu_layernorm(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b, fl
     if (N == 0) return;
     const float *pg = g ? cu_f32(g) : NULL, *pb = b ? cu_f32(b) : NULL;
     float *pm = mean ? cu_f32(mean) : NULL, *pr = rstd ? cu_f32(rstd) : NULL;
-    if (D <= CU_WARP_ROW_MAX)
-        k_layernorm<32><<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), pg, pb, eps,
-                                                                                          cu_f32(y), pm, pr, N, D);
-    else
-        k_layernorm<CU_THREADS><<<(unsigned)N, CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), pg, pb, eps, cu_f32(y), pm,
-                                                                             pr, N, D);
-    CU_LAUNCHED("k_layernorm");
+    if (y->dtype == FL_BF16) layernorm_launch(cu_f32(x), pg, pb, eps, (uint16_t *)y->data, pm, pr, N, D);
+    else layernorm_launch(cu_f32(x), pg, pb, eps, cu_f32(y), pm, pr, N, D);
 }
 
 /* (dy * xh, dy) at (r, c), for dg and db */

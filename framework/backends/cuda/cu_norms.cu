@@ -4,9 +4,10 @@
  * host-given list of rows (sparse-row parameters), and "any NaN or inf".
  *
  * Sums of squares accumulate in double, like the CPU. A fixed grid of at most
- * 1024 blocks writes one partial each; one block adds the partials in order;
- * the total comes back with one 8-byte copy. The grid depends only on n and
- * the GPU, so the result is the same every run.
+ * 1024 blocks per tensor writes one partial each; one block adds the
+ * partials (of one tensor, or of a whole list) in order; the total comes back
+ * with one 8-byte copy. The grids depend only on the sizes, so the result is
+ * the same every run.
  */
 #include "cu_ops.h"
 
@@ -41,18 +42,48 @@ static __global__ void k_sum_parts(const double *part, int n, double *out) {
     if (threadIdx.x == 0) *out = s;
 }
 
-static double sumsq_of(const float *x, int64_t n, const int32_t *rows, int64_t R, int64_t D) {
-    if (n <= 0) return 0.0;
-    int64_t blocks = (n + CU_THREADS - 1) / CU_THREADS;
-    if (blocks > NORM_BLOCKS) blocks = NORM_BLOCKS;
-    double *part = (double *)cu_scratch(CU_SLOT_RESULT, (size_t)(blocks + 1) * sizeof(double));
-    if (!part) return NAN;
-    k_sumsq_part<<<(unsigned)blocks, CU_THREADS, 0, g_cu.stream>>>(x, n, rows, R, D, part);
-    if (!CU_LAUNCHED("k_sumsq_part")) return NAN;
-    k_sum_parts<<<1, CU_THREADS, 0, g_cu.stream>>>(part, (int)blocks, part + blocks);
+static int64_t blocks_for(int64_t n) {
+    const int64_t blocks = (n + CU_THREADS - 1) / CU_THREADS;
+    return blocks < NORM_BLOCKS ? blocks : NORM_BLOCKS;
+}
+
+/* part[0..blocks_for(n)) = the partial sums of one tensor (or row list) */
+static int sumsq_parts(const float *x, int64_t n, const int32_t *rows, int64_t R, int64_t D, double *part) {
+    if (n <= 0) return 1;
+    k_sumsq_part<<<(unsigned)blocks_for(n), CU_THREADS, 0, g_cu.stream>>>(x, n, rows, R, D, part);
+    return CU_LAUNCHED("k_sumsq_part");
+}
+
+/* the sum of part[0..n), downloaded */
+static double sum_parts(double *part, int64_t n) {
+    if (n == 0) return 0.0;
+    k_sum_parts<<<1, CU_THREADS, 0, g_cu.stream>>>(part, (int)n, part + n);
     if (!CU_LAUNCHED("k_sum_parts")) return NAN;
     double s = NAN;
-    return cu_download(&s, part + blocks, sizeof s) ? s : NAN;
+    return cu_download(&s, part + n, sizeof s) ? s : NAN;
+}
+
+static double sumsq_of(const float *x, int64_t n, const int32_t *rows, int64_t R, int64_t D) {
+    if (n <= 0) return 0.0;
+    double *part = (double *)cu_scratch(CU_SLOT_RESULT, (size_t)(blocks_for(n) + 1) * sizeof(double));
+    if (!part || !sumsq_parts(x, n, rows, R, D, part)) return NAN;
+    return sum_parts(part, blocks_for(n));
+}
+
+double cu_sumsq_many(const fl_tensor *const *xs, int n) {
+    int64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        CU_CHECK(xs[i]->dtype == FL_F32, NAN);
+        total += blocks_for(fl_numel(xs[i]));
+    }
+    double *part = (double *)cu_scratch(CU_SLOT_RESULT, (size_t)(total + 1) * sizeof(double));
+    if (!part) return NAN;
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        if (!sumsq_parts(cu_f32(xs[i]), fl_numel(xs[i]), NULL, 0, 1, part + at)) return NAN;
+        at += blocks_for(fl_numel(xs[i]));
+    }
+    return sum_parts(part, at);
 }
 
 double cu_sumsq(const fl_tensor *x) {

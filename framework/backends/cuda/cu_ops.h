@@ -68,10 +68,19 @@ void cu_bucket_sort(const fl_tensor *keys, int G, fl_tensor *perm, int64_t *off)
 void cu_embed(const fl_tensor *wte, const fl_tensor *wpe, const fl_tensor *tokens, fl_tensor *x);
 void cu_embed_backward(const fl_tensor *dx, const fl_tensor *tokens, fl_tensor *dwte, fl_tensor *dwpe);
 
-/* cu_attention.cu */
-void cu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *att);
-void cu_attention_backward(const fl_tensor *qkv, const fl_tensor *att, int n_head, const fl_tensor *dout,
-                           fl_tensor *dqkv);
+/* cu_attention.cu — the backend's attention ops: the flash kernels where
+   they apply, else cuBLAS products around the saved probabilities */
+int64_t cu_attention_saved_numel(int64_t B, int64_t T, int64_t C, int n_head);
+void cu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *saved);
+void cu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *saved, int n_head,
+                           const fl_tensor *dout, fl_tensor *dqkv);
+
+/* cu_flash_attention.cu — fused causal attention on tensor cores. qkv[B,T,3C]
+   f32, y[B,T,C] f32, lse[B,H,T] f32; head size hs = C/H. */
+int cu_flash_supported(int64_t hs);   /* for this hs, the current math mode and this GPU */
+void cu_flash_forward(const float *qkv, int64_t B, int64_t T, int64_t C, int H, float *y, float *lse);
+void cu_flash_backward(const float *qkv, const float *y, const float *lse, const float *dy, int64_t B, int64_t T,
+                       int64_t C, int H, float *dqkv);
 
 /* cu_cross_entropy.cu */
 double cu_cross_entropy(const fl_tensor *logits, const fl_tensor *targets, fl_tensor *dlogits, float scale,
@@ -86,6 +95,7 @@ void cu_adamw_rows(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_ten
 
 /* cu_norms.cu — sums of squares and the NaN/inf check */
 double cu_sumsq(const fl_tensor *x);
+double cu_sumsq_many(const fl_tensor *const *xs, int n);
 double cu_sumsq_rows(const fl_tensor *x, const int32_t *rows, int64_t n_rows);
 int cu_nonfinite(const fl_tensor *x);
 

@@ -207,10 +207,13 @@ static const char *cu_describe(void) {
     (void)cudaDriverGetVersion(&drv);
     (void)cublasGetVersion(g_cu.blas, &blas);
     snprintf(line, sizeof line,
-             "%s (cuda:%d, sm_%d%d, %d SMs, %.1f GiB), CUDA runtime %d.%d, driver %d.%d, cuBLAS %d.%d.%d, GEMMs: %s",
+             "%s (cuda:%d, sm_%d%d, %d SMs, %.1f GiB), CUDA runtime %d.%d, driver %d.%d, cuBLAS %d.%d.%d, GEMMs: %s, "
+             "attention: %s",
              g_cu.prop.name, g_cu.device, g_cu.prop.major, g_cu.prop.minor, g_cu.prop.multiProcessorCount,
              gib(g_cu.prop.totalGlobalMem), rt / 1000, rt % 1000 / 10, drv / 1000, drv % 1000 / 10, blas / 10000,
-             blas / 100 % 100, blas % 100, math_long(g_cu.math));
+             blas / 100 % 100, blas % 100, math_long(g_cu.math),
+             cu_flash_supported(64) ? "flash kernels (head sizes 32/64/128), else cuBLAS with T x T probabilities"
+                                    : "cuBLAS with T x T probabilities");
     return line;
 }
 
@@ -331,12 +334,14 @@ static fl_backend g_backend = {
     .describe = cu_describe,
     .embed = cu_embed,
     .embed_backward = cu_embed_backward,
+    .attention_saved_numel = cu_attention_saved_numel,
     .attention = cu_attention,
     .attention_backward = cu_attention_backward,
     .cross_entropy = cu_cross_entropy,
     .adamw = cu_adamw,
     .adamw_rows = cu_adamw_rows,
     .sumsq = cu_sumsq,
+    .sumsq_many = cu_sumsq_many,
     .sumsq_rows = cu_sumsq_rows,
     .zero_rows = cu_zero_rows,
     .nonfinite = cu_nonfinite,
@@ -422,6 +427,8 @@ static fl_status start(int idx, fl_error *err) {
     }
     const char *grouped = getenv("FFNLAB_CUDA_GROUPED");
     g_cu.grouped_loop = grouped && !strcmp(grouped, "loop");
+    const char *attention = getenv("FFNLAB_CUDA_ATTENTION");
+    g_cu.attention_gemm = attention && !strcmp(attention, "gemm");
     g_backend.device.index = idx;
     g_cu.ready = 1;
     return FL_OK;

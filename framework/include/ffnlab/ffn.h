@@ -40,8 +40,10 @@
 extern "C" {
 #endif
 
+/* Minor versions: 1.1 appended the sparse layers' ops to fl_ops; 1.2
+   appended fl_host.act_dtype (and GEMM ops that take bf16 inputs). */
 #define FL_FFN_ABI_MAJOR 1
-#define FL_FFN_ABI_MINOR 1
+#define FL_FFN_ABI_MINOR 2
 
 /* What create() gets besides the host. */
 typedef struct fl_ffn_config {

@@ -126,6 +126,16 @@ typedef enum fl_activation {
 typedef struct fl_ops {
     uint32_t size;     /* sizeof(fl_ops) of the host that filled it */
 
+    /* The gemm family (gemm, gemm_batched, gemm_grouped, gemm_grouped_wgrad)
+       takes its inputs A and B (W, dY) as FL_F32 or FL_BF16, each on its
+       own; C (dW) is always FL_F32, accumulated in f32. In the bf16
+       precision mode (--precision bf16) a BF16 input is used as it is and
+       an F32 one is rounded to bf16 (nearest even) first; in the fp32 (and
+       GPU tf32) modes a BF16 input is widened to f32, which is exact, and
+       the product is computed in that mode. So a plugin may keep an
+       activation that only feeds GEMMs in bf16 (host->act_dtype) and pass
+       it on unchanged. Hosts older than act_dtype take F32 only. */
+
     /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major 2-D tensors;
        op(A) is A[M,K] or, with transA, A[K,M] transposed. With beta = 0,
        C is not read (NaN in it does not propagate). */
@@ -153,14 +163,16 @@ typedef struct fl_ops {
     /* out[M] = beta * out + sum over rows of x[N,M]  (bias gradient) */
     void (*sum_rows)(const fl_tensor *x, float beta, fl_tensor *out);
 
-    /* y = act(x) elementwise (y may alias x) */
+    /* y = act(x) elementwise (y may alias x). y may be FL_BF16 (x F32, no
+       aliasing then): the f32 result rounded to nearest even. */
     void (*activation)(int act, const fl_tensor *x, fl_tensor *y);
     /* dx = dy * act'(x) elementwise (dx may alias dy); beta: dx = that + beta*dx
        is NOT supported — dx is overwritten */
     void (*activation_backward)(int act, const fl_tensor *x, const fl_tensor *dy,
                                 fl_tensor *dx);
 
-    /* out = a * b elementwise (out may alias either) */
+    /* out = a * b elementwise (out may alias either). out may be FL_BF16
+       (a, b F32, no aliasing then): the f32 product rounded to nearest even. */
     void (*mul)(const fl_tensor *a, const fl_tensor *b, fl_tensor *out);
     /* y = alpha * x + beta * y */
     void (*axpby)(float alpha, const fl_tensor *x, float beta, fl_tensor *y);
@@ -205,7 +217,9 @@ typedef struct fl_ops {
 
     /* y[N,D] = (x - mean) * rstd * g + b over each row, eps inside the sqrt;
        g, b may be NULL (no affine); mean[N], rstd[N] saved for backward
-       (may be NULL when no backward follows). */
+       (may be NULL when no backward follows). y may be FL_BF16 (the f32
+       result rounded to nearest even); mean and rstd stay F32, and the
+       backward reads x, never y, so it is the same either way. */
     void (*layernorm)(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b,
                       float eps, fl_tensor *y, fl_tensor *mean, fl_tensor *rstd);
     /* dx (overwritten); dg, db accumulated (+=) unless NULL */
@@ -436,7 +450,21 @@ struct fl_host {
     void (*param_touch_rows)(const fl_host *h, fl_param *p, const fl_tensor *idx);
 
     void *impl;                /* host-private */
+
+    /* ---- appended (check FL_HOST_HAS(h, field) before use) ---- */
+
+    /* The dtype a plugin may store activations in that only feed GEMMs
+       (the input of a projection and of its weight gradient): FL_BF16 when
+       the run's GEMM precision is bf16, else FL_F32. Those GEMMs read a
+       BF16 input as is instead of rounding an f32 copy, so storing it in
+       bf16 halves its memory traffic and loses nothing the GEMM would have
+       kept. Anything else (what an op other than a GEMM reads, what goes
+       back to the host) stays F32. Fixed when the host is made. */
+    int32_t act_dtype;         /* fl_dtype */
 };
+
+/* Whether a host table has `field` (the table is append-only). */
+#define FL_HOST_HAS(h, field) ((h)->size >= offsetof(fl_host, field) + sizeof((h)->field))
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,375 @@
+/*
+ * tests/support/cuda_emu.h — just enough of CUDA to run a kernel file on the
+ * CPU, for machines without a GPU: the flash attention kernels
+ * (framework/backends/cuda/cu_flash_attention.cu, compiled with FA_EMULATE)
+ * are checked here against the CPU backend before scarce GPU time is spent.
+ *
+ * What it models:
+ *   - a launch runs its blocks one after another; a block's threads are
+ *     fibers (ucontext) on one OS thread, switched only at barriers, so a
+ *     run is deterministic;
+ *   - __syncthreads waits for every live thread of the block, __syncwarp and
+ *     the shuffles for every live thread of the warp; a thread that reaches
+ *     a different barrier than the rest (a deadlock on a GPU) aborts the test
+ *     with a message. Between two __syncthreads each warp runs as far as it
+ *     can before the next one starts (first to last, then last to first),
+ *     so a read that needs a missing __syncthreads sees unwritten (NaN)
+ *     shared memory;
+ *   - dynamic shared memory is one buffer, filled with 0xff (NaN) before
+ *     each block;
+ *   - WMMA fragments hold the whole 16x16 tile in every lane (the kernels
+ *     never depend on the real register layout, so any layout is faithful);
+ *     load and store are warp-collective as on the GPU (every lane reads
+ *     before any lane of the warp goes on; a store waits for the warp),
+ *     load/store check the 256-bit alignment and ldm rules, and tf32 inputs
+ *     lose their low 13 mantissa bits as on the hardware;
+ *   - __nv_bfloat16 is a 16-bit value with round-to-nearest-even.
+ * What it does not: timing, occupancy, bank conflicts, memory fences
+ * between blocks (blocks never talk to each other here), atomics.
+ */
+#ifndef FFNLAB_CUDA_EMU_H
+#define FFNLAB_CUDA_EMU_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <functional>
+#include <type_traits>
+
+#define __global__
+#define __device__
+#define __host__
+#define __shared__
+#define __forceinline__ inline
+#define __launch_bounds__(n)
+#define __align__(n)
+
+/* ------------------------------------------------------------ the grid */
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+namespace emu {
+
+[[noreturn]] inline void fail(const char *what) {
+    fprintf(stderr, "cuda_emu: %s\n", what);
+    abort();
+}
+
+enum { RUN, WAIT_BLOCK, WAIT_WARP, DONE };
+
+struct fiber {
+    ucontext_t ctx;
+    int state;
+    dim3 tid;
+    char *stack;
+};
+
+enum { MAX_THREADS = 256, STACK_BYTES = 256 * 1024, SMEM_BYTES = 256 * 1024 };
+
+struct block_state {
+    fiber f[MAX_THREADS];
+    unsigned n, cur;
+    ucontext_t sched;
+    std::function<void()> body;
+    float xchg[MAX_THREADS];
+    dim3 block, dim, grid;
+};
+
+inline block_state &B() {
+    static block_state b;
+    return b;
+}
+
+inline void yield(int state) {
+    block_state &b = B();
+    b.f[b.cur].state = state;
+    swapcontext(&b.f[b.cur].ctx, &b.sched);
+}
+
+inline void trampoline() {
+    block_state &b = B();
+    b.body();
+    b.f[b.cur].state = DONE; /* uc_link returns to the scheduler */
+}
+
+/* Runs warp w as far as it goes: its threads in lane order (reversed when
+   `rev`), its warp barriers released as soon as all its live threads wait
+   there, until they wait at __syncthreads or are done. So one warp runs
+   ahead of the others, as on a GPU, and a read that needs a missing
+   __syncthreads meets another warp's data not yet written. */
+inline void run_warp(block_state &b, unsigned w, int rev) {
+    const unsigned lo = w * 32, hi = lo + 32 < b.n ? lo + 32 : b.n;
+    for (;;) {
+        for (unsigned k = lo; k < hi; k++) {
+            const unsigned i = rev ? hi - 1 - (k - lo) : k;
+            if (b.f[i].state != RUN) continue;
+            b.cur = i;
+            swapcontext(&b.sched, &b.f[i].ctx);
+        }
+        unsigned live = 0, at_warp = 0;
+        for (unsigned i = lo; i < hi; i++) live += b.f[i].state != DONE, at_warp += b.f[i].state == WAIT_WARP;
+        if (!live || at_warp != live) return;
+        for (unsigned i = lo; i < hi; i++) b.f[i].state = RUN;
+    }
+}
+
+inline void run_block(unsigned n, std::function<void()> body) {
+    block_state &b = B();
+    if (n > MAX_THREADS || n % 32) fail("block size must be a multiple of 32 up to 256");
+    b.n = n;
+    b.body = std::move(body);
+    for (unsigned i = 0; i < n; i++) {
+        fiber &f = b.f[i];
+        if (!f.stack && !(f.stack = (char *)malloc(STACK_BYTES))) fail("out of memory for fiber stacks");
+        getcontext(&f.ctx);
+        f.ctx.uc_stack.ss_sp = f.stack;
+        f.ctx.uc_stack.ss_size = STACK_BYTES;
+        f.ctx.uc_link = &b.sched;
+        makecontext(&f.ctx, trampoline, 0);
+        f.state = RUN;
+        f.tid = dim3(i, 0, 0);
+    }
+    const unsigned warps = n / 32;
+    for (unsigned pass = 0;; pass++) {
+        /* between two __syncthreads: warps in turn, first to last on even
+           passes, last to first (lanes reversed too) on odd ones */
+        for (unsigned k = 0; k < warps; k++) run_warp(b, pass & 1 ? warps - 1 - k : k, pass & 1);
+        unsigned live = 0, at_block = 0;
+        for (unsigned i = 0; i < n; i++) live += b.f[i].state != DONE, at_block += b.f[i].state == WAIT_BLOCK;
+        if (!live) return;
+        if (at_block != live) fail("threads wait at different barriers (a GPU would hang)");
+        for (unsigned i = 0; i < n; i++)
+            if (b.f[i].state == WAIT_BLOCK) b.f[i].state = RUN;
+    }
+}
+
+inline unsigned char *smem_buffer() {
+    alignas(256) static unsigned char buf[SMEM_BYTES];
+    return buf;
+}
+
+/* FA_LAUNCH(grid, threads, smem, kernel)(args...) */
+template <class... P> struct launch {
+    void (*kernel)(P...);
+    dim3 grid;
+    unsigned threads;
+    size_t smem;
+    template <class... A> void operator()(A... a) const {
+        if (smem > SMEM_BYTES) fail("dynamic shared memory above the emulator's 256 KiB");
+        block_state &b = B();
+        b.grid = grid, b.dim = dim3(threads);
+        for (unsigned z = 0; z < grid.z; z++)
+            for (unsigned y = 0; y < grid.y; y++)
+                for (unsigned x = 0; x < grid.x; x++) {
+                    b.block = dim3(x, y, z);
+                    memset(smem_buffer(), 0xff, SMEM_BYTES);
+                    run_block(threads, [&] { kernel(a...); });
+                }
+    }
+};
+
+template <class... P> launch<P...> make_launch(dim3 grid, unsigned threads, size_t smem, void (*k)(P...)) {
+    return launch<P...>{k, grid, threads, smem};
+}
+
+} // namespace emu
+
+#define threadIdx (emu::B().f[emu::B().cur].tid)
+#define blockIdx (emu::B().block)
+#define blockDim (emu::B().dim)
+#define gridDim (emu::B().grid)
+#define FA_LAUNCH(grid, threads, smem, ...) emu::make_launch(dim3(grid), threads, smem, __VA_ARGS__)
+
+/* The kernels' dynamic shared memory */
+#define FA_SMEM unsigned char *smem = emu::smem_buffer()
+
+inline void __syncthreads() { emu::yield(emu::WAIT_BLOCK); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    (void)mask;
+    emu::yield(emu::WAIT_WARP);
+}
+inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
+    (void)mask;
+    emu::block_state &b = emu::B();
+    const unsigned me = b.cur;
+    b.xchg[me] = v;
+    emu::yield(emu::WAIT_WARP);
+    const float r = b.xchg[me ^ (unsigned)lane_mask];
+    emu::yield(emu::WAIT_WARP);
+    return r;
+}
+
+/* ------------------------------------------------------------ bfloat16 */
+
+struct __nv_bfloat16 {
+    uint16_t bits;
+    operator float() const {
+        uint32_t u = (uint32_t)bits << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        return f;
+    }
+};
+
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    __nv_bfloat16 r;
+    if ((u & 0x7fffffffu) > 0x7f800000u) r.bits = (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
+    else r.bits = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return r;
+}
+
+/* ---------------------------------------------------------------- WMMA */
+
+namespace nvcuda {
+namespace wmma {
+
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+namespace precision {
+struct tf32 {};
+}
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class T> struct storage { typedef T type; };
+template <> struct storage<precision::tf32> { typedef float type; };
+
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    static constexpr int R = std::is_same<Use, matrix_b>::value ? K : M;
+    static constexpr int C = std::is_same<Use, matrix_a>::value ? K : N;
+    static constexpr int num_elements = R * C;
+    typename storage<T>::type x[R * C];
+};
+
+inline float __float_to_tf32(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* what the tensor core reads of an input element */
+inline float tc_value(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u &= 0xffffe000u; /* tf32: the low 13 bits are ignored */
+    memcpy(&f, &u, 4);
+    return f;
+}
+inline float tc_value(__nv_bfloat16 b) { return (float)b; }
+
+/* The warp-collective part of load/store: the whole warp meets here. */
+inline void warp_meet() { emu::yield(emu::WAIT_WARP); }
+
+inline void check_ptr(const void *p, unsigned ldm, size_t elem) {
+    if ((uintptr_t)p % 32) emu::fail("wmma load/store: pointer not 256-bit aligned");
+    if ((ldm * elem) % 16) emu::fail("wmma load/store: ldm not a multiple of 16 bytes");
+}
+
+template <class U, int M, int N, int K, class T, class F>
+inline void fill_fragment(fragment<U, M, N, K, T, void> &f, F v) {
+    for (int i = 0; i < f.num_elements; i++) f.x[i] = v;
+}
+
+template <class U, int M, int N, int K, class T, class Layout, class E>
+inline void load_matrix_sync(fragment<U, M, N, K, T, Layout> &f, const E *p, unsigned ldm) {
+    check_ptr(p, ldm, sizeof(E));
+    const bool col = std::is_same<Layout, col_major>::value;
+    for (int r = 0; r < f.R; r++)
+        for (int c = 0; c < f.C; c++) f.x[r * f.C + c] = col ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+    warp_meet();
+}
+
+template <int M, int N, int K>
+inline void load_matrix_sync(fragment<accumulator, M, N, K, float> &f, const float *p, unsigned ldm, layout_t l) {
+    check_ptr(p, ldm, 4);
+    for (int r = 0; r < M; r++)
+        for (int c = 0; c < N; c++) f.x[r * N + c] = l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r];
+    warp_meet();
+}
+
+template <int M, int N, int K>
+inline void store_matrix_sync(float *p, const fragment<accumulator, M, N, K, float> &f, unsigned ldm, layout_t l) {
+    check_ptr(p, ldm, 4);
+    warp_meet();
+    for (int r = 0; r < M; r++)
+        for (int c = 0; c < N; c++) (l == mem_row_major ? p[(size_t)r * ldm + c] : p[(size_t)c * ldm + r]) = f.x[r * N + c];
+}
+
+template <int M, int N, int K, class T, class LA, class LB>
+inline void mma_sync(fragment<accumulator, M, N, K, float> &d, const fragment<matrix_a, M, N, K, T, LA> &a,
+                     const fragment<matrix_b, M, N, K, T, LB> &b, const fragment<accumulator, M, N, K, float> &c) {
+    float out[M * N];
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float s = c.x[i * N + j];
+            for (int k = 0; k < K; k++) s += tc_value(a.x[i * K + k]) * tc_value(b.x[k * N + j]);
+            out[i * N + j] = s;
+        }
+    memcpy(d.x, out, sizeof out);
+}
+
+} // namespace wmma
+} // namespace nvcuda
+
+/* ------------------------------------------- the backend state it reads */
+
+/* In a namespace: a test that also links the real CUDA backend has its own
+   g_cu and cu_* symbols. */
+namespace emu_cu {
+
+typedef int cudaError_t;
+enum { cudaSuccess = 0, cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+template <class K> inline cudaError_t cudaFuncSetAttribute(K, int, int) { return cudaSuccess; }
+
+enum { CU_MATH_TF32 = 0, CU_MATH_FP32 = 1, CU_MATH_BF16 = 2 };
+enum { CU_SLOT_ATTENTION = 0 };
+#define CU_THREADS 256
+
+struct emu_cu_state {
+    int math;
+    int attention_gemm;
+    struct {
+        size_t sharedMemPerBlockOptin;
+    } prop;
+};
+inline emu_cu_state g_cu = {CU_MATH_TF32, 0, {232448}}; /* an H100's opt-in limit */
+
+#define CU_OK(call) ((call) == cudaSuccess)
+#define CU_LAUNCHED(name) 1
+
+inline void *cu_scratch(int slot, size_t bytes) {
+    static void *buf;
+    static size_t cap;
+    (void)slot;
+    if (bytes > cap) {
+        free(buf);
+        buf = malloc(bytes);
+        cap = buf ? bytes : 0;
+    }
+    return buf;
+}
+
+inline unsigned cu_row_blocks(int64_t n, int per_block) { return (unsigned)((n + per_block - 1) / per_block); }
+
+inline float cu_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+} // namespace emu_cu
+using namespace emu_cu;
+
+#endif
