@@ -1,7 +1,9 @@
 /*
  * tests/test_cuda_flash_emu.cpp — the CUDA flash attention kernels
  * (framework/backends/cuda/cu_flash_attention.cu), run on the CPU through
- * tests/support/cuda_emu.h, against the CPU backend's attention. It checks
+ * tests/support/cuda_emu.h (compiled in tests/support/cuda_emu_backend.cpp),
+ * against the CPU backend's attention, called directly so that the shapes
+ * and modes that take the flash path are checked too. It checks
  * what a machine without a GPU can: the tiling, the causal mask, the online
  * softmax and its log-sum-exps, both backward kernels, shared-memory layout
  * and alignment, barrier placement (a thread at a different barrier aborts;
@@ -14,18 +16,26 @@
  * the same figures, absolute, against double sums. Measured figures are
  * printed.
  */
-#define FA_EMULATE 1
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "cuda_emu.h"
-namespace emu_flash { /* apart from the real backend's symbols in the library */
-#include "cu_flash_attention.cu"
-}
-using namespace emu_flash;
 
 extern "C" {
 #include "backend.h"
 #include "ffnlab/rng.h"
+#include "host.h"
 #include "support.h"
 }
+
+#include "cuda_emu_backend.h"
+
+namespace emu_cuda { /* the kernels and state of tests/support/cuda_emu_backend.cpp */
+#include "cu_ops.h"
+}
+using namespace emu_cuda;
 
 #include <vector>
 
@@ -143,6 +153,7 @@ static void test_flash_supported(void **state) {
 
 int main(void) {
     cpu = fl_backend_cpu();
+    ts_cuda_emu_backend(); /* sets up the emulated device state */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_flash_supported),
         cmocka_unit_test(test_flash_tf32),

@@ -1,31 +1,34 @@
 /*
- * tests/support/cuda_emu.h — just enough of CUDA to run a kernel file on the
- * CPU, for machines without a GPU: the flash attention kernels
- * (framework/backends/cuda/cu_flash_attention.cu, compiled with FA_EMULATE)
- * are checked here against the CPU backend before scarce GPU time is spent.
+ * tests/support/cuda_emu.h — just enough of CUDA to run the backend's kernel
+ * files on the CPU, for machines without a GPU. framework/backends/cuda/
+ * cu_common.h includes it instead of the CUDA headers when
+ * FFNLAB_CUDA_EMULATE is defined (tests/support/cuda_emu_backend.cpp), and
+ * the kernels launch through CU_LAUNCH, which is <<<>>> on a GPU and a call
+ * of emu::make_launch here.
  *
  * What it models:
  *   - a launch runs its blocks one after another; a block's threads are
- *     fibers (ucontext) on one OS thread, switched only at barriers, so a
- *     run is deterministic;
- *   - __syncthreads waits for every live thread of the block, __syncwarp and
- *     the shuffles for every live thread of the warp; a thread that reaches
- *     a different barrier than the rest (a deadlock on a GPU) aborts the test
- *     with a message. Between two __syncthreads each warp runs as far as it
- *     can before the next one starts (first to last, then last to first),
- *     so a read that needs a missing __syncthreads sees unwritten (NaN)
- *     shared memory;
+ *     fibers on one OS thread, switched only at barriers, so a run is
+ *     deterministic;
+ *   - __syncthreads waits for every live thread of the block, __syncwarp,
+ *     the shuffles and __match_any_sync for every live thread of the warp;
+ *     a thread that reaches a different barrier than the rest (a deadlock
+ *     on a GPU) aborts the test with a message. Between two __syncthreads
+ *     each warp runs as far as it can before the next one starts (first to
+ *     last, then last to first), so a read that needs a missing
+ *     __syncthreads sees unwritten (NaN) shared memory;
  *   - dynamic shared memory is one buffer, filled with 0xff (NaN) before
- *     each block;
+ *     each block; static __shared__ arrays are function statics;
  *   - WMMA fragments hold the whole 16x16 tile in every lane (the kernels
  *     never depend on the real register layout, so any layout is faithful);
  *     load and store are warp-collective as on the GPU (every lane reads
  *     before any lane of the warp goes on; a store waits for the warp),
- *     load/store check the 256-bit alignment and ldm rules, and tf32 inputs
- *     lose their low 13 mantissa bits as on the hardware;
+ *     check the 256-bit alignment and ldm rules, and tf32 inputs lose their
+ *     low 13 mantissa bits as on the hardware;
+ *   - atomics are plain read-modify-writes (one fiber runs at a time);
  *   - __nv_bfloat16 is a 16-bit value with round-to-nearest-even.
  * What it does not: timing, occupancy, bank conflicts, memory fences
- * between blocks (blocks never talk to each other here), atomics.
+ * between blocks (blocks never run at the same time here), cuBLAS.
  */
 #ifndef FFNLAB_CUDA_EMU_H
 #define FFNLAB_CUDA_EMU_H
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <setjmp.h>
 #include <ucontext.h>
 
 #include <functional>
@@ -43,7 +47,6 @@
 #define __global__
 #define __device__
 #define __host__
-#define __shared__
 #define __forceinline__ inline
 #define __launch_bounds__(n)
 #define __align__(n)
@@ -64,9 +67,14 @@ namespace emu {
 
 enum { RUN, WAIT_BLOCK, WAIT_WARP, DONE };
 
+/* A fiber starts once through swapcontext (its own stack) and from then on
+   switches with _setjmp/_longjmp, which (unlike swapcontext) make no system
+   call. glibc's fortified longjmp refuses to jump between stacks, so the
+   emulation builds with -U_FORTIFY_SOURCE (tests/CMakeLists.txt). */
 struct fiber {
     ucontext_t ctx;
-    int state;
+    jmp_buf jb;
+    int state, started;
     dim3 tid;
     char *stack;
 };
@@ -77,8 +85,9 @@ struct block_state {
     fiber f[MAX_THREADS];
     unsigned n, cur;
     ucontext_t sched;
+    jmp_buf sched_jb;
     std::function<void()> body;
-    float xchg[MAX_THREADS];
+    double xchg[MAX_THREADS]; /* a lane's value in a warp exchange */
     dim3 block, dim, grid;
 };
 
@@ -90,13 +99,23 @@ inline block_state &B() {
 inline void yield(int state) {
     block_state &b = B();
     b.f[b.cur].state = state;
-    swapcontext(&b.f[b.cur].ctx, &b.sched);
+    if (!_setjmp(b.f[b.cur].jb)) _longjmp(b.sched_jb, 1);
 }
 
 inline void trampoline() {
     block_state &b = B();
     b.body();
-    b.f[b.cur].state = DONE; /* uc_link returns to the scheduler */
+    b.f[b.cur].state = DONE;
+    _longjmp(b.sched_jb, 1); /* never returns: its context is gone */
+}
+
+/* Runs fiber i until it waits at a barrier or ends. */
+inline void resume(block_state &b, unsigned i) {
+    b.cur = i;
+    if (_setjmp(b.sched_jb)) return;
+    if (b.f[i].started) _longjmp(b.f[i].jb, 1);
+    b.f[i].started = 1;
+    swapcontext(&b.sched, &b.f[i].ctx);
 }
 
 /* Runs warp w as far as it goes: its threads in lane order (reversed when
@@ -109,9 +128,7 @@ inline void run_warp(block_state &b, unsigned w, int rev) {
     for (;;) {
         for (unsigned k = lo; k < hi; k++) {
             const unsigned i = rev ? hi - 1 - (k - lo) : k;
-            if (b.f[i].state != RUN) continue;
-            b.cur = i;
-            swapcontext(&b.sched, &b.f[i].ctx);
+            if (b.f[i].state == RUN) resume(b, i);
         }
         unsigned live = 0, at_warp = 0;
         for (unsigned i = lo; i < hi; i++) live += b.f[i].state != DONE, at_warp += b.f[i].state == WAIT_WARP;
@@ -120,8 +137,10 @@ inline void run_warp(block_state &b, unsigned w, int rev) {
     }
 }
 
-inline void run_block(unsigned n, std::function<void()> body) {
+/* threads of a block of dim threads, x fastest (warps are runs of 32 of them) */
+inline void run_block(dim3 dim, std::function<void()> body) {
     block_state &b = B();
+    const unsigned n = dim.x * dim.y * dim.z;
     if (n > MAX_THREADS || n % 32) fail("block size must be a multiple of 32 up to 256");
     b.n = n;
     b.body = std::move(body);
@@ -133,8 +152,8 @@ inline void run_block(unsigned n, std::function<void()> body) {
         f.ctx.uc_stack.ss_size = STACK_BYTES;
         f.ctx.uc_link = &b.sched;
         makecontext(&f.ctx, trampoline, 0);
-        f.state = RUN;
-        f.tid = dim3(i, 0, 0);
+        f.state = RUN, f.started = 0;
+        f.tid = dim3(i % dim.x, i / dim.x % dim.y, i / (dim.x * dim.y));
     }
     const unsigned warps = n / 32;
     for (unsigned pass = 0;; pass++) {
@@ -155,16 +174,15 @@ inline unsigned char *smem_buffer() {
     return buf;
 }
 
-/* FA_LAUNCH(grid, threads, smem, kernel)(args...) */
+/* CU_LAUNCH(grid, threads, smem, kernel)(args...) */
 template <class... P> struct launch {
     void (*kernel)(P...);
-    dim3 grid;
-    unsigned threads;
+    dim3 grid, threads;
     size_t smem;
     template <class... A> void operator()(A... a) const {
         if (smem > SMEM_BYTES) fail("dynamic shared memory above the emulator's 256 KiB");
         block_state &b = B();
-        b.grid = grid, b.dim = dim3(threads);
+        b.grid = grid, b.dim = threads;
         for (unsigned z = 0; z < grid.z; z++)
             for (unsigned y = 0; y < grid.y; y++)
                 for (unsigned x = 0; x < grid.x; x++) {
@@ -175,7 +193,7 @@ template <class... P> struct launch {
     }
 };
 
-template <class... P> launch<P...> make_launch(dim3 grid, unsigned threads, size_t smem, void (*k)(P...)) {
+template <class... P> launch<P...> make_launch(dim3 grid, dim3 threads, size_t smem, void (*k)(P...)) {
     return launch<P...>{k, grid, threads, smem};
 }
 
@@ -185,27 +203,13 @@ template <class... P> launch<P...> make_launch(dim3 grid, unsigned threads, size
 #define blockIdx (emu::B().block)
 #define blockDim (emu::B().dim)
 #define gridDim (emu::B().grid)
-#define FA_LAUNCH(grid, threads, smem, ...) emu::make_launch(dim3(grid), threads, smem, __VA_ARGS__)
 
-/* The kernels' dynamic shared memory */
-#define FA_SMEM unsigned char *smem = emu::smem_buffer()
 
 inline void __syncthreads() { emu::yield(emu::WAIT_BLOCK); }
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
     (void)mask;
     emu::yield(emu::WAIT_WARP);
 }
-inline float __shfl_xor_sync(unsigned mask, float v, int lane_mask) {
-    (void)mask;
-    emu::block_state &b = emu::B();
-    const unsigned me = b.cur;
-    b.xchg[me] = v;
-    emu::yield(emu::WAIT_WARP);
-    const float r = b.xchg[me ^ (unsigned)lane_mask];
-    emu::yield(emu::WAIT_WARP);
-    return r;
-}
-
 /* ------------------------------------------------------------ bfloat16 */
 
 struct __nv_bfloat16 {
@@ -324,52 +328,90 @@ inline void mma_sync(fragment<accumulator, M, N, K, float> &d, const fragment<ma
 } // namespace wmma
 } // namespace nvcuda
 
-/* ------------------------------------------- the backend state it reads */
+/* ------------------------------------------------ the runtime it calls */
 
-/* In a namespace: a test that also links the real CUDA backend has its own
-   g_cu and cu_* symbols. */
-namespace emu_cu {
+#define __shared__ static /* one block at a time: a static is the block's */
+#define CU_LAUNCH(grid, threads, smem, ...) emu::make_launch(dim3(grid), dim3(threads), smem, __VA_ARGS__)
+#define CU_DYNAMIC_SMEM(name) unsigned char *name = emu::smem_buffer()
 
 typedef int cudaError_t;
+typedef int cublasStatus_t;
+typedef void *cublasHandle_t;
+typedef void *cudaStream_t;
+typedef int cublasComputeType_t;
 enum { cudaSuccess = 0, cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
-template <class K> inline cudaError_t cudaFuncSetAttribute(K, int, int) { return cudaSuccess; }
-
-enum { CU_MATH_TF32 = 0, CU_MATH_FP32 = 1, CU_MATH_BF16 = 2 };
-enum { CU_SLOT_ATTENTION = 0 };
-#define CU_THREADS 256
-
-struct emu_cu_state {
-    int math;
-    int attention_gemm;
-    struct {
-        size_t sharedMemPerBlockOptin;
-    } prop;
+struct cudaDeviceProp {
+    char name[256];
+    int multiProcessorCount, major, minor;
+    size_t sharedMemPerBlockOptin, totalGlobalMem;
 };
-inline emu_cu_state g_cu = {CU_MATH_TF32, 0, {232448}}; /* an H100's opt-in limit */
-
-#define CU_OK(call) ((call) == cudaSuccess)
-#define CU_LAUNCHED(name) 1
-
-inline void *cu_scratch(int slot, size_t bytes) {
-    static void *buf;
-    static size_t cap;
-    (void)slot;
-    if (bytes > cap) {
-        free(buf);
-        buf = malloc(bytes);
-        cap = buf ? bytes : 0;
-    }
-    return buf;
+inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+template <class K> inline cudaError_t cudaFuncSetAttribute(K, int, int) { return cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t = 0) {
+    memset(p, v, n);
+    return cudaSuccess;
 }
 
-inline unsigned cu_row_blocks(int64_t n, int per_block) { return (unsigned)((n + per_block - 1) / per_block); }
+struct float2 {
+    float x, y;
+};
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
 
-inline float cu_warp_sum(float v) {
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+/* ------------------------------------------- warp intrinsics, atomics */
+
+/* Every lane of the warp puts v in; each gets what f(lanes' values) says. */
+template <class T, class F> inline T warp_exchange(T v, F f) {
+    static_assert(sizeof(T) <= sizeof(double), "warp values up to 8 bytes");
+    emu::block_state &b = emu::B();
+    const unsigned me = b.cur;
+    memcpy(&b.xchg[me], &v, sizeof v);
+    emu::yield(emu::WAIT_WARP);
+    T r = f(me);
+    emu::yield(emu::WAIT_WARP);
+    return r;
+}
+template <class T> inline T lane_value(unsigned lane) {
+    T v;
+    memcpy(&v, &emu::B().xchg[lane], sizeof v);
     return v;
 }
-
-} // namespace emu_cu
-using namespace emu_cu;
+template <class T> inline T __shfl_xor_sync(unsigned, T v, int lane_mask) {
+    return warp_exchange(v, [&](unsigned me) { return lane_value<T>(me ^ (unsigned)lane_mask); });
+}
+template <class T> inline T __shfl_sync(unsigned, T v, int src) {
+    return warp_exchange(v, [&](unsigned me) { return lane_value<T>((me & ~31u) | ((unsigned)src & 31u)); });
+}
+/* the lanes of this warp (live ones) holding the same value */
+template <class T> inline unsigned __match_any_sync(unsigned, T v) {
+    return warp_exchange(v, [&](unsigned me) {
+        emu::block_state &b = emu::B();
+        const unsigned w0 = me & ~31u;
+        unsigned m = 0;
+        for (unsigned l = 0; l < 32 && w0 + l < b.n; l++)
+            if (b.f[w0 + l].state != emu::DONE && lane_value<T>(w0 + l) == lane_value<T>(me)) m |= 1u << l;
+        return m;
+    });
+}
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+/* rounded operations that the compiler may not fuse into an FMA */
+inline float __fmul_rn(float a, float b) {
+    volatile float r = a * b;
+    return r;
+}
+inline float __fadd_rn(float a, float b) {
+    volatile float r = a + b;
+    return r;
+}
+/* one fiber runs at a time: every read-modify-write is atomic */
+template <class T> inline T atomicAdd(T *p, T v) {
+    T old = *p;
+    *p = old + v;
+    return old;
+}
+inline unsigned atomicOr(unsigned *p, unsigned v) {
+    unsigned old = *p;
+    *p = old | v;
+    return old;
+}
 
 #endif

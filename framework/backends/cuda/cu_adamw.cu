@@ -60,7 +60,7 @@ void cu_adamw(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_tensor *
     CU_CHECK(adam_shapes_ok(param, grad, m, v) && t >= 1);
     const int64_t n = fl_numel(param);
     if (n == 0) return;
-    k_adamw<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(param), cu_f32(grad), cu_f32(m), cu_f32(v), n,
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_adamw)(cu_f32(param), cu_f32(grad), cu_f32(m), cu_f32(v), n,
                                                         args_of(lr, beta1, beta2, eps, weight_decay, grad_scale, t));
     CU_LAUNCHED("k_adamw");
 }
@@ -75,7 +75,7 @@ void cu_adamw_rows(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_ten
     if (n_rows <= 0 || D == 0) return;
     const int32_t *d_rows = (const int32_t *)cu_upload(rows, (size_t)n_rows * sizeof *rows);
     if (!d_rows) return;
-    k_adamw_rows<<<cu_grid(n_rows * D), CU_THREADS, 0, g_cu.stream>>>(
+    CU_LAUNCH(cu_grid(n_rows * D), CU_THREADS, 0, k_adamw_rows)(
         cu_f32(param), cu_f32(grad), cu_f32(m), cu_f32(v), d_rows, n_rows, R, D,
         args_of(lr, beta1, beta2, eps, weight_decay, grad_scale, t), g_cu.flags);
     CU_LAUNCHED("k_adamw_rows");

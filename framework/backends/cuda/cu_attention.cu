@@ -80,7 +80,7 @@ static void gemm_forward(const head_dims &d, const fl_tensor *qkv, fl_tensor *ou
         cu_gemm_rm(0, 1, T, T, hs, scale, q + h * hs, 3 * C, T * 3 * C, q + C + h * hs, 3 * C, T * 3 * C, 0.0f,
                    A + h * TT, T, H * TT, d.B);
     const int64_t rows = d.B * H * T;
-    k_causal_softmax<<<cu_row_blocks(rows, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(A, rows, T);
+    CU_LAUNCH(cu_row_blocks(rows, CU_THREADS / 32), CU_THREADS, 0, k_causal_softmax)(A, rows, T);
     if (!CU_LAUNCHED("k_causal_softmax")) return;
     /* y[b,:,h] = P v: row-major [T,hs] = [T,T] [T,hs], rows C apart */
     for (int64_t h = 0; h < H; h++)
@@ -118,7 +118,7 @@ static void gemm_backward(const head_dims &d, const fl_tensor *qkv, const fl_ten
         float *dqh = dq + h * hs, *dkh = dq + C + h * hs, *dvh = dq + 2 * C + h * hs;
         /* dP = dy vᵀ: [T,T] = [T,hs] [T,hs]ᵀ */
         cu_gemm_rm(0, 1, T, T, hs, 1.0f, dyh, C, T * C, vh, 3 * C, T * 3 * C, 0.0f, dS, T, TT, B);
-        k_causal_softmax_grad<<<cu_row_blocks(B * T, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(P, dS, B, H, h,
+        CU_LAUNCH(cu_row_blocks(B * T, CU_THREADS / 32), CU_THREADS, 0, k_causal_softmax_grad)(P, dS, B, H, h,
                                                                                                      T);
         if (!CU_LAUNCHED("k_causal_softmax_grad")) return;
         /* dq = scale dS k: [T,hs] = [T,T] [T,hs] */

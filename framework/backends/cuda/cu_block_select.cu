@@ -70,7 +70,7 @@ void cu_block_select(const fl_tensor *l, const fl_tensor *a, int B, float noise,
     CU_CHECK(!p || (p->dtype == FL_F32 && fl_numel(p) == N * F));
     CU_CHECK(idx->dtype == FL_I32 && fl_numel(idx) == N * nb);
     if (N * nb == 0) return;
-    k_block_select<<<cu_grid(N * nb), CU_THREADS, 0, g_cu.stream>>>(cu_f32(l), cu_f32(a), N, F, B, noise, inv_tau,
+    CU_LAUNCH(cu_grid(N * nb), CU_THREADS, 0, k_block_select)(cu_f32(l), cu_f32(a), N, F, B, noise, inv_tau,
                                                                      key, soft != 0, cu_f32(s),
                                                                      p ? cu_f32(p) : nullptr, cu_i32(idx), cu_f32(hm));
     CU_LAUNCHED("k_block_select");
@@ -116,7 +116,7 @@ void cu_block_select_backward(const fl_tensor *a, const fl_tensor *s, const fl_t
     CU_CHECK(!p || (p->dtype == FL_F32 && fl_numel(p) == N * F));
     CU_CHECK(idx->dtype == FL_I32 && fl_numel(idx) == N * nb);
     if (N * nb == 0) return;
-    k_block_select_backward<<<cu_grid(N * nb), CU_THREADS, 0, g_cu.stream>>>(
+    CU_LAUNCH(cu_grid(N * nb), CU_THREADS, 0, k_block_select_backward)(
         cu_f32(a), cu_f32(s), p ? cu_f32(p) : nullptr, cu_i32(idx), N, F, B, inv_tau, soft != 0, cu_f32(dhm),
         cu_f32(dl));
     CU_LAUNCHED("k_block_select_backward");
@@ -152,7 +152,7 @@ void cu_block_argmax(const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor
     CU_CHECK(idx->dtype == FL_I32 && fl_numel(idx) == N * nb);
     CU_CHECK(!pmax || (pmax->dtype == FL_F32 && fl_numel(pmax) == N * nb));
     if (N * nb == 0) return;
-    k_block_argmax<<<cu_grid(N * nb), CU_THREADS, 0, g_cu.stream>>>(cu_f32(l), cu_f32(bias), N, F, B, cu_i32(idx),
+    CU_LAUNCH(cu_grid(N * nb), CU_THREADS, 0, k_block_argmax)(cu_f32(l), cu_f32(bias), N, F, B, cu_i32(idx),
                                                                      pmax ? cu_f32(pmax) : nullptr);
     CU_LAUNCHED("k_block_argmax");
 }

@@ -66,9 +66,9 @@ void cu_bucket_sort(const fl_tensor *keys, int G, fl_tensor *perm, int64_t *off)
     int32_t *p = cu_i32(perm);
     const int64_t tiles = (N + TILE - 1) / TILE;
     if (G == 0) { /* every key is out of range: nothing is placed */
-        k_bucket_count<<<cu_grid(N), CU_THREADS, 0, g_cu.stream>>>(k, N, 0, NULL, g_cu.flags);
+        CU_LAUNCH(cu_grid(N), CU_THREADS, 0, k_bucket_count)(k, N, 0, NULL, g_cu.flags);
         if (!CU_LAUNCHED("k_bucket_count")) return;
-        k_fill_i32<<<cu_grid(N), CU_THREADS, 0, g_cu.stream>>>(p, N, -1);
+        CU_LAUNCH(cu_grid(N), CU_THREADS, 0, k_fill_i32)(p, N, -1);
         CU_LAUNCHED("k_fill_i32");
         return;
     }
@@ -87,7 +87,7 @@ void cu_bucket_sort(const fl_tensor *keys, int G, fl_tensor *perm, int64_t *off)
     int64_t *counter = (int64_t *)(scratch + counts_bytes);
     int ok = CU_OK(cudaMemsetAsync(counts, 0, cells * sizeof(int), g_cu.stream));
     if (ok) {
-        k_bucket_count<<<cu_grid(N), CU_THREADS, 0, g_cu.stream>>>(k, N, G, counts, g_cu.flags);
+        CU_LAUNCH(cu_grid(N), CU_THREADS, 0, k_bucket_count)(k, N, G, counts, g_cu.flags);
         ok = CU_LAUNCHED("k_bucket_count") && cu_download(host_counts, counts, cells * sizeof(int));
     }
     if (ok) {
@@ -107,10 +107,10 @@ void cu_bucket_sort(const fl_tensor *keys, int G, fl_tensor *perm, int64_t *off)
         for (int g = 0; g <= G; g++) off[g] = 0;
         return;
     }
-    k_bucket_place<<<cu_row_blocks(tiles, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(k, N, G, counter, p, tiles);
+    CU_LAUNCH(cu_row_blocks(tiles, CU_THREADS / 32), CU_THREADS, 0, k_bucket_place)(k, N, G, counter, p, tiles);
     if (!CU_LAUNCHED("k_bucket_place")) return;
     if (off[G] < N) {
-        k_fill_i32<<<cu_grid(N - off[G]), CU_THREADS, 0, g_cu.stream>>>(p + off[G], N - off[G], -1);
+        CU_LAUNCH(cu_grid(N - off[G]), CU_THREADS, 0, k_fill_i32)(p + off[G], N - off[G], -1);
         CU_LAUNCHED("k_fill_i32");
     }
 }

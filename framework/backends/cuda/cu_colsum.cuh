@@ -79,9 +79,9 @@ int cu_colsum(F f, int64_t N, int64_t M, float beta, float *out, float *out2) {
     double *part = (double *)cu_scratch(CU_SLOT_REDUCE, (size_t)(2 * chunks * M) * sizeof(double));
     if (!part) return 0;
     dim3 grid((unsigned)col_blocks, (unsigned)chunks), block(32, 8);
-    k_colsum_part<<<grid, block, 0, g_cu.stream>>>(f, N, M, rows_per, part, out2 != NULL);
+    CU_LAUNCH(grid, block, 0, k_colsum_part<F>)(f, N, M, rows_per, part, out2 != NULL);
     if (!CU_LAUNCHED("k_colsum_part")) return 0;
-    k_colsum_finish<<<cu_grid(M), CU_THREADS, 0, g_cu.stream>>>(part, chunks, M, beta, out, out2);
+    CU_LAUNCH(cu_grid(M), CU_THREADS, 0, k_colsum_finish)(part, chunks, M, beta, out, out2);
     return CU_LAUNCHED("k_colsum_finish");
 }
 

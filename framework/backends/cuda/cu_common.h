@@ -27,10 +27,22 @@
 #ifndef FFNLAB_CU_COMMON_H
 #define FFNLAB_CU_COMMON_H
 
-#include <cublas_v2.h>
-#include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>
+
+#ifdef FFNLAB_CUDA_EMULATE
+/* tests: the kernels on the CPU, launches and intrinsics emulated
+   (tests/support/cuda_emu.h; see tests/support/cuda_emu_backend.cpp) */
+#include "cuda_emu.h"
+#else
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+/* CU_LAUNCH(grid, threads, shared bytes, kernel)(args...): a launch on the
+   backend's stream (a macro so that tests can run the kernels on the CPU) */
+#define CU_LAUNCH(grid, threads, smem, ...) __VA_ARGS__<<<grid, threads, smem, g_cu.stream>>>
+/* the block's dynamic shared memory, as bytes */
+#define CU_DYNAMIC_SMEM(name) extern __shared__ __align__(128) unsigned char name[]
+#endif
 
 extern "C" {
 #include "backend.h"

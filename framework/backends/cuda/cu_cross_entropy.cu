@@ -102,11 +102,11 @@ double cu_cross_entropy(const fl_tensor *logits, const fl_tensor *targets, fl_te
     double *scratch = (double *)cu_scratch(CU_SLOT_REDUCE, (size_t)(N + 2) * sizeof(double));
     if (!scratch) return NAN;
     double *out = scratch + N;
-    k_cross_entropy<<<(unsigned)N, CU_THREADS, 0, g_cu.stream>>>(cu_f32(logits), cu_i32(targets),
+    CU_LAUNCH((unsigned)N, CU_THREADS, 0, k_cross_entropy)(cu_f32(logits), cu_i32(targets),
                                                                  dlogits ? cu_f32(dlogits) : NULL, scale, V, scratch,
                                                                  g_cu.flags);
     if (!CU_LAUNCHED("k_cross_entropy")) return NAN;
-    k_ce_total<<<1, 1024, 0, g_cu.stream>>>(scratch, cu_i32(targets), N, V, out);
+    CU_LAUNCH(1, 1024, 0, k_ce_total)(scratch, cu_i32(targets), N, V, out);
     if (!CU_LAUNCHED("k_ce_total")) return NAN;
     double host[2] = {0.0, 0.0};
     if (!cu_download(host, out, sizeof host)) return NAN;

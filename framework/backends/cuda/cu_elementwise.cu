@@ -64,7 +64,7 @@ void cu_add_bias(fl_tensor *y, const fl_tensor *b) {
     const int64_t N = cu_rows(y), M = cu_cols(y);
     CU_CHECK(y->dtype == FL_F32 && b->dtype == FL_F32 && fl_numel(b) == M);
     if (N * M == 0) return;
-    k_add_bias<<<cu_grid(N * M), CU_THREADS, 0, g_cu.stream>>>(cu_f32(y), cu_f32(b), N * M, M);
+    CU_LAUNCH(cu_grid(N * M), CU_THREADS, 0, k_add_bias)(cu_f32(y), cu_f32(b), N * M, M);
     CU_LAUNCHED("k_add_bias");
 }
 
@@ -87,9 +87,9 @@ void cu_activation(int act, const fl_tensor *x, fl_tensor *y) {
     const int64_t n = fl_numel(x);
     if (n == 0 || (act == FL_ACT_IDENTITY && x->data == y->data)) return;
     if (y->dtype == FL_BF16)
-        k_activation<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), (uint16_t *)y->data, n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_activation)(act, cu_f32(x), (uint16_t *)y->data, n);
     else
-        k_activation<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), cu_f32(y), n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_activation)(act, cu_f32(x), cu_f32(y), n);
     CU_LAUNCHED("k_activation");
 }
 
@@ -106,7 +106,7 @@ void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl
     CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
     const int64_t n = fl_numel(x);
     if (n == 0 || (act == FL_ACT_IDENTITY && dy->data == dx->data)) return;
-    k_activation_backward<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(act, cu_f32(x), cu_f32(dy), cu_f32(dx), n);
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_activation_backward)(act, cu_f32(x), cu_f32(dy), cu_f32(dx), n);
     CU_LAUNCHED("k_activation_backward");
 }
 
@@ -123,9 +123,9 @@ void cu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out) {
     const int64_t n = fl_numel(a);
     if (n == 0) return;
     if (out->dtype == FL_BF16)
-        k_mul<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(a), cu_f32(b), (uint16_t *)out->data, n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_mul)(cu_f32(a), cu_f32(b), (uint16_t *)out->data, n);
     else
-        k_mul<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(a), cu_f32(b), cu_f32(out), n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_mul)(cu_f32(a), cu_f32(b), cu_f32(out), n);
     CU_LAUNCHED("k_mul");
 }
 
@@ -142,7 +142,7 @@ void cu_axpby(float alpha, const fl_tensor *x, float beta, fl_tensor *y) {
     CU_CHECK(same_f32(x, y));
     const int64_t n = fl_numel(x);
     if (n == 0) return;
-    k_axpby<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(alpha, cu_f32(x), beta, cu_f32(y), n);
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_axpby)(alpha, cu_f32(x), beta, cu_f32(y), n);
     CU_LAUNCHED("k_axpby");
 }
 
@@ -158,10 +158,10 @@ void cu_fill(fl_tensor *x, float v) {
     if (n == 0) return;
     const unsigned grid = cu_grid(n);
     switch (x->dtype) {
-    case FL_F32: k_fill<float><<<grid, CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), v, n); break;
-    case FL_BF16: k_fill<uint16_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((uint16_t *)x->data, cu_bf16(v), n); break;
-    case FL_I32: k_fill<int32_t><<<grid, CU_THREADS, 0, g_cu.stream>>>(cu_i32(x), (int32_t)v, n); break;
-    case FL_I64: k_fill<int64_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((int64_t *)x->data, (int64_t)v, n); break;
+    case FL_F32: CU_LAUNCH(grid, CU_THREADS, 0, k_fill<float>)(cu_f32(x), v, n); break;
+    case FL_BF16: CU_LAUNCH(grid, CU_THREADS, 0, k_fill<uint16_t>)((uint16_t *)x->data, cu_bf16(v), n); break;
+    case FL_I32: CU_LAUNCH(grid, CU_THREADS, 0, k_fill<int32_t>)(cu_i32(x), (int32_t)v, n); break;
+    case FL_I64: CU_LAUNCH(grid, CU_THREADS, 0, k_fill<int64_t>)((int64_t *)x->data, (int64_t)v, n); break;
     case FL_U8: CU_OK(cudaMemsetAsync(x->data, (int)(uint8_t)v, (size_t)n, g_cu.stream)); return;
     default: cu_shape_error(__func__, "unknown dtype"); return;
     }
@@ -187,7 +187,7 @@ void cu_scale_rows(const fl_tensor *x, const fl_tensor *s, fl_tensor *y) {
     const int64_t N = cu_rows(x), M = cu_cols(x);
     CU_CHECK(same_f32(x, y) && s->dtype == FL_F32 && fl_numel(s) == N);
     if (N * M == 0) return;
-    k_scale_rows<<<cu_grid(N * M), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), cu_f32(s), cu_f32(y), N * M, M);
+    CU_LAUNCH(cu_grid(N * M), CU_THREADS, 0, k_scale_rows)(cu_f32(x), cu_f32(s), cu_f32(y), N * M, M);
     CU_LAUNCHED("k_scale_rows");
 }
 
@@ -206,7 +206,7 @@ void cu_rng_normal(fl_tensor *x, uint64_t key, uint64_t offset, float mean, floa
     CU_CHECK(x->dtype == FL_F32);
     const int64_t n = fl_numel(x);
     if (n == 0) return;
-    k_rng_normal<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), n, key, offset, mean, std);
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_rng_normal)(cu_f32(x), n, key, offset, mean, std);
     CU_LAUNCHED("k_rng_normal");
 }
 
@@ -214,7 +214,7 @@ void cu_rng_uniform(fl_tensor *x, uint64_t key, uint64_t offset, float lo, float
     CU_CHECK(x->dtype == FL_F32);
     const int64_t n = fl_numel(x);
     if (n == 0) return;
-    k_rng_uniform<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), n, key, offset, lo, hi - lo);
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_rng_uniform)(cu_f32(x), n, key, offset, lo, hi - lo);
     CU_LAUNCHED("k_rng_uniform");
 }
 
@@ -228,7 +228,7 @@ void cu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y) {
     CU_CHECK(same_f32(x, y) && p >= 0.0f && p < 1.0f);
     const int64_t n = fl_numel(x);
     if (n == 0) return;
-    k_dropout<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), cu_f32(y), n, p, 1.0f / (1.0f - p), key);
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_dropout)(cu_f32(x), cu_f32(y), n, p, 1.0f / (1.0f - p), key);
     CU_LAUNCHED("k_dropout");
 }
 
@@ -250,11 +250,11 @@ void cu_permute01(const fl_tensor *x, int64_t A, int64_t B, int64_t C, fl_tensor
     if (A * B * C == 0) return;
     if (es % 4 == 0) {
         const int64_t Cw = C * (int64_t)(es / 4);
-        k_permute01<<<cu_grid(A * B * Cw), CU_THREADS, 0, g_cu.stream>>>((const uint32_t *)x->data,
+        CU_LAUNCH(cu_grid(A * B * Cw), CU_THREADS, 0, k_permute01)((const uint32_t *)x->data,
                                                                          (uint32_t *)y->data, A, B, Cw);
     } else {
         const int64_t Cw = C * (int64_t)(es / 2);
-        k_permute01<<<cu_grid(A * B * Cw), CU_THREADS, 0, g_cu.stream>>>((const uint16_t *)x->data,
+        CU_LAUNCH(cu_grid(A * B * Cw), CU_THREADS, 0, k_permute01)((const uint16_t *)x->data,
                                                                          (uint16_t *)y->data, A, B, Cw);
     }
     CU_LAUNCHED("k_permute01");

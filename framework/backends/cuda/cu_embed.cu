@@ -35,7 +35,7 @@ void cu_embed(const fl_tensor *wte, const fl_tensor *wpe, const fl_tensor *token
     CU_CHECK(cu_cols(wpe) == C && cu_rows(wpe) >= T);
     CU_CHECK(x->dtype == FL_F32 && fl_numel(x) == N * C);
     if (N * C == 0) return;
-    k_embed<<<cu_grid(N * C), CU_THREADS, 0, g_cu.stream>>>(cu_f32(wte), cu_f32(wpe), cu_i32(tokens), cu_f32(x), N,
+    CU_LAUNCH(cu_grid(N * C), CU_THREADS, 0, k_embed)(cu_f32(wte), cu_f32(wpe), cu_i32(tokens), cu_f32(x), N,
                                                             T, C, V, g_cu.flags);
     CU_LAUNCHED("k_embed");
 }
@@ -56,6 +56,6 @@ void cu_embed_backward(const fl_tensor *dx, const fl_tensor *tokens, fl_tensor *
     CU_CHECK(cu_cols(dwpe) == C && cu_rows(dwpe) >= T);
     if (N * C == 0) return;
     cu_scatter_add(cu_f32(dx), 1, cu_i32(tokens), NULL, N, cu_f32(dwte), cu_rows(dwte), C, CU_FLAG_EMBED);
-    k_embed_dwpe<<<cu_grid(T * C), CU_THREADS, 0, g_cu.stream>>>(cu_f32(dx), cu_f32(dwpe), N, T, C);
+    CU_LAUNCH(cu_grid(T * C), CU_THREADS, 0, k_embed_dwpe)(cu_f32(dx), cu_f32(dwpe), N, T, C);
     CU_LAUNCHED("k_embed_dwpe");
 }

@@ -31,19 +31,11 @@
  * has key 0 of its first tile, so the running max is finite from the first
  * tile on and no exp(-inf - -inf) arises.
  */
-#ifdef FA_EMULATE
-/* tests/test_cuda_flash_emu.cpp compiles this file for the CPU: block by
-   block, the threads as fibers, WMMA on plain arrays (tests/support/cuda_emu.h) */
-#include "cuda_emu.h"
-#else
 #include "cu_ops.h"
 
+#ifndef FFNLAB_CUDA_EMULATE /* the emulation has its own WMMA and bf16 */
 #include <cuda_bf16.h>
 #include <mma.h>
-/* FA_LAUNCH(grid, threads, smem, kernel)(args): a launch on the stream;
-   FA_SMEM: the block's dynamic shared memory */
-#define FA_LAUNCH(grid, threads, smem, ...) __VA_ARGS__<<<grid, threads, smem, g_cu.stream>>>
-#define FA_SMEM extern __shared__ __align__(128) unsigned char smem[]
 #endif
 
 using namespace nvcuda;
@@ -164,7 +156,7 @@ static __global__ void __launch_bounds__(FA_THREADS)
     k_flash_forward(const float *qkv, int T, int C, int H, float scale, float *y, float *lse) {
     typedef fa_smem<M, HS> L;
     typedef typename M::elem E;
-    FA_SMEM;
+    CU_DYNAMIC_SMEM(smem);
     E *Qs = (E *)smem, *Ks = Qs + FA_TILE * L::LDE, *Vs = Ks + FA_TILE * L::LDE;
     float *S = (float *)(smem + L::F_S), *O = (float *)(smem + L::F_O);
     E *P = (E *)(smem + L::F_P);
@@ -328,7 +320,7 @@ template <class M, int HS>
 static __global__ void __launch_bounds__(FA_THREADS)
     k_flash_dkv(const float *qkv, const float *dy, const float *lse, const float *D, int T, int C, int H,
                 float scale, float *dqkv) {
-    FA_SMEM;
+    CU_DYNAMIC_SMEM(smem);
     fa_bwd<M, HS> t(smem, qkv, dy, lse, D, dqkv, T, C, H);
     typedef fa_smem<M, HS> L;
     const int k0 = blockIdx.x * FA_TILE;
@@ -355,7 +347,7 @@ template <class M, int HS>
 static __global__ void __launch_bounds__(FA_THREADS)
     k_flash_dq(const float *qkv, const float *dy, const float *lse, const float *D, int T, int C, int H,
                float scale, float *dqkv) {
-    FA_SMEM;
+    CU_DYNAMIC_SMEM(smem);
     fa_bwd<M, HS> t(smem, qkv, dy, lse, D, dqkv, T, C, H);
     typedef fa_smem<M, HS> L;
     const int q0 = blockIdx.x * FA_TILE;
@@ -386,7 +378,7 @@ static void forward_hs(const float *qkv, int64_t B, int64_t T, int64_t C, int H,
     typedef fa_smem<M, HS> L;
     if (!fa_prepare(k_flash_forward<M, HS>, L::FWD)) return;
     dim3 grid((unsigned)((T + FA_TILE - 1) / FA_TILE), (unsigned)(B * H));
-    FA_LAUNCH(grid, FA_THREADS, L::FWD, k_flash_forward<M, HS>)(qkv, (int)T, (int)C, H, 1.0f / sqrtf((float)HS),
+    CU_LAUNCH(grid, FA_THREADS, L::FWD, k_flash_forward<M, HS>)(qkv, (int)T, (int)C, H, 1.0f / sqrtf((float)HS),
                                                                 y, lse);
     CU_LAUNCHED("k_flash_forward");
 }
@@ -398,9 +390,9 @@ static void backward_hs(const float *qkv, const float *lse, const float *D, cons
     if (!fa_prepare(k_flash_dkv<M, HS>, L::BWD) || !fa_prepare(k_flash_dq<M, HS>, L::BWD)) return;
     dim3 grid((unsigned)((T + FA_TILE - 1) / FA_TILE), (unsigned)(B * H));
     const float scale = 1.0f / sqrtf((float)HS);
-    FA_LAUNCH(grid, FA_THREADS, L::BWD, k_flash_dkv<M, HS>)(qkv, dy, lse, D, (int)T, (int)C, H, scale, dqkv);
+    CU_LAUNCH(grid, FA_THREADS, L::BWD, k_flash_dkv<M, HS>)(qkv, dy, lse, D, (int)T, (int)C, H, scale, dqkv);
     if (!CU_LAUNCHED("k_flash_dkv")) return;
-    FA_LAUNCH(grid, FA_THREADS, L::BWD, k_flash_dq<M, HS>)(qkv, dy, lse, D, (int)T, (int)C, H, scale, dqkv);
+    CU_LAUNCH(grid, FA_THREADS, L::BWD, k_flash_dq<M, HS>)(qkv, dy, lse, D, (int)T, (int)C, H, scale, dqkv);
     CU_LAUNCHED("k_flash_dq");
 }
 
@@ -440,7 +432,7 @@ void cu_flash_backward(const float *qkv, const float *y, const float *lse, const
     const int64_t hs = C / H, rows = B * T * H;
     float *D = (float *)cu_scratch(CU_SLOT_ATTENTION, (size_t)rows * sizeof(float));
     if (!D) return;
-    FA_LAUNCH(cu_row_blocks(rows, CU_THREADS / 32), CU_THREADS, 0, k_rowdot)(dy, y, B * T, T, C, H, (int)hs, D);
+    CU_LAUNCH(cu_row_blocks(rows, CU_THREADS / 32), CU_THREADS, 0, k_rowdot)(dy, y, B * T, T, C, H, (int)hs, D);
     if (!CU_LAUNCHED("k_rowdot")) return;
     if (g_cu.math == CU_MATH_BF16) FA_DISPATCH(fa_bf16, backward_hs, (qkv, lse, D, dy, B, T, C, H, dqkv))
     else FA_DISPATCH(fa_tf32, backward_hs, (qkv, lse, D, dy, B, T, C, H, dqkv))

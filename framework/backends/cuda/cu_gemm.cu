@@ -47,7 +47,7 @@ static __global__ void k_scale_matrix(float *C, int64_t M, int64_t N, int64_t ld
 
 static void scale_matrix(float *C, int64_t M, int64_t N, int64_t ldc, int64_t sC, int64_t batch, float beta) {
     if (beta == 1.0f || M <= 0 || N <= 0 || batch <= 0) return;
-    k_scale_matrix<<<cu_grid(M * N * batch), CU_THREADS, 0, g_cu.stream>>>(C, M, N, ldc, sC, batch, beta);
+    CU_LAUNCH(cu_grid(M * N * batch), CU_THREADS, 0, k_scale_matrix)(C, M, N, ldc, sC, batch, beta);
     CU_LAUNCHED("k_scale_matrix");
 }
 
@@ -104,9 +104,9 @@ static const void *as_type(const fl_tensor *t, cudaDataType_t type, int which) {
     void *d = convert_buffer(which, (size_t)n * type_size(type));
     if (!d) return NULL;
     if (type == CUDA_R_16BF)
-        k_round_bf16<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(cu_f32(t), (uint16_t *)d, n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_round_bf16)(cu_f32(t), (uint16_t *)d, n);
     else
-        k_widen_bf16<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>((const uint16_t *)t->data, (float *)d, n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_widen_bf16)((const uint16_t *)t->data, (float *)d, n);
     return CU_LAUNCHED(type == CUDA_R_16BF ? "k_round_bf16" : "k_widen_bf16") ? d : NULL;
 }
 

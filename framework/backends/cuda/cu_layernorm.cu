@@ -52,10 +52,10 @@ template <class Out>
 static void layernorm_launch(const float *x, const float *g, const float *b, float eps, Out *y, float *mean,
                              float *rstd, int64_t N, int64_t D) {
     if (D <= CU_WARP_ROW_MAX)
-        k_layernorm<32><<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(x, g, b, eps, y, mean,
+        CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_layernorm<32>)(x, g, b, eps, y, mean,
                                                                                           rstd, N, D);
     else
-        k_layernorm<CU_THREADS><<<(unsigned)N, CU_THREADS, 0, g_cu.stream>>>(x, g, b, eps, y, mean, rstd, N, D);
+        CU_LAUNCH((unsigned)N, CU_THREADS, 0, k_layernorm<CU_THREADS>)(x, g, b, eps, y, mean, rstd, N, D);
     CU_LAUNCHED("k_layernorm");
 }
 
@@ -127,9 +127,9 @@ void cu_layernorm_backward(const fl_tensor *x, const fl_tensor *g, const fl_tens
     if (N == 0) return;
     const float *pg = g ? cu_f32(g) : NULL;
     if (D <= CU_WARP_ROW_MAX)
-        k_layernorm_dx<32><<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(px, pg, pm, pr, pdy,
+        CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_layernorm_dx<32>)(px, pg, pm, pr, pdy,
                                                                                              cu_f32(dx), N, D);
     else
-        k_layernorm_dx<CU_THREADS><<<(unsigned)N, CU_THREADS, 0, g_cu.stream>>>(px, pg, pm, pr, pdy, cu_f32(dx), N, D);
+        CU_LAUNCH((unsigned)N, CU_THREADS, 0, k_layernorm_dx<CU_THREADS>)(px, pg, pm, pr, pdy, cu_f32(dx), N, D);
     CU_LAUNCHED("k_layernorm_dx");
 }

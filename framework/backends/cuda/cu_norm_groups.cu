@@ -87,17 +87,17 @@ void cu_batchnorm(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b, fl
     float *rm = run_mean ? cu_f32(run_mean) : NULL, *rv = run_var ? cu_f32(run_var) : NULL;
     if (train) {
         if (!cu_colsum(bn_col{cu_f32(x), F}, N, F, 0.0f, pm, NULL)) return;
-        k_bn_mean<<<cu_grid(F), CU_THREADS, 0, g_cu.stream>>>(pm, F, N);
+        CU_LAUNCH(cu_grid(F), CU_THREADS, 0, k_bn_mean)(pm, F, N);
         if (!CU_LAUNCHED("k_bn_mean")) return;
         if (!cu_colsum(bn_col_sq{cu_f32(x), pm, F}, N, F, 0.0f, pr, NULL)) return;
-        k_bn_stats<<<cu_grid(F), CU_THREADS, 0, g_cu.stream>>>(pm, pr, rm, rv, F, N, eps, momentum);
+        CU_LAUNCH(cu_grid(F), CU_THREADS, 0, k_bn_stats)(pm, pr, rm, rv, F, N, eps, momentum);
         if (!CU_LAUNCHED("k_bn_stats")) return;
     } else {
-        k_bn_eval_stats<<<cu_grid(F), CU_THREADS, 0, g_cu.stream>>>(rm, rv, pm, pr, F, eps);
+        CU_LAUNCH(cu_grid(F), CU_THREADS, 0, k_bn_eval_stats)(rm, rv, pm, pr, F, eps);
         if (!CU_LAUNCHED("k_bn_eval_stats")) return;
     }
     if (N == 0) return;
-    k_bn_affine<<<cu_grid(N * F), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), pm, pr, cu_f32(g), cu_f32(b), cu_f32(y),
+    CU_LAUNCH(cu_grid(N * F), CU_THREADS, 0, k_bn_affine)(cu_f32(x), pm, pr, cu_f32(g), cu_f32(b), cu_f32(y),
                                                                 N, F);
     CU_LAUNCHED("k_bn_affine");
 }
@@ -149,10 +149,10 @@ void cu_batchnorm_backward(const fl_tensor *x, const fl_tensor *g, const fl_tens
     if (!CU_OK(cudaMemsetAsync(s + F, 0, (size_t)F * sizeof(float), g_cu.stream))) return; /* out2 accumulates */
     const float *px = cu_f32(x), *pm = cu_f32(mean), *pr = cu_f32(rstd), *pdy = cu_f32(dy);
     if (!cu_colsum(bn_grads{px, pdy, pm, pr, F}, N, F, 0.0f, s, s + F)) return;
-    k_bn_grad_finish<<<cu_grid(F), CU_THREADS, 0, g_cu.stream>>>(s, dg ? cu_f32(dg) : NULL, db ? cu_f32(db) : NULL,
+    CU_LAUNCH(cu_grid(F), CU_THREADS, 0, k_bn_grad_finish)(s, dg ? cu_f32(dg) : NULL, db ? cu_f32(db) : NULL,
                                                                  F, N, batch);
     if (!CU_LAUNCHED("k_bn_grad_finish")) return;
-    k_bn_dx<<<cu_grid(N * F), CU_THREADS, 0, g_cu.stream>>>(px, cu_f32(g), pm, pr, pdy, s, cu_f32(dx), N, F);
+    CU_LAUNCH(cu_grid(N * F), CU_THREADS, 0, k_bn_dx)(px, cu_f32(g), pm, pr, pdy, s, cu_f32(dx), N, F);
     CU_LAUNCHED("k_bn_dx");
 }
 
@@ -195,10 +195,10 @@ void cu_layernorm_groups(const fl_tensor *x, int G, const fl_tensor *g, const fl
     const float *px = cu_f32(x), *pg = cu_f32(g), *pb = cu_f32(b);
     float *py = cu_f32(y), *pm = cu_f32(mean), *pr = cu_f32(rstd);
     if (c <= CU_WARP_ROW_MAX)
-        k_ln_groups<32><<<cu_row_blocks(R, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(px, pg, pb, eps, py, pm,
+        CU_LAUNCH(cu_row_blocks(R, CU_THREADS / 32), CU_THREADS, 0, k_ln_groups<32>)(px, pg, pb, eps, py, pm,
                                                                                           pr, R, c, G);
     else
-        k_ln_groups<CU_THREADS><<<(unsigned)R, CU_THREADS, 0, g_cu.stream>>>(px, pg, pb, eps, py, pm, pr, R, c, G);
+        CU_LAUNCH((unsigned)R, CU_THREADS, 0, k_ln_groups<CU_THREADS>)(px, pg, pb, eps, py, pm, pr, R, c, G);
     CU_LAUNCHED("k_ln_groups");
 }
 
@@ -258,10 +258,10 @@ void cu_layernorm_groups_backward(const fl_tensor *x, int G, const fl_tensor *g,
     if (R == 0) return;
     const float *pg = cu_f32(g);
     if (c <= CU_WARP_ROW_MAX)
-        k_ln_groups_dx<32><<<cu_row_blocks(R, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(px, pg, pm, pr, pdy,
+        CU_LAUNCH(cu_row_blocks(R, CU_THREADS / 32), CU_THREADS, 0, k_ln_groups_dx<32>)(px, pg, pm, pr, pdy,
                                                                                              cu_f32(dx), R, c, G);
     else
-        k_ln_groups_dx<CU_THREADS><<<(unsigned)R, CU_THREADS, 0, g_cu.stream>>>(px, pg, pm, pr, pdy, cu_f32(dx), R, c,
+        CU_LAUNCH((unsigned)R, CU_THREADS, 0, k_ln_groups_dx<CU_THREADS>)(px, pg, pm, pr, pdy, cu_f32(dx), R, c,
                                                                                 G);
     CU_LAUNCHED("k_ln_groups_dx");
 }

@@ -50,14 +50,14 @@ static int64_t blocks_for(int64_t n) {
 /* part[0..blocks_for(n)) = the partial sums of one tensor (or row list) */
 static int sumsq_parts(const float *x, int64_t n, const int32_t *rows, int64_t R, int64_t D, double *part) {
     if (n <= 0) return 1;
-    k_sumsq_part<<<(unsigned)blocks_for(n), CU_THREADS, 0, g_cu.stream>>>(x, n, rows, R, D, part);
+    CU_LAUNCH((unsigned)blocks_for(n), CU_THREADS, 0, k_sumsq_part)(x, n, rows, R, D, part);
     return CU_LAUNCHED("k_sumsq_part");
 }
 
 /* the sum of part[0..n), downloaded */
 static double sum_parts(double *part, int64_t n) {
     if (n == 0) return 0.0;
-    k_sum_parts<<<1, CU_THREADS, 0, g_cu.stream>>>(part, (int)n, part + n);
+    CU_LAUNCH(1, CU_THREADS, 0, k_sum_parts)(part, (int)n, part + n);
     if (!CU_LAUNCHED("k_sum_parts")) return NAN;
     double s = NAN;
     return cu_download(&s, part + n, sizeof s) ? s : NAN;
@@ -111,7 +111,7 @@ int cu_nonfinite(const fl_tensor *x) {
     if (n == 0) return 0;
     int *flag = (int *)cu_scratch(CU_SLOT_RESULT, sizeof(int));
     if (!flag || !CU_OK(cudaMemsetAsync(flag, 0, sizeof(int), g_cu.stream))) return 1;
-    k_nonfinite<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>((const uint32_t *)x->data, n, flag);
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_nonfinite)((const uint32_t *)x->data, n, flag);
     if (!CU_LAUNCHED("k_nonfinite")) return 1;
     int h = 1;
     return cu_download(&h, flag, sizeof h) ? h != 0 : 1;

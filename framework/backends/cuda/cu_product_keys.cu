@@ -37,7 +37,7 @@ void cu_product_topk(const fl_tensor *v, const fl_tensor *ix, int H, int64_t n_k
     CU_CHECK(fl_numel(v) == 2 * N * hk && fl_numel(ix) == 2 * N * hk);
     CU_CHECK(fl_numel(slot) == N * hk && fl_numel(pair) == N * hk);
     if (N == 0) return;
-    k_product_topk<<<cu_grid(N * H), CU_THREADS, 0, g_cu.stream>>>(cu_f32(v), cu_i32(ix), N, H, (int)k, n_keys,
+    CU_LAUNCH(cu_grid(N * H), CU_THREADS, 0, k_product_topk)(cu_f32(v), cu_i32(ix), N, H, (int)k, n_keys,
                                                                    cu_f32(w), cu_i32(slot), cu_i32(pair));
     CU_LAUNCHED("k_product_topk");
 }
@@ -62,7 +62,7 @@ void cu_product_topk_backward(const fl_tensor *ds, const fl_tensor *pair, const 
     CU_CHECK(g->dtype == FL_F32 && gix->dtype == FL_I32 && fl_numel(pair) == N * hk);
     CU_CHECK(fl_numel(ix) == 2 * N * hk && fl_numel(g) == 2 * N * hk && fl_numel(gix) == 2 * N * hk);
     if (N == 0) return;
-    k_product_topk_backward<<<cu_grid(N * H), CU_THREADS, 0, g_cu.stream>>>(cu_f32(ds), cu_i32(pair), cu_i32(ix),
+    CU_LAUNCH(cu_grid(N * H), CU_THREADS, 0, k_product_topk_backward)(cu_f32(ds), cu_i32(pair), cu_i32(ix),
                                                                             N, H, (int)k, cu_f32(g), cu_i32(gix));
     CU_LAUNCHED("k_product_topk_backward");
 }

@@ -41,7 +41,7 @@ void cu_row_dot(const fl_tensor *a, const fl_tensor *b, fl_tensor *out) {
     CU_CHECK(a->dtype == FL_F32 && b->dtype == FL_F32 && fl_numel(b) == N * M);
     CU_CHECK(out->dtype == FL_F32 && fl_numel(out) == N);
     if (N == 0) return;
-    k_row_dot<<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(cu_f32(a), cu_f32(b), cu_f32(out),
+    CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_row_dot)(cu_f32(a), cu_f32(b), cu_f32(out),
                                                                                  N, M);
     CU_LAUNCHED("k_row_dot");
 }

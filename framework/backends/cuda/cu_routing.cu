@@ -99,7 +99,7 @@ void cu_moe_route(const fl_tensor *topv, const fl_tensor *topi, int E, int renor
         CU_OK(cudaMemsetAsync(cnt, 0, (size_t)E * sizeof *cnt, g_cu.stream));
         return;
     }
-    k_route_gates<<<cu_grid(N), CU_THREADS, 0, g_cu.stream>>>(cu_f32(topv), N, (int)k, renorm, cu_f32(gates));
+    CU_LAUNCH(cu_grid(N), CU_THREADS, 0, k_route_gates)(cu_f32(topv), N, (int)k, renorm, cu_f32(gates));
     if (!CU_LAUNCHED("k_route_gates")) return;
     const int64_t tiles = (NK + TILE - 1) / TILE;
     const size_t cells = (size_t)tiles * (size_t)E;
@@ -107,11 +107,11 @@ void cu_moe_route(const fl_tensor *topv, const fl_tensor *topi, int E, int renor
     int *counts = (int *)cu_scratch(CU_SLOT_BUCKET, cells * sizeof(int));
     if (!counts || !CU_OK(cudaMemsetAsync(counts, 0, cells * sizeof(int), g_cu.stream))) return;
     const int32_t *ti = cu_i32(topi);
-    k_route_count<<<cu_grid(NK), CU_THREADS, 0, g_cu.stream>>>(ti, NK, E, counts);
+    CU_LAUNCH(cu_grid(NK), CU_THREADS, 0, k_route_count)(ti, NK, E, counts);
     if (!CU_LAUNCHED("k_route_count")) return;
-    k_route_scan<<<cu_grid(E), CU_THREADS, 0, g_cu.stream>>>(counts, tiles, E, cnt);
+    CU_LAUNCH(cu_grid(E), CU_THREADS, 0, k_route_scan)(counts, tiles, E, cnt);
     if (!CU_LAUNCHED("k_route_scan")) return;
-    k_route_place<<<cu_row_blocks(tiles, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(ti, NK, E, cap, counts,
+    CU_LAUNCH(cu_row_blocks(tiles, CU_THREADS / 32), CU_THREADS, 0, k_route_place)(ti, NK, E, cap, counts,
                                                                                        tiles, cu_i32(keys));
     CU_LAUNCHED("k_route_place");
 }
@@ -144,7 +144,7 @@ void cu_moe_index(const fl_tensor *perm, int k, const fl_tensor *gates, fl_tenso
     /* all bytes 0xff: every i32 is -1 */
     if (!CU_OK(cudaMemsetAsync(pos->data, 0xff, (size_t)NK * sizeof(int32_t), g_cu.stream))) return;
     if (M == 0) return;
-    k_index<<<cu_grid(M), CU_THREADS, 0, g_cu.stream>>>(cu_i32(perm), M, NK, k, cu_f32(gates), cu_i32(tok),
+    CU_LAUNCH(cu_grid(M), CU_THREADS, 0, k_index)(cu_i32(perm), M, NK, k, cu_f32(gates), cu_i32(tok),
                                                         cu_f32(gs), cu_i32(pos));
     CU_LAUNCHED("k_index");
 }
@@ -197,7 +197,7 @@ void cu_moe_router_backward(const fl_tensor *probs, const fl_tensor *lse, const 
              fl_numel(dgate) == NK);
     CU_CHECK(k < INT32_MAX);
     if (N == 0) return;
-    k_router_backward<<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(
+    CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_router_backward)(
         cu_f32(probs), cu_f32(lse), cu_f32(topv), cu_i32(topi), cu_f32(gates), cu_f32(dgate), cu_f32(dbal),
         renorm, zc, N, E, (int)k, cu_f32(dlogits));
     CU_LAUNCHED("k_router_backward");

@@ -36,11 +36,11 @@ void cu_gather_rows(const fl_tensor *src, const fl_tensor *idx, fl_tensor *dst) 
     if (N == 0 || row == 0) return;
     const unsigned grid = cu_grid(N * (int64_t)row / 4 + 1);
     if (row % 4 == 0)
-        k_gather<uint32_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((const uint32_t *)src->data, cu_i32(idx),
+        CU_LAUNCH(grid, CU_THREADS, 0, k_gather<uint32_t>)((const uint32_t *)src->data, cu_i32(idx),
                                                                 (uint32_t *)dst->data, N, R, (int64_t)row / 4,
                                                                 g_cu.flags);
     else
-        k_gather<uint8_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((const uint8_t *)src->data, cu_i32(idx),
+        CU_LAUNCH(grid, CU_THREADS, 0, k_gather<uint8_t>)((const uint8_t *)src->data, cu_i32(idx),
                                                                (uint8_t *)dst->data, N, R, (int64_t)row, g_cu.flags);
     CU_LAUNCHED("k_gather");
 }
@@ -82,7 +82,7 @@ void cu_embedding_bag(const fl_tensor *table, const fl_tensor *idx, const fl_ten
     CU_CHECK(cu_cols(out) == D && fl_numel(idx) == N * k);
     CU_CHECK(!w || (w->dtype == FL_F32 && fl_numel(w) == N * k));
     if (N * D == 0) return;
-    k_embedding_bag<<<cu_grid(N * D), CU_THREADS, 0, g_cu.stream>>>(cu_f32(table), cu_i32(idx), w ? cu_f32(w) : NULL,
+    CU_LAUNCH(cu_grid(N * D), CU_THREADS, 0, k_embedding_bag)(cu_f32(table), cu_i32(idx), w ? cu_f32(w) : NULL,
                                                                     cu_f32(out), N, k, R, D, g_cu.flags);
     CU_LAUNCHED("k_embedding_bag");
 }
@@ -118,7 +118,7 @@ void cu_embedding_bag_backward(const fl_tensor *dout, const fl_tensor *table, co
         cu_scatter_add(cu_f32(dout), k, cu_i32(idx), w ? cu_f32(w) : NULL, N * k, cu_f32(dtable), R, D,
                        CU_FLAG_EMBAG);
     if (!dw || N * k == 0) return;
-    k_embag_dw<<<cu_row_blocks(N * k, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(
+    CU_LAUNCH(cu_row_blocks(N * k, CU_THREADS / 32), CU_THREADS, 0, k_embag_dw)(
         cu_f32(dout), cu_f32(table), cu_i32(idx), cu_f32(dw), N * k, k, R, D);
     CU_LAUNCHED("k_embag_dw");
 }
@@ -143,10 +143,10 @@ void cu_zero_rows(fl_tensor *x, const int32_t *rows, int64_t n_rows) {
     if (!d_rows) return;
     const unsigned grid = cu_grid(n_rows * (int64_t)row / 4 + 1);
     if (row % 4 == 0)
-        k_zero_rows<uint32_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((uint32_t *)x->data, d_rows, n_rows, R,
+        CU_LAUNCH(grid, CU_THREADS, 0, k_zero_rows<uint32_t>)((uint32_t *)x->data, d_rows, n_rows, R,
                                                                    (int64_t)row / 4);
     else
-        k_zero_rows<uint8_t><<<grid, CU_THREADS, 0, g_cu.stream>>>((uint8_t *)x->data, d_rows, n_rows, R,
+        CU_LAUNCH(grid, CU_THREADS, 0, k_zero_rows<uint8_t>)((uint8_t *)x->data, d_rows, n_rows, R,
                                                                   (int64_t)row);
     CU_LAUNCHED("k_zero_rows");
 }

@@ -88,12 +88,12 @@ void cu_scatter_add(const float *src, int64_t k, const int32_t *idx, const float
     uint32_t *keys_in = (uint32_t *)base, *keys_out = (uint32_t *)(base + kv);
     int32_t *vals_in = (int32_t *)(base + 2 * kv), *vals_out = (int32_t *)(base + 3 * kv);
     void *tmp = base + 4 * kv;
-    k_scatter_keys<<<cu_grid(n), CU_THREADS, 0, g_cu.stream>>>(idx, n, R, keys_in, vals_in, g_cu.flags, flag);
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_scatter_keys)(idx, n, R, keys_in, vals_in, g_cu.flags, flag);
     if (!CU_LAUNCHED("k_scatter_keys")) return;
     if (!CU_OK(cub::DeviceRadixSort::SortPairs(tmp, temp, keys_in, keys_out, vals_in, vals_out, (int)n, 0, end_bit,
                                                g_cu.stream)))
         return;
-    k_scatter_runs<<<cu_row_blocks(n, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(keys_out, vals_out, n, src, k,
+    CU_LAUNCH(cu_row_blocks(n, CU_THREADS / 32), CU_THREADS, 0, k_scatter_runs)(keys_out, vals_out, n, src, k,
                                                                                       w, dst, R, D);
     CU_LAUNCHED("k_scatter_runs");
 }

@@ -34,9 +34,9 @@ void cu_softmax(const fl_tensor *x, fl_tensor *y) {
     CU_CHECK(x->dtype == FL_F32 && y->dtype == FL_F32 && fl_numel(y) == N * M);
     if (N == 0 || M == 0) return;
     if (M <= CU_WARP_ROW_MAX)
-        k_softmax<32><<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), cu_f32(y), N, M);
+        CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_softmax<32>)(cu_f32(x), cu_f32(y), N, M);
     else
-        k_softmax<CU_THREADS><<<(unsigned)N, CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), cu_f32(y), N, M);
+        CU_LAUNCH((unsigned)N, CU_THREADS, 0, k_softmax<CU_THREADS>)(cu_f32(x), cu_f32(y), N, M);
     CU_LAUNCHED("k_softmax");
 }
 
@@ -61,10 +61,10 @@ void cu_softmax_backward(const fl_tensor *y, const fl_tensor *dy, fl_tensor *dx)
     CU_CHECK(fl_numel(dy) == N * M && fl_numel(dx) == N * M);
     if (N == 0 || M == 0) return;
     if (M <= CU_WARP_ROW_MAX)
-        k_softmax_backward<32><<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(
+        CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_softmax_backward<32>)(
             cu_f32(y), cu_f32(dy), cu_f32(dx), N, M);
     else
-        k_softmax_backward<CU_THREADS><<<(unsigned)N, CU_THREADS, 0, g_cu.stream>>>(cu_f32(y), cu_f32(dy), cu_f32(dx),
+        CU_LAUNCH((unsigned)N, CU_THREADS, 0, k_softmax_backward<CU_THREADS>)(cu_f32(y), cu_f32(dy), cu_f32(dx),
                                                                                     N, M);
     CU_LAUNCHED("k_softmax_backward");
 }
@@ -94,9 +94,9 @@ void cu_logsumexp(const fl_tensor *x, fl_tensor *out) {
     CU_CHECK(x->dtype == FL_F32 && out->dtype == FL_F32 && fl_numel(out) == N);
     if (N == 0) return;
     if (M <= CU_WARP_ROW_MAX)
-        k_logsumexp<32><<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), cu_f32(out), N,
+        CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_logsumexp<32>)(cu_f32(x), cu_f32(out), N,
                                                                                           M);
     else
-        k_logsumexp<CU_THREADS><<<(unsigned)N, CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), cu_f32(out), N, M);
+        CU_LAUNCH((unsigned)N, CU_THREADS, 0, k_logsumexp<CU_THREADS>)(cu_f32(x), cu_f32(out), N, M);
     CU_LAUNCHED("k_logsumexp");
 }

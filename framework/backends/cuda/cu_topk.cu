@@ -52,7 +52,7 @@ void cu_topk(const fl_tensor *x, int k, fl_tensor *vals, fl_tensor *idx) {
     CU_CHECK(k >= 1 && k <= M && fl_numel(vals) == N * k && fl_numel(idx) == N * k);
     CU_CHECK(M < INT32_MAX);
     if (N == 0) return;
-    k_topk<<<cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, g_cu.stream>>>(cu_f32(x), N, M, k, cu_f32(vals),
+    CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_topk)(cu_f32(x), N, M, k, cu_f32(vals),
                                                                               cu_i32(idx));
     CU_LAUNCHED("k_topk");
 }

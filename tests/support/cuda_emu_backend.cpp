@@ -1,0 +1,130 @@
+/*
+ * tests/support/cuda_emu_backend.cpp — see cuda_emu_backend.h. The CUDA
+ * sources are compiled here, inside namespace emu_cuda so that a test
+ * linked with the real CUDA backend keeps both, together with the little
+ * of cu_common.h's runtime they call (scratch, uploads, error records, the
+ * cuBLAS products of the attention's fallback path as CPU sgemms).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_emu.h"
+
+extern "C" {
+#include "backend.h"
+#include "cpu/cpu.h" /* cpu_sgemm */
+#include "host.h"
+}
+
+#include "cuda_emu_backend.h"
+
+namespace emu_cuda {
+
+#include "cu_ops.h"
+
+#include "cu_attention.cu"
+#include "cu_block_select.cu"
+#include "cu_flash_attention.cu"
+#include "cu_norm_groups.cu"
+#include "cu_product_keys.cu"
+#include "cu_reduce.cu"
+#include "cu_routing.cu"
+
+cu_state g_cu;
+
+int cu_ok_rt(cudaError_t e, const char *call, const char *file, int line) {
+    if (e == cudaSuccess) return 1;
+    fl_log(FL_LOG_ERROR, "%s:%d: %s failed (emulated)", file, line, call);
+    return 0;
+}
+
+void cu_shape_error(const char *op, const char *cond) {
+    fl_log(FL_LOG_ERROR, "cuda op %s: shape check failed: %s", op, cond);
+}
+
+void *cu_scratch(int slot, size_t bytes) {
+    if (bytes > g_cu.scratch_cap[slot]) {
+        free(g_cu.scratch[slot]);
+        g_cu.scratch[slot] = malloc(bytes);
+        g_cu.scratch_cap[slot] = g_cu.scratch[slot] ? bytes : 0;
+    }
+    return g_cu.scratch[slot];
+}
+
+/* A copy the caller may not reuse: kernels run when launched here, but an
+   op may upload several arrays before its first launch. */
+const void *cu_upload(const void *src, size_t bytes) {
+    enum { RING = 16 };
+    static void *ring[RING];
+    static size_t cap[RING];
+    static unsigned next;
+    const unsigned i = next++ % RING;
+    if (bytes > cap[i]) {
+        free(ring[i]);
+        ring[i] = malloc(bytes);
+        cap[i] = ring[i] ? bytes : 0;
+    }
+    if (ring[i] && bytes) memcpy(ring[i], src, bytes);
+    return ring[i];
+}
+
+int cu_download(void *dst, const void *src, size_t bytes) {
+    memcpy(dst, src, bytes);
+    return 1;
+}
+
+/* cuBLAS's strided-batched row-major product, as CPU sgemms */
+void cu_gemm_rm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc,
+                int64_t sC, int64_t batch) {
+    for (int64_t b = 0; b < batch; b++)
+        cpu_sgemm(ta, tb, M, N, K, alpha, A + b * sA, lda, B + b * sB, ldb, beta, C + b * sC, ldc);
+}
+
+} // namespace emu_cuda
+
+using namespace emu_cuda;
+
+static fl_backend g_emu;
+
+static const char *emu_describe(void) {
+    return "the CUDA backend's kernels emulated on the CPU (tests/support/cuda_emu.h), CPU GEMMs";
+}
+
+void ts_cuda_emu_set_math(const char *mode) {
+    g_cu.math = !strcmp(mode, "fp32") ? CU_MATH_FP32 : !strcmp(mode, "bf16") ? CU_MATH_BF16 : CU_MATH_TF32;
+}
+
+const fl_backend *ts_cuda_emu_backend(void) {
+    if (g_emu.name) return &g_emu;
+    static unsigned flags[2];
+    g_cu.flags = flags;
+    g_cu.prop.multiProcessorCount = 2;          /* small grids: grid-stride loops cover the rest */
+    g_cu.prop.sharedMemPerBlockOptin = 232448;  /* an H100's */
+    g_cu.math = CU_MATH_TF32;
+    g_emu = *fl_backend_cpu();
+    g_emu.name = "cuda-emulated";
+    g_emu.describe = emu_describe;
+    g_emu.attention_saved_numel = cu_attention_saved_numel;
+    g_emu.attention = cu_attention;
+    g_emu.attention_backward = cu_attention_backward;
+    fl_ops *o = &g_emu.ops;
+    o->sum_rows = cu_sum_rows;
+    o->row_dot = cu_row_dot;
+    o->moe_route = cu_moe_route;
+    o->moe_index = cu_moe_index;
+    o->moe_router_backward = cu_moe_router_backward;
+    o->block_select = cu_block_select;
+    o->block_select_backward = cu_block_select_backward;
+    o->block_argmax = cu_block_argmax;
+    o->product_topk = cu_product_topk;
+    o->product_topk_backward = cu_product_topk_backward;
+    o->batchnorm = cu_batchnorm;
+    o->batchnorm_backward = cu_batchnorm_backward;
+    o->layernorm_groups = cu_layernorm_groups;
+    o->layernorm_groups_backward = cu_layernorm_groups_backward;
+    return &g_emu;
+}
