@@ -18,7 +18,8 @@
  *     last, then last to first), so a read that needs a missing
  *     __syncthreads sees unwritten (NaN) shared memory;
  *   - dynamic shared memory is one buffer, filled with 0xff (NaN) before
- *     each block; static __shared__ arrays are function statics;
+ *     each block (the bytes the launch asks for); static __shared__ arrays
+ *     are function statics;
  *   - WMMA fragments hold the whole 16x16 tile in every lane (the kernels
  *     never depend on the real register layout, so any layout is faithful);
  *     load and store are warp-collective as on the GPU (every lane reads
@@ -69,7 +70,7 @@ enum { RUN, WAIT_BLOCK, WAIT_WARP, DONE };
 
 /* A fiber starts once through swapcontext (its own stack) and from then on
    switches with _setjmp/_longjmp, which (unlike swapcontext) make no system
-   call. glibc's fortified longjmp refuses to jump between stacks, so the
+   call; it serves block after block. glibc's fortified longjmp refuses to jump between stacks, so the
    emulation builds with -U_FORTIFY_SOURCE (tests/CMakeLists.txt). */
 struct fiber {
     ucontext_t ctx;
@@ -79,7 +80,7 @@ struct fiber {
     char *stack;
 };
 
-enum { MAX_THREADS = 256, STACK_BYTES = 256 * 1024, SMEM_BYTES = 256 * 1024 };
+enum { MAX_THREADS = 1024, STACK_BYTES = 256 * 1024, SMEM_BYTES = 256 * 1024 };
 
 struct block_state {
     fiber f[MAX_THREADS];
@@ -102,11 +103,16 @@ inline void yield(int state) {
     if (!_setjmp(b.f[b.cur].jb)) _longjmp(b.sched_jb, 1);
 }
 
+/* A fiber's life: run the block's body, report DONE, wait to be resumed for
+   the next block (fibers are made once and reused: starting one costs a
+   system call, switching does not). Never returns. */
 inline void trampoline() {
-    block_state &b = B();
-    b.body();
-    b.f[b.cur].state = DONE;
-    _longjmp(b.sched_jb, 1); /* never returns: its context is gone */
+    for (;;) {
+        block_state &b = B();
+        b.body();
+        b.f[b.cur].state = DONE;
+        if (!_setjmp(b.f[b.cur].jb)) _longjmp(b.sched_jb, 1);
+    }
 }
 
 /* Runs fiber i until it waits at a barrier or ends. */
@@ -141,18 +147,21 @@ inline void run_warp(block_state &b, unsigned w, int rev) {
 inline void run_block(dim3 dim, std::function<void()> body) {
     block_state &b = B();
     const unsigned n = dim.x * dim.y * dim.z;
-    if (n > MAX_THREADS || n % 32) fail("block size must be a multiple of 32 up to 256");
+    if (n > MAX_THREADS || n % 32) fail("block size must be a multiple of 32 up to 1024");
     b.n = n;
     b.body = std::move(body);
     for (unsigned i = 0; i < n; i++) {
         fiber &f = b.f[i];
-        if (!f.stack && !(f.stack = (char *)malloc(STACK_BYTES))) fail("out of memory for fiber stacks");
-        getcontext(&f.ctx);
-        f.ctx.uc_stack.ss_sp = f.stack;
-        f.ctx.uc_stack.ss_size = STACK_BYTES;
-        f.ctx.uc_link = &b.sched;
-        makecontext(&f.ctx, trampoline, 0);
-        f.state = RUN, f.started = 0;
+        if (!f.stack) {
+            if (!(f.stack = (char *)malloc(STACK_BYTES))) fail("out of memory for fiber stacks");
+            getcontext(&f.ctx);
+            f.ctx.uc_stack.ss_sp = f.stack;
+            f.ctx.uc_stack.ss_size = STACK_BYTES;
+            f.ctx.uc_link = NULL;
+            makecontext(&f.ctx, trampoline, 0);
+            f.started = 0;
+        }
+        f.state = RUN;
         f.tid = dim3(i % dim.x, i / dim.x % dim.y, i / (dim.x * dim.y));
     }
     const unsigned warps = n / 32;
@@ -179,7 +188,7 @@ template <class... P> struct launch {
     void (*kernel)(P...);
     dim3 grid, threads;
     size_t smem;
-    template <class... A> void operator()(A... a) const {
+    void operator()(P... a) const { /* the kernel's own parameter types: NULL, narrowing as on a GPU */
         if (smem > SMEM_BYTES) fail("dynamic shared memory above the emulator's 256 KiB");
         block_state &b = B();
         b.grid = grid, b.dim = threads;
@@ -187,7 +196,7 @@ template <class... P> struct launch {
             for (unsigned y = 0; y < grid.y; y++)
                 for (unsigned x = 0; x < grid.x; x++) {
                     b.block = dim3(x, y, z);
-                    memset(smem_buffer(), 0xff, SMEM_BYTES);
+                    memset(smem_buffer(), 0xff, smem); /* the dynamic shared memory asked for */
                     run_block(threads, [&] { kernel(a...); });
                 }
     }
@@ -212,19 +221,24 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
 }
 /* ------------------------------------------------------------ bfloat16 */
 
+inline float __uint_as_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+inline uint32_t __float_as_uint(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
 struct __nv_bfloat16 {
     uint16_t bits;
-    operator float() const {
-        uint32_t u = (uint32_t)bits << 16;
-        float f;
-        memcpy(&f, &u, 4);
-        return f;
-    }
+    operator float() const { return __uint_as_float((uint32_t)bits << 16); }
 };
 
 inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
+    const uint32_t u = __float_as_uint(f);
     __nv_bfloat16 r;
     if ((u & 0x7fffffffu) > 0x7f800000u) r.bits = (uint16_t)((u >> 16) | 0x40); /* NaN stays NaN */
     else r.bits = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
@@ -257,21 +271,14 @@ template <class Use, int M, int N, int K, class T, class Layout = void> struct f
 };
 
 inline float __float_to_tf32(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
+    uint32_t u = __float_as_uint(f);
     if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0xfffu + ((u >> 13) & 1u)) & 0xffffe000u;
-    memcpy(&f, &u, 4);
-    return f;
+    return __uint_as_float(u);
 }
 
-/* what the tensor core reads of an input element */
-inline float tc_value(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u &= 0xffffe000u; /* tf32: the low 13 bits are ignored */
-    memcpy(&f, &u, 4);
-    return f;
-}
+/* what the tensor core reads of an input element (tf32: the low 13 bits
+   are ignored) */
+inline float tc_value(float f) { return __uint_as_float(__float_as_uint(f) & 0xffffe000u); }
 inline float tc_value(__nv_bfloat16 b) { return (float)b; }
 
 /* The warp-collective part of load/store: the whole warp meets here. */
@@ -351,6 +358,16 @@ inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t = 0) {
     memset(p, v, n);
     return cudaSuccess;
 }
+/* "device" memory is host memory here: every copy is a memmove */
+enum cudaMemcpyKind { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2, cudaMemcpyDeviceToDevice = 3 };
+inline cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind) {
+    if (n) memmove(d, s, n);
+    return cudaSuccess;
+}
+inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind k, cudaStream_t = 0) {
+    return cudaMemcpy(d, s, n, k);
+}
+
 
 struct float2 {
     float x, y;

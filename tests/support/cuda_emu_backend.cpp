@@ -25,13 +25,21 @@ namespace emu_cuda {
 
 #include "cu_ops.h"
 
+#include "cu_adamw.cu"
 #include "cu_attention.cu"
 #include "cu_block_select.cu"
+#include "cu_bucket_sort.cu"
+#include "cu_cross_entropy.cu"
+#include "cu_elementwise.cu"
 #include "cu_flash_attention.cu"
+#include "cu_layernorm.cu"
 #include "cu_norm_groups.cu"
+#include "cu_norms.cu"
 #include "cu_product_keys.cu"
 #include "cu_reduce.cu"
 #include "cu_routing.cu"
+#include "cu_softmax.cu"
+#include "cu_topk.cu"
 
 cu_state g_cu;
 
@@ -111,7 +119,35 @@ const fl_backend *ts_cuda_emu_backend(void) {
     g_emu.attention_saved_numel = cu_attention_saved_numel;
     g_emu.attention = cu_attention;
     g_emu.attention_backward = cu_attention_backward;
+    g_emu.cross_entropy = cu_cross_entropy;
+    g_emu.adamw = cu_adamw;
+    g_emu.adamw_rows = cu_adamw_rows;
+    g_emu.sumsq = cu_sumsq;
+    g_emu.sumsq_many = cu_sumsq_many;
+    g_emu.sumsq_rows = cu_sumsq_rows;
+    g_emu.nonfinite = cu_nonfinite;
     fl_ops *o = &g_emu.ops;
+    o->add_bias = cu_add_bias;
+    o->activation = cu_activation;
+    o->activation_backward = cu_activation_backward;
+    o->mul = cu_mul;
+    o->axpby = cu_axpby;
+    o->fill = cu_fill;
+    o->copy = cu_copy;
+    o->scale_rows = cu_scale_rows;
+    o->softmax = cu_softmax;
+    o->softmax_backward = cu_softmax_backward;
+    o->logsumexp = cu_logsumexp;
+    o->topk = cu_topk;
+    o->layernorm = cu_layernorm;
+    o->layernorm_backward = cu_layernorm_backward;
+    o->rng_normal = cu_rng_normal;
+    o->rng_uniform = cu_rng_uniform;
+    o->bucket_sort = cu_bucket_sort;
+    o->to_host = cu_to_host;
+    o->from_host = cu_from_host;
+    o->permute01 = cu_permute01;
+    o->dropout = cu_dropout;
     o->sum_rows = cu_sum_rows;
     o->row_dot = cu_row_dot;
     o->moe_route = cu_moe_route;

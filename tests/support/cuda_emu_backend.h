@@ -3,13 +3,13 @@
  * the CPU, standing in for a GPU in the GPU-vs-CPU suites on machines
  * without one (test_cuda_backend_emu, test_cuda_model_emu).
  *
- * It is the CPU backend with these entries replaced by the CUDA backend's
+ * It is the CPU backend with every entry replaced by the CUDA backend's
  * code, compiled for the CPU through tests/support/cuda_emu.h (a block's
- * threads as fibers, barriers, warp intrinsics and WMMA emulated): attention
- * (the flash kernels, or the cuBLAS path's softmax kernels around CPU
- * products), sum_rows and row_dot, the MoE routing ops, the CNT block
- * selection ops, the PKM product-key top-k and the batch/group norms. What
- * it cannot check: cuBLAS, timing, the memory model between blocks.
+ * threads as fibers, barriers, warp intrinsics and WMMA emulated), except
+ * the GEMMs (cuBLAS: CPU sgemm instead, also inside attention's T x T path),
+ * gather/scatter, embedding bag, embed and zero_rows (cu_scatter.cu sorts
+ * with CUB, which has no emulation) and alloc/free. What it cannot check:
+ * cuBLAS, CUB, timing, the memory model between blocks.
  */
 #ifndef FFNLAB_TEST_CUDA_EMU_BACKEND_H
 #define FFNLAB_TEST_CUDA_EMU_BACKEND_H

@@ -87,9 +87,9 @@ void cu_activation(int act, const fl_tensor *x, fl_tensor *y) {
     const int64_t n = fl_numel(x);
     if (n == 0 || (act == FL_ACT_IDENTITY && x->data == y->data)) return;
     if (y->dtype == FL_BF16)
-        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_activation)(act, cu_f32(x), (uint16_t *)y->data, n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_activation<uint16_t>)(act, cu_f32(x), (uint16_t *)y->data, n);
     else
-        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_activation)(act, cu_f32(x), cu_f32(y), n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_activation<float>)(act, cu_f32(x), cu_f32(y), n);
     CU_LAUNCHED("k_activation");
 }
 
@@ -123,9 +123,9 @@ void cu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out) {
     const int64_t n = fl_numel(a);
     if (n == 0) return;
     if (out->dtype == FL_BF16)
-        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_mul)(cu_f32(a), cu_f32(b), (uint16_t *)out->data, n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_mul<uint16_t>)(cu_f32(a), cu_f32(b), (uint16_t *)out->data, n);
     else
-        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_mul)(cu_f32(a), cu_f32(b), cu_f32(out), n);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_mul<float>)(cu_f32(a), cu_f32(b), cu_f32(out), n);
     CU_LAUNCHED("k_mul");
 }
 
@@ -250,11 +250,11 @@ void cu_permute01(const fl_tensor *x, int64_t A, int64_t B, int64_t C, fl_tensor
     if (A * B * C == 0) return;
     if (es % 4 == 0) {
         const int64_t Cw = C * (int64_t)(es / 4);
-        CU_LAUNCH(cu_grid(A * B * Cw), CU_THREADS, 0, k_permute01)((const uint32_t *)x->data,
+        CU_LAUNCH(cu_grid(A * B * Cw), CU_THREADS, 0, k_permute01<uint32_t>)((const uint32_t *)x->data,
                                                                          (uint32_t *)y->data, A, B, Cw);
     } else {
         const int64_t Cw = C * (int64_t)(es / 2);
-        CU_LAUNCH(cu_grid(A * B * Cw), CU_THREADS, 0, k_permute01)((const uint16_t *)x->data,
+        CU_LAUNCH(cu_grid(A * B * Cw), CU_THREADS, 0, k_permute01<uint16_t>)((const uint16_t *)x->data,
                                                                          (uint16_t *)y->data, A, B, Cw);
     }
     CU_LAUNCHED("k_permute01");

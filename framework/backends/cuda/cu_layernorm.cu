@@ -52,10 +52,10 @@ template <class Out>
 static void layernorm_launch(const float *x, const float *g, const float *b, float eps, Out *y, float *mean,
                              float *rstd, int64_t N, int64_t D) {
     if (D <= CU_WARP_ROW_MAX)
-        CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_layernorm<32>)(x, g, b, eps, y, mean,
+        CU_LAUNCH(cu_row_blocks(N, CU_THREADS / 32), CU_THREADS, 0, k_layernorm<32, Out>)(x, g, b, eps, y, mean,
                                                                                           rstd, N, D);
     else
-        CU_LAUNCH((unsigned)N, CU_THREADS, 0, k_layernorm<CU_THREADS>)(x, g, b, eps, y, mean, rstd, N, D);
+        CU_LAUNCH((unsigned)N, CU_THREADS, 0, k_layernorm<CU_THREADS, Out>)(x, g, b, eps, y, mean, rstd, N, D);
     CU_LAUNCHED("k_layernorm");
 }
 
