@@ -28,8 +28,14 @@
  *     low 13 mantissa bits as on the hardware;
  *   - atomics are plain read-modify-writes (one fiber runs at a time);
  *   - __nv_bfloat16 is a 16-bit value with round-to-nearest-even.
+ *   - CUB's radix sort of pairs is a stable sort by the same key bits;
+ *   - cuBLAS's GEMMs (plain, strided-batched, grouped) are reference loops
+ *     in double over the inputs as the compute type reads them (tf32:
+ *     low 13 bits dropped; bf16 inputs as they are), so the backend's own
+ *     GEMM code (row-major mapping, bf16 conversions, grouped problems) runs.
  * What it does not: timing, occupancy, bank conflicts, memory fences
- * between blocks (blocks never run at the same time here), cuBLAS.
+ * between blocks (blocks never run at the same time here), cuBLAS's and
+ * CUB's own code.
  */
 #ifndef FFNLAB_CUDA_EMU_H
 #define FFNLAB_CUDA_EMU_H
@@ -42,8 +48,11 @@
 #include <setjmp.h>
 #include <ucontext.h>
 
+#include <algorithm>
 #include <functional>
+#include <numeric>
 #include <type_traits>
+#include <vector>
 
 #define __global__
 #define __device__
@@ -374,6 +383,15 @@ struct float2 {
 };
 inline float2 make_float2(float x, float y) { return float2{x, y}; }
 
+inline cudaError_t cudaMalloc(void **p, size_t n) {
+    *p = malloc(n ? n : 1);
+    return *p ? cudaSuccess : 2;
+}
+inline cudaError_t cudaFree(void *p) {
+    free(p);
+    return cudaSuccess;
+}
+
 /* ------------------------------------------- warp intrinsics, atomics */
 
 /* Every lane of the warp puts v in; each gets what f(lanes' values) says. */
@@ -429,6 +447,120 @@ inline unsigned atomicOr(unsigned *p, unsigned v) {
     unsigned old = *p;
     *p = old | v;
     return old;
+}
+
+/* ---------------------------------------------------------------- CUB */
+
+namespace cub {
+struct DeviceRadixSort {
+    /* pairs sorted by key bits [begin_bit, end_bit), stably, as a radix sort */
+    template <class K, class V>
+    static cudaError_t SortPairs(void *temp, size_t &temp_bytes, const K *keys_in, K *keys_out, const V *vals_in,
+                                 V *vals_out, int n, int begin_bit = 0, int end_bit = (int)sizeof(K) * 8,
+                                 cudaStream_t = 0) {
+        if (!temp) {
+            temp_bytes = 1;
+            return cudaSuccess;
+        }
+        const uint64_t mask = end_bit - begin_bit >= 64 ? ~0ull : (1ull << (end_bit - begin_bit)) - 1;
+        std::vector<int> order((size_t)n);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+            return ((uint64_t)keys_in[a] >> begin_bit & mask) < ((uint64_t)keys_in[b] >> begin_bit & mask);
+        });
+        std::vector<K> k((size_t)n);
+        std::vector<V> v((size_t)n);
+        for (int i = 0; i < n; i++) k[(size_t)i] = keys_in[order[(size_t)i]], v[(size_t)i] = vals_in[order[(size_t)i]];
+        std::copy(k.begin(), k.end(), keys_out);
+        std::copy(v.begin(), v.end(), vals_out);
+        return cudaSuccess;
+    }
+};
+} // namespace cub
+
+/* ------------------------------------------------------------- cuBLAS */
+
+#define CUBLAS_VERSION 130000
+enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_EXECUTION_FAILED = 13 };
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
+typedef enum { CUDA_R_32F = 0, CUDA_R_16BF = 14 } cudaDataType_t;
+enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_16BF = 75, CUBLAS_COMPUTE_32F_FAST_TF32 = 77 };
+enum { CUBLAS_GEMM_DEFAULT = -1 };
+inline const char *cublasGetStatusName(cublasStatus_t) { return "CUBLAS_STATUS_EXECUTION_FAILED"; }
+inline const char *cublasGetStatusString(cublasStatus_t) { return "emulated"; }
+
+namespace emu {
+/* element i of a column-major input as the compute type reads it */
+inline double blas_in(const void *p, cudaDataType_t t, int64_t i, int compute) {
+    float v = t == CUDA_R_16BF ? (float)((const __nv_bfloat16 *)p)[i] : ((const float *)p)[i];
+    if (t == CUDA_R_32F && compute == CUBLAS_COMPUTE_32F_FAST_TF32) v = nvcuda::wmma::tc_value(v);
+    if (t == CUDA_R_32F && compute == CUBLAS_COMPUTE_32F_FAST_16BF) v = (float)__float2bfloat16_rn(v);
+    return v;
+}
+/* op(X) of a column-major input as rows x cols doubles, row-major */
+inline std::vector<double> blas_op(const void *X, cudaDataType_t t, int trans, int64_t rows, int64_t cols, int64_t ld,
+                                   int compute) {
+    std::vector<double> out((size_t)(rows * cols));
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) out[(size_t)(r * cols + c)] = blas_in(X, t, trans ? c + r * ld : r + c * ld, compute);
+    return out;
+}
+/* column-major C[m,n] = alpha op(A) op(B) + beta C (beta 0: C not read) */
+inline void blas_gemm(int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const void *A, cudaDataType_t at,
+                      int64_t lda, const void *B, cudaDataType_t bt, int64_t ldb, float beta, float *C, int64_t ldc,
+                      int compute) {
+    const std::vector<double> a = blas_op(A, at, ta, m, k, lda, compute), bT = blas_op(B, bt, !tb, n, k, ldb, compute);
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t i = 0; i < m; i++) {
+            const double *ar = &a[(size_t)(i * k)], *br = &bT[(size_t)(j * k)];
+            double s = 0;
+            for (int64_t p = 0; p < k; p++) s += ar[p] * br[p];
+            float *c = &C[i + j * ldc];
+            *c = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * *c));
+        }
+}
+inline size_t blas_size(cudaDataType_t t) { return t == CUDA_R_16BF ? 2 : 4; }
+} // namespace emu
+
+inline cublasStatus_t cublasGemmStridedBatchedEx_64(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb,
+                                                    int64_t m, int64_t n, int64_t k, const float *alpha, const void *A,
+                                                    cudaDataType_t at, int64_t lda, int64_t sA, const void *B,
+                                                    cudaDataType_t bt, int64_t ldb, int64_t sB, const float *beta,
+                                                    void *C, cudaDataType_t, int64_t ldc, int64_t sC, int64_t batch,
+                                                    cublasComputeType_t compute, int) {
+    for (int64_t b = 0; b < batch; b++)
+        emu::blas_gemm(ta, tb, m, n, k, *alpha, (const char *)A + b * sA * emu::blas_size(at), at, lda,
+                       (const char *)B + b * sB * emu::blas_size(bt), bt, ldb, *beta, (float *)C + b * sC, ldc,
+                       compute);
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t cublasGemmEx_64(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int64_t m,
+                                      int64_t n, int64_t k, const float *alpha, const void *A, cudaDataType_t at,
+                                      int64_t lda, const void *B, cudaDataType_t bt, int64_t ldb, const float *beta,
+                                      void *C, cudaDataType_t ct, int64_t ldc, cublasComputeType_t compute, int algo) {
+    return cublasGemmStridedBatchedEx_64(h, ta, tb, m, n, k, alpha, A, at, lda, 0, B, bt, ldb, 0, beta, C, ct, ldc, 0,
+                                         1, compute, algo);
+}
+inline cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                                   const float *alpha, const void *A, cudaDataType_t at, int lda, const void *B,
+                                   cudaDataType_t bt, int ldb, const float *beta, void *C, cudaDataType_t ct, int ldc,
+                                   cublasComputeType_t compute, int algo) {
+    return cublasGemmEx_64(h, ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc, compute, algo);
+}
+/* groups of one problem each, as the backend calls it */
+inline cublasStatus_t cublasGemmGroupedBatchedEx(cublasHandle_t h, const cublasOperation_t *ta,
+                                                 const cublasOperation_t *tb, const int *m, const int *n, const int *k,
+                                                 const float *alpha, const void *const *A, cudaDataType_t at,
+                                                 const int *lda, const void *const *B, cudaDataType_t bt,
+                                                 const int *ldb, const float *beta, void *const *C, cudaDataType_t ct,
+                                                 const int *ldc, int groups, const int *group_size,
+                                                 cublasComputeType_t compute) {
+    for (int g = 0; g < groups; g++) {
+        if (group_size[g] != 1) return CUBLAS_STATUS_EXECUTION_FAILED;
+        cublasGemmEx_64(h, ta[g], tb[g], m[g], n[g], k[g], &alpha[g], A[g], at, lda[g], B[g], bt, ldb[g], &beta[g],
+                        C[g], ct, ldc[g], compute, CUBLAS_GEMM_DEFAULT);
+    }
+    return CUBLAS_STATUS_SUCCESS;
 }
 
 #endif

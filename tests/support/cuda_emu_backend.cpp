@@ -2,8 +2,7 @@
  * tests/support/cuda_emu_backend.cpp — see cuda_emu_backend.h. The CUDA
  * sources are compiled here, inside namespace emu_cuda so that a test
  * linked with the real CUDA backend keeps both, together with the little
- * of cu_common.h's runtime they call (scratch, uploads, error records, the
- * cuBLAS products of the attention's fallback path as CPU sgemms).
+ * of cu_common.h's runtime they call (scratch, uploads, error records).
  */
 #include <math.h>
 #include <stdint.h>
@@ -15,7 +14,6 @@
 
 extern "C" {
 #include "backend.h"
-#include "cpu/cpu.h" /* cpu_sgemm */
 #include "host.h"
 }
 
@@ -31,13 +29,17 @@ namespace emu_cuda {
 #include "cu_bucket_sort.cu"
 #include "cu_cross_entropy.cu"
 #include "cu_elementwise.cu"
+#include "cu_embed.cu"
 #include "cu_flash_attention.cu"
+#include "cu_gemm.cu"
 #include "cu_layernorm.cu"
 #include "cu_norm_groups.cu"
 #include "cu_norms.cu"
 #include "cu_product_keys.cu"
 #include "cu_reduce.cu"
 #include "cu_routing.cu"
+#include "cu_rows.cu"
+#include "cu_scatter.cu"
 #include "cu_softmax.cu"
 #include "cu_topk.cu"
 
@@ -45,6 +47,12 @@ cu_state g_cu;
 
 int cu_ok_rt(cudaError_t e, const char *call, const char *file, int line) {
     if (e == cudaSuccess) return 1;
+    fl_log(FL_LOG_ERROR, "%s:%d: %s failed (emulated)", file, line, call);
+    return 0;
+}
+
+int cu_ok_blas(cublasStatus_t st, const char *call, const char *file, int line) {
+    if (st == CUBLAS_STATUS_SUCCESS) return 1;
     fl_log(FL_LOG_ERROR, "%s:%d: %s failed (emulated)", file, line, call);
     return 0;
 }
@@ -84,14 +92,6 @@ int cu_download(void *dst, const void *src, size_t bytes) {
     return 1;
 }
 
-/* cuBLAS's strided-batched row-major product, as CPU sgemms */
-void cu_gemm_rm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-                int64_t sA, const float *B, int64_t ldb, int64_t sB, float beta, float *C, int64_t ldc,
-                int64_t sC, int64_t batch) {
-    for (int64_t b = 0; b < batch; b++)
-        cpu_sgemm(ta, tb, M, N, K, alpha, A + b * sA, lda, B + b * sB, ldb, beta, C + b * sC, ldc);
-}
-
 } // namespace emu_cuda
 
 using namespace emu_cuda;
@@ -99,11 +99,14 @@ using namespace emu_cuda;
 static fl_backend g_emu;
 
 static const char *emu_describe(void) {
-    return "the CUDA backend's kernels emulated on the CPU (tests/support/cuda_emu.h), CPU GEMMs";
+    return "the CUDA backend's code emulated on the CPU (tests/support/cuda_emu.h; cuBLAS and CUB as reference loops)";
 }
 
 void ts_cuda_emu_set_math(const char *mode) {
     g_cu.math = !strcmp(mode, "fp32") ? CU_MATH_FP32 : !strcmp(mode, "bf16") ? CU_MATH_BF16 : CU_MATH_TF32;
+    g_cu.compute = g_cu.math == CU_MATH_FP32   ? CUBLAS_COMPUTE_32F
+                   : g_cu.math == CU_MATH_BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                               : CUBLAS_COMPUTE_32F_FAST_TF32;
 }
 
 const fl_backend *ts_cuda_emu_backend(void) {
@@ -112,7 +115,7 @@ const fl_backend *ts_cuda_emu_backend(void) {
     g_cu.flags = flags;
     g_cu.prop.multiProcessorCount = 2;          /* small grids: grid-stride loops cover the rest */
     g_cu.prop.sharedMemPerBlockOptin = 232448;  /* an H100's */
-    g_cu.math = CU_MATH_TF32;
+    ts_cuda_emu_set_math("tf32");
     g_emu = *fl_backend_cpu();
     g_emu.name = "cuda-emulated";
     g_emu.describe = emu_describe;
@@ -126,7 +129,18 @@ const fl_backend *ts_cuda_emu_backend(void) {
     g_emu.sumsq_many = cu_sumsq_many;
     g_emu.sumsq_rows = cu_sumsq_rows;
     g_emu.nonfinite = cu_nonfinite;
+    g_emu.zero_rows = cu_zero_rows;
+    g_emu.embed = cu_embed;
+    g_emu.embed_backward = cu_embed_backward;
     fl_ops *o = &g_emu.ops;
+    o->gemm = cu_gemm;
+    o->gemm_batched = cu_gemm_batched;
+    o->gemm_grouped = cu_gemm_grouped;
+    o->gemm_grouped_wgrad = cu_gemm_grouped_wgrad;
+    o->gather_rows = cu_gather_rows;
+    o->scatter_add_rows = cu_scatter_add_rows;
+    o->embedding_bag = cu_embedding_bag;
+    o->embedding_bag_backward = cu_embedding_bag_backward;
     o->add_bias = cu_add_bias;
     o->activation = cu_activation;
     o->activation_backward = cu_activation_backward;

@@ -3,13 +3,13 @@
  * the CPU, standing in for a GPU in the GPU-vs-CPU suites on machines
  * without one (test_cuda_backend_emu, test_cuda_model_emu).
  *
- * It is the CPU backend with every entry replaced by the CUDA backend's
- * code, compiled for the CPU through tests/support/cuda_emu.h (a block's
- * threads as fibers, barriers, warp intrinsics and WMMA emulated), except
- * the GEMMs (cuBLAS: CPU sgemm instead, also inside attention's T x T path),
- * gather/scatter, embedding bag, embed and zero_rows (cu_scatter.cu sorts
- * with CUB, which has no emulation) and alloc/free. What it cannot check:
- * cuBLAS, CUB, timing, the memory model between blocks.
+ * It is the CPU backend with every op and model kernel replaced by the
+ * CUDA backend's own code (framework/backends/cuda/cu_*.cu), compiled for
+ * the CPU through tests/support/cuda_emu.h (a block's threads as fibers;
+ * barriers, warp intrinsics and WMMA emulated; cuBLAS's GEMMs and CUB's
+ * sort as reference loops); only alloc/free, describe and sync stay the
+ * CPU's. What it cannot check: cuBLAS's and CUB's own code, timing, the
+ * memory model between blocks.
  */
 #ifndef FFNLAB_TEST_CUDA_EMU_BACKEND_H
 #define FFNLAB_TEST_CUDA_EMU_BACKEND_H

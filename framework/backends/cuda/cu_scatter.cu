@@ -19,7 +19,9 @@
  */
 #include "cu_ops.h"
 
+#ifndef FFNLAB_CUDA_EMULATE /* the emulation has its own sort */
 #include <cub/device/device_radix_sort.cuh>
+#endif
 
 static __global__ void k_scatter_keys(const int32_t *idx, int64_t n, int64_t R, uint32_t *keys, int32_t *vals,
                                       unsigned *flags, unsigned flag) {
