@@ -1466,25 +1466,12 @@ static void test_bf16_outputs(void **state) {
 
 int main(void) {
     CPU = fl_backend_cpu();
-    const char *as_cpu = getenv("FFNLAB_TEST_GPU_AS_CPU");
 #ifdef FFNLAB_TEST_CUDA_EMU
-    if (1) { /* test_cuda_backend_emu: the CUDA kernels emulated on the CPU */
-        GPU = ts_cuda_emu_backend();
-        (void)as_cpu;
-    } else
+    g_cuda = ts_gpu_under_test("test_cuda_backend_emu", ts_cuda_emu_backend, &GPU);
+#else
+    g_cuda = ts_gpu_under_test("test_cuda_backend", NULL, &GPU);
 #endif
-    if (as_cpu && !strcmp(as_cpu, "1")) {
-        GPU = fl_backend_cpu();
-        print_message("FFNLAB_TEST_GPU_AS_CPU=1: the CPU backend stands in for the GPU (checks this test's logic)\n");
-    } else {
-        fl_error err = {0};
-        if (fl_backend_cuda(0, &GPU, &err) != FL_OK) {
-            printf("test_cuda_backend: skipped: %s\n", err.msg);
-            return 77; /* ctest: SKIP_RETURN_CODE */
-        }
-        g_cuda = 1;
-    }
-    print_message("GPU: %s\n", GPU->describe());
+    if (g_cuda == 77) return 77; /* ctest: SKIP_RETURN_CODE */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_gemm_tf32),

@@ -23,7 +23,6 @@
  * all math goes through host->ops, all parameters through host->param, so
  * the same source runs on every backend and builds out of tree.
  */
-#include <stddef.h>          /* offsetof (FL_HOST_HAS) */
 #include <stdint.h>          /* int64_t */
 #include <stdlib.h>          /* calloc, free */
 

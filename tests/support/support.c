@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "backend.h"
+
 double ts_rel_error(const float *a, const float *b, size_t n) {
     double maxdiff = 0, maxref = 1e-30;
     for (size_t i = 0; i < n; i++) {
@@ -116,4 +118,24 @@ int ts_shared_data(const char *rel, char *buf, size_t n) {
     snprintf(buf, n, "%s/%s", FFNLAB_SHARED_DATA, rel);
     struct stat st;
     return stat(buf, &st) == 0;
+}
+
+int ts_gpu_under_test(const char *suite, const fl_backend *(*emulated)(void), const fl_backend **gpu) {
+    const char *as_cpu = getenv("FFNLAB_TEST_GPU_AS_CPU");
+    int real = 0;
+    if (emulated) {
+        *gpu = emulated();
+    } else if (as_cpu && !strcmp(as_cpu, "1")) {
+        *gpu = fl_backend_cpu();
+        print_message("FFNLAB_TEST_GPU_AS_CPU=1: the CPU backend stands in for the GPU (checks this test's logic)\n");
+    } else {
+        fl_error err = {0};
+        if (fl_backend_cuda(0, gpu, &err) != FL_OK) {
+            printf("%s: skipped: %s\n", suite, err.msg);
+            return 77;
+        }
+        real = 1;
+    }
+    print_message("GPU: %s\n", (*gpu)->describe());
+    return real;
 }

@@ -38,6 +38,15 @@ static inline float ts_bf16_round(float x) { return ts_bf16_float(ts_bf16(x)); }
         if (ts_st_ != FL_OK) fail_msg("status %d: %s", (int)ts_st_, (err)->msg);    \
     } while (0)
 
+/* The backend a GPU-vs-CPU suite (`suite`, for messages) tests against the
+   CPU: `emulated` when given (the CUDA code run on the CPU, *_emu suites),
+   else the CPU itself with FFNLAB_TEST_GPU_AS_CPU=1 (checks the suite's own
+   logic), else the first GPU. Returns 1 for a real GPU, 0 for a stand-in,
+   77 (ctest's skip code, message printed) when there is no GPU. */
+struct fl_backend;
+int ts_gpu_under_test(const char *suite, const struct fl_backend *(*emulated)(void),
+                      const struct fl_backend **gpu);
+
 /* A fresh empty directory under $TMPDIR (or /tmp); removed by ts_rmtree. */
 char *ts_tmpdir(void);
 void ts_rmtree(const char *dir);

@@ -229,11 +229,11 @@ static __global__ void k_rowdot(const float *dy, const float *y, int64_t BT, int
     if (!lane) D[((bt / T) * H + h) * T + bt % T] = s;
 }
 
-/* Per lane pair: the probabilities P and dS = P (dP - D) of one row of the
-   warp's [16][64] tiles S and dP. Row `r` of the tile has the fixed index
-   `fixed` (a query in dQ, a key in dK/dV); column c has index `moving0 + c`.
-   is_query says which of the two is the query. lse/D: per row (dQ) or per
-   column (dK/dV), as `row_stats`. */
+/* Per lane pair: P = exp(scale S - lse) (causal) and dS = P (dP - D) for
+   row r of the block's [64][64] tiles S and dP, even or odd columns (half).
+   Row r stands for index `fixed`, column c for `moving0 + c`; query_fixed
+   says whether the rows are queries (dQ: lse and D indexed by row) or keys
+   (dK/dV: by column). P may be NULL (dQ needs only dS). */
 template <class M>
 static __device__ void fa_probs(const float *S, const float *dP, int lds, int r, int half, int fixed, int moving0,
                                 int query_fixed, int T, float scale, const float *lse, const float *D,
