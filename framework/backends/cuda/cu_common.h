@@ -61,6 +61,8 @@ enum {
     CU_SLOT_BUCKET,       /* bucket sort tile counters */
     CU_SLOT_RESULT,       /* small results copied to the host */
     CU_SLOT_UPLOAD,       /* uploads larger than the ring */
+    CU_SLOT_GEMM_A,       /* a GEMM input converted to the other's type */
+    CU_SLOT_GEMM_B,
     CU_N_SLOTS
 };
 

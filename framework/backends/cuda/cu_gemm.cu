@@ -25,9 +25,9 @@
  * bf16 mode as bf16 (the f32 one rounded into a scratch buffer by a small
  * kernel, cu_bf16.cuh's rounding, as the CPU rounds) with f32 accumulation
  * (CUBLAS_COMPUTE_32F); in the tf32 and fp32 modes as f32 (the bf16 one
- * widened, exactly), computed in that mode. The scratch buffers are this
- * file's own, grow-only; the next GEMM reuses them only after this one has
- * run (one stream).
+ * widened, exactly), computed in that mode, the converted input in the
+ * scratch slot CU_SLOT_GEMM_A or _B (one stream: the next GEMM reuses it
+ * only after this one has run).
  */
 #include "cu_bf16.cuh"
 #include "cu_ops.h"
@@ -78,30 +78,12 @@ static __global__ void k_widen_bf16(const uint16_t *x, float *y, int64_t n) {
     CU_LOOP(i, n) y[i] = cu_bf16_f32(x[i]);
 }
 
-/* Grow-only device buffer `which` (0: A, 1: B) of at least bytes; NULL (the
-   sticky error set) when out of memory. cudaFree waits for the work that
-   still reads the old one. */
-static void *convert_buffer(int which, size_t bytes) {
-    static void *buf[2];
-    static size_t cap[2];
-    if (cap[which] >= bytes) return buf[which];
-    if (buf[which]) CU_OK(cudaFree(buf[which]));
-    buf[which] = NULL, cap[which] = 0;
-    const size_t n = bytes + bytes / 4; /* room: shapes creep up */
-    if (!CU_OK(cudaMalloc(&buf[which], n))) {
-        buf[which] = NULL;
-        return NULL;
-    }
-    cap[which] = n;
-    return buf[which];
-}
-
 /* t's values as `type` (its own memory, or converted into buffer which);
    NULL when out of memory. */
 static const void *as_type(const fl_tensor *t, cudaDataType_t type, int which) {
     const int64_t n = fl_numel(t);
     if ((type == CUDA_R_16BF) == (t->dtype == FL_BF16) || n == 0) return t->data;
-    void *d = convert_buffer(which, (size_t)n * type_size(type));
+    void *d = cu_scratch(which ? CU_SLOT_GEMM_B : CU_SLOT_GEMM_A, (size_t)n * type_size(type));
     if (!d) return NULL;
     if (type == CUDA_R_16BF)
         CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_round_bf16)(cu_f32(t), (uint16_t *)d, n);
