@@ -126,6 +126,8 @@ static fl_status apply_precision(const fl_backend *be, fl_error *err) {
 const char *fl_backend_precision(const fl_backend *be) {
 #ifdef FFNLAB_HAVE_CUDA
     if (be->device.kind == FL_DEVICE_CUDA) return fl_cuda_math();
+#else
+    (void)be; /* only the CPU exists */
 #endif
     return fl_cpu_precision();
 }
