@@ -1,19 +1,14 @@
 /*
- * backends/cuda/cu_norm_groups.cu — the product-key memory's query norms:
- * batch norm over rows and layer norm over groups of columns, with their
- * gradients (the CPU's cpu_norm_groups.c, same formulas).
+ * backends/cuda/cu_norm_groups.cu — the product-key memory's batch norm over
+ * rows and its gradient (the CPU's cpu_norm_groups.c, same formulas). Its
+ * other query norm, layer norm over groups of columns, shares the layer
+ * norm's kernels in cu_layernorm.cu.
  *
  * Batch norm: the per-column statistics and the affine gradients are column
  * sums over rows, taken by the deterministic two-stage sum of cu_colsum.cuh
  * (double partials over fixed row chunks, added in order: no atomics, the
  * same bits on every run). Two passes as on the CPU: the mean, then the
  * centred squares. The elementwise passes are grid-stride loops.
- *
- * Layer norm over groups: x[N,F] with F = G*c is the matrix [N*G, c] (a
- * group's c values are contiguous), normalised row by row like
- * cu_layernorm.cu (a warp per group row, a block when c is long), except
- * that the affine g, b [F] is indexed by the group's column. dg, db are
- * column sums over the N rows of x with each row's group statistics.
  */
 #include "cu_colsum.cuh"
 #include "cu_ops.h"
@@ -154,114 +149,4 @@ void cu_batchnorm_backward(const fl_tensor *x, const fl_tensor *g, const fl_tens
     if (!CU_LAUNCHED("k_bn_grad_finish")) return;
     CU_LAUNCH(cu_grid(N * F), CU_THREADS, 0, k_bn_dx)(px, cu_f32(g), pm, pr, pdy, s, cu_f32(dx), N, F);
     CU_LAUNCHED("k_bn_dx");
-}
-
-/* ---------------------------------------------------------- layer norm */
-
-/* Group row r of [N*G, c]: its affine starts at column (r % G) * c. */
-template <int TPR>
-static __global__ void k_ln_groups(const float *x, const float *g, const float *b, float eps, float *y,
-                                   float *mean, float *rstd, int64_t R, int64_t c, int G) {
-    __shared__ float sm[32];
-    int t;
-    const int64_t row = cu_row_index<TPR>(&t);
-    if (row >= R) return;
-    const float *xr = x + row * c, *gr = g + (row % G) * c, *br = b + (row % G) * c;
-    float *yr = y + row * c;
-    float s = 0.0f;
-    for (int64_t i = t; i < c; i += TPR) s += xr[i];
-    const float mu = cu_row_sum<TPR>(s, sm) / (float)c;
-    float v = 0.0f;
-    for (int64_t i = t; i < c; i += TPR) {
-        const float d = xr[i] - mu;
-        v += d * d;
-    }
-    const float rs = 1.0f / sqrtf(cu_row_sum<TPR>(v, sm) / (float)c + eps);
-    for (int64_t i = t; i < c; i += TPR) yr[i] = (xr[i] - mu) * rs * gr[i] + br[i];
-    if (t == 0) {
-        mean[row] = mu;
-        rstd[row] = rs;
-    }
-}
-
-void cu_layernorm_groups(const fl_tensor *x, int G, const fl_tensor *g, const fl_tensor *b, float eps,
-                         fl_tensor *y, fl_tensor *mean, fl_tensor *rstd) {
-    const int64_t N = cu_rows(x), F = cu_cols(x), c = G > 0 ? F / G : 0, R = N * G;
-    CU_CHECK(G >= 1 && c >= 1 && c * G == F);
-    CU_CHECK(x->dtype == FL_F32 && y->dtype == FL_F32 && fl_numel(y) == N * F);
-    CU_CHECK(g && b && fl_numel(g) == F && fl_numel(b) == F);
-    CU_CHECK(fl_numel(mean) == R && fl_numel(rstd) == R);
-    if (R == 0) return;
-    const float *px = cu_f32(x), *pg = cu_f32(g), *pb = cu_f32(b);
-    float *py = cu_f32(y), *pm = cu_f32(mean), *pr = cu_f32(rstd);
-    if (c <= CU_WARP_ROW_MAX)
-        CU_LAUNCH(cu_row_blocks(R, CU_THREADS / 32), CU_THREADS, 0, k_ln_groups<32>)(px, pg, pb, eps, py, pm,
-                                                                                          pr, R, c, G);
-    else
-        CU_LAUNCH((unsigned)R, CU_THREADS, 0, k_ln_groups<CU_THREADS>)(px, pg, pb, eps, py, pm, pr, R, c, G);
-    CU_LAUNCHED("k_ln_groups");
-}
-
-/* (dy xh, dy) at (r, col) with the statistics of row r's group col / c */
-struct ln_group_grads {
-    const float *x, *dy, *mean, *rstd;
-    int64_t F, c;
-    int G;
-    __device__ float2 operator()(int64_t r, int64_t col) const {
-        const int64_t j = r * G + col / c;
-        const float d = dy[r * F + col];
-        return make_float2(d * ((x[r * F + col] - mean[j]) * rstd[j]), d);
-    }
-};
-
-/* dx = rstd (gy - mean(gy) - xh mean(gy xh)) over each group, gy = dy g */
-template <int TPR>
-static __global__ void k_ln_groups_dx(const float *x, const float *g, const float *mean, const float *rstd,
-                                      const float *dy, float *dx, int64_t R, int64_t c, int G) {
-    __shared__ float sm[32];
-    int t;
-    const int64_t row = cu_row_index<TPR>(&t);
-    if (row >= R) return;
-    const float *xr = x + row * c, *dr = dy + row * c, *gr = g + (row % G) * c;
-    float *or_ = dx + row * c;
-    const float mu = mean[row], rs = rstd[row];
-    float a = 0.0f, bb = 0.0f;
-    for (int64_t i = t; i < c; i += TPR) {
-        const float gy = dr[i] * gr[i];
-        a += gy;
-        bb += gy * (xr[i] - mu) * rs;
-    }
-    a = cu_row_sum<TPR>(a, sm) / (float)c;
-    bb = cu_row_sum<TPR>(bb, sm) / (float)c;
-    for (int64_t i = t; i < c; i += TPR) {
-        const float xh = (xr[i] - mu) * rs;
-        or_[i] = rs * (dr[i] * gr[i] - a - xh * bb);
-    }
-}
-
-void cu_layernorm_groups_backward(const fl_tensor *x, int G, const fl_tensor *g, const fl_tensor *mean,
-                                  const fl_tensor *rstd, const fl_tensor *dy, fl_tensor *dx, fl_tensor *dg,
-                                  fl_tensor *db) {
-    const int64_t N = cu_rows(x), F = cu_cols(x), c = G > 0 ? F / G : 0, R = N * G;
-    CU_CHECK(G >= 1 && c >= 1 && c * G == F);
-    CU_CHECK(x->dtype == FL_F32 && dy->dtype == FL_F32 && dx->dtype == FL_F32);
-    CU_CHECK(fl_numel(dy) == N * F && fl_numel(dx) == N * F && fl_numel(g) == F);
-    CU_CHECK(fl_numel(mean) == R && fl_numel(rstd) == R);
-    CU_CHECK(!dg || fl_numel(dg) == F);
-    CU_CHECK(!db || fl_numel(db) == F);
-    const float *px = cu_f32(x), *pm = cu_f32(mean), *pr = cu_f32(rstd), *pdy = cu_f32(dy);
-    /* parameter gradients first: dx may overwrite dy */
-    ln_group_grads f{px, pdy, pm, pr, F, c, G};
-    if (dg && db) cu_colsum(f, N, F, 1.0f, cu_f32(dg), cu_f32(db));
-    else if (dg) cu_colsum(f, N, F, 1.0f, cu_f32(dg), NULL);
-    else if (db) cu_sum_rows_raw(pdy, N, F, 1.0f, cu_f32(db));
-    if (R == 0) return;
-    const float *pg = cu_f32(g);
-    if (c <= CU_WARP_ROW_MAX)
-        CU_LAUNCH(cu_row_blocks(R, CU_THREADS / 32), CU_THREADS, 0, k_ln_groups_dx<32>)(px, pg, pm, pr, pdy,
-                                                                                             cu_f32(dx), R, c, G);
-    else
-        CU_LAUNCH((unsigned)R, CU_THREADS, 0, k_ln_groups_dx<CU_THREADS>)(px, pg, pm, pr, pdy, cu_f32(dx), R, c,
-                                                                                G);
-    CU_LAUNCHED("k_ln_groups_dx");
 }
