@@ -368,15 +368,25 @@ static __global__ void __launch_bounds__(FA_THREADS)
 
 /* ------------------------------------------------------------- launches */
 
-/* Shared memory above 48 KiB must be asked for per kernel. */
-template <class K> static int fa_prepare(K kernel, size_t bytes) {
-    return CU_OK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+/* Shared memory above 48 KiB must be asked for per kernel, once: the
+   flash kernels of one (M, HS) ask through one call. */
+template <class M, int HS> static int fa_prepare(void) {
+    static int ready; /* per instantiation */
+    typedef fa_smem<M, HS> L;
+    if (!ready)
+        ready = CU_OK(cudaFuncSetAttribute(k_flash_forward<M, HS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)L::FWD)) &&
+                CU_OK(cudaFuncSetAttribute(k_flash_dkv<M, HS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)L::BWD)) &&
+                CU_OK(cudaFuncSetAttribute(k_flash_dq<M, HS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)L::BWD));
+    return ready;
 }
 
 template <class M, int HS>
 static void forward_hs(const float *qkv, int64_t B, int64_t T, int64_t C, int H, float *y, float *lse) {
     typedef fa_smem<M, HS> L;
-    if (!fa_prepare(k_flash_forward<M, HS>, L::FWD)) return;
+    if (!fa_prepare<M, HS>()) return;
     dim3 grid((unsigned)((T + FA_TILE - 1) / FA_TILE), (unsigned)(B * H));
     CU_LAUNCH(grid, FA_THREADS, L::FWD, k_flash_forward<M, HS>)(qkv, (int)T, (int)C, H, 1.0f / sqrtf((float)HS),
                                                                 y, lse);
@@ -387,7 +397,7 @@ template <class M, int HS>
 static void backward_hs(const float *qkv, const float *lse, const float *D, const float *dy, int64_t B, int64_t T,
                         int64_t C, int H, float *dqkv) {
     typedef fa_smem<M, HS> L;
-    if (!fa_prepare(k_flash_dkv<M, HS>, L::BWD) || !fa_prepare(k_flash_dq<M, HS>, L::BWD)) return;
+    if (!fa_prepare<M, HS>()) return;
     dim3 grid((unsigned)((T + FA_TILE - 1) / FA_TILE), (unsigned)(B * H));
     const float scale = 1.0f / sqrtf((float)HS);
     CU_LAUNCH(grid, FA_THREADS, L::BWD, k_flash_dkv<M, HS>)(qkv, dy, lse, D, (int)T, (int)C, H, scale, dqkv);
