@@ -121,13 +121,8 @@ static double check_both(int ta, int tb, int64_t M, int64_t N, int64_t K, float 
 /* ---------------------------------------------------------------- gemm */
 
 static double one_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
-    fl_tensor A = ta ? f2(K, M) : f2(M, K), B = tb ? f2(N, K) : f2(K, N), C = f2(M, N);
-    rnd(&A, 1, -1, 1);
-    rnd(&B, 2, -1, 1);
-    rnd(&C, 3, -1, 1);
-    if (beta == 0.0f)
-        for (int64_t i = 0; i < M * N; i++) F(&C)[i] = NAN; /* must not be read */
-    fl_tensor C0 = clone(&C);
+    fl_tensor A, B, C, C0;
+    tf_gemm_inputs(ta, tb, M, N, K, beta, &A, &B, &C, &C0);
     tf_ops->gemm(ta, tb, alpha, &A, &B, beta, &C);
     char what[96];
     snprintf(what, sizeof what, "gemm t%d%d %lldx%lldx%lld a=%g b=%g", ta, tb, (long long)M, (long long)N,

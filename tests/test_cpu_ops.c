@@ -74,13 +74,8 @@ static void gemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alph
 }
 
 static void check_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
-    fl_tensor A = ta ? f2(K, M) : f2(M, K), B = tb ? f2(N, K) : f2(K, N), C = f2(M, N);
-    rnd(&A, 1, -1, 1);
-    rnd(&B, 2, -1, 1);
-    rnd(&C, 3, -1, 1);
-    if (beta == 0.0f)
-        for (int64_t i = 0; i < M * N; i++) F(&C)[i] = NAN; /* must not be read */
-    fl_tensor C0 = clone(&C);
+    fl_tensor A, B, C, C0;
+    tf_gemm_inputs(ta, tb, M, N, K, beta, &A, &B, &C, &C0);
     double *ref = malloc((size_t)(M * N) * sizeof *ref);
     gemm_ref(ta, tb, M, N, K, alpha, F(&A), F(&B), beta, F(&C0), ref);
     ops->gemm(ta, tb, alpha, &A, &B, beta, &C);

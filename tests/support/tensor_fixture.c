@@ -91,3 +91,16 @@ double fd_check(const char *what, float *x, int64_t n, const float *grad, double
     free(fd);
     return rel;
 }
+
+void tf_gemm_inputs(int ta, int tb, int64_t M, int64_t N, int64_t K, float beta, fl_tensor *A, fl_tensor *B,
+                    fl_tensor *C, fl_tensor *C0) {
+    *A = ta ? f2(K, M) : f2(M, K);
+    *B = tb ? f2(N, K) : f2(K, N);
+    *C = f2(M, N);
+    rnd(A, 1, -1, 1);
+    rnd(B, 2, -1, 1);
+    rnd(C, 3, -1, 1);
+    if (beta == 0.0f)
+        for (int64_t i = 0; i < M * N; i++) F(C)[i] = NAN;
+    *C0 = clone(C);
+}

@@ -34,6 +34,12 @@ int tf_setup_cpu(void **state);
 fl_tensor tnew(int32_t dtype, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3);
 /* A copy of t (same shape and dtype). */
 fl_tensor clone(const fl_tensor *t);
+/* The tensors of a GEMM check C = alpha op(A) op(B) + beta C: A [M,K] (or
+   [K,M] when ta), B [K,N] (or [N,K] when tb), C [M,N], random in [-1, 1]
+   (keys 1, 2, 3); C all NaN when beta = 0, since it must not be read; C0 a
+   copy of C before the product. */
+void tf_gemm_inputs(int ta, int tb, int64_t M, int64_t N, int64_t K, float beta, fl_tensor *A, fl_tensor *B,
+                    fl_tensor *C, fl_tensor *C0);
 
 static inline fl_tensor f1(int64_t n) { return tnew(FL_F32, 1, n, 1, 1, 1); }
 static inline fl_tensor f2(int64_t r, int64_t c) { return tnew(FL_F32, 2, r, c, 1, 1); }
