@@ -4,8 +4,11 @@
 # something is missing.
 set -euo pipefail
 
-FFNLAB_DEBS=(build-essential cmake pkg-config libdnnl-dev libcjson-dev libcmocka-dev
-             libpcre2-dev libcurl4-openssl-dev libopenmpi-dev openmpi-bin)
+# ocl-icd-opencl-dev: Debian's oneDNN CMake package calls find_package(OpenCL
+# REQUIRED), but libdnnl-dev only *recommends* it, and we install without
+# recommends.
+FFNLAB_DEBS=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libcjson-dev
+             libcmocka-dev libpcre2-dev libcurl4-openssl-dev libopenmpi-dev openmpi-bin)
 
 ffnlab_install_deps() {
   local missing=()

@@ -24,7 +24,9 @@
  * in the bf16 mode with bf16 activations (ln1, the dense FFN's c_proj
  * input) gives the very same losses as the bf16 mode with f32 activations
  * (the GEMMs round them to the same bf16 values), and tracks the fp32 run
- * within a stated tolerance.
+ * within a stated tolerance. The two bf16 paths (native, and rounded
+ * inputs in fp32 arithmetic on CPUs without bf16) train alike; ctest runs
+ * this whole suite a second time with the emulated path forced.
  */
 #include <math.h>
 #include <stdint.h>
@@ -442,6 +444,52 @@ static void test_model_bf16_activations(void **state) {
     fl_model_free(m32), fl_model_free(m16), fl_model_free(mmix);
 }
 
+/* The two bf16 paths: oneDNN's native bf16 matmul where the CPU has one,
+   else bf16-rounded inputs in fp32 arithmetic (FFNLAB_CPU_BF16 forces one).
+   A bf16 x bf16 product is exact in f32, so the paths differ only in the
+   order of f32 sums: their training losses agree to f32 round-off, far
+   inside the bf16-vs-fp32 difference (MODEL_TOL). */
+#define PATHS_TOL 1e-4
+
+static void test_bf16_paths(void **state) {
+    (void)state;
+    fl_error err = {0};
+    const char *was = getenv("FFNLAB_CPU_BF16");
+    char *saved = was ? strdup(was) : NULL;
+    setenv("FFNLAB_CPU_BF16", "fast", 1);
+    assert_int_equal(fl_cpu_set_precision("bf16", &err), FL_EINVAL);
+    assert_non_null(strstr(err.msg, "FFNLAB_CPU_BF16=fast: expected auto, native or emulated"));
+
+    double emu[MT_STEPS], nat[MT_STEPS];
+    setenv("FFNLAB_CPU_BF16", "emulated", 1);
+    set_mode("bf16");
+    assert_non_null(strstr(tf_be->describe(), "bf16 inputs, fp32 arithmetic"));
+    fl_model *m = model_now();
+    train_model(m, emu);
+    fl_model_free(m);
+    assert_true(emu[MT_STEPS - 1] < emu[0] - 0.5);
+
+    setenv("FFNLAB_CPU_BF16", "native", 1);
+    if (fl_cpu_set_precision("bf16", &err) == FL_OK) {
+        assert_non_null(strstr(tf_be->describe(), "native bf16"));
+        m = model_now();
+        train_model(m, nat);
+        fl_model_free(m);
+        double worst = 0;
+        for (int s = 0; s < MT_STEPS; s++) worst = fmax(worst, fabs(nat[s] - emu[s]) / emu[s]);
+        print_message("native vs emulated bf16: largest per-step relative loss difference %.2e (tol %.0e)\n",
+                      worst, PATHS_TOL);
+        assert_true(worst <= PATHS_TOL);
+    } else {
+        print_message("this CPU has no native bf16 matmul: %s\n", err.msg);
+        assert_int_equal(err.code, FL_EUNSUPPORTED);
+        assert_non_null(strstr(err.msg, "no bf16 matmul on this CPU"));
+    }
+    if (saved) setenv("FFNLAB_CPU_BF16", saved, 1);
+    else unsetenv("FFNLAB_CPU_BF16");
+    free(saved);
+}
+
 /* ----------------------------------------------------------- the mode */
 
 static void test_mode_and_describe(void **state) {
@@ -540,6 +588,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_bf16_inputs_batched, use_fp32),
         cmocka_unit_test_teardown(test_bf16_inputs_grouped, use_fp32),
         cmocka_unit_test_teardown(test_model_bf16_activations, use_fp32),
+        cmocka_unit_test_teardown(test_bf16_paths, use_fp32),
         cmocka_unit_test_setup_teardown(test_mode_and_describe, use_bf16, use_fp32),
         cmocka_unit_test_teardown(test_request_precision, use_fp32),
         cmocka_unit_test(test_cli_errors),

@@ -13,6 +13,8 @@
  *  - results of tasks not run again are kept for the same weights;
  *  - a bad spec (unknown task or option, value out of range) fails before any
  *    task runs; a failing task is one line, and the tasks before it are saved;
+ *  - an evaluation that fails before any task finished leaves the run folder
+ *    byte-identical, and eval/ exists only when a task wrote a file there;
  *  - blimp reads the release, BabyLM and supplement layouts through the CLI,
  *    stops at a malformed line with FILE:LINE, or skips and counts it;
  *  - glue fine-tunes on the GLUE-layout and BabyLM-layout fixtures and reports
@@ -29,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "eval.h"
 #include "loader.h"
@@ -257,6 +260,43 @@ static void test_eval_errors(void **state) {
     free(out);
 }
 
+static void test_failed_eval_changes_nothing(void **state) {
+    (void)state;
+    char run[4200], eval_dir[4300], *out;
+    snprintf(run, sizeof run, "%s/untouched", g_dir);
+    snprintf(eval_dir, sizeof eval_dir, "%s/eval", run);
+    int rc = ffnlab(&out, "train " TINY " --steps 2 --run-dir %s", run);
+    if (rc) fail_msg("train failed: %s", out);
+    free(out);
+    /* a task that writes no file leaves no eval/ folder */
+    assert_int_equal(ffnlab(&out, "eval --run %s --task lm", run), 0);
+    free(out);
+    assert_int_equal(access(eval_dir, F_OK), -1);
+    static const char *const failing[] = {
+        "--task blimp:data=/nonexistent",             /* fails while running */
+        "--task " ECHO ":fail=true",                  /* fails while running */
+        "--task lm --task " ECHO ":value=7",          /* a bad spec: nothing runs */
+    };
+    for (int pass = 0; pass < 2; pass++) { /* without eval/, then with one a task made */
+        char *before = ts_tree_digest(run);
+        for (size_t i = 0; i < sizeof failing / sizeof *failing; i++) {
+            rc = ffnlab(&out, "eval --run %s %s", run, failing[i]);
+            print_message("eval %s -> %d\n", failing[i], rc);
+            assert_int_not_equal(rc, 0);
+            free(out);
+            char *after = ts_tree_digest(run);
+            if (strcmp(before, after)) fail_msg("eval %s changed the run folder:\n%s\nbecame\n%s", failing[i], before, after);
+            free(after);
+        }
+        free(before);
+        if (!pass) { /* the built-in pairs are a file a task writes into eval/ */
+            assert_int_equal(ffnlab(&out, "eval --run %s --task blimp", run), 0);
+            free(out);
+            assert_int_equal(access(eval_dir, F_OK), 0);
+        }
+    }
+}
+
 /* ---- the built-in tasks through the CLI ---- */
 
 static void test_blimp_layouts_and_errors(void **state) {
@@ -397,6 +437,7 @@ int main(void) {
         cmocka_unit_test(test_eval_writes_json_and_table),
         cmocka_unit_test(test_eval_keeps_other_tasks),
         cmocka_unit_test(test_eval_errors),
+        cmocka_unit_test(test_failed_eval_changes_nothing),
         cmocka_unit_test(test_blimp_layouts_and_errors),
         cmocka_unit_test(test_glue_fixtures),
         cmocka_unit_test(test_train_runs_eval_tasks),

@@ -781,7 +781,13 @@ static void test_determinism(void **state) {
 }
 
 /* One forward and backward; returns y followed by every parameter gradient. */
-static float *outputs(const cfg *c, const char *extra, const float *x, const float *R, size_t *n_out) {
+#define MAX_OUT_TENSORS 16
+
+/* y[N,d] then every parameter gradient, after one forward and backward;
+   *n_out values in all, ends[t] where tensor t ends (y is tensor 0),
+   *n_tensors of them (ends may be NULL). */
+static float *outputs_by_tensor(const cfg *c, const char *extra, const float *x, const float *R, size_t *n_out,
+                                size_t *ends, int *n_tensors) {
     fx f;
     make_layer(&f, c, extra);
     redraw(&f, 12);
@@ -793,15 +799,23 @@ static float *outputs(const cfg *c, const char *extra, const float *x, const flo
     plugin_forward(&f, (float *)x, out);
     plugin_backward(&f, R, dx);
     size_t o = (size_t)nx;
+    assert_true(f.t.list.n + 1 <= MAX_OUT_TENSORS);
+    if (ends) ends[0] = o;
     for (int i = 0; i < f.t.list.n; i++) {
         const fl_tensor *g = &f.t.list.items[i]->pub.grad;
         memcpy(out + o, g->data, fl_nbytes(g));
         o += (size_t)fl_numel(g);
+        if (ends) ends[i + 1] = o;
     }
+    if (n_tensors) *n_tensors = f.t.list.n + 1;
     free(dx);
     ts_ffn_free(&f.t);
     *n_out = n;
     return out;
+}
+
+static float *outputs(const cfg *c, const char *extra, const float *x, const float *R, size_t *n_out) {
+    return outputs_by_tensor(c, extra, x, R, n_out, NULL, NULL);
 }
 
 static void test_blocking_and_threads_do_not_change_results(void **state) {
@@ -850,14 +864,38 @@ static void test_host_kernels_match_own(void **state) {
             float *x = malloc((size_t)nx * sizeof *x), *R = malloc((size_t)nx * sizeof *R);
             fill_normal(x, nx, 71 + norm, 1.0f);
             fill_normal(R, nx, 72 + norm, 1.0f);
-            size_t n_own, n_host;
-            float *own = outputs(&c, NULL, x, R, &n_own), *host = outputs(&c, "kernels=host", x, R, &n_host);
+            size_t n_own, n_host, ends[MAX_OUT_TENSORS];
+            int n_t;
+            float *own = outputs_by_tensor(&c, NULL, x, R, &n_own, ends, &n_t);
+            float *host = outputs(&c, "kernels=host", x, R, &n_host);
             assert_int_equal(n_own, n_host);
             char what[96];
             snprintf(what, sizeof what, "%s%s: y and gradients", NORM_NAMES[norm],
                      variant ? " out_proj dropout" : "");
-            print_message("  kernels=host vs auto, %-40s rel error %.2e\n", what, ts_rel_error(host, own, n_own));
-            ts_assert_close(host, own, n_own, 1e-5, 1e-6, what);
+            /* The two paths sum the same terms in other orders (and with or
+               without FMA contraction, which differs by ISA), so an element
+               near cancellation may differ by far more than its own size:
+               compare each tensor normwise. Each value sums at most a few
+               hundred terms, so f32 reordering moves it by at most about
+               n u sum|terms| ~ 300 * 6e-8 of the terms' scale: 1e-5 with
+               room. The terms' scale is the tensor's largest value, or a
+               tenth of the largest gradient anywhere for a gradient that is
+               zero in exact arithmetic (the query bias before a batch norm:
+               its computed value is that rounding noise alone). */
+            double grad_max = 0, worst = 0;
+            for (size_t i = ends[0]; i < n_own; i++) grad_max = fmax(grad_max, fabs(own[i]));
+            for (int t = 0, at = 0; t < n_t; at = (int)ends[t++]) {
+                double ref_max = 0, diff = 0;
+                for (size_t i = (size_t)at; i < ends[t]; i++) {
+                    ref_max = fmax(ref_max, fabs(own[i]));
+                    diff = fmax(diff, fabs((double)own[i] - host[i]));
+                }
+                const double e = diff / fmax(t ? fmax(ref_max, 0.1 * grad_max) : ref_max, 1e-30);
+                if (!(e <= 1e-5)) fail_msg("%s: tensor %d (values %d-%zu) differs by %.3g of its scale > 1e-5",
+                                           what, t, at, ends[t], e);
+                worst = fmax(worst, e);
+            }
+            print_message("  kernels=host vs auto, %-40s worst per-tensor error %.2e of scale\n", what, worst);
             free(own);
             free(host);
             free(x);

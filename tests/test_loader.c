@@ -19,6 +19,7 @@
 #include <stdlib.h>    /* setenv, getenv, free */
 #include <string.h>    /* strstr */
 #include <sys/stat.h>  /* mkdir */
+#include <unistd.h>    /* readlink */
 
 #include "loader.h"
 #include "support.h"
@@ -224,7 +225,7 @@ static void test_not_found(void **state) {
     (void)state;
     setenv("FFNLAB_PLUGIN_PATH", "/nonexistent/one:" FFNLAB_TEST_PLUGIN_DIR, 1);
     const char *reason[] = {"plugin not found", "searched:", "/nonexistent/one",
-                            FFNLAB_TEST_PLUGIN_DIR, FFNLAB_PLUGIN_BUILD_DIR, FFNLAB_PLUGIN_INSTALL_DIR};
+                            FFNLAB_TEST_PLUGIN_DIR, FFNLAB_PLUGIN_BUILD_DIR, "/lib/ffnlab/plugins"};
     expect_refused("nosuchplugin", FL_PLUGIN_FFN, FL_EINVAL, "ffn_nosuchplugin", reason, 6);
     expect_refused("nosuchplugin", 0, FL_EINVAL, "task_nosuchplugin", reason, 6);
     env_restore();
@@ -237,6 +238,37 @@ static void test_not_found(void **state) {
 /* ------------------------------------------------------------------------ */
 /* Discovery                                                                  */
 /* ------------------------------------------------------------------------ */
+
+/* The order for a bare name: $FFNLAB_PLUGIN_PATH, the install's folder next
+   to the running program (<dir of /proc/self/exe>/../lib/ffnlab/plugins),
+   then the build tree's folder, since this test runs from its build tree.
+   (The installed program, outside any build tree, is test_sdk_out_of_tree's.) */
+static void test_search_folders(void **state) {
+    (void)state;
+    setenv("FFNLAB_PLUGIN_PATH", "/first:/second::/first", 1);
+    char **dirs, exe[4096];
+    size_t n;
+    fl_error err = {0};
+    ts_assert_ok(fl_plugin_search_dirs(&dirs, &n, &err), &err);
+    for (size_t i = 0; i < n; i++) print_message("searched %zu: %s\n", i, dirs[i]);
+    assert_int_equal(n, 4);
+    assert_string_equal(dirs[0], "/first");
+    assert_string_equal(dirs[1], "/second");
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    assert_true(len > 0);
+    exe[len] = 0;
+    *strrchr(exe, '/') = 0; /* this program's folder: build/tests */
+    assert_int_equal(strncmp(dirs[2], exe, strlen(exe)), 0);
+    assert_contains(dirs[2], "lib/ffnlab/plugins");
+    assert_string_equal(dirs[3], FFNLAB_PLUGIN_BUILD_DIR);
+    fl_plugin_paths_free(dirs, n);
+    unsetenv("FFNLAB_PLUGIN_PATH");
+    ts_assert_ok(fl_plugin_search_dirs(&dirs, &n, &err), &err);
+    assert_int_equal(n, 2);
+    assert_string_equal(dirs[1], FFNLAB_PLUGIN_BUILD_DIR);
+    fl_plugin_paths_free(dirs, n);
+    env_restore();
+}
 
 static int list_has(char **paths, size_t n, const char *suffix) {
     int hits = 0;
@@ -349,6 +381,7 @@ int main(void) {
         cmocka_unit_test(test_wrong_kind_requested),
         cmocka_unit_test(test_not_elf),
         cmocka_unit_test(test_not_found),
+        cmocka_unit_test(test_search_folders),
         cmocka_unit_test(test_discover),
         cmocka_unit_test(test_cli_list),
         cmocka_unit_test(test_cli_show),

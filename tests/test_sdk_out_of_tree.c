@@ -4,6 +4,10 @@
  * What a user outside this tree does, end to end, in a temporary folder:
  *   1. `cmake --install <this build> --prefix TMP/prefix` (ffnlab, the
  *      plugins, the SDK headers, the CMake package, ffnlab-conformance);
+ *      then the install is moved to TMP/moved: a relocated install finds
+ *      its own plugins from its own folder, with no environment variable
+ *      and without the build tree (`ffnlab plugins` lists the folders it
+ *      searched, and this build's is not among them), and trains 5 steps;
  *   2. configure examples/ffn_template against it with
  *      CMAKE_PREFIX_PATH=TMP/prefix (find_package(ffnlab) must resolve to the
  *      install, not to this source tree) and build ffn_template.so;
@@ -11,7 +15,10 @@
  *   4. the installed ffnlab-conformance passes on it, directly and through
  *      the ctest test ffnlab_add_conformance_test() registered;
  *   5. `ffnlab train --ffn PATH:...` trains a tiny model 20 steps with it,
- *      logging its auxiliary loss.
+ *      logging its auxiliary loss;
+ *   6. `cmake --install` of the template into the same prefix, and
+ *      `ffnlab train --ffn template:...` finds it by name.
+ * Every installed program runs with FFNLAB_PLUGIN_PATH unset.
  * Each step is one CMocka test; a step fails with the command's output.
  * Skips when cmake is not available.
  */
@@ -35,17 +42,21 @@
 #define FFNLAB_C_COMPILER "cc"
 #endif
 
+/* The installed programs run as a user's would: no plugin path set (ctest
+   sets one for the build's own tests). */
+#define NO_ENV "env -u FFNLAB_PLUGIN_PATH "
+
 /* The options the conformance run uses: small, with noise and the aux loss on. */
 #define TEMPLATE_OPTS "d_ff=32,k=8,noise=0.1,act_l2=0.01"
 
 /* A model small enough that 20 steps take seconds. */
 #define TINY "--corpus-bytes 200000 --vocab-size 320 --d-model 32 --n-layers 1 --n-heads 2 " \
              "--context 32 --batch-size 8 --warmup-steps 2 --eval-every 10 --eval-batches 2 "  \
-             "--log-every 5 --no-progress --steps 20"
+             "--log-every 5 --no-progress"
 
 static struct {
     char *dir;               /* the temporary folder */
-    char prefix[4200];       /* dir/prefix: the install */
+    char prefix[4200];       /* dir/prefix, then dir/moved: the install */
     char build[4200];        /* dir/template: the out-of-tree build */
     char plugin[4300];       /* build/plugins/ffn_template.so */
     int installed, built;    /* steps that succeeded, for the later ones */
@@ -120,6 +131,31 @@ static void test_install(void **state) {
     g.installed = 1;
 }
 
+/* The install moved elsewhere still finds its own plugins, relative to its
+   program, and never looks in this build tree. */
+static void test_relocated(void **state) {
+    (void)state;
+    if (!have_cmake()) skip();
+    if (!g.installed) fail_msg("needs the install step");
+    char moved[4200], cmd[9000], want[4400];
+    snprintf(moved, sizeof moved, "%s/moved", g.dir);
+    if (rename(g.prefix, moved)) fail_msg("could not move %s to %s", g.prefix, moved);
+    snprintf(g.prefix, sizeof g.prefix, "%s", moved);
+    snprintf(cmd, sizeof cmd, NO_ENV "'%s/bin/ffnlab' plugins", g.prefix);
+    const char *out = must_run("ffnlab plugins (moved install)", cmd);
+    snprintf(want, sizeof want, "searched: %s/lib/ffnlab/plugins\n", g.prefix);
+    expect_in(out, want, "ffnlab plugins names the install's folder");
+    snprintf(want, sizeof want, "%s/lib/ffnlab/plugins/ffn_dense.so", g.prefix);
+    expect_in(out, want, "ffnlab plugins lists the install's dense plugin");
+    if (strstr(out, FFNLAB_BUILD_DIR "/")) {
+        print_long(out);
+        fail_msg("the installed ffnlab searched the build tree %s", FFNLAB_BUILD_DIR);
+    }
+    snprintf(cmd, sizeof cmd, NO_ENV "'%s/bin/ffnlab' train " TINY " --steps 5 --run-dir '%s/run-moved'", g.prefix,
+             g.dir);
+    expect_in(must_run("ffnlab train (moved install)", cmd), "trained 5 steps", "ffnlab train");
+}
+
 static void test_build_template(void **state) {
     (void)state;
     if (!have_cmake()) skip();
@@ -154,7 +190,7 @@ static void test_plugins_lists_it(void **state) {
     if (!have_cmake()) skip();
     if (!g.built) fail_msg("needs the template build");
     char cmd[9000];
-    snprintf(cmd, sizeof cmd, "'%s/bin/ffnlab' plugins '%s'", g.prefix, g.plugin);
+    snprintf(cmd, sizeof cmd, NO_ENV "'%s/bin/ffnlab' plugins '%s'", g.prefix, g.plugin);
     const char *out = must_run("ffnlab plugins PATH", cmd);
     expect_in(out, "template", "ffnlab plugins");
     expect_in(out, "ABI", "ffnlab plugins");
@@ -166,7 +202,7 @@ static void test_conformance(void **state) {
     if (!have_cmake()) skip();
     if (!g.built) fail_msg("needs the template build");
     char cmd[9000];
-    snprintf(cmd, sizeof cmd, "'%s/bin/ffnlab-conformance' '%s' 'template:" TEMPLATE_OPTS "'", g.prefix,
+    snprintf(cmd, sizeof cmd, NO_ENV "'%s/bin/ffnlab-conformance' '%s' 'template:" TEMPLATE_OPTS "'", g.prefix,
              g.plugin);
     const char *out = must_run("ffnlab-conformance", cmd);
     expect_in(out, "[  PASSED  ]", "ffnlab-conformance");
@@ -185,7 +221,7 @@ static void test_trains_with_it(void **state) {
     if (!have_cmake()) skip();
     if (!g.built) fail_msg("needs the template build");
     char cmd[9000], metrics[4400];
-    snprintf(cmd, sizeof cmd, "'%s/bin/ffnlab' train " TINY " --ffn '%s:k=16,act_l2=0.01' --run-dir '%s/run'",
+    snprintf(cmd, sizeof cmd, NO_ENV "'%s/bin/ffnlab' train " TINY " --steps 20 --ffn '%s:k=16,act_l2=0.01' --run-dir '%s/run'",
              g.prefix, g.plugin, g.dir);
     expect_in(must_run("ffnlab train --ffn PATH", cmd), "trained 20 steps", "ffnlab train");
     snprintf(metrics, sizeof metrics, "%s/run/metrics.jsonl", g.dir);
@@ -196,11 +232,25 @@ static void test_trains_with_it(void **state) {
     if (!logged) fail_msg("metrics.jsonl lacks \"aux.act_l2\" (the plugin's aux loss, logged by name)");
 }
 
+/* Installed next to ffnlab's own plugins, the template is found by name. */
+static void test_installed_by_name(void **state) {
+    (void)state;
+    if (!have_cmake()) skip();
+    if (!g.built) fail_msg("needs the template build");
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "'%s' --install '%s' --prefix '%s'", FFNLAB_CMAKE, g.build, g.prefix);
+    must_run("cmake --install of the template", cmd);
+    snprintf(cmd, sizeof cmd, NO_ENV "'%s/bin/ffnlab' train " TINY " --steps 5 --ffn 'template:k=16' --run-dir '%s/run-by-name'",
+             g.prefix, g.dir);
+    expect_in(must_run("ffnlab train --ffn template (installed)", cmd), "trained 5 steps", "ffnlab train");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_install),          cmocka_unit_test(test_build_template),
-        cmocka_unit_test(test_plugins_lists_it), cmocka_unit_test(test_conformance),
-        cmocka_unit_test(test_trains_with_it),
+        cmocka_unit_test(test_install),          cmocka_unit_test(test_relocated),
+        cmocka_unit_test(test_build_template),   cmocka_unit_test(test_plugins_lists_it),
+        cmocka_unit_test(test_conformance),      cmocka_unit_test(test_trains_with_it),
+        cmocka_unit_test(test_installed_by_name),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

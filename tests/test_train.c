@@ -10,6 +10,13 @@
  *  - a NaN loss stops the run with a message naming the step, and writes no
  *    checkpoint;
  *  - an existing run folder is not overwritten without --force;
+ *  - a train that fails leaves nothing behind: a bad --tokenizer, --corpus,
+ *    --ffn plugin or plugin option is found before anything is written, a
+ *    corpus that fails to parse leaves no temporary folder, a run that dies
+ *    before its first checkpoint is removed, and the corrected command then
+ *    runs; a failed command never changes an existing run folder (--force
+ *    replaces it only once the new run has a checkpoint; a failed --resume
+ *    writes nothing);
  *  - bad input (unknown config key, corrupt checkpoint, checkpoint of another
  *    shape, invalid UTF-8 or empty corpus) fails with one clear line.
  */
@@ -19,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -133,6 +141,93 @@ static void test_refuses_to_overwrite_a_run(void **state) {
     free(out);
 }
 
+/* What `ls -A dir` lists, one name a line ("" for an empty folder). */
+static char *listing(const char *dir) {
+    char cmd[4400], *out = NULL;
+    snprintf(cmd, sizeof cmd, "ls -A '%s'", dir);
+    assert_int_equal(ts_run(cmd, &out), 0);
+    return out;
+}
+
+static void test_failed_start_leaves_nothing(void **state) {
+    (void)state;
+    char parent[4200], bad[4300];
+    snprintf(parent, sizeof parent, "%s/fails", g_dir);
+    assert_int_equal(mkdir(parent, 0700), 0);
+    snprintf(bad, sizeof bad, "%s/bad.jsonl", g_dir);
+    assert_int_equal(ts_write_file(bad, "{\"text\": 3}\n", 13), 0);
+    const struct {
+        const char *flag, *want;
+    } causes[] = {
+        {"--tokenizer /nonexistent/tokenizer.json", "--tokenizer"},
+        {"--corpus /nonexistent/corpus.txt", "--corpus /nonexistent/corpus.txt"},
+        {"--ffn nosuchplugin", "ffn_nosuchplugin: plugin not found"},
+        {"--ffn dense:d_ff=-3", "'d_ff' = -3"},
+        {"--ffn moe:experts=3,top_k=5", "top_k"},   /* refused by the plugin's create */
+        {NULL, "bad.jsonl:1"},                      /* found while the folder is being made */
+    };
+    for (size_t i = 0; i < sizeof causes / sizeof *causes; i++) {
+        char flag[4400], *out;
+        snprintf(flag, sizeof flag, "%s", causes[i].flag ? causes[i].flag : "");
+        if (!causes[i].flag) snprintf(flag, sizeof flag, "--corpus %s", bad);
+        int rc = ffnlab(&out, "train " TINY " --steps 2 %s --run-dir %s/run", flag, parent);
+        print_message("%s -> %d: %s", flag, rc, out);
+        assert_int_not_equal(rc, 0);
+        assert_non_null(strstr(out, causes[i].want));
+        free(out);
+        char *ls = listing(parent);
+        if (ls[0]) fail_msg("a failed train (%s) left in %s: %s", flag, parent, ls);
+        free(ls);
+    }
+    char *out;
+    int rc = ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/run", parent); /* corrected: runs */
+    if (rc) fail_msg("the corrected command failed: %s", out);
+    free(out);
+    char *ls = listing(parent);
+    assert_string_equal(ls, "run\n");
+    free(ls);
+}
+
+static void test_failure_keeps_an_existing_run(void **state) {
+    (void)state;
+    char run[4200], *out;
+    snprintf(run, sizeof run, "%s/kept", g_dir);
+    int rc = ffnlab(&out, "train " TINY " --steps 3 --run-dir %s", run);
+    if (rc) fail_msg("train failed: %s", out);
+    free(out);
+    char *before = ts_tree_digest(run);
+    /* --force with a bad plugin: refused before anything is written */
+    rc = ffnlab(&out, "train " TINY " --steps 3 --force --ffn nosuchplugin --run-dir %s", run);
+    assert_int_not_equal(rc, 0);
+    free(out);
+    /* --force, failing after the new folder took its place but before its
+       first checkpoint: the old one is put back */
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "FFNLAB_PLUGIN_PATH=%s:$FFNLAB_PLUGIN_PATH '%s' train " TINY
+             " --steps 20 --force --ffn nan:at_step=2 --run-dir %s", FFNLAB_TEST_PLUGIN_DIR, ts_ffnlab_bin(), run);
+    rc = ts_run(cmd, &out);
+    assert_int_not_equal(rc, 0);
+    assert_non_null(strstr(out, "not finite"));
+    free(out);
+    /* --resume that cannot load the checkpoint: writes nothing */
+    rc = ffnlab(&out, "train " TINY " --steps 6 --d-model 48 --resume --run-dir %s", run);
+    assert_int_not_equal(rc, 0);
+    free(out);
+    char *after = ts_tree_digest(run);
+    assert_string_equal(before, after);
+    char *ls = listing(g_dir); /* and no temporary or set-aside folder beside it */
+    if (strstr(ls, ".kept.")) fail_msg("left beside the run: %s", ls);
+    free(ls);
+    free(before), free(after);
+    /* --force that succeeds replaces it, and leaves nothing beside it */
+    rc = ffnlab(&out, "train " TINY " --steps 2 --force --run-dir %s", run);
+    if (rc) fail_msg("train --force failed: %s", out);
+    free(out);
+    ls = listing(g_dir);
+    if (strstr(ls, ".kept.")) fail_msg("left beside the run: %s", ls);
+    free(ls);
+}
+
 static void test_nan_loss_stops_naming_the_step(void **state) {
     (void)state;
     char *out, cmd[8192];
@@ -143,8 +238,9 @@ static void test_nan_loss_stops_naming_the_step(void **state) {
     assert_non_null(strstr(out, "not finite"));
     assert_non_null(strstr(out, "step 4"));
     char path[4096];
-    snprintf(path, sizeof path, "%s/nan/checkpoint/model.safetensors", g_dir);
+    snprintf(path, sizeof path, "%s/nan", g_dir); /* no checkpoint was written, so no folder is left */
     assert_int_equal(access(path, F_OK), -1);
+    assert_non_null(strstr(out, "had no checkpoint yet"));
     free(out);
 }
 
@@ -236,6 +332,8 @@ int main(void) {
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_refuses_to_overwrite_a_run),
         cmocka_unit_test(test_nan_loss_stops_naming_the_step),
+        cmocka_unit_test(test_failed_start_leaves_nothing),
+        cmocka_unit_test(test_failure_keeps_an_existing_run),
         cmocka_unit_test(test_sigint_saves_and_resumes),
         cmocka_unit_test(test_bad_input_is_one_clear_line),
     };

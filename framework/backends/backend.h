@@ -96,8 +96,11 @@ const fl_backend *fl_backend_cpu(void);
 /* The CPU backend's GEMM precision (gemm, gemm_batched, gemm_grouped and
    gemm_grouped_wgrad; attention stays fp32): "fp32" (default, oneDNN sgemm)
    or "bf16" (inputs rounded to bf16, f32 accumulation and output: about
-   1e-2 relative per product, faster where the CPU has AVX-512 BF16 or AMX).
-   Process-wide; set it before work starts. */
+   1e-2 relative per product; natively where oneDNN has a bf16 matmul for
+   the CPU (AVX-512, AMX), else the rounded inputs in fp32 arithmetic, the
+   same numbers to f32 round-off; FFNLAB_CPU_BF16=auto|native|emulated,
+   read here, forces a path and a bad value is an error). Process-wide; set
+   it before work starts. */
 fl_status fl_cpu_set_precision(const char *mode, fl_error *err);
 const char *fl_cpu_precision(void);
 

@@ -1,7 +1,7 @@
 /*
  * cli/cmd_plugins.c — `ffnlab plugins [NAME|PATH]`.
  *
- * Without an argument: every plugin file on the search path, loaded and
+ * Without an argument: the folders searched, then every plugin file found there, loaded and
  * checked exactly as training would load it, one line each (name, kind, ABI,
  * version, description, path). A file that fails the checks is listed on
  * stderr with the loader's reason, so a stale build shows up here before it
@@ -12,6 +12,7 @@
 #include <stdio.h>    /* printf, fprintf */
 #include <stdlib.h>   /* calloc, free */
 #include <string.h>   /* strcmp, strlen */
+#include <sys/stat.h> /* stat */
 
 #include "cli.h"      /* fl_cli_report, fl_cli_usage */
 #include "loader.h"   /* fl_plugin_load, fl_plugin_discover */
@@ -28,8 +29,10 @@ static void usage(FILE *f) {
             "usage: ffnlab plugins            list every plugin found\n"
             "       ffnlab plugins NAME|PATH  show one plugin and its options\n"
             "\n"
-            "Plugins are searched in $FFNLAB_PLUGIN_PATH (colon list), then the build's\n"
-            "and the install's plugin folders, as ffn_NAME.so or task_NAME.so.\n");
+            "Plugins are searched as ffn_NAME.so or task_NAME.so in $FFNLAB_PLUGIN_PATH\n"
+            "(colon list), then in <prefix>/lib/ffnlab/plugins next to this program's\n"
+            "folder, then in the build tree's plugins/ when it runs from its build tree.\n"
+            "The list names the folders searched.\n");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -59,10 +62,26 @@ static int width_of(const fl_plugin *p, size_t n, int col) {
     return w;
 }
 
+/* "searched: DIR" lines, "(absent)" after a folder that does not exist. */
+static int print_search_dirs(void) {
+    char **dirs;
+    size_t n;
+    fl_error err = {0};
+    if (fl_plugin_search_dirs(&dirs, &n, &err)) return fl_cli_report(&err);
+    for (size_t i = 0; i < n; i++) {
+        struct stat st;
+        printf("searched: %s%s\n", dirs[i], stat(dirs[i], &st) == 0 && S_ISDIR(st.st_mode) ? "" : " (absent)");
+    }
+    if (!n) printf("searched: no folders\n");
+    fl_plugin_paths_free(dirs, n);
+    return 0;
+}
+
 static int list_plugins(void) {
     char **paths;
     size_t n;
     fl_error err = {0};
+    if (print_search_dirs()) return 1;
     if (fl_plugin_discover(0, &paths, &n, &err)) return fl_cli_report(&err);
     fl_plugin *good = calloc(n ? n : 1, sizeof *good); /* 4 KiB each: not on the stack */
     if (!good) {

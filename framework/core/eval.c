@@ -7,13 +7,20 @@
  * messages as FFN options) and create the task. Run: each task in order with
  * the services table of one fl_task_host, timing it; its metrics land in one
  * list tagged with the task's name and spec. Then eval.json and the table.
+ *
+ * A run's eval/ folder (the tasks' work folder) is left only when a task
+ * wrote a file there, and an evaluation that fails before any task finished
+ * leaves the run folder as it found it (eval/ and what this command put in
+ * it removed; eval.json is written only for finished tasks).
  */
 #include "eval.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "fsutil.h"
@@ -192,6 +199,57 @@ static fl_status output_path(const fl_eval_target *t, const fl_eval_opts *o, cha
     return t->run_dir ? fl_path_join(out, n, t->run_dir, "eval.json", err) : FL_OK;
 }
 
+/* The tasks' work folder as it was before the command: whether it existed,
+   and the names in it then (NUL-separated). */
+typedef struct work_before {
+    int existed;
+    char *names;
+    size_t len;
+} work_before;
+
+static void work_snapshot(const char *work, work_before *w) {
+    memset(w, 0, sizeof *w);
+    DIR *d = opendir(work);
+    w->existed = d != NULL || fl_path_exists(work);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t k = strlen(e->d_name) + 1;
+        char *grown = realloc(w->names, w->len + k);
+        if (!grown) break;
+        memcpy(grown + w->len, e->d_name, k);
+        w->names = grown, w->len += k;
+    }
+    closedir(d);
+}
+
+static int work_had(const work_before *w, const char *name) {
+    for (size_t at = 0; at < w->len; at += strlen(w->names + at) + 1)
+        if (!strcmp(w->names + at, name)) return 1;
+    return 0;
+}
+
+/* After the tasks: a failure before any task finished takes back what this
+   command added; a folder this command made is removed when it is empty. */
+static void work_tidy(const char *work, work_before *w, int failed_before_results) {
+    if (failed_before_results) {
+        if (!w->existed) {
+            fl_remove_tree(work);
+        } else {
+            DIR *d = opendir(work);
+            for (struct dirent *e; d && (e = readdir(d));) {
+                char path[FL_PATH_MAX + 300];
+                if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && !work_had(w, e->d_name) &&
+                    snprintf(path, sizeof path, "%s/%s", work, e->d_name) < (int)sizeof path)
+                    fl_remove_tree(path);
+            }
+            if (d) closedir(d);
+        }
+    } else if (!w->existed && fl_dir_is_empty(work)) {
+        rmdir(work);
+    }
+    free(w->names);
+}
+
 fl_status fl_eval_run(const fl_eval_target *t, const char *const *specs, int n, const fl_eval_opts *o,
                       fl_metric_list *out, fl_error *err) {
     if (n < 1) return fl_fail(err, FL_EINVAL, "no task given (e.g. --task blimp)");
@@ -212,6 +270,8 @@ fl_status fl_eval_run(const fl_eval_target *t, const char *const *specs, int n, 
     double times[MAX_TASKS] = {0};
     const char *names[MAX_TASKS] = {0};
     int done = 0;
+    work_before before;
+    work_snapshot(work, &before); /* a caller's own work folder is left to it */
     st = fl_task_host_init(&th, t->model, t->tok, t->run_dir, work, val, ms, err);
     for (int i = 0; i < n && !st; i++) {
         st = prepare_one(&ps[i], specs[i], &th.svc, err);
@@ -226,6 +286,8 @@ fl_status fl_eval_run(const fl_eval_target *t, const char *const *specs, int n, 
     if (!st || done > 0) print_table(o ? o->table : NULL, ms, first);
     if (!st && json[0] && o && o->table) fprintf(o->table, "results: %s\n", json);
     for (int i = 0; i < n; i++) release(&ps[i]);
+    if (!t->work_dir) work_tidy(work, &before, st && done == 0);
+    else free(before.names);
     if (!out) fl_metric_list_free(&local);
     return st;
 }

@@ -11,7 +11,6 @@
  */
 #include "eval.h"
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,11 +39,6 @@ static fl_status bench_tokenizer(const fl_eval_bench_opts *o, fl_tokenizer **tok
     fl_corpus_free(&c);
     free(text);
     return st;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 static double metric(const fl_metric_list *ms, const char *name) {
@@ -88,6 +82,6 @@ fl_status fl_eval_bench_blimp(const fl_eval_bench_opts *o, fl_eval_bench_result 
     fl_metric_list_free(&ms);
     fl_model_free(m);
     fl_tokenizer_free(tok);
-    if (nftw(work, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) fl_log_warn("could not remove %s", work);
+    if (fl_remove_tree(work) != 0) fl_log_warn("could not remove %s", work);
     return st;
 }

@@ -3,8 +3,10 @@
  */
 #include "fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -122,4 +124,25 @@ fl_status fl_path_join(char *out, size_t n, const char *dir, const char *name, f
     if (snprintf(out, n, "%s/%s", dir, name) >= (int)n)
         return fl_fail(err, FL_EINVAL, "%s/%s: path too long", dir, name);
     return FL_OK;
+}
+
+static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+int fl_remove_tree(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return errno == ENOENT ? 0 : -1;
+    return nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int fl_dir_is_empty(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return 1;
+    struct dirent *e;
+    int empty = 1;
+    while (empty && (e = readdir(d))) empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    closedir(d);
+    return empty;
 }

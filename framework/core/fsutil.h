@@ -32,6 +32,11 @@ fl_status fl_read_file(const char *path, char **data, size_t *len, fl_error *err
 /* mkdir -p */
 fl_status fl_mkdirs(const char *path, fl_error *err);
 int fl_path_exists(const char *path);
+/* rm -r path (links are removed, not followed); 0 on success or when path
+   does not exist. */
+int fl_remove_tree(const char *path);
+/* 1 when path is a folder with nothing in it (or does not exist). */
+int fl_dir_is_empty(const char *path);
 /* "<dir>/<name>" into out (size n); FL_EINVAL if it does not fit. */
 fl_status fl_path_join(char *out, size_t n, const char *dir, const char *name, fl_error *err);
 

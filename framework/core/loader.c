@@ -8,9 +8,11 @@
  * and each check only reads what earlier checks proved exists (struct_size
  * before function pointers, kind before the kind-specific struct).
  *
- * Search order for a bare name: $FFNLAB_PLUGIN_PATH (colon list), the build
- * tree's plugin folder, the install's plugin folder (both compile
- * definitions), each looked at for "<kind>_<name>.so". Libraries are opened
+ * Search order for a bare name: $FFNLAB_PLUGIN_PATH (colon list), the
+ * install's plugin folder found relative to the running program
+ * (<prefix>/bin/../lib/ffnlab/plugins, so a moved install works), then the
+ * build tree's plugin folder only when the program runs from its build tree;
+ * each looked at for "<kind>_<name>.so". Libraries are opened
  * RTLD_NOW (an unresolved symbol fails here, not mid-training) and
  * RTLD_LOCAL (two plugins may use the same internal names).
  */
@@ -23,7 +25,9 @@
 #include <stdio.h>     /* snprintf */
 #include <stdlib.h>    /* getenv, malloc, free */
 #include <string.h>    /* strcmp, strncmp, strchr, strrchr, strdup, strerror */
+#include <limits.h>    /* PATH_MAX */
 #include <sys/stat.h>  /* stat */
+#include <unistd.h>    /* readlink */
 
 #include "error.h"
 #include "options.h"
@@ -44,8 +48,11 @@
 #ifndef FFNLAB_PLUGIN_BUILD_DIR
 #define FFNLAB_PLUGIN_BUILD_DIR ""
 #endif
-#ifndef FFNLAB_PLUGIN_INSTALL_DIR
-#define FFNLAB_PLUGIN_INSTALL_DIR ""
+#ifndef FFNLAB_BUILD_DIR
+#define FFNLAB_BUILD_DIR ""
+#endif
+#ifndef FFNLAB_PLUGIN_REL_DIR
+#define FFNLAB_PLUGIN_REL_DIR "../lib/ffnlab/plugins"
 #endif
 
 #define MAX_SEARCH_DIRS 64
@@ -55,38 +62,77 @@
 /* ------------------------------------------------------------------------ */
 
 typedef struct search_path {
-    char *storage;                      /* copy of $FFNLAB_PLUGIN_PATH, split in place */
-    const char *dir[MAX_SEARCH_DIRS];
+    char *dir[MAX_SEARCH_DIRS];         /* owned */
     int n;
 } search_path;
 
-static void search_add(search_path *sp, const char *dir) {
-    if (!dir || !dir[0] || sp->n == MAX_SEARCH_DIRS) return;
+static fl_status search_add(search_path *sp, const char *dir, fl_error *err) {
+    if (!dir || !dir[0] || sp->n == MAX_SEARCH_DIRS) return FL_OK;
     for (int i = 0; i < sp->n; i++)
-        if (!strcmp(sp->dir[i], dir)) return; /* listed once, searched once */
-    sp->dir[sp->n++] = dir;
-}
-
-static fl_status search_path_init(search_path *sp, fl_error *err) {
-    memset(sp, 0, sizeof *sp);
-    const char *env = getenv("FFNLAB_PLUGIN_PATH");
-    if (env && env[0]) {
-        sp->storage = strdup(env);
-        if (!sp->storage) return fl_fail(err, FL_ENOMEM, "out of memory reading FFNLAB_PLUGIN_PATH");
-        for (char *p = sp->storage, *next; p; p = next) {
-            next = strchr(p, ':');
-            if (next) *next++ = 0;
-            search_add(sp, p);
-        }
-    }
-    search_add(sp, FFNLAB_PLUGIN_BUILD_DIR);
-    search_add(sp, FFNLAB_PLUGIN_INSTALL_DIR);
+        if (!strcmp(sp->dir[i], dir)) return FL_OK; /* listed once, searched once */
+    if (!(sp->dir[sp->n] = strdup(dir))) return fl_fail(err, FL_ENOMEM, "out of memory building the plugin path");
+    sp->n++;
     return FL_OK;
 }
 
+/* The running program's folder (from /proc/self/exe, links resolved) into
+   buf; 0 when it cannot be read. */
+static int program_dir(char *buf, size_t n) {
+    ssize_t len = readlink("/proc/self/exe", buf, n - 1);
+    if (len <= 0 || (size_t)len >= n - 1) return 0;
+    buf[len] = 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash) return 0;
+    *slash = 0;
+    return 1;
+}
+
+/* <program dir>/<relative plugin dir>, shortened by realpath when it exists
+   (so `ffnlab plugins` prints /opt/x/lib/ffnlab/plugins, not .../bin/../lib/...). */
+static void installed_dir(const char *prog, char *out, size_t n) {
+    char joined[PATH_MAX + 64];
+    snprintf(joined, sizeof joined, "%s/%s", prog, FFNLAB_PLUGIN_REL_DIR);
+    char real[PATH_MAX];
+    snprintf(out, n, "%s", realpath(joined, real) ? real : joined);
+}
+
+/* 1 when prog is the build tree this ffnlab was compiled in, or a folder
+   inside it (the tests). */
+static int in_build_tree(const char *prog) {
+    const size_t n = strlen(FFNLAB_BUILD_DIR);
+    return n && !strncmp(prog, FFNLAB_BUILD_DIR, n) && (prog[n] == 0 || prog[n] == '/');
+}
+
 static void search_path_free(search_path *sp) {
-    free(sp->storage);
+    for (int i = 0; i < sp->n; i++) free(sp->dir[i]);
     memset(sp, 0, sizeof *sp);
+}
+
+/* $FFNLAB_PLUGIN_PATH, then the install's folder relative to the running
+   program (a moved install still finds its plugins), then the build tree's
+   folder when the program runs from its build tree. */
+static fl_status search_path_init(search_path *sp, fl_error *err) {
+    memset(sp, 0, sizeof *sp);
+    fl_status st = FL_OK;
+    const char *env = getenv("FFNLAB_PLUGIN_PATH");
+    if (env && env[0]) {
+        char *copy = strdup(env);
+        if (!copy) return fl_fail(err, FL_ENOMEM, "out of memory reading FFNLAB_PLUGIN_PATH");
+        for (char *p = copy, *next; p && !st; p = next) {
+            next = strchr(p, ':');
+            if (next) *next++ = 0;
+            st = search_add(sp, p, err);
+        }
+        free(copy);
+    }
+    char prog[PATH_MAX], dir[PATH_MAX + 64];
+    if (!st && program_dir(prog, sizeof prog)) {
+        installed_dir(prog, dir, sizeof dir);
+        st = search_add(sp, dir, err);
+        if (!st && in_build_tree(prog)) st = search_add(sp, FFNLAB_PLUGIN_BUILD_DIR, err);
+    }
+    if (st) search_path_free(sp);
+    return st;
 }
 
 /* "d1, d2, d3" into buf (truncated if long). */
@@ -474,6 +520,20 @@ fl_status fl_plugin_discover(int kind, char ***paths, size_t *n, fl_error *err) 
     }
     *paths = l.items;
     *n = l.n;
+    return FL_OK;
+}
+
+fl_status fl_plugin_search_dirs(char ***dirs, size_t *n, fl_error *err) {
+    search_path sp;
+    fl_status st = search_path_init(&sp, err);
+    if (st) return st;
+    *dirs = calloc((size_t)(sp.n ? sp.n : 1), sizeof **dirs);
+    if (!*dirs) {
+        search_path_free(&sp);
+        return fl_fail(err, FL_ENOMEM, "out of memory listing plugin folders");
+    }
+    memcpy(*dirs, sp.dir, (size_t)sp.n * sizeof **dirs); /* ownership moves to the caller */
+    *n = (size_t)sp.n;
     return FL_OK;
 }
 

@@ -3,8 +3,10 @@
  *
  * A plugin is found by explicit path (anything containing '/' or ending in
  * ".so"), else by name: "<kind>_<name>.so" (kind "ffn" or "task") searched in
- * FFNLAB_PLUGIN_PATH (colon list), then the build's plugin folder, then the
- * install's. Loading checks, in this order, each failure one clear line naming
+ * FFNLAB_PLUGIN_PATH (colon list), then <program dir>/../lib/ffnlab/plugins
+ * (the install's folder, found from /proc/self/exe so a moved install
+ * works), then the build tree's plugin folder when the program runs from
+ * inside its build tree. Loading checks, in this order, each failure one clear line naming
  * the file: dlopen succeeds; the symbol ffnlab_plugin_v1 exists; it returns a
  * non-NULL descriptor; magic; ABI major equal and minor not newer than the
  * host's; struct_size large enough; kind as expected; the name equals the
@@ -37,5 +39,9 @@ static inline const fl_ffn_plugin *fl_plugin_ffn(const fl_plugin *p) {
    first occurrence of each name wins. *paths malloc'ed array of malloc'ed strings. */
 fl_status fl_plugin_discover(int kind, char ***paths, size_t *n, fl_error *err);
 void fl_plugin_paths_free(char **paths, size_t n);
+
+/* The folders searched for a bare name, in order (existing or not); free
+   with fl_plugin_paths_free. */
+fl_status fl_plugin_search_dirs(char ***dirs, size_t *n, fl_error *err);
 
 #endif

@@ -16,21 +16,39 @@ fl_status fl_model_from_config(const fl_config *cfg, int32_t vocab_size, fl_mode
     return st ? st : fl_model_from_config_on(cfg, vocab_size, be, NULL, out, err);
 }
 
-fl_status fl_model_from_config_on(const fl_config *cfg, int32_t vocab_size, const fl_backend *be,
-                                  const fl_comm *comm, fl_model **out, fl_error *err) {
-    char specs[FL_MAX_LAYERS][FL_SPEC_MAX];
-    const char *spec_ptrs[FL_MAX_LAYERS];
+/* cfg's model shape with vocab_size tokens, its per-layer FFN specs written
+   into specs (ptrs point at them). */
+static fl_status model_config_of(const fl_config *cfg, int32_t vocab_size, const fl_comm *comm,
+                                 char (*specs)[FL_SPEC_MAX], const char **ptrs, fl_model_config *mc,
+                                 fl_error *err) {
     if (cfg->n_layers < 1 || cfg->n_layers > FL_MAX_LAYERS)
         return fl_fail(err, FL_EINVAL, "n_layers %d is out of range [1, %d]", cfg->n_layers, FL_MAX_LAYERS);
     for (int l = 0; l < cfg->n_layers; l++) {
-        fl_status st = fl_config_layer_ffn(cfg, l, specs[l], sizeof specs[l], err);
+        fl_status st = fl_config_layer_ffn(cfg, l, specs[l], FL_SPEC_MAX, err);
         if (st) return st;
-        spec_ptrs[l] = specs[l];
+        ptrs[l] = specs[l];
     }
-    fl_model_config mc = {.vocab_size = vocab_size, .context = cfg->context, .d_model = cfg->d_model,
-                          .n_layers = cfg->n_layers, .n_heads = cfg->n_heads, .ffn_specs = spec_ptrs,
-                          .seed = cfg->seed, .comm = comm};
-    return fl_model_create(&mc, be, out, err);
+    *mc = (fl_model_config){.vocab_size = vocab_size, .context = cfg->context, .d_model = cfg->d_model,
+                            .n_layers = cfg->n_layers, .n_heads = cfg->n_heads, .ffn_specs = ptrs,
+                            .seed = cfg->seed, .comm = comm};
+    return FL_OK;
+}
+
+fl_status fl_model_from_config_on(const fl_config *cfg, int32_t vocab_size, const fl_backend *be,
+                                  const fl_comm *comm, fl_model **out, fl_error *err) {
+    char specs[FL_MAX_LAYERS][FL_SPEC_MAX];
+    const char *ptrs[FL_MAX_LAYERS];
+    fl_model_config mc;
+    fl_status st = model_config_of(cfg, vocab_size, comm, specs, ptrs, &mc, err);
+    return st ? st : fl_model_create(&mc, be, out, err);
+}
+
+fl_status fl_config_check_ffns(const fl_config *cfg, const fl_backend *be, const fl_comm *comm, fl_error *err) {
+    char specs[FL_MAX_LAYERS][FL_SPEC_MAX];
+    const char *ptrs[FL_MAX_LAYERS];
+    fl_model_config mc;
+    fl_status st = model_config_of(cfg, cfg->vocab_size, comm, specs, ptrs, &mc, err);
+    return st ? st : fl_model_check_ffns(&mc, be, err);
 }
 
 fl_status fl_run_load(const char *dir, const char *device, fl_loaded_run *r, fl_error *err) {

@@ -19,7 +19,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,7 +49,9 @@ void fl_train_request_stop(void) { g_stop = 1; }
 
 typedef struct run {
     const fl_config *cfg;
-    char dir[FL_PATH_MAX];
+    fl_run_dir rd;             /* the run folder's names and state (rank 0 changes it) */
+    char dir[FL_PATH_MAX];     /* the folder this rank uses now: rd's temporary one until the commit */
+    const fl_backend *be;
     fl_tokenizer *tok;
     fl_shard train, val;
     fl_model *model;
@@ -145,18 +149,15 @@ static double unigram_entropy(const fl_shard *s) {
 
 /* ------------------------------------------------------------ model */
 
-/* The backend, the job's communicator over it, then the model. */
+/* The backend and the job's communicator over it (preflight opened them). */
 static fl_status build_model(run *r, fl_error *err) {
-    const fl_backend *be = NULL;
-    fl_status st = fl_backend_select(r->cfg->device, &be, err);
-    if (!st) st = fl_comm_open(r->cfg->expert_parallel, be->device, &r->comm, err);
-    if (!st) st = fl_model_from_config_on(r->cfg, fl_tokenizer_vocab_size(r->tok), be, r->comm, &r->model, err);
+    fl_status st = fl_model_from_config_on(r->cfg, fl_tokenizer_vocab_size(r->tok), r->be, r->comm, &r->model, err);
     if (!st && r->comm->size > 1) st = fl_dist_create(r->model, &r->dist, err);
     if (st) return st;
     const fl_model_config *mc = fl_model_cfg(r->model);
     fl_log_info("model: %.2fM parameters, d_model %d, %d layers, %d heads, context %d, vocab %d, on %s",
                 fl_model_n_weights(r->model) / 1e6, mc->d_model, mc->n_layers, mc->n_heads, mc->context,
-                mc->vocab_size, fl_host_backend(fl_model_host(r->model))->name);
+                mc->vocab_size, r->be->name);
     return FL_OK;
 }
 
@@ -276,9 +277,11 @@ static void log_val(run *r, int64_t step, double val) {
 }
 
 static fl_status save(run *r, int64_t step, fl_error *err) {
-    char dir[FL_PATH_MAX + 32];
+    char dir[FL_PATH_MAX + 64];
     snprintf(dir, sizeof dir, "%s/checkpoint", r->dir);
-    return fl_checkpoint_save(dir, r->model, 1, step, fl_tokenizer_eot(r->tok), err);
+    fl_status st = fl_checkpoint_save(dir, r->model, 1, step, fl_tokenizer_eot(r->tok), err);
+    if (!st && r->comm->rank == 0) fl_run_dir_keep(&r->rd); /* from now on a failure keeps the folder */
+    return st;
 }
 
 /* ------------------------------------------------------------ the run */
@@ -339,9 +342,11 @@ static fl_status setup_tokenizer_and_data(run *r, int resume, fl_error *err) {
     return st ? st : fl_tokenizer_save(r->tok, run_copy, err);
 }
 
-/* Rank 0 alone: the run folder, its config, the tokenizer and the shards. */
+/* Rank 0 alone: the run folder (a new run's under its temporary name), its
+   config, the tokenizer and the shards. */
 static fl_status prepare_run(run *r, const fl_train_opts *o, fl_error *err) {
-    fl_status st = fl_run_dir_prepare(r->dir, o->resume, o->force, err);
+    fl_status st = fl_run_dir_begin(&r->rd, o->force, err);
+    snprintf(r->dir, sizeof r->dir, "%s", fl_run_dir_path(&r->rd));
     if (!st && !o->resume) st = fl_run_write_config(r->dir, r->cfg, err);
     return st ? st : setup_tokenizer_and_data(r, o->resume, err);
 }
@@ -351,24 +356,79 @@ static fl_status open_model(run *r, const fl_train_opts *o, int64_t *first, fl_e
     fl_status st = build_model(r, err);
     *first = 0;
     if (!st && o->resume) {
-        char dir[FL_PATH_MAX + 32];
+        char dir[FL_PATH_MAX + 64];
         snprintf(dir, sizeof dir, "%s/checkpoint", r->dir);
         if ((st = fl_checkpoint_load(dir, r->model, 1, first, err))) return st;
         fl_log_info("resuming %s at step %lld", r->dir, (long long)*first);
     }
     if (st || r->comm->rank != 0) return st;
-    char path[FL_PATH_MAX + 32];
+    char path[FL_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
     r->metrics = fopen(path, o->resume ? "a" : "w");
     if (!r->metrics) return fl_fail(err, FL_EIO, "%s: cannot open for writing", path);
     return FL_OK;
 }
 
+/* A file the run will read: one line naming it and the flag when it cannot. */
+static fl_status check_readable(const char *path, const char *flag, fl_error *err) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return fl_fail(err, FL_EIO, "%s %s: %s", flag, path, strerror(errno));
+    if (!S_ISREG(sb.st_mode)) return fl_fail(err, FL_EINVAL, "%s %s: not a regular file", flag, path);
+    if (access(path, R_OK) != 0) return fl_fail(err, FL_EIO, "%s %s: %s", flag, path, strerror(errno));
+    return FL_OK;
+}
+
+/* The inputs a new run reads: the tokenizer (loaded), the prepared shards,
+   or the corpus (readable: reading it is the work itself). */
+static fl_status check_inputs(const fl_config *cfg, fl_error *err) {
+    char path[FL_PATH_MAX + 32];
+    fl_status st = FL_OK;
+    const char *tok = cfg->tokenizer;
+    if (cfg->data_dir[0]) {
+        const char *shards[] = {"train.bin", "val.bin"};
+        for (int i = 0; i < 2 && !st; i++) {
+            snprintf(path, sizeof path, "%s/%s", cfg->data_dir, shards[i]);
+            st = check_readable(path, "--data-dir", err);
+        }
+        if (!tok[0]) {
+            snprintf(path, sizeof path, "%s/tokenizer.json", cfg->data_dir);
+            tok = path;
+        }
+    } else if (cfg->corpus[0]) {
+        st = check_readable(cfg->corpus, "--corpus", err);
+    }
+    if (!st && tok[0]) {
+        fl_tokenizer *t = NULL;
+        st = fl_tokenizer_load(tok, &t, err);
+        fl_tokenizer_free(t);
+        if (st) fl_error_prefix(err, "%s", cfg->tokenizer[0] ? "--tokenizer" : "--data-dir");
+    }
+    return st;
+}
+
+/* Everything that can be checked before a file is written, on every rank:
+   the run folder may be used, the inputs can be read, the backend and the
+   communicator open, and every layer's FFN plugin loads, parses its options
+   and creates its layer at the model's shape. */
+static fl_status preflight(run *r, const fl_train_opts *o, fl_error *err) {
+    fl_status st = fl_run_dir_plan(&r->rd, r->cfg->run_dir, o->resume, err);
+    if (!st) st = fl_run_dir_check(&r->rd, o->force, err);
+    if (!st && !o->resume) st = check_inputs(r->cfg, err);
+    if (!st) st = fl_backend_select(r->cfg->device, &r->be, err);
+    if (!st) st = fl_comm_open(r->cfg->expert_parallel, r->be->device, &r->comm, err);
+    if (!st) st = fl_config_check_ffns(r->cfg, r->be, r->comm, err);
+    return st;
+}
+
 /* Each phase ends with every rank agreeing on its outcome: the others wait
-   for rank 0's files, and an error anywhere ends every rank cleanly. */
+   for rank 0's files, and an error anywhere ends every rank cleanly. The
+   new run's folder is renamed into place last, once everything worked. */
 static fl_status start(run *r, const fl_train_opts *o, const fl_comm *world, int64_t *first, fl_error *err) {
     const fl_config *cfg = r->cfg;
-    fl_status st = world->rank == 0 ? prepare_run(r, o, err) : FL_OK;
+    fl_status st = preflight(r, o, err);
+    if ((st = fl_comm_agree(world, st, err))) return st;
+    if (world->rank == 0) st = prepare_run(r, o, err);
+    else snprintf(r->dir, sizeof r->dir, "%s", o->resume ? r->rd.final : r->rd.tmp); /* rank 0's folder */
     if ((st = fl_comm_agree(world, st, err))) return st;
     if (world->rank != 0) st = setup_tokenizer_and_data(r, 1, err); /* rank 0's copy in the run folder */
     if (!st) st = open_shards(r, err);
@@ -377,6 +437,9 @@ static fl_status start(run *r, const fl_train_opts *o, const fl_comm *world, int
     size_t n = (size_t)cfg->batch_size * (size_t)cfg->context;
     if (!st && (!(r->x = malloc(n * sizeof *r->x)) || !(r->y = malloc(n * sizeof *r->y))))
         st = fl_fail(err, FL_ENOMEM, "out of memory for a batch");
+    if ((st = fl_comm_agree(world, st, err))) return st;
+    if (world->rank == 0) st = fl_run_dir_commit(&r->rd, err);
+    snprintf(r->dir, sizeof r->dir, "%s", r->rd.final);
     return fl_comm_agree(world, st, err);
 }
 
@@ -444,7 +507,6 @@ fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *o, fl_train_re
     set_threads(cfg, world);
     if (world->rank != 0) fl_log_set_level(FL_LOG_ERROR); /* rank 0 speaks for the job */
     run r = {.cfg = cfg, .comm = world, .b_local = cfg->batch_size / world->size};
-    snprintf(r.dir, sizeof r.dir, "%s", cfg->run_dir);
     r.progress_line = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress;
     memset(res, 0, sizeof *res);
     int64_t first = 0;
@@ -460,5 +522,7 @@ fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *o, fl_train_re
             st = fl_eval_after_training(r.model, r.tok, cfg, res->steps_done, err);
     }
     finish(&r);
+    if (st && world->rank == 0 && fl_run_dir_abort(&r.rd))
+        fl_log_warn("removed %s: it had no checkpoint yet, so the same command can run again", r.rd.final);
     return st;
 }

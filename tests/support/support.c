@@ -139,3 +139,11 @@ int ts_gpu_under_test(const char *suite, const fl_backend *(*emulated)(void), co
     print_message("GPU: %s\n", (*gpu)->describe());
     return real;
 }
+
+char *ts_tree_digest(const char *dir) {
+    char cmd[4400], *out = NULL;
+    snprintf(cmd, sizeof cmd, "cd '%s' && find . -print | LC_ALL=C sort && find . -type f -exec sha256sum {} + | LC_ALL=C sort",
+             dir);
+    if (ts_run(cmd, &out) != 0) fail_msg("cannot list %s: %s", dir, out ? out : "");
+    return out;
+}

@@ -59,6 +59,10 @@ char *ts_read_file(const char *path, size_t *len);
    out != NULL). Returns the exit status (or -1). */
 int ts_run(const char *cmd, char **out);
 
+/* Every path under dir with the SHA-256 of each file, sorted (malloc'ed):
+   two equal digests mean two byte-identical trees. */
+char *ts_tree_digest(const char *dir);
+
 /* Path of the `ffnlab` binary built with the tests. */
 const char *ts_ffnlab_bin(void);
 

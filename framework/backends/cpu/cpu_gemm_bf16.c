@@ -2,10 +2,12 @@
  * backends/cpu/cpu_gemm_bf16.c — the CPU backend's bf16 GEMM mode: inputs
  * rounded to bf16, f32 accumulation and output (see cpu_gemm_bf16.h).
  *
- * oneDNN's BLAS-like API has no bf16 GEMM, so this runs the matmul
- * primitive: the f32 inputs are rounded into contiguous bf16 buffers that
- * keep their layout (A [M,K] or, transposed, [K,M]; B [K,N] or [N,K]: the
- * transposed ones are given to oneDNN as "ba" matrices, which its brgemm
+ * Two paths give the same numbers (to f32 accumulation order):
+ *
+ * "native bf16": oneDNN's BLAS-like API has no bf16 GEMM, so this runs the
+ * matmul primitive: the f32 inputs are rounded into contiguous bf16 buffers
+ * that keep their layout (A [M,K] or, transposed, [K,M]; B [K,N] or [N,K]:
+ * the transposed ones are given to oneDNN as "ba" matrices, which its brgemm
  * kernels read directly, 1.2-1.9x faster at the weight-gradient shapes than
  * transposing A here first), and the product is written straight into C
  * with alpha as an output scale and beta as a sum post-op. oneDNN picks the
@@ -13,6 +15,14 @@
  * otherwise. An input that is bf16 already is handed over as it is (copied
  * only if its rows are not contiguous), so the primitive, and its cache
  * key, are the same for f32 and bf16 inputs.
+ *
+ * "bf16 inputs, fp32 arithmetic": on a CPU where oneDNN has no bf16 matmul
+ * (AVX2-only CPUs such as AMD Zen 3) the inputs are rounded to bf16 the same
+ * way, widened back to f32 (exact) and multiplied by sgemm. A product of two
+ * bf16 values is exact in f32, so both paths differ only in the order of the
+ * f32 sums: `--precision bf16` trains the same model on every CPU.
+ * FFNLAB_CPU_BF16=native|emulated forces a path (auto by default), so the
+ * emulated one is tested on machines that have the native one too.
  *
  * A primitive is built for one shape (creation costs ~0.3-1 ms, a product
  * of the model ~1-10 ms), so each calling thread keeps a small LRU cache of
@@ -31,16 +41,17 @@
 #include <oneapi/dnnl/dnnl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpu.h"
 #include "error.h" /* fl_fail */
-#include "host.h"  /* fl_log */
 
 #define MAX_SLOTS 256      /* threads with their own state; more fall back to fp32 */
 #define CACHE_N 48         /* primitives per thread: BLiMP needs ~40 batch shapes in flight */
 #define CONVERT_PAR (1 << 18) /* elements from which a conversion uses all threads */
 
-static int g_bf16; /* the mode: 0 fp32, 1 bf16 */
+static int g_bf16;   /* the mode: 0 fp32, 1 bf16 */
+static int g_native; /* the bf16 mode's path: 1 oneDNN's bf16 matmul, 0 rounded inputs + sgemm */
 
 typedef struct prim_key {
     int64_t M, N, K, ldc;
@@ -63,7 +74,7 @@ typedef struct buffer {
 /* One thread's state. */
 typedef struct slot {
     buffer a, b, scratch;
-    buffer fa, fb;             /* fp32 mode: bf16 inputs widened to f32 */
+    buffer fa, fb;             /* f32 copies: bf16 inputs widened, or f32 inputs rounded */
     prim_entry cache[CACHE_N];
     uint64_t clock;
 } slot;
@@ -75,10 +86,37 @@ static dnnl_engine_t g_engine;
 
 int cpu_gemm_is_bf16(void) { return g_bf16; }
 
+static int native_available(void);
+
+/* The bf16 mode's path, from FFNLAB_CPU_BF16 (auto when unset or empty). */
+static fl_status choose_path(fl_error *err) {
+    const char *want = getenv("FFNLAB_CPU_BF16");
+    if (!want || !want[0] || !strcmp(want, "auto")) {
+        g_native = native_available();
+    } else if (!strcmp(want, "emulated")) {
+        g_native = 0;
+    } else if (!strcmp(want, "native")) {
+        if (!native_available())
+            return fl_fail(err, FL_EUNSUPPORTED,
+                           "FFNLAB_CPU_BF16=native: oneDNN has no bf16 matmul on this CPU "
+                           "(use auto or emulated: bf16 inputs, fp32 arithmetic)");
+        g_native = 1;
+    } else {
+        return fl_fail(err, FL_EINVAL, "FFNLAB_CPU_BF16=%s: expected auto, native or emulated", want);
+    }
+    return FL_OK;
+}
+
 fl_status fl_cpu_set_precision(const char *mode, fl_error *err) {
-    if (!strcmp(mode, "fp32")) g_bf16 = 0;
-    else if (!strcmp(mode, "bf16")) g_bf16 = 1;
-    else return fl_fail(err, FL_EINVAL, "CPU GEMM precision '%s': expected fp32 or bf16", mode);
+    if (!strcmp(mode, "fp32")) {
+        g_bf16 = 0;
+    } else if (!strcmp(mode, "bf16")) {
+        fl_status st = choose_path(err);
+        if (st) return st;
+        g_bf16 = 1;
+    } else {
+        return fl_fail(err, FL_EINVAL, "CPU GEMM precision '%s': expected fp32 or bf16", mode);
+    }
     return FL_OK;
 }
 
@@ -240,9 +278,25 @@ static const float *f32_input(cpu_operand X, int64_t rows, int64_t cols, buffer 
     return d;
 }
 
-/* The fp32 product of typed inputs with s's buffers (A stored [K,M] when
-   transA, else [M,K]; B [N,K] when transB, else [K,N]). */
-static void sgemm_typed(slot *s, int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+/* X stored [rows,cols] in f32 with every value a bf16 one: bf16 inputs
+   widened, f32 inputs rounded to bf16 (cpu_bf16, as the native path rounds),
+   into buf (*ld = cols). NULL when out of memory. */
+static const float *rounded_input(cpu_operand X, int64_t rows, int64_t cols, buffer *buf, int64_t *ld) {
+    if (X.dtype == FL_BF16) return f32_input(X, rows, cols, buf, ld);
+    float *d = grow(buf, (size_t)(rows * cols) * sizeof *d);
+    if (!d) return NULL;
+    const float *f = X.p;
+#pragma omp parallel for schedule(static) if (rows * cols >= CONVERT_PAR)
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < cols; c++) d[r * cols + c] = cpu_bf16_f32(cpu_bf16(f[r * X.ld + c]));
+    *ld = cols;
+    return d;
+}
+
+/* The product of typed inputs in f32 arithmetic with s's buffers (A stored
+   [K,M] when transA, else [M,K]; B [N,K] when transB, else [K,N]); round
+   also rounds f32 inputs to bf16 first (the emulated bf16 path). */
+static void sgemm_typed(slot *s, int round, int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
                         cpu_operand A, cpu_operand B, float beta, float *C, int64_t ldc) {
     if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f) {
         /* the inputs are not read: cpu_sgemm scales C by beta */
@@ -250,34 +304,43 @@ static void sgemm_typed(slot *s, int transA, int transB, int64_t M, int64_t N, i
         return;
     }
     int64_t lda, ldb;
-    const float *a = f32_input(A, transA ? K : M, transA ? M : K, &s->fa, &lda);
-    const float *b = f32_input(B, transB ? N : K, transB ? K : N, &s->fb, &ldb);
+    const float *a = round ? rounded_input(A, transA ? K : M, transA ? M : K, &s->fa, &lda)
+                           : f32_input(A, transA ? K : M, transA ? M : K, &s->fa, &lda);
+    const float *b = round ? rounded_input(B, transB ? N : K, transB ? K : N, &s->fb, &ldb)
+                           : f32_input(B, transB ? N : K, transB ? K : N, &s->fb, &ldb);
     if (!a || !b) {
-        cpu_shape_error(__func__, "out of memory widening a bf16 GEMM input");
+        cpu_shape_error(__func__, "out of memory converting a GEMM input");
         return;
     }
     cpu_sgemm(transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, C, ldc);
 }
 
-void cpu_sgemm_widened(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, cpu_operand A,
-                       cpu_operand B, float beta, float *C, int64_t ldc) {
+/* sgemm_typed on the calling thread's buffers (a thread without state gets
+   buffers for this call only). */
+static void sgemm_on_thread(int round, int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha,
+                            cpu_operand A, cpu_operand B, float beta, float *C, int64_t ldc) {
     const int tid = omp_get_thread_num();
     if (tid < MAX_SLOTS) {
-        sgemm_typed(&g_slots[tid], transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
+        sgemm_typed(&g_slots[tid], round, transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
         return;
     }
-    slot tmp = {0}; /* a thread without state: buffers for this call only */
-    sgemm_typed(&tmp, transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
+    slot tmp = {0};
+    sgemm_typed(&tmp, round, transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
     free(tmp.fa.p), free(tmp.fb.p);
+}
+
+void cpu_sgemm_widened(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, cpu_operand A,
+                       cpu_operand B, float beta, float *C, int64_t ldc) {
+    sgemm_on_thread(0, transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
 }
 
 void cpu_bf16gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, cpu_operand A,
                   cpu_operand B, float beta, float *C, int64_t ldc) {
     const int tid = omp_get_thread_num();
-    if (M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f || tid >= MAX_SLOTS) {
-        /* nothing to round (the product is zero or empty), or a thread
-           without state: the exact path */
-        cpu_sgemm_widened(transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
+    if (!g_native || M <= 0 || N <= 0 || K <= 0 || alpha == 0.0f || tid >= MAX_SLOTS) {
+        /* the emulated path, or nothing to multiply (the product is zero or
+           empty: C = beta C), or a thread without primitive state */
+        sgemm_on_thread(1, transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
         return;
     }
     slot *s = &g_slots[tid];
@@ -289,28 +352,45 @@ void cpu_bf16gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float
         const uint16_t *b = bf16_input(B, transB ? N : K, transB ? K : N, &s->b);
         if (a && b && run(s, e, a, b, C)) return;
     }
-    /* oneDNN refused the shape or memory ran out before C was touched
-       (execution itself does not fail midway on the CPU): say so once and
-       compute this product exactly */
-    static int told;
-    if (!__atomic_exchange_n(&told, 1, __ATOMIC_RELAXED))
-        fl_log(FL_LOG_WARN, "cpu bf16 GEMM: oneDNN matmul failed for [%lld x %lld x %lld]; using fp32 there",
-               (long long)M, (long long)N, (long long)K);
-    sgemm_typed(s, transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
+    /* oneDNN refused this one shape or memory ran out before C was touched
+       (execution itself does not fail midway on the CPU): the same numbers
+       on the emulated path */
+    sgemm_typed(s, 1, transA, transB, M, N, K, alpha, A, B, beta, C, ldc);
 }
 
 /* ------------------------------------------------------------ describe */
 
-const char *cpu_bf16_impl(void) {
-    static char line[128];
+/* oneDNN's implementation of the bf16 matmul for a model-sized product
+   (into impl, "unavailable" when it has none); 1 when it is a real bf16
+   kernel, not the reference loops oneDNN keeps for completeness. */
+static int native_impl(char *impl, size_t n) {
     const prim_key k = {1024, 1024, 256, 1024, 0, 1, omp_get_max_threads(), 1.0f, 0.0f};
     size_t scratch;
     dnnl_primitive_t p = build(&k, &scratch);
-    const char *impl = "unavailable";
+    const char *name = "unavailable";
     const_dnnl_primitive_desc_t pd;
     if (p && dnnl_primitive_get_primitive_desc(p, &pd) == dnnl_success)
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
-    snprintf(line, sizeof line, "bf16 matmul %s", impl);
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name);
+    snprintf(impl, n, "%s", name);
     if (p) dnnl_primitive_destroy(p);
+    return p && strncmp(impl, "ref", 3) != 0;
+}
+
+static int native_available(void) {
+    static int known = -1;
+    char impl[96];
+    if (known < 0) known = native_impl(impl, sizeof impl);
+    return known;
+}
+
+int cpu_bf16_is_native(void) { return g_native; }
+
+const char *cpu_bf16_impl(void) {
+    static char line[160];
+    char impl[96];
+    if (g_native && native_impl(impl, sizeof impl))
+        snprintf(line, sizeof line, "native bf16, f32 accumulate (matmul %s)", impl);
+    else
+        snprintf(line, sizeof line, "bf16 inputs, fp32 arithmetic (sgemm)");
     return line;
 }

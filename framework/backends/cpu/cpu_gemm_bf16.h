@@ -3,11 +3,13 @@
  * its bf16 product (cpu_gemm_bf16.c), used by cpu_gemm.c.
  *
  * "fp32" (default): oneDNN sgemm. "bf16": both inputs rounded to bf16
- * (round to nearest even), products accumulated and written in f32, on
- * oneDNN's matmul (AMX where the CPU has it): about 1e-2 relative per GEMM,
- * like the CUDA backend's bf16 math. The mode is process-wide; it is set
- * once before work starts (fl_cpu_set_precision in backend.h), not while
- * ops run.
+ * (round to nearest even), products accumulated and written in f32: about
+ * 1e-2 relative per GEMM, like the CUDA backend's bf16 math. Natively on
+ * oneDNN's bf16 matmul where the CPU has one (AMX, AVX-512), else the same
+ * rounded inputs multiplied by sgemm ("bf16 inputs, fp32 arithmetic");
+ * FFNLAB_CPU_BF16=auto|native|emulated picks the path, read when the mode
+ * is set. The mode is process-wide; it is set once before work starts
+ * (fl_cpu_set_precision in backend.h), not while ops run.
  *
  * Either input may already be bf16 (an activation stored in bf16, see
  * fl_host.act_dtype): the bf16 mode uses it as it is, the fp32 mode widens
@@ -42,9 +44,12 @@ void cpu_bf16gemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float
 void cpu_sgemm_widened(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, cpu_operand A,
                        cpu_operand B, float beta, float *C, int64_t ldc);
 
-/* "bf16 oneDNN matmul brgemm:avx512_core_amx_bf16" — what the bf16 mode
-   runs on this CPU (the implementation oneDNN picks for a model-sized
-   product). */
+/* 1 when the bf16 mode runs oneDNN's bf16 matmul, 0 on the emulated path. */
+int cpu_bf16_is_native(void);
+
+/* What the bf16 mode runs on this CPU: "native bf16, f32 accumulate
+   (matmul brg:avx512_core_amx)" (the implementation oneDNN picks for a
+   model-sized product) or "bf16 inputs, fp32 arithmetic (sgemm)". */
 const char *cpu_bf16_impl(void);
 
 #endif
