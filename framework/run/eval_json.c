@@ -1,5 +1,5 @@
 /*
- * core/eval_json.c — <run>/eval.json: what was measured, on which model.
+ * run/eval_json.c — <run>/eval.json: what was measured, on which model.
  *
  *   {"ffnlab_version": "0.1.0", "created": "2024-05-01T12:00:00Z",
  *    "model": {"run_dir": ..., "step": 600, "checkpoint": ".../model.safetensors",

@@ -1,5 +1,5 @@
 /*
- * core/train.h — a training run, from config to checkpoints.
+ * run/train.h — a training run, from config to checkpoints.
  *
  * fl_train_run does the whole job `ffnlab train` promises: prepares the data
  * (built-in corpus or a given one → tokenizer → token shards, all inside the

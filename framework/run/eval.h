@@ -1,5 +1,5 @@
 /*
- * core/eval.h — running evaluation task plugins and recording their results.
+ * run/eval.h — running evaluation task plugins and recording their results.
  *
  * A task spec is "NAME[:key=value,...]" as for FFN plugins. A list value may
  * be written with commas, `glue:tasks=cola,sst2,rte,lr=3e-5`: an item without

@@ -1,5 +1,5 @@
 /*
- * core/eval_bench.c — `ffnlab bench --blimp`: how fast BLiMP is scored.
+ * run/eval_bench.c — `ffnlab bench --blimp`: how fast BLiMP is scored.
  *
  * Runs the real blimp task plugin (reading, tokenizing, batching, scoring,
  * tallying: everything `ffnlab eval --task blimp` does) on a freshly

@@ -1,5 +1,5 @@
 /*
- * core/train.c — one training run (see train.h).
+ * run/train.c — one training run (see train.h).
  *
  * Multi-process runs (mpirun -np P; README "Multi-process runs"): rank 0
  * prepares the run folder and the data while the others wait, then every

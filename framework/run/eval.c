@@ -1,5 +1,5 @@
 /*
- * core/eval.c — the evaluation runner (see eval.h).
+ * run/eval.c — the evaluation runner (see eval.h).
  *
  * Two phases. Prepare: for every spec, load task_<name>.so through the
  * plugin loader (which checks the task ABI), join comma-separated list

@@ -1,5 +1,5 @@
 /*
- * core/finetune.c — classification fine-tuning on a copy of a model (see
+ * run/finetune.c — classification fine-tuning on a copy of a model (see
  * finetune.h).
  *
  * One step, for a batch of B sequences padded to T tokens:

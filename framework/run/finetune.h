@@ -1,5 +1,5 @@
 /*
- * core/finetune.h — classification fine-tuning on a copy of a model.
+ * run/finetune.h — classification fine-tuning on a copy of a model.
  *
  * The host side of fl_task_services.finetune (ffnlab/task.h): the pretrained
  * model is copied (fl_model_copy), a linear head W[C,K] + b reads the final

@@ -1,10 +1,10 @@
 /*
- * core/task_host.h — the services table task plugins receive (ffnlab/task.h).
+ * run/task_host.h — the services table task plugins receive (ffnlab/task.h).
  *
  * An fl_task_host binds one model and its tokenizer to an fl_task_services
  * table: tokenizer calls, batched log-probabilities and hidden states, the
- * fine-tuning service (core/finetune.h), token files, built-in data, and a
- * sink that collects the metrics tasks report. The eval runner (core/eval.h)
+ * fine-tuning service (run/finetune.h), token files, built-in data, and a
+ * sink that collects the metrics tasks report. The eval runner (run/eval.h)
  * makes one per evaluation and hands &th->svc to every task.
  *
  * fl_task_score_logprobs is the scoring kernel behind svc->logprobs, exposed

@@ -1,5 +1,5 @@
 /*
- * core/task_host.c — the services table task plugins receive (see
+ * run/task_host.c — the services table task plugins receive (see
  * task_host.h and ffnlab/task.h for the contract).
  *
  * Scoring is the hot path (BLiMP is 134,000 sentences): sequences are
