@@ -177,7 +177,7 @@ grep -h 'skipped: ' "$OUT/ctest-cuda.log" | sed -E 's/^[0-9]+: +//' | sort -u | 
 
 # ---------------------------------------------------------------- 6. bench
 step "6. ffnlab bench --device cuda"
-json_num() { sed -n "s/.*\"$2\": \([-0-9.e+]*\).*/\1/p" "$1" | head -1; }
+json_num() { sed -n "s/.*\"$2\":[[:space:]]*\([-0-9.e+]*\).*/\1/p" "$1" | head -1; }
 J=$OUT/json # the JSONs, brought back as one tar (the device tool returns at most 8 files)
 mkdir -p "$J"
 BENCH_ROWS=()

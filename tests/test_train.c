@@ -9,6 +9,12 @@
  *  - SIGINT saves a checkpoint, exits 130, and the run can be resumed;
  *  - a NaN loss stops the run with a message naming the step, and writes no
  *    checkpoint;
+ *  - metrics.jsonl lines carry the training tokens, the run's wall time and
+ *    every FFN layer's plugin stats (MoE expert load, PKM memory usage) on
+ *    training and validation lines; a completed run writes summary.json
+ *    (sizes, losses, speeds, memory), whose parameter count is the model's;
+ *  - a resumed run cuts metrics.jsonl back to its checkpoint and continues
+ *    its wall time;
  *  - an existing run folder is not overwritten without --force;
  *  - a train that fails leaves nothing behind: a bad --tokenizer, --corpus,
  *    --ffn plugin or plugin option is found before anything is written, a
@@ -22,6 +28,8 @@
  */
 #include "support.h"
 
+#include <cjson/cJSON.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +78,7 @@ static char *losses(const char *run) {
     size_t cap = strlen(text) + 1, n = 0;
     char *out = calloc(cap, 1);
     for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-        char *p = strstr(line, "\"loss\": ");
+        char *p = strstr(line, "\"loss\":");
         if (!p) continue;
         char *e = strchr(p, ',');
         n += (size_t)snprintf(out + n, cap - n, "%.*s\n", (int)(e - p), p);
@@ -124,6 +132,120 @@ static void test_resume_is_bit_identical(void **state) {
     assert_string_equal(a, b);
     free(a);
     free(b);
+}
+
+/* The JSON object on each line of run/metrics.jsonl (NULL-terminated array). */
+static cJSON **metrics_lines(const char *run, int *n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    char *text = ts_read_file(path, NULL);
+    assert_non_null(text);
+    cJSON **lines = calloc(4096, sizeof *lines);
+    *n = 0;
+    for (char *line = strtok(text, "\n"); line && *n < 4095; line = strtok(NULL, "\n")) {
+        lines[*n] = cJSON_Parse(line);
+        if (!lines[*n]) fail_msg("%s: not JSON: %s", path, line);
+        (*n)++;
+    }
+    free(text);
+    return lines;
+}
+
+static void free_lines(cJSON **lines, int n) {
+    for (int i = 0; i < n; i++) cJSON_Delete(lines[i]);
+    free(lines);
+}
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) fail_msg("no number \"%s\"", key);
+    return v->valuedouble;
+}
+
+static void test_metrics_stats_and_summary(void **state) {
+    (void)state;
+    char run[4200], *out;
+    snprintf(run, sizeof run, "%s/stats", g_dir);
+    int rc = ffnlab(&out, "train " TINY " --n-layers 2 --steps 12 --log-every 4 --eval-every 8 --ffn moe:experts=4,top_k=1 "
+                           "--ffn-layer 1=pkm:heads=2,n_keys=8,knn=4,k_dim=16 --run-dir %s", run);
+    if (rc) fail_msg("train failed: %s", out);
+    free(out);
+    int n;
+    cJSON **lines = metrics_lines(run, &n);
+    int train_lines = 0, val_lines = 0;
+    for (int i = 0; i < n; i++) {
+        const cJSON *o = lines[i];
+        const int is_val = cJSON_GetObjectItemCaseSensitive(o, "val_loss") != NULL;
+        const double step = num(o, "step");
+        assert_true(num(o, "tokens") == step * 8 * 32); /* batch 8, context 32 */
+        assert_true(num(o, "time_s") >= (i ? num(lines[i - 1], "time_s") : 0));
+        const cJSON *stats = cJSON_GetObjectItemCaseSensitive(o, "stats");
+        const cJSON *moe = cJSON_GetObjectItemCaseSensitive(stats, "h.0"), *pkm = cJSON_GetObjectItemCaseSensitive(stats, "h.1");
+        double load = 0;
+        for (int e = 0; e < 4; e++) {
+            char key[16];
+            snprintf(key, sizeof key, "load.%d", e);
+            load += num(moe, key);
+        }
+        assert_true(fabs(load - 1.0) < 1e-6); /* each token goes to one of the 4 experts */
+        assert_true(num(pkm, "memory_usage") > 0 && num(pkm, "memory_usage") <= 1);
+        train_lines += !is_val, val_lines += is_val;
+    }
+    assert_int_equal(train_lines, 3); /* steps 4, 8, 12 */
+    assert_int_equal(val_lines, 2);   /* step 8, and the final pass */
+    free_lines(lines, n);
+
+    char path[4300];
+    snprintf(path, sizeof path, "%s/summary.json", run);
+    char *text = ts_read_file(path, NULL);
+    cJSON *sum = cJSON_Parse(text);
+    free(text);
+    assert_non_null(sum);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(sum, "model");
+    const cJSON *training = cJSON_GetObjectItemCaseSensitive(sum, "training");
+    const double total = num(model, "total_params"), ffn = num(model, "ffn_params");
+    /* V=320, T=32, C=32, 2 blocks: everything but the FFNs, by hand */
+    const double C = 32, rest = 320 * C + 32 * C + 2 * (4 * C + 3 * C * C + 3 * C + C * C + C) + 2 * C;
+    assert_true(total == rest + ffn);
+    assert_true(num(model, "active_params_per_token") < total); /* MoE top-1 of 4, PKM reads 4 of 64 slots */
+    assert_true(num(training, "steps") == 12 && num(training, "tokens") == 12 * 8 * 32);
+    assert_true(num(training, "tokens_per_s") > 0);
+    assert_true(num(cJSON_GetObjectItemCaseSensitive(sum, "inference"), "tokens_per_s") > 0);
+    assert_true(num(cJSON_GetObjectItemCaseSensitive(sum, "memory"), "peak_rss_mib") > 1);
+    assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sum, "config"), "ffn")),
+                        "moe:experts=4,top_k=1");
+    cJSON_Delete(sum);
+}
+
+/* A run stopped after step 6 with lines logged past its checkpoint (as a
+   killed run leaves them): --resume drops them and its wall time goes on. */
+static void test_resume_cuts_metrics(void **state) {
+    (void)state;
+    char run[4200], path[4300], *out;
+    snprintf(run, sizeof run, "%s/cut", g_dir);
+    int rc = ffnlab(&out, "train " TINY " --steps 12 --stop-after 6 --eval-every 0 --run-dir %s", run);
+    if (rc) fail_msg("train failed: %s", out);
+    free(out);
+    int n;
+    cJSON **lines = metrics_lines(run, &n);
+    const double t6 = num(lines[n - 1], "time_s");
+    free_lines(lines, n);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    FILE *f = fopen(path, "a");
+    fputs("{\"step\":7,\"loss\":9,\"time_s\":99}\n{\"step\":8,\"lo", f); /* and a half-written line */
+    fclose(f);
+    rc = ffnlab(&out, "train --resume --no-progress --run-dir %s", run);
+    if (rc) fail_msg("resume failed: %s", out);
+    free(out);
+    lines = metrics_lines(run, &n);
+    assert_int_equal(n, 13); /* steps 1-12, then the final validation pass */
+    for (int i = 0; i < 12; i++) {
+        assert_true(num(lines[i], "step") == i + 1);
+        assert_true(num(lines[i], "loss") < 9);
+        if (i >= 6) assert_true(num(lines[i], "time_s") >= t6);
+    }
+    assert_true(num(lines[12], "step") == 12 && num(lines[12], "val_loss") > 0);
+    free_lines(lines, n);
 }
 
 static void test_refuses_to_overwrite_a_run(void **state) {
@@ -330,6 +452,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learns_below_unigram_entropy),
         cmocka_unit_test(test_resume_is_bit_identical),
+        cmocka_unit_test(test_metrics_stats_and_summary),
+        cmocka_unit_test(test_resume_cuts_metrics),
         cmocka_unit_test(test_refuses_to_overwrite_a_run),
         cmocka_unit_test(test_nan_loss_stops_naming_the_step),
         cmocka_unit_test(test_failed_start_leaves_nothing),

@@ -19,6 +19,11 @@ int fl_cli_report(const fl_error *err);
 /* Prints a usage error ("ffnlab NAME: ...") and returns 2. */
 int fl_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Writes doc (then freed) to path as JSON (run/results.c); returns the exit
+   code, reporting a failure. */
+struct cJSON;
+int fl_cli_write_json(const char *path, struct cJSON *doc);
+
 /* A subcommand's action ("ffnlab data prepare ..."). */
 typedef struct fl_cli_action {
     const char *name;
@@ -36,9 +41,9 @@ int fl_cmd_eval(int argc, char **argv);
 /* `ffnlab bench --blimp`: BLiMP scoring throughput (in cmd_eval.c). */
 int fl_cmd_bench_blimp(int argc, char **argv);
 int fl_cmd_bench(int argc, char **argv);
-/* ffnlab bench --ffn-only [--device D] [--only SPEC-PREFIX] [--reps N] [--json FILE] (bench_ffn.c) */
+/* ffnlab bench --ffn-only [--device D] [--only SPEC-PREFIX] [--reps N] [--json FILE] (cmd_bench_ffn.c) */
 int fl_cmd_bench_ffn(int argc, char **argv);
-int fl_cmd_bench_comm(int argc, char **argv); /* ffnlab bench --comm (bench_comm.c) */
+int fl_cmd_bench_comm(int argc, char **argv); /* ffnlab bench --comm (cmd_bench_comm.c) */
 int fl_cmd_plugins(int argc, char **argv);
 int fl_cmd_tokenizer(int argc, char **argv);
 int fl_cmd_data(int argc, char **argv);

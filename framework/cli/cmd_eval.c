@@ -18,6 +18,7 @@
 #include "backend.h" /* fl_backend_request_precision */
 #include "cli.h"
 #include "eval.h"
+#include "results.h"
 
 #define MAX_SPECS 64
 
@@ -106,19 +107,11 @@ static int bench_int(const char *flag, const char *s, int lo, int hi, int *out) 
     return 0;
 }
 
-static void bench_report(const fl_eval_bench_opts *o, const fl_eval_bench_result *r, FILE *f, int json) {
-    double pairs_s = (double)r->pairs / r->seconds, tok_s = (double)r->tokens / r->seconds;
-    if (!json) {
-        fprintf(f, "blimp d=%d L=%d H=%d T=%d V=%d ffn=%s: %lld pairs (%.1f tokens per sentence) in %.1f s = %.0f pairs/s, "
-                   "%.0f tokens/s (untrained accuracy %.3f)\n", o->d_model, o->n_layers, o->n_heads, o->context, r->vocab,
-                o->ffn, (long long)r->pairs, (double)r->tokens / (2.0 * (double)r->pairs), r->seconds, pairs_s, tok_s,
-                r->accuracy);
-        return;
-    }
-    fprintf(f, "{\"blimp_pairs\": %lld, \"blimp_tokens\": %lld, \"seconds\": %.3f, \"pairs_per_s\": %.1f, "
-               "\"tokens_per_s\": %.1f, \"shape\": {\"d_model\": %d, \"n_layers\": %d, \"n_heads\": %d, \"context\": %d, "
-               "\"vocab\": %d, \"ffn\": \"%s\"}}\n", (long long)r->pairs, (long long)r->tokens, r->seconds, pairs_s, tok_s,
-            o->d_model, o->n_layers, o->n_heads, o->context, r->vocab, o->ffn);
+static void print_blimp_bench(const fl_eval_bench_opts *o, const fl_eval_bench_result *r) {
+    printf("blimp d=%d L=%d H=%d T=%d V=%d ffn=%s: %lld pairs (%.1f tokens per sentence) in %.1f s = %.0f pairs/s, "
+           "%.0f tokens/s (untrained accuracy %.3f)\n", o->d_model, o->n_layers, o->n_heads, o->context, r->vocab,
+           o->ffn, (long long)r->pairs, (double)r->tokens / (2.0 * (double)r->pairs), r->seconds,
+           (double)r->pairs / r->seconds, (double)r->tokens / r->seconds, r->accuracy);
 }
 
 int fl_cmd_bench_blimp(int argc, char **argv) {
@@ -163,9 +156,6 @@ int fl_cmd_bench_blimp(int argc, char **argv) {
     if (fl_eval_bench_blimp(&o, &r, &err)) return fl_cli_report(&err);
     const fl_backend *be = NULL; /* the backend the bench used (selecting it again returns the same one) */
     if (!fl_backend_select(o.device, &be, &err)) printf("backend: %s — %s\n", be->name, be->describe());
-    bench_report(&o, &r, stdout, 0);
-    FILE *f = json ? fopen(json, "w") : NULL;
-    if (json && !f) return fl_cli_report(&(fl_error){FL_EIO, "cannot write the --json file"});
-    if (f) bench_report(&o, &r, f, 1), fclose(f);
-    return 0;
+    print_blimp_bench(&o, &r);
+    return json ? fl_cli_write_json(json, fl_json_bench_blimp(&o, &r)) : 0;
 }

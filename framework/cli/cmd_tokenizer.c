@@ -19,6 +19,7 @@
 #include <time.h>    /* clock_gettime */
 
 #include "cli.h"
+#include "clock.h"
 #include "corpus.h"
 #include "error.h"
 #include "tokenizer.h"
@@ -45,12 +46,6 @@ static void reset_getopt(void) {
 
 static int bad_option(char **argv) {
     return fl_cli_usage("tokenizer", "unknown or incomplete option '%s'", argv[optind - 1]);
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* Reads all of standard input (malloc'ed, NUL-terminated). */
@@ -113,16 +108,16 @@ static int do_train(int argc, char **argv) {
     fl_error err = {0};
     fl_corpus cp = {0};
     fl_tokenizer *tok = NULL;
-    double t0 = now_s(), t1 = t0;
+    double t0 = fl_now_s(), t1 = t0;
     fl_status st = fl_corpus_read(corpus, &cp, &err);
     if (!st) {
-        t1 = now_s();
+        t1 = fl_now_s();
         st = fl_tokenizer_train(cp.docs, cp.lens, cp.n_docs, vocab, &tok, &err);
     }
     if (!st) st = fl_tokenizer_save(tok, out, &err);
     if (!st)
         printf("%s: %d ids learned from %zu documents (%.1f MB) in %.2f s (reading %.2f s)\n", out,
-               (int)fl_tokenizer_vocab_size(tok), cp.n_docs, (double)cp.bytes / 1e6, now_s() - t1,
+               (int)fl_tokenizer_vocab_size(tok), cp.n_docs, (double)cp.bytes / 1e6, fl_now_s() - t1,
                t1 - t0);
     fl_tokenizer_free(tok);
     fl_corpus_free(&cp);

@@ -1,10 +1,13 @@
 /*
- * cli/report.c — the one place errors are printed (see cli.h).
+ * cli/report.c — the one place errors are printed (see cli.h), and --json
+ * files written for the commands.
  */
 #include <stdarg.h>
 #include <stdio.h>
 
 #include "cli.h"
+#include "error.h"
+#include "results.h"
 
 int fl_cli_report(const fl_error *err) {
     fprintf(stderr, "ffnlab: error: %s\n", err->msg[0] ? err->msg : "unknown error");
@@ -19,4 +22,12 @@ int fl_cli_usage(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, " (see ffnlab %s --help)\n", cmd);
     va_end(ap);
     return 2;
+}
+
+int fl_cli_write_json(const char *path, struct cJSON *doc) {
+    fl_error err = {0};
+    fl_status st = doc ? fl_json_write_file(path, doc, &err) : fl_fail(&err, FL_ENOMEM, "out of memory");
+    cJSON_Delete(doc);
+    if (st) fl_error_prefix(&err, "--json");
+    return st ? fl_cli_report(&err) : 0;
 }

@@ -153,21 +153,6 @@ fl_status fl_model_create(const fl_model_config *mc, const fl_backend *be, fl_mo
     return FL_OK;
 }
 
-fl_status fl_model_check_ffns(const fl_model_config *mc, const fl_backend *be, fl_error *err) {
-    fl_status st = check_config(mc, err);
-    fl_host h;
-    fl_host_init(&h, be, mc->comm);
-    for (int l = 0; l < mc->n_layers && !st; l++) { /* one layer at a time: at most one layer's memory */
-        fl_param_list params = {0};
-        fl_ffn_layer L;
-        st = fl_ffn_layer_create(&L, &h, &params, mc->ffn_specs[l] ? mc->ffn_specs[l] : "dense", mc->d_model, l,
-                                 mc->n_layers, mc->seed, err);
-        fl_ffn_layer_destroy(&L);
-        fl_params_free(&params, be);
-    }
-    return st;
-}
-
 static void release_block(fl_model *m, block *b) {
     const fl_host *h = &m->host;
     fl_tensor *ts[] = {&b->ln1, &b->ln1_mean, &b->ln1_rstd, &b->qkv, &b->att,

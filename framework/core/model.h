@@ -35,10 +35,7 @@ typedef struct fl_model fl_model;
 fl_status fl_model_create(const fl_model_config *mc, const fl_backend *be, fl_model **out,
                           fl_error *err);
 void fl_model_free(fl_model *m);
-/* What fl_model_create would refuse about mc's FFN layers (plugin not
-   found, bad options, a layer its plugin cannot create at this shape),
-   found by creating each layer alone on be and freeing it again. */
-fl_status fl_model_check_ffns(const fl_model_config *mc, const fl_backend *be, fl_error *err);
+
 
 /* Forward over tokens[B,T] (host i32, B*T <= the size used so far grows
    buffers). With targets[B,T] (host i32, <0 = ignore) it computes the loss

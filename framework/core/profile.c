@@ -39,13 +39,12 @@ const char *fl_profile_name(fl_phase phase) {
     return phase >= 0 && phase < FL_PH_COUNT ? names[phase] : "?";
 }
 
-void fl_profile_print(const fl_profile *p, int steps, FILE *f) {
+void fl_profile_print_ms(const double ms[FL_PH_COUNT], FILE *f) {
     double total = 0;
-    for (int i = 1; i < FL_PH_COUNT; i++) total += p->seconds[i];
-    fprintf(f, "profile (%d steps, the device synchronised at every phase boundary):\n", steps);
+    for (int i = 1; i < FL_PH_COUNT; i++) total += ms[i];
+    fprintf(f, "profile (the device synchronised at every phase boundary):\n");
     fprintf(f, "  %-30s %10s %7s\n", "phase", "ms/step", "share");
     for (int i = 1; i < FL_PH_COUNT; i++)
-        fprintf(f, "  %-30s %10.3f %6.1f%%\n", fl_profile_name((fl_phase)i), 1e3 * p->seconds[i] / steps,
-                total > 0 ? 100.0 * p->seconds[i] / total : 0.0);
-    fprintf(f, "  %-30s %10.3f\n", "total", 1e3 * total / steps);
+        fprintf(f, "  %-30s %10.3f %6.1f%%\n", fl_profile_name((fl_phase)i), ms[i], total > 0 ? 100.0 * ms[i] / total : 0.0);
+    fprintf(f, "  %-30s %10.3f\n", "total", total);
 }

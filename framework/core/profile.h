@@ -45,7 +45,7 @@ void fl_profile_init(fl_profile *p, const fl_backend *be);
 /* Ends the running phase (after the device finished it) and starts `phase`. */
 void fl_profile_mark(fl_profile *p, fl_phase phase);
 const char *fl_profile_name(fl_phase phase);
-/* A table: per phase ms per step and share of the counted total. */
-void fl_profile_print(const fl_profile *p, int steps, FILE *f);
+/* A table: per phase ms per step (ms[phase]) and share of the counted total. */
+void fl_profile_print_ms(const double ms[FL_PH_COUNT], FILE *f);
 
 #endif

@@ -43,12 +43,13 @@ fl_status fl_model_from_config_on(const fl_config *cfg, int32_t vocab_size, cons
     return st ? st : fl_model_create(&mc, be, out, err);
 }
 
-fl_status fl_config_check_ffns(const fl_config *cfg, const fl_backend *be, const fl_comm *comm, fl_error *err) {
+fl_status fl_config_model_size(const fl_config *cfg, int32_t vocab_size, const fl_backend *be, const fl_comm *comm,
+                               fl_model_size *out, fl_error *err) {
     char specs[FL_MAX_LAYERS][FL_SPEC_MAX];
     const char *ptrs[FL_MAX_LAYERS];
     fl_model_config mc;
-    fl_status st = model_config_of(cfg, cfg->vocab_size, comm, specs, ptrs, &mc, err);
-    return st ? st : fl_model_check_ffns(&mc, be, err);
+    fl_status st = model_config_of(cfg, vocab_size, comm, specs, ptrs, &mc, err);
+    return st ? st : fl_model_size_of(&mc, be, out, err);
 }
 
 fl_status fl_run_load(const char *dir, const char *device, fl_loaded_run *r, fl_error *err) {

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "model.h"
+#include "model_size.h"
 #include "tokenizer.h"
 
 /* The model a config describes (per-layer FFN specs, seed) with vocab_size
@@ -18,10 +19,12 @@ fl_status fl_model_from_config(const fl_config *cfg, int32_t vocab_size, fl_mode
 fl_status fl_model_from_config_on(const fl_config *cfg, int32_t vocab_size, const fl_backend *be,
                                   const fl_comm *comm, fl_model **out, fl_error *err);
 
-/* Every layer's FFN plugin of cfg loaded, its options parsed and its layer
-   created at cfg's shape on be, then freed (fl_model_check_ffns): what
-   building the model would refuse, checked before a run writes anything. */
-fl_status fl_config_check_ffns(const fl_config *cfg, const fl_backend *be, const fl_comm *comm, fl_error *err);
+/* The sizes of cfg's model with vocab_size tokens (fl_model_size_of): every
+   layer's FFN plugin loaded, its options parsed and its layer created at
+   cfg's shape on be, then freed, so it is also the check of what building
+   the model would refuse, done before a run writes anything. */
+fl_status fl_config_model_size(const fl_config *cfg, int32_t vocab_size, const fl_backend *be, const fl_comm *comm,
+                               fl_model_size *out, fl_error *err);
 
 typedef struct fl_loaded_run {
     fl_config cfg;

@@ -19,9 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "error.h"
 #include "fsutil.h"
 #include "host.h"
@@ -41,12 +41,6 @@ typedef struct prepared {
     char name[128];
     const char *spec;
 } prepared;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------ specs */
 
@@ -166,9 +160,9 @@ static fl_status run_all(prepared *ps, int n, fl_task_host *th, double *times, i
     for (int i = 0; i < n; i++) {
         fl_task_host_set_task(th, ps[i].plugin.header->name, ps[i].spec);
         fl_log_info("task %s: running (%s)", ps[i].plugin.header->name, ps[i].spec);
-        double t0 = now_s();
+        double t0 = fl_now_s();
         fl_status st = ps[i].desc->run(ps[i].task, &th->svc, err);
-        times[i] = now_s() - t0;
+        times[i] = fl_now_s() - t0;
         if (st) {
             fl_error_prefix(err, "task %s", ps[i].plugin.header->name);
             return st;

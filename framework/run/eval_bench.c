@@ -14,19 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "corpus.h"
 #include "error.h"
 #include "fsutil.h"
 #include "host.h"
 #include "storygen.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static fl_status bench_tokenizer(const fl_eval_bench_opts *o, fl_tokenizer **tok, fl_error *err) {
     if (o->tokenizer && o->tokenizer[0]) return fl_tokenizer_load(o->tokenizer, tok, err);
@@ -69,9 +63,9 @@ fl_status fl_eval_bench_blimp(const fl_eval_bench_opts *o, fl_eval_bench_result 
         const char *specs[1] = {spec};
         fl_eval_target t = {.model = m, .tok = tok, .work_dir = work, .step = -1};
         fl_eval_opts eo = {.out_json = "", .table = NULL};
-        double t0 = now_s();
+        double t0 = fl_now_s();
         st = fl_eval_run(&t, specs, 1, &eo, &ms, err);
-        r->seconds = now_s() - t0;
+        r->seconds = fl_now_s() - t0;
     }
     if (!st) {
         r->pairs = (int64_t)metric(&ms, "pairs");

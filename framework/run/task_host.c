@@ -21,9 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "corpus.h"
 #include "error.h"
 #include "finetune.h"
@@ -38,12 +38,6 @@
 #define BUILTIN_BLIMP_PAIRS 1000  /* per paradigm, as in BLiMP */
 
 static fl_task_host *host_of(const fl_task_services *s) { return (fl_task_host *)s->impl; }
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------ metrics */
 
@@ -419,7 +413,7 @@ static fl_status svc_metric(const fl_task_services *s, const fl_metric *m, fl_er
    line every 10 s, and always the last one. */
 static void svc_progress(const fl_task_services *s, const char *what, int64_t done, int64_t total) {
     fl_task_host *th = host_of(s);
-    double t = now_s();
+    double t = fl_now_s();
     int last = done >= total;
     if (!last && t - th->progress_t < (th->progress_line ? 0.2 : 10.0)) return;
     th->progress_t = t;

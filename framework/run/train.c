@@ -21,12 +21,14 @@
 #include <stdlib.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "batches.h"
 #include "checkpoint.h"
+#include "clock.h"
 #include "comm.h"
 #include "corpus.h"
 #include "dist.h"
@@ -37,6 +39,7 @@
 #include "model.h"
 #include "optim.h"
 #include "prepare.h"
+#include "results.h"
 #include "run_load.h"
 #include "runfiles.h"
 #include "shard.h"
@@ -63,13 +66,13 @@ typedef struct run {
     fl_dist *dist;             /* gradient averaging when size > 1 */
     int b_local;               /* sequences of the batch this rank trains on */
     int stop_agreed;           /* some rank was asked to stop (multi-process) */
+    fl_layer_stats *stats;     /* rank 0: the FFN layers' stats of the last forward */
+    double t_before;           /* wall time of the run's earlier sessions (--resume) */
+    double eval_tokens_per_s;  /* the last validation pass's throughput */
+    fl_model_size size;        /* of the model being trained */
+    double step_seconds;       /* time inside training steps this session... */
+    int64_t steps_timed;       /* ...and how many: the training throughput */
 } run;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* ------------------------------------------------------------ data */
 
@@ -149,15 +152,19 @@ static double unigram_entropy(const fl_shard *s) {
 
 /* ------------------------------------------------------------ model */
 
-/* The backend and the job's communicator over it (preflight opened them). */
+/* The model on the backend and communicator preflight opened, and its sizes. */
 static fl_status build_model(run *r, fl_error *err) {
-    fl_status st = fl_model_from_config_on(r->cfg, fl_tokenizer_vocab_size(r->tok), r->be, r->comm, &r->model, err);
+    const int32_t V = fl_tokenizer_vocab_size(r->tok);
+    fl_status st = fl_model_from_config_on(r->cfg, V, r->be, r->comm, &r->model, err);
     if (!st && r->comm->size > 1) st = fl_dist_create(r->model, &r->dist, err);
+    if (!st) st = fl_config_model_size(r->cfg, V, r->be, r->comm, &r->size, err);
     if (st) return st;
     const fl_model_config *mc = fl_model_cfg(r->model);
-    fl_log_info("model: %.2fM parameters, d_model %d, %d layers, %d heads, context %d, vocab %d, on %s",
-                fl_model_n_weights(r->model) / 1e6, mc->d_model, mc->n_layers, mc->n_heads, mc->context,
-                mc->vocab_size, r->be->name);
+    fl_log_info("model: %.2fM parameters (FFN %.2fM), %.2fM active per token, %.2f MFLOP per token at inference; "
+                "d_model %d, %d layers, %d heads, context %d, vocab %d, on %s",
+                r->size.total_params / 1e6, r->size.ffn_params / 1e6, r->size.active_params / 1e6,
+                r->size.flops_per_token / 1e6, mc->d_model, mc->n_layers, mc->n_heads, mc->context, mc->vocab_size,
+                r->be->name);
     return FL_OK;
 }
 
@@ -173,7 +180,7 @@ static int32_t *local_rows(const run *r, int32_t *batch) {
    global mean. */
 static fl_status eval_loss(run *r, double *loss, fl_error *err) {
     const fl_config *cfg = r->cfg;
-    double sum = 0;
+    double sum = 0, t0 = fl_now_s();
     for (int i = 0; i < cfg->eval_batches; i++) {
         fl_batch_eval(&r->val, i, cfg->eval_batches, cfg->batch_size, cfg->context, r->x, r->y);
         double l = 0;
@@ -184,6 +191,7 @@ static fl_status eval_loss(run *r, double *loss, fl_error *err) {
     }
     fl_status st = fl_comm_sum_f64(r->comm, FL_COMM_WORLD, &sum, 1, err);
     *loss = sum / r->comm->size / cfg->eval_batches;
+    r->eval_tokens_per_s = (double)cfg->eval_batches * cfg->batch_size * cfg->context / (fl_now_s() - t0);
     return st;
 }
 
@@ -251,29 +259,60 @@ static void format_eta(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
 }
 
-static void log_step(run *r, int64_t step, int64_t first, const step_info *si, double tok_s) {
+/* Wall time of the whole run, earlier sessions included. */
+static double run_time(const run *r) { return r->t_before + fl_now_s() - r->t0; }
+
+/* Every layer's plugin stats of the model's last forward into r->stats. */
+static const fl_layer_stats *collect_stats(run *r) {
+    fl_layer_stats *ls = r->stats;
+    ls->n_layers = r->cfg->n_layers;
+    for (int l = 0; l < ls->n_layers; l++) {
+        void *layer = NULL;
+        const fl_ffn_plugin *p = fl_model_ffn(r->model, l, &layer);
+        int n = p->stats ? p->stats(layer, ls->s + (size_t)l * FL_STATS_MAX, FL_STATS_MAX) : 0;
+        ls->n[l] = n < FL_STATS_MAX ? n : FL_STATS_MAX;
+    }
+    return ls;
+}
+
+static int64_t tokens_after(const run *r, int64_t steps) {
+    return steps * (int64_t)r->cfg->batch_size * r->cfg->context;
+}
+
+static fl_status write_line(run *r, const fl_metrics_line *m, fl_error *err) {
+    cJSON *o = fl_json_metrics_line(m);
+    fl_status st = o ? fl_json_append_line(r->metrics, o, err) : fl_fail(err, FL_ENOMEM, "out of memory");
+    cJSON_Delete(o);
+    if (st) fl_error_prefix(err, "%s/metrics.jsonl", r->dir);
+    return st;
+}
+
+static fl_status log_step(run *r, int64_t step, int64_t first, const step_info *si, double tok_s, fl_error *err) {
     const fl_config *cfg = r->cfg;
-    if (!r->metrics) return; /* not rank 0 */
-    const fl_stat *aux = si->aux;
-    int n_aux = si->n_aux;
-    fprintf(r->metrics, "{\"step\": %lld, \"loss\": %.6f, \"ce_loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens_per_s\": %.1f, \"time_s\": %.3f",
-            (long long)step + 1, si->loss, si->ce, si->lr, si->grad_norm, tok_s, now_s() - r->t0);
-    for (int i = 0; i < n_aux && i < 16; i++) fprintf(r->metrics, ", \"aux.%s\": %.6g", aux[i].name, aux[i].value);
-    fprintf(r->metrics, "}\n");
-    fflush(r->metrics);
+    if (!r->metrics) return FL_OK; /* not rank 0 */
+    fl_metrics_line m = {.step = step + 1, .tokens = tokens_after(r, step + 1), .time_s = run_time(r),
+                         .loss = si->loss, .ce_loss = si->ce, .lr = si->lr, .grad_norm = si->grad_norm,
+                         .tokens_per_s = tok_s, .aux = si->aux, .n_aux = si->n_aux < 16 ? si->n_aux : 16,
+                         .stats = collect_stats(r)};
+    fl_status st = write_line(r, &m, err);
     char eta[32];
-    double per_step = (now_s() - r->t0) / (double)(step + 1 - first);
+    double per_step = (fl_now_s() - r->t0) / (double)(step + 1 - first);
     format_eta(eta, sizeof eta, per_step * (double)(cfg->steps - step - 1));
     fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s", r->progress_line ? "\r" : "",
             (long long)step + 1, (long long)cfg->steps, si->loss, si->lr, tok_s, eta, r->progress_line ? "   " : "\n");
     fflush(stderr);
+    return st;
 }
 
-static void log_val(run *r, int64_t step, double val) {
-    if (!r->metrics) return; /* not rank 0 */
-    fprintf(r->metrics, "{\"step\": %lld, \"val_loss\": %.6f, \"time_s\": %.3f}\n", (long long)step, val, now_s() - r->t0);
-    fflush(r->metrics);
+/* A validation line: the stats are those of the validation forward (eval
+   mode: CNT's inference path, PKM's running batch-norm statistics). */
+static fl_status log_val(run *r, int64_t step, double val, fl_error *err) {
+    if (!r->metrics) return FL_OK; /* not rank 0 */
+    fl_metrics_line m = {.is_val = 1, .step = step, .tokens = tokens_after(r, step), .time_s = run_time(r),
+                         .val_loss = val, .stats = collect_stats(r)};
+    fl_status st = write_line(r, &m, err);
     fprintf(stderr, "%sstep %lld: validation loss %.4f\n", r->progress_line ? "\n" : "", (long long)step, val);
+    return st;
 }
 
 static fl_status save(run *r, int64_t step, fl_error *err) {
@@ -295,23 +334,24 @@ static void on_sigint(int sig) {
 static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result *res, fl_error *err) {
     const fl_config *cfg = r->cfg;
     const double tokens_per_step = (double)cfg->batch_size * cfg->context;
-    double t_last = now_s();
+    double t_last = fl_now_s();
     int64_t step = first, logged_at = first;
     step_info si = {0};
     fl_status st = FL_OK;
     for (; step < cfg->steps && !st; step++) {
         if (stop_requested(r) || (stop_after > 0 && step >= stop_after)) break;
+        double t_step = fl_now_s();
         if ((st = train_step(r, step, &si, err))) break;
+        r->step_seconds += fl_now_s() - t_step, r->steps_timed++;
         if ((step + 1) % cfg->log_every == 0 || step + 1 == cfg->steps) {
-            double t = now_s(), tok_s = tokens_per_step * (double)(step + 1 - logged_at) / (t - t_last);
+            double t = fl_now_s(), tok_s = tokens_per_step * (double)(step + 1 - logged_at) / (t - t_last);
             res->tokens_per_s = tok_s;
             t_last = t, logged_at = step + 1;
-            log_step(r, step, first, &si, tok_s);
+            if ((st = log_step(r, step, first, &si, tok_s, err))) break;
         }
         if (cfg->eval_every > 0 && (step + 1) % cfg->eval_every == 0 && step + 1 < cfg->steps) {
             double val;
-            if ((st = eval_loss(r, &val, err))) break;
-            log_val(r, step + 1, val);
+            if ((st = eval_loss(r, &val, err)) || (st = log_val(r, step + 1, val, err))) break;
         }
         if (cfg->ckpt_every > 0 && (step + 1) % cfg->ckpt_every == 0) st = save(r, step + 1, err);
     }
@@ -324,8 +364,7 @@ static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result
         return fl_comm_agree(r->comm, fl_fail(err, FL_EINTR, "interrupted at step %lld; checkpoint saved in %s/checkpoint (continue with: ffnlab train --run-dir %s --resume)",
                        (long long)step, r->dir, r->dir), err);
     if ((st = eval_loss(r, &res->final_val_loss, err))) return st;
-    log_val(r, step, res->final_val_loss);
-    return FL_OK;
+    return log_val(r, step, res->final_val_loss, err);
 }
 
 /* The run's tokenizer: the run folder's (resume), the prepared data's, or a
@@ -351,6 +390,36 @@ static fl_status prepare_run(run *r, const fl_train_opts *o, fl_error *err) {
     return st ? st : setup_tokenizer_and_data(r, o->resume, err);
 }
 
+/* metrics.jsonl of a resumed run cut back to the checkpoint's step (a run
+   killed after its last checkpoint logged steps that will run again, and
+   its last line may be half written); *t_before = the run's wall time at
+   that step, so time_s goes on from there. */
+static fl_status resume_metrics(const char *path, int64_t step, double *t_before, fl_error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    *t_before = 0;
+    if (!fl_path_exists(path)) return FL_OK;
+    fl_status st = fl_read_file(path, &text, &len, err);
+    if (st) return st;
+    size_t keep = 0;
+    for (char *line = text, *next; line < text + len; line = next) {
+        char *nl = memchr(line, '\n', (size_t)(text + len - line));
+        next = nl ? nl + 1 : text + len;
+        if (!nl) break; /* no newline: a half-written last line */
+        cJSON *o = cJSON_ParseWithLength(line, (size_t)(nl - line));
+        const cJSON *st_item = cJSON_GetObjectItemCaseSensitive(o, "step");
+        const cJSON *t_item = cJSON_GetObjectItemCaseSensitive(o, "time_s");
+        int ok = cJSON_IsNumber(st_item) && st_item->valuedouble <= (double)step;
+        if (ok && cJSON_IsNumber(t_item)) *t_before = t_item->valuedouble;
+        cJSON_Delete(o);
+        if (!ok) break;
+        keep = (size_t)(next - text);
+    }
+    if (keep < len) st = fl_write_file_atomic(path, text, keep, err);
+    free(text);
+    return st;
+}
+
 /* The model, resumed from the checkpoint when asked; rank 0's metrics file. */
 static fl_status open_model(run *r, const fl_train_opts *o, int64_t *first, fl_error *err) {
     fl_status st = build_model(r, err);
@@ -362,8 +431,10 @@ static fl_status open_model(run *r, const fl_train_opts *o, int64_t *first, fl_e
         fl_log_info("resuming %s at step %lld", r->dir, (long long)*first);
     }
     if (st || r->comm->rank != 0) return st;
+    if (!(r->stats = calloc(1, sizeof *r->stats))) return fl_fail(err, FL_ENOMEM, "out of memory");
     char path[FL_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->dir);
+    if (o->resume && (st = resume_metrics(path, *first, &r->t_before, err))) return st;
     r->metrics = fopen(path, o->resume ? "a" : "w");
     if (!r->metrics) return fl_fail(err, FL_EIO, "%s: cannot open for writing", path);
     return FL_OK;
@@ -416,7 +487,11 @@ static fl_status preflight(run *r, const fl_train_opts *o, fl_error *err) {
     if (!st && !o->resume) st = check_inputs(r->cfg, err);
     if (!st) st = fl_backend_select(r->cfg->device, &r->be, err);
     if (!st) st = fl_comm_open(r->cfg->expert_parallel, r->be->device, &r->comm, err);
-    if (!st) st = fl_config_check_ffns(r->cfg, r->be, r->comm, err);
+    if (!st) {
+        fl_model_size size;
+        st = fl_config_model_size(r->cfg, r->cfg->vocab_size, r->be, r->comm, &size, err);
+        fl_model_size_free(&size);
+    }
     return st;
 }
 
@@ -443,8 +518,33 @@ static fl_status start(run *r, const fl_train_opts *o, const fl_comm *world, int
     return fl_comm_agree(world, st, err);
 }
 
+/* Rank 0, once the run is complete: <run>/summary.json. */
+static fl_status write_summary(run *r, const fl_train_result *res, fl_error *err) {
+    if (r->comm->rank != 0) return FL_OK;
+    char specs[FL_MAX_LAYERS][FL_SPEC_MAX], path[FL_PATH_MAX + 32];
+    const char *ptrs[FL_MAX_LAYERS];
+    for (int l = 0; l < r->cfg->n_layers; l++) {
+        fl_status st = fl_config_layer_ffn(r->cfg, l, specs[l], sizeof specs[l], err);
+        if (st) return st;
+        ptrs[l] = specs[l];
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru); /* ru_maxrss: KiB on Linux */
+    fl_run_summary s = {.cfg = r->cfg, .ffn_specs = ptrs, .size = r->size, .train = *res,
+                        .tokens = tokens_after(r, res->steps_done), .seconds = run_time(r),
+                        .train_tokens_per_s = r->step_seconds > 0 ? tokens_after(r, r->steps_timed) / r->step_seconds : 0,
+                        .inference_tokens_per_s = r->eval_tokens_per_s, .peak_rss_mib = (double)ru.ru_maxrss / 1024.0};
+    cJSON *o = fl_json_run_summary(&s);
+    snprintf(path, sizeof path, "%s/summary.json", r->dir);
+    fl_status st = o ? fl_json_write_file(path, o, err) : fl_fail(err, FL_ENOMEM, "out of memory");
+    cJSON_Delete(o);
+    return st;
+}
+
 static void finish(run *r) {
     if (r->metrics) fclose(r->metrics);
+    free(r->stats);
+    fl_model_size_free(&r->size);
     fl_dist_free(r->dist);
     fl_model_free(r->model);
     fl_comm_close(r->comm);
@@ -515,9 +615,10 @@ fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *o, fl_train_re
         res->unigram_entropy = unigram_entropy(&r.train);
         g_stop = 0;
         void (*old)(int) = signal(SIGINT, on_sigint);
-        r.t0 = now_s();
+        r.t0 = fl_now_s();
         st = loop(&r, first, o->stop_after, res, err);
         signal(SIGINT, old);
+        if (!st && res->steps_done >= cfg->steps) st = write_summary(&r, res, err);
         if (!st && res->steps_done >= cfg->steps) /* --eval-task: only once the run is complete */
             st = fl_eval_after_training(r.model, r.tok, cfg, res->steps_done, err);
     }

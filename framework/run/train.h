@@ -10,7 +10,10 @@
  *   tokenizer.json     the tokenizer (Hugging Face layout)
  *   data/              train.bin, val.bin token shards (unless data_dir given)
  *   metrics.jsonl      one JSON object per logged step / validation pass
+ *                      (fl_metrics_line; written by run/results.c)
  *   checkpoint/        model.safetensors, optimizer.safetensors, config.json
+ *   summary.json       once the run is complete: sizes, losses, speeds,
+ *                      memory (fl_run_summary)
  */
 #ifndef FFNLAB_TRAIN_H
 #define FFNLAB_TRAIN_H
@@ -18,6 +21,8 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "ffnlab/ffn.h"   /* fl_stat */
+#include "model_size.h"
 
 typedef struct fl_train_opts {
     int resume;        /* continue from <run_dir>/checkpoint */
@@ -36,6 +41,42 @@ typedef struct fl_train_result {
 
 fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *opts, fl_train_result *res,
                        fl_error *err);
+
+/* Every FFN layer's plugin stats of one forward: layer l's n[l] figures
+   in s[l * FL_STATS_MAX ...]. */
+#define FL_STATS_MAX 96
+typedef struct fl_layer_stats {
+    int n_layers;
+    int n[FL_MAX_LAYERS];
+    fl_stat s[FL_MAX_LAYERS * FL_STATS_MAX];
+} fl_layer_stats;
+
+/* One line of metrics.jsonl: a training step (is_val 0) or a validation
+   pass (is_val 1). tokens: training tokens seen; time_s: wall time of the
+   run so far, resumes included. */
+typedef struct fl_metrics_line {
+    int is_val;
+    int64_t step, tokens;
+    double time_s;
+    double loss, ce_loss, lr, grad_norm, tokens_per_s; /* training lines */
+    const fl_stat *aux;
+    int n_aux;
+    double val_loss;                                   /* validation lines */
+    const fl_layer_stats *stats;                       /* NULL: none */
+} fl_metrics_line;
+
+/* What summary.json records about a completed run. */
+typedef struct fl_run_summary {
+    const fl_config *cfg;
+    const char *const *ffn_specs;  /* [n_layers] each layer's spec */
+    fl_model_size size;
+    fl_train_result train;
+    int64_t tokens;                /* training tokens of the whole run */
+    double seconds;                /* wall time of the whole run (resumes included) */
+    double train_tokens_per_s;     /* inside training steps (no validation, no start-up) */
+    double inference_tokens_per_s; /* eval-mode forward (validation passes) */
+    double peak_rss_mib;           /* this process's peak resident memory */
+} fl_run_summary;
 
 /* Asks a running fl_train_run to checkpoint and stop (async-signal-safe). */
 void fl_train_request_stop(void);

@@ -75,7 +75,7 @@ static int losses(const char *run, double *out, int max) {
     char *text = ts_read_file(path, NULL);
     assert_non_null(text);
     int n = 0;
-    for (char *p = text; (p = strstr(p, "\"loss\": ")) && n < max; p++) out[n++] = strtod(p + 8, NULL);
+    for (char *p = text; (p = strstr(p, "\"loss\":")) && n < max; p++) out[n++] = strtod(p + 7, NULL);
     free(text);
     return n;
 }

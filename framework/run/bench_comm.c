@@ -1,5 +1,5 @@
 /*
- * cli/bench_comm.c — `ffnlab bench --comm`: what multi-process training
+ * run/bench_comm.c — `ffnlab bench --comm` (see bench.h): what multi-process training
  * pays for communication. Run it under `mpirun -np P` (and once without
  * mpirun for the one-process baseline).
  *
@@ -19,14 +19,15 @@
  *      as the mean and maximum over ranks and a fraction of the step.
  * Inputs are random tokens: throughput does not depend on the text.
  */
-#include <getopt.h>
+#include "bench.h"
+
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
+#include "clock.h"
 #include "comm.h"
 #include "dist.h"
 #include "error.h"
@@ -34,30 +35,10 @@
 #include "model.h"
 #include "optim.h"
 
-typedef struct comm_bench {
-    int d_model, n_layers, n_heads, context, batch, vocab, steps, ep;
-    const char *ffn, *json;
-} comm_bench;
-
 typedef struct step_figures {
     double step_s, comm_s, comm_max_s, sync_s;
     int64_t replicated_floats;
 } step_figures;
-
-static int g_json_items; /* collectives written to the --json list so far */
-
-static const char *json_sep(void) { return g_json_items++ ? ", " : ""; }
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Median of 10 timed calls of fn (after 2 untimed), the slowest rank's. */
 typedef fl_status (*bench_fn)(const fl_comm *c, void *arg, fl_error *err);
@@ -65,12 +46,12 @@ static fl_status median_time(const fl_comm *c, bench_fn fn, void *arg, double *o
     double t[10];
     for (int rep = -2; rep < 10; rep++) {
         fl_status st = fl_comm_barrier_host(c, err);
-        double t0 = now_s();
+        double t0 = fl_now_s();
         if (!st) st = fn(c, arg, err);
         if (st) return st;
-        if (rep >= 0) t[rep] = now_s() - t0;
+        if (rep >= 0) t[rep] = fl_now_s() - t0;
     }
-    qsort(t, 10, sizeof t[0], cmp_double);
+    qsort(t, 10, sizeof t[0], fl_cmp_double);
     /* the collective takes as long as its slowest member */
     uint64_t ns = (uint64_t)(0.5 * (t[4] + t[5]) * 1e9), lo = 0, hi = 0;
     fl_status st = fl_comm_minmax_u64(c, &ns, &lo, &hi, 1, err);
@@ -100,7 +81,11 @@ static fl_status run_ar(const fl_comm *c, void *p, fl_error *err) {
     return c->allreduce_sum(c, &((ar_arg *)p)->t, err);
 }
 
-static fl_status bench_a2a(const fl_comm *c, int64_t rows, int d, FILE *json, fl_error *err) {
+static fl_bench_comm_op *next_op(fl_bench_comm_result *r) {
+    return r->n_ops < FL_BENCH_COMM_MAX_OPS ? &r->ops[r->n_ops++] : &r->ops[FL_BENCH_COMM_MAX_OPS - 1];
+}
+
+static fl_status bench_a2a(const fl_comm *c, int64_t rows, int d, fl_bench_comm_result *r, fl_error *err) {
     a2a_arg a = {.rows = rows, .row_bytes = (size_t)d * sizeof(float)};
     const int E = c->ep_size;
     for (int j = 0; j < E; j++) a.counts[j] = rows / E;
@@ -113,18 +98,16 @@ static fl_status bench_a2a(const fl_comm *c, int64_t rows, int d, FILE *json, fl
     double t = 0;
     fl_status st = median_time(c, run_a2a, &a, &t, err);
     double sent = (double)(rows / E) * (E - 1) * (double)a.row_bytes;
-    if (!st && c->rank == 0) {
-        printf("  all-to-all-v  %6lld rows x %d floats per rank (%6.2f MiB, %5.2f MiB to others): %8.3f ms, %6.2f GB/s per rank\n",
-               (long long)rows, d, rows * (double)a.row_bytes / 1048576.0, sent / 1048576.0, 1e3 * t, sent / t / 1e9);
-        if (json)
-            fprintf(json, "%s{\"op\": \"alltoallv\", \"rows_per_rank\": %lld, \"bytes_to_others\": %.0f, \"ms\": %.4f, \"gb_per_s\": %.4f}",
-                    json_sep(), (long long)rows, sent, 1e3 * t, sent / t / 1e9);
-    }
+    if (!st)
+        *next_op(r) = (fl_bench_comm_op){.op = FL_COMM_OP_ALLTOALLV, .count = rows, .row_floats = d,
+                                         .bytes = rows * (double)a.row_bytes, .bytes_to_others = sent, .ms = 1e3 * t,
+                                         .gb_per_s = sent / t / 1e9};
     free(a.send), free(a.recv);
     return st;
 }
 
-static fl_status bench_allreduce(const fl_comm *c, int64_t floats, const char *what, FILE *json, fl_error *err) {
+static fl_status bench_allreduce(const fl_comm *c, int64_t floats, const char *what, fl_bench_comm_result *r,
+                                 fl_error *err) {
     ar_arg a;
     int64_t n = floats > 0 ? floats : 1;
     float *buf = calloc((size_t)n, sizeof *buf);
@@ -133,20 +116,16 @@ static fl_status bench_allreduce(const fl_comm *c, int64_t floats, const char *w
     double t = 0;
     fl_status st = median_time(c, run_ar, &a, &t, err);
     double bytes = (double)n * 4, alg = bytes / t, bus = alg * 2.0 * (c->size - 1) / c->size;
-    if (!st && c->rank == 0) {
-        printf("  all-reduce    %9lld floats (%6.2f MiB, %s): %8.3f ms, algbw %6.2f GB/s, busbw %6.2f GB/s\n",
-               (long long)n, bytes / 1048576.0, what, 1e3 * t, alg / 1e9, bus / 1e9);
-        if (json)
-            fprintf(json, "%s{\"op\": \"allreduce\", \"floats\": %lld, \"ms\": %.4f, \"algbw_gb_per_s\": %.4f, \"busbw_gb_per_s\": %.4f}",
-                    json_sep(), (long long)n, 1e3 * t, alg / 1e9, bus / 1e9);
-    }
+    if (!st)
+        *next_op(r) = (fl_bench_comm_op){.op = FL_COMM_OP_ALLREDUCE, .count = n, .what = what, .bytes = bytes,
+                                         .ms = 1e3 * t, .gb_per_s = alg / 1e9, .busbw_gb_per_s = bus / 1e9};
     free(buf);
     return st;
 }
 
 /* ----------------------------------------------- part 2: training steps */
 
-static fl_status make_model(const comm_bench *s, const fl_comm *c, fl_model **m, fl_error *err) {
+static fl_status make_model(const fl_bench_shape *s, const fl_comm *c, fl_model **m, fl_error *err) {
     const char *specs[64];
     for (int l = 0; l < s->n_layers; l++) specs[l] = s->ffn;
     fl_model_config mc = {.vocab_size = s->vocab, .context = s->context, .d_model = s->d_model,
@@ -163,16 +142,16 @@ static fl_status one_step(fl_model *m, fl_dist *dist, const int32_t *x, const in
     fl_model_zero_grad(m);
     fl_status st = fl_model_forward(m, x, y, b, T, 1, step, &loss, err);
     if (!st) st = fl_model_backward(m, err);
-    double t0 = now_s();
+    double t0 = fl_now_s();
     if (!st && dist) st = fl_dist_sync_grads(dist, err);
-    *sync_s += now_s() - t0;
+    *sync_s += fl_now_s() - t0;
     const fl_comm *c = fl_model_host(m)->comm;
     if (!st) st = fl_comm_sum_f64(c, FL_COMM_WORLD, &loss, 1, err); /* as training reports it */
     if (!st) st = fl_adamw_step(fl_host_backend(fl_model_host(m)), fl_model_params(m), &opt, 1e-4, 1.0f, step + 1, err);
     return st;
 }
 
-static fl_status train_steps(const comm_bench *s, const fl_comm *c, step_figures *f, fl_error *err) {
+static fl_status train_steps(const fl_bench_shape *s, const fl_comm *c, step_figures *f, fl_error *err) {
     fl_model *m = NULL;
     fl_dist *dist = NULL;
     fl_status st = make_model(s, c, &m, err);
@@ -188,7 +167,7 @@ static fl_status train_steps(const comm_bench *s, const fl_comm *c, step_figures
     for (int step = 0; step < s->steps + 2 && !st; step++) {
         if (step == 2) { /* two warm-up steps: allocation, JIT */
             if ((st = fl_comm_barrier_host(c, err))) break;
-            t0 = now_s(), sync = 0;
+            t0 = fl_now_s(), sync = 0;
             fl_comm_counters(&c0, NULL);
         }
         st = one_step(m, dist, x + off, y + off, b, s->context, step, &sync, err);
@@ -196,7 +175,7 @@ static fl_status train_steps(const comm_bench *s, const fl_comm *c, step_figures
     if (!st) {
         double c1 = 0;
         fl_comm_counters(&c1, NULL);
-        f->step_s = (now_s() - t0) / s->steps;
+        f->step_s = (fl_now_s() - t0) / s->steps;
         double v[3] = {(c1 - c0) / s->steps, sync / s->steps, f->step_s};
         double mine = v[0];
         st = fl_comm_sum_f64(c, FL_COMM_WORLD, v, 3, err);
@@ -214,7 +193,7 @@ static fl_status train_steps(const comm_bench *s, const fl_comm *c, step_figures
 
 /* Rows one rank sends per all-to-all of one MoE layer: N/P tokens x top_k,
    read from the plugin's stats of a model built for it. */
-static int64_t moe_rows(const comm_bench *s, const fl_comm *c, fl_error *err, fl_status *st) {
+static int64_t moe_rows(const fl_bench_shape *s, const fl_comm *c, fl_error *err, fl_status *st) {
     fl_model *m = NULL;
     if ((*st = make_model(s, c, &m, err))) return 0;
     void *layer = NULL;
@@ -228,42 +207,7 @@ static int64_t moe_rows(const comm_bench *s, const fl_comm *c, fl_error *err, fl
     return (int64_t)s->batch / c->size * s->context * k;
 }
 
-/* ----------------------------------------------------------------- CLI */
-
-static void help(void) {
-    printf("usage: [mpirun -np P] ffnlab bench --comm [--steps N] [--d-model D] [--layers L] [--heads H] [--context T]\n"
-           "                      [--batch B] [--vocab V] [--ffn SPEC] [--expert-parallel E] [--json FILE]\n\n"
-           "Defaults: d=512, 2 layers, 8 heads, context 128, global batch 8, vocab 4096, ffn moe:experts=8,top_k=2,\n"
-           "expert_parallel = P, 3 steps. Prints all-to-all-v and all-reduce bandwidth at the message sizes this\n"
-           "MoE layer produces, and the fraction of a training step spent in collectives. Run once without\n"
-           "mpirun for the one-process baseline of the same global batch.\n");
-}
-
-static int parse(int argc, char **argv, comm_bench *s) {
-    static const struct option longopts[] = {
-        {"steps", 1, 0, 's'}, {"d-model", 1, 0, 'd'}, {"layers", 1, 0, 'l'}, {"heads", 1, 0, 'H'},
-        {"context", 1, 0, 't'}, {"batch", 1, 0, 'b'}, {"vocab", 1, 0, 'v'}, {"ffn", 1, 0, 'f'},
-        {"expert-parallel", 1, 0, 'e'}, {"json", 1, 0, 'j'}, {"comm", 0, 0, 'c'}, {"help", 0, 0, 'h'},
-        {0, 0, 0, 0}};
-    int c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        int *field = c == 's' ? &s->steps : c == 'd' ? &s->d_model : c == 'l' ? &s->n_layers : c == 'H' ? &s->n_heads
-                   : c == 't' ? &s->context : c == 'b' ? &s->batch : c == 'v' ? &s->vocab : c == 'e' ? &s->ep : NULL;
-        if (field) {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 1 << 20) return fl_cli_usage("bench", "%s: '%s' is not a positive integer", argv[optind - 2], optarg);
-            *field = (int)v;
-        } else if (c == 'f') s->ffn = optarg;
-        else if (c == 'j') s->json = optarg;
-        else if (c == 'h') return help(), -1;
-        else if (c != 'c') return fl_cli_usage("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
-    }
-    if (s->n_layers > 64) return fl_cli_usage("bench", "--layers must be at most 64");
-    return 0;
-}
+/* ----------------------------------------------------------------- the job */
 
 /* OMP_NUM_THREADS if set, else this node's cores shared out among its ranks. */
 static void share_cores(const fl_comm *w) {
@@ -273,60 +217,39 @@ static void share_cores(const fl_comm *w) {
     if (w->size > 1 && here > 1) omp_set_num_threads(omp_get_num_procs() / here > 0 ? omp_get_num_procs() / here : 1);
 }
 
-static fl_status run(comm_bench *s, fl_error *err) {
+fl_status fl_bench_comm(const fl_bench_comm_opts *o, fl_bench_comm_result *r, fl_error *err) {
+    memset(r, 0, sizeof *r);
+    const fl_bench_shape *s = &o->shape;
+    if (s->n_layers < 1 || s->n_layers > 64) return fl_fail(err, FL_EINVAL, "bench --comm: layers must be in [1, 64]");
     const fl_comm *w = NULL, *c = NULL;
     fl_status st = fl_comm_world(&w, err);
     if (st) return st;
-    if (!s->ep) s->ep = w->size;
+    const int ep = o->expert_parallel ? o->expert_parallel : w->size;
     if (s->batch % w->size)
         return fl_comm_agree(w, fl_fail(err, FL_EINVAL, "--batch %d does not split over %d processes", s->batch, w->size), err);
     share_cores(w);
-    if ((st = fl_comm_agree(w, fl_comm_open(s->ep, (fl_device){FL_DEVICE_CPU, 0}, &c, err), err))) return st;
-    FILE *json = NULL;
-    if (c->rank == 0) {
-        printf("communication: %d process%s, expert_parallel %d, %d thread%s each; d=%d L=%d H=%d T=%d global batch %d V=%d ffn=%s\n",
-               c->size, c->size > 1 ? "es" : "", c->ep_size, omp_get_max_threads(), omp_get_max_threads() > 1 ? "s" : "",
-               s->d_model, s->n_layers, s->n_heads, s->context, s->batch, s->vocab, s->ffn);
-        if (s->json && !(json = fopen(s->json, "w"))) st = fl_fail(err, FL_EIO, "%s: cannot open for writing", s->json);
-        if (json) fprintf(json, "{\"processes\": %d, \"expert_parallel\": %d, \"threads\": %d, \"ffn\": \"%s\", \"d_model\": %d, \"collectives\": [",
-                          c->size, c->ep_size, omp_get_max_threads(), s->ffn, s->d_model);
-    }
-    if ((st = fl_comm_agree(c, st, err))) goto done;
+    if ((st = fl_comm_agree(w, fl_comm_open(ep, (fl_device){FL_DEVICE_CPU, 0}, &c, err), err))) return st;
+    *r = (fl_bench_comm_result){.rank = c->rank, .processes = c->size, .expert_parallel = c->ep_size,
+                                .threads = omp_get_max_threads()};
     step_figures f = {0};
     int64_t rows = moe_rows(s, c, err, &st);
     if (!st && c->size > 1) {
-        if (c->rank == 0) printf("collectives (median of 10; the slowest rank's):\n");
-        for (int64_t r = rows / 4; r <= rows * 4 && !st; r *= 4) st = bench_a2a(c, r, s->d_model, json, err);
+        for (int64_t n = rows / 4; n <= rows * 4 && !st; n *= 4) st = bench_a2a(c, n, s->d_model, r, err);
         if (!st) st = train_steps(s, c, &f, err); /* also sizes the fused gradient buffer */
-        if (!st) st = bench_allreduce(c, f.replicated_floats, "the fused replicated gradients", json, err);
-        if (!st) st = bench_allreduce(c, 262144, "1 MiB", json, err);
+        if (!st) st = bench_allreduce(c, f.replicated_floats, "the fused replicated gradients", r, err);
+        if (!st) st = bench_allreduce(c, 262144, "1 MiB", r, err);
     } else if (!st) {
-        if (c->rank == 0) printf("collectives: none in one process (run under mpirun -np P to measure them)\n");
         st = train_steps(s, c, &f, err);
     }
-    if (!st && c->rank == 0) {
-        double tokens = (double)s->batch * s->context;
-        printf("training step (expert_parallel %d): %.1f ms, %.0f tokens/s, %.2f us/token; in collectives %.1f ms "
-               "(max over ranks %.1f; gradient all-reduce %.1f) = %.1f%% of the step, %.2f us/token\n",
-               c->ep_size, 1e3 * f.step_s, tokens / f.step_s, 1e6 * f.step_s / tokens, 1e3 * f.comm_s,
-               1e3 * f.comm_max_s, 1e3 * f.sync_s, 100.0 * f.comm_s / f.step_s, 1e6 * f.comm_s / tokens);
-        if (json)
-            fprintf(json, "], \"step_ms\": %.3f, \"tokens_per_s\": %.1f, \"us_per_token\": %.4f, \"comm_ms\": %.3f, \"comm_max_ms\": %.3f, "
-                          "\"grad_allreduce_ms\": %.3f, \"comm_fraction\": %.4f, \"comm_us_per_token\": %.4f}\n",
-                    1e3 * f.step_s, tokens / f.step_s, 1e6 * f.step_s / tokens, 1e3 * f.comm_s, 1e3 * f.comm_max_s,
-                    1e3 * f.sync_s, f.comm_s / f.step_s, 1e6 * f.comm_s / tokens);
+    if (!st) {
+        const double tokens = (double)s->batch * s->context;
+        r->step_ms = 1e3 * f.step_s;
+        r->tokens_per_s = tokens / f.step_s;
+        r->us_per_token = 1e6 * f.step_s / tokens;
+        r->comm_ms = 1e3 * f.comm_s;
+        r->comm_max_ms = 1e3 * f.comm_max_s;
+        r->grad_allreduce_ms = 1e3 * f.sync_s;
     }
-done:
-    if (json) fclose(json);
     fl_comm_close(c);
     return st;
-}
-
-int fl_cmd_bench_comm(int argc, char **argv) {
-    comm_bench s = {512, 2, 8, 128, 8, 4096, 3, 0, "moe:experts=8,top_k=2", NULL};
-    int rc = parse(argc, argv, &s);
-    if (rc) return rc < 0 ? 0 : rc;
-    fl_error err = {0};
-    if (run(&s, &err)) return fl_comm_fail(&err, 1) ? fl_cli_report(&err) : 1;
-    return 0;
 }

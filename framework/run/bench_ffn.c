@@ -1,5 +1,6 @@
 /*
- * cli/bench_ffn.c — `ffnlab bench --ffn-only`: one FFN layer, sparse vs dense.
+ * run/bench_ffn.c — `ffnlab bench --ffn-only`: one FFN layer, sparse vs dense
+ * (see bench.h).
  *
  * Runs each plugin on its own (no model around it) over N = 16x256 tokens
  * (--tokens N: N/256 sequences of 256) at
@@ -12,23 +13,20 @@
  * Modes: forward (training mode), forward+backward, and inference (eval-mode
  * forward, where CNT computes only the selected units).
  */
-#include <getopt.h>
+#include "bench.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include <cjson/cJSON.h>  /* --json */
-
-#include "cli.h"
+#include "clock.h"
 #include "error.h"
 #include "ffn_layer.h"
-#include "fsutil.h"
 #include "host.h"
 
-enum { MODE_FWD, MODE_FWD_BWD, MODE_INFER, N_MODES };
-static const char *const MODE_NAMES[N_MODES] = {"forward", "fwd+bwd", "inference"};
+enum { MODE_FWD = FL_BENCH_FWD, MODE_FWD_BWD = FL_BENCH_FWD_BWD, MODE_INFER = FL_BENCH_INFER, N_MODES = FL_BENCH_MODES };
+const char *const fl_bench_mode_names[FL_BENCH_MODES] = {"forward", "fwd+bwd", "inference"};
 
 typedef struct ffn_case {
     int d;
@@ -55,17 +53,6 @@ static const ffn_case CASES[] = {
 };
 #define N_CASES (int)(sizeof CASES / sizeof CASES[0])
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct bench_io {
     const fl_host *h;
     fl_tensor x, y, dy, dx;    /* [N,d] */
@@ -84,14 +71,14 @@ static fl_status time_mode(bench_io *io, fl_ffn_layer *L, int mode, double *sec,
         ctx.step = r + 1;
         fl_status st = be->sync ? be->sync(err) : FL_OK;
         if (st) return st;
-        double t0 = now_s();
+        double t0 = fl_now_s();
         st = L->ffn->forward(L->layer, &ctx, &io->x, &io->y, err);
         if (!st && mode == MODE_FWD_BWD) st = L->ffn->backward(L->layer, &ctx, &io->dy, &io->dx, err);
         if (!st && be->sync) st = be->sync(err);
         if (st) return st;
-        if (r >= 0) t[r] = now_s() - t0;
+        if (r >= 0) t[r] = fl_now_s() - t0;
     }
-    qsort(t, (size_t)reps, sizeof *t, cmp_double);
+    qsort(t, (size_t)reps, sizeof *t, fl_cmp_double);
     *sec = t[reps / 2];
     return FL_OK;
 }
@@ -141,94 +128,61 @@ static fl_status alloc_io(bench_io *io, int d, fl_error *err) {
     return FL_OK;
 }
 
-/* One result: a table line, and an object in rows (if any). */
-static void row(cJSON *rows, int d, const char *spec, const char *mode, double sec, double tokens,
-                double dense_sec, double eq_sec) {
-    printf("  d=%-4d %-40s %-9s %8.2f ms %9.0f tok/s   x%-6.2f", d, spec, mode, 1e3 * sec, tokens / sec,
-           dense_sec / sec);
-    if (isfinite(eq_sec)) printf("  x%.2f", eq_sec / sec);
-    printf("\n");
-    if (!rows) return;
-    cJSON *r = cJSON_CreateObject();
-    cJSON_AddNumberToObject(r, "d", d);
-    cJSON_AddStringToObject(r, "spec", spec);
-    cJSON_AddStringToObject(r, "mode", mode);
-    cJSON_AddNumberToObject(r, "ms", 1e3 * sec);
-    cJSON_AddNumberToObject(r, "tokens_per_s", tokens / sec);
-    cJSON_AddNumberToObject(r, "speedup_equal_params", dense_sec / sec);
-    if (isfinite(eq_sec)) cJSON_AddNumberToObject(r, "speedup_equal_flops", eq_sec / sec);
-    else cJSON_AddNullToObject(r, "speedup_equal_flops");
-    cJSON_AddItemToArray(rows, r);
+/* One result row. */
+static void add_row(fl_bench_ffn_result *r, int d, const char *spec, int mode, double sec, double tokens,
+                    double dense_sec, double eq_sec) {
+    if (r->n_rows == FL_BENCH_FFN_MAX_ROWS) return;
+    fl_bench_ffn_row *w = &r->rows[r->n_rows++];
+    *w = (fl_bench_ffn_row){.d = d, .mode = mode, .ms = 1e3 * sec, .tokens_per_s = tokens / sec,
+                            .speedup_equal_params = dense_sec / sec, .speedup_equal_flops = eq_sec / sec};
+    snprintf(w->spec, sizeof w->spec, "%s", spec);
 }
 
 /* One shape: the dense baseline, then every case at that width. */
-static fl_status bench_width(bench_io *io, int d, const char *only, cJSON *rows, fl_error *err) {
-    char dense_spec[64];
-    snprintf(dense_spec, sizeof dense_spec, "dense:d_ff=%d", d == 256 ? 4096 : 4 * d);
-    double dense[N_MODES], tokens = (double)(io->B * io->T);
+static fl_status bench_width(bench_io *io, int d, const char *only, fl_bench_ffn_result *r, fl_error *err) {
+    fl_bench_ffn_width *wd = &r->widths[r->n_widths++];
+    wd->d = d;
+    snprintf(wd->dense_spec, sizeof wd->dense_spec, "dense:d_ff=%d", d == 256 ? 4096 : 4 * d);
+    double tokens = (double)(io->B * io->T), unused[N_MODES];
     fl_status st = alloc_io(io, d, err);
-    double unused[N_MODES];
-    if (!st) st = measure(io, d, dense_spec, FWD | BWD | INF, dense, unused, err);
+    if (!st) st = measure(io, d, wd->dense_spec, FWD | BWD | INF, wd->dense_ms, unused, err);
     if (st) return st;
-    printf("d=%d, N=%lld tokens; baseline %s: forward %.2f ms, fwd+bwd %.2f ms\n", d, (long long)tokens,
-           dense_spec, 1e3 * dense[MODE_FWD], 1e3 * dense[MODE_FWD_BWD]);
-    printf("  %-6s %-40s %-9s %11s %15s   %-7s  %s\n", "", "layer", "mode", "time", "throughput",
-           "vs dense", "vs dense of equal active FLOPs");
+    const double *dense = wd->dense_ms; /* seconds until the end, ms after */
     for (int c = 0; c < N_CASES && !st; c++) {
         const ffn_case *k = &CASES[c];
         if (k->d != d || (only && strncmp(k->spec, only, strlen(only)))) continue;
+        fl_log_info("bench --ffn-only: d=%d %s", d, k->spec);
         double sec[N_MODES], flops[N_MODES];
         if ((st = measure(io, d, k->spec, k->modes, sec, flops, err))) break;
         for (int m = 0; m < N_MODES && !st; m++) {
             if (!(k->modes & (1u << m))) continue;
             double eq = NAN;
             if ((st = equal_flops_dense(io, d, m, flops[m], &eq, err))) break;
-            row(rows, d, k->spec, MODE_NAMES[m], sec[m], tokens, dense[m], eq);
+            add_row(r, d, k->spec, m, sec[m], tokens, dense[m], eq);
         }
     }
+    for (int m = 0; m < N_MODES; m++) wd->dense_ms[m] *= 1e3;
     return st;
 }
 
-int fl_cmd_bench_ffn(int argc, char **argv) {
-    const char *json_path = NULL, *only = NULL, *device = "cpu", *precision = "auto";
-    int reps = 5;
-    long long tokens = 16 * 256;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int has_value = i + 1 < argc;
-        if (!strcmp(a, "--ffn-only")) continue;
-        if (!strcmp(a, "--json") && has_value) json_path = argv[++i];
-        else if (!strcmp(a, "--only") && has_value) only = argv[++i];
-        else if (!strcmp(a, "--device") && has_value) device = argv[++i];
-        else if (!strcmp(a, "--reps") && has_value) reps = atoi(argv[++i]);
-        else if (!strcmp(a, "--tokens") && has_value) tokens = atoll(argv[++i]);
-        else if (!strcmp(a, "--precision") && has_value) precision = argv[++i];
-        else return fl_cli_usage("bench", "--ffn-only: unknown or incomplete option '%s'", a);
-    }
-    if (reps < 1 || reps > 32) return fl_cli_usage("bench", "--reps must be in [1, 32]");
-    if (tokens < 256 || tokens % 256 || tokens > (1 << 24))
-        return fl_cli_usage("bench", "--tokens must be a multiple of 256 in [256, 16777216] (sequences of 256)");
+fl_status fl_bench_ffn(const fl_bench_ffn_opts *o, fl_bench_ffn_result *r, fl_error *err) {
+    memset(r, 0, sizeof *r);
+    if (o->reps < 1 || o->reps > 32) return fl_fail(err, FL_EINVAL, "--reps must be in [1, 32]");
+    if (o->tokens < 256 || o->tokens % 256 || o->tokens > (1 << 24))
+        return fl_fail(err, FL_EINVAL, "--tokens must be a multiple of 256 in [256, 16777216] (sequences of 256)");
     const fl_backend *be = NULL;
-    fl_error serr = {0};
-    if (fl_backend_request_precision(precision, &serr) || fl_backend_select(device, &be, &serr))
-        return fl_cli_report(&serr);
+    fl_status st = fl_backend_select(o->device, &be, err);
+    if (st) return st;
     fl_host h;
     fl_host_init(&h, be, NULL);
-    bench_io io = {.h = &h, .B = tokens / 256, .T = 256, .reps = reps};
-    cJSON *doc = cJSON_CreateObject(), *rows = cJSON_AddArrayToObject(doc, "ffn");
-    cJSON_AddStringToObject(doc, "backend", be->name);
-    cJSON_AddStringToObject(doc, "kernel", be->describe());
-    printf("FFN layers alone on %s (%s); times are medians of %d\n", be->name, be->describe(), reps);
-    fl_error err = {0};
-    fl_status st = bench_width(&io, 256, only, rows, &err);
-    if (!st) st = bench_width(&io, 512, only, rows, &err);
-    if (!st && json_path) {
-        char *text = cJSON_Print(doc);
-        st = text ? fl_write_file_atomic(json_path, text, strlen(text), &err) : fl_fail(&err, FL_ENOMEM, "out of memory");
-        cJSON_free(text);
-    }
-    cJSON_Delete(doc);
+    bench_io io = {.h = &h, .B = o->tokens / 256, .T = 256, .reps = o->reps};
+    snprintf(r->backend, sizeof r->backend, "%s", be->name);
+    snprintf(r->kernel, sizeof r->kernel, "%s", be->describe());
+    r->reps = o->reps;
+    r->tokens = o->tokens;
+    st = bench_width(&io, 256, o->only, r, err);
+    if (!st) st = bench_width(&io, 512, o->only, r, err);
     fl_tensor *ts[] = {&io.x, &io.y, &io.dy, &io.dx};
     for (int i = 0; i < 4; i++) h.tensor_release(&h, ts[i]);
-    return st ? fl_cli_report(&err) : 0;
+    return st;
 }

@@ -1,0 +1,243 @@
+/*
+ * run/results.c — the JSON writer of every workflow result (see results.h).
+ */
+#include "results.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "fsutil.h"
+#include "git_revision.h" /* generated at build time: FFNLAB_GIT_REVISION */
+
+const char *fl_git_revision(void) { return FFNLAB_GIT_REVISION; }
+
+fl_status fl_json_write_file(const char *path, const cJSON *doc, fl_error *err) {
+    char *text = cJSON_Print(doc);
+    if (!text) return fl_fail(err, FL_ENOMEM, "out of memory writing %s", path);
+    size_t n = strlen(text);
+    text[n] = '\n'; /* cJSON_Print leaves no final newline: end the file with one */
+    fl_status st = fl_write_file_atomic(path, text, n + 1, err);
+    cJSON_free(text);
+    return st;
+}
+
+fl_status fl_json_append_line(FILE *f, const cJSON *doc, fl_error *err) {
+    char *text = cJSON_PrintUnformatted(doc);
+    if (!text) return fl_fail(err, FL_ENOMEM, "out of memory writing a JSON line");
+    int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF && fflush(f) == 0;
+    cJSON_free(text);
+    return ok ? FL_OK : fl_fail(err, FL_EIO, "cannot write a JSON line: disk full or file closed");
+}
+
+/* {"h.0": {"active_params": ..., "load.0": ...}, "h.1": ...} */
+static cJSON *layer_stats(const fl_layer_stats *ls) {
+    cJSON *o = cJSON_CreateObject();
+    for (int l = 0; l < ls->n_layers; l++) {
+        if (!ls->n[l]) continue;
+        char name[16];
+        snprintf(name, sizeof name, "h.%d", l);
+        cJSON *layer = cJSON_AddObjectToObject(o, name);
+        const fl_stat *s = ls->s + (size_t)l * FL_STATS_MAX;
+        for (int i = 0; i < ls->n[l]; i++) cJSON_AddNumberToObject(layer, s[i].name, s[i].value);
+    }
+    return o;
+}
+
+cJSON *fl_json_metrics_line(const fl_metrics_line *m) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "step", (double)m->step);
+    if (m->is_val) {
+        cJSON_AddNumberToObject(o, "val_loss", m->val_loss);
+    } else {
+        cJSON_AddNumberToObject(o, "loss", m->loss);
+        cJSON_AddNumberToObject(o, "ce_loss", m->ce_loss);
+        cJSON_AddNumberToObject(o, "lr", m->lr);
+        cJSON_AddNumberToObject(o, "grad_norm", m->grad_norm);
+        cJSON_AddNumberToObject(o, "tokens_per_s", m->tokens_per_s);
+    }
+    cJSON_AddNumberToObject(o, "time_s", m->time_s);
+    cJSON_AddNumberToObject(o, "tokens", (double)m->tokens);
+    for (int i = 0; i < m->n_aux; i++) {
+        char key[96];
+        snprintf(key, sizeof key, "aux.%s", m->aux[i].name);
+        cJSON_AddNumberToObject(o, key, m->aux[i].value);
+    }
+    if (m->stats) cJSON_AddItemToObject(o, "stats", layer_stats(m->stats));
+    return o;
+}
+
+cJSON *fl_json_model_size(const fl_model_size *s, const char *const *specs) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "total_params", s->total_params);
+    cJSON_AddNumberToObject(o, "active_params_per_token", s->active_params);
+    cJSON_AddNumberToObject(o, "flops_per_token", s->flops_per_token);
+    cJSON_AddNumberToObject(o, "ffn_params", s->ffn_params);
+    cJSON_AddNumberToObject(o, "ffn_active_params_per_token", s->ffn_active_params);
+    cJSON_AddNumberToObject(o, "ffn_flops_per_token", s->ffn_flops_per_token);
+    cJSON *layers = cJSON_AddArrayToObject(o, "ffn");
+    for (int l = 0; l < s->n_layers; l++) {
+        cJSON *f = cJSON_CreateObject();
+        cJSON_AddNumberToObject(f, "layer", l);
+        if (specs) cJSON_AddStringToObject(f, "spec", specs[l]);
+        cJSON_AddNumberToObject(f, "params", s->ffn[l].params);
+        cJSON_AddNumberToObject(f, "active_params", s->ffn[l].active_params);
+        cJSON_AddNumberToObject(f, "flops_per_token", s->ffn[l].flops_per_token);
+        cJSON_AddItemToArray(layers, f);
+    }
+    return o;
+}
+
+/* The config as its own JSON (fl_config_to_json), as a cJSON tree. */
+static cJSON *config_json(const fl_config *cfg) {
+    char *text = fl_config_to_json(cfg);
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    return o ? o : cJSON_CreateNull();
+}
+
+cJSON *fl_json_run_summary(const fl_run_summary *s) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "ffnlab_version", FFNLAB_VERSION);
+    cJSON_AddStringToObject(o, "git_revision", fl_git_revision());
+    cJSON_AddItemToObject(o, "config", config_json(s->cfg));
+    cJSON_AddItemToObject(o, "model", fl_json_model_size(&s->size, s->ffn_specs));
+    cJSON *t = cJSON_AddObjectToObject(o, "training");
+    cJSON_AddNumberToObject(t, "steps", (double)s->train.steps_done);
+    cJSON_AddNumberToObject(t, "tokens", (double)s->tokens);
+    cJSON_AddNumberToObject(t, "seconds", s->seconds);
+    cJSON_AddNumberToObject(t, "tokens_per_s", s->train_tokens_per_s);
+    cJSON_AddNumberToObject(t, "final_train_loss", s->train.final_train_loss);
+    cJSON_AddNumberToObject(t, "final_val_loss", s->train.final_val_loss);
+    cJSON_AddNumberToObject(t, "unigram_entropy", s->train.unigram_entropy);
+    cJSON *inf = cJSON_AddObjectToObject(o, "inference");
+    cJSON_AddNumberToObject(inf, "tokens_per_s", s->inference_tokens_per_s);
+    cJSON *mem = cJSON_AddObjectToObject(o, "memory");
+    cJSON_AddNumberToObject(mem, "peak_rss_mib", s->peak_rss_mib);
+    return o;
+}
+
+/* {"d_model": .., "n_layers": .., "n_heads": .., "context": .., "batch": .., "vocab": .., "ffn": ..} */
+static cJSON *shape_json(const fl_bench_shape *s) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "d_model", s->d_model);
+    cJSON_AddNumberToObject(o, "n_layers", s->n_layers);
+    cJSON_AddNumberToObject(o, "n_heads", s->n_heads);
+    cJSON_AddNumberToObject(o, "context", s->context);
+    cJSON_AddNumberToObject(o, "batch", s->batch);
+    cJSON_AddNumberToObject(o, "vocab", s->vocab);
+    cJSON_AddStringToObject(o, "ffn", s->ffn);
+    return o;
+}
+
+cJSON *fl_json_bench(const fl_bench_opts *o, const fl_bench_result *r) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "backend", r->backend);
+    cJSON_AddStringToObject(j, "kernel", r->kernel);
+    cJSON_AddStringToObject(j, "preset", o->preset ? o->preset : "");
+    cJSON_AddItemToObject(j, "shape", shape_json(&o->shape));
+    cJSON_AddNumberToObject(j, "sgemm_gflops", r->sgemm_gflops);
+    cJSON_AddNumberToObject(j, "train_tokens_per_s", r->tokens_per_s);
+    cJSON_AddNumberToObject(j, "train_gflops", r->gflops);
+    cJSON_AddNumberToObject(j, "flops_per_token", r->flops_per_token);
+    cJSON_AddNumberToObject(j, "fraction_of_peak", r->sgemm_gflops > 0 ? r->gflops / r->sgemm_gflops : 0);
+    cJSON_AddNumberToObject(j, "peak_tflops", r->peak_tflops);
+    cJSON_AddStringToObject(j, "peak_assumption", r->peak_what);
+    cJSON_AddNumberToObject(j, "mfu", r->mfu);
+    if (r->profiled) {
+        cJSON_AddNumberToObject(j, "profiled_tokens_per_s", r->profiled_tokens_per_s);
+        cJSON *p = cJSON_AddObjectToObject(j, "profile_ms_per_step");
+        for (int i = 1; i < FL_PH_COUNT; i++) cJSON_AddNumberToObject(p, fl_profile_name((fl_phase)i), r->profile_ms[i]);
+    }
+    return j;
+}
+
+cJSON *fl_json_bench_ffn(const fl_bench_ffn_result *r) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "backend", r->backend);
+    cJSON_AddStringToObject(j, "kernel", r->kernel);
+    cJSON_AddNumberToObject(j, "reps", r->reps);
+    cJSON_AddNumberToObject(j, "tokens", (double)r->tokens);
+    cJSON *base = cJSON_AddArrayToObject(j, "dense");
+    for (int w = 0; w < r->n_widths; w++) {
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddNumberToObject(b, "d", r->widths[w].d);
+        cJSON_AddStringToObject(b, "spec", r->widths[w].dense_spec);
+        for (int m = 0; m < FL_BENCH_MODES; m++) {
+            char key[32];
+            snprintf(key, sizeof key, "%s_ms", fl_bench_mode_names[m]);
+            cJSON_AddNumberToObject(b, key, r->widths[w].dense_ms[m]);
+        }
+        cJSON_AddItemToArray(base, b);
+    }
+    cJSON *rows = cJSON_AddArrayToObject(j, "ffn");
+    for (int i = 0; i < r->n_rows; i++) {
+        const fl_bench_ffn_row *w = &r->rows[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "d", w->d);
+        cJSON_AddStringToObject(o, "spec", w->spec);
+        cJSON_AddStringToObject(o, "mode", fl_bench_mode_names[w->mode]);
+        cJSON_AddNumberToObject(o, "ms", w->ms);
+        cJSON_AddNumberToObject(o, "tokens_per_s", w->tokens_per_s);
+        cJSON_AddNumberToObject(o, "speedup_equal_params", w->speedup_equal_params);
+        if (isfinite(w->speedup_equal_flops)) cJSON_AddNumberToObject(o, "speedup_equal_flops", w->speedup_equal_flops);
+        else cJSON_AddNullToObject(o, "speedup_equal_flops");
+        cJSON_AddItemToArray(rows, o);
+    }
+    return j;
+}
+
+cJSON *fl_json_bench_comm(const fl_bench_comm_opts *o, const fl_bench_comm_result *r) {
+    const double tokens = (double)o->shape.batch * o->shape.context;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "processes", r->processes);
+    cJSON_AddNumberToObject(j, "expert_parallel", r->expert_parallel);
+    cJSON_AddNumberToObject(j, "threads", r->threads);
+    cJSON_AddItemToObject(j, "shape", shape_json(&o->shape));
+    cJSON *ops = cJSON_AddArrayToObject(j, "collectives");
+    for (int i = 0; i < r->n_ops; i++) {
+        const fl_bench_comm_op *op = &r->ops[i];
+        cJSON *c = cJSON_CreateObject();
+        if (op->op == FL_COMM_OP_ALLTOALLV) {
+            cJSON_AddStringToObject(c, "op", "alltoallv");
+            cJSON_AddNumberToObject(c, "rows_per_rank", (double)op->count);
+            cJSON_AddNumberToObject(c, "bytes_to_others", op->bytes_to_others);
+            cJSON_AddNumberToObject(c, "ms", op->ms);
+            cJSON_AddNumberToObject(c, "gb_per_s", op->gb_per_s);
+        } else {
+            cJSON_AddStringToObject(c, "op", "allreduce");
+            cJSON_AddNumberToObject(c, "floats", (double)op->count);
+            cJSON_AddStringToObject(c, "buffer", op->what);
+            cJSON_AddNumberToObject(c, "ms", op->ms);
+            cJSON_AddNumberToObject(c, "algbw_gb_per_s", op->gb_per_s);
+            cJSON_AddNumberToObject(c, "busbw_gb_per_s", op->busbw_gb_per_s);
+        }
+        cJSON_AddItemToArray(ops, c);
+    }
+    cJSON_AddNumberToObject(j, "step_ms", r->step_ms);
+    cJSON_AddNumberToObject(j, "tokens_per_s", r->tokens_per_s);
+    cJSON_AddNumberToObject(j, "us_per_token", r->us_per_token);
+    cJSON_AddNumberToObject(j, "comm_ms", r->comm_ms);
+    cJSON_AddNumberToObject(j, "comm_max_ms", r->comm_max_ms);
+    cJSON_AddNumberToObject(j, "grad_allreduce_ms", r->grad_allreduce_ms);
+    cJSON_AddNumberToObject(j, "comm_fraction", r->step_ms > 0 ? r->comm_ms / r->step_ms : 0);
+    cJSON_AddNumberToObject(j, "comm_us_per_token", 1e3 * r->comm_ms / tokens);
+    return j;
+}
+
+cJSON *fl_json_bench_blimp(const fl_eval_bench_opts *o, const fl_eval_bench_result *r) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "blimp_pairs", (double)r->pairs);
+    cJSON_AddNumberToObject(j, "blimp_tokens", (double)r->tokens);
+    cJSON_AddNumberToObject(j, "seconds", r->seconds);
+    cJSON_AddNumberToObject(j, "pairs_per_s", (double)r->pairs / r->seconds);
+    cJSON_AddNumberToObject(j, "tokens_per_s", (double)r->tokens / r->seconds);
+    cJSON_AddNumberToObject(j, "untrained_accuracy", r->accuracy);
+    fl_bench_shape s = {o->d_model, o->n_layers, o->n_heads, o->context, o->batch, r->vocab, 0, o->ffn};
+    cJSON *shape = shape_json(&s);
+    cJSON_DeleteItemFromObject(shape, "batch"); /* sentences per forward: not a training batch */
+    cJSON_AddNumberToObject(shape, "sentences_per_batch", o->batch);
+    cJSON_AddItemToObject(j, "shape", shape);
+    return j;
+}
