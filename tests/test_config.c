@@ -119,7 +119,7 @@ static void test_config_files_valid(void **state) {
     glob_t g;
     assert_int_equal(glob(FFNLAB_SOURCE_DIR "/configs/*.json", 0, NULL, &g), 0);
     assert_true(g.gl_pathc >= 3);
-    int saw_small = 0;
+    int saw_small = 0, saw_seed = 0;
     for (size_t i = 0; i < g.gl_pathc; i++) {
         fl_config c;
         fl_error err = {0};
@@ -135,15 +135,42 @@ static void test_config_files_valid(void **state) {
             assert_int_equal(c.batch_size, 16);
             assert_int_equal(c.vocab_size, 4096);
         }
-        if (strstr(g.gl_pathv[i], "/paper.json")) {
+        if (strstr(g.gl_pathv[i], "/base.json")) {
             assert_int_equal(c.d_model, 512);
             assert_int_equal(c.n_layers, 8);
             assert_int_equal(c.n_heads, 8);
             assert_int_equal(c.context, 256);
         }
+        if (strstr(g.gl_pathv[i], "/seed.json")) { /* the study's decoder */
+            saw_seed = 1;
+            assert_int_equal(c.d_model, 256);
+            assert_int_equal(c.n_layers, 2);
+            assert_int_equal(c.n_heads, 4);
+            assert_int_equal(c.context, 512);
+            assert_int_equal(c.vocab_size, 10000);
+            assert_string_equal(c.ffn, "dense:d_ff=4096");
+            assert_non_null(strstr(c.notes, "Differences from the study"));
+        }
     }
     globfree(&g);
-    assert_true(saw_small);
+    assert_true(saw_small && saw_seed);
+}
+
+/* --config NAME finds configs/NAME.json (here: the source tree's, since the
+   test runs elsewhere); a path is used as given; an unknown name is one line
+   naming the places searched. */
+static void test_config_by_name(void **state) {
+    (void)state;
+    char path[4200];
+    fl_error err = {0};
+    ts_assert_ok(fl_config_resolve("seed", path, sizeof path, &err), &err);
+    const size_t n = strlen(path);
+    assert_true(n > 17 && !strcmp(path + n - 17, "configs/seed.json"));
+    ts_assert_ok(fl_config_resolve(FFNLAB_SOURCE_DIR "/configs/tiny.json", path, sizeof path, &err), &err);
+    assert_string_equal(path, FFNLAB_SOURCE_DIR "/configs/tiny.json");
+    assert_int_equal(fl_config_resolve("nosuch", path, sizeof path, &err), FL_EINVAL);
+    assert_non_null(strstr(err.msg, "--config nosuch: no such file, and no nosuch.json in configs"));
+    assert_int_equal(fl_config_resolve("/nonexistent/x.json", path, sizeof path, &err), FL_EINVAL);
 }
 
 /* ---- JSON errors ----------------------------------------------------------- */
@@ -424,6 +451,7 @@ int main(void) {
         cmocka_unit_test(test_defaults_valid),
         cmocka_unit_test(test_table_well_formed),
         cmocka_unit_test(test_config_files_valid),
+        cmocka_unit_test(test_config_by_name),
         cmocka_unit_test(test_json_unknown_key),
         cmocka_unit_test(test_json_wrong_type),
         cmocka_unit_test(test_json_not_integral),

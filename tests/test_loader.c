@@ -144,6 +144,7 @@ static const broken_case BROKEN[] = {
     {"ffn_nobackward", FL_EINVAL, {"'backward'", "NULL"}},
     {"ffn_baddefault", FL_EINVAL, {"default", "'width'", "out of range"}},
     {"ffn_dupopt", FL_EINVAL, {"'width'", "twice"}},
+    {"ffn_badsize", FL_EINVAL, {"size option 'act'", "integer options"}},
 };
 #define N_BROKEN (sizeof BROKEN / sizeof BROKEN[0])
 

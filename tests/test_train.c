@@ -42,20 +42,7 @@
 #define TINY "--corpus-bytes 200000 --vocab-size 320 --d-model 32 --n-layers 1 --n-heads 2 " \
              "--context 32 --batch-size 8 --warmup-steps 2 --eval-every 10 --eval-batches 2 --log-every 1 --no-progress"
 
-static char *g_dir;
-
-static int setup(void **state) {
-    (void)state;
-    g_dir = ts_tmpdir();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    ts_rmtree(g_dir);
-    free(g_dir);
-    return 0;
-}
+#define g_dir ts_suite_dir /* the suite's temporary folder */
 
 /* Runs `ffnlab ARGS`; returns the exit code, output in *out. */
 static int ffnlab(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -461,5 +448,5 @@ int main(void) {
         cmocka_unit_test(test_sigint_saves_and_resumes),
         cmocka_unit_test(test_bad_input_is_one_clear_line),
     };
-    return cmocka_run_group_tests_name("train", tests, setup, teardown);
+    return cmocka_run_group_tests_name("train", tests, ts_suite_dir_setup, ts_suite_dir_teardown);
 }

@@ -330,6 +330,9 @@ static int template_stats(void *ptr, fl_stat *out, int max) {
 /* The host checks magic, ABI version, struct_size, kind and that .name is
    the file stem after "ffn_" before it calls anything. Optional functions
    (aux_loss, stats) may be NULL. */
+/* What `ffnlab sweep --match` may change to size this layer (ffn.h). */
+static const char *const SIZE_OPTIONS[] = {"d_ff", NULL};
+
 static const fl_ffn_plugin DESCRIPTOR = {
     .header = {
         .magic = FL_PLUGIN_MAGIC,
@@ -349,6 +352,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
     .aux_loss = template_aux_loss,
     .stats = template_stats,
     .destroy = template_destroy,
+    .size_options = SIZE_OPTIONS,
 };
 
 FL_EXPORT const fl_plugin_header *ffnlab_plugin_v1(void) { return &DESCRIPTOR.header; }

@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 
+#include "config.h"
 #include "ffnlab/status.h"
 
 /* Prints err as one line on stderr; returns the exit code for it (1). */
@@ -23,6 +24,12 @@ int fl_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(pr
    code, reporting a failure. */
 struct cJSON;
 int fl_cli_write_json(const char *path, struct cJSON *doc);
+
+/* "--d-model" or "--d_model=256" → name "d_model" (and *inline_value
+   "256"); 0 when arg is not a --flag. */
+int fl_cli_flag_name(const char *arg, char *name, size_t n, const char **inline_value);
+/* --config ARG: a file, or a name found by fl_config_resolve, applied over cfg. */
+fl_status fl_cli_load_config(const char *arg, fl_config *cfg, fl_error *err);
 
 /* A subcommand's action ("ffnlab data prepare ..."). */
 typedef struct fl_cli_action {
@@ -44,6 +51,7 @@ int fl_cmd_bench(int argc, char **argv);
 /* ffnlab bench --ffn-only [--device D] [--only SPEC-PREFIX] [--reps N] [--json FILE] (cmd_bench_ffn.c) */
 int fl_cmd_bench_ffn(int argc, char **argv);
 int fl_cmd_bench_comm(int argc, char **argv); /* ffnlab bench --comm (cmd_bench_comm.c) */
+int fl_cmd_sweep(int argc, char **argv);
 int fl_cmd_plugins(int argc, char **argv);
 int fl_cmd_tokenizer(int argc, char **argv);
 int fl_cmd_data(int argc, char **argv);

@@ -26,7 +26,7 @@ typedef struct train_args {
 static void help(void) {
     printf("usage: ffnlab train [--config FILE] [--resume] [--force] [--progress|--no-progress] [--FIELD VALUE ...]\n\n"
            "With no arguments: trains the tiny default model on the built-in story corpus into runs/tiny.\n\n"
-           "  --config FILE    JSON config (configs/NAME.json); flags override it\n"
+           "  --config FILE    JSON config, or a name: tiny, small, base, seed (configs/NAME.json); flags override it\n"
            "  --resume         continue the run in --run-dir from its checkpoint (bit-identical)\n"
            "  --force          overwrite an existing run folder\n"
            "  --progress       one updating progress line (default on a terminal)\n"
@@ -36,26 +36,12 @@ static void help(void) {
     fl_config_print_help(stdout);
 }
 
-/* "--d-model" → "d_model"; returns 0 if not a --flag. */
-static int flag_name(const char *arg, char *name, size_t n, const char **inline_value) {
-    if (strncmp(arg, "--", 2) != 0 || !arg[2]) return 0;
-    snprintf(name, n, "%s", arg + 2);
-    char *eq = strchr(name, '=');
-    *inline_value = NULL;
-    if (eq) {
-        *eq = 0;
-        *inline_value = arg + 2 + (eq - name) + 1;
-    }
-    for (char *p = name; *p; p++) if (*p == '-') *p = '_';
-    return 1;
-}
-
 /* First pass: the switches that decide where the base config comes from. */
 static int parse_switches(int argc, char **argv, train_args *a) {
     for (int i = 1; i < argc; i++) {
         char name[128];
         const char *val;
-        if (!flag_name(argv[i], name, sizeof name, &val)) return fl_cli_usage("train", "unexpected argument '%s'", argv[i]);
+        if (!fl_cli_flag_name(argv[i], name, sizeof name, &val)) return fl_cli_usage("train", "unexpected argument '%s'", argv[i]);
         if (!strcmp(name, "help")) return help(), -1;
         if (!strcmp(name, "resume")) a->opts.resume = 1;
         else if (!strcmp(name, "force")) a->opts.force = 1;
@@ -81,7 +67,7 @@ static int apply_flags(int argc, char **argv, fl_config *c, fl_error *err) {
     for (int i = 1; i < argc; i++) {
         char name[128];
         const char *val = NULL;
-        flag_name(argv[i], name, sizeof name, &val);
+        fl_cli_flag_name(argv[i], name, sizeof name, &val);
         if (!strcmp(name, "resume") || !strcmp(name, "force") || !strcmp(name, "progress") ||
             !strcmp(name, "no_progress"))
             continue;
@@ -100,7 +86,7 @@ int fl_cmd_train(int argc, char **argv) {
     fl_error err = {0};
     fl_config_defaults(&cfg);
     if (a.opts.resume && fl_run_read_config(a.run_dir ? a.run_dir : cfg.run_dir, &cfg, &err)) return fl_cli_report(&err);
-    if (a.config_file && fl_config_load_json(&cfg, a.config_file, &err)) return fl_cli_report(&err);
+    if (a.config_file && fl_cli_load_config(a.config_file, &cfg, &err)) return fl_cli_report(&err);
     if (apply_flags(argc, argv, &cfg, &err)) return fl_cli_report(&err);
     /* the backend is chosen inside fl_train_run; the precision goes with it */
     if (fl_backend_request_precision(cfg.precision, &err)) return fl_cli_report(&err);

@@ -16,6 +16,7 @@ static const command COMMANDS[] = {
     {"train", fl_cmd_train, "pretrain a model (no arguments: the tiny default on the built-in corpus)"},
     {"eval", fl_cmd_eval, "evaluate a run with task plugins: BLiMP, (Super)GLUE, perplexity"},
     {"generate", fl_cmd_generate, "sample text from a trained run"},
+    {"sweep", fl_cmd_sweep, "train and evaluate every FFN variant x seed at matched sizes, resumably"},
     {"bench", fl_cmd_bench, "measure training throughput against the GEMM peak"},
     {"plugins", fl_cmd_plugins, "list plugins, or explain one: ffnlab plugins NAME"},
     {"tokenizer", fl_cmd_tokenizer, "train, encode with, decode with a byte-level BPE tokenizer"},

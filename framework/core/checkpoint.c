@@ -140,18 +140,26 @@ fl_status fl_checkpoint_save(const char *dir, fl_model *m, int with_optimizer, i
                              int32_t eot, fl_error *err) {
     const fl_comm *c = fl_model_host(m)->comm;
     if (c->dp_rank != 0) return FL_OK; /* a replica of expert group 0: nothing of its own */
-    char path[4096];
-    fl_status st = c->rank == 0 ? fl_mkdirs(dir, err) : FL_OK;
-    if (!st) st = fl_path_join(path, sizeof path, dir, "model.safetensors", err);
+    /* Every file goes into <dir>.tmp, which then replaces dir in one step:
+       a checkpoint is all of one step or all of the previous one, never a
+       model of one step beside the optimizer state of another. */
+    char tmp[4096], path[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", dir) >= (int)sizeof tmp) return fl_fail(err, FL_EINVAL, "%s: path too long", dir);
+    fl_status st = FL_OK;
+    if (c->rank == 0 && fl_remove_tree(tmp) != 0) st = fl_fail(err, FL_EIO, "%s: cannot remove a stale copy", tmp);
+    if (!st && c->rank == 0) st = fl_mkdirs(tmp, err);
+    if (!st) st = fl_path_join(path, sizeof path, tmp, "model.safetensors", err);
     if (!st) st = write_tensors(path, m, 0, step, err);
-    if (!st && with_optimizer && !(st = fl_path_join(path, sizeof path, dir, "optimizer.safetensors", err)))
+    if (!st && with_optimizer && !(st = fl_path_join(path, sizeof path, tmp, "optimizer.safetensors", err)))
         st = write_tensors(path, m, 1, step, err);
     if (st || c->rank != 0) return st;
     char *cfg = config_json(m, eot);
     if (!cfg) return fl_fail(err, FL_ENOMEM, "out of memory writing config.json");
-    if (!(st = fl_path_join(path, sizeof path, dir, "config.json", err)))
+    if (!(st = fl_path_join(path, sizeof path, tmp, "config.json", err)))
         st = fl_write_file_atomic(path, cfg, strlen(cfg), err);
     free(cfg);
+    if (!st) st = fl_replace_dir(tmp, dir, err);
+    if (st) fl_remove_tree(tmp);
     return st;
 }
 

@@ -33,6 +33,7 @@
 #include <stddef.h>      /* offsetof */
 #include <stdlib.h>      /* strtoll, strtoull, strtod, malloc */
 #include <string.h>
+#include <sys/stat.h>
 
 #include "error.h"   /* fl_fail */
 #include "fsutil.h"  /* fl_read_file */
@@ -108,6 +109,8 @@ static const fl_cfg_field FIELDS[] = {
     FIELD(expert_parallel, FL_CFG_INT, "1", 1, 4096, "run", 0,
           "ranks over which each MoE layer's experts are split (under mpirun; divides the "
           "process count; 1 = every rank holds every expert)"),
+    FIELD(notes, FL_CFG_STRING, "", 0, 0, "run", 0,
+          "free text kept with the run, e.g. how this config differs from the paper it follows"),
 };
 
 #define N_FIELDS (sizeof FIELDS / sizeof FIELDS[0])
@@ -619,6 +622,33 @@ fl_status fl_config_apply_json(fl_config *c, const char *json, const char *where
     return st;
 }
 
+#ifndef FFNLAB_CONFIG_REL_DIR
+#define FFNLAB_CONFIG_REL_DIR "../share/ffnlab/configs"
+#endif
+#ifndef FFNLAB_SOURCE_DIR
+#define FFNLAB_SOURCE_DIR ""
+#endif
+
+fl_status fl_config_resolve(const char *arg, char *path, size_t n, fl_error *err) {
+    struct stat sb;
+    if (stat(arg, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        snprintf(path, n, "%s", arg);
+        return FL_OK;
+    }
+    if (strchr(arg, '/') || !arg[0])
+        return fl_fail(err, FL_EINVAL, "--config %s: no such file", arg);
+    char prog[FL_PATH_MAX], dirs[3][FL_PATH_MAX + 64];
+    snprintf(dirs[0], sizeof dirs[0], "configs");
+    snprintf(dirs[1], sizeof dirs[1], "%s/%s", fl_program_dir(prog, sizeof prog) ? prog : ".", FFNLAB_CONFIG_REL_DIR);
+    snprintf(dirs[2], sizeof dirs[2], "%s%sconfigs", FFNLAB_SOURCE_DIR, FFNLAB_SOURCE_DIR[0] ? "/" : "");
+    for (int i = 0; i < 3; i++) {
+        if (snprintf(path, n, "%s/%s.json", dirs[i], arg) >= (int)n) continue;
+        if (stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) return FL_OK;
+    }
+    return fl_fail(err, FL_EINVAL, "--config %s: no such file, and no %s.json in %s, %s or %s", arg, arg, dirs[0], dirs[1],
+                   dirs[2]);
+}
+
 fl_status fl_config_load_json(fl_config *c, const char *path, fl_error *err) {
     char *text;
     size_t len;
@@ -790,6 +820,7 @@ static const char *type_placeholder(const fl_cfg_field *f) {
     if (!strcmp(f->name, "ffn") || !strcmp(f->name, "eval_tasks")) return "SPEC";
     if (!strcmp(f->name, "device")) return "DEV";
     if (!strcmp(f->name, "precision")) return "MODE";
+    if (!strcmp(f->name, "notes")) return "TEXT";
     return "PATH";
 }
 

@@ -57,6 +57,7 @@ typedef struct fl_config {
     char eval_tasks[FL_SPEC_MAX * 4]; /* task specs run after training, ';'-joined (--eval-task repeats) */
     /* distribution (multi-process runs under mpirun) */
     int32_t expert_parallel;   /* ranks that split each MoE layer's experts (divides the processes) */
+    char notes[FL_SPEC_MAX * 4]; /* free text kept with the run (e.g. how a config differs from a paper's) */
 } fl_config;
 
 typedef enum fl_cfg_type { FL_CFG_INT, FL_CFG_INT64, FL_CFG_U64, FL_CFG_DOUBLE, FL_CFG_STRING } fl_cfg_type;
@@ -83,6 +84,11 @@ typedef struct fl_cfg_field {
 const fl_cfg_field *fl_config_fields(size_t *n);
 
 void fl_config_defaults(fl_config *c);
+/* Where a --config argument points: an existing file as it is, else a name
+   ("tiny", "seed") looked up as NAME.json in ./configs, then in the install
+   beside the program (<prefix>/share/ffnlab/configs), then in the source tree
+   this ffnlab was built from. One line naming the places when none has it. */
+fl_status fl_config_resolve(const char *arg, char *path, size_t n, fl_error *err);
 /* Applies a JSON object file over c. */
 fl_status fl_config_load_json(fl_config *c, const char *path, fl_error *err);
 /* Applies a JSON object given as text (where: name for messages). */

@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>     /* renameat2 */
 #include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,4 +146,27 @@ int fl_dir_is_empty(const char *path) {
     while (empty && (e = readdir(d))) empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
     closedir(d);
     return empty;
+}
+
+int fl_program_dir(char *buf, size_t n) {
+    ssize_t len = readlink("/proc/self/exe", buf, n - 1);
+    if (len <= 0 || (size_t)len >= n - 1) return 0;
+    buf[len] = 0;
+    char *slash = strrchr(buf, '/');
+    if (!slash) return 0;
+    *slash = 0;
+    return 1;
+}
+
+fl_status fl_replace_dir(const char *fresh, const char *dir, fl_error *err) {
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (rename(fresh, dir) != 0)
+            return fl_fail(err, FL_EIO, "%s: cannot rename %s into place: %s", dir, fresh, strerror(errno));
+    } else if (renameat2(AT_FDCWD, fresh, AT_FDCWD, dir, RENAME_EXCHANGE) != 0) {
+        return fl_fail(err, FL_EIO, "%s: cannot exchange it with %s: %s", dir, fresh, strerror(errno));
+    }
+    fsync_dir_of(dir);
+    fl_remove_tree(fresh); /* the old folder, after an exchange */
+    return FL_OK;
 }

@@ -32,6 +32,14 @@ fl_status fl_read_file(const char *path, char **data, size_t *len, fl_error *err
 /* mkdir -p */
 fl_status fl_mkdirs(const char *path, fl_error *err);
 int fl_path_exists(const char *path);
+/* The running program's folder (from /proc/self/exe, links resolved) into
+   buf; 0 when it cannot be read. */
+int fl_program_dir(char *buf, size_t n);
+/* Puts the complete folder `fresh` where `dir` is, in one step: the two are
+   exchanged atomically (renameat2 RENAME_EXCHANGE) and the old one removed,
+   so a crash leaves dir either all old or all new; without an old dir,
+   fresh is renamed. */
+fl_status fl_replace_dir(const char *fresh, const char *dir, fl_error *err);
 /* rm -r path (links are removed, not followed); 0 on success or when path
    does not exist. */
 int fl_remove_tree(const char *path);

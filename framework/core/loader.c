@@ -27,9 +27,9 @@
 #include <string.h>    /* strcmp, strncmp, strchr, strrchr, strdup, strerror */
 #include <limits.h>    /* PATH_MAX */
 #include <sys/stat.h>  /* stat */
-#include <unistd.h>    /* readlink */
 
 #include "error.h"
+#include "fsutil.h"
 #include "options.h"
 
 /* The task ABI header lands with the task plugins; until then a task
@@ -75,18 +75,6 @@ static fl_status search_add(search_path *sp, const char *dir, fl_error *err) {
     return FL_OK;
 }
 
-/* The running program's folder (from /proc/self/exe, links resolved) into
-   buf; 0 when it cannot be read. */
-static int program_dir(char *buf, size_t n) {
-    ssize_t len = readlink("/proc/self/exe", buf, n - 1);
-    if (len <= 0 || (size_t)len >= n - 1) return 0;
-    buf[len] = 0;
-    char *slash = strrchr(buf, '/');
-    if (!slash) return 0;
-    *slash = 0;
-    return 1;
-}
-
 /* <program dir>/<relative plugin dir>, shortened by realpath when it exists
    (so `ffnlab plugins` prints /opt/x/lib/ffnlab/plugins, not .../bin/../lib/...). */
 static void installed_dir(const char *prog, char *out, size_t n) {
@@ -126,7 +114,7 @@ static fl_status search_path_init(search_path *sp, fl_error *err) {
         free(copy);
     }
     char prog[PATH_MAX], dir[PATH_MAX + 64];
-    if (!st && program_dir(prog, sizeof prog)) {
+    if (!st && fl_program_dir(prog, sizeof prog)) {
         installed_dir(prog, dir, sizeof dir);
         st = search_add(sp, dir, err);
         if (!st && in_build_tree(prog)) st = search_add(sp, FFNLAB_PLUGIN_BUILD_DIR, err);
@@ -347,6 +335,20 @@ static fl_status check_options(const char *path, const fl_plugin_header *h, fl_e
     return st;
 }
 
+/* An FFN plugin's size_options (ABI 1.3) name integer options it has. */
+static fl_status check_size_options(const char *path, const fl_plugin_header *h, fl_error *err) {
+    if (h->kind != FL_PLUGIN_FFN) return FL_OK;
+    const char *const *names = fl_ffn_size_options((const fl_ffn_plugin *)h);
+    for (int i = 0; names && names[i]; i++) {
+        int found = 0;
+        for (int j = 0; j < h->n_options && !found; j++)
+            found = !strcmp(h->options[j].name, names[i]) && h->options[j].type == FL_OPT_INT;
+        if (!found)
+            return fl_fail(err, FL_EINVAL, "%s: size option '%s' is not one of its integer options", path, names[i]);
+    }
+    return FL_OK;
+}
+
 static fl_status check_descriptor(const char *path, const fl_plugin_header *h, int want,
                                   fl_error *err) {
     fl_status st = check_abi(path, h, want, err);
@@ -354,6 +356,7 @@ static fl_status check_descriptor(const char *path, const fl_plugin_header *h, i
     if (!st) st = check_name(path, h, err);
     if (!st) st = check_functions(path, h, err);
     if (!st) st = check_options(path, h, err);
+    if (!st) st = check_size_options(path, h, err);
     return st;
 }
 

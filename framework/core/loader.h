@@ -11,7 +11,8 @@
  * non-NULL descriptor; magic; ABI major equal and minor not newer than the
  * host's; struct_size large enough; kind as expected; the name equals the
  * file stem; required function pointers present; options well-formed (names
- * unique, defaults parse against their own type and range).
+ * unique, defaults parse against their own type and range); an FFN
+ * plugin's size options (ABI 1.3) name integer options it has.
  */
 #ifndef FFNLAB_LOADER_H
 #define FFNLAB_LOADER_H

@@ -241,3 +241,49 @@ cJSON *fl_json_bench_blimp(const fl_eval_bench_opts *o, const fl_eval_bench_resu
     cJSON_AddItemToObject(j, "shape", shape);
     return j;
 }
+
+cJSON *fl_json_sweep(const fl_sweep_opts *o, const fl_sweep_plan *plan, const fl_sweep_cell_record *cells, int n) {
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddStringToObject(doc, "ffnlab_version", FFNLAB_VERSION);
+    cJSON_AddStringToObject(doc, "git_revision", fl_git_revision());
+    cJSON *p = cJSON_AddObjectToObject(doc, "plan");
+    cJSON_AddItemToObject(p, "config", config_json(&o->base));
+    cJSON_AddStringToObject(p, "match", fl_match_name(o->match));
+    cJSON_AddStringToObject(p, "reference", o->base.ffn);
+    cJSON *vs = cJSON_AddArrayToObject(p, "variants");
+    for (int i = 0; i < plan->n_variants; i++) {
+        const fl_sweep_variant *v = &plan->v[i];
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "name", v->name);
+        cJSON_AddStringToObject(j, "given", v->given);
+        cJSON_AddStringToObject(j, "spec", v->m.spec);
+        if (v->m.knob[0]) {
+            cJSON_AddStringToObject(j, "matched_option", v->m.knob);
+            cJSON_AddNumberToObject(j, "matched_value", (double)v->m.value);
+        }
+        cJSON *sz = cJSON_AddObjectToObject(j, "sizes");
+        cJSON_AddNumberToObject(sz, "total_params", v->total_params);
+        cJSON_AddNumberToObject(sz, "active_params_per_token", v->active_params);
+        cJSON_AddNumberToObject(sz, "flops_per_token", v->flops_per_token);
+        cJSON_AddNumberToObject(sz, "ffn_params", v->m.size.params);
+        cJSON_AddNumberToObject(sz, "ffn_active_params_per_token", v->m.size.active_params);
+        cJSON_AddNumberToObject(sz, "ffn_flops_per_token", v->m.size.flops_per_token);
+        cJSON_AddItemToArray(vs, j);
+    }
+    cJSON *seeds = cJSON_AddArrayToObject(p, "seeds");
+    for (int i = 1; i <= plan->n_seeds; i++) cJSON_AddItemToArray(seeds, cJSON_CreateNumber(i));
+    cJSON *tasks = cJSON_AddArrayToObject(p, "tasks");
+    for (int i = 0; i < o->n_tasks; i++) cJSON_AddItemToArray(tasks, cJSON_CreateString(o->tasks[i]));
+    cJSON *cs = cJSON_AddArrayToObject(doc, "cells");
+    for (int i = 0; i < n; i++) {
+        cJSON *c = cJSON_CreateObject();
+        cJSON_AddStringToObject(c, "name", cells[i].name);
+        cJSON_AddStringToObject(c, "variant", cells[i].variant);
+        cJSON_AddNumberToObject(c, "seed", cells[i].seed);
+        cJSON_AddStringToObject(c, "dir", cells[i].name);
+        cJSON_AddStringToObject(c, "state", cells[i].state);
+        if (cells[i].error && cells[i].error[0]) cJSON_AddStringToObject(c, "error", cells[i].error);
+        cJSON_AddItemToArray(cs, c);
+    }
+    return doc;
+}

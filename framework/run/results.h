@@ -15,6 +15,7 @@
 
 #include "bench.h"
 #include "eval.h"
+#include "sweep.h"
 #include "train.h"
 
 /* doc pretty-printed to path, atomically (temp file, fsync, rename). */
@@ -28,6 +29,13 @@ const char *fl_git_revision(void);
 cJSON *fl_json_metrics_line(const fl_metrics_line *m);
 cJSON *fl_json_model_size(const fl_model_size *s, const char *const *specs);
 cJSON *fl_json_run_summary(const fl_run_summary *s);
+
+/* One cell of a sweep as sweep.json records it. */
+typedef struct fl_sweep_cell_record {
+    const char *name, *variant, *state, *error;
+    int seed;
+} fl_sweep_cell_record;
+cJSON *fl_json_sweep(const fl_sweep_opts *o, const fl_sweep_plan *plan, const fl_sweep_cell_record *cells, int n);
 
 cJSON *fl_json_bench(const fl_bench_opts *o, const fl_bench_result *r);
 cJSON *fl_json_bench_ffn(const fl_bench_ffn_result *r);

@@ -48,7 +48,6 @@
 
 static volatile sig_atomic_t g_stop;
 
-void fl_train_request_stop(void) { g_stop = 1; }
 
 typedef struct run {
     const fl_config *cfg;
@@ -87,26 +86,30 @@ static fl_status load_corpus(const fl_config *cfg, fl_corpus *c, fl_error *err) 
     return st;
 }
 
-/* tokenizer.json and data/{train,val}.bin inside the run folder. */
-static fl_status prepare_data(run *r, fl_error *err) {
-    const fl_config *cfg = r->cfg;
-    char tok_path[FL_PATH_MAX + 32], data_dir[FL_PATH_MAX + 32];
-    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", r->dir);
-    snprintf(data_dir, sizeof data_dir, "%s/data", r->dir);
+fl_status fl_train_prepare_data(const fl_config *cfg, const char *tok_path, const char *data_dir, fl_tokenizer **tok,
+                                fl_error *err) {
     fl_corpus corpus = {0};
     fl_status st = load_corpus(cfg, &corpus, err);
-    if (!st && cfg->tokenizer[0]) st = fl_tokenizer_load(cfg->tokenizer, &r->tok, err);
+    if (!st && cfg->tokenizer[0]) st = fl_tokenizer_load(cfg->tokenizer, tok, err);
     if (!st && !cfg->tokenizer[0]) {
         fl_log_info("training a %d-token BPE tokenizer on %zu documents (%.1f MB)", cfg->vocab_size,
                     corpus.n_docs, corpus.bytes / 1e6);
-        st = fl_tokenizer_train(corpus.docs, corpus.lens, corpus.n_docs, cfg->vocab_size, &r->tok, err);
+        st = fl_tokenizer_train(corpus.docs, corpus.lens, corpus.n_docs, cfg->vocab_size, tok, err);
     }
-    if (!st) st = fl_tokenizer_save(r->tok, tok_path, err);
+    if (!st) st = fl_tokenizer_save(*tok, tok_path, err);
     uint64_t n_train = 0, n_val = 0;
-    if (!st) st = fl_data_prepare(&corpus, r->tok, cfg->val_fraction, data_dir, &n_train, &n_val, err);
+    if (!st) st = fl_data_prepare(&corpus, *tok, cfg->val_fraction, data_dir, &n_train, &n_val, err);
     if (!st) fl_log_info("data: %llu training and %llu validation tokens", (unsigned long long)n_train, (unsigned long long)n_val);
     fl_corpus_free(&corpus);
     return st;
+}
+
+/* tokenizer.json and data/{train,val}.bin inside the run folder. */
+static fl_status prepare_data(run *r, fl_error *err) {
+    char tok_path[FL_PATH_MAX + 32], data_dir[FL_PATH_MAX + 32];
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.json", r->dir);
+    snprintf(data_dir, sizeof data_dir, "%s/data", r->dir);
+    return fl_train_prepare_data(r->cfg, tok_path, data_dir, &r->tok, err);
 }
 
 static fl_status open_shards(run *r, fl_error *err) {

@@ -78,7 +78,13 @@ typedef struct fl_run_summary {
     double peak_rss_mib;           /* this process's peak resident memory */
 } fl_run_summary;
 
-/* Asks a running fl_train_run to checkpoint and stop (async-signal-safe). */
-void fl_train_request_stop(void);
+/* What a new run prepares from cfg's corpus (the given file, or the built-in
+   grammar's from cfg->seed) and tokenizer (cfg->tokenizer, or a BPE of
+   vocab_size trained on the corpus): the tokenizer saved to tok_path (and
+   returned in *tok) and train.bin / val.bin written into data_dir, the layout
+   --data-dir reads. */
+struct fl_tokenizer;
+fl_status fl_train_prepare_data(const fl_config *cfg, const char *tok_path, const char *data_dir,
+                                struct fl_tokenizer **tok, fl_error *err);
 
 #endif

@@ -64,13 +64,13 @@
 /* ------------------------------------------------------------------------ */
 
 enum { OPT_D_FF, OPT_BLOCK, OPT_RANK, OPT_ACTIVATION, OPT_TEMPERATURE, OPT_NOISE,
-       OPT_SOFT_MIX, OPT_MULTIPLY, OPT_KERNELS, N_OPTIONS };
+       OPT_SOFT_MIX, OPT_MULTIPLY, OPT_KERNELS, OPT_BLOCKS, N_OPTIONS };
 
 static const fl_option OPTIONS[N_OPTIONS] = {
     [OPT_D_FF] = {"d_ff", FL_OPT_INT, NULL, 1, 1 << 20, NULL,
                   "hidden units in total (default 4 * d_model); a multiple of block"},
-    [OPT_BLOCK] = {"block", FL_OPT_INT, "32", 1, 1 << 16, NULL,
-                   "units per block; one unit of each block is active per token"},
+    [OPT_BLOCK] = {"block", FL_OPT_INT, NULL, 1, 1 << 16, NULL,
+                   "units per block, one of each block active per token (default 32, or d_ff / blocks)"},
     [OPT_RANK] = {"rank", FL_OPT_INT, NULL, 1, 1 << 16, NULL,
                   "controller rank (default max(1, d_model / block): the controller then costs "
                   "a fixed fraction of the kept units)"},
@@ -88,6 +88,9 @@ static const fl_option OPTIONS[N_OPTIONS] = {
     [OPT_KERNELS] = {"kernels", FL_OPT_ENUM, "auto", 0, -1, "auto|host",
                      "inference's sparse pair: auto = the plugin's packed kernels on the CPU, "
                      "host ops elsewhere; host = host ops everywhere"},
+    [OPT_BLOCKS] = {"blocks", FL_OPT_INT, NULL, 1, 1 << 20, NULL,
+                    "number of blocks N, the units active per token (block = d_ff / N; the study's "
+                    "N = 16/32/64); an alternative to block"},
 };
 
 /* The ENUM index of "auto|host". */
@@ -201,7 +204,9 @@ static fl_status read_options(cnt *L, const fl_host *host, const fl_ffn_config *
     int64_t d = cfg->d_model;
     L->d = d;
     L->d_ff = v && v[OPT_D_FF].present ? v[OPT_D_FF].i : 4 * d;
-    L->block = v && v[OPT_BLOCK].present ? v[OPT_BLOCK].i : 32;
+    const int64_t blocks = v && v[OPT_BLOCKS].present ? v[OPT_BLOCKS].i : 0;
+    const int block_given = v && v[OPT_BLOCK].present;
+    L->block = block_given ? v[OPT_BLOCK].i : 32;
     int64_t act = v && v[OPT_ACTIVATION].present ? v[OPT_ACTIVATION].i : 1;
     double tau = v && v[OPT_TEMPERATURE].present ? v[OPT_TEMPERATURE].f : 0.1;
     double noise = v && v[OPT_NOISE].present ? v[OPT_NOISE].f : 0.1;
@@ -210,6 +215,15 @@ static fl_status read_options(cnt *L, const fl_host *host, const fl_ffn_config *
     int64_t kernels = v && v[OPT_KERNELS].present ? v[OPT_KERNELS].i : KERNELS_AUTO;
     if (L->d_ff < 1 || L->d_ff > (1 << 20))
         return host->error(err, FL_EINVAL, "cnt: d_ff = %lld is out of range [1, 1048576]", (long long)L->d_ff);
+    if (blocks) {
+        if (block_given && L->block * blocks != L->d_ff)
+            return host->error(err, FL_EINVAL, "cnt: block = %lld and blocks = %lld disagree with d_ff = %lld "
+                               "(give one of them)", (long long)L->block, (long long)blocks, (long long)L->d_ff);
+        if (L->d_ff % blocks)
+            return host->error(err, FL_EINVAL, "cnt: d_ff = %lld is not a multiple of blocks = %lld",
+                               (long long)L->d_ff, (long long)blocks);
+        L->block = L->d_ff / blocks;
+    }
     if (L->block < 1 || L->d_ff % L->block)
         return host->error(err, FL_EINVAL, "cnt: d_ff = %lld is not a multiple of block = %lld",
                            (long long)L->d_ff, (long long)L->block);
@@ -500,6 +514,9 @@ static int cnt_stats(void *layer, fl_stat *out, int max) {
     return n;
 }
 
+/* What `ffnlab sweep --match` may change to size this layer (ffn.h). */
+static const char *const SIZE_OPTIONS[] = {"d_ff", "rank", NULL};
+
 static const fl_ffn_plugin DESCRIPTOR = {
     .header = {
         .magic = FL_PLUGIN_MAGIC,
@@ -520,6 +537,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
     .aux_loss = NULL,
     .stats = cnt_stats,
     .destroy = cnt_destroy,
+    .size_options = SIZE_OPTIONS,
 };
 
 FL_EXPORT const fl_plugin_header *ffnlab_plugin_v1(void) { return &DESCRIPTOR.header; }

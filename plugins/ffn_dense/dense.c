@@ -280,6 +280,9 @@ static int dense_stats(void *layer, fl_stat *out, int max) {
     return n;
 }
 
+/* What `ffnlab sweep --match` may change to size this layer (ffn.h). */
+static const char *const SIZE_OPTIONS[] = {"d_ff", NULL};
+
 static const fl_ffn_plugin DESCRIPTOR = {
     .header = {
         .magic = FL_PLUGIN_MAGIC,
@@ -299,6 +302,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
     .aux_loss = NULL,
     .stats = dense_stats,
     .destroy = dense_destroy,
+    .size_options = SIZE_OPTIONS,
 };
 
 FL_EXPORT const fl_plugin_header *ffnlab_plugin_v1(void) { return &DESCRIPTOR.header; }

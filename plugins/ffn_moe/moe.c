@@ -901,6 +901,9 @@ static int moe_stats(void *layer, fl_stat *out, int max) {
     return nh + nl;
 }
 
+/* What `ffnlab sweep --match` may change to size this layer (ffn.h). */
+static const char *const SIZE_OPTIONS[] = {"d_expert", "experts", NULL};
+
 static const fl_ffn_plugin DESCRIPTOR = {
     .header = {
         .magic = FL_PLUGIN_MAGIC,
@@ -921,6 +924,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
     .aux_loss = moe_aux_loss,
     .stats = moe_stats,
     .destroy = moe_destroy,
+    .size_options = SIZE_OPTIONS,
 };
 
 FL_EXPORT const fl_plugin_header *ffnlab_plugin_v1(void) { return &DESCRIPTOR.header; }

@@ -696,6 +696,9 @@ static int pkm_stats(void *layer, fl_stat *out, int max) {
     return n;
 }
 
+/* What `ffnlab sweep --match` may change to size this layer (ffn.h). */
+static const char *const SIZE_OPTIONS[] = {"n_keys", "k_dim", NULL};
+
 static const fl_ffn_plugin DESCRIPTOR = {
     .header = {
         .magic = FL_PLUGIN_MAGIC,
@@ -715,6 +718,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
     .aux_loss = NULL,
     .stats = pkm_stats,
     .destroy = pkm_destroy,
+    .size_options = SIZE_OPTIONS,
 };
 
 FL_EXPORT const fl_plugin_header *ffnlab_plugin_v1(void) { return &DESCRIPTOR.header; }

@@ -12,6 +12,7 @@
  *   BROKEN_STRUCT_SIZE  default sizeof(fl_ffn_plugin)
  *   BROKEN_BACKWARD     default the stub; NULL to leave it out
  *   BROKEN_OPTIONS      an fl_option array initialiser, default none
+ *   BROKEN_SIZE_OPTIONS a size_options initialiser ({"a", NULL}), default none
  *   BROKEN_ENTRY        exported entry point, default ffnlab_plugin_v1
  */
 #include "ffnlab/ffn.h"
@@ -63,6 +64,13 @@ static const fl_option OPTIONS[] = BROKEN_OPTIONS;
 #define BROKEN_N_OPTIONS 0
 #endif
 
+#ifdef BROKEN_SIZE_OPTIONS
+static const char *const SIZE_OPTIONS[] = BROKEN_SIZE_OPTIONS;
+#define BROKEN_SIZE_LIST SIZE_OPTIONS
+#else
+#define BROKEN_SIZE_LIST NULL
+#endif
+
 static const fl_ffn_plugin D = {
     .header = {
         .magic = BROKEN_MAGIC,
@@ -80,6 +88,7 @@ static const fl_ffn_plugin D = {
     .forward = forward,
     .backward = BROKEN_BACKWARD,
     .destroy = destroy,
+    .size_options = BROKEN_SIZE_LIST,
 };
 
 FL_EXPORT const fl_plugin_header *BROKEN_ENTRY(void) { return &D.header; }

@@ -64,6 +64,22 @@ char *ts_tmpdir(void) {
     return strdup(d);
 }
 
+char *ts_suite_dir;
+
+int ts_suite_dir_setup(void **state) {
+    (void)state;
+    ts_suite_dir = ts_tmpdir();
+    return 0;
+}
+
+int ts_suite_dir_teardown(void **state) {
+    (void)state;
+    ts_rmtree(ts_suite_dir);
+    free(ts_suite_dir);
+    ts_suite_dir = NULL;
+    return 0;
+}
+
 void ts_rmtree(const char *dir) {
     if (!dir || strncmp(dir, "/tmp/", 5) != 0) return; /* never outside /tmp */
     char cmd[4200];

@@ -51,6 +51,12 @@ int ts_gpu_under_test(const char *suite, const struct fl_backend *(*emulated)(vo
 char *ts_tmpdir(void);
 void ts_rmtree(const char *dir);
 
+/* One temporary folder for a whole suite: pass these as the group setup and
+   teardown of cmocka_run_group_tests; the folder is ts_suite_dir meanwhile. */
+extern char *ts_suite_dir;
+int ts_suite_dir_setup(void **state);
+int ts_suite_dir_teardown(void **state);
+
 /* Whole-file helpers; ts_read_file returns malloc'ed NUL-terminated data. */
 int ts_write_file(const char *path, const void *data, size_t len);
 char *ts_read_file(const char *path, size_t *len);

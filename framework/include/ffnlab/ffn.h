@@ -41,9 +41,10 @@ extern "C" {
 #endif
 
 /* Minor versions: 1.1 appended the sparse layers' ops to fl_ops; 1.2
-   appended fl_host.act_dtype (and GEMM ops that take bf16 inputs). */
+   appended fl_host.act_dtype (and GEMM ops that take bf16 inputs); 1.3
+   appended fl_ffn_plugin.size_options. */
 #define FL_FFN_ABI_MAJOR 1
-#define FL_FFN_ABI_MINOR 2
+#define FL_FFN_ABI_MINOR 3
 
 /* What create() gets besides the host. */
 typedef struct fl_ffn_config {
@@ -84,7 +85,21 @@ typedef struct fl_ffn_plugin {
     /* Writes at most max entries; returns how many it has. Optional. */
     int (*stats)(void *layer, fl_stat *out, int max);
     void (*destroy)(void *layer);
+
+    /* Since 1.3. The integer options that set the layer's size, most
+       natural first, NULL-terminated (NULL: none). `ffnlab sweep --match
+       params|flops` changes the first of them the user did not fix until
+       the layer's parameters (or active FLOPs per token) equal the dense
+       reference's; so each should make the layer larger as it grows. Read
+       it through fl_ffn_size_options(), which checks struct_size. */
+    const char *const *size_options;
 } fl_ffn_plugin;
+
+/* p's size_options, or NULL for a plugin built against ABI < 1.3. */
+static inline const char *const *fl_ffn_size_options(const fl_ffn_plugin *p) {
+    const uint32_t need = (uint32_t)((const char *)&p->size_options - (const char *)p) + sizeof p->size_options;
+    return p->header.struct_size >= need ? p->size_options : NULL;
+}
 
 #ifdef __cplusplus
 }
