@@ -42,5 +42,6 @@ int fl_cmd_bench_comm(int argc, char **argv); /* ffnlab bench --comm (bench_comm
 int fl_cmd_plugins(int argc, char **argv);
 int fl_cmd_tokenizer(int argc, char **argv);
 int fl_cmd_data(int argc, char **argv);
+int fl_cmd_report(int argc, char **argv);
 
 #endif
