@@ -6,9 +6,9 @@ set -euo pipefail
 
 # ocl-icd-opencl-dev: Debian's oneDNN CMake package calls find_package(OpenCL
 # REQUIRED), but libdnnl-dev only *recommends* it, and we install without
-# recommends.
+# recommends. gnuplot-nox: `ffnlab report` draws its plots with it.
 FFNLAB_DEBS=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libcjson-dev
-             libcmocka-dev libpcre2-dev libcurl4-openssl-dev libopenmpi-dev openmpi-bin)
+             libcmocka-dev libpcre2-dev libcurl4-openssl-dev libopenmpi-dev openmpi-bin gnuplot-nox)
 
 ffnlab_install_deps() {
   local missing=()

@@ -55,5 +55,6 @@ int fl_cmd_sweep(int argc, char **argv);
 int fl_cmd_plugins(int argc, char **argv);
 int fl_cmd_tokenizer(int argc, char **argv);
 int fl_cmd_data(int argc, char **argv);
+int fl_cmd_report(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const command COMMANDS[] = {
     {"generate", fl_cmd_generate, "sample text from a trained run"},
     {"sweep", fl_cmd_sweep, "train and evaluate every FFN variant x seed at matched sizes, resumably"},
     {"bench", fl_cmd_bench, "measure training throughput against the GEMM peak"},
+    {"report", fl_cmd_report, "tables and plots (md, html, csv, png, svg) from run and sweep folders"},
     {"plugins", fl_cmd_plugins, "list plugins, or explain one: ffnlab plugins NAME"},
     {"tokenizer", fl_cmd_tokenizer, "train, encode with, decode with a byte-level BPE tokenizer"},
     {"data", fl_cmd_data, "prepare token shards, generate the built-in corpus, fetch TinyStories"},
