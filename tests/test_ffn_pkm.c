@@ -921,7 +921,8 @@ static void test_stats(void **state) {
     assert_true(ts_ffn_stat(&f.t, "slots") == S);
     assert_true(ts_ffn_stat(&f.t, "memory_usage") == 0 && ts_ffn_stat(&f.t, "kl_uniform") == 0);
     fl_stat one[1];
-    assert_int_equal(f.t.L.ffn->stats(f.t.L.layer, one, 1), 6); /* reports how many it has */
+    assert_int_equal(f.t.L.ffn->stats(f.t.L.layer, one, 1), 7); /* reports how many it has */
+    assert_true(ts_ffn_stat(&f.t, "knn") == 4);
     redraw(&f, 6);
     float x[80], y[80];
     double att[81];

@@ -765,9 +765,9 @@ static void test_real_run_folder(void **state) {
     /* the last validation line and eval.json's number, as written */
     char *metrics = read_text(run, "metrics.jsonl"), *eval = read_text(run, "eval.json");
     const char *last = NULL;
-    for (const char *p = metrics; (p = strstr(p, "\"val_loss\": ")); p++) last = p;
+    for (const char *p = metrics; (p = strstr(p, "\"val_loss\":")); p++) last = p;
     assert_non_null(last);
-    assert_true(fabs(t->rows[0].cells[col(t, "val_loss")].mean - strtod(last + 12, NULL)) < 1e-12);
+    assert_true(fabs(t->rows[0].cells[col(t, "val_loss")].mean - strtod(last + 11, NULL)) < 1e-12);
     const char *par = strstr(eval, "\"accuracy_paradigm_mean\"");
     assert_non_null(par);
     const char *value = strstr(par, "\"value\":");

@@ -689,6 +689,7 @@ static int pkm_stats(void *layer, fl_stat *out, int max) {
         {"memory_usage", usage},
         {"kl_uniform", kl},
         {"slots", (double)L->slots},
+        {"knn", (double)L->knn},
         {"usage_window_forwards", (double)L->win_forwards},
     };
     int n = (int)(sizeof all / sizeof all[0]);
