@@ -19,6 +19,10 @@ int fl_cli_report(const fl_error *err);
 /* Prints a usage error ("ffnlab NAME: ...") and returns 2. */
 int fl_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* *out = s when s is an integer in [lo, hi] (returns 0); else a usage error
+   of cmd naming flag (returns 2). */
+int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
+
 /* A subcommand's action ("ffnlab data prepare ..."). */
 typedef struct fl_cli_action {
     const char *name;
@@ -39,6 +43,8 @@ int fl_cmd_bench(int argc, char **argv);
 /* ffnlab bench --ffn-only [--device D] [--only SPEC-PREFIX] [--reps N] [--json FILE] (bench_ffn.c) */
 int fl_cmd_bench_ffn(int argc, char **argv);
 int fl_cmd_bench_comm(int argc, char **argv); /* ffnlab bench --comm (bench_comm.c) */
+/* ffnlab bench --decode: decoding tokens/s with and without the KV cache (cmd_bench_decode.c) */
+int fl_cmd_bench_decode(int argc, char **argv);
 int fl_cmd_plugins(int argc, char **argv);
 int fl_cmd_tokenizer(int argc, char **argv);
 int fl_cmd_data(int argc, char **argv);

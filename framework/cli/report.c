@@ -3,6 +3,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli.h"
 
@@ -19,4 +20,12 @@ int fl_cli_usage(const char *cmd, const char *fmt, ...) {
     fprintf(stderr, " (see ffnlab %s --help)\n", cmd);
     va_end(ap);
     return 2;
+}
+
+int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) return fl_cli_usage(cmd, "%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
+    *out = (int)v;
+    return 0;
 }
