@@ -51,6 +51,25 @@ void cpu_shape_error(const char *op, const char *cond);
    the team costs more than the work. */
 #define CPU_PAR_MIN 32768
 
+/* for (int64_t i = 0; i < n; i++) { BODY }: the items one per thread when
+   `spread` (each GEMM inside single-threaded), else in turn outside any
+   parallel region, so that each GEMM threads itself on the process's thread
+   pool. For loops whose body opens OpenMP regions (oneDNN's GEMMs), where
+   `omp parallel for if (spread)` would not do: a region opened inside an
+   inactive one is nested, and libgomp gives a nested team threads of its
+   own, which spin beside the top-level pool's idle ones (3 threads on 2
+   cores). Measured: MoE decoding at batch 1, one busy expert per grouped
+   GEMM, 80 instead of 1600 tokens/s on 2 cores. */
+#define CPU_FOR_EACH(spread, i, n, ...)                               \
+    do {                                                              \
+        if (spread) {                                                 \
+            _Pragma("omp parallel for schedule(dynamic, 1)")          \
+            for (int64_t i = 0; i < (n); i++) { __VA_ARGS__ }         \
+        } else {                                                      \
+            for (int64_t i = 0; i < (n); i++) { __VA_ARGS__ }         \
+        }                                                             \
+    } while (0)
+
 /* ------------------------------------------------------------------ math */
 
 static inline uint32_t cpu_f2u(float f) {

@@ -13,7 +13,8 @@
  * T = 4*BLOCK instead of 2x for a full T x T product).
  *
  * Threading: one (b,h) pair per thread, each sgemm on its thread; with fewer
- * pairs than threads the pairs run in turn and oneDNN threads each product.
+ * pairs than threads the pairs run in turn and oneDNN threads each product
+ * (CPU_FOR_EACH: not inside an inactive parallel region).
  *
  * Decoding (kv_append, attention_decode): the KV cache keeps each head's keys
  * and values as contiguous [S,hs] matrices, k_cache/v_cache[B,H,S,hs]. One new
@@ -83,12 +84,11 @@ void cpu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *
     const int64_t BH = d.B * d.H;
     const float *pq = cpu_f32(qkv);
     float *pa = cpu_f32(att), *po = cpu_f32(out);
-#pragma omp parallel for schedule(dynamic, 1) if (BH >= cpu_threads() && BH > 1)
-    for (int64_t bh = 0; bh < BH; bh++) {
+    CPU_FOR_EACH(BH >= cpu_threads() && BH > 1, bh, BH, {
         const int64_t b = bh / d.H, h = bh % d.H;
         head_forward(&d, pq + b * d.T * 3 * d.C + h * d.hs, pa + bh * d.T * d.T,
                      po + b * d.T * d.C + h * d.hs);
-    }
+    });
 }
 
 /* dS rows [i0,i1) (row stride T, columns [0,i1)): overwritten from dP with the
@@ -148,14 +148,13 @@ void cpu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl
     }
     const float *pq = cpu_f32(qkv), *pa = cpu_f32(att), *pdo = cpu_f32(dout);
     float *pdq = cpu_f32(dqkv);
-#pragma omp parallel for schedule(dynamic, 1) if (BH >= nt && BH > 1)
-    for (int64_t bh = 0; bh < BH; bh++) {
+    CPU_FOR_EACH(BH >= nt && BH > 1, bh, BH, {
         const int64_t b = bh / d.H, h = bh % d.H;
         const int64_t qo = b * d.T * 3 * d.C + h * d.hs;
         float *dS = scratch + (int64_t)omp_get_thread_num() * blk * d.T;
         head_backward(&d, pq + qo, pa + bh * d.T * d.T, pdo + b * d.T * d.C + h * d.hs, pdq + qo,
                       dS);
-    }
+    });
     free(scratch);
 }
 
