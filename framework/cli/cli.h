@@ -23,6 +23,10 @@ int fl_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(pr
    of cmd naming flag (returns 2). */
 int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
 
+/* --precision MODE (fl_backend_request_precision): 0, or a usage error of
+   cmd with the reason (returns 2). */
+int fl_cli_precision(const char *cmd, const char *mode);
+
 /* A subcommand's action ("ffnlab data prepare ..."). */
 typedef struct fl_cli_action {
     const char *name;

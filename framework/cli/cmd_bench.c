@@ -168,8 +168,7 @@ int fl_cmd_bench(int argc, char **argv) {
             else return fl_cli_usage("bench", "--preset '%s': expected reference or gpt2-small", optarg);
         } else if (c == 'D') device = optarg;
         else if (c == 'p') {
-            fl_error perr = {0};
-            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("bench", "%s", perr.msg);
+            if (fl_cli_precision("bench", optarg)) return 2;
         }
         else if (c == 'f') s.ffn = optarg;
         else if (c == 'F') profile = 1;

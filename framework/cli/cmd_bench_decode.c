@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"      /* fl_backend_request_precision */
 #include "bench_decode.h" /* fl_bench_decode, fl_json_bench_decode */
 #include "cli.h"
 #include "error.h"
@@ -73,11 +72,7 @@ int fl_cmd_bench_decode(int argc, char **argv) {
         case 'j': rc = fl_cli_int("bench", "--threads", optarg, 1, 4096, &threads); break;
         case 'D': o.device = optarg; break;
         case 'J': json = optarg; break;
-        case 'p': {
-            fl_error perr = {0};
-            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("bench", "%s", perr.msg);
-            break;
-        }
+        case 'p': rc = fl_cli_precision("bench", optarg); break;
         case 'h': help(); return 0;
         default: return fl_cli_usage("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
         }

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h" /* fl_backend_request_precision */
+#include "backend.h" /* fl_backend_select: the backend line of bench --blimp */
 #include "cli.h"
 #include "eval.h"
 
@@ -55,11 +55,9 @@ int fl_cmd_eval(int argc, char **argv) {
         case 'r': run = optarg; break;
         case 'o': out = optarg; break;
         case 'd': device = optarg; break;
-        case 'p': {
-            fl_error perr = {0};
-            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("eval", "%s", perr.msg);
+        case 'p':
+            if (fl_cli_precision("eval", optarg)) return 2;
             break;
-        }
         case 't':
             if (n == MAX_SPECS) return fl_cli_usage("eval", "at most %d --task options", MAX_SPECS);
             specs[n++] = optarg;
@@ -139,11 +137,7 @@ int fl_cmd_bench_blimp(int argc, char **argv) {
         case 'f': o.ffn = optarg; break;
         case 'D': o.device = optarg; break;
         case 'J': json = optarg; break;
-        case 'p': {
-            fl_error perr = {0};
-            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("bench", "%s", perr.msg);
-            break;
-        }
+        case 'p': rc = fl_cli_precision("bench", optarg); break;
         case 'h': bench_help(); return 0;
         default: return fl_cli_usage("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
         }

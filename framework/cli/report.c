@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "backend.h" /* fl_backend_request_precision */
 #include "cli.h"
 
 int fl_cli_report(const fl_error *err) {
@@ -28,4 +29,9 @@ int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi,
     if (end == s || *end || v < lo || v > hi) return fl_cli_usage(cmd, "%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
     *out = (int)v;
     return 0;
+}
+
+int fl_cli_precision(const char *cmd, const char *mode) {
+    fl_error err = {0};
+    return fl_backend_request_precision(mode, &err) ? fl_cli_usage(cmd, "%s", err.msg) : 0;
 }
