@@ -1,8 +1,9 @@
 /*
  * tests/test_cpu_model_kernels.c — the CPU backend's model-only kernels
  * (fl_backend in backends/backend.h): embedding and its gradient, causal
- * attention forward/backward, the fused cross-entropy, AdamW (whole tensors
- * and selected rows), sumsq and the NaN/inf check.
+ * attention forward/backward, decoding attention over a KV cache (kv_append,
+ * attention_decode), the fused cross-entropy, AdamW (whole tensors and
+ * selected rows), sumsq and the NaN/inf check.
  *
  * References are naive double-precision loops; gradients are also checked
  * against a central finite difference of L = sum(out * w) (fp32 inputs,
@@ -196,6 +197,55 @@ static void test_attention_grad(void **state) {
     fd_check("attention_backward dqkv", F(&gQKV), fl_numel(&gQKV), F(&dqkv), attn_loss);
 }
 
+/* ----------------------------------------------------------- decoding */
+
+/* The cache [B,H,S,hs] filled from qkv[B,T,3C] as a prompt of T-1 tokens
+   (one append of T-1 positions) and a step (one append of the last row at
+   pos T-1), then the last row's attention over all T positions: it must be
+   row T-1 of the full causal attention, in double. Cache rows past T stay
+   NaN: they are never read. */
+static void check_attention_decode(int64_t B, int64_t T, int64_t H, int64_t hs) {
+    const int64_t C = H * hs, S = T + 3;
+    fl_tensor qkv = f3(B, T, 3 * C), prompt = f3(B, T - 1, 3 * C), last = f3(B, 1, 3 * C), out = f2(B, C);
+    fl_tensor k = tnew(FL_F32, 4, B, H, S, hs), v = tnew(FL_F32, 4, B, H, S, hs);
+    rnd(&qkv, 30 + T, -2, 2);
+    for (int64_t b = 0; b < B; b++) {
+        memcpy(F(&prompt) + b * (T - 1) * 3 * C, F(&qkv) + b * T * 3 * C, (size_t)((T - 1) * 3 * C) * sizeof(float));
+        memcpy(F(&last) + b * 3 * C, F(&qkv) + (b * T + T - 1) * 3 * C, (size_t)(3 * C) * sizeof(float));
+    }
+    for (int64_t i = 0; i < N_(&k); i++) F(&k)[i] = F(&v)[i] = NAN;
+    if (T > 1) be->kv_append(&prompt, 0, &k, &v);
+    be->kv_append(&last, T - 1, &k, &v);
+    for (int64_t b = 0; b < B; b++) /* the cache holds k, v exactly, head by head */
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t j = 0; j < S; j++)
+                for (int64_t e = 0; e < hs; e++) {
+                    const float *src = F(&qkv) + (b * T + j) * 3 * C + C + h * hs + e;
+                    const int64_t at = ((b * H + h) * S + j) * hs + e;
+                    if (j < T) assert_true(F(&k)[at] == src[0] && F(&v)[at] == src[C]);
+                    else assert_true(isnan(F(&k)[at]) && isnan(F(&v)[at]));
+                }
+    for (int64_t i = 0; i < N_(&out); i++) F(&out)[i] = NAN; /* overwritten */
+    be->attention_decode(&last, &k, &v, T, &out);
+    double *ro = malloc((size_t)(B * T * C) * sizeof *ro), *ra = malloc((size_t)(B * H * T * T) * sizeof *ra);
+    double *want = malloc((size_t)(B * C) * sizeof *want);
+    attn_ref(F(&qkv), B, T, C, H, ro, ra);
+    for (int64_t b = 0; b < B; b++) memcpy(want + b * C, ro + (b * T + T - 1) * C, (size_t)C * sizeof *want);
+    char what[96];
+    snprintf(what, sizeof what, "attention_decode B%lld t%lld H%lld hs%lld", (long long)B, (long long)T, (long long)H,
+             (long long)hs);
+    chk(F(&out), to_f(want, B * C), (size_t)(B * C), 1e-5, 1e-5, what);
+    free(ro), free(ra), free(want);
+}
+
+static void test_attention_decode_reference(void **state) {
+    (void)state;
+    check_attention_decode(1, 1, 1, 4);   /* the first position: only itself */
+    check_attention_decode(2, 13, 3, 4);
+    check_attention_decode(3, 70, 2, 5);  /* a head size no vector width divides */
+    check_attention_decode(4, 300, 4, 16); /* pairs over threads */
+}
+
 /* ------------------------------------------------------ cross-entropy */
 
 static fl_tensor gL, gTg;
@@ -360,6 +410,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_embed, tf_free_all),
         cmocka_unit_test_teardown(test_attention_reference, tf_free_all),
         cmocka_unit_test_teardown(test_attention_grad, tf_free_all),
+        cmocka_unit_test_teardown(test_attention_decode_reference, tf_free_all),
         cmocka_unit_test_teardown(test_cross_entropy, tf_free_all),
         cmocka_unit_test_teardown(test_adamw, tf_free_all),
         cmocka_unit_test_teardown(test_sumsq_nonfinite, tf_free_all),

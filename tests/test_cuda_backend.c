@@ -14,6 +14,9 @@
  *     the flash path's saved log-sum-exps to the same figure, absolute;
  *   - elementwise and row ops: |gpu − cpu| ≤ 1e-5 |cpu| + 1e-6, looser where
  *     a long sum's order differs (stated where used);
+ *   - decode attention (one query over a KV cache): normwise 1e-5 in every
+ *     mode, since both sides compute its dot products in fp32 FMAs (no
+ *     GEMM, no tensor cores); the cache append: bit-identical;
  *   - RNG uniform, top-k, gather, bucket sort, fill, copy: bit-identical.
  *
  * Without a GPU (or in a build without CUDA) the program prints why and exits
@@ -752,6 +755,48 @@ static void test_attention(void **state) {
     math_tf32();
 }
 
+/* The KV cache filled from qkv[B,T,3C] in two appends (positions 0..T-2,
+   then T-1 from the last rows, as a prefill and a decoding step do), and
+   the last position's attention over the t = T cached positions. Cache
+   rows past T hold NaN on both sides: never read, never written. */
+static void attention_decode_case(int64_t B, int64_t T, int64_t C, int H) {
+    const int64_t hs = C / H, S = T + 5;
+    pair first = MK3(B, T - 1 > 0 ? T - 1 : 1, 3 * C), last = MK3(B, 1, 3 * C), out = MK2(B, C);
+    pair k = mk(FL_F32, 4, B, H, S, hs), v = mk(FL_F32, 4, B, H, S, hs);
+    prandn(&first, 141 + (uint64_t)T, 1.0f), prandn(&last, 142 + (uint64_t)T, 1.0f);
+    pfill(&k, NAN), pfill(&v, NAN), pfill(&out, NAN);
+    if (T > 1) CPU->kv_append(&first.c, 0, &k.c, &v.c), GPU->kv_append(&first.g, 0, &k.g, &v.g);
+    CPU->kv_append(&last.c, T - 1, &k.c, &v.c), GPU->kv_append(&last.g, T - 1, &k.g, &v.g);
+    cmp_exact(&k, "kv_append k_cache");
+    cmp_exact(&v, "kv_append v_cache");
+    CPU->attention_decode(&last.c, &k.c, &v.c, T, &out.c), GPU->attention_decode(&last.g, &k.g, &v.g, T, &out.g);
+    char what[96];
+    snprintf(what, sizeof what, "attention_decode B=%lld t=%lld C=%lld H=%d", (long long)B, (long long)T,
+             (long long)C, H);
+    cmp_norm(&out, 1e-5, what);
+    /* the same inputs again: the same bits (fixed order, no atomics) */
+    float *once = malloc(out.bytes), *again = malloc(out.bytes);
+    GPU->ops.to_host(once, &out.g, out.bytes);
+    GPU->attention_decode(&last.g, &k.g, &v.g, T, &out.g);
+    GPU->ops.to_host(again, &out.g, out.bytes);
+    gpu_ok();
+    assert_memory_equal(once, again, out.bytes);
+    free(once), free(again);
+    pfree(&first), pfree(&last), pfree(&out), pfree(&k), pfree(&v);
+}
+
+/* Head sizes below, at and above a warp's 32 lanes (and not a multiple of
+   it), fewer keys than the block's 8 warps, one key, and GPT-2's context.
+   One math mode: nothing here is a GEMM. */
+static void test_attention_decode(void **state) {
+    (void)state;
+    attention_decode_case(2, 37, 48, 4);
+    attention_decode_case(3, 1, 8, 1);
+    attention_decode_case(1, 5, 64, 2);
+    attention_decode_case(2, 300, 256, 4);
+    attention_decode_case(1, 1024, 200, 2);
+}
+
 static void ce_case(int64_t N, int64_t V, int in_place) {
     pair x = MK2(N, V), dl = MK2(N, V);
     prandn(&x, 131, 3.0f);
@@ -1488,6 +1533,7 @@ int main(void) {
         cmocka_unit_test(test_bucket_sort),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_decode),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_norms),

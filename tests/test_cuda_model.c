@@ -9,10 +9,12 @@
  *     cnt, pkm, ...) in a 2-layer model: loss and every gradient vs the CPU.
  *     A plugin that refuses the GPU (FL_EUNSUPPORTED: its kernels are CPU
  *     code for now) is reported and skipped, not failed;
+ *   - decoding with the KV cache (a prefill, then one token per step) on
+ *     every plugin: the logits of each new position vs the CPU's;
  *   - 50 training steps of a tiny model (random tokens, AdamW, clipping) on
  *     both: the loss curves agree within 2e-3 relative per step with FP32
  *     GEMMs and 3e-2 with TF32 (the default); two GPU runs agree bit for bit;
- *   - `ffnlab train --device cuda`, `generate`, `bench`, and `--device auto`
+ *   - `ffnlab train --device cuda`, `generate`, `bench`, `bench --decode`, and `--device auto`
  *     choosing the GPU.
  *
  * Tolerances: normwise ‖gpu − cpu‖ / ‖cpu‖, printed with what was measured:
@@ -232,23 +234,36 @@ static void random_tokens(int32_t *x, int32_t *y, int n, int V, uint64_t seed) {
     }
 }
 
-/* Forward + backward of one spec on both; loss and every gradient compared. */
-static void model_case(const char *spec, double tol) {
-    enum { D = 16, L = 2, H = 2, V = 97, T = 12, B = 3 };
-    fl_model *c = NULL, *g = NULL;
+/* The shape of the plugin comparisons: d_model, layers, heads, vocabulary,
+   context, batch. */
+enum { MD = 16, ML = 2, MH = 2, MV = 97, MT = 12, MB = 3 };
+
+/* A model of spec on the CPU (*c) and the same on the GPU (*g, parameters
+   copied); 0, printed, when either cannot build it: a plugin may refuse the
+   GPU (FL_EUNSUPPORTED: its kernels are CPU code for now). */
+static int model_pair(const char *spec, fl_model **c, fl_model **g) {
     fl_error err = {0};
-    if (make_model(CPU, spec, D, L, H, V, T, &c, &err)) {
+    if (make_model(CPU, spec, MD, ML, MH, MV, MT, c, &err)) {
         print_message("  %s: cannot build on the CPU either: %s (skipped)\n", spec, err.msg);
-        return;
+        return 0;
     }
-    fl_status st = make_model(GPU, spec, D, L, H, V, T, &g, &err);
+    fl_status st = make_model(GPU, spec, MD, ML, MH, MV, MT, g, &err);
     if (st == FL_EUNSUPPORTED) {
         print_message("  %s: SKIPPED on the GPU: %s\n", spec, err.msg);
-        fl_model_free(c);
-        return;
+        fl_model_free(*c);
+        return 0;
     }
     ts_assert_ok(st, &err);
-    copy_params(c, g);
+    copy_params(*c, *g);
+    return 1;
+}
+
+/* Forward + backward of one spec on both; loss and every gradient compared. */
+static void model_case(const char *spec, double tol) {
+    enum { B = MB, T = MT, V = MV };
+    fl_model *c = NULL, *g = NULL;
+    fl_error err = {0};
+    if (!model_pair(spec, &c, &g)) return;
     int32_t x[B * T], y[B * T];
     random_tokens(x, y, B * T, V, 5);
     double lc = 0, lg = 0;
@@ -293,6 +308,38 @@ static void test_plugins_in_models(void **state) {
     set_math("tf32");
     model_case("dense", 2e-2);
     free(text);
+}
+
+/* The logits [B,V] of the new positions after a prefill and after each
+   decoding step, GPU vs CPU, FP32 GEMMs: tolerance as for the forward. */
+static void decode_case(const char *spec) {
+    enum { B = MB, T = MT, V = MV, P = 5 };
+    fl_model *c = NULL, *g = NULL;
+    fl_error err = {0};
+    if (!model_pair(spec, &c, &g)) return;
+    int32_t x[B * T], y[B * T];
+    random_tokens(x, y, B * T, V, 9);
+    ts_assert_ok(fl_model_prefill(c, x, B, P, &err), &err);
+    ts_assert_ok(fl_model_prefill(g, x, B, P, &err), &err);
+    double worst = 0;
+    for (int n = P;; n++) {
+        worst = fmax(worst, rel_err(fl_model_logits(g), fl_model_logits(c)));
+        if (n == T) break;
+        ts_assert_ok(fl_model_decode_step(c, x + n * B, &err), &err); /* any B tokens of the vocabulary */
+        ts_assert_ok(fl_model_decode_step(g, x + n * B, &err), &err);
+    }
+    print_message("  %-40s decode logits, positions %d..%d: worst rel %.2e (tol 1e-4)\n", spec, P, T, worst);
+    if (!(worst <= 1e-4)) fail_msg("%s: decoding logits differ by %.3g", spec, worst);
+    fl_model_free(c), fl_model_free(g);
+}
+
+static void test_decoding_matches_cpu(void **state) {
+    (void)state;
+    set_math("fp32");
+    const char *specs[] = {"dense:d_ff=32", "moe:experts=4,top_k=2,d_expert=16", "cnt:d_ff=64,block=8,rank=4",
+                           "pkm:heads=2,k_dim=8,n_keys=8,knn=4"};
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) decode_case(specs[i]);
+    set_math("tf32");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -437,6 +484,11 @@ static void test_cli(void **state) {
     print_message("%s", out);
     assert_non_null(strstr(out, "tokens/s"));
     free(out);
+    rc = run(&out, "bench --decode --device cuda --layers 1 --context 64 --batch 4 --tokens 16");
+    if (rc) fail_msg("bench --decode --device cuda failed (%d):\n%s", rc, out);
+    print_message("%s", out);
+    assert_non_null(strstr(out, "batch 4: cached "));
+    free(out);
     rc = run(&out, "train " SMALL " --device cuda:99 --run-dir %s/bad", dir);
     assert_int_not_equal(rc, 0);
     assert_non_null(strstr(out, "cuda:99"));
@@ -456,6 +508,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense_plugin),
         cmocka_unit_test(test_plugins_in_models),
+        cmocka_unit_test(test_decoding_matches_cpu),
         cmocka_unit_test(test_training_matches_cpu_fp32),
         cmocka_unit_test(test_training_matches_cpu_tf32),
         cmocka_unit_test(test_training_matches_cpu_flash),

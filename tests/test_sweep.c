@@ -13,7 +13,8 @@
  *  - a sweep killed (SIGKILL) while its second cell trains is continued by
  *    the same command: the finished cell is skipped untouched, the
  *    interrupted one resumes from its checkpoint, and its losses equal those
- *    of an uninterrupted sweep; every cell trains on the same shards;
+ *    of an uninterrupted sweep; every cell trains on the same shards, and
+ *    an evaluated cell's summary.json gains its batch-1 decoding speed;
  *  - a command that changes the recorded experiment (config, --match,
  *    tasks) is refused naming the change; one that adds a seed runs only the
  *    new cells;
@@ -205,6 +206,14 @@ static void test_killed_sweep_resumes(void **state) {
     assert_int_equal(lines, 40);
     assert_true(strtod(strstr(a, "\"val_loss\":") + 11, NULL) == strtod(strstr(b, "\"val_loss\":") + 11, NULL));
     free(a), free(b);
+    /* each evaluated cell's summary has its decoding speed (batch 1, KV cache) */
+    char *sum = read_text(cell2, "summary.json");
+    cJSON *doc = cJSON_Parse(sum);
+    const cJSON *decode = cJSON_GetObjectItemCaseSensitive(doc, "decode");
+    assert_true(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(decode, "tokens_per_s")) > 0);
+    assert_true(cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(decode, "batch")) == 1);
+    cJSON_Delete(doc);
+    free(sum);
     /* all cells share the sweep's shards */
     char *cfg = read_text(cell2, "train_config.json");
     char want[4400];

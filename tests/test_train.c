@@ -3,7 +3,9 @@
  *
  * Specification:
  *  - a short run on the built-in corpus learns: validation loss ends well
- *    below the unigram entropy of the training tokens;
+ *    below the unigram entropy of the training tokens; greedy `generate`
+ *    prints the same text with the KV cache as with --no-cache, past the
+ *    context (64) too;
  *  - a run paused with --stop-after and continued with --resume logs the very
  *    same losses as an uninterrupted run (bit-identical text);
  *  - SIGINT saves a checkpoint, exits 130, and the run can be resumed;
@@ -96,6 +98,15 @@ static void test_learns_below_unigram_entropy(void **state) {
     if (strncmp(text, "Once upon a time", 16) != 0) fail_msg("generate printed: %s", out);
     assert_true(strlen(text) > 40); /* it did continue the prompt */
     free(out);
+
+    char *uncached = NULL;
+    rc = ffnlab(&out, "generate --run %s/learn --temperature 0 --max-tokens 90", g_dir);
+    if (rc) fail_msg("generate failed (%d): %s", rc, out);
+    rc = ffnlab(&uncached, "generate --run %s/learn --temperature 0 --max-tokens 90 --no-cache", g_dir);
+    if (rc) fail_msg("generate --no-cache failed (%d): %s", rc, uncached);
+    print_message("greedy: %s", out);
+    assert_string_equal(out, uncached);
+    free(out), free(uncached);
 }
 
 static void test_resume_is_bit_identical(void **state) {

@@ -53,6 +53,22 @@ typedef struct fl_backend {
     void (*attention_backward)(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *saved,
                                int n_head, const fl_tensor *dout, fl_tensor *dqkv);
 
+    /* Decoding with a KV cache (core/model.h: fl_model_prefill, fl_model_decode_step).
+       k_cache and v_cache [B,H,S,hs] hold the keys and values of positions
+       0..S-1 of each of B sequences, head by head (so one head's keys are a
+       contiguous [S,hs] matrix); S is the cache's capacity, H and hs come
+       from their shape.
+       kv_append writes the k and v parts of qkv[B,n,3C] (C = H*hs; positions
+       pos..pos+n-1 of each sequence, pos + n <= S) into the cache: n = T for
+       a prompt, 1 for a decoding step. */
+    void (*kv_append)(const fl_tensor *qkv, int64_t pos, fl_tensor *k_cache, fl_tensor *v_cache);
+    /* out[B,C]: attention of one new position per sequence over positions
+       0..t-1 of its cache (the new one, appended before, included: causal by
+       construction, no mask), 1 <= t <= S. The queries are q[B,H,hs], the
+       first C columns of qkv[B,1,3C] (rows 3C apart, read in place). */
+    void (*attention_decode)(const fl_tensor *qkv, const fl_tensor *k_cache, const fl_tensor *v_cache,
+                             int64_t t, fl_tensor *out);
+
     /* Cross-entropy of logits[N,V] against targets[N] i32 (target < 0: row
        ignored). Returns the mean loss over counted rows and writes their
        count. If dlogits != NULL (may alias logits) it receives

@@ -31,6 +31,14 @@ int fl_cli_flag_name(const char *arg, char *name, size_t n, const char **inline_
 /* --config ARG: a file, or a name found by fl_config_resolve, applied over cfg. */
 fl_status fl_cli_load_config(const char *arg, fl_config *cfg, fl_error *err);
 
+/* *out = s when s is an integer in [lo, hi] (returns 0); else a usage error
+   of cmd naming flag (returns 2). */
+int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
+
+/* --precision MODE (fl_backend_request_precision): 0, or a usage error of
+   cmd with the reason (returns 2). */
+int fl_cli_precision(const char *cmd, const char *mode);
+
 /* A subcommand's action ("ffnlab data prepare ..."). */
 typedef struct fl_cli_action {
     const char *name;
@@ -52,6 +60,8 @@ int fl_cmd_bench(int argc, char **argv);
 int fl_cmd_bench_ffn(int argc, char **argv);
 int fl_cmd_bench_comm(int argc, char **argv); /* ffnlab bench --comm (cmd_bench_comm.c) */
 int fl_cmd_sweep(int argc, char **argv);
+/* ffnlab bench --decode: decoding tokens/s with and without the KV cache (cmd_bench_decode.c) */
+int fl_cmd_bench_decode(int argc, char **argv);
 int fl_cmd_plugins(int argc, char **argv);
 int fl_cmd_tokenizer(int argc, char **argv);
 int fl_cmd_data(int argc, char **argv);

@@ -30,7 +30,9 @@ static void help(void) {
            "--blimp[=DIR]: BLiMP scoring speed (pairs/s) of a fresh model of this shape; see --blimp --help.\n"
            "--ffn-only [--only SPEC-PREFIX] [--reps N] [--tokens N] [--device D] [--precision P] [--json FILE]: each\n"
            "  FFN plugin alone at the study's shapes (d=256, N=16x256 tokens) and at d=512, against the dense FFN of\n"
-           "  equal parameters and of equal active FLOPs.\n");
+           "  equal parameters and of equal active FLOPs.\n"
+           "--decode [--ffn SPEC] [--batch B] [--tokens N] [--prompt N] [shape, --device, --precision, --json]: greedy\n"
+           "  decoding tokens/s of a fresh model, with the KV cache and without, at batch 1 and B; see --decode --help.\n");
 }
 
 int fl_cmd_bench(int argc, char **argv) {
@@ -40,6 +42,8 @@ int fl_cmd_bench(int argc, char **argv) {
         if (!strncmp(argv[i], "--blimp", 7)) return fl_cmd_bench_blimp(argc, argv);
     for (int i = 1; i < argc; i++) /* --ffn-only: one FFN layer, sparse vs dense (bench_ffn.c) */
         if (!strcmp(argv[i], "--ffn-only")) return fl_cmd_bench_ffn(argc, argv);
+    for (int i = 1; i < argc; i++) /* --decode: generation tokens/s, KV cache vs none (cmd_bench_decode.c) */
+        if (!strcmp(argv[i], "--decode")) return fl_cmd_bench_decode(argc, argv);
     fl_bench_shape s = {256, 4, 4, 256, 16, 4096, 10, "dense"};
     const char *json = NULL, *device = "auto", *preset = "reference";
     static const struct option longopts[] = {
@@ -66,8 +70,7 @@ int fl_cmd_bench(int argc, char **argv) {
             else return fl_cli_usage("bench", "--preset '%s': expected reference or gpt2-small", optarg);
         } else if (c == 'D') device = optarg;
         else if (c == 'p') {
-            fl_error perr = {0};
-            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("bench", "%s", perr.msg);
+            if (fl_cli_precision("bench", optarg)) return 2;
         }
         else if (c == 'f') s.ffn = optarg;
         else if (c == 'F') profile = 1;

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h" /* fl_backend_request_precision */
+#include "backend.h" /* fl_backend_select: the backend line of bench --blimp */
 #include "cli.h"
 #include "eval.h"
 #include "results.h"
@@ -56,11 +56,9 @@ int fl_cmd_eval(int argc, char **argv) {
         case 'r': run = optarg; break;
         case 'o': out = optarg; break;
         case 'd': device = optarg; break;
-        case 'p': {
-            fl_error perr = {0};
-            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("eval", "%s", perr.msg);
+        case 'p':
+            if (fl_cli_precision("eval", optarg)) return 2;
             break;
-        }
         case 't':
             if (n == MAX_SPECS) return fl_cli_usage("eval", "at most %d --task options", MAX_SPECS);
             specs[n++] = optarg;
@@ -99,14 +97,6 @@ static void bench_help(void) {
            "precision, as for eval (CPU fp32 or bf16; the kernel line names the path).\n");
 }
 
-static int bench_int(const char *flag, const char *s, int lo, int hi, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < lo || v > hi) return fl_cli_usage("bench", "%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
-    *out = (int)v;
-    return 0;
-}
-
 static void print_blimp_bench(const fl_eval_bench_opts *o, const fl_eval_bench_result *r) {
     printf("blimp d=%d L=%d H=%d T=%d V=%d ffn=%s: %lld pairs (%.1f tokens per sentence) in %.1f s = %.0f pairs/s, "
            "%.0f tokens/s (untrained accuracy %.3f)\n", o->d_model, o->n_layers, o->n_heads, o->context, r->vocab,
@@ -130,21 +120,17 @@ int fl_cmd_bench_blimp(int argc, char **argv) {
         switch (c) {
         case 'B': o.data = optarg; break;
         case 'k': o.tokenizer = optarg; break;
-        case 'd': rc = bench_int("--d-model", optarg, 1, 1 << 16, &o.d_model); break;
-        case 'l': rc = bench_int("--layers", optarg, 1, 64, &o.n_layers); break;
-        case 'H': rc = bench_int("--heads", optarg, 1, 1024, &o.n_heads); break;
-        case 't': rc = bench_int("--context", optarg, 2, 1 << 16, &o.context); break;
-        case 'v': rc = bench_int("--vocab", optarg, 257, 1 << 20, &o.vocab); break;
-        case 'b': rc = bench_int("--batch", optarg, 0, 1 << 16, &o.batch); break;
-        case 'j': rc = bench_int("--threads", optarg, 1, 4096, &threads); break;
+        case 'd': rc = fl_cli_int("bench", "--d-model", optarg, 1, 1 << 16, &o.d_model); break;
+        case 'l': rc = fl_cli_int("bench", "--layers", optarg, 1, 64, &o.n_layers); break;
+        case 'H': rc = fl_cli_int("bench", "--heads", optarg, 1, 1024, &o.n_heads); break;
+        case 't': rc = fl_cli_int("bench", "--context", optarg, 2, 1 << 16, &o.context); break;
+        case 'v': rc = fl_cli_int("bench", "--vocab", optarg, 257, 1 << 20, &o.vocab); break;
+        case 'b': rc = fl_cli_int("bench", "--batch", optarg, 0, 1 << 16, &o.batch); break;
+        case 'j': rc = fl_cli_int("bench", "--threads", optarg, 1, 4096, &threads); break;
         case 'f': o.ffn = optarg; break;
         case 'D': o.device = optarg; break;
         case 'J': json = optarg; break;
-        case 'p': {
-            fl_error perr = {0};
-            if (fl_backend_request_precision(optarg, &perr)) return fl_cli_usage("bench", "%s", perr.msg);
-            break;
-        }
+        case 'p': rc = fl_cli_precision("bench", optarg); break;
         case 'h': bench_help(); return 0;
         default: return fl_cli_usage("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
         }

@@ -1,5 +1,6 @@
 /*
- * cli/cmd_generate.c — `ffnlab generate`: sample a continuation from a run.
+ * cli/cmd_generate.c — `ffnlab generate`: sample a continuation from a run
+ * (core/sample.h: with a KV cache, or without one under --no-cache).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -12,14 +13,17 @@
 #include "sample.h"
 
 static void help(void) {
-    printf("usage: ffnlab generate [--run DIR] [--prompt TEXT] [--max-tokens N] [--temperature T] [--top-k K] [--seed S] [--device D]\n\n"
+    printf("usage: ffnlab generate [--run DIR] [--prompt TEXT] [--max-tokens N] [--temperature T] [--top-k K] [--seed S] [--device D]\n"
+           "                       [--no-cache]\n\n"
            "  --run DIR        a run folder written by ffnlab train (default runs/tiny)\n"
            "  --prompt TEXT    the beginning of the text (default \"Once upon a time\")\n"
            "  --max-tokens N   tokens to generate at most (default 200; stops at <|endoftext|>)\n"
            "  --temperature T  0 = greedy, higher = more random (default 0.8)\n"
            "  --top-k K        sample among the K most likely tokens, 0 = all (default 40)\n"
            "  --seed S         sampling seed (default 1)\n"
-           "  --device D       auto, cpu, cuda[:N] (default: the run's)\n");
+           "  --device D       auto, cpu, cuda[:N] (default: the run's)\n"
+           "  --no-cache       no KV cache: rerun the model over the whole text for every token (the slow\n"
+           "                   reference path; the same tokens up to f32 round-off)\n");
 }
 
 static int parse_number(const char *flag, const char *s, double lo, double hi, double *out) {
@@ -33,9 +37,11 @@ static int parse_number(const char *flag, const char *s, double lo, double hi, d
 int fl_cmd_generate(int argc, char **argv) {
     const char *run = "runs/tiny", *prompt = "Once upon a time", *device = "";
     double max_new = 200, temperature = 0.8, top_k = 40, seed = 1;
+    int uncached = 0;
     static const struct option longopts[] = {
         {"run", 1, 0, 'r'}, {"prompt", 1, 0, 'p'}, {"max-tokens", 1, 0, 'n'}, {"temperature", 1, 0, 't'},
-        {"top-k", 1, 0, 'k'}, {"seed", 1, 0, 's'}, {"device", 1, 0, 'd'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"top-k", 1, 0, 'k'}, {"seed", 1, 0, 's'}, {"device", 1, 0, 'd'}, {"no-cache", 0, 0, 'u'}, {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     int c, rc = 0;
     optind = 1;
     opterr = 0;
@@ -44,6 +50,7 @@ int fl_cmd_generate(int argc, char **argv) {
         case 'r': run = optarg; break;
         case 'p': prompt = optarg; break;
         case 'd': device = optarg; break;
+        case 'u': uncached = 1; break;
         case 'n': rc = parse_number("--max-tokens", optarg, 1, 1e6, &max_new); break;
         case 't': rc = parse_number("--temperature", optarg, 0, 100, &temperature); break;
         case 'k': rc = parse_number("--top-k", optarg, 0, 1e9, &top_k); break;
@@ -60,7 +67,7 @@ int fl_cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL, *out = NULL;
     size_t n_ids = 0, n_out = 0;
     fl_sample_opts o = {.max_new = (int)max_new, .temperature = (float)temperature, .top_k = (int)top_k,
-                        .seed = (uint64_t)seed, .stop_id = fl_tokenizer_eot(r.tok)};
+                        .seed = (uint64_t)seed, .stop_id = fl_tokenizer_eot(r.tok), .uncached = uncached};
     fl_status st = fl_tokenizer_encode(r.tok, prompt, strlen(prompt), &ids, &n_ids, &err);
     if (!st) st = fl_sample(r.model, ids, n_ids, &o, &out, &n_out, &err);
     if (!st) {

@@ -4,7 +4,9 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
+#include "backend.h" /* fl_backend_request_precision */
 #include "cli.h"
 #include "error.h"
 #include "results.h"
@@ -30,4 +32,17 @@ int fl_cli_write_json(const char *path, struct cJSON *doc) {
     cJSON_Delete(doc);
     if (st) fl_error_prefix(&err, "--json");
     return st ? fl_cli_report(&err) : 0;
+}
+
+int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || v < lo || v > hi) return fl_cli_usage(cmd, "%s: '%s' is not an integer in [%d, %d]", flag, s, lo, hi);
+    *out = (int)v;
+    return 0;
+}
+
+int fl_cli_precision(const char *cmd, const char *mode) {
+    fl_error err = {0};
+    return fl_backend_request_precision(mode, &err) ? fl_cli_usage(cmd, "%s", err.msg) : 0;
 }

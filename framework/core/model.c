@@ -15,7 +15,11 @@
  *               (the backend's choice: probabilities or row log-sum-exps)
  *   atty        attention output before c_proj
  *
- * Shapes: B batch, T time, C d_model, V vocab, N = B*T, H heads.
+ * Decoding (fl_model_prefill, fl_model_decode_step) reuses these buffers for
+ * the B rows of one new position per sequence, and keeps per block a KV
+ * cache k_cache/v_cache[B,H,S,hs] (S = context) that only decoding writes.
+ *
+ * Shapes: B batch, T time, C d_model, V vocab, N = B*T, H heads, hs = C/H.
  */
 #include "model.h"
 
@@ -39,7 +43,11 @@ typedef struct block {
     void *layer;                 /* = ffn_layer.layer */
     /* activations */
     fl_tensor ln1, ln1_mean, ln1_rstd, qkv, att, atty, ln2, ln2_mean, ln2_rstd;
+    fl_tensor k_cache, v_cache;  /* decoding: [B,H,S,hs] */
 } block;
+
+/* What the forward does with the KV cache. */
+enum { KV_OFF, KV_PREFILL, KV_STEP };
 
 struct fl_model {
     fl_model_config cfg;
@@ -61,6 +69,8 @@ struct fl_model {
     double ce_loss;
     int64_t n_targets;
     int no_head;                 /* fl_model_forward_hidden: stop after ln_f */
+    int kv_mode;                 /* KV_*: this forward fills or reads the cache */
+    int kv_B, kv_len;            /* decoding: sequences, positions cached */
     fl_profile *prof;            /* bench --profile: phase marks; NULL: none */
 };
 
@@ -155,8 +165,8 @@ fl_status fl_model_create(const fl_model_config *mc, const fl_backend *be, fl_mo
 
 static void release_block(fl_model *m, block *b) {
     const fl_host *h = &m->host;
-    fl_tensor *ts[] = {&b->ln1, &b->ln1_mean, &b->ln1_rstd, &b->qkv, &b->att,
-                       &b->atty, &b->ln2, &b->ln2_mean, &b->ln2_rstd};
+    fl_tensor *ts[] = {&b->ln1, &b->ln1_mean, &b->ln1_rstd, &b->qkv, &b->att, &b->atty,
+                       &b->ln2, &b->ln2_mean, &b->ln2_rstd, &b->k_cache, &b->v_cache};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) h->tensor_release(h, ts[i]);
     fl_ffn_layer_destroy(&b->ffn_layer);
 }
@@ -185,7 +195,7 @@ static fl_status ensure(fl_model *m, fl_tensor *t, int dtype, int64_t d0, int64_
 }
 
 static fl_status ensure_activations(fl_model *m, int B, int T, fl_error *err) {
-    const int64_t N = (int64_t)B * T, C = m->cfg.d_model, V = m->cfg.vocab_size, H = m->cfg.n_heads;
+    const int64_t N = (int64_t)B * T, C = m->cfg.d_model, H = m->cfg.n_heads;
     fl_status st = FL_OK;
     for (int i = 0; i < 2 * m->cfg.n_layers + 1 && !st; i++) st = ensure(m, &m->res[i], FL_F32, N, C, err);
     for (int l = 0; l < m->cfg.n_layers && !st; l++) {
@@ -200,7 +210,6 @@ static fl_status ensure_activations(fl_model *m, int B, int T, fl_error *err) {
     }
     if (st || (st = ensure(m, &m->lnf, FL_F32, N, C, err)) || (st = ensure(m, &m->lnf_mean, FL_F32, N, 0, err)) ||
         (st = ensure(m, &m->lnf_rstd, FL_F32, N, 0, err)) ||
-        (!m->no_head && (st = ensure(m, &m->logits, FL_F32, N, V, err))) ||
         (st = ensure(m, &m->ffn_y, FL_F32, N, C, err)) || (st = ensure(m, &m->tokens, FL_I32, B, T, err)) ||
         (st = ensure(m, &m->targets, FL_I32, B, T, err)))
         return st;
@@ -229,7 +238,9 @@ static fl_ffn_ctx ffn_ctx(const fl_model *m, int l) {
     return c;
 }
 
-/* x_mid = x + c_proj(attn(ln_1(x))) */
+/* x_mid = x + c_proj(attn(ln_1(x))). A prefill also caches the keys and
+   values of its positions; a decoding step (T = 1) caches its own and
+   attends over the cache: positions 0..kv_len, itself last. */
 static void attention_forward(fl_model *m, block *b, const fl_tensor *x, fl_tensor *x_mid) {
     const fl_ops *o = &m->be->ops;
     PHASE(NORM);
@@ -239,7 +250,13 @@ static void attention_forward(fl_model *m, block *b, const fl_tensor *x, fl_tens
     o->add_bias(&b->qkv, &b->attn_b->value);
     fl_tensor qkv3 = as3(&b->qkv, m->B, m->T), y3 = as3(&b->atty, m->B, m->T);
     PHASE(ATTENTION);
-    m->be->attention(&qkv3, m->cfg.n_heads, &y3, &b->att);
+    if (m->kv_mode == KV_STEP) {
+        m->be->kv_append(&qkv3, m->kv_len, &b->k_cache, &b->v_cache);
+        m->be->attention_decode(&qkv3, &b->k_cache, &b->v_cache, m->kv_len + 1, &y3);
+    } else {
+        m->be->attention(&qkv3, m->cfg.n_heads, &y3, &b->att);
+        if (m->kv_mode == KV_PREFILL) m->be->kv_append(&qkv3, 0, &b->k_cache, &b->v_cache);
+    }
     PHASE(PROJ);
     o->copy(x, x_mid);
     o->gemm(0, 0, 1.0f, &b->atty, &b->proj_w->value, 1.0f, x_mid);
@@ -287,6 +304,24 @@ static fl_status check_tokens(const fl_model *m, const int32_t *ids, int64_t N, 
     return FL_OK;
 }
 
+/* res[2L], the residual stream entering ln_f, for tokens[B,T] (host, checked)
+   at positions pos..pos+T-1; m->train, step and kv_mode set by the caller. */
+static fl_status forward_blocks(fl_model *m, const int32_t *tokens, int B, int T, int pos, fl_error *err) {
+    fl_status st = ensure_activations(m, B, T, err);
+    if (st) return st;
+    m->B = B, m->T = T;
+    const fl_ops *o = &m->be->ops;
+    PHASE(EMBED);
+    o->from_host(&m->tokens, tokens, (size_t)B * (size_t)T * sizeof(int32_t));
+    fl_tensor wpe = fl_rows(&m->wpe->value, pos, T);
+    m->be->embed(&m->wte->value, &wpe, &m->tokens, &m->res[0]);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        attention_forward(m, &m->blocks[l], &m->res[2 * l], &m->res[2 * l + 1]);
+        if ((st = ffn_forward(m, &m->blocks[l], l, &m->res[2 * l + 1], &m->res[2 * l + 2], err))) return st;
+    }
+    return FL_OK;
+}
+
 fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *targets, int B,
                            int T, int train, int64_t step, double *loss, fl_error *err) {
     if (B < 1 || T < 1 || T > m->cfg.context)
@@ -294,19 +329,12 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
     const int64_t N = (int64_t)B * T;
     fl_status st = check_tokens(m, tokens, N, 0, "tokens", err);
     if (!st && targets) st = check_tokens(m, targets, N, 1, "targets", err);
-    if (!st) st = ensure_activations(m, B, T, err);
+    if (!st && !m->no_head) st = ensure(m, &m->logits, FL_F32, N, m->cfg.vocab_size, err);
     if (st) return st;
-    m->B = B, m->T = T, m->train = train, m->step = step, m->has_targets = targets != NULL;
+    m->train = train, m->step = step, m->has_targets = targets != NULL;
+    if ((st = forward_blocks(m, tokens, B, T, 0, err))) return st;
     const fl_ops *o = &m->be->ops;
     const int L = m->cfg.n_layers;
-    PHASE(EMBED);
-    o->from_host(&m->tokens, tokens, (size_t)N * sizeof(int32_t));
-    fl_tensor wpe = fl_rows(&m->wpe->value, 0, T);
-    m->be->embed(&m->wte->value, &wpe, &m->tokens, &m->res[0]);
-    for (int l = 0; l < L; l++) {
-        attention_forward(m, &m->blocks[l], &m->res[2 * l], &m->res[2 * l + 1]);
-        if ((st = ffn_forward(m, &m->blocks[l], l, &m->res[2 * l + 1], &m->res[2 * l + 2], err))) return st;
-    }
     PHASE(NORM);
     o->layernorm(&m->res[2 * L], &m->lnf_w->value, &m->lnf_b->value, 1e-5f, &m->lnf, &m->lnf_mean, &m->lnf_rstd);
     if (m->no_head) return FL_OK; /* fl_model_forward_hidden: the caller reads lnf */
@@ -331,6 +359,83 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
     if (!isfinite(m->ce_loss)) return fl_fail(err, FL_ENUMERIC, "forward: loss is %g at step %lld", m->ce_loss, (long long)step);
     return FL_OK;
 }
+
+/* ------------------------------------------------------------ decoding */
+
+/* Every block's k_cache, v_cache [B,H,S,hs] for B sequences of up to S =
+   context positions (grow-only, like the activations). */
+static fl_status ensure_cache(fl_model *m, int B, fl_error *err) {
+    const int64_t H = m->cfg.n_heads, shape[4] = {B, H, m->cfg.context, m->cfg.d_model / H};
+    fl_status st = FL_OK;
+    for (int l = 0; l < m->cfg.n_layers && !st; l++) {
+        block *b = &m->blocks[l];
+        if (!(st = m->host.tensor_ensure(&m->host, &b->k_cache, FL_F32, 4, shape, err)))
+            st = m->host.tensor_ensure(&m->host, &b->v_cache, FL_F32, 4, shape, err);
+    }
+    return st;
+}
+
+/* logits[B,V] = ln_f(x[B,C]) · wteᵀ: the LM head on one position per
+   sequence, the only one decoding needs. */
+static fl_status decode_head(fl_model *m, const fl_tensor *x, int B, fl_error *err) {
+    const fl_ops *o = &m->be->ops;
+    fl_status st;
+    if ((st = ensure(m, &m->lnf, FL_F32, B, m->cfg.d_model, err)) ||
+        (st = ensure(m, &m->logits, FL_F32, B, m->cfg.vocab_size, err)))
+        return st;
+    PHASE(NORM);
+    o->layernorm(x, &m->lnf_w->value, &m->lnf_b->value, 1e-5f, &m->lnf, NULL, NULL);
+    PHASE(HEAD);
+    o->gemm(0, 1, 1.0f, &m->lnf, &m->wte->value, 0.0f, &m->logits); /* [B,C]·[V,C]ᵀ */
+    return m->be->sync ? m->be->sync(err) : FL_OK; /* a GPU error so far: stop here */
+}
+
+/* Decoding runs in eval mode, and leaves nothing for backward. */
+static void begin_decode(fl_model *m, int mode) {
+    m->train = 0, m->step = 0, m->has_targets = 0;
+    m->kv_mode = mode;
+}
+
+fl_status fl_model_prefill(fl_model *m, const int32_t *prompts, int B, int T, fl_error *err) {
+    m->kv_B = m->kv_len = 0; /* no cache until this prefill is through */
+    if (B < 1 || T < 1 || T > m->cfg.context)
+        return fl_fail(err, FL_EINVAL, "prefill: batch %d x %d tokens (at least 1 x 1; the context is %d)", B, T,
+                       m->cfg.context);
+    fl_status st = check_tokens(m, prompts, (int64_t)B * T, 0, "prompt tokens", err);
+    if (!st) st = ensure_cache(m, B, err);
+    if (st) return st;
+    begin_decode(m, KV_PREFILL);
+    st = forward_blocks(m, prompts, B, T, 0, err);
+    m->kv_mode = KV_OFF;
+    if (st) return st;
+    /* the head reads each prompt's last position, row b*T + T-1, copied
+       into ffn_y (free once the last block is done) */
+    fl_tensor last = fl_view2(&m->ffn_y, B, m->cfg.d_model);
+    for (int b = 0; b < B; b++) {
+        fl_tensor src = fl_rows(&m->res[2 * m->cfg.n_layers], (int64_t)b * T + T - 1, 1), dst = fl_rows(&last, b, 1);
+        m->be->ops.copy(&src, &dst);
+    }
+    if (!(st = decode_head(m, &last, B, err))) m->kv_B = B, m->kv_len = T;
+    return st;
+}
+
+fl_status fl_model_decode_step(fl_model *m, const int32_t *tokens, fl_error *err) {
+    if (!m->kv_B) return fl_fail(err, FL_EINVAL, "decode step: nothing cached (fl_model_prefill comes first)");
+    if (m->kv_len >= m->cfg.context)
+        return fl_fail(err, FL_EINVAL, "decode step: the cache holds the whole context (%d positions); past it "
+                       "the positions shift, which only the uncached forward over a sliding window computes",
+                       m->cfg.context);
+    fl_status st = check_tokens(m, tokens, m->kv_B, 0, "tokens", err);
+    if (st) return st;
+    begin_decode(m, KV_STEP);
+    st = forward_blocks(m, tokens, m->kv_B, 1, m->kv_len, err);
+    m->kv_mode = KV_OFF;
+    if (!st) st = decode_head(m, &m->res[2 * m->cfg.n_layers], m->kv_B, err);
+    if (!st) m->kv_len++;
+    return st;
+}
+
+int fl_model_decode_len(const fl_model *m) { return m->kv_len; }
 
 /* ------------------------------------------------------------ backward */
 

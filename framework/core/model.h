@@ -50,8 +50,35 @@ void fl_model_zero_grad(fl_model *m);
 double fl_model_ce_loss(const fl_model *m);
 int fl_model_aux_losses(const fl_model *m, fl_stat *out, int max);
 
-/* logits of the last forward, [B,T,V] on the device */
+/* Logits on the device: [B*T,V] after fl_model_forward, [B,V] (the new
+   position of each sequence) after fl_model_prefill or fl_model_decode_step. */
 const fl_tensor *fl_model_logits(const fl_model *m);
+
+/* Decoding with a KV cache: B sequences of equal length, one new token per
+ * sequence per step, each step costing one position's work instead of the
+ * whole prefix's.
+ *
+ *   fl_model_prefill(m, prompts[B,T], B, T)   forward over the prompts
+ *       (T <= context) that keeps every layer's keys and values
+ *   fl_model_decode_step(m, tokens[B])        appends tokens at position
+ *       fl_model_decode_len(m) (then one more); attention reads the cache
+ *
+ * Each leaves the logits of the new positions in fl_model_logits, [B,V].
+ * Both run in eval mode: every FFN plugin sees ctx.train = 0 and its N = B*T
+ * (prefill) or N = B (step) rows, with ctx.tokens [B,T] or [B,1]. Positions
+ * are absolute (learned wpe), so while a sequence fits the context the
+ * logits are those of fl_model_forward over the whole sequence, up to f32
+ * round-off. The cache holds `context` positions: a step when it is full
+ * fails (FL_EINVAL), since past the context the window slides and every
+ * position moves; callers go on with the uncached forward (fl_sample does).
+ * The cache lives until fl_model_free; fl_model_forward in between neither
+ * reads nor changes it. Bad input (B or T < 1, T > context, a token outside
+ * the vocabulary, a step before any prefill) is an FL_EINVAL message. */
+fl_status fl_model_prefill(fl_model *m, const int32_t *prompts, int B, int T, fl_error *err);
+fl_status fl_model_decode_step(fl_model *m, const int32_t *tokens, fl_error *err);
+/* Positions cached per sequence (0 before the first prefill and after a
+   failed one). */
+int fl_model_decode_len(const fl_model *m);
 
 /* bench --profile: forward and backward mark their phases in p (NULL: off).
    The profile must outlive its use; see profile.h. */

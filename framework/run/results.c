@@ -131,6 +131,15 @@ static cJSON *shape_json(const fl_bench_shape *s) {
     return o;
 }
 
+cJSON *fl_json_decode_figure(int batch, int prompt_tokens, int new_tokens, double tokens_per_s) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "tokens_per_s", tokens_per_s);
+    cJSON_AddNumberToObject(o, "batch", batch);
+    cJSON_AddNumberToObject(o, "prompt_tokens", prompt_tokens);
+    cJSON_AddNumberToObject(o, "new_tokens", new_tokens);
+    return o;
+}
+
 cJSON *fl_json_bench(const fl_bench_opts *o, const fl_bench_result *r) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "backend", r->backend);
@@ -285,5 +294,37 @@ cJSON *fl_json_sweep(const fl_sweep_opts *o, const fl_sweep_plan *plan, const fl
         if (cells[i].error && cells[i].error[0]) cJSON_AddStringToObject(c, "error", cells[i].error);
         cJSON_AddItemToArray(cs, c);
     }
+    return doc;
+}
+
+cJSON *fl_json_bench_decode(const fl_bench_decode_result *r) {
+    const fl_bench_decode_opts *o = &r->opts;
+    cJSON *doc = cJSON_CreateObject(), *shape = cJSON_CreateObject(), *rates = cJSON_CreateArray();
+    if (!doc || !shape || !rates) {
+        cJSON_Delete(doc), cJSON_Delete(shape), cJSON_Delete(rates);
+        return NULL;
+    }
+    cJSON_AddStringToObject(doc, "backend", r->backend);
+    cJSON_AddStringToObject(doc, "kernel", r->kernel);
+    cJSON_AddStringToObject(doc, "precision", r->precision);
+    cJSON_AddNumberToObject(shape, "d_model", o->d_model);
+    cJSON_AddNumberToObject(shape, "n_layers", o->n_layers);
+    cJSON_AddNumberToObject(shape, "n_heads", o->n_heads);
+    cJSON_AddNumberToObject(shape, "context", o->context);
+    cJSON_AddNumberToObject(shape, "vocab", o->vocab);
+    cJSON_AddStringToObject(shape, "ffn", o->ffn);
+    cJSON_AddItemToObject(doc, "shape", shape);
+    cJSON_AddNumberToObject(doc, "prompt_tokens", o->prompt_len);
+    cJSON_AddNumberToObject(doc, "new_tokens", o->n_new);
+    for (int i = 0; i < r->n_rates; i++) {
+        const fl_bench_decode_rate *x = &r->rates[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "batch", x->batch);
+        cJSON_AddNumberToObject(e, "cached_tokens_per_s", x->cached_tokens_per_s);
+        cJSON_AddNumberToObject(e, "uncached_tokens_per_s", x->uncached_tokens_per_s);
+        cJSON_AddNumberToObject(e, "speedup", x->cached_tokens_per_s / x->uncached_tokens_per_s);
+        cJSON_AddItemToArray(rates, e);
+    }
+    cJSON_AddItemToObject(doc, "decode", rates);
     return doc;
 }

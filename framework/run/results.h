@@ -14,6 +14,7 @@
 #include <cjson/cJSON.h>
 
 #include "bench.h"
+#include "bench_decode.h"
 #include "eval.h"
 #include "sweep.h"
 #include "train.h"
@@ -29,6 +30,9 @@ const char *fl_git_revision(void);
 cJSON *fl_json_metrics_line(const fl_metrics_line *m);
 cJSON *fl_json_model_size(const fl_model_size *s, const char *const *specs);
 cJSON *fl_json_run_summary(const fl_run_summary *s);
+/* summary.json's "decode": {"tokens_per_s", "batch", "prompt_tokens", "new_tokens"}
+   (greedy, KV cache; added by a sweep once the cell is evaluated). */
+cJSON *fl_json_decode_figure(int batch, int prompt_tokens, int new_tokens, double tokens_per_s);
 
 /* One cell of a sweep as sweep.json records it. */
 typedef struct fl_sweep_cell_record {
@@ -41,5 +45,8 @@ cJSON *fl_json_bench(const fl_bench_opts *o, const fl_bench_result *r);
 cJSON *fl_json_bench_ffn(const fl_bench_ffn_result *r);
 cJSON *fl_json_bench_comm(const fl_bench_comm_opts *o, const fl_bench_comm_result *r);
 cJSON *fl_json_bench_blimp(const fl_eval_bench_opts *o, const fl_eval_bench_result *r);
+/* {"backend", "kernel", "precision", "shape": {...}, "prompt_tokens", "new_tokens",
+    "decode": [{"batch", "cached_tokens_per_s", "uncached_tokens_per_s", "speedup"}]} */
+cJSON *fl_json_bench_decode(const fl_bench_decode_result *r);
 
 #endif

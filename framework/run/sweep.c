@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_decode.h"
 #include "comm.h"
 #include "error.h"
 #include "eval.h"
@@ -318,13 +319,44 @@ static fl_status train_cell(sweep *s, const cell *c, int *resumed, fl_error *err
     return fl_train_run(&cfg, &opts, &res, err);
 }
 
+/* Batch-1 greedy decoding with the KV cache, as summary.json's "decode". */
+#define DECODE_PROMPT 16
+#define DECODE_TOKENS 256
+
+static fl_status measure_decode(const char *dir, const char *device, fl_error *err) {
+    fl_loaded_run run;
+    fl_status st = fl_run_load(dir, device, &run, err);
+    if (st) return st;
+    const int ctx = fl_model_cfg(run.model)->context;
+    const int prompt = ctx > 2 * DECODE_PROMPT ? DECODE_PROMPT : 1;
+    const int n_new = ctx - prompt < DECODE_TOKENS ? ctx - prompt : DECODE_TOKENS;
+    double tok_s = 0;
+    st = fl_decode_rate(run.model, 1, prompt, n_new, 1, &tok_s, err);
+    fl_run_unload(&run);
+    char path[FL_PATH_MAX + 200], *text = NULL;
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    if (!st) st = fl_read_file(path, &text, NULL, err);
+    cJSON *doc = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!st && !doc) st = fl_fail(err, FL_EINVAL, "%s: not valid JSON", path);
+    if (!st) {
+        cJSON_DeleteItemFromObjectCaseSensitive(doc, "decode");
+        cJSON_AddItemToObject(doc, "decode", fl_json_decode_figure(1, prompt, n_new, tok_s));
+        st = fl_json_write_file(path, doc, err);
+    }
+    cJSON_Delete(doc);
+    return st;
+}
+
+/* The tasks, then the decoding speed; rank 0 while the others wait. */
 static fl_status eval_cell(sweep *s, const cell *c, fl_error *err) {
     fl_status st = FL_OK;
-    if (s->world->rank == 0 && s->o->n_tasks) {
+    if (s->world->rank == 0) {
         char dir[FL_PATH_MAX + 160];
         cell_dir(s, c, dir, sizeof dir);
         fl_eval_opts eo = {.table = stdout};
-        st = fl_eval_run_dir(dir, s->o->base.device, s->o->tasks, s->o->n_tasks, &eo, err);
+        if (s->o->n_tasks) st = fl_eval_run_dir(dir, s->o->base.device, s->o->tasks, s->o->n_tasks, &eo, err);
+        if (!st) st = measure_decode(dir, s->o->base.device, err);
     }
     return fl_comm_agree(s->world, st, err);
 }

@@ -158,9 +158,11 @@ static double unigram_entropy(const fl_shard *s) {
 /* The model on the backend and communicator preflight opened, and its sizes. */
 static fl_status build_model(run *r, fl_error *err) {
     const int32_t V = fl_tokenizer_vocab_size(r->tok);
-    fl_status st = fl_model_from_config_on(r->cfg, V, r->be, r->comm, &r->model, err);
+    /* the whole model's sizes, not this rank's shard; measured before the
+       model exists so its layers are the last ones the plugins created */
+    fl_status st = fl_config_model_size(r->cfg, V, r->be, NULL, &r->size, err);
+    if (!st) st = fl_model_from_config_on(r->cfg, V, r->be, r->comm, &r->model, err);
     if (!st && r->comm->size > 1) st = fl_dist_create(r->model, &r->dist, err);
-    if (!st) st = fl_config_model_size(r->cfg, V, r->be, r->comm, &r->size, err);
     if (st) return st;
     const fl_model_config *mc = fl_model_cfg(r->model);
     fl_log_info("model: %.2fM parameters (FFN %.2fM), %.2fM active per token, %.2f MFLOP per token at inference; "

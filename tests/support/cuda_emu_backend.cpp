@@ -25,6 +25,7 @@ namespace emu_cuda {
 
 #include "cu_adamw.cu"
 #include "cu_attention.cu"
+#include "cu_attention_decode.cu"
 #include "cu_block_select.cu"
 #include "cu_bucket_sort.cu"
 #include "cu_cross_entropy.cu"
@@ -122,6 +123,8 @@ const fl_backend *ts_cuda_emu_backend(void) {
     g_emu.attention_saved_numel = cu_attention_saved_numel;
     g_emu.attention = cu_attention;
     g_emu.attention_backward = cu_attention_backward;
+    g_emu.kv_append = cu_kv_append;
+    g_emu.attention_decode = cu_attention_decode;
     g_emu.cross_entropy = cu_cross_entropy;
     g_emu.adamw = cu_adamw;
     g_emu.adamw_rows = cu_adamw_rows;

@@ -13,13 +13,22 @@
  * T = 4*BLOCK instead of 2x for a full T x T product).
  *
  * Threading: one (b,h) pair per thread, each sgemm on its thread; with fewer
- * pairs than threads the pairs run in turn and oneDNN threads each product.
+ * pairs than threads the pairs run in turn and oneDNN threads each product
+ * (CPU_FOR_EACH: not inside an inactive parallel region).
+ *
+ * Decoding (kv_append, attention_decode): the KV cache keeps each head's keys
+ * and values as contiguous [S,hs] matrices, k_cache/v_cache[B,H,S,hs]. One new
+ * query per sequence makes attention two matrix-vector products per head
+ * (scores = K q, out = Pᵀ V), too small for a GEMM call to pay: plain loops,
+ * one (b,h) pair per thread.
  */
 #include "cpu.h"
 
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
+
+#include "kv_cache.h" /* the decoding ops' shape checks, shared with CUDA */
 
 #define BLOCK 64
 
@@ -75,12 +84,11 @@ void cpu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *
     const int64_t BH = d.B * d.H;
     const float *pq = cpu_f32(qkv);
     float *pa = cpu_f32(att), *po = cpu_f32(out);
-#pragma omp parallel for schedule(dynamic, 1) if (BH >= cpu_threads() && BH > 1)
-    for (int64_t bh = 0; bh < BH; bh++) {
+    CPU_FOR_EACH(BH >= cpu_threads() && BH > 1, bh, BH, {
         const int64_t b = bh / d.H, h = bh % d.H;
         head_forward(&d, pq + b * d.T * 3 * d.C + h * d.hs, pa + bh * d.T * d.T,
                      po + b * d.T * d.C + h * d.hs);
-    }
+    });
 }
 
 /* dS rows [i0,i1) (row stride T, columns [0,i1)): overwritten from dP with the
@@ -140,13 +148,78 @@ void cpu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl
     }
     const float *pq = cpu_f32(qkv), *pa = cpu_f32(att), *pdo = cpu_f32(dout);
     float *pdq = cpu_f32(dqkv);
-#pragma omp parallel for schedule(dynamic, 1) if (BH >= nt && BH > 1)
-    for (int64_t bh = 0; bh < BH; bh++) {
+    CPU_FOR_EACH(BH >= nt && BH > 1, bh, BH, {
         const int64_t b = bh / d.H, h = bh % d.H;
         const int64_t qo = b * d.T * 3 * d.C + h * d.hs;
         float *dS = scratch + (int64_t)omp_get_thread_num() * blk * d.T;
         head_backward(&d, pq + qo, pa + bh * d.T * d.T, pdo + b * d.T * d.C + h * d.hs, pdq + qo,
                       dS);
+    });
+    free(scratch);
+}
+
+/* ------------------------------------------------------------- decoding */
+
+/* k_cache/v_cache[b,h,pos+i,:] = k/v of qkv row (b,i), for n = rows/B positions */
+void cpu_kv_append(const fl_tensor *qkv, int64_t pos, fl_tensor *k_cache, fl_tensor *v_cache) {
+    fl_kv_dims d;
+    int64_t n;
+    CPU_CHECK(fl_kv_append_dims(qkv, pos, k_cache, v_cache, &d, &n));
+    const float *src = cpu_f32(qkv);
+    float *pk = cpu_f32(k_cache), *pv = cpu_f32(v_cache);
+    const size_t bytes = (size_t)d.hs * sizeof *pk;
+#pragma omp parallel for collapse(2) schedule(static) if (d.B * n * d.C > CPU_PAR_MIN)
+    for (int64_t b = 0; b < d.B; b++)
+        for (int64_t h = 0; h < d.H; h++)
+            for (int64_t i = 0; i < n; i++) {
+                const float *k = src + (b * n + i) * 3 * d.C + d.C + h * d.hs;
+                const int64_t at = ((b * d.H + h) * d.S + pos + i) * d.hs;
+                memcpy(pk + at, k, bytes);
+                memcpy(pv + at, k + d.C, bytes); /* v follows k by C columns */
+            }
+}
+
+/* One head of one sequence: o[hs] = softmax(scale K q)ᵀ V over the t cached
+   rows of K, V [t,hs]; s is t floats of scratch. */
+static void head_decode(const float *q, const float *K, const float *V, int64_t t, int64_t hs, float *s,
+                        float *o) {
+    const float scale = 1.0f / sqrtf((float)hs);
+    for (int64_t j = 0; j < t; j++) {
+        const float *k = K + j * hs;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t e = 0; e < hs; e++) dot += q[e] * k[e];
+        s[j] = scale * dot;
+    }
+    cpu_softmax_row(s, s, t);
+    memset(o, 0, (size_t)hs * sizeof *o);
+    for (int64_t j = 0; j < t; j++) {
+        const float p = s[j], *v = V + j * hs;
+#pragma omp simd
+        for (int64_t e = 0; e < hs; e++) o[e] += p * v[e];
+    }
+}
+
+/* out[B,C] from q (qkv[B,1,3C]'s first C columns) over cache positions [0,t) */
+void cpu_attention_decode(const fl_tensor *qkv, const fl_tensor *k_cache, const fl_tensor *v_cache,
+                          int64_t t, fl_tensor *out) {
+    fl_kv_dims d;
+    CPU_CHECK(fl_kv_decode_dims(qkv, k_cache, v_cache, t, out, &d));
+    const int64_t BH = d.B * d.H;
+    const int parallel = BH > 1 && BH * t * d.hs >= CPU_PAR_MIN;
+    const int nt = parallel ? cpu_threads() : 1;
+    float *scratch = malloc((size_t)nt * (size_t)t * sizeof *scratch);
+    if (!scratch) {
+        cpu_shape_error(__func__, "out of memory for the attention scores");
+        return;
+    }
+    const float *pq = cpu_f32(qkv), *pk = cpu_f32(k_cache), *pv = cpu_f32(v_cache);
+    float *po = cpu_f32(out);
+#pragma omp parallel for schedule(static) num_threads(nt) if (parallel)
+    for (int64_t bh = 0; bh < BH; bh++) {
+        const int64_t b = bh / d.H, h = bh % d.H, at = bh * d.S * d.hs;
+        head_decode(pq + b * 3 * d.C + h * d.hs, pk + at, pv + at, t, d.hs,
+                    scratch + (int64_t)omp_get_thread_num() * t, po + b * d.C + h * d.hs);
     }
     free(scratch);
 }

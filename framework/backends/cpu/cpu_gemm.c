@@ -100,10 +100,10 @@ void cpu_gemm_batched(int transA, int transB, float alpha, const fl_tensor *A,
     CPU_CHECK(nb == nbb && nb == nbc && K == KB && cr == M && cc == N);
     float *c = cpu_f32(C);
     const int small = 2.0 * M * N * K < SMALL_GEMM_FLOPS && nb > 1;
-#pragma omp parallel for schedule(dynamic, 1) if (small)
-    for (int64_t i = 0; i < nb; i++)
+    CPU_FOR_EACH(small, i, nb, {
         gemm_mode(transA, transB, M, N, K, alpha, operand(A, i * ar * ac, ac), operand(B, i * br * bc, bc), beta,
                   c + i * M * N, N);
+    });
 }
 
 /* Whether to run the groups one per thread (each GEMM single-threaded)
@@ -140,13 +140,11 @@ void cpu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tens
     CPU_CHECK(offsets_ok(off, G, N));
     float *c = cpu_f32(C);
     const int small = one_group_per_thread(off, G, 2 * K * M);
-#pragma omp parallel for schedule(dynamic, 1) if (small)
-    for (int g = 0; g < G; g++) {
+    CPU_FOR_EACH(small, g, G, {
         const int64_t r0 = off[g], n = off[g + 1] - off[g];
         if (n <= 0) continue;
-        gemm_mode(0, transW, n, M, K, alpha, operand(A, r0 * K, K), operand(W, (int64_t)g * K * M, wc), beta,
-                  c + r0 * M, M);
-    }
+        gemm_mode(0, transW, n, M, K, alpha, operand(A, r0 * K, K), operand(W, g * K * M, wc), beta, c + r0 * M, M);
+    });
 }
 
 /* dW[g][K,M] = alpha A_gᵀ dY_g + beta dW[g]; A[N,K], dY[N,M], dW[G,K,M]. An
@@ -161,10 +159,8 @@ void cpu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY
     CPU_CHECK(offsets_ok(off, G, N));
     float *dw = cpu_f32(dW);
     const int small = one_group_per_thread(off, G, 2 * K * M);
-#pragma omp parallel for schedule(dynamic, 1) if (small)
-    for (int g = 0; g < G; g++) {
+    CPU_FOR_EACH(small, g, G, {
         const int64_t r0 = off[g], n = off[g + 1] - off[g];
-        gemm_mode(1, 0, K, M, n, alpha, operand(A, r0 * K, K), operand(dY, r0 * M, M), beta,
-                  dw + (int64_t)g * K * M, M);
-    }
+        gemm_mode(1, 0, K, M, n, alpha, operand(A, r0 * K, K), operand(dY, r0 * M, M), beta, dw + g * K * M, M);
+    });
 }

@@ -56,8 +56,9 @@ extern "C" {
 enum {
     CU_SLOT_REDUCE = 0,   /* partial sums: column sums, sumsq, cross-entropy */
     CU_SLOT_SCATTER,      /* sorted keys/values and CUB temp of cu_scatter_add */
-    CU_SLOT_ATTENTION,    /* dP / dS of one head in attention backward, or
-                             the flash backward's rowsum(dy * y) */
+    CU_SLOT_ATTENTION,    /* dP / dS of one head in attention backward, the
+                             flash backward's rowsum(dy * y), or decode
+                             attention's scores and partial sums */
     CU_SLOT_BUCKET,       /* bucket sort tile counters */
     CU_SLOT_RESULT,       /* small results copied to the host */
     CU_SLOT_UPLOAD,       /* uploads larger than the ring */

@@ -75,6 +75,11 @@ void cu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *s
 void cu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *saved, int n_head,
                            const fl_tensor *dout, fl_tensor *dqkv);
 
+/* cu_attention_decode.cu — decoding with a KV cache k/v_cache[B,H,S,hs] */
+void cu_kv_append(const fl_tensor *qkv, int64_t pos, fl_tensor *k_cache, fl_tensor *v_cache);
+void cu_attention_decode(const fl_tensor *qkv, const fl_tensor *k_cache, const fl_tensor *v_cache, int64_t t,
+                         fl_tensor *out);
+
 /* cu_flash_attention.cu — fused causal attention on tensor cores. qkv[B,T,3C]
    f32, y[B,T,C] f32, lse[B,H,T] f32; head size hs = C/H. */
 int cu_flash_supported(int64_t hs);   /* for this hs, the current math mode and this GPU */
