@@ -123,7 +123,12 @@ static void expect_refused(const char *file, int kind, fl_status code, const cha
 
 static void test_loader_refuses_broken_tasks(void **state) {
     (void)state;
-    expect_refused(FFNLAB_TEST_PLUGIN_DIR "/task_abimajor.so", FL_PLUGIN_TASK, FL_EABI, "ABI version 2.0 found", "host supports 1.0");
+    char newer[64], older[64], host[64];
+    snprintf(newer, sizeof newer, "ABI version %d.%d found", FL_TASK_ABI_MAJOR + 1, FL_TASK_ABI_MINOR);
+    snprintf(older, sizeof older, "ABI version 1.%d found", FL_TASK_ABI_MINOR);
+    snprintf(host, sizeof host, "host supports %d.%d", FL_TASK_ABI_MAJOR, FL_TASK_ABI_MINOR);
+    expect_refused(FFNLAB_TEST_PLUGIN_DIR "/task_abimajor.so", FL_PLUGIN_TASK, FL_EABI, newer, host);
+    expect_refused(FFNLAB_TEST_PLUGIN_DIR "/task_abiold.so", FL_PLUGIN_TASK, FL_EABI, older, host);
     expect_refused(FFNLAB_TEST_PLUGIN_DIR "/task_smallstruct.so", FL_PLUGIN_TASK, FL_EABI, "struct_size", "smaller");
     expect_refused(FFNLAB_TEST_PLUGIN_DIR "/task_norun.so", FL_PLUGIN_TASK, FL_EINVAL, "'run'", "NULL");
     expect_refused(FFNLAB_TEST_PLUGIN_DIR "/task_badname.so", FL_PLUGIN_TASK, FL_EINVAL, "does not match the file name", "task_other.so");
@@ -240,7 +245,7 @@ static void test_eval_errors(void **state) {
     expect_eval_error("", 2, "no --task given", NULL);
     expect_eval_error("--task glue", 1, "data=DIR is required", NULL);
     expect_eval_error("--task glue:data=" FIX "/glue,tasks=cola,nope", 1, "unknown task 'nope'", NULL);
-    expect_eval_error("--task " FFNLAB_TEST_PLUGIN_DIR "/task_abimajor.so", 1, "ABI version 2.0 found", NULL);
+    expect_eval_error("--task " FFNLAB_TEST_PLUGIN_DIR "/task_abimajor.so", 1, "ABI version 3.0 found", NULL);
     /* a spec error stops everything before the first task runs */
     char path[4096];
     snprintf(path, sizeof path, "%s/tiny/eval.json", g_dir);

@@ -15,8 +15,7 @@
  *     the packed weight copies follow training, reloads and one-value edits;
  *   - kernels=host (the portable inference path of host ops that other
  *     devices use) gives the auto path's output (≤ 1e-6 relative) and
- *     follows weight changes; a host whose ops table lacks the block
- *     selection ops is refused with FL_EUNSUPPORTED;
+ *     follows weight changes;
  *   - training gradients: dx and every unit parameter against finite
  *     differences of the plugin's own forward (hard mask, fixed key: the mask
  *     is piecewise constant, and x's controller path is switched off by
@@ -640,31 +639,6 @@ static void test_host_kernels_match(void **state) {
     host_path_config("d_ff=16,block=1", 8, 2, 3, FL_ACT_RELU, 0);
 }
 
-/* A host whose ops table ends before the block selection ops (an older
-   host), or lacks one of them, is refused at create. create is called
-   directly: fl_ffn_layer_create cannot be handed such a host. */
-static void test_needs_block_ops(void **state) {
-    (void)state;
-    fx f;
-    fl_error err = {0};
-    ts_assert_ok(make_layer(&f, "d_ff=32,block=4", 8, &err), &err);
-    fl_ops old = *f.t.host.ops;
-    fl_host h = f.t.host;
-    h.ops = &old;
-    fl_param_scope scope = ts_ffn_scope(&f.t);
-    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = f.t.L.opts.values, .scope = &scope};
-    for (int c = 0; c < 2; c++) {
-        if (c == 0) old.size = (uint32_t)offsetof(fl_ops, block_select);
-        else old = *f.t.host.ops, old.block_argmax = NULL;
-        void *layer = (void *)1;
-        assert_int_equal(f.t.L.ffn->create(&h, &cfg, &layer, &err), FL_EUNSUPPORTED);
-        assert_null(layer);
-        print_message("  %s\n", err.msg);
-        assert_non_null(strstr(err.msg, "block_argmax"));
-    }
-    ts_ffn_free(&f.t);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Training gradients                                                         */
 /* ------------------------------------------------------------------------ */
@@ -915,7 +889,6 @@ int main(void) {
         cmocka_unit_test(test_eval_uses_argmax_units),
         cmocka_unit_test(test_eval_follows_weight_changes),
         cmocka_unit_test(test_host_kernels_match),
-        cmocka_unit_test(test_needs_block_ops),
         cmocka_unit_test(test_train_grad_units),
         cmocka_unit_test(test_train_grad_soft),
         cmocka_unit_test(test_straight_through),

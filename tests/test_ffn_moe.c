@@ -8,8 +8,6 @@
  *   - the descriptor: options, defaults, help text; option errors (top_k >
  *     experts, negative coefficients, an unknown gate) fail with FL_EINVAL
  *     naming the option, from the parser or from create itself;
- *   - a host whose ops table lacks the routing ops (moe_route, moe_index,
- *     moe_router_backward) is refused with FL_EUNSUPPORTED;
  *   - parameters: names, shapes, flags, inits; d_expert defaults to
  *     4 * d / experts (equal weights to the dense d_ff = 4d MLP), at least 1;
  *   - routing is a permutation undone exactly: with identity experts that
@@ -398,32 +396,6 @@ static void test_create_checks(void **state) {
     cfg.values = f.t.L.opts.values;
     cfg.d_model = 0;
     assert_int_equal(f.t.L.ffn->create(&f.t.host, &cfg, &layer, &err), FL_EINVAL);
-    ts_ffn_free(&f.t);
-}
-
-/* A host whose ops table predates the routing ops (or lacks one) is
-   refused at create with FL_EUNSUPPORTED, naming what is missing. create is
-   called directly: fl_ffn_layer_create cannot be handed such a host. */
-static void test_old_host_refused(void **state) {
-    (void)state;
-    fx f;
-    make_ok(&f, "experts=4", 8);
-    fl_param_scope scope = ts_ffn_scope(&f.t);
-    fl_ffn_config cfg = {.d_model = 8, .n_layers = 2, .values = f.t.L.opts.values, .scope = &scope};
-    fl_ops old = *f.t.host.ops;
-    fl_host h = f.t.host;
-    h.ops = &old;
-    for (int c = 0; c < 2; c++) {
-        old = *f.t.host.ops;
-        if (c == 0) old.size = (uint32_t)offsetof(fl_ops, moe_route); /* an older, shorter table */
-        else old.moe_router_backward = NULL;
-        void *layer = (void *)1;
-        fl_error err = {0};
-        assert_int_equal(f.t.L.ffn->create(&h, &cfg, &layer, &err), FL_EUNSUPPORTED);
-        assert_null(layer);
-        print_message("  %s\n", err.msg);
-        if (!strstr(err.msg, "moe_router_backward")) fail_msg("'%s' does not name the missing op", err.msg);
-    }
     ts_ffn_free(&f.t);
 }
 
@@ -879,7 +851,6 @@ int main(void) {
         cmocka_unit_test(test_parameters),
         cmocka_unit_test(test_option_errors),
         cmocka_unit_test(test_create_checks),
-        cmocka_unit_test(test_old_host_refused),
         cmocka_unit_test(test_identity_experts),
         cmocka_unit_test(test_forward_reference),
         cmocka_unit_test(test_capacity),

@@ -21,6 +21,9 @@
 #include <sys/stat.h>  /* mkdir */
 #include <unistd.h>    /* readlink */
 
+#include "backend.h"   /* fl_backend_cpu */
+#include "ffn_layer.h" /* fl_ffn_layer_create */
+#include "host.h"      /* fl_host_init */
 #include "loader.h"
 #include "support.h"
 
@@ -129,7 +132,7 @@ typedef struct broken_case {
     const char *reason[3]; /* substrings of the message, besides the path */
 } broken_case;
 
-static char abi_major_text[64], abi_minor_text[64];
+static char abi_major_text[64], abi_minor_text[64], abi_old_text[64];
 
 static const broken_case BROKEN[] = {
     {"not_a_plugin", FL_EINVAL, {"not an ffnlab plugin", "symbol ffnlab_plugin_v1 missing"}},
@@ -138,6 +141,7 @@ static const broken_case BROKEN[] = {
     {"ffn_badmagic", FL_EABI, {"magic", "0x12345678"}},
     {"ffn_abimajor", FL_EABI, {abi_major_text, "rebuild the plugin"}},
     {"ffn_abiminor", FL_EABI, {abi_minor_text, "rebuild the plugin"}},
+    {"ffn_abiold", FL_EABI, {abi_old_text, "rebuild the plugin"}}, /* 1.x: before plugins owned their kernels */
     {"ffn_smallstruct", FL_EABI, {"struct_size", "smaller"}},
     {"ffn_wrongkind", FL_EINVAL, {"kind", "task", "expected ffn"}},
     {"ffn_badname", FL_EINVAL, {"'other'", "does not match the file name", "ffn_other.so"}},
@@ -155,6 +159,8 @@ static int setup_texts(void **state) {
              FL_FFN_ABI_MAJOR + 1, FL_FFN_ABI_MINOR, FL_FFN_ABI_MAJOR, FL_FFN_ABI_MINOR);
     snprintf(abi_minor_text, sizeof abi_minor_text, "ABI version %d.%d found, host supports %d.%d",
              FL_FFN_ABI_MAJOR, FL_FFN_ABI_MINOR + 1, FL_FFN_ABI_MAJOR, FL_FFN_ABI_MINOR);
+    snprintf(abi_old_text, sizeof abi_old_text, "ABI version 1.3 found, host supports %d.%d", FL_FFN_ABI_MAJOR,
+             FL_FFN_ABI_MINOR);
     return 0;
 }
 
@@ -192,6 +198,31 @@ static void test_broken_by_name(void **state) {
                        BROKEN[i].reason, 3);
     }
     env_restore();
+}
+
+/* A plugin whose `devices` lacks the host's device loads (its descriptor is
+   valid), but a layer of it on that device is refused with one line naming
+   the plugin file, the device and the devices it runs on. */
+static void test_device_not_supported(void **state) {
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/ffn_gpuonly.so", FFNLAB_TEST_PLUGIN_DIR);
+    fl_host h;
+    fl_host_init(&h, fl_backend_cpu(), NULL);
+    fl_param_list params = {0};
+    fl_ffn_layer L;
+    fl_error err = {0};
+    const fl_ffn_site site = {.d_model = 8, .index = 1, .n_layers = 2, .vocab_size = 64, .seed = 1};
+    assert_int_equal(fl_ffn_layer_create(&L, &h, &params, path, &site, &err), FL_EUNSUPPORTED);
+    print_message("  %s\n", err.msg);
+    assert_null(L.layer);
+    assert_null(strchr(err.msg, '\n'));
+    assert_contains(err.msg, "layer 1");
+    assert_contains(err.msg, path);
+    assert_contains(err.msg, "no code for cpu");
+    assert_contains(err.msg, "runs on: cuda");
+    fl_ffn_layer_destroy(&L);
+    fl_params_free(&params, fl_backend_cpu());
 }
 
 static void test_wrong_kind_requested(void **state) {
@@ -380,6 +411,7 @@ int main(void) {
         cmocka_unit_test(test_broken_by_path),
         cmocka_unit_test(test_broken_by_name),
         cmocka_unit_test(test_wrong_kind_requested),
+        cmocka_unit_test(test_device_not_supported),
         cmocka_unit_test(test_not_elf),
         cmocka_unit_test(test_not_found),
         cmocka_unit_test(test_search_folders),

@@ -39,10 +39,16 @@
 
 /* ------------------------------------------------------------ matching */
 
+/* A layer of width d in a 2-layer model with a 512-token vocabulary. */
+static fl_ffn_site site_of(int d, int n_layers) {
+    return (fl_ffn_site){.d_model = d, .index = 0, .n_layers = n_layers, .vocab_size = 512, .seed = 1};
+}
+
 static fl_matched match(const char *variant, const char *ref, int d, fl_match how) {
     fl_matched m;
     fl_error err = {0};
-    ts_assert_ok(fl_match_ffn(variant, ref, d, 2, how, fl_backend_cpu(), &m, &err), &err);
+    const fl_ffn_site site = site_of(d, 2);
+    ts_assert_ok(fl_match_ffn(variant, ref, &site, how, fl_backend_cpu(), &m, &err), &err);
     print_message("  %-8s %-28s -> %-52s params %8.0f (ref %8.0f)  flops %9.0f (ref %9.0f)\n", fl_match_name(how),
                   variant, m.spec, m.size.params, m.reference.params, m.size.flops_per_token,
                   m.reference.flops_per_token);
@@ -65,7 +71,8 @@ static void test_match_params(void **state) {
     assert_string_equal(m.knob, "d_expert");
     fl_ffn_size direct;
     fl_error err = {0};
-    ts_assert_ok(fl_ffn_size_of(m.spec, 128, 0, 2, fl_backend_cpu(), NULL, &direct, &err), &err);
+    const fl_ffn_site site = site_of(128, 2);
+    ts_assert_ok(fl_ffn_size_of(m.spec, &site, fl_backend_cpu(), NULL, &direct, &err), &err);
     assert_true(direct.params == m.size.params);
     assert_true(direct.params == 4.0 * (2 * 128 * m.value + m.value + 128) + 128 * 4); /* experts + router */
 }
@@ -84,15 +91,16 @@ static void test_match_errors(void **state) {
     (void)state;
     fl_matched m;
     fl_error err = {0};
-    assert_int_equal(fl_match_ffn("dense:d_ff=100", "dense:d_ff=512", 64, 1, FL_MATCH_PARAMS, fl_backend_cpu(), &m, &err),
+    const fl_ffn_site site = site_of(64, 1);
+    assert_int_equal(fl_match_ffn("dense:d_ff=100", "dense:d_ff=512", &site, FL_MATCH_PARAMS, fl_backend_cpu(), &m, &err),
                      FL_EINVAL);
     print_message("  %s\n", err.msg);
     assert_non_null(strstr(err.msg, "fixes every size option"));
-    assert_int_equal(fl_match_ffn("moe:bogus=1", "dense", 64, 1, FL_MATCH_PARAMS, fl_backend_cpu(), &m, &err), FL_EINVAL);
+    assert_int_equal(fl_match_ffn("moe:bogus=1", "dense", &site, FL_MATCH_PARAMS, fl_backend_cpu(), &m, &err), FL_EINVAL);
     assert_non_null(strstr(err.msg, "bogus"));
     assert_int_equal(fl_match_parse("tokens", &(fl_match){0}, &err), FL_EINVAL);
     assert_non_null(strstr(err.msg, "expected params, flops or none"));
-    ts_assert_ok(fl_match_ffn("moe:experts=2", "dense", 64, 1, FL_MATCH_NONE, fl_backend_cpu(), &m, &err), &err);
+    ts_assert_ok(fl_match_ffn("moe:experts=2", "dense", &site, FL_MATCH_NONE, fl_backend_cpu(), &m, &err), &err);
     assert_string_equal(m.spec, "moe:experts=2");
 }
 

@@ -20,8 +20,11 @@
  * parameters), forward (save what backward needs), backward (overwrite dx,
  * accumulate parameter gradients, include the aux loss), aux_loss, stats,
  * destroy, and the exported descriptor. It uses only the public SDK headers
- * and does all math through host->ops, so it runs on any backend the host
- * has and builds out of tree with find_package(ffnlab).
+ * and does its math through host->ops, which every device has; the one step
+ * the ops lack (counting how often each unit was kept, for a stat) is the
+ * plugin's own kernel, for the CPU in units.c and for CUDA in units.cu
+ * (units.h), so the layer runs on the CPU and, when built with CUDA, on a GPU.
+ * It builds out of tree with find_package(ffnlab).
  *
  * To start a new layer: copy this folder, rename the file stem (ffn_NAME),
  * the descriptor's .name ("NAME", equal to the stem after "ffn_") and the
@@ -35,6 +38,8 @@
 #include "ffnlab/host.h"     /* fl_host, fl_ops, fl_option, fl_param_spec */
 #include "ffnlab/plugin.h"   /* FL_EXPORT, FL_PLUGIN_MAGIC, fl_plugin_header */
 #include "ffnlab/tensor.h"   /* fl_tensor, fl_view2 */
+
+#include "units.h"           /* units_count: this plugin's own kernel */
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                    */
@@ -90,6 +95,7 @@ typedef struct layer {
 
     /* Scratch: scores of all units, noise, and backward's gradients. */
     fl_tensor h, eps, sq, da, ds;
+    fl_tensor count;           /* [d_ff] i32: tokens that kept each unit (last forward) */
 } layer;
 
 /* ------------------------------------------------------------------------ */
@@ -123,7 +129,7 @@ static void template_destroy(void *ptr) {
     layer *L = ptr;
     if (!L) return;
     /* Only the layer's own tensors: the parameters belong to the host. */
-    fl_tensor *owned[] = {&L->s, &L->u, &L->a, &L->h, &L->eps, &L->sq, &L->da, &L->ds};
+    fl_tensor *owned[] = {&L->s, &L->u, &L->a, &L->h, &L->eps, &L->sq, &L->da, &L->ds, &L->count};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) L->host->tensor_release(L->host, owned[i]);
     free(L);
 }
@@ -202,6 +208,7 @@ static fl_status ensure_forward(layer *L, int64_t n, fl_error *err) {
     if (!st) st = ensure(L, &L->u, FL_I32, n, L->k, err);
     if (!st) st = ensure(L, &L->a, FL_F32, n, L->k, err);
     if (!st) st = ensure(L, &L->sq, FL_F32, n, 0, err);
+    if (!st) st = ensure(L, &L->count, FL_I32, L->d_ff, 0, err);
     return st;
 }
 
@@ -249,6 +256,7 @@ static fl_status template_forward(void *ptr, const fl_ffn_ctx *ctx, const fl_ten
     ops->gemm(0, 1, 1.0f, &L->x, &L->w_in->value, 0.0f, &L->h);  /* h = x · W_inᵀ  [N,d_ff] */
     if ((st = add_noise(L, ctx, n, err))) return st;
     ops->topk(&L->h, (int)L->k, &L->s, &L->u);                   /* s, u  [N,k] */
+    if ((st = units_count(L->host, &L->u, L->d_ff, &L->count, err))) return st; /* count[d_ff] */
     ops->activation(L->act, &L->s, &L->a);                       /* a = act(s) */
     ops->embedding_bag(&L->w_out->value, &L->u, &L->a, &y2);     /* y = Σ_j a_j W_out[u_j] */
     ops->add_bias(&y2, &L->b_out->value);
@@ -307,6 +315,19 @@ static int template_aux_loss(void *ptr, fl_stat *out, int max) {
     return 1;
 }
 
+/* The fraction of units no token kept in the last forward (dead units, the
+   known failure of top-k layers); 0 before any forward. */
+static double unused_fraction(const layer *L) {
+    if (L->n == 0) return 0.0;
+    int32_t *c = malloc((size_t)L->d_ff * sizeof *c);
+    if (!c) return 0.0;
+    L->host->ops->to_host(c, &L->count, (size_t)L->d_ff * sizeof *c);
+    int64_t unused = 0;
+    for (int64_t j = 0; j < L->d_ff; j++) unused += c[j] == 0;
+    free(c);
+    return (double)unused / (double)L->d_ff;
+}
+
 /* "active_params" and "flops_per_token" are the standard figures the
    reports compare layers by: parameters a token actually uses and forward
    matmul FLOPs per token (a multiply-add is 2). Here all of W_in is read to
@@ -317,6 +338,7 @@ static int template_stats(void *ptr, fl_stat *out, int max) {
         {"active_params", (double)(L->d_ff * L->d + L->k * L->d + L->d)},
         {"flops_per_token", (double)(2 * L->d * L->d_ff + 2 * L->k * L->d)},
         {"kept_fraction", (double)L->k / (double)L->d_ff},
+        {"unused_fraction", unused_fraction(L)},
     };
     int n = (int)(sizeof all / sizeof all[0]);
     for (int i = 0; i < n && i < max; i++) out[i] = all[i];
@@ -329,7 +351,9 @@ static int template_stats(void *ptr, fl_stat *out, int max) {
 
 /* The host checks magic, ABI version, struct_size, kind and that .name is
    the file stem after "ffn_" before it calls anything. Optional functions
-   (aux_loss, stats) may be NULL. */
+   (aux_loss, stats) may be NULL. .devices lists the devices the plugin runs
+   on: FL_DEVICES_BUILT is the CPU, plus CUDA when units.cu was compiled in;
+   a host on another device refuses the plugin with one line. */
 /* What `ffnlab sweep --match` may change to size this layer (ffn.h). */
 static const char *const SIZE_OPTIONS[] = {"d_ff", NULL};
 
@@ -346,6 +370,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
         .options = OPTIONS,
         .n_options = N_OPTIONS,
     },
+    .devices = FL_DEVICES_BUILT,
     .create = template_create,
     .forward = template_forward,
     .backward = template_backward,

@@ -105,6 +105,11 @@ typedef struct fl_backend {
        stays reported). NULL on the CPU, which is always finished and whose
        ops report through the log. The host calls it once per step. */
     fl_status (*sync)(fl_error *err);
+
+    /* The device queue the ops run on, for plugins' own kernels
+       (fl_host.stream): the CUDA stream, or NULL (the CPU; CUDA's legacy
+       default stream). NULL function: NULL. */
+    void *(*stream)(void);
 } fl_backend;
 
 const fl_backend *fl_backend_cpu(void);

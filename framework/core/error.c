@@ -34,18 +34,3 @@ void fl_error_prefix(fl_error *err, const char *fmt, ...) {
     memcpy(err->msg + k + 2, old, m < room ? m : room); /* truncation is fine */
     err->msg[k + 2 + (m < room ? m : room)] = 0;
 }
-
-const char *fl_status_name(fl_status s) {
-    switch (s) {
-    case FL_OK: return "ok";
-    case FL_EINVAL: return "invalid input";
-    case FL_EIO: return "I/O error";
-    case FL_ENOMEM: return "out of memory";
-    case FL_EABI: return "plugin ABI mismatch";
-    case FL_ENUMERIC: return "numeric error";
-    case FL_EINTR: return "interrupted";
-    case FL_EUNSUPPORTED: return "unsupported";
-    case FL_EINTERNAL: return "internal error";
-    }
-    return "unknown error";
-}

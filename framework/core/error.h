@@ -17,7 +17,4 @@ fl_status fl_fail(fl_error *err, fl_status code, const char *fmt, ...)
 /* Prefixes err->msg with "prefix: " (to add context as an error travels up). */
 void fl_error_prefix(fl_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Name of a status code ("invalid input", "I/O error", ...). */
-const char *fl_status_name(fl_status s);
-
 #endif

@@ -7,11 +7,22 @@
 #include <string.h>
 
 #include "error.h"
+#include "ffnlab/ffn.h"
 #include "host.h"
 
-fl_status fl_ffn_layer_create(fl_ffn_layer *L, const fl_host *h, fl_param_list *params,
-                              const char *spec, int d_model, int index, int n_layers,
-                              uint64_t seed, fl_error *err) {
+static const char *device_name(int kind) { return kind == FL_DEVICE_CPU ? "cpu" : kind == FL_DEVICE_CUDA ? "cuda" : "?"; }
+
+/* "cpu, cuda": the device kinds in a plugin's `devices` mask. */
+static void devices_text(uint32_t mask, char *buf, size_t n) {
+    buf[0] = 0;
+    for (int k = FL_DEVICE_CPU; k <= FL_DEVICE_CUDA; k++)
+        if (mask & FL_DEVICE_BIT(k))
+            snprintf(buf + strlen(buf), n - strlen(buf), "%s%s", buf[0] ? ", " : "", device_name(k));
+    if (!buf[0]) snprintf(buf, n, "none");
+}
+
+fl_status fl_ffn_layer_create(fl_ffn_layer *L, const fl_host *h, fl_param_list *params, const char *spec,
+                              const fl_ffn_site *site, fl_error *err) {
     memset(L, 0, sizeof *L);
     char name[128], where[192];
     const char *opts = NULL;
@@ -19,15 +30,22 @@ fl_status fl_ffn_layer_create(fl_ffn_layer *L, const fl_host *h, fl_param_list *
     if (st) return st;
     if ((st = fl_plugin_load(name, FL_PLUGIN_FFN, &L->plugin, err))) return st;
     L->ffn = fl_plugin_ffn(&L->plugin);
-    snprintf(where, sizeof where, "layer %d ffn '%s'", index, name);
+    snprintf(where, sizeof where, "layer %d ffn '%s'", site->index, name);
+    if (!(L->ffn->devices & FL_DEVICE_BIT(h->device.kind))) {
+        char has[64];
+        devices_text(L->ffn->devices, has, sizeof has);
+        return fl_fail(err, FL_EUNSUPPORTED, "%s: the plugin (%s) has no code for %s; it runs on: %s (a plugin built "
+                       "without its CUDA sources runs on the CPU only)", where, L->plugin.path,
+                       device_name(h->device.kind), has);
+    }
     const fl_plugin_header *hd = L->plugin.header;
     if ((st = fl_options_parse(hd->options, hd->n_options, opts, where, &L->opts, err))) return st;
-    snprintf(L->prefix, sizeof L->prefix, "transformer.h.%d.mlp.", index);
+    snprintf(L->prefix, sizeof L->prefix, "transformer.h.%d.mlp.", site->index);
     fl_param_scope scope = {.prefix = L->prefix, .list = params, .be = fl_host_backend(h),
-                            .seed = seed, .n_layers = n_layers,
+                            .seed = site->seed, .n_layers = site->n_layers,
                             .ep_rank = h->comm->ep_rank, .ep_size = h->comm->ep_size};
-    fl_ffn_config fc = {.d_model = d_model, .layer_index = index, .n_layers = n_layers,
-                        .values = L->opts.values, .scope = &scope};
+    fl_ffn_config fc = {.d_model = site->d_model, .layer_index = site->index, .n_layers = site->n_layers,
+                        .vocab_size = site->vocab_size, .values = L->opts.values, .scope = &scope};
     st = L->ffn->create(h, &fc, &L->layer, err);
     if (st) {
         L->layer = NULL;

@@ -25,11 +25,19 @@ typedef struct fl_ffn_layer {
     char prefix[64];           /* "transformer.h.3.mlp." */
 } fl_ffn_layer;
 
-/* Creates layer `index` of n_layers at width d_model; parameters go into
-   params (allocated on h's backend, initialised from seed). */
-fl_status fl_ffn_layer_create(fl_ffn_layer *L, const fl_host *h, fl_param_list *params,
-                              const char *spec, int d_model, int index, int n_layers,
-                              uint64_t seed, fl_error *err);
+/* Where a layer sits in its model. */
+typedef struct fl_ffn_site {
+    int d_model;
+    int index, n_layers;       /* block index of n_layers */
+    int vocab_size;            /* the model's vocabulary (fl_ffn_config.vocab_size) */
+    uint64_t seed;             /* parameters are initialised from it */
+} fl_ffn_site;
+
+/* Creates the layer spec describes at site; parameters go into params
+   (allocated on h's backend). A plugin that does not run on h's device
+   (fl_ffn_plugin.devices) is refused naming the plugin and the device. */
+fl_status fl_ffn_layer_create(fl_ffn_layer *L, const fl_host *h, fl_param_list *params, const char *spec,
+                              const fl_ffn_site *site, fl_error *err);
 /* Destroys the layer object and unloads the plugin (params stay in their list). */
 void fl_ffn_layer_destroy(fl_ffn_layer *L);
 

@@ -38,17 +38,6 @@ static void host_log(const fl_host *h, int level, const char *fmt, ...) {
     va_end(ap);
 }
 
-static fl_status host_error(fl_error *err, fl_status code, const char *fmt, ...) {
-    if (err) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-        va_end(ap);
-        err->code = code;
-    }
-    return code;
-}
-
 const fl_backend *fl_host_backend(const fl_host *h) { return (const fl_backend *)h->impl; }
 
 static fl_param *host_param(const fl_host *h, fl_param_scope *scope, const fl_param_spec *spec,
@@ -99,10 +88,11 @@ void fl_host_init(fl_host *h, const fl_backend *be, const fl_comm *comm) {
     h->abi_version = FL_HOST_ABI_VERSION;
     h->size = sizeof *h;
     h->device = be->device;
+    h->stream = be->stream ? be->stream() : NULL;
     h->ops = &be->ops;
     h->comm = comm ? comm : fl_comm_single();
     h->log = host_log;
-    h->error = host_error;
+    h->error = fl_fail;
     h->param = host_param;
     h->tensor_ensure = host_tensor_ensure;
     h->tensor_release = host_tensor_release;

@@ -29,21 +29,10 @@
 #include <sys/stat.h>  /* stat */
 
 #include "error.h"
+#include "ffnlab/task.h"
 #include "fsutil.h"
 #include "options.h"
 
-/* The task ABI header lands with the task plugins; until then a task
-   descriptor is checked as far as the common header goes. */
-#if defined(__has_include)
-#if __has_include("ffnlab/task.h")
-#include "ffnlab/task.h"
-#define FL_LOADER_HAVE_TASK 1
-#endif
-#endif
-#ifndef FL_LOADER_HAVE_TASK
-#define FL_TASK_ABI_MAJOR 1
-#define FL_TASK_ABI_MINOR 0
-#endif
 
 #ifndef FFNLAB_PLUGIN_BUILD_DIR
 #define FFNLAB_PLUGIN_BUILD_DIR ""
@@ -198,9 +187,7 @@ static void host_abi(int kind, int *major, int *minor) {
    a plugin built against an older minor (fewer appended fields) still loads. */
 static size_t min_struct_size(int kind) {
     if (kind == FL_PLUGIN_FFN) return offsetof(fl_ffn_plugin, destroy) + sizeof(void (*)(void *));
-#ifdef FL_LOADER_HAVE_TASK
     if (kind == FL_PLUGIN_TASK) return sizeof(fl_task_plugin);
-#endif
     return sizeof(fl_plugin_header);
 }
 
@@ -272,19 +259,15 @@ static fl_status check_name(const char *path, const fl_plugin_header *h, fl_erro
     return FL_OK;
 }
 
-#ifdef FL_LOADER_HAVE_TASK
 static fl_status check_task_functions(const char *path, const fl_plugin_header *h, fl_error *err) {
     const fl_task_plugin *p = (const fl_task_plugin *)h;
     const char *missing = !p->create ? "create" : !p->run ? "run" : !p->destroy ? "destroy" : NULL;
     if (missing) return fl_fail(err, FL_EINVAL, "%s: required function '%s' is NULL", path, missing);
     return FL_OK;
 }
-#endif
 
 static fl_status check_functions(const char *path, const fl_plugin_header *h, fl_error *err) {
-#ifdef FL_LOADER_HAVE_TASK
     if (h->kind == FL_PLUGIN_TASK) return check_task_functions(path, h, err);
-#endif
     if (h->kind != FL_PLUGIN_FFN) return FL_OK;
     const fl_ffn_plugin *p = (const fl_ffn_plugin *)h;
     const char *missing = !p->create     ? "create"
@@ -338,7 +321,7 @@ static fl_status check_options(const char *path, const fl_plugin_header *h, fl_e
 /* An FFN plugin's size_options (ABI 1.3) name integer options it has. */
 static fl_status check_size_options(const char *path, const fl_plugin_header *h, fl_error *err) {
     if (h->kind != FL_PLUGIN_FFN) return FL_OK;
-    const char *const *names = fl_ffn_size_options((const fl_ffn_plugin *)h);
+    const char *const *names = ((const fl_ffn_plugin *)h)->size_options;
     for (int i = 0; names && names[i]; i++) {
         int found = 0;
         for (int j = 0; j < h->n_options && !found; j++)

@@ -61,6 +61,9 @@ struct fl_model {
     int B, T, has_targets, train;
     int64_t step;
     fl_tensor tokens, targets;   /* [B,T] i32 */
+    fl_tensor positions;         /* [B,T] i32: each row's position (fl_ffn_ctx.positions) */
+    int32_t *pos_host;           /* their host copy, grow-only */
+    int64_t pos_cap, pos_B, pos_T, pos_start; /* what positions holds now (pos_B 0: nothing) */
     fl_tensor *res;              /* [2L+1] of [N,C] */
     fl_tensor lnf, lnf_mean, lnf_rstd, logits, dlogits;
     fl_tensor ffn_y;             /* [N,C] FFN output before the residual add */
@@ -116,8 +119,9 @@ static fl_status create_attention(fl_model *m, block *b, int l, fl_error *err) {
 
 /* Loads block l's FFN plugin from its spec ("moe:experts=8") and creates the layer. */
 static fl_status create_ffn(fl_model *m, block *b, int l, const char *spec, fl_error *err) {
-    fl_status st = fl_ffn_layer_create(&b->ffn_layer, &m->host, &m->params, spec, m->cfg.d_model, l,
-                                       m->cfg.n_layers, m->cfg.seed, err);
+    const fl_ffn_site site = {.d_model = m->cfg.d_model, .index = l, .n_layers = m->cfg.n_layers,
+                              .vocab_size = m->cfg.vocab_size, .seed = m->cfg.seed};
+    fl_status st = fl_ffn_layer_create(&b->ffn_layer, &m->host, &m->params, spec, &site, err);
     b->ffn = b->ffn_layer.ffn;
     b->layer = b->ffn_layer.layer;
     return st;
@@ -176,7 +180,7 @@ void fl_model_free(fl_model *m) {
     const fl_host *h = &m->host;
     for (int l = 0; m->blocks && l < m->cfg.n_layers; l++) release_block(m, &m->blocks[l]);
     for (int i = 0; m->res && i < 2 * m->cfg.n_layers + 1; i++) h->tensor_release(h, &m->res[i]);
-    fl_tensor *ts[] = {&m->tokens, &m->targets, &m->lnf, &m->lnf_mean, &m->lnf_rstd, &m->logits,
+    fl_tensor *ts[] = {&m->tokens, &m->targets, &m->positions, &m->lnf, &m->lnf_mean, &m->lnf_rstd, &m->logits,
                        &m->dlogits, &m->ffn_y, &m->dres, &m->dtmp, &m->dbig, &m->datty};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) h->tensor_release(h, ts[i]);
     fl_params_free(&m->params, m->be);
@@ -184,6 +188,7 @@ void fl_model_free(fl_model *m) {
     free(m->specs);
     free(m->blocks);
     free(m->res);
+    free(m->pos_host);
     free(m);
 }
 
@@ -211,7 +216,7 @@ static fl_status ensure_activations(fl_model *m, int B, int T, fl_error *err) {
     if (st || (st = ensure(m, &m->lnf, FL_F32, N, C, err)) || (st = ensure(m, &m->lnf_mean, FL_F32, N, 0, err)) ||
         (st = ensure(m, &m->lnf_rstd, FL_F32, N, 0, err)) ||
         (st = ensure(m, &m->ffn_y, FL_F32, N, C, err)) || (st = ensure(m, &m->tokens, FL_I32, B, T, err)) ||
-        (st = ensure(m, &m->targets, FL_I32, B, T, err)))
+        (st = ensure(m, &m->targets, FL_I32, B, T, err)) || (st = ensure(m, &m->positions, FL_I32, B, T, err)))
         return st;
     /* the attention kernels see qkv as [B,T,3C] and outputs as [B,T,C] */
     return FL_OK;
@@ -234,7 +239,7 @@ static fl_ffn_ctx ffn_ctx(const fl_model *m, int l) {
     snprintf(key, sizeof key, "ffn.%d", l);
     fl_ffn_ctx c = {.train = m->train, .step = m->step,
                     .rng_key = fl_rng_key(m->cfg.seed ^ fl_mix64((uint64_t)m->step), key),
-                    .B = m->B, .T = m->T, .tokens = &m->tokens, .positions = NULL};
+                    .B = m->B, .T = m->T, .tokens = &m->tokens, .positions = &m->positions};
     return c;
 }
 
@@ -304,10 +309,27 @@ static fl_status check_tokens(const fl_model *m, const int32_t *ids, int64_t N, 
     return FL_OK;
 }
 
+/* m->positions[B,T] = pos..pos+T-1 in every row, uploaded only when the
+   shape or the start changed (a training run uploads it once). */
+static fl_status set_positions(fl_model *m, int B, int T, int pos, fl_error *err) {
+    if (m->pos_B == B && m->pos_T == T && m->pos_start == pos) return FL_OK;
+    const int64_t n = (int64_t)B * T;
+    if (n > m->pos_cap) {
+        int32_t *p = realloc(m->pos_host, (size_t)n * sizeof *p);
+        if (!p) return fl_fail(err, FL_ENOMEM, "out of memory for token positions");
+        m->pos_host = p, m->pos_cap = n;
+    }
+    for (int64_t i = 0; i < n; i++) m->pos_host[i] = pos + (int32_t)(i % T);
+    m->be->ops.from_host(&m->positions, m->pos_host, (size_t)n * sizeof *m->pos_host);
+    m->pos_B = B, m->pos_T = T, m->pos_start = pos;
+    return FL_OK;
+}
+
 /* res[2L], the residual stream entering ln_f, for tokens[B,T] (host, checked)
    at positions pos..pos+T-1; m->train, step and kv_mode set by the caller. */
 static fl_status forward_blocks(fl_model *m, const int32_t *tokens, int B, int T, int pos, fl_error *err) {
     fl_status st = ensure_activations(m, B, T, err);
+    if (!st) st = set_positions(m, B, T, pos, err);
     if (st) return st;
     m->B = B, m->T = T;
     const fl_ops *o = &m->be->ops;

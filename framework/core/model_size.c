@@ -15,34 +15,37 @@ static double layer_stat(const fl_ffn_layer *L, const char *name, double fallbac
     return fl_ffn_layer_stat(L, name, fallback);
 }
 
-/* One eval-mode forward on one token (zeros), so the layer reports its
-   inference figures. Skipped in a multi-process job, where an expert-sharded
-   forward is a collective. */
+/* One eval-mode forward on one token (zeros; token id 0 at position 0), so
+   the layer reports its inference figures. Skipped in a multi-process job,
+   where an expert-sharded forward is a collective. */
 static fl_status one_token(const fl_host *h, fl_ffn_layer *L, int d_model, fl_error *err) {
     if (h->comm->size > 1) return FL_OK;
-    fl_tensor x = {0}, y = {0};
-    int64_t shape[2] = {1, d_model};
+    fl_tensor x = {0}, y = {0}, ids = {0};
+    int64_t shape[2] = {1, d_model}, one[2] = {1, 1};
     fl_status st = h->tensor_ensure(h, &x, FL_F32, 2, shape, err);
     if (!st) st = h->tensor_ensure(h, &y, FL_F32, 2, shape, err);
+    if (!st) st = h->tensor_ensure(h, &ids, FL_I32, 2, one, err);
     if (!st) {
         h->ops->fill(&x, 0.0f);
-        fl_ffn_ctx ctx = {.train = 0, .B = 1, .T = 1};
+        h->ops->fill(&ids, 0.0f);
+        fl_ffn_ctx ctx = {.train = 0, .B = 1, .T = 1, .tokens = &ids, .positions = &ids};
         st = L->ffn->forward(L->layer, &ctx, &x, &y, err);
     }
     h->tensor_release(h, &x);
     h->tensor_release(h, &y);
+    h->tensor_release(h, &ids);
     return st;
 }
 
-fl_status fl_ffn_size_of(const char *spec, int d_model, int index, int n_layers, const fl_backend *be,
-                         const fl_comm *comm, fl_ffn_size *out, fl_error *err) {
+fl_status fl_ffn_size_of(const char *spec, const fl_ffn_site *site, const fl_backend *be, const fl_comm *comm,
+                         fl_ffn_size *out, fl_error *err) {
     fl_host h;
     fl_host_init(&h, be, comm);
     fl_param_list params = {0};
     fl_ffn_layer L;
     memset(out, 0, sizeof *out);
-    fl_status st = fl_ffn_layer_create(&L, &h, &params, spec, d_model, index, n_layers, 1, err);
-    if (!st) st = one_token(&h, &L, d_model, err);
+    fl_status st = fl_ffn_layer_create(&L, &h, &params, spec, site, err);
+    if (!st) st = one_token(&h, &L, site->d_model, err);
     if (!st) {
         for (int i = 0; i < params.n; i++) out->params += (double)fl_numel(&params.items[i]->pub.value);
         out->active_params = layer_stat(&L, "active_params", out->params);
@@ -63,8 +66,9 @@ fl_status fl_model_size_of(const fl_model_config *mc, const fl_backend *be, fl_m
     fl_status st = FL_OK;
     for (int l = 0; l < mc->n_layers && !st; l++) { /* one layer at a time: at most one layer's memory */
         fl_ffn_size *f = &out->ffn[l];
-        st = fl_ffn_size_of(mc->ffn_specs[l] ? mc->ffn_specs[l] : "dense", mc->d_model, l, mc->n_layers, be, mc->comm,
-                            f, err);
+        const fl_ffn_site site = {.d_model = mc->d_model, .index = l, .n_layers = mc->n_layers,
+                                  .vocab_size = mc->vocab_size, .seed = 1};
+        st = fl_ffn_size_of(mc->ffn_specs[l] ? mc->ffn_specs[l] : "dense", &site, be, mc->comm, f, err);
         out->ffn_params += f->params;
         out->ffn_active_params += f->active_params;
         out->ffn_flops_per_token += f->flops_per_token;

@@ -20,6 +20,7 @@
 #ifndef FFNLAB_MODEL_SIZE_H
 #define FFNLAB_MODEL_SIZE_H
 
+#include "ffn_layer.h"
 #include "model.h"
 
 typedef struct fl_ffn_size {
@@ -38,8 +39,8 @@ typedef struct fl_model_size {
 fl_status fl_model_size_of(const fl_model_config *mc, const fl_backend *be, fl_model_size *out, fl_error *err);
 void fl_model_size_free(fl_model_size *s);
 
-/* One FFN layer alone: spec at width d_model as block `index` of n_layers. */
-fl_status fl_ffn_size_of(const char *spec, int d_model, int index, int n_layers, const fl_backend *be,
-                         const fl_comm *comm, fl_ffn_size *out, fl_error *err);
+/* One FFN layer alone: spec at site (ffn_layer.h). */
+fl_status fl_ffn_size_of(const char *spec, const fl_ffn_site *site, const fl_backend *be, const fl_comm *comm,
+                         fl_ffn_size *out, fl_error *err);
 
 #endif

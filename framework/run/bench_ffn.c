@@ -52,10 +52,12 @@ static const ffn_case CASES[] = {
     {512, "pkm:heads=4,n_keys=64,k_dim=256,knn=32", FWD | BWD},
 };
 #define N_CASES (int)(sizeof CASES / sizeof CASES[0])
+#define BENCH_VOCAB 4096 /* the token ids a layer sees (a hash layer routes by them) */
 
 typedef struct bench_io {
     const fl_host *h;
     fl_tensor x, y, dy, dx;    /* [N,d] */
+    fl_tensor tokens, positions; /* [B,T] i32: random ids, 0..T-1 */
     int64_t B, T;
     int reps;
 } bench_io;
@@ -66,7 +68,8 @@ static fl_status time_mode(bench_io *io, fl_ffn_layer *L, int mode, double *sec,
     double t[32];
     int reps = io->reps < 32 ? io->reps : 32;
     const fl_backend *be = fl_host_backend(io->h);
-    fl_ffn_ctx ctx = {.train = mode != MODE_INFER, .step = 0, .rng_key = 7, .B = io->B, .T = io->T};
+    fl_ffn_ctx ctx = {.train = mode != MODE_INFER, .step = 0, .rng_key = 7, .B = io->B, .T = io->T,
+                      .tokens = &io->tokens, .positions = &io->positions};
     for (int r = -1; r < reps; r++) {
         ctx.step = r + 1;
         fl_status st = be->sync ? be->sync(err) : FL_OK;
@@ -90,7 +93,8 @@ static fl_status measure(bench_io *io, int d, const char *spec, unsigned modes, 
                          double flops[N_MODES], fl_error *err) {
     fl_param_list params = {0};
     fl_ffn_layer L;
-    fl_status st = fl_ffn_layer_create(&L, io->h, &params, spec, d, 0, 4, 1, err);
+    const fl_ffn_site site = {.d_model = d, .index = 0, .n_layers = 4, .vocab_size = BENCH_VOCAB, .seed = 1};
+    fl_status st = fl_ffn_layer_create(&L, io->h, &params, spec, &site, err);
     for (int m = 0; m < N_MODES && !st; m++) {
         sec[m] = flops[m] = NAN;
         if (!(modes & (1u << m))) continue;
@@ -116,6 +120,23 @@ static fl_status equal_flops_dense(bench_io *io, int d, int m, double flops, dou
     return st;
 }
 
+/* tokens[B,T] random ids in [0, BENCH_VOCAB), positions[B,T] = t. */
+static fl_status alloc_ids(bench_io *io, fl_error *err) {
+    const int64_t shape[2] = {io->B, io->T}, n = io->B * io->T;
+    int32_t *host = malloc((size_t)n * sizeof *host);
+    fl_status st = host ? FL_OK : fl_fail(err, FL_ENOMEM, "out of memory");
+    if (!st) st = io->h->tensor_ensure(io->h, &io->tokens, FL_I32, 2, shape, err);
+    if (!st) st = io->h->tensor_ensure(io->h, &io->positions, FL_I32, 2, shape, err);
+    if (!st) {
+        for (int64_t i = 0; i < n; i++) host[i] = (int32_t)(fl_rng_bits(13, (uint64_t)i) % BENCH_VOCAB);
+        io->h->ops->from_host(&io->tokens, host, (size_t)n * sizeof *host);
+        for (int64_t i = 0; i < n; i++) host[i] = (int32_t)(i % io->T);
+        io->h->ops->from_host(&io->positions, host, (size_t)n * sizeof *host);
+    }
+    free(host);
+    return st;
+}
+
 static fl_status alloc_io(bench_io *io, int d, fl_error *err) {
     int64_t shape[2] = {io->B * io->T, d};
     fl_tensor *ts[] = {&io->x, &io->y, &io->dy, &io->dx};
@@ -125,7 +146,7 @@ static fl_status alloc_io(bench_io *io, int d, fl_error *err) {
     }
     io->h->ops->rng_normal(&io->x, 11, 0, 0.0f, 1.0f);
     io->h->ops->rng_normal(&io->dy, 12, 0, 0.0f, 1.0f);
-    return FL_OK;
+    return alloc_ids(io, err);
 }
 
 /* One result row. */
@@ -182,7 +203,7 @@ fl_status fl_bench_ffn(const fl_bench_ffn_opts *o, fl_bench_ffn_result *r, fl_er
     r->tokens = o->tokens;
     st = bench_width(&io, 256, o->only, r, err);
     if (!st) st = bench_width(&io, 512, o->only, r, err);
-    fl_tensor *ts[] = {&io.x, &io.y, &io.dy, &io.dx};
-    for (int i = 0; i < 4; i++) h.tensor_release(&h, ts[i]);
+    fl_tensor *ts[] = {&io.x, &io.y, &io.dy, &io.dx, &io.tokens, &io.positions};
+    for (int i = 0; i < 6; i++) h.tensor_release(&h, ts[i]);
     return st;
 }

@@ -38,7 +38,7 @@ static double figure(const fl_ffn_size *s, fl_match how) { return how == FL_MATC
 typedef struct search {
     const char *variant;       /* "name" or "name:opts" as the user wrote it */
     const char *knob;
-    int d_model, n_layers;
+    const fl_ffn_site *site;
     fl_match how;
     const fl_backend *be;
     long long lo, hi;          /* the knob's range */
@@ -56,7 +56,7 @@ static int valid_from(const search *s, long long v, long long *at, fl_ffn_size *
         char spec[FL_SPEC_MAX];
         fl_error ignored = {0};
         if (spec_with(s, v + k, spec, sizeof spec) &&
-            fl_ffn_size_of(spec, s->d_model, 0, s->n_layers, s->be, NULL, size, &ignored) == FL_OK) {
+            fl_ffn_size_of(spec, s->site, s->be, NULL, size, &ignored) == FL_OK) {
             *at = v + k;
             return 1;
         }
@@ -70,7 +70,7 @@ static int valid_below(const search *s, long long v, long long *at, fl_ffn_size 
         char spec[FL_SPEC_MAX];
         fl_error ignored = {0};
         if (spec_with(s, v - k, spec, sizeof spec) &&
-            fl_ffn_size_of(spec, s->d_model, 0, s->n_layers, s->be, NULL, size, &ignored) == FL_OK) {
+            fl_ffn_size_of(spec, s->site, s->be, NULL, size, &ignored) == FL_OK) {
             *at = v - k;
             return 1;
         }
@@ -139,12 +139,12 @@ static void option_range(const fl_plugin_header *h, const char *key, long long *
         }
 }
 
-fl_status fl_match_ffn(const char *variant, const char *reference, int d_model, int n_layers, fl_match how,
+fl_status fl_match_ffn(const char *variant, const char *reference, const fl_ffn_site *site, fl_match how,
                        const fl_backend *be, fl_matched *out, fl_error *err) {
     memset(out, 0, sizeof *out);
     snprintf(out->spec, sizeof out->spec, "%s", variant);
-    fl_status st = fl_ffn_size_of(reference, d_model, 0, n_layers, be, NULL, &out->reference, err);
-    if (!st) st = fl_ffn_size_of(variant, d_model, 0, n_layers, be, NULL, &out->size, err); /* as given: its errors are the user's */
+    fl_status st = fl_ffn_size_of(reference, site, be, NULL, &out->reference, err);
+    if (!st) st = fl_ffn_size_of(variant, site, be, NULL, &out->size, err); /* as given: its errors are the user's */
     if (st || how == FL_MATCH_NONE) return st;
     const double target = figure(&out->reference, how), tol = how == FL_MATCH_FLOPS ? 0.02 : 0.01;
     char name[128];
@@ -152,7 +152,7 @@ fl_status fl_match_ffn(const char *variant, const char *reference, int d_model, 
     fl_plugin p;
     if ((st = fl_spec_split(variant, name, sizeof name, &opts, err)) || (st = fl_plugin_load(name, FL_PLUGIN_FFN, &p, err)))
         return st;
-    const char *const *knobs = fl_ffn_size_options(fl_plugin_ffn(&p));
+    const char *const *knobs = fl_plugin_ffn(&p)->size_options;
     char tried[256] = "", base[FL_SPEC_MAX];
     snprintf(base, sizeof base, "%s", variant);
     double best_err = INFINITY;
@@ -162,7 +162,7 @@ fl_status fl_match_ffn(const char *variant, const char *reference, int d_model, 
        of its block, then its controller rank. */
     for (int k = 0; knobs && knobs[k] && best_err > tol; k++) {
         if (user_fixed(opts, knobs[k])) continue;
-        search s = {.variant = base, .knob = knobs[k], .d_model = d_model, .n_layers = n_layers, .how = how, .be = be};
+        search s = {.variant = base, .knob = knobs[k], .site = site, .how = how, .be = be};
         option_range(p.header, knobs[k], &s.lo, &s.hi);
         snprintf(tried + strlen(tried), sizeof tried - strlen(tried), "%s%s", tried[0] ? ", " : "", knobs[k]);
         bracket b;

@@ -35,11 +35,12 @@ typedef struct fl_matched {
 } fl_matched;
 
 /* variant (a spec: "moe", "moe:top_k=2") sized against reference (usually
-   "dense:d_ff=4096") for layers of width d_model in an n_layers model, on be.
+   "dense:d_ff=4096") for a layer at site (its width, its model's depth and
+   vocabulary), on be.
    FL_MATCH_NONE only measures. A variant that cannot be matched (no free
    size option reaches the target within tolerance) is an error naming the
    options tried and the closest figure. */
-fl_status fl_match_ffn(const char *variant, const char *reference, int d_model, int n_layers, fl_match how,
+fl_status fl_match_ffn(const char *variant, const char *reference, const fl_ffn_site *site, fl_match how,
                        const fl_backend *be, fl_matched *out, fl_error *err);
 
 #endif

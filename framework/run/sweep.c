@@ -64,7 +64,9 @@ fl_status fl_sweep_plan_make(const fl_sweep_opts *o, fl_sweep_plan *plan, fl_err
             if (!strcmp(plan->v[j].name, v->name))
                 return fl_fail(err, FL_EINVAL, "sweep: variants '%s' and '%s' would share the folder name '%s'",
                                plan->v[j].given, v->given, v->name);
-        st = fl_match_ffn(v->given, o->base.ffn, o->base.d_model, o->base.n_layers, o->match, be, &v->m, err);
+        const fl_ffn_site site = {.d_model = o->base.d_model, .index = 0, .n_layers = o->base.n_layers,
+                                  .vocab_size = o->base.vocab_size, .seed = 1};
+        st = fl_match_ffn(v->given, o->base.ffn, &site, o->match, be, &v->m, err);
         if (st) {
             fl_error_prefix(err, "variant '%s'", v->given);
             break;

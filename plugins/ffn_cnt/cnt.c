@@ -36,10 +36,9 @@
  * fl_rng_key(ctx->rng_key, "cnt.soft_mix"), 0). So a step is a pure function
  * of the key, and tests can rebuild the same selection.
  *
- * Devices: all math goes through host->ops, so the layer runs on every
- * device whose ops table has the block selection ops (block_select,
- * block_select_backward, block_argmax; create fails with FL_EUNSUPPORTED on
- * an older host). Training reads no tensor data itself. Inference has two
+ * Devices: the block selection (block_select, its backward, block_argmax)
+ * is this plugin's own kernels (cnt_select.h: C on the CPU, CUDA on a GPU);
+ * the rest is host->ops. Training reads no tensor data itself. Inference has two
  * implementations of its sparse pair (gathered dot products with the kept
  * columns of W1, weighted sum of the kept rows of W2):
  *   - on the CPU, the plugin's tuned kernels (cnt_kernels.c) on packed
@@ -58,6 +57,7 @@
 #include "ffnlab/tensor.h"   /* fl_tensor, fl_view2 */
 
 #include "cnt_kernels.h"
+#include "cnt_select.h"
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                    */
@@ -261,11 +261,6 @@ static fl_status cnt_create(const fl_host *host, const fl_ffn_config *cfg, void 
     *layer = NULL;
     if (cfg->d_model < 1)
         return host->error(err, FL_EINVAL, "cnt: d_model %d must be positive", (int)cfg->d_model);
-    /* append-only table: block_argmax, the last of the ops used here, implies the rest */
-    if (!FL_OPS_HAS(host->ops, block_argmax))
-        return host->error(err, FL_EUNSUPPORTED,
-                           "cnt: the host's ops table has no block selection ops (block_select, "
-                           "block_argmax): a newer ffnlab is needed");
     cnt *L = calloc(1, sizeof *L);
     if (!L) return host->error(err, FL_ENOMEM, "cnt: out of memory");
     L->host = host;
@@ -332,8 +327,9 @@ static fl_status forward_train(cnt *L, const fl_ffn_ctx *ctx, int64_t n, fl_tens
     linear(ops, &L->x, L->fc_w, L->fc_b, &L->pre);              /* pre[N,d_ff] */
     ops->activation(L->act, &L->pre, &L->a);                    /* a = act(pre) */
     L->soft = fl_rng_uniform(fl_rng_key(ctx->rng_key, "cnt.soft_mix"), 0) < L->soft_mix;
-    ops->block_select(&L->l, &L->a, (int)L->block, L->noise, L->inv_tau, ctx->rng_key, L->soft,
-                      &L->s, L->mbc ? &L->p : NULL, &L->idx, &L->hm);  /* s, p, idx, hm */
+    st = cnt_block_select(L->host, &L->l, &L->a, (int)L->block, L->noise, L->inv_tau, ctx->rng_key, L->soft,
+                          &L->s, L->mbc ? &L->p : NULL, &L->idx, &L->hm, err); /* s, p, idx, hm */
+    if (st) return st;
     linear(ops, &L->hm, L->proj_w, L->proj_b, y);               /* y[N,d] */
     /* The optimizer may change the weights after this step: the next
        inference forward repacks them (see refresh_packed). */
@@ -369,8 +365,9 @@ static fl_status cnt_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
 
     linear_wgrad(ops, &L->hm, &dy2, L->proj_w, L->proj_b);          /* dW2, db2 */
     ops->gemm(0, 1, 1.0f, &dy2, &L->proj_w->value, 0.0f, &L->dhm);  /* dhm = dy · W2ᵀ */
-    ops->block_select_backward(&L->a, &L->s, L->mbc ? &L->p : NULL, &L->idx, (int)L->block,
-                               L->inv_tau, L->soft, &L->dhm, dl);   /* da over dhm; dl */
+    st = cnt_block_select_backward(L->host, &L->a, &L->s, L->mbc ? &L->p : NULL, &L->idx, (int)L->block,
+                                   L->inv_tau, L->soft, &L->dhm, dl, err); /* da over dhm; dl */
+    if (st) return st;
     ops->activation_backward(L->act, &L->pre, &L->dhm, &L->dhm);    /* dpre = act'(pre) da */
     linear_wgrad(ops, &L->x, &L->dhm, L->fc_w, L->fc_b);            /* dW1, db1 */
     ops->gemm(0, 1, 1.0f, &L->dhm, &L->fc_w->value, 0.0f, &dx2);    /* dx = dpre · W1ᵀ */
@@ -471,8 +468,9 @@ static fl_status forward_eval(cnt *L, int64_t n, fl_tensor *y, fl_error *err) {
 
     ops->gemm(0, 0, 1.0f, &L->x, &L->c1->value, 0.0f, &L->c);    /* c[N,rank] */
     ops->gemm(0, 0, 1.0f, &L->c, &L->c2->value, 0.0f, &L->l);    /* l[N,d_ff], bias added below */
-    ops->block_argmax(&L->l, &L->c2_b->value, (int)L->block, &L->idx,
-                      L->mbc ? &L->pmax : NULL);                    /* idx[N,n_blocks] */
+    st = cnt_block_argmax(L->host, &L->l, &L->c2_b->value, (int)L->block, &L->idx, L->mbc ? &L->pmax : NULL,
+                          err);                                     /* idx[N,n_blocks] */
+    if (st) return st;
     return L->cpu_kernels ? sparse_cpu(L, n, y, err) : sparse_host(L, n, y, err);
 }
 
@@ -531,6 +529,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
         .options = OPTIONS,
         .n_options = N_OPTIONS,
     },
+    .devices = FL_DEVICES_BUILT,
     .create = cnt_create,
     .forward = cnt_forward,
     .backward = cnt_backward,

@@ -296,6 +296,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
         .options = OPTIONS,
         .n_options = N_OPTIONS,
     },
+    .devices = FL_DEVICES_ALL,
     .create = dense_create,
     .forward = dense_forward,
     .backward = dense_backward,

@@ -48,15 +48,15 @@
  * share; the host averages). The noisy gate draws each token's noise at its
  * global row, so the draws match one process too.
  *
- * Everything goes through host->ops on device tensors, so the layer runs on
- * every backend (CPU, CUDA): the routing steps are the ops moe_route (gates,
- * capacity, loads), bucket_sort, moe_index (the inverse permutation) and
- * moe_router_backward; the noisy gate is softplus, mul and axpby. The plugin
- * never reads device memory itself: the few [E]-sized figures a step needs
- * on the host (the loads, the probability column sums, Σ lse²) come back
- * in one small to_host copy, next to the expert offsets the grouped GEMMs
- * take from bucket_sort anyway; dbal goes back with one from_host. A host
- * whose ops table predates these ops is refused at create (FL_EUNSUPPORTED).
+ * The layer runs on every device with its own kernels for the steps only a
+ * mixture of experts has (moe_route.h: moe_route for gates, capacity and
+ * loads; moe_index, the inverse permutation; moe_router_backward; C on the
+ * CPU, CUDA on a GPU) and host ops for the rest (GEMMs, softmax, top-k,
+ * bucket_sort, gathers; the noisy gate is softplus, mul and axpby). This
+ * file never reads device memory itself: the few [E]-sized figures a step
+ * needs on the host (the loads, the probability column sums, Σ lse²) come
+ * back in one small to_host copy, next to the expert offsets the grouped
+ * GEMMs take from bucket_sort anyway; dbal goes back with one from_host.
  *
  * This file sees only the public SDK.
  */
@@ -70,6 +70,7 @@
 #include "ffnlab/host.h"     /* fl_host, fl_ops, fl_param_spec, fl_option */
 #include "ffnlab/plugin.h"   /* FL_EXPORT, FL_PLUGIN_MAGIC */
 #include "ffnlab/tensor.h"   /* fl_tensor, fl_view2, fl_rows, fl_wrap */
+#include "moe_route.h"     /* moe_route, moe_index, moe_router_backward */
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                    */
@@ -200,6 +201,7 @@ typedef struct moe {
     fl_tensor xe, he, ae, oe;  /* [R,d] [R,de] [R,de] [R,d] expert-major */
     fl_tensor stats;           /* [2E] f32 counts and probability sums, all-reduced */
     fl_tensor dae;             /* [R,de] backward scratch, expert-major */
+    fl_tensor route_scratch;   /* moe_route's own memory (GPU: per-tile counters) */
 } moe;
 
 static int64_t router_width(const moe *L) { return L->noisy ? 2 * L->E : L->E; }
@@ -268,7 +270,7 @@ static void moe_destroy(void *layer) {
                           &L->pos,    &L->xs,    &L->h,    &L->a,     &L->o,       &L->dgate,
                           &L->dout,   &L->da,    &L->dlogits, &L->draw, &L->cnt_s, &L->cnt_r,
                           &L->perm_t, &L->inv_t, &L->xr, &L->xe, &L->he, &L->ae, &L->oe, &L->stats,
-                          &L->dae,    &L->figs,  &L->dbal_t};
+                          &L->dae,    &L->figs,  &L->dbal_t, &L->route_scratch};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) L->host->tensor_release(L->host, owned[i]);
     free(L->off);
     free(L->count);
@@ -341,11 +343,6 @@ static fl_status moe_create(const fl_host *host, const fl_ffn_config *cfg, void 
     *layer = NULL;
     if (cfg->d_model < 1)
         return host->error(err, FL_EINVAL, "moe: d_model %d must be positive", (int)cfg->d_model);
-    /* The routing is host ops appended to fl_ops; an older host lacks them. */
-    const fl_ops *ops = host->ops;
-    if (!FL_OPS_HAS(ops, moe_route) || !FL_OPS_HAS(ops, moe_index) || !FL_OPS_HAS(ops, moe_router_backward))
-        return host->error(err, FL_EUNSUPPORTED, "moe: the host's ops table has no moe_route / moe_index / "
-                           "moe_router_backward (a host older than this plugin); update ffnlab");
     moe_opts o = {0};
     fl_status st = read_options(host, cfg->values, cfg->d_model, &o, err);
     if (st) return st;
@@ -489,20 +486,23 @@ static fl_status global_loads(moe *L, double *n_total, fl_error *err) {
 
 /* Gates, capacity and loads (moe_route), the expert-ordered row list
    (bucket_sort: off[E+1] on the host) and its inverse (moe_index). */
-static void route_rows(moe *L) {
-    const fl_ops *ops = L->host->ops;
+static fl_status route_rows(moe *L, fl_error *err) {
+    const fl_host *h = L->host;
+    const fl_ops *ops = h->ops;
     const int64_t N = L->n, E = L->E, k = L->k, NK = N * k;
     int64_t cap = -1;
     if (L->cap_factor > 0) cap = (int64_t)ceil(L->cap_factor * (double)NK / (double)E);
     fl_tensor keys = slice(&L->keys, FL_I32, 0, NK), perm = slice(&L->perm, FL_I32, 0, NK);
     fl_tensor count = slice(&L->figs, FL_I32, 0, E);
-    ops->moe_route(&L->topv, &L->topi, (int)E, L->renorm, cap, &L->gates, &keys, &count);
+    fl_status st = moe_route(h, &L->topv, &L->topi, (int)E, L->renorm, cap, &L->gates, &keys, &count,
+                             &L->route_scratch, err);
+    if (st) return st;
     ops->bucket_sort(&keys, (int)E, &perm, L->off);
     L->m = L->off[E];
     L->dropped = NK - L->m; /* the keys of -1 */
     fl_tensor kept = slice(&L->perm, FL_I32, 0, L->m), tok = slice(&L->tok, FL_I32, 0, L->m);
     fl_tensor gs = slice(&L->gs, FL_F32, 0, L->m);
-    ops->moe_index(&kept, (int)k, &L->gates, &tok, &gs, &L->pos);
+    return moe_index(h, &kept, (int)k, &L->gates, &tok, &gs, &L->pos, err);
 }
 
 /* figs[2E+1] = count[E] (written by moe_route), psum[E] the column sums of
@@ -531,7 +531,8 @@ static void route_figures(moe *L, double *zsum) {
    the router's backward). */
 static fl_status route(moe *L, fl_error *err) {
     const int64_t N = L->n, E = L->E, k = L->k;
-    route_rows(L);
+    fl_status st = route_rows(L, err);
+    if (st) return st;
     double z = 0;
     route_figures(L, &z);
     /* balance = E Σ f_i P_i with f_i = count_i / (N k), P_i = psum_i / N;
@@ -539,7 +540,7 @@ static fl_status route(moe *L, fl_error *err) {
        ranks count, psum and N are the whole batch's, and d/dp is scaled by
        P (1 / local N instead of 1 / global N): the host averages. */
     double Ng = (double)N;
-    fl_status st = global_loads(L, &Ng, err);
+    st = global_loads(L, &Ng, err);
     if (st) return st;
     double bal = 0;
     for (int64_t i = 0; i < E; i++) {
@@ -822,19 +823,21 @@ static fl_status experts_backward(moe *L, const fl_tensor *dy2, fl_tensor *dx2, 
 
 /* Through the router: dgate (and the aux losses) → dH, router grads, and
    dx2 += dH · W_routerᵀ (+ the noise projection's part). */
-static void router_backward_all(moe *L, fl_tensor *dx2) {
+static fl_status router_backward_all(moe *L, fl_tensor *dx2, fl_error *err) {
     const fl_ops *ops = L->host->ops;
     const int64_t N = L->n;
-    ops->moe_router_backward(&L->probs, &L->lse, &L->topv, &L->topi, &L->gates, &L->dgate, &L->dbal_t,
-                             L->renorm, 2.0f * L->z_coef / (float)N, &L->dlogits);
+    fl_status st = moe_router_backward(L->host, &L->probs, &L->lse, &L->topv, &L->topi, &L->gates, &L->dgate,
+                                       &L->dbal_t, L->renorm, 2.0f * L->z_coef / (float)N, &L->dlogits, err);
+    if (st) return st;
     ops->gemm(1, 0, 1.0f, &L->x, &L->dlogits, 1.0f, &L->router_w->grad); /* [d,N]·[N,E] */
     ops->gemm(0, 1, 1.0f, &L->dlogits, &L->router_w->value, 1.0f, dx2);  /* [N,E]·[d,E]ᵀ */
-    if (!L->noise_on) return;
+    if (!L->noise_on) return FL_OK;
     /* d raw = dH · eps · softplus'(raw) */
     ops->mul(&L->dlogits, &L->eps, &L->draw);
     ops->activation_backward(FL_ACT_SOFTPLUS, &L->raw, &L->draw, &L->draw);
     ops->gemm(1, 0, 1.0f, &L->x, &L->draw, 1.0f, &L->noise_w->grad);
     ops->gemm(0, 1, 1.0f, &L->draw, &L->noise_w->value, 1.0f, dx2);
+    return FL_OK;
 }
 
 static fl_status moe_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor *dy, fl_tensor *dx,
@@ -851,8 +854,7 @@ static fl_status moe_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
     if ((st = ensure_backward(L, err))) return st;
     fl_tensor dy2 = fl_view2(dy, n, L->d), dx2 = fl_view2(dx, n, L->d);
     if ((st = experts_backward(L, &dy2, &dx2, err))) return st;
-    if (n > 0) router_backward_all(L, &dx2);
-    return FL_OK;
+    return n > 0 ? router_backward_all(L, &dx2, err) : FL_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -918,6 +920,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
         .options = OPTIONS,
         .n_options = N_OPTIONS,
     },
+    .devices = FL_DEVICES_BUILT,
     .create = moe_create,
     .forward = moe_forward,
     .backward = moe_backward,

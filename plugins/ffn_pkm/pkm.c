@@ -30,12 +30,12 @@
  * through the sub-keys, through the norm to Wq, bq and x.
  *
  * Work per token is O(heads·(d·k_dim + n_keys·k_dim + knn·log knn + knn·v_dim))
- * — the value memory itself is never swept. Every step is a host op, so the
- * layer runs on any device (create needs a host whose ops table has the
- * product-key and norm ops): GEMMs, dropout, the head transposes
- * (permute01), the norms (batchnorm, layernorm_groups), the sub-key top-k,
- * the pair top-k (product_topk) and its gradient, the softmax gradient, and
- * embedding bags for the value read and the sub-keys' gradient. Two steps
+ * — the value memory itself is never swept. The pair top-k (product_topk)
+ * and its gradient are this plugin's own kernels (pkm_topk.h: C on the CPU,
+ * CUDA on a GPU); every other step is a host op: GEMMs, dropout, the head
+ * transposes (permute01), the norms (batchnorm, layernorm_groups), the
+ * sub-key top-k, the softmax gradient, and embedding bags for the value
+ * read and the sub-keys' gradient. Two steps
  * have faster CPU forms of the plugin's own (pkm_kernels.c): the value read
  * and its gradient as a *grouped* embedding bag (entries sorted by slot
  * within blocks of tokens, so a value row is loaded once per block rather
@@ -65,6 +65,7 @@
 #include "ffnlab/tensor.h"   /* fl_tensor, fl_view2, fl_rows */
 
 #include "pkm_kernels.h"
+#include "pkm_topk.h"
 
 /* ------------------------------------------------------------------------ */
 /* Options                                                                    */
@@ -283,9 +284,6 @@ static fl_status pkm_create(const fl_host *host, const fl_ffn_config *cfg, void 
     *layer = NULL;
     if (cfg->d_model < 1)
         return host->error(err, FL_EINVAL, "pkm: d_model %d must be positive", (int)cfg->d_model);
-    if (!FL_OPS_HAS(host->ops, layernorm_groups_backward))
-        return host->error(err, FL_EUNSUPPORTED,
-                           "pkm: the host's ops table has no product-key and norm ops (an older host)");
     const fl_value *v = cfg->values;
     pkm *L = calloc(1, sizeof *L);
     if (!L) return host->error(err, FL_ENOMEM, "pkm: out of memory");
@@ -436,7 +434,7 @@ static fl_status query_norm_forward(pkm *L, int64_t n, fl_error *err) {
 
 /* Sub-key scores, their top-knn per head half, then the pair top-knn and the
    softmax weights: fills qt, tv, ti, w, slot, pair. */
-static void select_slots(pkm *L, int64_t n) {
+static fl_status select_slots(pkm *L, int64_t n, fl_error *err) {
     const fl_ops *ops = L->host->ops;
     const int64_t B = 2 * L->H;
     ops->permute01(&L->qn, n, B, L->half, &L->qt); /* [N,2H,half] → [2H,N,half] */
@@ -445,7 +443,7 @@ static void select_slots(pkm *L, int64_t n) {
     fl_tensor S2 = fl_view2(&L->S, B * n, L->n_keys);
     fl_tensor tv2 = fl_view2(&L->tv, B * n, L->knn), ti2 = fl_view2(&L->ti, B * n, L->knn);
     ops->topk(&S2, (int)L->knn, &tv2, &ti2);
-    ops->product_topk(&L->tv, &L->ti, (int)L->H, L->n_keys, &L->w, &L->slot, &L->pair);
+    return pkm_product_topk(L->host, &L->tv, &L->ti, (int)L->H, L->n_keys, &L->w, &L->slot, &L->pair, err);
 }
 
 /* Adds this forward's reads to the usage window (a new window starts after
@@ -516,7 +514,7 @@ static fl_status pkm_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor
     ops->gemm(0, 0, 1.0f, &L->xd, &L->wq->value, 0.0f, &L->qpre); /* qpre[N,F] */
     ops->add_bias(&L->qpre, &L->bq->value);
     if ((st = query_norm_forward(L, n, err))) return st;
-    select_slots(L, n);
+    if ((st = select_slots(L, n, err))) return st;
 
     fl_tensor *out = L->wo ? &L->out : &y2; /* [N,v_dim] */
     read_values(L, n, out);
@@ -568,13 +566,14 @@ static const fl_tensor *memory_output_grad(pkm *L, const fl_tensor *dy2) {
    gradient (gix), so both are embedding bags over each head half's sub-key
    table: dq_b = Σ_a g[a] K_b[i[a]] and dK_b[i[a]] += g[a] q_b (host ops, or
    all halves at once by pk_subkey_backward). */
-static void subkey_backward(pkm *L, int64_t n) {
+static fl_status subkey_backward(pkm *L, int64_t n, fl_error *err) {
     const fl_ops *ops = L->host->ops;
-    ops->product_topk_backward(&L->dw, &L->pair, &L->ti, (int)L->H, &L->g, &L->gix);
+    fl_status st = pkm_product_topk_backward(L->host, &L->dw, &L->pair, &L->ti, (int)L->H, &L->g, &L->gix, err);
+    if (st) return st;
     if (L->own) {
         pk_subkey_backward(f32(&L->keys->value), f32(&L->qt), f32(&L->g), i32(&L->gix), 2 * L->H, n, L->knn,
                            L->n_keys, L->half, f32(&L->dqt), f32(&L->keys->grad));
-        return;
+        return FL_OK;
     }
     fl_tensor K = keys_by_half(L, &L->keys->value), dK = keys_by_half(L, &L->keys->grad);
     for (int64_t b = 0; b < 2 * L->H; b++) {
@@ -584,6 +583,7 @@ static void subkey_backward(pkm *L, int64_t n) {
         ops->embedding_bag(&Kb, &ib, &gb, &dqb);
         ops->embedding_bag_backward(&qb, &Kb, &ib, &gb, &dKb, NULL);
     }
+    return FL_OK;
 }
 
 /* The values' gradient on the rows read only, dV[slot] += w · dout, and
@@ -637,7 +637,7 @@ static fl_status pkm_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
     /* softmax over each (token, head)'s knn winners: dw → d score (in place) */
     fl_tensor w3 = fl_view2(&L->w, n * L->H, L->knn), dw3 = fl_view2(&L->dw, n * L->H, L->knn);
     ops->softmax_backward(&w3, &dw3, &dw3);
-    subkey_backward(L, n);
+    if ((st = subkey_backward(L, n, err))) return st;
     ops->permute01(&L->dqt, 2 * L->H, n, L->half, &L->dqn); /* [2H,N,half] → [N,2H,half] */
     const fl_tensor *dqpre = query_norm_backward(L, n);
 
@@ -713,6 +713,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
         .options = OPTIONS,
         .n_options = N_OPTIONS,
     },
+    .devices = FL_DEVICES_BUILT,
     .create = pkm_create,
     .forward = pkm_forward,
     .backward = pkm_backward,

@@ -3,9 +3,10 @@
  *
  * After ggml's test-backend-ops: one program, any plugin. It loads a plugin
  * (by name or path) the way training does, parses a small option spec with
- * the host's parser, creates layers with d_model = 16 on a CPU host and checks
- * the promises of ffnlab/ffn.h, one CMocka test per promise so a failure
- * names the clause it broke:
+ * the host's parser, creates layers with d_model = 16 on a CPU host (the test
+ * build ffnlab-conformance-emu: on the CPU emulation of a CUDA device, see
+ * device_under_test) and checks the promises of ffnlab/ffn.h, one CMocka test
+ * per promise so a failure names the clause it broke:
  *
  *   descriptor           header fields filled in; every option has help text;
  *                        defaults parse
@@ -87,6 +88,9 @@
 #include "options.h"    /* fl_options_parse, fl_spec_split */
 #include "params.h"     /* fl_param_list, struct fl_param_scope */
 #include "support.h"    /* ts_assert_ok, ts_tmpdir, ts_rmtree */
+#ifdef FFNLAB_TEST_CUDA_EMU
+#include "cuda_emu_backend.h" /* ts_cuda_emu_backend */
+#endif
 
 enum {
     D = 16,                /* d_model of every layer created here */
@@ -106,6 +110,7 @@ static const uint64_t KEY = 0x5eed;      /* the fixed ctx->rng_key */
 
 /* What the command line chose, resolved once in main. */
 static struct {
+    const fl_backend *be;  /* the device every layer and model runs on */
     char path[4096];       /* the plugin file */
     char name[128];        /* its descriptor name */
     char opts[2048];       /* option text "k=v,..." (may be empty) */
@@ -137,8 +142,7 @@ typedef struct fx {
 
 static fl_tensor wrap(void *data, int32_t dtype, int64_t d0, int64_t d1, int64_t d2) {
     int64_t shape[3] = {d0, d1, d2};
-    fl_device cpu = {FL_DEVICE_CPU, 0};
-    return fl_wrap(data, dtype, cpu, d2 ? 3 : 2, shape);
+    return fl_wrap(data, dtype, g.be->device, d2 ? 3 : 2, shape);
 }
 
 static void fx_free_batch(fx *f) {
@@ -191,7 +195,7 @@ static void fx_drop_kept(fx *f, int mark) {
    NULL on failure). */
 static fl_status fx_create(fx *f, const char *opts, int d_model, fl_error *err) {
     memset(f, 0, sizeof *f);
-    f->be = fl_backend_cpu();
+    f->be = g.be;
     fl_host_init(&f->host, f->be, NULL);
     const fl_plugin_header *h = g.plugin.header;
     fl_status st = fl_options_parse(h->options, h->n_options, opts, "conformance", &f->opts, err);
@@ -897,7 +901,7 @@ static fl_model *make_model(fl_model **slot, uint64_t seed) {
     fl_model_config mc = {.vocab_size = VOCAB, .context = 8, .d_model = D, .n_layers = 1, .n_heads = 2,
                           .ffn_specs = specs, .seed = seed};
     fl_error err = {0};
-    ts_assert_ok(fl_model_create(&mc, fl_backend_cpu(), slot, &err), &err);
+    ts_assert_ok(fl_model_create(&mc, g.be, slot, &err), &err);
     return *slot;
 }
 
@@ -933,7 +937,7 @@ static void train_steps(fl_model *m, int steps) {
             if (!isfinite(aux[i].value)) fail_msg("step %d: aux loss %s = %g", s, aux[i].name, aux[i].value);
         ts_assert_ok(fl_model_backward(m, &err), &err);
         check_model_grads(m);
-        ts_assert_ok(fl_adamw_step(fl_backend_cpu(), fl_model_params(m), &opt, 1e-2, 1.0f, s + 1, &err), &err);
+        ts_assert_ok(fl_adamw_step(g.be, fl_model_params(m), &opt, 1e-2, 1.0f, s + 1, &err), &err);
         print_message("  step %d: loss %.5f (%d aux)\n", s, loss, n);
     }
 }
@@ -1053,7 +1057,25 @@ static int load_plugin(const char *arg, const char **inline_opts) {
     return 1;
 }
 
+/* The CPU backend; in ffnlab-conformance-emu (a test build, not installed)
+   the CUDA backend's kernels emulated on the CPU (tests/support/cuda_emu.h),
+   as a CUDA device, so a plugin runs its CUDA code (its .cu files built
+   for the emulation too) and the host's CUDA ops. Its memory is the CPU's,
+   which is what lets this program read and write tensors directly. */
+static const fl_backend *device_under_test(void) {
+#ifdef FFNLAB_TEST_CUDA_EMU
+    static fl_backend emulated;
+    emulated = *ts_cuda_emu_backend();
+    emulated.device = (fl_device){FL_DEVICE_CUDA, 0};
+    ts_cuda_emu_set_math("fp32"); /* finite differences need fp32 GEMMs */
+    return &emulated;
+#else
+    return fl_backend_cpu();
+#endif
+}
+
 int main(int argc, char **argv) {
+    g.be = device_under_test();
     const char *plugin = argc > 1 ? argv[1] : getenv("FFNLAB_CONFORMANCE_PLUGIN");
     const char *spec = argc > 2 ? argv[2] : getenv("FFNLAB_CONFORMANCE_SPEC");
     if (argc > 3) return usage("too many arguments");
@@ -1064,7 +1086,8 @@ int main(int argc, char **argv) {
         fl_plugin_unload(&g.plugin);
         return 2;
     }
-    print_message("conformance of '%s' (%s) with options \"%s\", d_model = %d\n", g.name, g.path, g.opts, D);
+    print_message("conformance of '%s' (%s) with options \"%s\", d_model = %d, on %s\n", g.name, g.path, g.opts, D,
+                  g.be->describe());
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_descriptor),

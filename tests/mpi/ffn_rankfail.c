@@ -52,7 +52,7 @@ static const fl_ffn_plugin PLUGIN = {
                .struct_size = sizeof(fl_ffn_plugin), .kind = FL_PLUGIN_FFN, .name = "rankfail", .version = "1",
                .description = "test plugin: zero output; fails on one rank at one step",
                .options = OPTIONS, .n_options = 2},
-    .create = rf_create, .forward = rf_forward, .backward = rf_backward, .destroy = rf_destroy,
+    .devices = FL_DEVICES_ALL, .create = rf_create, .forward = rf_forward, .backward = rf_backward, .destroy = rf_destroy,
 };
 
 FL_EXPORT const fl_plugin_header *ffnlab_plugin_v1(void) { return &PLUGIN.header; }

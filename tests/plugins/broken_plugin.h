@@ -13,6 +13,7 @@
  *   BROKEN_BACKWARD     default the stub; NULL to leave it out
  *   BROKEN_OPTIONS      an fl_option array initialiser, default none
  *   BROKEN_SIZE_OPTIONS a size_options initialiser ({"a", NULL}), default none
+ *   BROKEN_DEVICES      default FL_DEVICES_ALL
  *   BROKEN_ENTRY        exported entry point, default ffnlab_plugin_v1
  */
 #include "ffnlab/ffn.h"
@@ -31,6 +32,9 @@
 #endif
 #ifndef BROKEN_BACKWARD
 #define BROKEN_BACKWARD backward
+#endif
+#ifndef BROKEN_DEVICES
+#define BROKEN_DEVICES FL_DEVICES_ALL
 #endif
 #ifndef BROKEN_ENTRY
 #define BROKEN_ENTRY ffnlab_plugin_v1
@@ -84,6 +88,7 @@ static const fl_ffn_plugin D = {
         .options = BROKEN_OPTION_LIST,
         .n_options = BROKEN_N_OPTIONS,
     },
+    .devices = BROKEN_DEVICES,
     .create = create,
     .forward = forward,
     .backward = BROKEN_BACKWARD,

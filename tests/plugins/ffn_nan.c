@@ -48,7 +48,7 @@ static const fl_ffn_plugin PLUGIN = {
                .struct_size = sizeof(fl_ffn_plugin), .kind = FL_PLUGIN_FFN, .name = "nan", .version = "1",
                .description = "test plugin: zero output, then NaN from a given step",
                .options = OPTIONS, .n_options = 1},
-    .create = nan_create, .forward = nan_forward, .backward = nan_backward, .destroy = nan_destroy,
+    .devices = FL_DEVICES_ALL, .create = nan_create, .forward = nan_forward, .backward = nan_backward, .destroy = nan_destroy,
 };
 
 FL_EXPORT const fl_plugin_header *ffnlab_plugin_v1(void) { return &PLUGIN.header; }

@@ -6,6 +6,7 @@
  * struct_size check passes and the kind check is the one that fires.
  */
 #include "ffnlab/plugin.h"
+#include "ffnlab/task.h" /* FL_TASK_ABI_MAJOR: the kind check, not the version check, must fire */
 
 typedef struct padded_task {
     fl_plugin_header header;
@@ -15,8 +16,8 @@ typedef struct padded_task {
 static const padded_task D = {
     .header = {
         .magic = FL_PLUGIN_MAGIC,
-        .abi_major = 1,
-        .abi_minor = 0,
+        .abi_major = FL_TASK_ABI_MAJOR,
+        .abi_minor = FL_TASK_ABI_MINOR,
         .struct_size = sizeof(padded_task),
         .kind = FL_PLUGIN_TASK,
         .name = "wrongkind",

@@ -26,7 +26,6 @@ namespace emu_cuda {
 #include "cu_adamw.cu"
 #include "cu_attention.cu"
 #include "cu_attention_decode.cu"
-#include "cu_block_select.cu"
 #include "cu_bucket_sort.cu"
 #include "cu_cross_entropy.cu"
 #include "cu_elementwise.cu"
@@ -36,9 +35,7 @@ namespace emu_cuda {
 #include "cu_layernorm.cu"
 #include "cu_norm_groups.cu"
 #include "cu_norms.cu"
-#include "cu_product_keys.cu"
 #include "cu_reduce.cu"
-#include "cu_routing.cu"
 #include "cu_rows.cu"
 #include "cu_scatter.cu"
 #include "cu_softmax.cu"
@@ -165,16 +162,9 @@ const fl_backend *ts_cuda_emu_backend(void) {
     o->from_host = cu_from_host;
     o->permute01 = cu_permute01;
     o->dropout = cu_dropout;
+    o->hash_ids = cu_hash_ids;
     o->sum_rows = cu_sum_rows;
     o->row_dot = cu_row_dot;
-    o->moe_route = cu_moe_route;
-    o->moe_index = cu_moe_index;
-    o->moe_router_backward = cu_moe_router_backward;
-    o->block_select = cu_block_select;
-    o->block_select_backward = cu_block_select_backward;
-    o->block_argmax = cu_block_argmax;
-    o->product_topk = cu_product_topk;
-    o->product_topk_backward = cu_product_topk_backward;
     o->batchnorm = cu_batchnorm;
     o->batchnorm_backward = cu_batchnorm_backward;
     o->layernorm_groups = cu_layernorm_groups;

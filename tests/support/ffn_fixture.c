@@ -13,8 +13,9 @@ fl_status ts_ffn_create(ts_ffn *t, const char *name, const char *opts, int d_mod
     fl_host_init(&t->host, t->be, NULL);
     char spec[1024];
     snprintf(spec, sizeof spec, "%s%s%s", name, opts ? ":" : "", opts ? opts : "");
-    return fl_ffn_layer_create(&t->L, &t->host, &t->list, spec, d_model, 0, TS_FFN_LAYERS, TS_FFN_SEED,
-                               err);
+    const fl_ffn_site site = {.d_model = d_model, .index = 0, .n_layers = TS_FFN_LAYERS, .vocab_size = TS_FFN_VOCAB,
+                              .seed = TS_FFN_SEED};
+    return fl_ffn_layer_create(&t->L, &t->host, &t->list, spec, &site, err);
 }
 
 void ts_ffn_free(ts_ffn *t) {

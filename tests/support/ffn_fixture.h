@@ -23,7 +23,7 @@
 #include "params.h"
 
 #define TS_FFN_PREFIX "transformer.h.0.mlp."
-enum { TS_FFN_SEED = 1234, TS_FFN_LAYERS = 2 };
+enum { TS_FFN_SEED = 1234, TS_FFN_LAYERS = 2, TS_FFN_VOCAB = 512 };
 
 typedef struct ts_ffn {
     const fl_backend *be; /* the CPU */

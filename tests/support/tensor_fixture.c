@@ -9,12 +9,14 @@
 #define MAX_ALLOCS 4096
 const fl_backend *tf_be;
 const fl_ops *tf_ops;
+fl_host tf_host;
 static void *g_allocs[MAX_ALLOCS];
 static int g_n_allocs;
 
 void tf_use(const fl_backend *be) {
     tf_be = be;
     tf_ops = &be->ops;
+    fl_host_init(&tf_host, be, NULL);
 }
 
 int tf_setup_cpu(void **state) {

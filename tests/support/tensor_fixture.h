@@ -17,6 +17,7 @@
 #include "support.h"
 
 #include "backend.h"
+#include "host.h" /* fl_host_init */
 
 #define FD_EPS 1e-3f
 #define FD_TOL 5e-3 /* relative; the measured errors are printed */
@@ -24,9 +25,11 @@
 void tf_use(const fl_backend *be);
 int tf_free_all(void **state);
 
-/* The backend of tf_use and its ops table. */
+/* The backend of tf_use, its ops table, and a host table over it (for a
+   plugin's own kernels, which take the host). */
 extern const fl_backend *tf_be;
 extern const fl_ops *tf_ops;
+extern fl_host tf_host;
 /* A CMocka group setup: tf_use(the CPU backend). */
 int tf_setup_cpu(void **state);
 

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "ffnlab/fastmath.h" /* fl_f2u, fl_u2f, fl_exp_core */
 
 /* ---------------------------------------------------------------- shapes */
 
@@ -72,53 +73,19 @@ void cpu_shape_error(const char *op, const char *cond);
 
 /* ------------------------------------------------------------------ math */
 
-static inline uint32_t cpu_f2u(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static inline float cpu_u2f(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* f32 -> bf16 bits, round to nearest even; NaN stays NaN (quiet), inf
    stays inf. Branch-free so loops over it vectorise. Every bf16 the CPU
    backend writes (GEMM inputs, bf16 outputs of layer norm, activation, mul,
    fill) is rounded here. */
 static inline uint16_t cpu_bf16(float f) {
-    const uint32_t u = cpu_f2u(f);
+    const uint32_t u = fl_f2u(f);
     const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
     const uint32_t nan = (u >> 16) | 0x40u;
     return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? nan : rounded);
 }
 
 /* bf16 bits -> f32 (exact) */
-static inline float cpu_bf16_f32(uint16_t h) { return cpu_u2f((uint32_t)h << 16); }
-
-/* exp(xc) = p * 2^ni for xc in [-87, 89] (the caller clamps): range
-   reduction xc = n ln2 + r, |r| <= ln2/2, then a degree-7 Taylor polynomial
-   p ~ exp(r), relative error about 1e-7. Shared by cpu_expf and the block
-   softmax of cpu_block_select.c, which apply 2^ni differently. */
-static inline float cpu_exp_core(float xc, int32_t *ni) {
-    /* t holds round(xc*log2e) in its low mantissa bits (the 1.5*2^23 shift) */
-    const float t = xc * 1.44269504088896341f + 12582912.0f;
-    const float n = t - 12582912.0f;
-    *ni = (int32_t)(cpu_f2u(t) - cpu_f2u(12582912.0f));
-    float r = xc - n * 0.693145751953125f; /* ln2 in two parts for precision */
-    r = r - n * 1.428606765330187045e-06f;
-    float p = 1.0f / 5040.0f;
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    return p;
-}
+static inline float cpu_bf16_f32(uint16_t h) { return fl_u2f((uint32_t)h << 16); }
 
 /* exp(x) for float, inlined so loops over it vectorise (libm's expf is a
    call per element). Range reduction x = n ln2 + r, |r| <= ln2/2, then a
@@ -132,20 +99,20 @@ static inline float cpu_exp_core(float xc, int32_t *ni) {
    -ftrapping-math, cannot merge the paths back), and a branch stops the
    loop from vectorising. */
 static inline float cpu_expf(float x) {
-    const uint32_t u = cpu_f2u(x);
+    const uint32_t u = fl_f2u(x);
     const uint32_t neg = 0u - (u >> 31); /* all ones when x < 0 */
     /* magnitude clamp as an unsigned min on the bits, bound by sign */
     const uint32_t bound = (neg & 0xc2ae0000u) | (~neg & 0x42b20000u); /* -87 | 89 */
-    const float xc = cpu_u2f(u < bound ? u : bound);
+    const float xc = fl_u2f(u < bound ? u : bound);
     int32_t ni;
-    const float p = cpu_exp_core(xc, &ni);
+    const float p = fl_exp_core(xc, &ni);
     /* n is in [-126, 129]: each half is a normal exponent */
     const int32_t n1 = ni >> 1, n2 = ni - n1;
     const float y =
-        p * cpu_u2f((uint32_t)(n1 + 127) << 23) * cpu_u2f((uint32_t)(n2 + 127) << 23);
+        p * fl_u2f((uint32_t)(n1 + 127) << 23) * fl_u2f((uint32_t)(n2 + 127) << 23);
     const uint32_t tiny = 0u - (uint32_t)(u > 0xc2ae0000u); /* x < -87 (or -NaN) */
     const uint32_t nan = 0u - (uint32_t)((u & 0x7fffffffu) > 0x7f800000u);
-    return cpu_u2f((cpu_f2u(y) & ~tiny) | (nan & 0x7fc00000u));
+    return fl_u2f((fl_f2u(y) & ~tiny) | (nan & 0x7fc00000u));
 }
 
 /* 1 / (1 + exp(-x)) */
@@ -189,6 +156,7 @@ void cpu_to_host(void *dst, const fl_tensor *src, size_t bytes);
 void cpu_from_host(fl_tensor *dst, const void *src, size_t bytes);
 void cpu_permute01(const fl_tensor *x, int64_t A, int64_t B, int64_t C, fl_tensor *y);
 void cpu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y);
+void cpu_hash_ids(const fl_tensor *ids, uint64_t seed, int64_t buckets, fl_tensor *out);
 
 /* ---------------------------------------------------------- cpu_rows.c */
 
@@ -235,34 +203,6 @@ double cpu_sumsq_many(const fl_tensor *const *xs, int n);
 double cpu_sumsq_rows(const fl_tensor *x, const int32_t *rows, int64_t n_rows);
 void cpu_zero_rows(fl_tensor *x, const int32_t *rows, int64_t n_rows);
 int cpu_nonfinite(const fl_tensor *x);
-
-/* ------------------------------------------------------- cpu_routing.c */
-
-void cpu_moe_route(const fl_tensor *topv, const fl_tensor *topi, int E, int renorm, int64_t cap,
-                   fl_tensor *gates, fl_tensor *keys, fl_tensor *count);
-void cpu_moe_index(const fl_tensor *perm, int k, const fl_tensor *gates, fl_tensor *tok,
-                   fl_tensor *gs, fl_tensor *pos);
-void cpu_moe_router_backward(const fl_tensor *probs, const fl_tensor *lse, const fl_tensor *topv,
-                             const fl_tensor *topi, const fl_tensor *gates, const fl_tensor *dgate,
-                             const fl_tensor *dbal, int renorm, float zc, fl_tensor *dlogits);
-
-/* -------------------------------------------------- cpu_block_select.c */
-
-void cpu_block_select(const fl_tensor *l, const fl_tensor *a, int B, float noise, float inv_tau,
-                      uint64_t key, int soft, fl_tensor *s, fl_tensor *p, fl_tensor *idx,
-                      fl_tensor *hm);
-void cpu_block_select_backward(const fl_tensor *a, const fl_tensor *s, const fl_tensor *p,
-                               const fl_tensor *idx, int B, float inv_tau, int soft,
-                               fl_tensor *dhm, fl_tensor *dl);
-void cpu_block_argmax(const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor *idx,
-                      fl_tensor *pmax);
-
-/* -------------------------------------------------- cpu_product_keys.c */
-
-void cpu_product_topk(const fl_tensor *v, const fl_tensor *ix, int H, int64_t n_keys,
-                      fl_tensor *w, fl_tensor *slot, fl_tensor *pair);
-void cpu_product_topk_backward(const fl_tensor *ds, const fl_tensor *pair, const fl_tensor *ix,
-                               int H, fl_tensor *g, fl_tensor *gix);
 
 /* ---------------------------------------------------- cpu_norm_groups.c */
 

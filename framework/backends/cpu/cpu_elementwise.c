@@ -370,3 +370,15 @@ void cpu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y) {
 #pragma omp parallel for simd schedule(static) if (parallel : n > CPU_PAR_MIN)
     for (int64_t i = 0; i < n; i++) py[i] = fl_rng_uniform(key, (uint64_t)i) < p ? 0.0f : px[i] * keep;
 }
+
+/* Integer keys from token ids (fl_ops.hash_ids): a negative id is padding
+   and keeps key -1. */
+void cpu_hash_ids(const fl_tensor *ids, uint64_t seed, int64_t buckets, fl_tensor *out) {
+    CPU_CHECK(ids->dtype == FL_I32 && out->dtype == FL_I32 && fl_numel(out) == fl_numel(ids) && buckets >= 1);
+    const int64_t n = fl_numel(ids);
+    const int32_t *pi = cpu_i32(ids);
+    int32_t *po = cpu_i32(out);
+#pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
+    for (int64_t i = 0; i < n; i++)
+        po[i] = pi[i] < 0 ? -1 : (int32_t)(fl_rng_bits(seed, (uint64_t)pi[i]) % (uint64_t)buckets);
+}

@@ -232,6 +232,20 @@ void cu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y) {
     CU_LAUNCHED("k_dropout");
 }
 
+/* ------------------------------------------------------------ hash_ids */
+
+static __global__ void k_hash_ids(const int32_t *ids, int32_t *out, int64_t n, uint64_t seed, int64_t buckets) {
+    CU_LOOP(i, n) out[i] = ids[i] < 0 ? -1 : (int32_t)(fl_rng_bits(seed, (uint64_t)ids[i]) % (uint64_t)buckets);
+}
+
+void cu_hash_ids(const fl_tensor *ids, uint64_t seed, int64_t buckets, fl_tensor *out) {
+    CU_CHECK(ids->dtype == FL_I32 && out->dtype == FL_I32 && fl_numel(out) == fl_numel(ids) && buckets >= 1);
+    const int64_t n = fl_numel(ids);
+    if (n == 0) return;
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_hash_ids)(cu_i32(ids), cu_i32(out), n, seed, buckets);
+    CU_LAUNCHED("k_hash_ids");
+}
+
 /* ------------------------------------------------------------ permute */
 
 /* y[B,A,C] = x[A,B,C], one thread per word of W (uint32_t for f32/i32/i64,

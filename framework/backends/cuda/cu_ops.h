@@ -33,6 +33,7 @@ void cu_to_host(void *dst, const fl_tensor *src, size_t bytes);
 void cu_from_host(fl_tensor *dst, const void *src, size_t bytes);
 void cu_permute01(const fl_tensor *x, int64_t A, int64_t B, int64_t C, fl_tensor *y);
 void cu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y);
+void cu_hash_ids(const fl_tensor *ids, uint64_t seed, int64_t buckets, fl_tensor *out);
 
 /* cu_reduce.cu — sums along rows and columns */
 void cu_sum_rows(const fl_tensor *x, float beta, fl_tensor *out);
@@ -103,28 +104,6 @@ double cu_sumsq(const fl_tensor *x);
 double cu_sumsq_many(const fl_tensor *const *xs, int n);
 double cu_sumsq_rows(const fl_tensor *x, const int32_t *rows, int64_t n_rows);
 int cu_nonfinite(const fl_tensor *x);
-
-/* cu_routing.cu — mixture-of-experts routing */
-void cu_moe_route(const fl_tensor *topv, const fl_tensor *topi, int E, int renorm, int64_t cap,
-                  fl_tensor *gates, fl_tensor *keys, fl_tensor *count);
-void cu_moe_index(const fl_tensor *perm, int k, const fl_tensor *gates, fl_tensor *tok, fl_tensor *gs,
-                  fl_tensor *pos);
-void cu_moe_router_backward(const fl_tensor *probs, const fl_tensor *lse, const fl_tensor *topv,
-                            const fl_tensor *topi, const fl_tensor *gates, const fl_tensor *dgate,
-                            const fl_tensor *dbal, int renorm, float zc, fl_tensor *dlogits);
-
-/* cu_block_select.cu — the controller FFN's block selection */
-void cu_block_select(const fl_tensor *l, const fl_tensor *a, int B, float noise, float inv_tau, uint64_t key,
-                     int soft, fl_tensor *s, fl_tensor *p, fl_tensor *idx, fl_tensor *hm);
-void cu_block_select_backward(const fl_tensor *a, const fl_tensor *s, const fl_tensor *p, const fl_tensor *idx,
-                              int B, float inv_tau, int soft, fl_tensor *dhm, fl_tensor *dl);
-void cu_block_argmax(const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor *idx, fl_tensor *pmax);
-
-/* cu_product_keys.cu — product-key top-k */
-void cu_product_topk(const fl_tensor *v, const fl_tensor *ix, int H, int64_t n_keys, fl_tensor *w,
-                     fl_tensor *slot, fl_tensor *pair);
-void cu_product_topk_backward(const fl_tensor *ds, const fl_tensor *pair, const fl_tensor *ix, int H,
-                              fl_tensor *g, fl_tensor *gix);
 
 /* cu_norm_groups.cu — batch norm and per-group layer norm */
 void cu_batchnorm(const fl_tensor *x, const fl_tensor *g, const fl_tensor *b, float eps, float momentum,

@@ -174,6 +174,8 @@ static const struct {
     {CU_FLAG_ROWS, "adamw_rows: a row outside [0, rows) (skipped)"},
 };
 
+static void *cu_stream(void) { return (void *)g_cu.stream; }
+
 static fl_status cu_sync(fl_error *err) {
     if (!g_cu.sticky) CU_OK(cudaStreamSynchronize(g_cu.stream));
     if (!g_cu.sticky) {
@@ -235,13 +237,6 @@ extern "C" fl_status fl_cuda_set_math(const char *mode, fl_error *err) {
 extern "C" const char *fl_cuda_math(void) { return math_name(g_cu.math); }
 
 extern "C" void fl_cuda_set_grouped_loop(int on) { g_cu.grouped_loop = on != 0; }
-
-extern "C" void fl_cuda_memory(size_t *free_bytes, size_t *total_bytes) {
-    size_t fr = 0, tot = 0;
-    if (g_cu.ready) (void)cudaMemGetInfo(&fr, &tot);
-    if (free_bytes) *free_bytes = fr;
-    if (total_bytes) *total_bytes = tot;
-}
 
 /* Dense (no sparsity) datasheet peaks in TFLOP/s: TF32, BF16, FP32. */
 extern "C" double fl_cuda_peak_tflops(const char **what) {
@@ -316,14 +311,7 @@ static fl_backend g_backend = {
         .from_host = cu_from_host,
         .permute01 = cu_permute01,
         .dropout = cu_dropout,
-        .moe_route = cu_moe_route,
-        .moe_index = cu_moe_index,
-        .moe_router_backward = cu_moe_router_backward,
-        .block_select = cu_block_select,
-        .block_select_backward = cu_block_select_backward,
-        .block_argmax = cu_block_argmax,
-        .product_topk = cu_product_topk,
-        .product_topk_backward = cu_product_topk_backward,
+        .hash_ids = cu_hash_ids,
         .batchnorm = cu_batchnorm,
         .batchnorm_backward = cu_batchnorm_backward,
         .layernorm_groups = cu_layernorm_groups,
@@ -348,6 +336,7 @@ static fl_backend g_backend = {
     .zero_rows = cu_zero_rows,
     .nonfinite = cu_nonfinite,
     .sync = cu_sync,
+    .stream = cu_stream,
 };
 
 /* Everything start() made, released on failure so a later call can retry. */

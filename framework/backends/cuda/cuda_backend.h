@@ -30,9 +30,6 @@ const char *fl_cuda_math(void);
    one cublasGemmGroupedBatchedEx call; for comparing the two paths. */
 void fl_cuda_set_grouped_loop(int on);
 
-/* The device's free and total memory in bytes (cudaMemGetInfo). */
-void fl_cuda_memory(size_t *free_bytes, size_t *total_bytes);
-
 /* Peak dense TFLOP/s of this GPU for the current math mode, from its name
    (H100 / H200 SXM, H100 PCIe, A100, ...), or 0 when unknown; *what names
    the assumption ("H100 SXM TF32 dense, datasheet"). */

@@ -27,6 +27,17 @@
  *
  * Every function that can fail returns fl_status and writes err. Threading:
  * the host calls one layer from one thread at a time; ops parallelise inside.
+ *
+ * Kernels. A plugin's math is host->ops (generic: GEMMs, sort, gather,
+ * norms, ...) and its own code, per device, as TensorRT plugins enqueue
+ * theirs: on the CPU plain C in the plugin's .c files (tensor data is host
+ * memory), on a GPU CUDA kernels in its .cu files (ffnlab_add_plugin's
+ * CUDA_SOURCES; ffnlab/kernel_cuda.h has the launch and error helpers)
+ * launched on host->stream, so they are ordered with the host's ops without
+ * a synchronisation. The plugin picks by host->device.kind; scratch memory
+ * is host->tensor_ensure (the host's allocator, on the device); a kernel
+ * that fails is an fl_status like any other error. `devices` in the
+ * descriptor names the device kinds the plugin runs on.
  */
 #ifndef FFNLAB_FFN_H
 #define FFNLAB_FFN_H
@@ -40,17 +51,25 @@
 extern "C" {
 #endif
 
-/* Minor versions: 1.1 appended the sparse layers' ops to fl_ops; 1.2
-   appended fl_host.act_dtype (and GEMM ops that take bf16 inputs); 1.3
-   appended fl_ffn_plugin.size_options. */
-#define FL_FFN_ABI_MAJOR 1
-#define FL_FFN_ABI_MINOR 3
+/* 2.0: plugins own their kernels. The host table has only generic ops
+   (the routing, block-selection and product-key steps of 1.x moved into
+   the moe, cnt and pkm plugins), plus what a plugin's own CPU or CUDA code
+   needs (fl_host.device, .stream, .act_dtype, scratch through
+   tensor_ensure); the descriptor says which devices the plugin runs on
+   (`devices`) and which options size it (`size_options`); fl_ffn_config
+   has the vocabulary size, and fl_ffn_ctx always has the batch's token ids
+   and positions. A 1.x plugin is refused: rebuild it against these
+   headers. */
+#define FL_FFN_ABI_MAJOR 2
+#define FL_FFN_ABI_MINOR 0
 
 /* What create() gets besides the host. */
 typedef struct fl_ffn_config {
     int32_t d_model;
     int32_t layer_index;       /* 0-based block index */
     int32_t n_layers;
+    int32_t vocab_size;        /* token ids are in [0, vocab_size) (a hash
+                                  layer balanced over the vocabulary needs it) */
     const fl_value *values;    /* one per descriptor option, same order */
     fl_param_scope *scope;     /* pass to host->param() */
 } fl_ffn_config;
@@ -60,9 +79,14 @@ typedef struct fl_ffn_ctx {
     int32_t train;             /* 1 training (noise, Gumbel, dropout), 0 eval */
     int64_t step;              /* optimizer step (0-based) */
     uint64_t rng_key;          /* a stream for this layer and step (ffnlab/rng.h) */
-    int64_t B, T;              /* batch shape; x has N = B*T rows */
-    const fl_tensor *tokens;   /* [B,T] i32 token ids, or NULL */
-    const fl_tensor *positions;/* [B,T] i32 positions, or NULL */
+    int64_t B, T;              /* batch shape; x has N = B*T rows, row b*T + t
+                                  the token at position t of sequence b */
+    /* [B,T] i32 on host->device, always set: the batch's *input* token ids
+       (what the model reads at each row of x, not the targets) and each
+       row's absolute position in its sequence (0..T-1 in training; the
+       cache position when decoding one token at a time). */
+    const fl_tensor *tokens;
+    const fl_tensor *positions;
 } fl_ffn_ctx;
 
 /* A named number (aux loss or statistic). */
@@ -71,8 +95,32 @@ typedef struct fl_stat {
     double value;
 } fl_stat;
 
+/* A device kind as a bit of fl_ffn_plugin.devices. */
+#define FL_DEVICE_BIT(kind) (1u << (kind))
+#define FL_DEVICES_ALL 0xffffffffu /* host ops only: whatever device the host has */
+/* A plugin with its own kernels: the CPU, and CUDA when ffnlab_add_plugin
+   built its CUDA sources (it then defines FFNLAB_PLUGIN_CUDA). */
+#ifdef FFNLAB_PLUGIN_CUDA
+#define FL_DEVICES_BUILT (FL_DEVICE_BIT(FL_DEVICE_CPU) | FL_DEVICE_BIT(FL_DEVICE_CUDA))
+#else
+#define FL_DEVICES_BUILT FL_DEVICE_BIT(FL_DEVICE_CPU)
+#endif
+
 typedef struct fl_ffn_plugin {
     fl_plugin_header header;   /* kind = FL_PLUGIN_FFN */
+
+    /* The device kinds this plugin runs on: FL_DEVICES_ALL when all of its
+       math is host ops, else FL_DEVICE_BIT(FL_DEVICE_CPU) | ... for each
+       kind it has its own code for (a plugin built without its CUDA
+       sources leaves CUDA out). The host refuses a layer on another device
+       with a message naming the plugin and the device. */
+    uint32_t devices;
+    /* The integer options that set the layer's size, most natural first,
+       NULL-terminated (NULL: none). `ffnlab sweep --match params|flops`
+       sets the ones the user did not fix until the layer's parameters (or
+       active FLOPs per token) equal the dense reference's; so each should
+       make the layer larger as it grows. */
+    const char *const *size_options;
 
     fl_status (*create)(const fl_host *host, const fl_ffn_config *cfg, void **layer,
                         fl_error *err);
@@ -85,21 +133,7 @@ typedef struct fl_ffn_plugin {
     /* Writes at most max entries; returns how many it has. Optional. */
     int (*stats)(void *layer, fl_stat *out, int max);
     void (*destroy)(void *layer);
-
-    /* Since 1.3. The integer options that set the layer's size, most
-       natural first, NULL-terminated (NULL: none). `ffnlab sweep --match
-       params|flops` changes the first of them the user did not fix until
-       the layer's parameters (or active FLOPs per token) equal the dense
-       reference's; so each should make the layer larger as it grows. Read
-       it through fl_ffn_size_options(), which checks struct_size. */
-    const char *const *size_options;
 } fl_ffn_plugin;
-
-/* p's size_options, or NULL for a plugin built against ABI < 1.3. */
-static inline const char *const *fl_ffn_size_options(const fl_ffn_plugin *p) {
-    const uint32_t need = (uint32_t)((const char *)&p->size_options - (const char *)p) + sizeof p->size_options;
-    return p->header.struct_size >= need ? p->size_options : NULL;
-}
 
 #ifdef __cplusplus
 }

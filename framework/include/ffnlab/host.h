@@ -5,7 +5,13 @@
  * `const fl_host *` at create time and does everything through it:
  *
  *   host->ops     math on the current device (CPU or GPU): GEMMs, activations,
- *                 softmax, top-k, gather/scatter, layer norm, RNG fills ...
+ *                 softmax, top-k, sort, gather/scatter, norms, RNG fills,
+ *                 integer keys ... generic ops only: the steps that belong
+ *                 to one kind of layer are that plugin's own kernels
+ *   host->device, host->stream, host->act_dtype
+ *                 what a plugin's own kernels need: the device kind and id,
+ *                 the CUDA stream every op runs on (opaque here), the dtype
+ *                 for activations that only feed GEMMs
  *   host->param   declare a parameter; the host allocates value and gradient,
  *                 initialises it, and owns it (optimizer, clipping, checkpoint
  *                 and sharding then work for every plugin unchanged)
@@ -13,8 +19,8 @@
  *   host->tensor_ensure / tensor_release   scratch and saved activations
  *   host->log / host->error                 logging and error messages
  *
- * The tables are append-only: a new service is a new field at the end, and
- * `size` lets either side see which fields exist. All tensors passed to ops
+ * Within a major version the tables are append-only: a new service is a new
+ * field at the end, and `size` lets either side see which fields exist. All tensors passed to ops
  * live on host->device; f32 unless a comment says otherwise. Ops do not fail
  * on valid input; a shape mismatch is a programming error that the CPU
  * backend reports through host->log and the debug build asserts on.
@@ -35,7 +41,7 @@
 extern "C" {
 #endif
 
-#define FL_HOST_ABI_VERSION 1
+#define FL_HOST_ABI_VERSION 2
 
 /* ------------------------------------------------------------------------ */
 /* Options: a plugin registers its tunables; the host parses "k=v,k=v".      */
@@ -82,8 +88,18 @@ enum {
     FL_PARAM_DECAY = 1u << 0,         /* AdamW weight decay applies (matrices) */
     FL_PARAM_RESIDUAL_OUT = 1u << 1,  /* output projection into the residual:
                                          init std scaled by 1/sqrt(2 * n_layers) */
-    FL_PARAM_EXPERT = 1u << 2,        /* dim 0 indexes experts; may be sharded
-                                         over ranks by expert parallelism */
+    /* Dim 0 indexes experts (any layer's, not only the moe plugin's).
+       Under --expert-parallel E the E ranks of an expert group each hold
+       shape[0] / E consecutive rows: fl_param.value and .grad have only
+       those rows, shard_offset says which (global row shard_offset + r is
+       local row r) and global_dim0 how many in all (shape[0] must divide
+       by E, or create fails). Every rank of the group sees every token of
+       its own batch; getting a token to the rank that holds its expert is
+       the plugin's job, through host->comm->alltoallv. Such a parameter's
+       gradient is summed over the replicas holding the same rows (not over
+       the group), the others' over all ranks; checkpoints gather the rows,
+       so a run resumes on another process count. */
+    FL_PARAM_EXPERT = 1u << 2,
     FL_PARAM_SPARSE_ROWS = 1u << 3    /* only rows marked with param_touch_rows
                                          get gradients and optimizer updates */
 };
@@ -243,9 +259,7 @@ typedef struct fl_ops {
     void (*to_host)(void *dst, const fl_tensor *src, size_t bytes);
     void (*from_host)(fl_tensor *dst, const void *src, size_t bytes);
 
-    /* ---- appended: the steps of the sparse layers, so that MoE, CNT and
-       PKM run on every device. A plugin checks FL_OPS_HAS(ops, field)
-       before using one (an older host's table ends earlier). ---- */
+    /* ---- layouts, regularisation, norms ---- */
 
     /* y[B,A,C] = x[A,B,C]: the first two of three dims swapped (C = 1: a
        matrix transpose; [N,G,c] <-> [G,N,c]: head-major layouts). x and y
@@ -256,79 +270,6 @@ typedef struct fl_ops {
        fl_rng_uniform(key, i) < p (i the flat index; y may alias x). Backward
        is the same call on the gradient with the same key. */
     void (*dropout)(const fl_tensor *x, float p, uint64_t key, fl_tensor *y);
-
-    /* -- mixture of experts: routing -- */
-
-    /* topv[N,k] (the chosen probabilities), topi[N,k] i32 (experts, [0,E)):
-       gates[N,k] = topv / (sum_j topv[n,j]) when renorm and that sum > 0,
-       else topv; keys[N*k] i32 = topi, or -1 for an assignment whose expert
-       already holds cap assignments earlier in row-major (token, then j)
-       order: first come, first served; cap < 0: no limit; count[E] i32 =
-       assignments per expert before dropping. */
-    void (*moe_route)(const fl_tensor *topv, const fl_tensor *topi, int E, int renorm,
-                      int64_t cap, fl_tensor *gates, fl_tensor *keys, fl_tensor *count);
-    /* The inverse of an expert-ordered list of assignments perm[M] i32
-       (assignment a = n*k + j, as bucket_sort lists the kept keys):
-       tok[M] i32 = a / k, gs[M] = gates[a] (gates[N,k]), pos[N,k] i32 = m
-       where perm[m] = a, and -1 for an assignment perm does not list. */
-    void (*moe_index)(const fl_tensor *perm, int k, const fl_tensor *gates, fl_tensor *tok,
-                      fl_tensor *gs, fl_tensor *pos);
-    /* The router's gradient, per token n (probs, dlogits [N,E]; lse [N];
-       topv, topi, gates, dgate [N,k]; dbal [E]):
-         dv[j]   = renorm ? (dgate[j] - sum_i dgate[i] gates[i]) / sum_i topv[i]
-                          (0 when that sum is 0) : dgate[j]
-         dp      = dbal + dv scattered (added) to columns topi[j]
-         dlogits = probs * (dp - sum_i dp[i] probs[i] + zc * lse[n])
-       (softmax backward plus the z-loss term); dlogits is overwritten. */
-    void (*moe_router_backward)(const fl_tensor *probs, const fl_tensor *lse,
-                                const fl_tensor *topv, const fl_tensor *topi,
-                                const fl_tensor *gates, const fl_tensor *dgate,
-                                const fl_tensor *dbal, int renorm, float zc,
-                                fl_tensor *dlogits);
-
-    /* -- controller FFN: one unit per block of B units. l, a, s, p, hm,
-       dhm, dl are [N,F] with F = nb*B; idx, pmax are [N,nb]. -- */
-
-    /* Training selection, per row n and block b:
-         z   = (l + noise * g) * inv_tau,  g = -log(-log u) Gumbel noise,
-               u = fl_rng_uniform(key, n*F + j) (j the column)
-         s   = softmax of z over the block
-         idx[n,b] = b*B + the block's argmax of z (ties: the lower index)
-         p   = softmax of l over the block, only when p != NULL
-         hm  = a * (soft ? s : onehot(idx)) * (p or 1) */
-    void (*block_select)(const fl_tensor *l, const fl_tensor *a, int B, float noise,
-                         float inv_tau, uint64_t key, int soft, fl_tensor *s, fl_tensor *p,
-                         fl_tensor *idx, fl_tensor *hm);
-    /* Its backward with the straight-through estimator (d mask / d s = 1,
-       whether the forward used the hard or the soft mask): dhm holds
-       dL/dhm on entry and dL/da on return; dl (overwritten) = dL/dl
-       through s (and p when not NULL). */
-    void (*block_select_backward)(const fl_tensor *a, const fl_tensor *s, const fl_tensor *p,
-                                  const fl_tensor *idx, int B, float inv_tau, int soft,
-                                  fl_tensor *dhm, fl_tensor *dl);
-    /* Inference: idx[n,b] = b*B + argmax over the block of l + bias
-       (bias[F]; ties: the lower index); pmax[n,b] (unless NULL) = the block
-       softmax probability of the chosen unit. */
-    void (*block_argmax)(const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor *idx,
-                         fl_tensor *pmax);
-
-    /* -- product keys (PKM): H heads, two halves each -- */
-
-    /* v[2H,N,k], ix[2H,N,k] i32: each head half's top-k sub-key scores
-       (descending) and indices; block 2h is head h's first half, 2h+1 its
-       second. For each token n and head h: the k largest v1[a] + v2[b] over
-       the k*k pairs (ties: the pair met first in (a, b) order), written to
-       row n, columns h*k .. h*k+k-1, best first:
-         w[N,H*k]        softmax of those k scores
-         slot[N,H*k] i32 ix1[a] * n_keys + ix2[b]   (the value row)
-         pair[N,H*k] i32 a << 16 | b                (for backward) */
-    void (*product_topk)(const fl_tensor *v, const fl_tensor *ix, int H, int64_t n_keys,
-                         fl_tensor *w, fl_tensor *slot, fl_tensor *pair);
-    /* Backward of the pair sums, ds[N,H*k] the scores' gradient:
-         g[2H,N,k]       g1[a] = sum of ds over the winners using a (g2 alike)
-         gix[2H,N,k] i32 ix where some winner used that position, else -1. */
-    void (*product_topk_backward)(const fl_tensor *ds, const fl_tensor *pair,
-                                  const fl_tensor *ix, int H, fl_tensor *g, fl_tensor *gix);
 
     /* Batch norm of x[N,F] over its rows. train: per-column batch mean and
        biased variance, rstd = 1/sqrt(var + eps), saved in mean[F], rstd[F];
@@ -352,9 +293,19 @@ typedef struct fl_ops {
                                       const fl_tensor *mean, const fl_tensor *rstd,
                                       const fl_tensor *dy, fl_tensor *dx, fl_tensor *dg,
                                       fl_tensor *db);
+
+    /* ---- integer keys on the device (a router that never leaves it) ---- */
+
+    /* out[i] = h(seed, ids[i]) mod buckets: ids[N] i32 (any shape), out the
+       same shape i32, buckets >= 1; h is fl_rng_bits (ffnlab/rng.h), so the
+       same id gets the same key on every device and run, and keys spread
+       evenly over the buckets. A hash layer's expert of each token is
+       hash_ids(ctx->tokens, seed, E); bucket_sort then groups the rows. */
+    void (*hash_ids)(const fl_tensor *ids, uint64_t seed, int64_t buckets, fl_tensor *out);
 } fl_ops;
 
-/* Whether a host's ops table has `field` (tables are append-only). */
+/* Whether a host's ops table has `field` (a table newer than the plugin's
+   major version is only ever longer). */
 #define FL_OPS_HAS(ops, field) \
     ((ops)->size >= offsetof(fl_ops, field) + sizeof((ops)->field) && (ops)->field != NULL)
 
@@ -420,7 +371,22 @@ typedef struct fl_param_scope fl_param_scope;
 struct fl_host {
     uint32_t abi_version;      /* FL_HOST_ABI_VERSION of the host */
     uint32_t size;             /* sizeof(fl_host) of the host */
-    fl_device device;
+    fl_device device;          /* where every tensor, op and kernel of this host
+                                  runs: kind (FL_DEVICE_CPU, FL_DEVICE_CUDA) and
+                                  GPU ordinal */
+    /* CUDA: the cudaStream_t (as a void *) the host's ops are queued on, in
+       order; a plugin's own kernels launch on it, so they run between the
+       ops before and after them without a synchronisation. NULL means the
+       legacy default stream; always NULL on the CPU. */
+    void *stream;
+    /* The dtype a plugin may store activations in that only feed GEMMs
+       (the input of a projection and of its weight gradient): FL_BF16 when
+       the run's GEMM precision is bf16, else FL_F32. Those GEMMs read a
+       BF16 input as is instead of rounding an f32 copy, so storing it in
+       bf16 halves its memory traffic and loses nothing the GEMM would have
+       kept. Anything else (what an op other than a GEMM reads, what goes
+       back to the host) stays F32. */
+    int32_t act_dtype;         /* fl_dtype */
     const fl_ops *ops;
     const fl_comm *comm;
 
@@ -439,7 +405,9 @@ struct fl_host {
                        const fl_param_spec *spec, fl_error *err);
 
     /* Makes t an owned tensor of the given dtype and shape on host->device,
-       reallocating only when its capacity is too small. Contents undefined. */
+       reallocating only when its capacity is too small. Contents undefined.
+       It is also a plugin kernel's scratch memory: the host's allocator, on
+       the device, kept by the plugin between calls. */
     fl_status (*tensor_ensure)(const fl_host *h, fl_tensor *t, int32_t dtype, int ndim,
                                const int64_t *shape, fl_error *err);
     /* Frees an owned tensor (no-op for views and zeroed structs). */
@@ -451,19 +419,10 @@ struct fl_host {
 
     void *impl;                /* host-private */
 
-    /* ---- appended (check FL_HOST_HAS(h, field) before use) ---- */
-
-    /* The dtype a plugin may store activations in that only feed GEMMs
-       (the input of a projection and of its weight gradient): FL_BF16 when
-       the run's GEMM precision is bf16, else FL_F32. Those GEMMs read a
-       BF16 input as is instead of rounding an f32 copy, so storing it in
-       bf16 halves its memory traffic and loses nothing the GEMM would have
-       kept. Anything else (what an op other than a GEMM reads, what goes
-       back to the host) stays F32. Fixed when the host is made. */
-    int32_t act_dtype;         /* fl_dtype */
+    /* ---- fields appended in later 2.x versions go here (FL_HOST_HAS) ---- */
 };
 
-/* Whether a host table has `field` (the table is append-only). */
+/* Whether a host table has `field` (appended in a later minor version). */
 #define FL_HOST_HAS(h, field) ((h)->size >= offsetof(fl_host, field) + sizeof((h)->field))
 
 #ifdef __cplusplus

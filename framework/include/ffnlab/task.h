@@ -54,7 +54,10 @@
 extern "C" {
 #endif
 
-#define FL_TASK_ABI_MAJOR 1
+/* 2.0: the host table (ffnlab/host.h, FL_HOST_ABI_VERSION 2) a task gets in
+   its context changed layout with FFN ABI 2.0; a 1.x task is refused:
+   rebuild it against these headers. */
+#define FL_TASK_ABI_MAJOR 2
 #define FL_TASK_ABI_MINOR 0
 
 /* ------------------------------------------------------------------------ */

@@ -165,6 +165,7 @@ static const fl_ffn_plugin DESCRIPTOR = {
                .struct_size = sizeof(fl_ffn_plugin), .kind = FL_PLUGIN_FFN, .name = "flawed",
                .version = "0", .description = "conformance self-test: a GELU MLP with one chosen flaw",
                .options = OPTIONS, .n_options = 1},
+    .devices = FL_DEVICES_ALL,
     .create = flawed_create,
     .forward = flawed_forward,
     .backward = flawed_backward,

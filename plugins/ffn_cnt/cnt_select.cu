@@ -1,19 +1,24 @@
 /*
- * backends/cuda/cu_block_select.cu — the controller FFN's block selection
- * (plugins/ffn_cnt): Gumbel-softmax selection of one unit per block and its
- * straight-through backward (training), and the block argmax (inference).
- * Contracts in ffnlab/host.h; the CPU's cpu_block_select.c is the reference.
+ * plugins/ffn_cnt/cnt_select.cu — the block selection on a GPU (see
+ * cnt_select.h; shapes are checked by cnt_select.c); cnt_select_cpu.c is the
+ * reference.
  *
  * One thread per (row, block): it walks its B units in order, exactly as the
  * CPU does, so the argmax (first maximum wins) and the per-block sums follow
  * the CPU's order; no atomics, no cross-thread reductions. The Gumbel noise
  * is fl_rng_uniform(key, n*F + j), the same counter as the CPU; log and exp
  * are the accurate logf/expf (the CPU uses ~1e-7 polynomials), so z agrees
- * to an ulp or two and the selection matches except at near-ties.
+ * to an ulp or two and the selection matches except at near-ties. Every
+ * launch goes on host->stream.
  */
-#include "cu_ops.h"
-
+#include "ffnlab/kernel_cuda.h"
 #include "ffnlab/rng.h" /* fl_rng_uniform: __host__ __device__ under nvcc */
+
+#include "cnt_select.h"
+
+static float *f32(const fl_tensor *t) { return (float *)t->data; }
+static int32_t *i32(const fl_tensor *t) { return (int32_t *)t->data; }
+static int64_t cols(const fl_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 
 /* z of unit j = (l + noise g) * inv_tau, rounded step by step as the CPU
    does (no fused multiply-add) */
@@ -46,7 +51,7 @@ static __global__ void k_block_select(const float *l, const float *a, int64_t N,
                                       float inv_tau, uint64_t key, int soft, float *s, float *p, int32_t *idx,
                                       float *hm) {
     const int64_t nb = F / B;
-    CU_LOOP(e, N * nb) {
+    FL_CUDA_LOOP(e, N * nb) {
         const int64_t n = e / nb, c0 = (e % nb) * B, o = n * F + c0; /* first column, first element */
         const float *lr = l + o, *ar = a + o;
         float *sr = s + o, *hr = hm + o, *pr = p ? p + o : nullptr;
@@ -61,28 +66,23 @@ static __global__ void k_block_select(const float *l, const float *a, int64_t N,
     }
 }
 
-void cu_block_select(const fl_tensor *l, const fl_tensor *a, int B, float noise, float inv_tau, uint64_t key,
-                     int soft, fl_tensor *s, fl_tensor *p, fl_tensor *idx, fl_tensor *hm) {
-    const int64_t N = cu_rows(l), F = cu_cols(l), nb = B > 0 ? F / B : 0;
-    CU_CHECK(B > 0 && F % B == 0);
-    CU_CHECK(l->dtype == FL_F32 && a->dtype == FL_F32 && s->dtype == FL_F32 && hm->dtype == FL_F32);
-    CU_CHECK(fl_numel(a) == N * F && fl_numel(s) == N * F && fl_numel(hm) == N * F);
-    CU_CHECK(!p || (p->dtype == FL_F32 && fl_numel(p) == N * F));
-    CU_CHECK(idx->dtype == FL_I32 && fl_numel(idx) == N * nb);
-    if (N * nb == 0) return;
-    CU_LAUNCH(cu_grid(N * nb), CU_THREADS, 0, k_block_select)(cu_f32(l), cu_f32(a), N, F, B, noise, inv_tau,
-                                                                     key, soft != 0, cu_f32(s),
-                                                                     p ? cu_f32(p) : nullptr, cu_i32(idx), cu_f32(hm));
-    CU_LAUNCHED("k_block_select");
+fl_status cnt_block_select_cuda(const fl_host *h, const fl_tensor *l, const fl_tensor *a, int B, float noise,
+                                float inv_tau, uint64_t key, int soft, fl_tensor *s, fl_tensor *p, fl_tensor *idx,
+                                fl_tensor *hm, fl_error *err) {
+    const int64_t F = cols(l), N = fl_numel(l) / F, nb = F / B;
+    if (N * nb == 0) return FL_OK;
+    FL_CUDA_LAUNCH(h, fl_cuda_blocks(N * nb), FL_CUDA_THREADS, 0, k_block_select)(
+        f32(l), f32(a), N, F, B, noise, inv_tau, key, soft != 0, f32(s), p ? f32(p) : nullptr, i32(idx), f32(hm));
+    return fl_cuda_launched(h, "cnt: block_select", err);
 }
 
-/* The CPU's two passes per block (cpu_block_select.c has the derivation):
+/* The CPU's two passes per block (cnt_select_cpu.c has the derivation):
    sums of dme = dhm * a against s and p first, then dl and dL/da over dhm. */
 static __global__ void k_block_select_backward(const float *a, const float *s, const float *p, const int32_t *idx,
                                                int64_t N, int64_t F, int B, float inv_tau, int soft, float *dhm,
                                                float *dl) {
     const int64_t nb = F / B;
-    CU_LOOP(e, N * nb) {
+    FL_CUDA_LOOP(e, N * nb) {
         const int64_t c0 = (e % nb) * B, o = (e / nb) * F + c0;
         const int64_t k = idx[e] - c0; /* the selected unit within the block */
         const float *ar = a + o, *sr = s + o, *pr = p ? p + o : nullptr;
@@ -107,19 +107,14 @@ static __global__ void k_block_select_backward(const float *a, const float *s, c
     }
 }
 
-void cu_block_select_backward(const fl_tensor *a, const fl_tensor *s, const fl_tensor *p, const fl_tensor *idx,
-                              int B, float inv_tau, int soft, fl_tensor *dhm, fl_tensor *dl) {
-    const int64_t N = cu_rows(a), F = cu_cols(a), nb = B > 0 ? F / B : 0;
-    CU_CHECK(B > 0 && F % B == 0);
-    CU_CHECK(a->dtype == FL_F32 && s->dtype == FL_F32 && dhm->dtype == FL_F32 && dl->dtype == FL_F32);
-    CU_CHECK(fl_numel(s) == N * F && fl_numel(dhm) == N * F && fl_numel(dl) == N * F);
-    CU_CHECK(!p || (p->dtype == FL_F32 && fl_numel(p) == N * F));
-    CU_CHECK(idx->dtype == FL_I32 && fl_numel(idx) == N * nb);
-    if (N * nb == 0) return;
-    CU_LAUNCH(cu_grid(N * nb), CU_THREADS, 0, k_block_select_backward)(
-        cu_f32(a), cu_f32(s), p ? cu_f32(p) : nullptr, cu_i32(idx), N, F, B, inv_tau, soft != 0, cu_f32(dhm),
-        cu_f32(dl));
-    CU_LAUNCHED("k_block_select_backward");
+fl_status cnt_block_select_backward_cuda(const fl_host *h, const fl_tensor *a, const fl_tensor *s,
+                                         const fl_tensor *p, const fl_tensor *idx, int B, float inv_tau, int soft,
+                                         fl_tensor *dhm, fl_tensor *dl, fl_error *err) {
+    const int64_t F = cols(a), N = fl_numel(a) / F, nb = F / B;
+    if (N * nb == 0) return FL_OK;
+    FL_CUDA_LAUNCH(h, fl_cuda_blocks(N * nb), FL_CUDA_THREADS, 0, k_block_select_backward)(
+        f32(a), f32(s), p ? f32(p) : nullptr, i32(idx), N, F, B, inv_tau, soft != 0, f32(dhm), f32(dl));
+    return fl_cuda_launched(h, "cnt: block_select_backward", err);
 }
 
 /* ------------------------------------------------------------ inference */
@@ -127,7 +122,7 @@ void cu_block_select_backward(const fl_tensor *a, const fl_tensor *s, const fl_t
 static __global__ void k_block_argmax(const float *l, const float *bias, int64_t N, int64_t F, int B, int32_t *idx,
                                       float *pmax) {
     const int64_t nb = F / B;
-    CU_LOOP(e, N * nb) {
+    FL_CUDA_LOOP(e, N * nb) {
         const int64_t n = e / nb, c0 = (e % nb) * B; /* the block's first column */
         const float *v = l + n * F + c0, *c = bias + c0;
         int k = 0;
@@ -145,14 +140,11 @@ static __global__ void k_block_argmax(const float *l, const float *bias, int64_t
     }
 }
 
-void cu_block_argmax(const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor *idx, fl_tensor *pmax) {
-    const int64_t N = cu_rows(l), F = cu_cols(l), nb = B > 0 ? F / B : 0;
-    CU_CHECK(B > 0 && F % B == 0);
-    CU_CHECK(l->dtype == FL_F32 && bias->dtype == FL_F32 && fl_numel(bias) == F);
-    CU_CHECK(idx->dtype == FL_I32 && fl_numel(idx) == N * nb);
-    CU_CHECK(!pmax || (pmax->dtype == FL_F32 && fl_numel(pmax) == N * nb));
-    if (N * nb == 0) return;
-    CU_LAUNCH(cu_grid(N * nb), CU_THREADS, 0, k_block_argmax)(cu_f32(l), cu_f32(bias), N, F, B, cu_i32(idx),
-                                                                     pmax ? cu_f32(pmax) : nullptr);
-    CU_LAUNCHED("k_block_argmax");
+fl_status cnt_block_argmax_cuda(const fl_host *h, const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor *idx,
+                                fl_tensor *pmax, fl_error *err) {
+    const int64_t F = cols(l), N = fl_numel(l) / F, nb = F / B;
+    if (N * nb == 0) return FL_OK;
+    FL_CUDA_LAUNCH(h, fl_cuda_blocks(N * nb), FL_CUDA_THREADS, 0, k_block_argmax)(f32(l), f32(bias), N, F, B, i32(idx),
+                                                                                 pmax ? f32(pmax) : nullptr);
+    return fl_cuda_launched(h, "cnt: block_argmax", err);
 }

@@ -1,17 +1,17 @@
 /*
- * backends/product_keys.h — the product-key memory's per-(token, head)
- * selection and its backward, written once for both backends (the CPU
- * backend loops over (token, head) with OpenMP, the CUDA backend runs one
- * thread per (token, head)), so the two give the same slots and pairs bit
- * for bit and the same weights up to expf's last bits.
+ * plugins/ffn_pkm/pkm_topk_rows.h — the product-key memory's per-(token,
+ * head) selection and its backward, written once for both devices (the CPU
+ * code loops over (token, head) with OpenMP, the CUDA code runs one thread
+ * per (token, head)), so the two give the same slots and pairs bit for bit
+ * and the same weights up to expf's last bits.
  *
- * Layout (fl_ops.product_topk in ffnlab/host.h): v, ix, g, gix [2H,N,k],
+ * Layout (pkm_topk.h): v, ix, g, gix [2H,N,k],
  * block 2h is head h's first half and 2h+1 its second; w, slot, pair, ds
  * [N,H*k]. For token n and head h the first half's row starts at
  * o1 = (2h*N + n)*k, the second's at o2 = o1 + N*k, the output row at o.
  */
-#ifndef FFNLAB_PRODUCT_KEYS_H
-#define FFNLAB_PRODUCT_KEYS_H
+#ifndef FFN_PKM_TOPK_ROWS_H
+#define FFN_PKM_TOPK_ROWS_H
 
 #include <math.h>   /* expf */
 #include <stdint.h>

@@ -1,18 +1,25 @@
 /*
- * backends/cpu/cpu_block_select.c — the controller FFN's block selection
- * (plugins/ffn_cnt): Gumbel-softmax selection of one unit per block of B
- * units and its straight-through backward (training), and the block argmax
- * (inference). Contracts in ffnlab/host.h.
+ * plugins/ffn_cnt/cnt_select_cpu.c — the block selection on the CPU (see
+ * cnt_select.h; shapes are checked by cnt_select.c): Gumbel-softmax
+ * selection of one unit per block of B units and its straight-through
+ * backward (training), and the block argmax (inference).
  *
  * The training selection touches every logit once and is dominated by the
  * Gumbel noise, two logarithms per value, so log and exp are inlined
- * polynomials that vectorise instead of a libm call per element. They are
- * the plugin's original kernels, moved here unchanged, so a CNT run gives
- * the same bits as before the move.
+ * polynomials that vectorise instead of a libm call per element (exp's is
+ * the host's own, ffnlab/fastmath.h, as its softmax computes it).
  */
-#include "cpu.h"
+#include "cnt_select.h"
 
-#include "ffnlab/rng.h" /* fl_rng_uniform */
+#include "ffnlab/fastmath.h" /* fl_f2u, fl_u2f, fl_exp_core */
+#include "ffnlab/rng.h"      /* fl_rng_uniform */
+
+/* Below this many elements a step stays on one thread. */
+#define PAR_MIN 32768
+
+static float *f32(const fl_tensor *t) { return (float *)t->data; }
+static int32_t *i32(const fl_tensor *t) { return (int32_t *)t->data; }
+static int64_t cols(const fl_tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
 
 /* ------------------------------------------------------------------ math */
 
@@ -20,10 +27,10 @@
    m 2^e with m in [sqrt(1/2), sqrt(2)), then Cephes' logf polynomial in
    m - 1; relative error about 1e-7. Integer selects only, so it vectorises. */
 static inline float bs_logf(float x) {
-    const uint32_t u = cpu_f2u(x);
+    const uint32_t u = fl_f2u(x);
     const uint32_t mant = u & 0x7fffffu;
     const uint32_t big = 0u - (uint32_t)(mant > 0x3504f3u); /* m > sqrt(2): halve it */
-    const float m = cpu_u2f(mant | (big & 0x3f000000u) | (~big & 0x3f800000u));
+    const float m = fl_u2f(mant | (big & 0x3f000000u) | (~big & 0x3f800000u));
     const float e = (float)((int32_t)(u >> 23) - 127 + (int32_t)(big & 1u));
     const float f = m - 1.0f, z = f * f;
     float y = 7.0376836292e-2f;
@@ -42,17 +49,17 @@ static inline float bs_logf(float x) {
 }
 
 /* exp(x) for x <= 0 (softmax after subtracting the block maximum). Unlike
-   cpu_expf it clamps at -87 instead of flushing to 0 (exp(-87) ~ 1.6e-38
+   the CPU backend's exp it clamps at -87 instead of flushing to 0 (exp(-87) ~ 1.6e-38
    stands in for anything smaller: a softmax term that small is zero to f32
    anyway) and skips the NaN and overflow tails, which x <= 0 never needs;
    kept as the plugin had it so selections and gradients stay bit-identical.
-   cpu_exp_core does the rest (relative error ~1e-7). */
+   fl_exp_core does the rest (relative error ~1e-7). */
 static inline float bs_expf_neg(float x) {
-    uint32_t u = cpu_f2u(x);
+    uint32_t u = fl_f2u(x);
     u = u > 0xc2ae0000u ? 0xc2ae0000u : u; /* -87 as bits: integer clamp, no branch */
     int32_t ni;
-    const float p = cpu_exp_core(cpu_u2f(u), &ni);
-    return p * cpu_u2f((uint32_t)(ni + 127) << 23);
+    const float p = fl_exp_core(fl_u2f(u), &ni);
+    return p * fl_u2f((uint32_t)(ni + 127) << 23);
 }
 
 /* out[B] = softmax(v[B]) (out may alias v); returns the index of the
@@ -74,11 +81,6 @@ static inline int64_t block_softmax(const float *v, int64_t B, float *out) {
     return k;
 }
 
-/* ------------------------------------------------------------- shapes */
-
-static int is_f32(const fl_tensor *t, int64_t n) { return t->dtype == FL_F32 && fl_numel(t) == n; }
-static int is_i32(const fl_tensor *t, int64_t n) { return t->dtype == FL_I32 && fl_numel(t) == n; }
-
 /* -------------------------------------------------------- training */
 
 /* z[F] = (l + noise g) * inv_tau for row n, g the Gumbel noise of counter
@@ -97,18 +99,14 @@ static void gumbel_logits(const float *lr, int64_t n, int64_t F, float noise, fl
 }
 
 /* l, a, s, hm [N,F] (p [N,F] or NULL), idx [N,F/B] i32 */
-void cpu_block_select(const fl_tensor *l, const fl_tensor *a, int B, float noise, float inv_tau,
+void cnt_block_select_cpu(const fl_tensor *l, const fl_tensor *a, int B, float noise, float inv_tau,
                       uint64_t key, int soft, fl_tensor *s, fl_tensor *p, fl_tensor *idx,
                       fl_tensor *hm) {
-    const int64_t N = cpu_rows(l), F = cpu_cols(l), nb = B > 0 ? F / B : 0;
-    CPU_CHECK(B > 0 && F % B == 0);
-    CPU_CHECK(is_f32(l, N * F) && is_f32(a, N * F) && is_f32(s, N * F) && is_f32(hm, N * F));
-    CPU_CHECK(!p || is_f32(p, N * F));
-    CPU_CHECK(is_i32(idx, N * nb));
-    const float *pl = cpu_f32(l), *pa = cpu_f32(a);
-    float *ps = cpu_f32(s), *pp = p ? cpu_f32(p) : NULL, *ph = cpu_f32(hm);
-    int32_t *pi = cpu_i32(idx);
-#pragma omp parallel for schedule(static) if (N * F > CPU_PAR_MIN)
+    const int64_t F = cols(l), N = fl_numel(l) / F, nb = F / B;
+    const float *pl = f32(l), *pa = f32(a);
+    float *ps = f32(s), *pp = p ? f32(p) : NULL, *ph = f32(hm);
+    int32_t *pi = i32(idx);
+#pragma omp parallel for schedule(static) if (N * F > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const float *lr = pl + n * F, *ar = pa + n * F;
         float *sr = ps + n * F, *hr = ph + n * F, *pr = pp ? pp + n * F : NULL;
@@ -136,18 +134,14 @@ void cpu_block_select(const fl_tensor *l, const fl_tensor *a, int B, float noise
      dL/da = dhm * mask * p     → written over dhm
    Two passes over the block: the sums first, then every output, so no
    scratch is needed whatever the block size. */
-void cpu_block_select_backward(const fl_tensor *a, const fl_tensor *s, const fl_tensor *p,
+void cnt_block_select_backward_cpu(const fl_tensor *a, const fl_tensor *s, const fl_tensor *p,
                                const fl_tensor *idx, int B, float inv_tau, int soft,
                                fl_tensor *dhm, fl_tensor *dl) {
-    const int64_t N = cpu_rows(a), F = cpu_cols(a), nb = B > 0 ? F / B : 0;
-    CPU_CHECK(B > 0 && F % B == 0);
-    CPU_CHECK(is_f32(a, N * F) && is_f32(s, N * F) && is_f32(dhm, N * F) && is_f32(dl, N * F));
-    CPU_CHECK(!p || is_f32(p, N * F));
-    CPU_CHECK(is_i32(idx, N * nb));
-    const float *pa = cpu_f32(a), *ps = cpu_f32(s), *pp = p ? cpu_f32(p) : NULL;
-    const int32_t *pi = cpu_i32(idx);
-    float *pg = cpu_f32(dhm), *pd = cpu_f32(dl);
-#pragma omp parallel for schedule(static) if (N * F > CPU_PAR_MIN)
+    const int64_t F = cols(a), N = fl_numel(a) / F, nb = F / B;
+    const float *pa = f32(a), *ps = f32(s), *pp = p ? f32(p) : NULL;
+    const int32_t *pi = i32(idx);
+    float *pg = f32(dhm), *pd = f32(dl);
+#pragma omp parallel for schedule(static) if (N * F > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const float *ar = pa + n * F, *sr = ps + n * F, *pr = pp ? pp + n * F : NULL;
         float *gr = pg + n * F, *dr = pd + n * F;
@@ -177,16 +171,13 @@ void cpu_block_select_backward(const fl_tensor *a, const fl_tensor *s, const fl_
 /* -------------------------------------------------------- inference */
 
 /* l [N,F], bias [F], idx [N,F/B] i32, pmax [N,F/B] or NULL */
-void cpu_block_argmax(const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor *idx,
+void cnt_block_argmax_cpu(const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor *idx,
                       fl_tensor *pmax) {
-    const int64_t N = cpu_rows(l), F = cpu_cols(l), nb = B > 0 ? F / B : 0;
-    CPU_CHECK(B > 0 && F % B == 0);
-    CPU_CHECK(is_f32(l, N * F) && is_f32(bias, F) && is_i32(idx, N * nb));
-    CPU_CHECK(!pmax || is_f32(pmax, N * nb));
-    const float *pl = cpu_f32(l), *pb = cpu_f32(bias);
-    int32_t *pi = cpu_i32(idx);
-    float *pm = pmax ? cpu_f32(pmax) : NULL;
-#pragma omp parallel for schedule(static) if (N * F > CPU_PAR_MIN)
+    const int64_t F = cols(l), N = fl_numel(l) / F, nb = F / B;
+    const float *pl = f32(l), *pb = f32(bias);
+    int32_t *pi = i32(idx);
+    float *pm = pmax ? f32(pmax) : NULL;
+#pragma omp parallel for schedule(static) if (N * F > PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
         const float *lr = pl + n * F;
         for (int64_t b = 0; b < nb; b++) {

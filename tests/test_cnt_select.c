@@ -1,8 +1,7 @@
 /*
- * tests/test_cpu_block_select_ops.c — the CPU backend's block selection ops
- * (block_select, block_select_backward, block_argmax: the controller FFN's
- * steps, contracts in ffnlab/host.h) against naive double-precision
- * references:
+ * tests/test_cnt_select.c — the cnt plugin's own block selection kernels on
+ * the CPU (cnt_block_select, its backward, cnt_block_argmax;
+ * plugins/ffn_cnt/cnt_select.h) against naive double-precision references:
  *   - selection: idx equal to the reference's argmax of z = (l + noise g) *
  *     inv_tau with g = -log(-log(fl_rng_uniform(key, n*U + j))), exactly;
  *     ties (noise 0, integer logits) go to the lower index;
@@ -25,9 +24,29 @@
 
 #include "tensor_fixture.h"
 
+#include "cnt_select.h"
+
 #include "backend.h"
 #include "ffnlab/rng.h"
 
+
+/* The plugin's kernels through the CPU host; any error fails the test. */
+static void block_select(const fl_tensor *l, const fl_tensor *a, int B, float noise, float inv_tau, uint64_t key,
+                         int soft, fl_tensor *s, fl_tensor *p, fl_tensor *idx, fl_tensor *hm) {
+    fl_error err = {0};
+    ts_assert_ok(cnt_block_select(&tf_host, l, a, B, noise, inv_tau, key, soft, s, p, idx, hm, &err), &err);
+}
+
+static void block_select_backward(const fl_tensor *a, const fl_tensor *s, const fl_tensor *p, const fl_tensor *idx,
+                                  int B, float inv_tau, int soft, fl_tensor *dhm, fl_tensor *dl) {
+    fl_error err = {0};
+    ts_assert_ok(cnt_block_select_backward(&tf_host, a, s, p, idx, B, inv_tau, soft, dhm, dl, &err), &err);
+}
+
+static void block_argmax(const fl_tensor *l, const fl_tensor *bias, int B, fl_tensor *idx, fl_tensor *pmax) {
+    fl_error err = {0};
+    ts_assert_ok(cnt_block_argmax(&tf_host, l, bias, B, idx, pmax, &err), &err);
+}
 
 /* ---------------------------------------------------------- reference */
 
@@ -92,7 +111,7 @@ static void check_select(select_case c, uint64_t key) {
     rnd(&l, key + 1, -2, 2);
     rnd(&a, key + 2, -1, 1);
     for (int64_t i = 0; i < N * U; i++) F(&hm)[i] = F(&s)[i] = NAN; /* outputs: written, not read */
-    tf_ops->block_select(&l, &a, c.B, c.noise, c.inv_tau, key, c.soft, &s, c.with_p ? &p : NULL, &idx, &hm);
+    block_select(&l, &a, c.B, c.noise, c.inv_tau, key, c.soft, &s, c.with_p ? &p : NULL, &idx, &hm);
     sel_ref r = select_ref(F(&l), F(&a), N, U, c.B, c.noise, c.inv_tau, key, c.soft, c.with_p);
     char what[96];
     snprintf(what, sizeof what, "select %lldx%lld B=%d%s%s", (long long)N, (long long)U, c.B,
@@ -135,7 +154,7 @@ static void test_select_ties(void **state) {
     rnd(&l, 200, -1, 2);
     for (int64_t i = 0; i < N * U; i++) F(&l)[i] = floorf(F(&l)[i]); /* -1, 0, 1 */
     rnd(&a, 201, -1, 1);
-    tf_ops->block_select(&l, &a, (int)B, 0.0f, 7.0f, 1, 0, &s, NULL, &idx, &hm);
+    block_select(&l, &a, (int)B, 0.0f, 7.0f, 1, 0, &s, NULL, &idx, &hm);
     for (int64_t n = 0; n < N; n++)
         for (int64_t b = 0; b < nb; b++) {
             int64_t k = 0;
@@ -183,12 +202,12 @@ static void check_backward(select_case c, uint64_t key) {
     rnd(&a, key + 2, -1, 1);
     rnd(&dhm, key + 3, -1, 1);
     fl_tensor *pp = c.with_p ? &p : NULL;
-    tf_ops->block_select(&l, &a, c.B, c.noise, c.inv_tau, key, c.soft, &s, pp, &idx, &hm);
+    block_select(&l, &a, c.B, c.noise, c.inv_tau, key, c.soft, &s, pp, &idx, &hm);
     double *da_ref = calloc((size_t)(N * U), sizeof *da_ref), *dl_ref = calloc((size_t)(N * U), sizeof *dl_ref);
     select_backward_ref(F(&a), F(&s), pp ? F(pp) : NULL, I(&idx), F(&dhm), N, U, c.B, c.inv_tau, c.soft,
                         da_ref, dl_ref);
     for (int64_t i = 0; i < N * U; i++) F(&dl)[i] = NAN; /* overwritten, not accumulated */
-    tf_ops->block_select_backward(&a, &s, pp, &idx, c.B, c.inv_tau, c.soft, &dhm, &dl);
+    block_select_backward(&a, &s, pp, &idx, c.B, c.inv_tau, c.soft, &dhm, &dl);
     char what[128];
     snprintf(what, sizeof what, "backward %lldx%lld B=%d%s%s dl", (long long)N, (long long)U, c.B,
              c.soft ? " soft" : " hard", c.with_p ? " p" : "");
@@ -217,7 +236,7 @@ static int g_with_p;
 static const float G_TAU = 1.5f;
 
 static double soft_loss(void) {
-    tf_ops->block_select(&gL, &gA, 5, 0.5f, G_TAU, 77, 1, &gS, g_with_p ? &gP : NULL, &gI, &gH);
+    block_select(&gL, &gA, 5, 0.5f, G_TAU, 77, 1, &gS, g_with_p ? &gP : NULL, &gI, &gH);
     return dot_d(F(&gH), F(&gW), N_(&gH));
 }
 
@@ -231,7 +250,7 @@ static void test_select_backward_fd(void **state) {
         rnd(&gW, 402, -1, 1);
         soft_loss();
         fl_tensor dhm = clone(&gW), dl = f2(N, U);
-        tf_ops->block_select_backward(&gA, &gS, g_with_p ? &gP : NULL, &gI, 5, G_TAU, 1, &dhm, &dl);
+        block_select_backward(&gA, &gS, g_with_p ? &gP : NULL, &gI, 5, G_TAU, 1, &dhm, &dl);
         fd_check(g_with_p ? "soft backward dl (p)" : "soft backward dl", F(&gL), N * U, F(&dl), soft_loss);
         fd_check(g_with_p ? "soft backward da (p)" : "soft backward da", F(&gA), N * U, F(&dhm), soft_loss);
     }
@@ -248,7 +267,7 @@ static void check_argmax(int64_t N, int64_t U, int B, int ties, int with_pmax, u
         for (int64_t i = 0; i < N * U; i++) F(&l)[i] = floorf(F(&l)[i]);
     if (ties)
         for (int64_t j = 0; j < U; j++) F(&bias)[j] = (float)(j % 2);
-    tf_ops->block_argmax(&l, &bias, B, &idx, with_pmax ? &pmax : NULL);
+    block_argmax(&l, &bias, B, &idx, with_pmax ? &pmax : NULL);
     double *t = calloc((size_t)B, sizeof *t), *pr = calloc((size_t)B, sizeof *pr);
     double *pref = calloc((size_t)(N * nb), sizeof *pref);
     for (int64_t n = 0; n < N; n++)

@@ -1,6 +1,7 @@
 /*
- * tests/test_cpu_product_keys_ops.c — the CPU backend's product-key ops
- * (product_topk, product_topk_backward; ffnlab/host.h) against brute force.
+ * tests/test_pkm_topk.c — the pkm plugin's own product-key kernels on the CPU
+ * (pkm_product_topk, pkm_product_topk_backward; plugins/ffn_pkm/pkm_topk.h)
+ * against brute force.
  *
  *   - pair level: for each (token, head) the winners are the first k of all
  *     k² pairs (a, b) sorted by v1[a] + v2[b] descending, ties to the lower
@@ -22,8 +23,23 @@
 
 #include "tensor_fixture.h"
 
+#include "pkm_topk.h"
+
 #include "backend.h"
 #include "ffnlab/rng.h"
+
+/* The plugin's kernels through the CPU host; any error fails the test. */
+static void product_topk(const fl_tensor *v, const fl_tensor *ix, int H, int64_t n_keys, fl_tensor *w, fl_tensor *slot,
+                         fl_tensor *pair) {
+    fl_error err = {0};
+    ts_assert_ok(pkm_product_topk(&tf_host, v, ix, H, n_keys, w, slot, pair, &err), &err);
+}
+
+static void product_topk_backward(const fl_tensor *ds, const fl_tensor *pair, const fl_tensor *ix, int H, fl_tensor *g,
+                                  fl_tensor *gix) {
+    fl_error err = {0};
+    ts_assert_ok(pkm_product_topk_backward(&tf_host, ds, pair, ix, H, g, gix, &err), &err);
+}
 
 
 /* One layer call's inputs: v, ix [2H,N,k] sorted lists of sub-key scores
@@ -82,7 +98,7 @@ static void check_pairs(int64_t N, int H, int64_t k, int64_t n_keys, int levels,
     lists L = make_lists(N, H, k, n_keys, levels, seed);
     const int64_t hk = H * k;
     fl_tensor w = f2(N, hk), slot = i2(N, hk), pair = i2(N, hk);
-    tf_ops->product_topk(&L.v, &L.ix, H, n_keys, &w, &slot, &pair);
+    product_topk(&L.v, &L.ix, H, n_keys, &w, &slot, &pair);
     int32_t *order = malloc((size_t)(k * k) * sizeof *order);
     double *wref = malloc((size_t)(N * hk) * sizeof *wref);
     for (int64_t n = 0; n < N; n++)
@@ -130,7 +146,7 @@ static void test_product_topk_is_full_topk(void **state) {
     fl_tensor s2 = fl_view2(&s, 2 * H * N, K), v2 = fl_view2(&v, 2 * H * N, k), ix2 = fl_view2(&ix, 2 * H * N, k);
     tf_ops->topk(&s2, (int)k, &v2, &ix2);
     fl_tensor w = f2(N, H * k), slot = i2(N, H * k), pair = i2(N, H * k);
-    tf_ops->product_topk(&v, &ix, H, K, &w, &slot, &pair);
+    product_topk(&v, &ix, H, K, &w, &slot, &pair);
     float *sum = malloc((size_t)(K * K) * sizeof *sum);
     int checked = 0;
     for (int64_t n = 0; n < N; n++)
@@ -155,11 +171,11 @@ static void test_product_topk_backward(void **state) {
     const int64_t hk = H * k;
     lists L = make_lists(N, H, k, n_keys, 2, 30); /* ties: winners share positions */
     fl_tensor w = f2(N, hk), slot = i2(N, hk), pair = i2(N, hk), ds = f2(N, hk);
-    tf_ops->product_topk(&L.v, &L.ix, H, n_keys, &w, &slot, &pair);
+    product_topk(&L.v, &L.ix, H, n_keys, &w, &slot, &pair);
     rnd(&ds, 31, -1, 1);
     fl_tensor g = f3(2 * H, N, k), gix = tnew(FL_I32, 3, 2 * H, N, k, 1);
     tf_ops->fill(&g, NAN); /* fully overwritten */
-    tf_ops->product_topk_backward(&ds, &pair, &L.ix, H, &g, &gix);
+    product_topk_backward(&ds, &pair, &L.ix, H, &g, &gix);
     double *gref = calloc((size_t)(2 * H * N * k), sizeof *gref);
     int32_t *iref = malloc((size_t)(2 * H * N * k) * sizeof *iref);
     for (int64_t i = 0; i < 2 * H * N * k; i++) iref[i] = -1;
@@ -197,8 +213,8 @@ static void test_threads_do_not_change_results(void **state) {
         w[r] = f2(N, hk), slot[r] = i2(N, hk), pair[r] = i2(N, hk);
         g[r] = f3(2 * H, N, k), gix[r] = tnew(FL_I32, 3, 2 * H, N, k, 1);
         omp_set_num_threads(r ? 3 : 1);
-        tf_ops->product_topk(&L.v, &L.ix, H, n_keys, &w[r], &slot[r], &pair[r]);
-        tf_ops->product_topk_backward(&ds, &pair[r], &L.ix, H, &g[r], &gix[r]);
+        product_topk(&L.v, &L.ix, H, n_keys, &w[r], &slot[r], &pair[r]);
+        product_topk_backward(&ds, &pair[r], &L.ix, H, &g[r], &gix[r]);
     }
     omp_set_num_threads(nt);
     assert_memory_equal(w[0].data, w[1].data, fl_nbytes(&w[0]));

@@ -1,6 +1,6 @@
 /*
- * tests/test_cpu_routing_ops.c — the CPU backend's mixture-of-experts
- * routing ops (moe_route, moe_index, moe_router_backward; host.h) against
+ * tests/test_moe_route.c — the moe plugin's own routing kernels on the CPU
+ * (moe_route, moe_index, moe_router_backward; plugins/ffn_moe/moe_route.h) against
  * naive references written straight from the contract:
  *   - moe_route: the capacity rule as a rank (an assignment is kept iff
  *     fewer than cap earlier assignments, row-major, chose its expert),
@@ -24,8 +24,32 @@
 
 #include "tensor_fixture.h"
 
+#include "moe_route.h"
+
 #include "backend.h"
 
+
+/* The plugin's kernels through the CPU host; any error fails the test. */
+static void route(const fl_tensor *topv, const fl_tensor *topi, int E, int renorm, int64_t cap, fl_tensor *gates,
+                  fl_tensor *keys, fl_tensor *count) {
+    fl_error err = {0};
+    fl_tensor scratch = {0};
+    ts_assert_ok(moe_route(&tf_host, topv, topi, E, renorm, cap, gates, keys, count, &scratch, &err), &err);
+    tf_host.tensor_release(&tf_host, &scratch);
+}
+
+static void index_of(const fl_tensor *perm, int k, const fl_tensor *gates, fl_tensor *tok, fl_tensor *gs, fl_tensor *pos) {
+    fl_error err = {0};
+    ts_assert_ok(moe_index(&tf_host, perm, k, gates, tok, gs, pos, &err), &err);
+}
+
+static void router_backward(const fl_tensor *probs, const fl_tensor *lse, const fl_tensor *topv, const fl_tensor *topi,
+                            const fl_tensor *gates, const fl_tensor *dgate, const fl_tensor *dbal, int renorm, float zc,
+                            fl_tensor *dlogits) {
+    fl_error err = {0};
+    ts_assert_ok(moe_router_backward(&tf_host, probs, lse, topv, topi, gates, dgate, dbal, renorm, zc, dlogits, &err),
+                 &err);
+}
 
 /* ---------------------------------------------------------------- route */
 
@@ -62,7 +86,7 @@ static void check_route(int64_t N, int k, int E, int renorm, int64_t cap) {
     fl_tensor topv = f2(N, k), topi = i2(N, k), gates = f2(N, k), keys = i1(N * k), count = i1(E);
     random_choice(&topv, &topi, N, k, E, (uint64_t)(N * 100 + k * 10 + E));
     for (int64_t a = 0; a < N * k; a++) I(&keys)[a] = 777, F(&gates)[a] = NAN;
-    tf_ops->moe_route(&topv, &topi, E, renorm, cap, &gates, &keys, &count);
+    route(&topv, &topi, E, renorm, cap, &gates, &keys, &count);
     double *g = malloc((size_t)(N * k + 1) * sizeof *g);
     int32_t *kw = malloc((size_t)(N * k + 1) * sizeof *kw), cw[64];
     route_ref(F(&topv), I(&topi), N, k, E, renorm, cap, g, kw, cw);
@@ -95,7 +119,7 @@ static void test_route_by_hand(void **state) {
     const float v[] = {0.5f, 0.25f, 0.0f, 0.0f, 0.6f, 0.2f, 0.3f, 0.3f, 1.0f, 3.0f};
     fl_tensor topv = f2(5, 2), topi = i2(5, 2), gates = f2(5, 2), keys = i1(10), count = i1(3);
     memcpy(topv.data, v, sizeof v), memcpy(topi.data, e, sizeof e);
-    tf_ops->moe_route(&topv, &topi, 3, 1, 2, &gates, &keys, &count);
+    route(&topv, &topi, 3, 1, 2, &gates, &keys, &count);
     /* expert 0 is taken by assignments 0 and 2; 5, 6 and 9 come too late;
        expert 1 by 1 and 4, not 7; expert 2 by 3 and 8 */
     const int32_t kw[] = {0, 1, 0, 2, 1, -1, -1, -1, 2, -1}, cw[] = {5, 3, 2};
@@ -104,7 +128,7 @@ static void test_route_by_hand(void **state) {
     assert_memory_equal(I(&count), cw, sizeof cw);
     chk(F(&gates), gw, 10, 1e-6, 0, "moe_route by hand: gates (a zero row stays 0)");
     /* without renorm the gates are topv, bit for bit */
-    tf_ops->moe_route(&topv, &topi, 3, 0, -1, &gates, &keys, &count);
+    route(&topv, &topi, 3, 0, -1, &gates, &keys, &count);
     assert_memory_equal(gates.data, v, sizeof v);
     assert_memory_equal(I(&keys), e, sizeof e);
 }
@@ -114,7 +138,7 @@ static void test_route_empty(void **state) {
     (void)state;
     fl_tensor topv = f2(0, 2), topi = i2(0, 2), gates = f2(0, 2), keys = i1(0), count = i1(4);
     for (int e = 0; e < 4; e++) I(&count)[e] = 9;
-    tf_ops->moe_route(&topv, &topi, 4, 1, 3, &gates, &keys, &count);
+    route(&topv, &topi, 4, 1, 3, &gates, &keys, &count);
     for (int e = 0; e < 4; e++) assert_int_equal(I(&count)[e], 0);
 }
 
@@ -126,14 +150,14 @@ static void check_index(int64_t N, int k, int E, int64_t cap) {
     fl_tensor topv = f2(N, k), topi = i2(N, k), gates = f2(N, k), keys = i1(NK), count = i1(E);
     fl_tensor perm = i1(NK), pos = i2(N, k);
     random_choice(&topv, &topi, N, k, E, (uint64_t)(7 * N + k));
-    tf_ops->moe_route(&topv, &topi, E, 1, cap, &gates, &keys, &count);
+    route(&topv, &topi, E, 1, cap, &gates, &keys, &count);
     int64_t off[64];
     tf_ops->bucket_sort(&keys, E, &perm, off);
     const int64_t M = off[E];
     fl_tensor kept = perm, tok = i1(M ? M : 1), gs = f1(M ? M : 1);
     kept.shape[0] = tok.shape[0] = gs.shape[0] = M;
     for (int64_t a = 0; a < NK; a++) I(&pos)[a] = 555;
-    tf_ops->moe_index(&kept, k, &gates, &tok, &gs, &pos);
+    index_of(&kept, k, &gates, &tok, &gs, &pos);
     for (int64_t m = 0; m < M; m++) {
         const int32_t a = I(&perm)[m];
         assert_int_equal(I(&tok)[m], a / k);
@@ -182,12 +206,12 @@ static void rb_make(rb_case *c, int64_t N, int E, int k, int renorm, float zc, u
     tf_ops->logsumexp(&c->H, &c->lse);
     tf_ops->topk(&c->probs, k, &c->topv, &c->topi);
     fl_tensor keys = i1(N * k), count = i1(E);
-    tf_ops->moe_route(&c->topv, &c->topi, E, renorm, -1, &c->gates, &keys, &count);
+    route(&c->topv, &c->topi, E, renorm, -1, &c->gates, &keys, &count);
     for (int64_t i = 0; i < N * E; i++) F(&c->dlogits)[i] = NAN; /* must be overwritten */
 }
 
 static void rb_run(rb_case *c) {
-    tf_ops->moe_router_backward(&c->probs, &c->lse, &c->topv, &c->topi, &c->gates, &c->dgate, &c->dbal, c->renorm,
+    router_backward(&c->probs, &c->lse, &c->topv, &c->topi, &c->gates, &c->dgate, &c->dbal, c->renorm,
                              c->zc, &c->dlogits);
 }
 
