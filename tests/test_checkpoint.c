@@ -16,6 +16,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "backend.h"
 #include "checkpoint.h"
 #include "fsutil.h"
 #include "optim.h"

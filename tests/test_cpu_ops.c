@@ -23,6 +23,7 @@
 #include "tensor_fixture.h"
 
 #include "backend.h"
+#include "ffnlab/rng.h"
 
 static const fl_backend *be;
 static const fl_ops *ops;
@@ -638,6 +639,39 @@ static void test_bucket_sort(void **state) {
     assert_int_equal(o2[17], valid);
 }
 
+/* ------------------------------------------------------------ hash_ids */
+
+/* key = fl_rng_bits(seed, id) % buckets, -1 for a negative id: the same id
+   the same key wherever it appears, another seed another map, and the keys
+   spread evenly (each of 16 buckets within 15% of its share over the
+   ~19800 distinct ids; a binomial's sd is 2.8%). */
+static void test_hash_ids(void **state) {
+    (void)state;
+    const int64_t N = 40000, E = 16;
+    fl_tensor ids = i1(N), keys = i1(N), keys2 = i1(N);
+    for (int64_t i = 0; i < N; i++) I(&ids)[i] = i % 97 == 5 ? -1 : (int32_t)(i < N / 2 ? i : i - N / 2);
+    ops->hash_ids(&ids, 42, E, &keys);
+    int64_t count[16] = {0}, valid = 0;
+    for (int64_t i = 0; i < N; i++) {
+        const int32_t id = I(&ids)[i], k = I(&keys)[i];
+        if (id < 0) {
+            assert_int_equal(k, -1);
+            continue;
+        }
+        assert_int_equal(k, (int32_t)(fl_rng_bits(42, (uint64_t)id) % (uint64_t)E));
+        if (i >= N / 2 && I(&ids)[i - N / 2] == id) assert_int_equal(k, I(&keys)[i - N / 2]); /* the same id again */
+        else count[k]++, valid++;
+    }
+    for (int e = 0; e < E; e++) {
+        print_message("  bucket %2d: %lld ids (share %.3f)\n", e, (long long)count[e], (double)count[e] * E / valid);
+        assert_true(fabs((double)count[e] * E / valid - 1.0) < 0.15);
+    }
+    ops->hash_ids(&ids, 43, E, &keys2);
+    assert_true(memcmp(keys.data, keys2.data, (size_t)N * sizeof(int32_t)) != 0);
+    ops->hash_ids(&ids, 42, 1, &keys2); /* one bucket: every valid id goes to 0 */
+    for (int64_t i = 0; i < N; i++) assert_int_equal(I(&keys2)[i], I(&ids)[i] < 0 ? -1 : 0);
+}
+
 static void test_host_copies(void **state) {
     (void)state;
     float h[10], back[10];
@@ -668,6 +702,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_bf16_outputs, tf_free_all),
         cmocka_unit_test_teardown(test_rng, tf_free_all),
         cmocka_unit_test_teardown(test_bucket_sort, tf_free_all),
+        cmocka_unit_test_teardown(test_hash_ids, tf_free_all),
         cmocka_unit_test_teardown(test_host_copies, tf_free_all),
     };
     return cmocka_run_group_tests_name("cpu_ops", tests, setup, NULL);

@@ -17,7 +17,8 @@
  *   - decode attention (one query over a KV cache): normwise 1e-5 in every
  *     mode, since both sides compute its dot products in fp32 FMAs (no
  *     GEMM, no tensor cores); the cache append: bit-identical;
- *   - RNG uniform, top-k, gather, bucket sort, fill, copy: bit-identical.
+ *   - RNG uniform, top-k, gather, bucket sort, hash_ids, fill, copy:
+ *     bit-identical.
  *
  * Without a GPU (or in a build without CUDA) the program prints why and exits
  * with 77, which ctest reports as "skipped" (SKIP_RETURN_CODE). Setting
@@ -300,6 +301,18 @@ static void test_rng(void **state) {
     CPU->ops.rng_normal(&n.c, 78, 99, 0.25f, 0.02f), GPU->ops.rng_normal(&n.g, 78, 99, 0.25f, 0.02f);
     cmp_close(&n, 1e-5, 1e-7, "rng_normal (libm vs CUDA logf/cosf)");
     pfree(&u), pfree(&n);
+}
+
+/* hash_ids: integer keys, bit-identical (padding ids -1 included) */
+static void test_hash_ids(void **state) {
+    (void)state;
+    int32_t *h = malloc(70001 * sizeof *h);
+    for (int i = 0; i < 70001; i++) h[i] = i % 13 == 7 ? -1 : (int32_t)(fl_rng_bits(79, (uint64_t)i) % 50257);
+    pair ids = mk_i32(h, 1, 70001, 1), keys = mk(FL_I32, 1, 70001, 1, 1, 1);
+    CPU->ops.hash_ids(&ids.c, 5, 61, &keys.c), GPU->ops.hash_ids(&ids.g, 5, 61, &keys.g);
+    cmp_exact(&keys, "hash_ids");
+    pfree(&ids), pfree(&keys);
+    free(h);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1072,6 +1085,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_grouped),
         cmocka_unit_test(test_elementwise),
         cmocka_unit_test(test_rng),
+        cmocka_unit_test(test_hash_ids),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_topk),
         cmocka_unit_test(test_gather_scatter),

@@ -26,7 +26,7 @@
 extern "C" {
 #include "backend.h"
 #include "ffnlab/rng.h"
-#include "host.h"
+#include "host_table.h"
 #include "support.h"
 }
 

@@ -34,7 +34,7 @@
 #include <string.h>
 
 #include "backend.h"
-#include "host.h"
+#include "host_table.h"
 #include "loader.h"
 #include "model.h"
 #include "optim.h"
@@ -122,6 +122,8 @@ typedef struct layer {
     void *obj;
 } layer;
 
+enum { V_LAYER = 512 }; /* the vocabulary a layer made alone is told */
+
 static fl_status make_layer(layer *L, const fl_backend *be, const char *name, const char *opts, int d,
                             fl_error *err) {
     memset(L, 0, sizeof *L);
@@ -137,7 +139,8 @@ static fl_status make_layer(layer *L, const fl_backend *be, const char *name, co
     L->scope.be = be;
     L->scope.seed = 4321;
     L->scope.n_layers = 2;
-    fl_ffn_config cfg = {.d_model = d, .layer_index = 0, .n_layers = 2, .values = L->set.values, .scope = &L->scope};
+    fl_ffn_config cfg = {.d_model = d, .layer_index = 0, .n_layers = 2, .vocab_size = V_LAYER,
+                         .values = L->set.values, .scope = &L->scope};
     return L->ffn->create(&L->host, &cfg, &L->obj, err);
 }
 
@@ -148,12 +151,26 @@ static void free_layer(layer *L) {
     if (L->plugin.handle) fl_plugin_unload(&L->plugin);
 }
 
-static fl_tensor dev(const fl_backend *be, int64_t r, int64_t c) {
+static fl_tensor dev_typed(const fl_backend *be, int32_t dtype, int64_t r, int64_t c) {
     int64_t shape[2] = {r, c};
-    fl_tensor t = fl_wrap(NULL, FL_F32, be->device, 2, shape);
+    fl_tensor t = fl_wrap(NULL, dtype, be->device, 2, shape);
     t.data = be->alloc(fl_nbytes(&t));
     t.capacity = fl_nbytes(&t);
     return t;
+}
+
+static fl_tensor dev(const fl_backend *be, int64_t r, int64_t c) { return dev_typed(be, FL_F32, r, c); }
+
+/* The context a model gives a layer (FFN ABI 2.0): token ids in
+   [0, V_LAYER) and positions 0..T-1, [B,T] i32 on be's device. */
+static void ctx_ids(const fl_backend *be, int B, int T, fl_tensor *tok, fl_tensor *pos) {
+    int32_t *h = malloc((size_t)(2 * B * T) * sizeof *h);
+    assert_non_null(h);
+    for (int i = 0; i < B * T; i++) h[i] = (int32_t)(fl_rng_bits(13, (uint64_t)i) % V_LAYER), h[B * T + i] = i % T;
+    *tok = dev_typed(be, FL_I32, B, T), *pos = dev_typed(be, FL_I32, B, T);
+    be->ops.from_host(tok, h, (size_t)(B * T) * sizeof *h);
+    be->ops.from_host(pos, h + B * T, (size_t)(B * T) * sizeof *h);
+    free(h);
 }
 
 static void dense_case(const char *opts, double tol) {
@@ -172,23 +189,27 @@ static void dense_case(const char *opts, double tol) {
     fl_tensor dyc = dev(CPU, N, D), dyg = dev(GPU, N, D), dxc = dev(CPU, N, D), dxg = dev(GPU, N, D);
     CPU->ops.rng_normal(&xc, 11, 0, 0, 1), copy_to_gpu(&xc, &xg);
     CPU->ops.rng_normal(&dyc, 12, 0, 0, 1), copy_to_gpu(&dyc, &dyg);
-    fl_ffn_ctx ctx = {.train = 1, .step = 3, .rng_key = 99, .B = B, .T = T};
-    ts_assert_ok(c.ffn->forward(c.obj, &ctx, &xc, &yc, &err), &err);
-    ts_assert_ok(g.ffn->forward(g.obj, &ctx, &xg, &yg, &err), &err);
+    fl_tensor tokc, posc, tokg, posg;
+    ctx_ids(CPU, B, T, &tokc, &posc), ctx_ids(GPU, B, T, &tokg, &posg);
+    fl_ffn_ctx ctxc = {.train = 1, .step = 3, .rng_key = 99, .B = B, .T = T, .tokens = &tokc, .positions = &posc};
+    fl_ffn_ctx ctxg = ctxc;
+    ctxg.tokens = &tokg, ctxg.positions = &posg;
+    ts_assert_ok(c.ffn->forward(c.obj, &ctxc, &xc, &yc, &err), &err);
+    ts_assert_ok(g.ffn->forward(g.obj, &ctxg, &xg, &yg, &err), &err);
     char what[128];
     snprintf(what, sizeof what, "dense:%s forward y", opts);
     expect_rel(&yg, &yc, tol, what);
-    ts_assert_ok(c.ffn->backward(c.obj, &ctx, &dyc, &dxc, &err), &err);
-    ts_assert_ok(g.ffn->backward(g.obj, &ctx, &dyg, &dxg, &err), &err);
+    ts_assert_ok(c.ffn->backward(c.obj, &ctxc, &dyc, &dxc, &err), &err);
+    ts_assert_ok(g.ffn->backward(g.obj, &ctxg, &dyg, &dxg, &err), &err);
     snprintf(what, sizeof what, "dense:%s backward dx", opts);
     expect_rel(&dxg, &dxc, tol, what);
     for (int i = 0; i < c.list.n; i++) {
         snprintf(what, sizeof what, "  grad %s", c.list.items[i]->pub.name);
         expect_rel(&g.list.items[i]->pub.grad, &c.list.items[i]->pub.grad, tol, what);
     }
-    fl_tensor *ts[] = {&xc, &yc, &dyc, &dxc};
-    fl_tensor *tg[] = {&xg, &yg, &dyg, &dxg};
-    for (int i = 0; i < 4; i++) CPU->free(ts[i]->data), GPU->free(tg[i]->data);
+    fl_tensor *ts[] = {&xc, &yc, &dyc, &dxc, &tokc, &posc};
+    fl_tensor *tg[] = {&xg, &yg, &dyg, &dxg, &tokg, &posg};
+    for (int i = 0; i < 6; i++) CPU->free(ts[i]->data), GPU->free(tg[i]->data);
     free_layer(&c), free_layer(&g);
 }
 

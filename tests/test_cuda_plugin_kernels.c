@@ -29,7 +29,7 @@
 #include "backend.h"
 #include "device_pair.h"
 #include "ffnlab/rng.h"
-#include "host.h"
+#include "host_table.h"
 #include "support.h"
 #ifdef FFNLAB_TEST_CUDA_EMU
 #include "cuda_emu_backend.h"

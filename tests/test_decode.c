@@ -17,6 +17,10 @@
  *    outside the vocabulary, a step before any prefill, bad benchmark
  *    arguments) is an FL_EINVAL message, never a crash, and a failed prefill
  *    leaves nothing cached;
+ *  - every path tells the FFN plugins the batch's tokens and positions and
+ *    the vocabulary size (FFN ABI 2.0): a training step (forward and
+ *    backward), an evaluation forward, a prefill and decoding steps, checked
+ *    by tests/plugins/ffn_ctxcheck.c;
  *  - fl_decode_rate measures positive rates; fl_json_bench_decode writes
  *    every field; `ffnlab bench --decode` runs end to end and refuses bad
  *    flags with exit code 2.
@@ -254,6 +258,24 @@ static void test_full_cache_refuses_a_step(void **state) {
     fl_model_free(m);
 }
 
+/* ffn_ctxcheck fails any call whose context is incomplete or whose
+   positions do not continue where the last forward ended. */
+static void test_every_path_fills_the_context(void **state) {
+    (void)state;
+    fl_model *m = make_model(FFNLAB_TEST_PLUGIN_DIR "/ffn_ctxcheck.so");
+    int32_t x[B * CTX], y[B * CTX];
+    random_tokens(x, B * CTX, 11), random_tokens(y, B * CTX, 12);
+    fl_error err = {0};
+    double loss = 0;
+    ts_assert_ok(fl_model_forward(m, x, y, B, CTX, 1, 0, &loss, &err), &err); /* training */
+    ts_assert_ok(fl_model_backward(m, &err), &err);
+    ts_assert_ok(fl_model_forward(m, x, y, B, 10, 0, 0, &loss, &err), &err); /* evaluation */
+    ts_assert_ok(fl_model_prefill(m, x, B, 5, &err), &err);                  /* positions 0..4 */
+    for (int step = 0; step < 4; step++) ts_assert_ok(fl_model_decode_step(m, x + step * B, &err), &err); /* 5.. */
+    assert_int_equal(fl_model_decode_len(m), 9);
+    fl_model_free(m);
+}
+
 /* st must be FL_EINVAL with a message containing sub. */
 static void expect_einval(fl_status st, const fl_error *err, const char *sub) {
     print_message("  %s\n", err->msg);
@@ -368,6 +390,7 @@ int main(void) {
         cmocka_unit_test(test_batch_stops_when_every_sequence_has),
         cmocka_unit_test(test_full_cache_refuses_a_step),
         cmocka_unit_test(test_bad_input_is_an_error),
+        cmocka_unit_test(test_every_path_fills_the_context),
         cmocka_unit_test(test_decode_rate_and_json),
         cmocka_unit_test(test_bench_decode_command),
     };

@@ -23,7 +23,7 @@
 
 #include "backend.h"   /* fl_backend_cpu */
 #include "ffn_layer.h" /* fl_ffn_layer_create */
-#include "host.h"      /* fl_host_init */
+#include "host_table.h"
 #include "loader.h"
 #include "support.h"
 

@@ -10,8 +10,11 @@
  *      searched, and this build's is not among them), and trains 5 steps;
  *   2. configure examples/ffn_template against it with
  *      CMAKE_PREFIX_PATH=TMP/prefix (find_package(ffnlab) must resolve to the
- *      install, not to this source tree) and build ffn_template.so;
- *   3. `TMP/prefix/bin/ffnlab plugins PATH` loads and describes it;
+ *      install, not to this source tree) and build ffn_template.so, with
+ *      its own kernel for the CPU (units.c) and, when CMake finds a CUDA
+ *      compiler, for CUDA (units.cu);
+ *   3. `TMP/prefix/bin/ffnlab plugins PATH` loads and describes it (the
+ *      devices it runs on: cpu, plus cuda when units.cu was built);
  *   4. the installed ffnlab-conformance passes on it, directly and through
  *      the ctest test ffnlab_add_conformance_test() registered;
  *   5. `ffnlab train --ffn PATH:...` trains a tiny model 20 steps with it,
@@ -60,6 +63,7 @@ static struct {
     char build[4200];        /* dir/template: the out-of-tree build */
     char plugin[4300];       /* build/plugins/ffn_template.so */
     int installed, built;    /* steps that succeeded, for the later ones */
+    int cuda;                /* the template build found a CUDA compiler */
     char *out;               /* the last command's output (freed by the next) */
 } g;
 
@@ -165,7 +169,8 @@ static void test_build_template(void **state) {
              "'%s' -S '%s/examples/ffn_template' -B '%s' -DCMAKE_PREFIX_PATH='%s' "
              "-DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER='%s'",
              FFNLAB_CMAKE, FFNLAB_SOURCE_DIR, g.build, g.prefix, FFNLAB_C_COMPILER);
-    must_run("configuring examples/ffn_template", cmd);
+    /* CMake enabled CUDA (the template's CMakeLists does when it finds nvcc) */
+    g.cuda = strstr(must_run("configuring examples/ffn_template", cmd), "The CUDA compiler identification is") != NULL;
     /* find_package(ffnlab) resolved to the install, not to anything else */
     char cache[4400], want[4400];
     snprintf(cache, sizeof cache, "%s/CMakeCache.txt", g.build);
@@ -177,6 +182,15 @@ static void test_build_template(void **state) {
     if (!found) fail_msg("find_package(ffnlab) did not use the install at %s", g.prefix);
     snprintf(cmd, sizeof cmd, "'%s' --build '%s'", FFNLAB_CMAKE, g.build);
     const char *out = must_run("building examples/ffn_template", cmd);
+    /* its own kernel: units.c always, units.cu when CMake found a CUDA
+       compiler (then the plugin links the CUDA runtime) */
+    expect_in(out, "units.c.o", "the template's CPU kernel");
+    if (g.cuda) {
+        expect_in(out, "Building CUDA object CMakeFiles/ffn_template.dir/units.cu.o", "the template's CUDA kernel");
+        print_message("  built with its CUDA kernel (units.cu)\n");
+    } else {
+        print_message("  no CUDA compiler: built for the CPU only\n");
+    }
     if (strstr(out, "warning:")) {
         print_long(out);
         fail_msg("the template builds with warnings");
@@ -195,6 +209,7 @@ static void test_plugins_lists_it(void **state) {
     expect_in(out, "template", "ffnlab plugins");
     expect_in(out, "ABI", "ffnlab plugins");
     expect_in(out, "act_l2", "ffnlab plugins (options)");
+    expect_in(out, g.cuda ? "devices  cpu, cuda" : "devices  cpu", "ffnlab plugins (devices)");
 }
 
 static void test_conformance(void **state) {

@@ -27,7 +27,7 @@
 #include "../tasks/common/task_util.c"
 #include "backend.h"
 #include "corpus.h"
-#include "host.h"
+#include "host_table.h"
 #include "model.h"
 #include "shard.h"
 #include "storygen.h"

@@ -110,6 +110,12 @@ typedef struct fl_backend {
        (fl_host.stream): the CUDA stream, or NULL (the CPU; CUDA's legacy
        default stream). NULL function: NULL. */
     void *(*stream)(void);
+
+    /* The device's datasheet peak dense TFLOP/s in the current GEMM
+       precision, *what naming the assumption ("H100 SXM TF32 dense,
+       datasheet"); 0 when unknown. NULL function: unknown (the CPU, whose
+       ceiling the bench measures with an sgemm instead). */
+    double (*peak_tflops)(const char **what);
 } fl_backend;
 
 const fl_backend *fl_backend_cpu(void);

@@ -9,7 +9,7 @@
 
 #include "bench.h"
 #include "cli.h"
-#include "comm.h"
+#include "job.h"
 #include "results.h"
 
 static void help(void) {
@@ -79,7 +79,7 @@ int fl_cmd_bench_comm(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     fl_error err = {0};
     fl_bench_comm_result r;
-    if (fl_bench_comm(&o, &r, &err)) return fl_comm_fail(&err, 1) ? fl_cli_report(&err) : 1;
+    if (fl_bench_comm(&o, &r, &err)) return fl_job_should_report(&err, 1) ? fl_cli_report(&err) : 1;
     if (r.rank != 0) return 0; /* rank 0 speaks for the job */
     print_result(&o, &r);
     return json ? fl_cli_write_json(json, fl_json_bench_comm(&o, &r)) : 0;

@@ -9,6 +9,7 @@
 
 #include "bench.h"
 #include "cli.h"
+#include "job.h"
 #include "results.h"
 
 static void print_table(const fl_bench_ffn_result *r) {
@@ -46,7 +47,7 @@ int fl_cmd_bench_ffn(int argc, char **argv) {
         else return fl_cli_usage("bench", "--ffn-only: unknown or incomplete option '%s'", a);
     }
     fl_error err = {0};
-    if (fl_backend_request_precision(precision, &err)) return fl_cli_usage("bench", "%s", err.msg);
+    if (fl_job_request_precision(precision, &err)) return fl_cli_usage("bench", "%s", err.msg);
     fl_bench_ffn_result *r = malloc(sizeof *r);
     if (!r) return fl_cli_report(&(fl_error){FL_ENOMEM, "out of memory"});
     int rc = fl_bench_ffn(&o, r, &err) ? fl_cli_report(&err) : 0;

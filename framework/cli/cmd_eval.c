@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h" /* fl_backend_select: the backend line of bench --blimp */
 #include "cli.h"
 #include "eval.h"
 #include "results.h"
@@ -140,8 +139,7 @@ int fl_cmd_bench_blimp(int argc, char **argv) {
     fl_eval_bench_result r;
     fl_error err = {0};
     if (fl_eval_bench_blimp(&o, &r, &err)) return fl_cli_report(&err);
-    const fl_backend *be = NULL; /* the backend the bench used (selecting it again returns the same one) */
-    if (!fl_backend_select(o.device, &be, &err)) printf("backend: %s — %s\n", be->name, be->describe());
+    printf("backend: %s — %s\n", r.backend, r.kernel);
     print_blimp_bench(&o, &r);
     return json ? fl_cli_write_json(json, fl_json_bench_blimp(&o, &r)) : 0;
 }

@@ -15,6 +15,7 @@
 #include <sys/stat.h> /* stat */
 
 #include "cli.h"      /* fl_cli_report, fl_cli_usage */
+#include "ffn_layer.h" /* fl_ffn_devices_text */
 #include "loader.h"   /* fl_plugin_load, fl_plugin_discover */
 #include "options.h"  /* fl_options_print_help */
 
@@ -124,6 +125,11 @@ static int show_plugin(const char *name) {
     printf("  kind     %s plugin\n", kind_word(h->kind));
     printf("  ABI      %u.%u\n", (unsigned)h->abi_major, (unsigned)h->abi_minor);
     printf("  version  %s\n", or_dash(h->version));
+    if (h->kind == FL_PLUGIN_FFN) {
+        char devices[64];
+        fl_ffn_devices_text(fl_plugin_ffn(&p)->devices, devices, sizeof devices);
+        printf("  devices  %s\n", devices);
+    }
     printf("  path     %s\n", p.path);
     printf("\noptions (%s %s:key=value,...):\n", h->kind == FL_PLUGIN_FFN ? "--ffn" : "--task", h->name);
     fl_options_print_help(stdout, h->options, h->n_options);

@@ -12,9 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h" /* fl_backend_request_precision */
 #include "cli.h"
-#include "comm.h"
+#include "job.h"
 #include "sweep.h"
 
 static void help(void) {
@@ -142,17 +141,17 @@ int fl_cmd_sweep(int argc, char **argv) {
     sweep_args a = {.o = {.out = "runs/sweep", .match = FL_MATCH_PARAMS, .n_seeds = 1, .progress = -1}};
     fl_error err = {0};
     int rc = parse(argc, argv, &a, &err);
-    if (!rc && (rc = fl_backend_request_precision(a.o.base.precision, &err) ? fl_cli_report(&err) : 0) == 0) {
+    if (!rc && (rc = fl_job_request_precision(a.o.base.precision, &err) ? fl_cli_report(&err) : 0) == 0) {
         fl_sweep_plan *plan = malloc(sizeof *plan);
         fl_sweep_result r;
         if (!plan) rc = fl_cli_report(&(fl_error){FL_ENOMEM, "out of memory"});
-        else if (fl_sweep_plan_make(&a.o, plan, &err)) rc = fl_comm_fail(&err, 1) ? fl_cli_report(&err) : 1;
+        else if (fl_sweep_plan_make(&a.o, plan, &err)) rc = fl_job_should_report(&err, 1) ? fl_cli_report(&err) : 1;
         else {
-            if (fl_comm_world_rank() == 0) print_plan(&a.o, plan);
+            if (fl_job_rank() == 0) print_plan(&a.o, plan);
             if (!a.plan_only && fl_sweep_run(&a.o, plan, &r, &err)) {
                 rc = err.code == FL_EINTR ? 130 : 1;
-                if (fl_comm_fail(&err, rc)) fl_cli_report(&err);
-            } else if (!a.plan_only && fl_comm_world_rank() == 0) {
+                if (fl_job_should_report(&err, rc)) fl_cli_report(&err);
+            } else if (!a.plan_only && fl_job_rank() == 0) {
                 printf("sweep: %d cells: %d done before, %d trained (%d resumed), %d evaluated; %s/sweep.json\n", r.cells,
                        r.skipped, r.trained, r.resumed, r.evaluated, a.o.out);
             }

@@ -10,10 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h" /* fl_backend_request_precision */
 #include "cli.h"
-#include "comm.h"
 #include "config.h"
+#include "job.h"
 #include "runfiles.h"
 #include "train.h"
 
@@ -89,14 +88,14 @@ int fl_cmd_train(int argc, char **argv) {
     if (a.config_file && fl_cli_load_config(a.config_file, &cfg, &err)) return fl_cli_report(&err);
     if (apply_flags(argc, argv, &cfg, &err)) return fl_cli_report(&err);
     /* the backend is chosen inside fl_train_run; the precision goes with it */
-    if (fl_backend_request_precision(cfg.precision, &err)) return fl_cli_report(&err);
+    if (fl_job_request_precision(cfg.precision, &err)) return fl_cli_report(&err);
     fl_train_result res;
     if (fl_train_run(&cfg, &a.opts, &res, &err)) {
         int code = err.code == FL_EINTR ? 130 : 1;
-        if (fl_comm_fail(&err, code)) fl_cli_report(&err); /* under mpirun: rank 0 once, or the job ends */
+        if (fl_job_should_report(&err, code)) fl_cli_report(&err); /* under mpirun: rank 0 once, or the job ends */
         return code;
     }
-    if (fl_comm_world_rank() != 0) return 0; /* rank 0 speaks for the job */
+    if (fl_job_rank() != 0) return 0; /* rank 0 speaks for the job */
     if (res.steps_done < cfg.steps) {
         printf("stopped after step %lld of %lld; checkpoint in %s/checkpoint (continue with --resume)\n",
                (long long)res.steps_done, (long long)cfg.steps, cfg.run_dir);

@@ -6,9 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "backend.h" /* fl_backend_request_precision */
 #include "cli.h"
 #include "error.h"
+#include "job.h"
 #include "results.h"
 
 int fl_cli_report(const fl_error *err) {
@@ -44,5 +44,5 @@ int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi,
 
 int fl_cli_precision(const char *cmd, const char *mode) {
     fl_error err = {0};
-    return fl_backend_request_precision(mode, &err) ? fl_cli_usage(cmd, "%s", err.msg) : 0;
+    return fl_job_request_precision(mode, &err) ? fl_cli_usage(cmd, "%s", err.msg) : 0;
 }

@@ -18,10 +18,11 @@
 
 #include <cjson/cJSON.h>  /* config.json */
 
+#include "backend.h"
 #include "comm.h"
 #include "error.h"
 #include "fsutil.h"
-#include "host.h"
+#include "host_table.h"
 #include "params.h"
 #include "safetensors.h"
 

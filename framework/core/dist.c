@@ -13,9 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "comm.h"
 #include "error.h"
-#include "host.h"
+#include "host_table.h"
 #include "optim.h"
 #include "params.h"
 

@@ -8,12 +8,11 @@
 
 #include "error.h"
 #include "ffnlab/ffn.h"
-#include "host.h"
+#include "host_table.h"
 
 static const char *device_name(int kind) { return kind == FL_DEVICE_CPU ? "cpu" : kind == FL_DEVICE_CUDA ? "cuda" : "?"; }
 
-/* "cpu, cuda": the device kinds in a plugin's `devices` mask. */
-static void devices_text(uint32_t mask, char *buf, size_t n) {
+void fl_ffn_devices_text(uint32_t mask, char *buf, size_t n) {
     buf[0] = 0;
     for (int k = FL_DEVICE_CPU; k <= FL_DEVICE_CUDA; k++)
         if (mask & FL_DEVICE_BIT(k))
@@ -33,7 +32,7 @@ fl_status fl_ffn_layer_create(fl_ffn_layer *L, const fl_host *h, fl_param_list *
     snprintf(where, sizeof where, "layer %d ffn '%s'", site->index, name);
     if (!(L->ffn->devices & FL_DEVICE_BIT(h->device.kind))) {
         char has[64];
-        devices_text(L->ffn->devices, has, sizeof has);
+        fl_ffn_devices_text(L->ffn->devices, has, sizeof has);
         return fl_fail(err, FL_EUNSUPPORTED, "%s: the plugin (%s) has no code for %s; it runs on: %s (a plugin built "
                        "without its CUDA sources runs on the CPU only)", where, L->plugin.path,
                        device_name(h->device.kind), has);

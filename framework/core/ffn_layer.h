@@ -41,6 +41,10 @@ fl_status fl_ffn_layer_create(fl_ffn_layer *L, const fl_host *h, fl_param_list *
 /* Destroys the layer object and unloads the plugin (params stay in their list). */
 void fl_ffn_layer_destroy(fl_ffn_layer *L);
 
+/* "cpu, cuda": the device kinds in a plugin's `devices` mask ("none" when
+   empty). */
+void fl_ffn_devices_text(uint32_t mask, char *buf, size_t n);
+
 /* The value of stat `name` after a forward, or `fallback`. */
 double fl_ffn_layer_stat(const fl_ffn_layer *L, const char *name, double fallback);
 

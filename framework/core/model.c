@@ -28,8 +28,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "error.h"
-#include "host.h"
+#include "host_table.h"
 #include "ffn_layer.h"
 #include "optim.h"
 #include "options.h"

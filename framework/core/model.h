@@ -18,7 +18,7 @@
 
 #include <stdint.h>
 
-#include "backend.h"
+typedef struct fl_backend fl_backend; /* defined in backends/backend.h */
 #include "ffnlab/ffn.h"
 #include "loader.h"
 

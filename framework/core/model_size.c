@@ -8,7 +8,7 @@
 
 #include "error.h"
 #include "ffn_layer.h"
-#include "host.h"
+#include "host_table.h"
 
 /* stat `name` of the layer's last forward, or fallback. */
 static double layer_stat(const fl_ffn_layer *L, const char *name, double fallback) {

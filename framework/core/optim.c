@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "backend.h"
 #include "error.h"
 
 double fl_lr_at(int64_t step, int64_t warmup, int64_t total, double lr, double min_ratio) {

@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "backend.h"
+typedef struct fl_backend fl_backend; /* defined in backends/backend.h */
 #include "params.h"
 
 typedef struct fl_adamw {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "error.h"
 
 /* A shard's values are the global tensor's from element shard_offset * row

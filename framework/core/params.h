@@ -11,7 +11,7 @@
 
 #include <stdint.h>
 
-#include "backend.h"
+typedef struct fl_backend fl_backend; /* defined in backends/backend.h */
 #include "ffnlab/host.h"
 
 typedef struct fl_param_impl {

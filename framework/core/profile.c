@@ -2,6 +2,7 @@
  * core/profile.c — per-phase wall time of training steps (see profile.h).
  */
 #include "profile.h"
+#include "backend.h"
 
 #include <string.h>
 #include <time.h>

@@ -11,7 +11,7 @@
 
 #include <stdio.h>
 
-#include "backend.h"
+typedef struct fl_backend fl_backend; /* defined in backends/backend.h */
 
 typedef enum fl_phase {
     FL_PH_NONE = 0,      /* between steps: not counted */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "checkpoint.h"
 #include "error.h"
 #include "runfiles.h"

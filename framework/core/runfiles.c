@@ -12,7 +12,7 @@
 
 #include "error.h"
 #include "fsutil.h"
-#include "host.h" /* fl_log_warn */
+#include "log.h"
 
 static int has_checkpoint(const char *dir) {
     char ck[FL_PATH_MAX + 64];

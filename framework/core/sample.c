@@ -15,8 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "error.h"
-#include "host.h"
+#include "host_table.h"
 
 /* Index drawn from softmax(logits / temperature) restricted to the top k. */
 static int32_t pick(const float *logits, int V, const fl_sample_opts *o, uint64_t key, uint64_t step,

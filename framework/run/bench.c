@@ -13,12 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "error.h"
 #ifdef FFNLAB_HAVE_CUDA
-#include "cuda/cuda_backend.h" /* fl_cuda_peak_tflops: the datasheet peak for MFU */
 #endif
 #include "clock.h"
-#include "host.h"
+#include "host_table.h"
 #include "model.h"
 #include "optim.h"
 
@@ -113,13 +113,11 @@ fl_status fl_bench_train(const fl_bench_opts *o, fl_bench_result *r, fl_error *e
     if (st) return st;
     snprintf(r->backend, sizeof r->backend, "%s", be->name);
     snprintf(r->kernel, sizeof r->kernel, "%s", be->describe());
-#ifdef FFNLAB_HAVE_CUDA
-    if (be->device.kind == FL_DEVICE_CUDA) {
+    if (be->peak_tflops) { /* the datasheet peak for MFU */
         const char *what = "";
-        r->peak_tflops = fl_cuda_peak_tflops(&what);
+        r->peak_tflops = be->peak_tflops(&what);
         snprintf(r->peak_what, sizeof r->peak_what, "%s", what);
     }
-#endif
     r->sgemm_gflops = gemm_gflops(be, (int64_t)s->batch * s->context, s->vocab, s->d_model);
     if ((st = train_rate(be, o, r, err))) return st;
     r->gflops = r->tokens_per_s * r->flops_per_token / 1e9;

@@ -27,11 +27,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend.h"
 #include "clock.h"
 #include "comm.h"
 #include "dist.h"
 #include "error.h"
-#include "host.h"
+#include "host_table.h"
 #include "model.h"
 #include "optim.h"
 

@@ -14,9 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "clock.h"
 #include "error.h"
-#include "host.h"
+#include "host_table.h"
 #include "sample.h"
 
 /* Greedy decoding of n_new tokens after prompts[B, prompt_len]; seconds taken. */

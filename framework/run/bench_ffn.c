@@ -20,10 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "clock.h"
 #include "error.h"
 #include "ffn_layer.h"
-#include "host.h"
+#include "host_table.h"
+#include "log.h"
 
 enum { MODE_FWD = FL_BENCH_FWD, MODE_FWD_BWD = FL_BENCH_FWD_BWD, MODE_INFER = FL_BENCH_INFER, N_MODES = FL_BENCH_MODES };
 const char *const fl_bench_mode_names[FL_BENCH_MODES] = {"forward", "fwd+bwd", "inference"};

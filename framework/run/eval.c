@@ -24,7 +24,7 @@
 #include "clock.h"
 #include "error.h"
 #include "fsutil.h"
-#include "host.h"
+#include "log.h"
 #include "loader.h"
 #include "options.h"
 #include "run_load.h"

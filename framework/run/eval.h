@@ -89,6 +89,8 @@ typedef struct fl_eval_bench_result {
     double seconds;            /* wall time of the whole task */
     double accuracy;           /* of the untrained model: only a sanity figure */
     int vocab;                 /* the tokenizer's (and model's) vocabulary */
+    char backend[32];          /* the backend it ran on ("cpu", "cuda") */
+    char kernel[256];          /* its describe() line: the kernel path chosen */
 } fl_eval_bench_result;
 
 fl_status fl_eval_bench_blimp(const fl_eval_bench_opts *o, fl_eval_bench_result *r, fl_error *err);

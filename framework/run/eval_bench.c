@@ -15,11 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "clock.h"
 #include "corpus.h"
 #include "error.h"
 #include "fsutil.h"
-#include "host.h"
+#include "log.h"
 #include "storygen.h"
 
 static fl_status bench_tokenizer(const fl_eval_bench_opts *o, fl_tokenizer **tok, fl_error *err) {
@@ -56,7 +57,11 @@ fl_status fl_eval_bench_blimp(const fl_eval_bench_opts *o, fl_eval_bench_result 
                               .n_layers = o->n_layers, .n_heads = o->n_heads, .ffn_specs = specs, .seed = 1};
         const fl_backend *be = NULL;
         st = fl_backend_select(o->device ? o->device : "auto", &be, err);
-        if (!st) st = fl_model_create(&mc, be, &m, err);
+        if (!st) {
+            snprintf(r->backend, sizeof r->backend, "%s", be->name);
+            snprintf(r->kernel, sizeof r->kernel, "%s", be->describe());
+            st = fl_model_create(&mc, be, &m, err);
+        }
     }
     if (!st) {
         snprintf(spec, sizeof spec, "blimp:batch_size=%d%s%s", o->batch, o->data ? ",data=" : "", o->data ? o->data : "");

@@ -23,8 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "error.h"
-#include "host.h"
+#include "host_table.h"
+#include "log.h"
 #include "optim.h"
 #include "params.h"
 

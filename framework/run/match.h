@@ -15,7 +15,7 @@
 #ifndef FFNLAB_MATCH_H
 #define FFNLAB_MATCH_H
 
-#include "backend.h"
+typedef struct fl_backend fl_backend; /* defined in backends/backend.h */
 #include "config.h"
 #include "model_size.h"
 

@@ -243,6 +243,8 @@ cJSON *fl_json_bench_blimp(const fl_eval_bench_opts *o, const fl_eval_bench_resu
     cJSON_AddNumberToObject(j, "pairs_per_s", (double)r->pairs / r->seconds);
     cJSON_AddNumberToObject(j, "tokens_per_s", (double)r->tokens / r->seconds);
     cJSON_AddNumberToObject(j, "untrained_accuracy", r->accuracy);
+    cJSON_AddStringToObject(j, "backend", r->backend);
+    cJSON_AddStringToObject(j, "kernel", r->kernel);
     fl_bench_shape s = {o->d_model, o->n_layers, o->n_heads, o->context, o->batch, r->vocab, 0, o->ffn};
     cJSON *shape = shape_json(&s);
     cJSON_DeleteItemFromObject(shape, "batch"); /* sentences per forward: not a training batch */

@@ -8,12 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "bench_decode.h"
 #include "comm.h"
 #include "error.h"
 #include "eval.h"
 #include "fsutil.h"
-#include "host.h"
+#include "log.h"
 #include "results.h"
 #include "run_load.h"
 #include "tokenizer.h"

@@ -23,12 +23,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "clock.h"
 #include "corpus.h"
 #include "error.h"
 #include "finetune.h"
 #include "fsutil.h"
-#include "host.h"
+#include "host_table.h"
+#include "log.h"
 #include "shard.h"
 #include "storygen.h"
 

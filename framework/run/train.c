@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend.h"
 #include "batches.h"
 #include "checkpoint.h"
 #include "clock.h"
@@ -35,7 +36,8 @@
 #include "error.h"
 #include "eval.h"
 #include "fsutil.h"
-#include "host.h"
+#include "host_table.h"
+#include "log.h"
 #include "model.h"
 #include "optim.h"
 #include "prepare.h"

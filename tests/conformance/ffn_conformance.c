@@ -81,7 +81,7 @@
 
 #include "backend.h"    /* fl_backend_cpu */
 #include "checkpoint.h" /* fl_checkpoint_save, fl_checkpoint_load */
-#include "host.h"       /* fl_host_init */
+#include "host_table.h"
 #include "loader.h"     /* fl_plugin_load */
 #include "model.h"      /* fl_model_create and friends */
 #include "optim.h"      /* fl_adamw_step */
@@ -202,7 +202,7 @@ static fl_status fx_create(fx *f, const char *opts, int d_model, fl_error *err) 
     if (st) return st;
     f->scope = (struct fl_param_scope){.prefix = PREFIX, .list = &f->params, .be = f->be,
                                        .seed = 1234, .n_layers = 2};
-    fl_ffn_config cfg = {.d_model = d_model, .layer_index = 0, .n_layers = 2,
+    fl_ffn_config cfg = {.d_model = d_model, .layer_index = 0, .n_layers = 2, .vocab_size = VOCAB,
                          .values = f->opts.values, .scope = &f->scope};
     st = g.ffn->create(&f->host, &cfg, &f->layer, err);
     if (st) f->layer = NULL;

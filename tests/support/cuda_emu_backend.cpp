@@ -14,7 +14,7 @@
 
 extern "C" {
 #include "backend.h"
-#include "host.h"
+#include "log.h"
 }
 
 #include "cuda_emu_backend.h"

@@ -19,7 +19,7 @@
 
 #include "backend.h"
 #include "ffn_layer.h"
-#include "host.h"
+#include "host_table.h"
 #include "params.h"
 
 #define TS_FFN_PREFIX "transformer.h.0.mlp."

@@ -17,7 +17,7 @@
 #include "support.h"
 
 #include "backend.h"
-#include "host.h" /* fl_host_init */
+#include "host_table.h"
 
 #define FD_EPS 1e-3f
 #define FD_TOL 5e-3 /* relative; the measured errors are printed */

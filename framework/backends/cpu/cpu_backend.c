@@ -16,7 +16,7 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include "cpu_gemm_bf16.h" /* the GEMM precision mode */
-#include "host.h"          /* fl_log */
+#include "log.h"
 
 void cpu_shape_error(const char *op, const char *cond) {
     fl_log(FL_LOG_ERROR, "cpu op %s: shape check failed: %s", op, cond);

@@ -46,7 +46,7 @@
 
 extern "C" {
 #include "backend.h"
-#include "host.h" /* fl_log */
+#include "log.h"
 }
 
 /* ------------------------------------------------------------------ state */

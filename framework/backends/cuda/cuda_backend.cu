@@ -238,8 +238,10 @@ extern "C" const char *fl_cuda_math(void) { return math_name(g_cu.math); }
 
 extern "C" void fl_cuda_set_grouped_loop(int on) { g_cu.grouped_loop = on != 0; }
 
-/* Dense (no sparsity) datasheet peaks in TFLOP/s: TF32, BF16, FP32. */
-extern "C" double fl_cuda_peak_tflops(const char **what) {
+/* fl_backend.peak_tflops: from the GPU's name (H100 / H200 SXM, H100 PCIe,
+   A100, ...) and the math mode; dense (no sparsity) datasheet peaks in
+   TFLOP/s: TF32, BF16, FP32. */
+static double cu_peak_tflops(const char **what) {
     static const struct {
         const char *match, *not_match, *label;
         double tf32, bf16, fp32;
@@ -311,11 +313,11 @@ static fl_backend g_backend = {
         .from_host = cu_from_host,
         .permute01 = cu_permute01,
         .dropout = cu_dropout,
-        .hash_ids = cu_hash_ids,
         .batchnorm = cu_batchnorm,
         .batchnorm_backward = cu_batchnorm_backward,
         .layernorm_groups = cu_layernorm_groups,
         .layernorm_groups_backward = cu_layernorm_groups_backward,
+        .hash_ids = cu_hash_ids,
     },
     .alloc = cu_alloc,
     .free = cu_free,
@@ -337,6 +339,7 @@ static fl_backend g_backend = {
     .nonfinite = cu_nonfinite,
     .sync = cu_sync,
     .stream = cu_stream,
+    .peak_tflops = cu_peak_tflops,
 };
 
 /* Everything start() made, released on failure so a later call can retry. */

@@ -30,11 +30,6 @@ const char *fl_cuda_math(void);
    one cublasGemmGroupedBatchedEx call; for comparing the two paths. */
 void fl_cuda_set_grouped_loop(int on);
 
-/* Peak dense TFLOP/s of this GPU for the current math mode, from its name
-   (H100 / H200 SXM, H100 PCIe, A100, ...), or 0 when unknown; *what names
-   the assumption ("H100 SXM TF32 dense, datasheet"). */
-double fl_cuda_peak_tflops(const char **what);
-
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,5 @@
 /*
- * core/error.h — building fl_error values.
+ * base/error.h — building fl_error values.
  *
  * fl_fail() is the one way code in the framework reports an error: it writes
  * the message and returns the code, so a failing branch is one line:

@@ -1,5 +1,5 @@
 /*
- * core/error.c — fl_fail and friends (see error.h).
+ * base/error.c — fl_fail and friends (see error.h).
  */
 #include "error.h"
 

@@ -1,5 +1,5 @@
 /*
- * core/fsutil.c — atomic writes and path helpers (see fsutil.h).
+ * base/fsutil.c — atomic writes and path helpers (see fsutil.h).
  */
 #include "fsutil.h"
 

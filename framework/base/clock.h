@@ -1,5 +1,5 @@
 /*
- * core/clock.h — wall-clock seconds for the timings workflows report.
+ * base/clock.h — wall-clock seconds for the timings workflows report.
  */
 #ifndef FFNLAB_CLOCK_H
 #define FFNLAB_CLOCK_H

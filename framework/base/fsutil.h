@@ -1,5 +1,5 @@
 /*
- * core/fsutil.h — files written atomically, and small path helpers.
+ * base/fsutil.h — files written atomically, and small path helpers.
  *
  * Every file ffnlab writes that someone may later read (checkpoints, shards,
  * tokenizers, configs) goes through fl_atomic_*: data goes to "<path>.tmp.<pid>",

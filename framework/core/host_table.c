@@ -1,40 +1,23 @@
 /*
- * core/host.c — the host services table (see ffnlab/host.h for the contract).
+ * core/host_table.c — the host services table (see ffnlab/host.h for the contract).
  */
-#include "host.h"
+#include "host_table.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "backend.h"
 #include "comm.h"
 #include "error.h"
+#include "log.h"
 #include "params.h"
-
-static int g_log_level = FL_LOG_INFO;
-
-void fl_log_set_level(int level) { g_log_level = level; }
-
-static void vlog(int level, const char *fmt, va_list ap) {
-    static const char *names[] = {"error", "warning", "info", "debug"};
-    if (level > g_log_level) return;
-    fprintf(stderr, "ffnlab: %s: ", names[level < 0 ? 0 : level > 3 ? 3 : level]);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-}
-
-void fl_log(int level, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vlog(level, fmt, ap);
-    va_end(ap);
-}
 
 static void host_log(const fl_host *h, int level, const char *fmt, ...) {
     (void)h;
     va_list ap;
     va_start(ap, fmt);
-    vlog(level, fmt, ap);
+    fl_logv(level, fmt, ap);
     va_end(ap);
 }
 
