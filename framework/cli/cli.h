@@ -35,7 +35,7 @@ fl_status fl_cli_load_config(const char *arg, fl_config *cfg, fl_error *err);
    of cmd naming flag (returns 2). */
 int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out);
 
-/* --precision MODE (fl_backend_request_precision): 0, or a usage error of
+/* --precision MODE (fl_job_request_precision): 0, or a usage error of
    cmd with the reason (returns 2). */
 int fl_cli_precision(const char *cmd, const char *mode);
 
@@ -58,6 +58,7 @@ int fl_cmd_bench_blimp(int argc, char **argv);
 int fl_cmd_bench(int argc, char **argv);
 /* ffnlab bench --ffn-only [--device D] [--only SPEC-PREFIX] [--reps N] [--json FILE] (cmd_bench_ffn.c) */
 int fl_cmd_bench_ffn(int argc, char **argv);
+int fl_cmd_bench_gemm(int argc, char **argv); /* ffnlab bench --gemm (cmd_bench_gemm.c) */
 int fl_cmd_bench_comm(int argc, char **argv); /* ffnlab bench --comm (cmd_bench_comm.c) */
 int fl_cmd_sweep(int argc, char **argv);
 /* ffnlab bench --decode: decoding tokens/s with and without the KV cache (cmd_bench_decode.c) */

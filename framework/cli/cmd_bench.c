@@ -2,8 +2,9 @@
  * cli/cmd_bench.c — `ffnlab bench`: flags in, run/bench.c's figures out.
  *
  * The default measures whole training steps against the GEMM peak
- * (fl_bench_train); --ffn-only, --comm and --blimp go to their own
- * commands (cmd_bench_more.c, cmd_eval.c).
+ * (fl_bench_train); --ffn-only, --comm, --blimp, --gemm and --decode go
+ * to their own commands (cmd_bench_ffn.c, cmd_bench_comm.c, cmd_eval.c,
+ * cmd_bench_gemm.c, cmd_bench_decode.c).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -31,6 +32,8 @@ static void help(void) {
            "--ffn-only [--only SPEC-PREFIX] [--reps N] [--tokens N] [--device D] [--precision P] [--json FILE]: each\n"
            "  FFN plugin alone at the study's shapes (d=256, N=16x256 tokens) and at d=512, against the dense FFN of\n"
            "  equal parameters and of equal active FLOPs.\n"
+           "--gemm [shape, --reps N, --device, --precision, --json]: each GEMM of a training step, forward against its\n"
+           "  two backward products (dx = dy·W, dW += dyᵀ·x) of the same FLOPs; see --gemm --help.\n"
            "--decode [--ffn SPEC] [--batch B] [--tokens N] [--prompt N] [shape, --device, --precision, --json]: greedy\n"
            "  decoding tokens/s of a fresh model, with the KV cache and without, at batch 1 and B; see --decode --help.\n");
 }
@@ -42,6 +45,8 @@ int fl_cmd_bench(int argc, char **argv) {
         if (!strncmp(argv[i], "--blimp", 7)) return fl_cmd_bench_blimp(argc, argv);
     for (int i = 1; i < argc; i++) /* --ffn-only: one FFN layer, sparse vs dense (bench_ffn.c) */
         if (!strcmp(argv[i], "--ffn-only")) return fl_cmd_bench_ffn(argc, argv);
+    for (int i = 1; i < argc; i++) /* --gemm: each GEMM's backward against its forward (cmd_bench_gemm.c) */
+        if (!strcmp(argv[i], "--gemm")) return fl_cmd_bench_gemm(argc, argv);
     for (int i = 1; i < argc; i++) /* --decode: generation tokens/s, KV cache vs none (cmd_bench_decode.c) */
         if (!strcmp(argv[i], "--decode")) return fl_cmd_bench_decode(argc, argv);
     fl_bench_shape s = {256, 4, 4, 256, 16, 4096, 10, "dense"};

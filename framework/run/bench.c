@@ -15,8 +15,6 @@
 
 #include "backend.h"
 #include "error.h"
-#ifdef FFNLAB_HAVE_CUDA
-#endif
 #include "clock.h"
 #include "host_table.h"
 #include "model.h"

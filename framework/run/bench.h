@@ -9,6 +9,8 @@
  *                   parameters and of equal active FLOPs (run/bench_ffn.c)
  *   fl_bench_comm   collectives and their share of a multi-process training
  *                   step (run/bench_comm.c)
+ *   fl_bench_gemm   each GEMM of a training step, forward against its two
+ *                   backward products (run/bench_gemm.c)
  * Inputs are random tokens: throughput does not depend on the text.
  */
 #ifndef FFNLAB_BENCH_H
@@ -86,6 +88,37 @@ typedef struct fl_bench_ffn_result {
 } fl_bench_ffn_result;
 
 fl_status fl_bench_ffn(const fl_bench_ffn_opts *o, fl_bench_ffn_result *r, fl_error *err);
+
+/* ---------------------------------------------------------- GEMMs */
+
+/* A linear layer y[N,out] = x[N,in]·W[out,in]ᵀ has three products of
+   2·N·in·out FLOPs: the forward (A·Bᵀ), the input gradient dx = dy·W (A·B)
+   and the weight gradient dW += dyᵀ·x (Aᵀ·B). */
+enum { FL_GEMM_FWD, FL_GEMM_DX, FL_GEMM_DW, FL_GEMM_PRODUCTS };
+extern const char *const fl_bench_gemm_product_names[FL_GEMM_PRODUCTS]; /* "forward", "dx", "dW" */
+
+typedef struct fl_bench_gemm_opts {
+    fl_bench_shape shape;      /* d_model, context x batch tokens, vocab; ffn ignored (dense d_ff = 4d) */
+    const char *device;
+    int reps;                  /* timed rounds (the best counts), 1..64 */
+} fl_bench_gemm_opts;
+
+#define FL_BENCH_GEMM_LAYERS 5
+typedef struct fl_bench_gemm_row {
+    const char *layer;         /* "qkv", "attn proj", "ffn fc", "ffn proj", "lm head" */
+    int64_t tokens, in, out;
+    double ms[FL_GEMM_PRODUCTS], gflops[FL_GEMM_PRODUCTS];
+} fl_bench_gemm_row;
+
+typedef struct fl_bench_gemm_result {
+    char backend[32], kernel[256];
+    int reps;
+    fl_bench_gemm_row rows[FL_BENCH_GEMM_LAYERS];
+    int n_rows;
+    double worst_ratio;        /* the slowest backward product's time over its forward's */
+} fl_bench_gemm_result;
+
+fl_status fl_bench_gemm(const fl_bench_gemm_opts *o, fl_bench_gemm_result *r, fl_error *err);
 
 /* ---------------------------------------------------------- communication */
 

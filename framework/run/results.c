@@ -162,6 +162,32 @@ cJSON *fl_json_bench(const fl_bench_opts *o, const fl_bench_result *r) {
     return j;
 }
 
+cJSON *fl_json_bench_gemm(const fl_bench_gemm_opts *o, const fl_bench_gemm_result *r) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "backend", r->backend);
+    cJSON_AddStringToObject(j, "kernel", r->kernel);
+    cJSON_AddNumberToObject(j, "reps", r->reps);
+    cJSON_AddItemToObject(j, "shape", shape_json(&o->shape));
+    cJSON *rows = cJSON_AddArrayToObject(j, "layers");
+    for (int i = 0; i < r->n_rows; i++) {
+        const fl_bench_gemm_row *row = &r->rows[i];
+        cJSON *l = cJSON_CreateObject();
+        cJSON_AddStringToObject(l, "layer", row->layer);
+        cJSON_AddNumberToObject(l, "tokens", (double)row->tokens);
+        cJSON_AddNumberToObject(l, "in", (double)row->in);
+        cJSON_AddNumberToObject(l, "out", (double)row->out);
+        for (int p = 0; p < FL_GEMM_PRODUCTS; p++) {
+            cJSON *q = cJSON_AddObjectToObject(l, fl_bench_gemm_product_names[p]);
+            cJSON_AddNumberToObject(q, "ms", row->ms[p]);
+            cJSON_AddNumberToObject(q, "gflops", row->gflops[p]);
+            cJSON_AddNumberToObject(q, "time_vs_forward", row->ms[p] / row->ms[FL_GEMM_FWD]);
+        }
+        cJSON_AddItemToArray(rows, l);
+    }
+    cJSON_AddNumberToObject(j, "worst_backward_vs_forward", r->worst_ratio);
+    return j;
+}
+
 cJSON *fl_json_bench_ffn(const fl_bench_ffn_result *r) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "backend", r->backend);

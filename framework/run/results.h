@@ -43,6 +43,7 @@ cJSON *fl_json_sweep(const fl_sweep_opts *o, const fl_sweep_plan *plan, const fl
 
 cJSON *fl_json_bench(const fl_bench_opts *o, const fl_bench_result *r);
 cJSON *fl_json_bench_ffn(const fl_bench_ffn_result *r);
+cJSON *fl_json_bench_gemm(const fl_bench_gemm_opts *o, const fl_bench_gemm_result *r);
 cJSON *fl_json_bench_comm(const fl_bench_comm_opts *o, const fl_bench_comm_result *r);
 cJSON *fl_json_bench_blimp(const fl_eval_bench_opts *o, const fl_eval_bench_result *r);
 /* {"backend", "kernel", "precision", "shape": {...}, "prompt_tokens", "new_tokens",

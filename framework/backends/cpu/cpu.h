@@ -39,6 +39,18 @@ static inline int32_t *cpu_i32(const fl_tensor *t) { return (int32_t *)t->data; 
 /* Logs "cpu op <op>: shape check failed: <cond>" and asserts (debug). */
 void cpu_shape_error(const char *op, const char *cond);
 
+/* The weight-gradient path (cpu_blas.c): products C = Aᵀ·B that go to
+   OpenBLAS instead of oneDNN (on CPUs where oneDNN runs AVX2 kernels, when
+   OpenBLAS's OpenMP build is installed; FFNLAB_CPU_GEMM_TN forces a path).
+   cpu_tn_choose reads the environment (an error for a bad value or a forced
+   path that is missing); the others choose on first use if it was not called.
+   cpu_tn_describe: "OpenBLAS 0.3.21 (Zen)", or NULL when oneDNN does them. */
+fl_status cpu_tn_choose(fl_error *err);
+const char *cpu_tn_describe(void);
+int cpu_tn_openblas(int64_t M, int64_t N, int64_t K);
+void cpu_tn_sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, float beta, float *C, int64_t ldc);
+
 /* Returns from the calling op (with the optional value) when cond is false. */
 #define CPU_CHECK(cond, ...)                          \
     do {                                              \

@@ -1,0 +1,66 @@
+/*
+ * cli/cmd_bench_gemm.c — `ffnlab bench --gemm`: flags in, the table of
+ * run/bench_gemm.c's figures out.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "bench.h"
+#include "cli.h"
+#include "results.h"
+
+static void help(void) {
+    printf("usage: ffnlab bench --gemm [--d-model D] [--context T] [--batch B] [--vocab V] [--reps N] [--device D] [--precision P] [--json FILE]\n\n"
+           "Each GEMM of a training step at the bench shape (default d=256, 16x256 tokens, vocab 4096; the FFN is the\n"
+           "dense d_ff = 4d): the forward y = x·Wᵀ against the two backward products of the same FLOPs, dx = dy·W\n"
+           "and dW += dyᵀ·x, on the backend's own gemm op (so the path it picks for each transpose is what is timed).\n"
+           "Prints the best ms and GFLOP/s of each over --reps rounds (default 15), each round the three back to back\n"
+           "(a shared machine takes a core away now and then: the best round is the kernel's own speed), and each\n"
+           "backward product's time as a multiple of its forward's.\n");
+}
+
+static void print_table(const fl_bench_gemm_result *r) {
+    printf("backend: %s — %s\n", r->backend, r->kernel);
+    printf("GEMMs of one training step, %lld tokens (best of %d rounds): ms, GFLOP/s, time vs forward\n",
+           r->n_rows ? (long long)r->rows[0].tokens : 0LL, r->reps);
+    printf("  %-10s %5s %5s   %-18s %-26s %s\n", "layer", "in", "out", "forward y=x·Wᵀ", "dx = dy·W", "dW += dyᵀ·x");
+    for (int i = 0; i < r->n_rows; i++) {
+        const fl_bench_gemm_row *w = &r->rows[i];
+        printf("  %-10s %5lld %5lld   %7.2f %6.1f    ", w->layer, (long long)w->in, (long long)w->out,
+               w->ms[FL_GEMM_FWD], w->gflops[FL_GEMM_FWD]);
+        for (int p = FL_GEMM_DX; p < FL_GEMM_PRODUCTS; p++)
+            printf("%7.2f %6.1f (%.2fx)    ", w->ms[p], w->gflops[p], w->ms[p] / w->ms[FL_GEMM_FWD]);
+        printf("\n");
+    }
+    printf("slowest backward product: %.2fx its forward\n", r->worst_ratio);
+}
+
+int fl_cmd_bench_gemm(int argc, char **argv) {
+    fl_bench_gemm_opts o = {.shape = {256, 4, 4, 256, 16, 4096, 0, "dense"}, .device = "auto", .reps = 15};
+    const char *json = NULL, *precision = "auto";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = 0;
+        if (!strcmp(a, "--gemm")) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return help(), 0;
+        if (!v) return fl_cli_usage("bench", "--gemm: unknown or incomplete option '%s'", a);
+        if (!strcmp(a, "--d-model")) rc = fl_cli_int("bench", a, v, 1, 1 << 16, &o.shape.d_model);
+        else if (!strcmp(a, "--context")) rc = fl_cli_int("bench", a, v, 1, 1 << 20, &o.shape.context);
+        else if (!strcmp(a, "--batch")) rc = fl_cli_int("bench", a, v, 1, 1 << 16, &o.shape.batch);
+        else if (!strcmp(a, "--vocab")) rc = fl_cli_int("bench", a, v, 1, 1 << 24, &o.shape.vocab);
+        else if (!strcmp(a, "--reps")) rc = fl_cli_int("bench", a, v, 1, 64, &o.reps);
+        else if (!strcmp(a, "--device")) o.device = v;
+        else if (!strcmp(a, "--precision")) precision = v;
+        else if (!strcmp(a, "--json")) json = v;
+        else return fl_cli_usage("bench", "--gemm: unknown option '%s'", a);
+        if (rc) return rc;
+        i++;
+    }
+    int rc = fl_cli_precision("bench", precision);
+    if (rc) return rc;
+    fl_bench_gemm_result r;
+    fl_error err = {0};
+    if (fl_bench_gemm(&o, &r, &err)) return fl_cli_report(&err);
+    print_table(&r);
+    return json ? fl_cli_write_json(json, fl_json_bench_gemm(&o, &r)) : 0;
+}

@@ -1,0 +1,102 @@
+/*
+ * tests/test_bench_gemm.c — `ffnlab bench --gemm` (run/bench_gemm.c), end to
+ * end at a small shape:
+ *  - it prints one row per linear layer of a training step and the slowest
+ *    backward ratio, and its JSON holds each layer's shape and, for each of
+ *    the three products (forward, dx, dW), a positive time, GFLOP/s that
+ *    agree with the layer's FLOPs and the time, and the time over the
+ *    forward's;
+ *  - bad flags are one line and exit status 2.
+ * Speed itself is a benchmark, not a test: nothing here asserts a ratio.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "support.h"
+
+static const char *const LAYERS[] = {"qkv", "attn proj", "ffn fc", "ffn proj", "lm head"};
+
+static double num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) fail_msg("bench --gemm JSON: '%s' is not a number", key);
+    return v->valuedouble;
+}
+
+static void check_layer(const cJSON *l, int i, double *worst) {
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(l, "layer")->valuestring, LAYERS[i]);
+    const double tokens = num(l, "tokens"), in = num(l, "in"), out = num(l, "out");
+    assert_true(tokens == 2 * 16);
+    const double flop = 2.0 * tokens * in * out;
+    const double fwd = num(cJSON_GetObjectItemCaseSensitive(l, "forward"), "ms");
+    const char *products[] = {"forward", "dx", "dW"};
+    for (int p = 0; p < 3; p++) {
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(l, products[p]);
+        assert_non_null(q);
+        const double ms = num(q, "ms"), gf = num(q, "gflops"), ratio = num(q, "time_vs_forward");
+        assert_true(ms > 0);
+        assert_true(fabs(gf - flop / (ms * 1e-3) / 1e9) <= 1e-6 * gf);
+        assert_true(fabs(ratio - ms / fwd) <= 1e-9 * ratio);
+        if (p > 0 && ratio > *worst) *worst = ratio;
+    }
+}
+
+static void test_prints_and_writes_every_layer(void **state) {
+    (void)state;
+    char *dir = ts_tmpdir(), cmd[2048], *out = NULL;
+    snprintf(cmd, sizeof cmd,
+             "'%s' bench --gemm --device cpu --d-model 32 --context 16 --batch 2 --vocab 96 --reps 2 --json %s/g.json",
+             ts_ffnlab_bin(), dir);
+    int rc = ts_run(cmd, &out);
+    if (rc) fail_msg("bench --gemm failed (%d): %s", rc, out);
+    for (int i = 0; i < 5; i++) assert_non_null(strstr(out, LAYERS[i]));
+    assert_non_null(strstr(out, "slowest backward product: "));
+    free(out);
+
+    snprintf(cmd, sizeof cmd, "%s/g.json", dir);
+    char *text = ts_read_file(cmd, NULL);
+    assert_non_null(text);
+    cJSON *doc = cJSON_Parse(text);
+    assert_non_null(doc);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(doc, "backend")->valuestring, "cpu");
+    assert_true(num(doc, "reps") == 2);
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(doc, "layers");
+    assert_int_equal(cJSON_GetArraySize(layers), 5);
+    const double expect_io[5][2] = {{32, 96}, {32, 32}, {32, 128}, {128, 32}, {32, 96}};
+    double worst = 0;
+    for (int i = 0; i < 5; i++) {
+        const cJSON *l = cJSON_GetArrayItem(layers, i);
+        assert_true(num(l, "in") == expect_io[i][0] && num(l, "out") == expect_io[i][1]);
+        check_layer(l, i, &worst);
+    }
+    assert_true(fabs(num(doc, "worst_backward_vs_forward") - worst) <= 1e-9 * worst);
+    cJSON_Delete(doc);
+    free(text);
+    ts_rmtree(dir);
+    free(dir);
+}
+
+static void test_bad_flags_are_usage_errors(void **state) {
+    (void)state;
+    const char *bad[] = {"--reps 0", "--reps 65", "--d-model x", "--vocab", "--frobnicate 1", "--precision fp64"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char cmd[1024], *out = NULL;
+        snprintf(cmd, sizeof cmd, "'%s' bench --gemm --device cpu %s", ts_ffnlab_bin(), bad[i]);
+        const int rc = ts_run(cmd, &out);
+        print_message("  %s -> %d: %s", bad[i], rc, out);
+        assert_int_equal(rc, 2);
+        assert_non_null(strstr(out, "ffnlab bench"));
+        free(out);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prints_and_writes_every_layer),
+        cmocka_unit_test(test_bad_flags_are_usage_errors),
+    };
+    return cmocka_run_group_tests_name("bench_gemm", tests, NULL, NULL);
+}
