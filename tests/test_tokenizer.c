@@ -21,7 +21,8 @@
  *   checked that the library reads ffnlab's files and agrees on their ids).
  * - Broken or foreign files fail with FL_EINVAL and a message naming the file.
  * - encode is thread-safe on one tokenizer.
- * - `ffnlab tokenizer train|encode|decode` agree with the library calls and
+ * - `ffnlab tokenizer train|encode|decode` agree with the library calls (train
+ *   --arch bert gives an encoder's tokenizer) and
  *   exit 1 on bad files, 2 on bad usage.
  * Apart from the command-line test, no corpus reader is used: the fixture
  * corpus is split here.
@@ -770,6 +771,26 @@ static void test_cli(void **state) {
     assert_int_equal(ts_run(cmd, NULL), 2);
     snprintf(cmd, sizeof cmd, "%s tokenizer decode --tokenizer %s 1 two", bin, path);
     assert_int_equal(ts_run(cmd, NULL), 2);
+
+    /* --arch bert: an encoder's tokenizer, its four tokens last within the size */
+    snprintf(path, sizeof path, "%s/cli-enc.json", s->dir);
+    snprintf(cmd, sizeof cmd, "%s tokenizer train --corpus %s/corpus.txt --vocab-size 300 --arch bert --out %s", bin,
+             FIXTURES, path);
+    rc = ts_run(cmd, &out);
+    if (rc != 0) fail_msg("%s: exit %d: %s", cmd, rc, out);
+    free(out);
+    tok = load(path);
+    fl_special_ids sp;
+    fl_error err = {0};
+    ts_assert_ok(fl_tokenizer_encoder_ids(tok, path, &sp, &err), &err);
+    assert_int_equal(fl_tokenizer_vocab_size(tok), 300);
+    assert_true(sp.bos == 296 && sp.sep == 297 && sp.pad == 298 && sp.mask == 299);
+    fl_tokenizer_free(tok);
+    snprintf(cmd, sizeof cmd, "%s tokenizer train --corpus %s/corpus.txt --vocab-size 300 --arch t5 --out %s", bin,
+             FIXTURES, path);
+    assert_int_equal(ts_run(cmd, &out), 2);
+    if (!strstr(out, "--arch t5: expected gpt or bert")) fail_msg("unexpected message: %s", out);
+    free(out);
 }
 
 /* Prints training and encoding speed on TinyStories (when shared data is
