@@ -4,7 +4,9 @@
  * Specification:
  *  - save then load into a differently initialised model of the same shape
  *    restores every parameter bit for bit, and the AdamW moments too;
- *  - config.json is a Hugging Face GPT-2 config naming each layer's FFN;
+ *  - config.json is a Hugging Face GPT-2 config naming each layer's FFN, the
+ *    architecture (gpt or bert) and each layer's attention (global or local,
+ *    with the window); only a causal, all-global model is a GPT2LMHeadModel;
  *  - loading into a model of another shape, a file missing a tensor, or one
  *    holding an extra tensor fails with FL_EINVAL and names the tensor;
  *  - optimizer state from another step than the weights is refused.
@@ -107,6 +109,61 @@ static void test_config_json_is_gpt2(void **state) {
     free(dir);
 }
 
+/* config.json of a model saved with eot 39. */
+static cJSON *saved_config(fl_model *m) {
+    char *dir = ts_tmpdir(), path[4096];
+    fl_error err = {0};
+    ts_assert_ok(fl_checkpoint_save(dir, m, 0, 0, 39, &err), &err);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    char *text = ts_read_file(path, NULL);
+    cJSON *j = cJSON_Parse(text);
+    assert_non_null(j);
+    free(text);
+    ts_rmtree(dir);
+    free(dir);
+    return j;
+}
+
+static const char *attention_of(const cJSON *j, int layer) {
+    const cJSON *kinds = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "ffnlab"), "attention_layers");
+    assert_int_equal(cJSON_GetArraySize(kinds), 2);
+    return cJSON_GetArrayItem(kinds, layer)->valuestring;
+}
+
+/* The ffnlab block says the architecture and each layer's attention; only a
+   causal model with global attention calls itself a GPT2LMHeadModel (tools
+   would run an encoder or a local layer as something it is not). */
+static void test_config_json_says_arch_and_attention(void **state) {
+    (void)state;
+    fl_model *dec = tiny(16, 1);
+    cJSON *j = saved_config(dec);
+    assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "architectures"), 0)->valuestring, "GPT2LMHeadModel");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "ffnlab"), "arch")->valuestring, "gpt");
+    assert_string_equal(attention_of(j, 0), "global");
+    assert_string_equal(attention_of(j, 1), "global");
+    assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "ffnlab"), "window_size"));
+    cJSON_Delete(j);
+    fl_model_free(dec);
+
+    fl_model_config mc = {.vocab_size = 40, .context = 8, .d_model = 16, .n_layers = 2, .n_heads = 2,
+                          .ffn_specs = SPECS, .seed = 1, .arch = FL_ARCH_BERT, .pad_token = 37,
+                          .local_layers = 2, .window = 3};
+    fl_model *enc = NULL;
+    fl_error err = {0};
+    ts_assert_ok(fl_model_create(&mc, fl_backend_cpu(), &enc, &err), &err);
+    j = saved_config(enc);
+    assert_null(cJSON_GetObjectItem(j, "architectures"));
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(j, "is_decoder")));
+    assert_int_equal(cJSON_GetObjectItem(j, "pad_token_id")->valueint, 37);
+    assert_null(cJSON_GetObjectItem(j, "eos_token_id")); /* <|endoftext|> is no encoder's end token */
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "ffnlab"), "arch")->valuestring, "bert");
+    assert_string_equal(attention_of(j, 0), "global");
+    assert_string_equal(attention_of(j, 1), "local");
+    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "ffnlab"), "window_size")->valueint, 3);
+    cJSON_Delete(j);
+    fl_model_free(enc);
+}
+
 static void test_wrong_shape_is_refused(void **state) {
     (void)state;
     char *dir = ts_tmpdir();
@@ -185,6 +242,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_restores_weights_and_moments),
         cmocka_unit_test(test_config_json_is_gpt2),
+        cmocka_unit_test(test_config_json_says_arch_and_attention),
         cmocka_unit_test(test_wrong_shape_is_refused),
         cmocka_unit_test(test_missing_or_extra_tensor_is_refused),
         cmocka_unit_test(test_optimizer_from_another_step_is_refused),

@@ -20,6 +20,7 @@
 #include <cjson/cJSON.h>
 
 #include "config.h"
+#include "model.h" /* FL_ARCH_GPT, FL_ARCH_BERT */
 
 /* Fails printing the message unless it contains every given substring. */
 static void assert_msg_has(const fl_error *err, const char *a, const char *b) {
@@ -119,7 +120,7 @@ static void test_config_files_valid(void **state) {
     glob_t g;
     assert_int_equal(glob(FFNLAB_SOURCE_DIR "/configs/*.json", 0, NULL, &g), 0);
     assert_true(g.gl_pathc >= 3);
-    int saw_small = 0, saw_seed = 0;
+    int saw_small = 0, saw_seed = 0, saw_encoder = 0;
     for (size_t i = 0; i < g.gl_pathc; i++) {
         fl_config c;
         fl_error err = {0};
@@ -150,10 +151,26 @@ static void test_config_files_valid(void **state) {
             assert_int_equal(c.vocab_size, 10000);
             assert_string_equal(c.ffn, "dense:d_ff=4096");
             assert_non_null(strstr(c.notes, "Differences from the study"));
+            uint64_t local = 0; /* GPT-Neo's alternation: layer 0 global, layer 1 local over 256 */
+            ts_assert_ok(fl_config_local_layers(&c, &local, &err), &err);
+            assert_int_equal(local, 2);
+            assert_int_equal(c.attention_window, 256);
+            assert_int_equal(fl_config_arch(&c), FL_ARCH_GPT);
+        }
+        if (strstr(g.gl_pathv[i], "/seed-encoder.json")) { /* the study's encoder: the decoder's shape */
+            saw_encoder = 1;
+            assert_int_equal(fl_config_arch(&c), FL_ARCH_BERT);
+            assert_true(c.d_model == 256 && c.n_layers == 2 && c.n_heads == 4 && c.context == 512);
+            assert_int_equal(c.vocab_size, 10000);
+            assert_string_equal(c.ffn, "dense:d_ff=4096");
+            uint64_t local = 1;
+            ts_assert_ok(fl_config_local_layers(&c, &local, &err), &err);
+            assert_int_equal(local, 0); /* RoBERTa attends globally */
+            assert_true(fabs(c.mask_prob - 0.15) < 1e-12);
         }
     }
     globfree(&g);
-    assert_true(saw_small && saw_seed);
+    assert_true(saw_small && saw_seed && saw_encoder);
 }
 
 /* --config NAME finds configs/NAME.json (here: the source tree's, since the

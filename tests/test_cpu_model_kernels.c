@@ -1,8 +1,10 @@
 /*
  * tests/test_cpu_model_kernels.c — the CPU backend's model-only kernels
- * (fl_backend in backends/backend.h): embedding and its gradient, causal
- * attention forward/backward, decoding attention over a KV cache (kv_append,
- * attention_decode), the fused cross-entropy, AdamW (whole tensors and
+ * (fl_backend in backends/backend.h): embedding and its gradient,
+ * attention forward/backward under every mask (causal, bidirectional,
+ * padded, local, and together), decoding attention over a KV cache
+ * (kv_append, attention_decode, global and local), the fused
+ * cross-entropy, AdamW (whole tensors and
  * selected rows), sumsq and the NaN/inf check.
  *
  * References are naive double-precision loops; gradients are also checked
@@ -64,8 +66,35 @@ static void test_embed(void **state) {
 
 /* ---------------------------------------------------------- attention */
 
-/* out[B,T,C], att[B,H,T,T] in double from qkv[B,T,3C] */
-static void attn_ref(const float *qkv, int64_t B, int64_t T, int64_t C, int64_t H, double *out,
+/* A mask as the references see it, written out here from backend.h's
+   definition (not from attn_mask.h, so the kernels' ranges are checked). */
+typedef struct tmask {
+    const char *name;
+    int causal;
+    int64_t window;          /* 0: none */
+    const int32_t *len;      /* [B] real keys per sequence, or NULL */
+} tmask;
+
+static int sees(const tmask *mk, int64_t b, int64_t i, int64_t j) {
+    if (mk->len && j >= mk->len[b]) return 0;
+    if (mk->causal && j > i) return 0;
+    return !(mk->window > 0 && llabs(i - j) >= mk->window);
+}
+
+/* The backend's view of mk: lengths as an i32 tensor (freed by the caller). */
+static fl_attn_mask be_mask(const tmask *mk, int64_t B, fl_tensor *lens) {
+    fl_attn_mask m = {.causal = mk->causal, .window = mk->window, .lengths = NULL};
+    if (mk->len) {
+        *lens = tnew(FL_I32, 1, B, 1, 1, 1);
+        memcpy(lens->data, mk->len, (size_t)B * sizeof *mk->len);
+        m.lengths = lens;
+    }
+    return m;
+}
+
+/* out[B,T,C], att[B,H,T,T] in double from qkv[B,T,3C]; a row that sees no
+   key has zero probabilities and output */
+static void attn_ref(const float *qkv, int64_t B, int64_t T, int64_t C, int64_t H, const tmask *mk, double *out,
                      double *att) {
     const int64_t hs = C / H;
     const double scale = 1 / sqrt((double)hs);
@@ -75,25 +104,26 @@ static void attn_ref(const float *qkv, int64_t B, int64_t T, int64_t C, int64_t 
             for (int64_t i = 0; i < T; i++) {
                 const float *q = qkv + (b * T + i) * 3 * C + h * hs;
                 double *p = att + ((b * H + h) * T + i) * T, m = -INFINITY, s = 0;
-                for (int64_t j = 0; j <= i; j++) {
+                for (int64_t j = 0; j < T; j++) {
+                    if (!sees(mk, b, i, j)) continue;
                     const float *k = qkv + (b * T + j) * 3 * C + C + h * hs;
                     double d = 0;
                     for (int64_t e = 0; e < hs; e++) d += (double)q[e] * k[e];
                     p[j] = d * scale;
                     m = fmax(m, p[j]);
                 }
-                for (int64_t j = 0; j <= i; j++) s += (p[j] = exp(p[j] - m));
-                for (int64_t j = 0; j <= i; j++) p[j] /= s;
+                for (int64_t j = 0; j < T; j++)
+                    if (sees(mk, b, i, j)) s += (p[j] = exp(p[j] - m));
+                for (int64_t j = 0; j < T; j++) p[j] = sees(mk, b, i, j) ? p[j] / s : 0;
                 for (int64_t e = 0; e < hs; e++) {
                     double o = 0;
-                    for (int64_t j = 0; j <= i; j++)
-                        o += p[j] * qkv[(b * T + j) * 3 * C + 2 * C + h * hs + e];
+                    for (int64_t j = 0; j < T; j++) o += p[j] * qkv[(b * T + j) * 3 * C + 2 * C + h * hs + e];
                     out[(b * T + i) * C + h * hs + e] = o;
                 }
             }
 }
 
-/* dqkv in double from dout, given the reference att */
+/* dqkv in double from dout, given the reference att (zero where hidden) */
 static void attn_back_ref(const float *qkv, const double *att, const float *dout, int64_t B,
                           int64_t T, int64_t C, int64_t H, double *dqkv) {
     const int64_t hs = C / H;
@@ -106,7 +136,7 @@ static void attn_back_ref(const float *qkv, const double *att, const float *dout
                 const double *p = att + ((b * H + h) * T + i) * T;
                 const float *go = dout + (b * T + i) * C + h * hs;
                 double dot = 0;
-                for (int64_t j = 0; j <= i; j++) {
+                for (int64_t j = 0; j < T; j++) {
                     const int64_t vj = (b * T + j) * 3 * C + 2 * C + h * hs;
                     dp[j] = 0;
                     for (int64_t e = 0; e < hs; e++) {
@@ -116,7 +146,7 @@ static void attn_back_ref(const float *qkv, const double *att, const float *dout
                     dot += p[j] * dp[j];
                 }
                 const int64_t qi = (b * T + i) * 3 * C + h * hs;
-                for (int64_t j = 0; j <= i; j++) {
+                for (int64_t j = 0; j < T; j++) {
                     const double ds = p[j] * (dp[j] - dot) * scale;
                     const int64_t kj = (b * T + j) * 3 * C + C + h * hs;
                     for (int64_t e = 0; e < hs; e++) {
@@ -128,23 +158,25 @@ static void attn_back_ref(const float *qkv, const double *att, const float *dout
     free(dp);
 }
 
-static void check_attention(int64_t B, int64_t T, int64_t H, int64_t hs) {
+static void check_attention(int64_t B, int64_t T, int64_t H, int64_t hs, const tmask *mk) {
     const int64_t C = H * hs;
-    fl_tensor qkv = f3(B, T, 3 * C), out = f3(B, T, C), dout = f3(B, T, C);
+    fl_tensor qkv = f3(B, T, 3 * C), out = f3(B, T, C), dout = f3(B, T, C), lens;
     fl_tensor att = tnew(FL_F32, 4, B, H, T, T), dqkv = f3(B, T, 3 * C);
+    const fl_attn_mask bm = be_mask(mk, B, &lens);
     rnd(&qkv, 10 + T, -2, 2);
     rnd(&dout, 11 + T, -1, 1);
     double *ro = malloc((size_t)(B * T * C) * sizeof *ro);
     double *ra = malloc((size_t)(B * H * T * T) * sizeof *ra);
     double *rd = malloc((size_t)(B * T * 3 * C) * sizeof *rd);
-    attn_ref(F(&qkv), B, T, C, H, ro, ra);
+    attn_ref(F(&qkv), B, T, C, H, mk, ro, ra);
     for (int64_t i = 0; i < fl_numel(&dqkv); i++) F(&dqkv)[i] = NAN; /* overwritten */
-    be->attention(&qkv, (int)H, &out, &att);
+    for (int64_t i = 0; i < fl_numel(&att); i++) F(&att)[i] = NAN;   /* every entry written */
+    be->attention(&qkv, (int)H, &bm, &out, &att);
     assert_int_equal(be->attention_saved_numel(B, T, C, (int)H), fl_numel(&att));
-    be->attention_backward(&qkv, &out, &att, (int)H, &dout, &dqkv);
+    be->attention_backward(&qkv, &out, &att, (int)H, &bm, &dout, &dqkv);
     attn_back_ref(F(&qkv), ra, F(&dout), B, T, C, H, rd);
-    char what[96];
-    const int len = snprintf(what, sizeof what, "attention B%lld T%lld H%lld hs%lld",
+    char what[128];
+    const int len = snprintf(what, sizeof what, "attention %s B%lld T%lld H%lld hs%lld", mk->name,
                              (long long)B, (long long)T, (long long)H, (long long)hs);
     snprintf(what + len, sizeof what - (size_t)len, " out");
     chk(F(&out), to_f(ro, B * T * C), (size_t)(B * T * C), 1e-5, 1e-5, what);
@@ -152,59 +184,129 @@ static void check_attention(int64_t B, int64_t T, int64_t H, int64_t hs) {
     chk(F(&att), to_f(ra, B * H * T * T), (size_t)(B * H * T * T), 1e-5, 1e-6, what);
     snprintf(what + len, sizeof what - (size_t)len, " dqkv");
     chk(F(&dqkv), to_f(rd, B * T * 3 * C), (size_t)(B * T * 3 * C), 1e-4, 1e-5, what);
-    /* probabilities: causal rows summing to 1, exact zeros above the diagonal */
+    /* probabilities: rows summing to 1 (0 for a row that sees nothing),
+       exact zeros wherever the mask hides a key */
     for (int64_t r = 0; r < B * H * T; r++) {
-        const int64_t i = r % T;
+        const int64_t b = r / (H * T), i = r % T;
         double s = 0;
+        int any = 0;
         for (int64_t j = 0; j < T; j++) {
-            if (j > i) assert_true(F(&att)[r * T + j] == 0.0f);
-            s += F(&att)[r * T + j];
+            if (!sees(mk, b, i, j)) assert_true(F(&att)[r * T + j] == 0.0f);
+            s += F(&att)[r * T + j], any |= sees(mk, b, i, j);
         }
-        assert_true(fabs(s - 1) < 1e-5);
+        assert_true(fabs(s - any) < 1e-5);
     }
     free(ro);
     free(ra);
     free(rd);
 }
 
+static const int32_t LEN2[2] = {9, 4}, LEN3[3] = {130, 1, 67};
+
 static void test_attention_reference(void **state) {
     (void)state;
-    check_attention(1, 1, 1, 4);
-    check_attention(1, 9, 1, 5);   /* one pair: oneDNN threads each product */
-    check_attention(2, 13, 3, 4);  /* pairs over threads */
-    check_attention(2, 70, 2, 8);  /* two query blocks of 64 */
-    check_attention(1, 130, 2, 3); /* three blocks, ragged */
+    const tmask causal = {"causal", 1, 0, NULL}, bidi = {"bidirectional", 0, 0, NULL};
+    check_attention(1, 1, 1, 4, &causal);
+    check_attention(1, 9, 1, 5, &causal);   /* one pair: oneDNN threads each product */
+    check_attention(2, 13, 3, 4, &causal);  /* pairs over threads */
+    check_attention(2, 70, 2, 8, &causal);  /* two query blocks of 64 */
+    check_attention(1, 130, 2, 3, &causal); /* three blocks, ragged */
+    check_attention(2, 13, 3, 4, &bidi);
+    check_attention(1, 130, 2, 3, &bidi);
+}
+
+/* An encoder's padding (keys past each sequence's length hidden, padded
+   queries still attending the real keys; a sequence of one token, one of
+   none), local windows (causal and bidirectional, narrower than a block and
+   wider, windows crossing block edges) and all of them together, where
+   padded queries far past the length see no key at all. */
+static void test_attention_masks(void **state) {
+    (void)state;
+    const tmask pad = {"padded", 0, 0, LEN2}, pad3 = {"padded", 0, 0, LEN3};
+    const tmask local5 = {"local 5", 1, 5, NULL}, local70 = {"local 70", 1, 70, NULL};
+    const tmask blocal = {"bidirectional local 7", 0, 7, NULL}, all = {"padded local 3", 0, 3, LEN2};
+    const tmask clocal = {"causal padded local 40", 1, 40, LEN3};
+    static const int32_t empty[2] = {0, 13};
+    const tmask none = {"padded, one empty", 0, 0, empty};
+    check_attention(2, 13, 3, 4, &pad);
+    check_attention(3, 130, 2, 3, &pad3);
+    check_attention(2, 13, 3, 4, &local5);
+    check_attention(1, 200, 2, 3, &local70);
+    check_attention(2, 70, 2, 4, &blocal);
+    check_attention(2, 13, 3, 4, &all);
+    check_attention(3, 130, 2, 3, &clocal);
+    check_attention(2, 13, 1, 4, &none);
 }
 
 static fl_tensor gQKV, gOut, gAtt, gW;
 static int g_heads;
+static const fl_attn_mask *g_mask;
 static double attn_loss(void) {
-    be->attention(&gQKV, g_heads, &gOut, &gAtt);
+    be->attention(&gQKV, g_heads, g_mask, &gOut, &gAtt);
     return dot_d(F(&gOut), F(&gW), fl_numel(&gOut));
 }
 
-static void test_attention_grad(void **state) {
-    (void)state;
+/* Gradients against finite differences: causal (mask NULL, the default),
+   bidirectional with padding (the encoder's mask), and local. */
+static void grad_case(const char *what, const tmask *mk) {
     const int64_t B = 2, T = 7, H = 2, hs = 3, C = H * hs;
-    g_heads = (int)H;
+    fl_tensor lens;
+    const tmask causal = {"causal", 1, 0, NULL};
+    const fl_attn_mask bm = be_mask(mk ? mk : &causal, B, &lens);
+    g_heads = (int)H, g_mask = mk ? &bm : NULL;
     gQKV = f3(B, T, 3 * C), gOut = f3(B, T, C), gW = f3(B, T, C);
     gAtt = tnew(FL_F32, 4, B, H, T, T);
     rnd(&gQKV, 20, -1.5f, 1.5f);
     rnd(&gW, 21, -1, 1);
     fl_tensor dqkv = f3(B, T, 3 * C);
     attn_loss();
-    be->attention_backward(&gQKV, &gOut, &gAtt, (int)H, &gW, &dqkv);
-    fd_check("attention_backward dqkv", F(&gQKV), fl_numel(&gQKV), F(&dqkv), attn_loss);
+    be->attention_backward(&gQKV, &gOut, &gAtt, (int)H, g_mask, &gW, &dqkv);
+    fd_check(what, F(&gQKV), fl_numel(&gQKV), F(&dqkv), attn_loss);
+    if (!mk || !mk->len) return;
+    /* padded keys pass no gradient to k and v: they are never looked at */
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t j = mk->len[b]; j < T; j++)
+            for (int64_t c = C; c < 3 * C; c++) assert_true(F(&dqkv)[(b * T + j) * 3 * C + c] == 0.0f);
+}
+
+static void test_attention_grad(void **state) {
+    (void)state;
+    static const int32_t len[2] = {7, 4};
+    const tmask pad = {"padded", 0, 0, len}, local = {"local", 1, 3, NULL};
+    grad_case("attention_backward dqkv (causal)", NULL);
+    grad_case("attention_backward dqkv (bidirectional, padded)", &pad);
+    grad_case("attention_backward dqkv (local 3)", &local);
+}
+
+/* Local attention against global on the same inputs: identical (bit for
+   bit) when the window covers the sequence; otherwise rows whose window
+   reaches back to key 0 (i < window) are identical and the rows beyond it
+   differ. */
+static void test_attention_local_vs_global(void **state) {
+    (void)state;
+    const int64_t B = 1, T = 150, H = 2, hs = 4, C = H * hs, W = 100;
+    fl_tensor qkv = f3(B, T, 3 * C), glob = f3(B, T, C), loc = f3(B, T, C), att = tnew(FL_F32, 4, B, H, T, T);
+    rnd(&qkv, 40, -2, 2);
+    const fl_attn_mask g = {.causal = 1}, wide = {.causal = 1, .window = T}, narrow = {.causal = 1, .window = W};
+    be->attention(&qkv, (int)H, &g, &glob, &att);
+    be->attention(&qkv, (int)H, &wide, &loc, &att);
+    assert_memory_equal(F(&glob), F(&loc), (size_t)(T * C) * sizeof(float));
+    be->attention(&qkv, (int)H, &narrow, &loc, &att);
+    for (int64_t i = 0; i < T; i++) {
+        const int same = !memcmp(F(&glob) + i * C, F(&loc) + i * C, (size_t)C * sizeof(float));
+        if (i < W) assert_true(same);
+        else assert_false(same);
+    }
 }
 
 /* ----------------------------------------------------------- decoding */
 
 /* The cache [B,H,S,hs] filled from qkv[B,T,3C] as a prompt of T-1 tokens
    (one append of T-1 positions) and a step (one append of the last row at
-   pos T-1), then the last row's attention over all T positions: it must be
-   row T-1 of the full causal attention, in double. Cache rows past T stay
-   NaN: they are never read. */
-static void check_attention_decode(int64_t B, int64_t T, int64_t H, int64_t hs) {
+   pos T-1), then the last row's attention over all T positions (or the last
+   window of them): it must be row T-1 of the full causal (local)
+   attention, in double. Cache rows past T stay NaN: they are never read. */
+static void check_attention_decode(int64_t B, int64_t T, int64_t H, int64_t hs, int64_t window) {
     const int64_t C = H * hs, S = T + 3;
     fl_tensor qkv = f3(B, T, 3 * C), prompt = f3(B, T - 1, 3 * C), last = f3(B, 1, 3 * C), out = f2(B, C);
     fl_tensor k = tnew(FL_F32, 4, B, H, S, hs), v = tnew(FL_F32, 4, B, H, S, hs);
@@ -226,24 +328,28 @@ static void check_attention_decode(int64_t B, int64_t T, int64_t H, int64_t hs) 
                     else assert_true(isnan(F(&k)[at]) && isnan(F(&v)[at]));
                 }
     for (int64_t i = 0; i < N_(&out); i++) F(&out)[i] = NAN; /* overwritten */
-    be->attention_decode(&last, &k, &v, T, &out);
+    be->attention_decode(&last, &k, &v, T, window, &out);
     double *ro = malloc((size_t)(B * T * C) * sizeof *ro), *ra = malloc((size_t)(B * H * T * T) * sizeof *ra);
     double *want = malloc((size_t)(B * C) * sizeof *want);
-    attn_ref(F(&qkv), B, T, C, H, ro, ra);
+    const tmask mk = {"causal", 1, window, NULL};
+    attn_ref(F(&qkv), B, T, C, H, &mk, ro, ra);
     for (int64_t b = 0; b < B; b++) memcpy(want + b * C, ro + (b * T + T - 1) * C, (size_t)C * sizeof *want);
     char what[96];
-    snprintf(what, sizeof what, "attention_decode B%lld t%lld H%lld hs%lld", (long long)B, (long long)T, (long long)H,
-             (long long)hs);
+    snprintf(what, sizeof what, "attention_decode B%lld t%lld H%lld hs%lld window %lld", (long long)B, (long long)T,
+             (long long)H, (long long)hs, (long long)window);
     chk(F(&out), to_f(want, B * C), (size_t)(B * C), 1e-5, 1e-5, what);
     free(ro), free(ra), free(want);
 }
 
 static void test_attention_decode_reference(void **state) {
     (void)state;
-    check_attention_decode(1, 1, 1, 4);   /* the first position: only itself */
-    check_attention_decode(2, 13, 3, 4);
-    check_attention_decode(3, 70, 2, 5);  /* a head size no vector width divides */
-    check_attention_decode(4, 300, 4, 16); /* pairs over threads */
+    check_attention_decode(1, 1, 1, 4, 0);   /* the first position: only itself */
+    check_attention_decode(2, 13, 3, 4, 0);
+    check_attention_decode(3, 70, 2, 5, 0);  /* a head size no vector width divides */
+    check_attention_decode(4, 300, 4, 16, 0); /* pairs over threads */
+    check_attention_decode(2, 13, 3, 4, 5);  /* a local layer: the last 5 positions */
+    check_attention_decode(2, 13, 3, 4, 13); /* a window as long as the text: all of it */
+    check_attention_decode(1, 1, 1, 4, 1);
 }
 
 /* ------------------------------------------------------ cross-entropy */
@@ -409,7 +515,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_embed, tf_free_all),
         cmocka_unit_test_teardown(test_attention_reference, tf_free_all),
+        cmocka_unit_test_teardown(test_attention_masks, tf_free_all),
         cmocka_unit_test_teardown(test_attention_grad, tf_free_all),
+        cmocka_unit_test_teardown(test_attention_local_vs_global, tf_free_all),
         cmocka_unit_test_teardown(test_attention_decode_reference, tf_free_all),
         cmocka_unit_test_teardown(test_cross_entropy, tf_free_all),
         cmocka_unit_test_teardown(test_adamw, tf_free_all),

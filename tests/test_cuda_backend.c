@@ -553,8 +553,23 @@ static double ref_score(const float *qkv, int64_t T, int64_t C, int64_t hs, int6
     return s / sqrt((double)hs);
 }
 
-/* The flash path's saved row log-sum-exps [B,H,T] against double sums. */
-static void check_lse(const pair *qkv, const fl_tensor *saved, int64_t B, int64_t T, int64_t C, int H, double tol) {
+/* An attention mask case: backend.h's rules, lengths on the host. */
+typedef struct amask {
+    int causal;
+    int64_t window;
+    const int32_t *len; /* [B] or NULL */
+} amask;
+
+static int sees(const amask *am, int64_t b, int64_t i, int64_t j) {
+    if (am->len && j >= am->len[b]) return 0;
+    if (am->causal && j > i) return 0;
+    return !(am->window > 0 && llabs(i - j) >= am->window);
+}
+
+/* The flash path's saved row log-sum-exps [B,H,T] against double sums
+   (+inf for a row that sees no key). */
+static void check_lse(const pair *qkv, const fl_tensor *saved, int64_t B, int64_t T, int64_t C, int H,
+                      const amask *am, double tol) {
     float *q = malloc(qkv->bytes), *lse = malloc((size_t)(B * H * T) * sizeof *lse);
     CPU->ops.to_host(q, &qkv->c, qkv->bytes);
     GPU->ops.to_host(lse, saved, (size_t)(B * H * T) * sizeof *lse);
@@ -564,9 +579,12 @@ static void check_lse(const pair *qkv, const fl_tensor *saved, int64_t B, int64_
         for (int64_t h = 0; h < H; h++)
             for (int64_t i = 0; i < T; i++) {
                 double m = -INFINITY, s = 0;
-                for (int64_t j = 0; j <= i; j++) m = fmax(m, ref_score(q, T, C, C / H, b, h, i, j));
-                for (int64_t j = 0; j <= i; j++) s += exp(ref_score(q, T, C, C / H, b, h, i, j) - m);
-                const double d = fabs(lse[(b * H + h) * T + i] - (m + log(s)));
+                for (int64_t j = 0; j < T; j++)
+                    if (sees(am, b, i, j)) m = fmax(m, ref_score(q, T, C, C / H, b, h, i, j));
+                for (int64_t j = 0; j < T; j++)
+                    if (sees(am, b, i, j)) s += exp(ref_score(q, T, C, C / H, b, h, i, j) - m);
+                const float got = lse[(b * H + h) * T + i];
+                const double d = s > 0 ? fabs(got - (m + log(s))) : got == INFINITY ? 0 : INFINITY;
                 if (!(d <= worst)) worst = d;
             }
     print_message("  %-44s max|d| %.2e  (tol %.0e)\n", "attention saved log-sum-exp", worst, tol);
@@ -578,66 +596,96 @@ static void check_lse(const pair *qkv, const fl_tensor *saved, int64_t B, int64_
    the GPU: the same on its cuBLAS path, row log-sum-exps [B,H,T] on the
    flash path), so those are compared when the layouts agree and the flash
    one against double sums; outputs and gradients always. */
-static void attention_case(int64_t B, int64_t T, int64_t C, int H) {
-    pair qkv = MK3(B, T, 3 * C), out = MK3(B, T, C);
+static void attention_case(int64_t B, int64_t T, int64_t C, int H, const amask *am) {
+    pair qkv = MK3(B, T, 3 * C), out = MK3(B, T, C), lens = {0};
     prandn(&qkv, 121, 1.0f);
+    fl_attn_mask mc = {.causal = am->causal, .window = am->window}, mg = mc;
+    if (am->len) lens = mk_i32(am->len, 1, B, 1), mc.lengths = &lens.c, mg.lengths = &lens.g;
     const int64_t nc = CPU->attention_saved_numel(B, T, C, H), ng = GPU->attention_saved_numel(B, T, C, H);
     /* the layouts differ in size from T = 2 on (at T = 1 both hold one value) */
     const int same = GPU->attention_saved_numel(1, 2, C, H) == CPU->attention_saved_numel(1, 2, C, H);
     pair att = mk(FL_F32, 1, nc, 1, 1, 1);
     fl_tensor saved = same ? att.g : talloc(GPU, FL_F32, 1, &ng);
-    pfill(&att, NAN); /* every entry must be written, above the diagonal too */
+    pfill(&att, NAN); /* every entry must be written, hidden ones too */
     GPU->ops.fill(&saved, NAN);
-    CPU->attention(&qkv.c, H, &out.c, &att.c), GPU->attention(&qkv.g, H, &out.g, &saved);
-    char what[96];
-    snprintf(what, sizeof what, "attention B=%lld T=%lld C=%lld H=%d %s", (long long)B, (long long)T, (long long)C,
-             H, same ? "saves P" : "flash");
+    CPU->attention(&qkv.c, H, &mc, &out.c, &att.c), GPU->attention(&qkv.g, H, &mg, &out.g, &saved);
+    char what[128];
+    snprintf(what, sizeof what, "attention B=%lld T=%lld C=%lld H=%d %s%s%s w%lld %s", (long long)B, (long long)T,
+             (long long)C, H, am->causal ? "causal" : "bidi", am->len ? " padded" : "", am->window ? " local" : "",
+             (long long)am->window, same ? "saves P" : "flash");
     cmp_norm(&out, g_gemm_tol, what);
     if (same) cmp_norm(&att, g_gemm_tol, "attention att (probabilities)");
-    else check_lse(&qkv, &saved, B, T, C, H, g_gemm_tol); /* absolute, in nats */
+    else check_lse(&qkv, &saved, B, T, C, H, am, g_gemm_tol); /* absolute, in nats */
     pair dout = MK3(B, T, C), dqkv = MK3(B, T, 3 * C);
     prandn(&dout, 122, 1.0f);
     pfill(&dqkv, NAN); /* overwritten */
-    CPU->attention_backward(&qkv.c, &out.c, &att.c, H, &dout.c, &dqkv.c);
-    GPU->attention_backward(&qkv.g, &out.g, &saved, H, &dout.g, &dqkv.g);
+    CPU->attention_backward(&qkv.c, &out.c, &att.c, H, &mc, &dout.c, &dqkv.c);
+    GPU->attention_backward(&qkv.g, &out.g, &saved, H, &mg, &dout.g, &dqkv.g);
     cmp_norm(&dqkv, 2 * g_gemm_tol, "attention_backward dqkv");
     /* the same inputs again: the same bits (no atomics on either path) */
     float *first = malloc(dqkv.bytes), *again = malloc(dqkv.bytes);
     GPU->ops.to_host(first, &dqkv.g, dqkv.bytes);
-    GPU->attention(&qkv.g, H, &out.g, &saved);
-    GPU->attention_backward(&qkv.g, &out.g, &saved, H, &dout.g, &dqkv.g);
+    GPU->attention(&qkv.g, H, &mg, &out.g, &saved);
+    GPU->attention_backward(&qkv.g, &out.g, &saved, H, &mg, &dout.g, &dqkv.g);
     GPU->ops.to_host(again, &dqkv.g, dqkv.bytes);
     gpu_ok();
     assert_memory_equal(first, again, dqkv.bytes);
     free(first), free(again);
     if (!same) GPU->free(saved.data);
+    if (am->len) pfree(&lens);
     pfree(&qkv), pfree(&out), pfree(&att), pfree(&dout), pfree(&dqkv);
 }
 
 /* Head sizes 12 and 8 take the cuBLAS path in every mode; 32, 64 and 128
    the flash kernels in tf32 and bf16 (where the GPU has the shared memory),
    with T below, at and past one 64-row tile and at GPT-2's context. */
-static void test_attention(void **state) {
-    (void)state;
+static const amask CAUSAL = {1, 0, NULL};
+
+typedef struct acase {
+    int64_t B, T, C;
+    int H;
+    const amask *mask;
+} acase;
+
+/* Every case in each math mode (tf32, fp32, bf16). */
+static void attention_cases(const acase *cs, size_t n) {
     for (int mode = 0; mode < 3; mode++) {
         mode == 0 ? math_tf32() : mode == 1 ? math_fp32() : math_bf16();
-        attention_case(2, 37, 48, 4);
-        attention_case(1, 130, 64, 2);
-        attention_case(3, 1, 8, 1);
-        attention_case(1, 1, 64, 1);
-        attention_case(2, 64, 128, 2);
-        attention_case(2, 200, 256, 4);
-        attention_case(1, 77, 256, 2);
-        attention_case(1, 1024, 128, 2);
+        for (size_t i = 0; i < n; i++) attention_case(cs[i].B, cs[i].T, cs[i].C, cs[i].H, cs[i].mask);
     }
     math_tf32();
+}
+
+static void test_attention(void **state) {
+    (void)state;
+    const acase cs[] = {{2, 37, 48, 4, &CAUSAL},  {1, 130, 64, 2, &CAUSAL},  {3, 1, 8, 1, &CAUSAL},
+                        {1, 1, 64, 1, &CAUSAL},   {2, 64, 128, 2, &CAUSAL},  {2, 200, 256, 4, &CAUSAL},
+                        {1, 77, 256, 2, &CAUSAL}, {1, 1024, 128, 2, &CAUSAL}};
+    attention_cases(cs, sizeof cs / sizeof cs[0]);
+}
+
+/* The encoder's and GPT-Neo's masks on both paths (head sizes 12 and 32/64):
+   bidirectional; padded, with a sequence of one token and a padded tile
+   past a length that is not a multiple of 64; local windows narrower than
+   a tile, crossing tiles, and wider than T; bidirectional local with
+   padding, where padded queries far past the length see no key at all. */
+static void test_attention_masks(void **state) {
+    (void)state;
+    static const int32_t len2[2] = {37, 1}, len3[3] = {200, 71, 130};
+    const amask bidi = {0, 0, NULL}, pad = {0, 0, len2}, pad3 = {0, 0, len3};
+    const amask local = {1, 20, NULL}, local_wide = {1, 100, NULL}, local_all = {1, 300, NULL};
+    const amask bidi_local_pad = {0, 30, len3};
+    const acase cs[] = {{2, 37, 48, 4, &bidi},         {2, 130, 64, 2, &bidi},        {2, 37, 48, 4, &pad},
+                        {3, 200, 128, 2, &pad3},       {2, 37, 48, 4, &local},        {1, 200, 128, 2, &local},
+                        {2, 200, 256, 4, &local_wide}, {1, 200, 128, 2, &local_all}, {3, 200, 128, 4, &bidi_local_pad}};
+    attention_cases(cs, sizeof cs / sizeof cs[0]);
 }
 
 /* The KV cache filled from qkv[B,T,3C] in two appends (positions 0..T-2,
    then T-1 from the last rows, as a prefill and a decoding step do), and
    the last position's attention over the t = T cached positions. Cache
    rows past T hold NaN on both sides: never read, never written. */
-static void attention_decode_case(int64_t B, int64_t T, int64_t C, int H) {
+static void attention_decode_case(int64_t B, int64_t T, int64_t C, int H, int64_t window) {
     const int64_t hs = C / H, S = T + 5;
     pair first = MK3(B, T - 1 > 0 ? T - 1 : 1, 3 * C), last = MK3(B, 1, 3 * C), out = MK2(B, C);
     pair k = mk(FL_F32, 4, B, H, S, hs), v = mk(FL_F32, 4, B, H, S, hs);
@@ -647,15 +695,16 @@ static void attention_decode_case(int64_t B, int64_t T, int64_t C, int H) {
     CPU->kv_append(&last.c, T - 1, &k.c, &v.c), GPU->kv_append(&last.g, T - 1, &k.g, &v.g);
     cmp_exact(&k, "kv_append k_cache");
     cmp_exact(&v, "kv_append v_cache");
-    CPU->attention_decode(&last.c, &k.c, &v.c, T, &out.c), GPU->attention_decode(&last.g, &k.g, &v.g, T, &out.g);
+    CPU->attention_decode(&last.c, &k.c, &v.c, T, window, &out.c);
+    GPU->attention_decode(&last.g, &k.g, &v.g, T, window, &out.g);
     char what[96];
-    snprintf(what, sizeof what, "attention_decode B=%lld t=%lld C=%lld H=%d", (long long)B, (long long)T,
-             (long long)C, H);
+    snprintf(what, sizeof what, "attention_decode B=%lld t=%lld C=%lld H=%d window %lld", (long long)B, (long long)T,
+             (long long)C, H, (long long)window);
     cmp_norm(&out, 1e-5, what);
     /* the same inputs again: the same bits (fixed order, no atomics) */
     float *once = malloc(out.bytes), *again = malloc(out.bytes);
     GPU->ops.to_host(once, &out.g, out.bytes);
-    GPU->attention_decode(&last.g, &k.g, &v.g, T, &out.g);
+    GPU->attention_decode(&last.g, &k.g, &v.g, T, window, &out.g);
     GPU->ops.to_host(again, &out.g, out.bytes);
     gpu_ok();
     assert_memory_equal(once, again, out.bytes);
@@ -664,15 +713,19 @@ static void attention_decode_case(int64_t B, int64_t T, int64_t C, int H) {
 }
 
 /* Head sizes below, at and above a warp's 32 lanes (and not a multiple of
-   it), fewer keys than the block's 8 warps, one key, and GPT-2's context.
-   One math mode: nothing here is a GEMM. */
+   it), fewer keys than the block's 8 warps, one key, and GPT-2's context;
+   local windows shorter and longer than the text. One math mode: nothing
+   here is a GEMM. */
 static void test_attention_decode(void **state) {
     (void)state;
-    attention_decode_case(2, 37, 48, 4);
-    attention_decode_case(3, 1, 8, 1);
-    attention_decode_case(1, 5, 64, 2);
-    attention_decode_case(2, 300, 256, 4);
-    attention_decode_case(1, 1024, 200, 2);
+    attention_decode_case(2, 37, 48, 4, 0);
+    attention_decode_case(3, 1, 8, 1, 0);
+    attention_decode_case(1, 5, 64, 2, 0);
+    attention_decode_case(2, 300, 256, 4, 0);
+    attention_decode_case(1, 1024, 200, 2, 0);
+    attention_decode_case(2, 300, 256, 4, 256); /* a local layer: the last 256 of 300 */
+    attention_decode_case(2, 37, 48, 4, 5);
+    attention_decode_case(1, 5, 64, 2, 8);      /* a window longer than the text */
 }
 
 static void ce_case(int64_t N, int64_t V, int in_place) {
@@ -1094,6 +1147,7 @@ int main(void) {
         cmocka_unit_test(test_bucket_sort),
         cmocka_unit_test(test_embed),
         cmocka_unit_test(test_attention),
+        cmocka_unit_test(test_attention_masks),
         cmocka_unit_test(test_attention_decode),
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_adamw),

@@ -7,14 +7,15 @@
  *  - after a prefill and after every decoding step, the cached logits of the
  *    new position equal those of fl_model_forward over the whole sequence,
  *    for B = 3 sequences, up to a full cache (decode_len = context), with a
- *    forward run between the steps (it must not disturb the cache);
+ *    forward run between the steps (it must not disturb the cache); with a
+ *    local layer too (GPT-Neo), whose cached steps attend only its window;
  *  - greedy generation gives exactly the tokens of the uncached path, for
  *    prompts shorter than, equal to and longer than the context, and past
  *    the context (where the cached path slides the uncached window);
  *  - a batch of B prompts decodes each sequence as it decodes alone;
  *  - a full cache refuses another step with a message naming the context;
  *  - bad input (no prompt, B = 0, a prompt longer than the context, a token
- *    outside the vocabulary, a step before any prefill, bad benchmark
+ *    outside the vocabulary, a step before any prefill, an encoder, bad benchmark
  *    arguments) is an FL_EINVAL message, never a crash, and a failed prefill
  *    leaves nothing cached;
  *  - every path tells the FFN plugins the batch's tokens and positions and
@@ -80,11 +81,12 @@ static void scale_param(const fl_backend *be, fl_param *p, float s) {
 }
 
 /* A tiny model with plugin spec in every layer, its embeddings and attention
-   weights sharpened (see the top). */
-static fl_model *make_model(const char *spec) {
+   weights sharpened (see the top); the layers in bit mask `local` attend
+   locally over `window` positions. */
+static fl_model *make_model_attn(const char *spec, uint64_t local, int window) {
     const char *specs[L] = {spec, spec};
     fl_model_config mc = {.vocab_size = V, .context = CTX, .d_model = D, .n_layers = L, .n_heads = H,
-                          .ffn_specs = specs, .seed = 5};
+                          .ffn_specs = specs, .seed = 5, .local_layers = local, .window = window};
     fl_model *m = NULL;
     fl_error err = {0};
     ts_assert_ok(fl_model_create(&mc, fl_backend_cpu(), &m, &err), &err);
@@ -95,6 +97,8 @@ static fl_model *make_model(const char *spec) {
     }
     return m;
 }
+
+static fl_model *make_model(const char *spec) { return make_model_attn(spec, 0, 0); }
 
 /* n random tokens (stream `key`) */
 static void random_tokens(int32_t *t, int n, uint64_t key) {
@@ -129,12 +133,12 @@ static double scaled_diff(const float *a, const float *b, int n) {
 
 /* ------------------------------------------------------------------------ */
 
-static void test_cached_logits_match_forward(void **state) {
-    (void)state;
-    for (int s = 0; s < N_SPECS; s++) {
-        fl_model *m = make_model(SPECS[s]);
+/* Prefill 5 tokens, then decode to a full cache, comparing each step's
+   logits with the whole forward's. */
+static void check_cached(fl_model *m, const char *what, uint64_t key) {
+    {
         int32_t seq[B * CTX], step[B];
-        random_tokens(seq, B * CTX, 40 + (uint64_t)s);
+        random_tokens(seq, B * CTX, key);
         float got[B * V], ref[B * V];
         fl_error err = {0};
         enum { P = 5 };
@@ -147,15 +151,40 @@ static void test_cached_logits_match_forward(void **state) {
             logits_rows(m, 0, B, got);
             forward_last(m, seq, n, ref); /* a forward between steps leaves the cache alone */
             const double d = scaled_diff(got, ref, B * V);
-            if (d > LOGIT_TOL) fail_msg("%s: logits of position %d differ by %.3g (tol %.0e)", SPECS[s], n, d, LOGIT_TOL);
+            if (d > LOGIT_TOL) fail_msg("%s: logits of position %d differ by %.3g (tol %.0e)", what, n, d, LOGIT_TOL);
             if (d > worst) worst = d;
             if (n == CTX) break;
             for (int b = 0; b < B; b++) step[b] = seq[b * CTX + n];
             ts_assert_ok(fl_model_decode_step(m, step, &err), &err);
         }
-        print_message("  %-40s cached vs forward, positions %d..%d: max |d|/(1+|x|) %.2e\n", SPECS[s], P, CTX, worst);
+        print_message("  %-40s cached vs forward, positions %d..%d: max |d|/(1+|x|) %.2e\n", what, P, CTX, worst);
+    }
+}
+
+static void test_cached_logits_match_forward(void **state) {
+    (void)state;
+    for (int s = 0; s < N_SPECS; s++) {
+        fl_model *m = make_model(SPECS[s]);
+        check_cached(m, SPECS[s], 40 + (uint64_t)s);
         fl_model_free(m);
     }
+}
+
+/* GPT-Neo's alternation: the second layer local over 7 of the 24
+   positions, so from position 7 on its cached steps must read only the
+   last 7 keys; and a local model differs from the global one there. */
+static void test_local_attention_cache(void **state) {
+    (void)state;
+    fl_model *m = make_model_attn("dense:d_ff=32", 2, 7), *g = make_model("dense:d_ff=32");
+    check_cached(m, "dense, layer 1 local (window 7)", 44);
+    int32_t seq[B * CTX];
+    float a[B * V], b[B * V];
+    random_tokens(seq, B * CTX, 45);
+    forward_last(m, seq, 7, a), forward_last(g, seq, 7, b);
+    assert_true(scaled_diff(a, b, B * V) < 1e-6); /* position 6 sees all 7 keys either way */
+    forward_last(m, seq, CTX, a), forward_last(g, seq, CTX, b);
+    assert_true(scaled_diff(a, b, B * V) > 1e-3);
+    fl_model_free(m), fl_model_free(g);
 }
 
 /* The tokens fl_sample appends to prompt[n] (greedy), cached or not, into
@@ -314,6 +343,15 @@ static void test_bad_input_is_an_error(void **state) {
     expect_einval(fl_decode_rate(m, 1, CTX + 1, 8, 1, &r, &err), &err, "at most the context");
     expect_einval(fl_decode_rate(m, 1, 4, 0, 0, &r, &err), &err, "0 new tokens");
     fl_model_free(m);
+
+    /* an encoder has nothing to decode */
+    const char *specs[L] = {"dense", "dense"};
+    fl_model_config mc = {.vocab_size = V, .context = CTX, .d_model = D, .n_layers = L, .n_heads = H,
+                          .ffn_specs = specs, .seed = 5, .arch = FL_ARCH_BERT, .pad_token = 0};
+    ts_assert_ok(fl_model_create(&mc, fl_backend_cpu(), &m, &err), &err);
+    expect_einval(fl_model_prefill(m, ok, 1, 4, &err), &err, "encoder");
+    expect_einval(fl_sample_batch(m, ok, 1, 3, &o, out, &n, &err), &err, "encoder");
+    fl_model_free(m);
 }
 
 static void test_decode_rate_and_json(void **state) {
@@ -385,6 +423,7 @@ static void test_bench_decode_command(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cached_logits_match_forward),
+        cmocka_unit_test(test_local_attention_cache),
         cmocka_unit_test(test_greedy_tokens_match_uncached),
         cmocka_unit_test(test_batch_decodes_each_sequence_alone),
         cmocka_unit_test(test_batch_stops_when_every_sequence_has),

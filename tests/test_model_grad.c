@@ -11,6 +11,11 @@
  * its two uses (input embedding and LM head) is checked. A second test checks that
  * fl_model_zero_grad zeroes every gradient after a backward.
  *
+ * Three models: the decoder; an encoder (arch bert: bidirectional attention, the second
+ * sequence right-padded with two <pad> tokens whose keys are masked, targets only at some
+ * positions, as the masked-LM objective sets them, and a loss weight); and a decoder whose
+ * second layer attends locally (window 3 of the 6 positions).
+ *
  * The model is float32, so e is large (1e-2) and the tolerance is |analytic - fd| <=
  * FD_ATOL + FD_RTOL |fd|; the largest errors are printed per parameter.
  */
@@ -56,13 +61,16 @@ static void randomise(grad_fixture *g) {
     }
 }
 
-static int setup(void **state) {
+enum { PAD = V - 1 }; /* the encoder's padding token */
+
+static int setup_model(void **state, int arch, uint64_t local_layers) {
     grad_fixture *g = calloc(1, sizeof *g);
     if (!g) return -1;
     g->be = fl_backend_cpu();
     const char *specs[L] = {"dense", "dense"};
     fl_model_config mc = {.vocab_size = V, .context = T, .d_model = C, .n_layers = L,
-                          .n_heads = H, .ffn_specs = specs, .seed = 7};
+                          .n_heads = H, .ffn_specs = specs, .seed = 7, .arch = arch, .pad_token = PAD,
+                          .local_layers = local_layers, .window = 3};
     fl_error err = {0};
     if (fl_model_create(&mc, g->be, &g->m, &err) != FL_OK) {
         print_error("fl_model_create: %s\n", err.msg);
@@ -71,12 +79,22 @@ static int setup(void **state) {
     }
     randomise(g);
     for (int i = 0; i < B * T; i++) {
-        g->tokens[i] = (int32_t)(fl_rng_bits(1, (uint64_t)i) % V);
+        g->tokens[i] = (int32_t)(fl_rng_bits(1, (uint64_t)i) % (V - 1));
         g->targets[i] = (int32_t)(fl_rng_bits(2, (uint64_t)i) % V);
+    }
+    if (arch == FL_ARCH_BERT) { /* the second row padded; targets at some real positions only */
+        g->tokens[2 * T - 1] = g->tokens[2 * T - 2] = PAD;
+        for (int i = 0; i < B * T; i++)
+            if (i % 3 == 1 || g->tokens[i] == PAD) g->targets[i] = -1;
+        fl_model_set_loss_weight(g->m, 1.7);
     }
     *state = g;
     return 0;
 }
+
+static int setup(void **state) { return setup_model(state, FL_ARCH_GPT, 0); }
+static int setup_encoder(void **state) { return setup_model(state, FL_ARCH_BERT, 0); }
+static int setup_local(void **state) { return setup_model(state, FL_ARCH_GPT, 2); }
 
 static int teardown(void **state) {
     grad_fixture *g = *state;
@@ -206,5 +224,12 @@ int main(void) {
         cmocka_unit_test(test_finite_differences_match_backward),
         cmocka_unit_test(test_zero_grad_zeroes),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    const struct CMUnitTest fd_only[] = {
+        cmocka_unit_test(test_finite_differences_match_backward),
+    };
+    int failed = cmocka_run_group_tests_name("decoder", tests, setup, teardown);
+    failed += cmocka_run_group_tests_name("encoder (bidirectional, padded, masked targets)", fd_only, setup_encoder,
+                                          teardown);
+    failed += cmocka_run_group_tests_name("decoder with a local layer", fd_only, setup_local, teardown);
+    return failed;
 }

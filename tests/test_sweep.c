@@ -19,7 +19,10 @@
  *    tasks) is refused naming the change; one that adds a seed runs only the
  *    new cells;
  *  - a cell that fails is recorded with its error, the others still run, the
- *    exit status is non-zero, and the next run retries only that cell.
+ *    exit status is non-zero, and the next run retries only that cell;
+ *  - an encoder sweep (--arch bert) runs every cell, its lm task reports the
+ *    masked-LM loss and no decoding speed is measured; `ffnlab report` gives
+ *    encoders their own table beside a decoder of the same shape.
  */
 #include "support.h"
 
@@ -285,6 +288,68 @@ static void test_failed_cell_recorded_and_retried(void **state) {
     free(out);
 }
 
+/* 1 when eval.json text has a result of task with that metric. */
+static int has_metric(const char *eval, const char *task, const char *metric) {
+    cJSON *doc = cJSON_Parse(eval);
+    const cJSON *r;
+    int found = 0;
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(doc, "results")) {
+        const char *t = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "task"));
+        const char *m = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, "metric"));
+        found |= t && m && !strcmp(t, task) && !strcmp(m, metric);
+    }
+    cJSON_Delete(doc);
+    return found;
+}
+
+/* An encoder sweep (--arch bert) runs like a decoder's: every cell done,
+   the lm task reporting its masked-LM loss, no decoding speed (an encoder
+   generates nothing); `ffnlab report` over it and a decoder sweep of the
+   same shape gives the encoder its own table, its loss marked masked-LM. */
+static void test_encoder_sweep_and_report(void **state) {
+    (void)state;
+    char enc[4200], dec[4200], rep[4200], *out;
+    snprintf(enc, sizeof enc, "%s/encoder", g_dir);
+    snprintf(dec, sizeof dec, "%s/decoder", g_dir);
+    snprintf(rep, sizeof rep, "%s/report", g_dir);
+    int rc = sweep(&out, TINY " --arch bert --variants dense,moe:experts=2 --steps 10 --out '%s'", enc);
+    if (rc) fail_msg("encoder sweep failed (%d): %s", rc, out);
+    assert_non_null(strstr(out, "2 trained (0 resumed), 2 evaluated"));
+    free(out);
+    rc = sweep(&out, TINY " --variants dense --steps 10 --out '%s'", dec);
+    if (rc) fail_msg("decoder sweep failed (%d): %s", rc, out);
+    free(out);
+    const char *cells[] = {"dense-s1", "moe-experts=2-s1"};
+    for (int i = 0; i < 2; i++) {
+        char *st = cell_state(enc, cells[i]), file[200];
+        assert_string_equal(st, "done");
+        free(st);
+        snprintf(file, sizeof file, "%s/eval.json", cells[i]);
+        char *eval = read_text(enc, file);
+        assert_true(has_metric(eval, "lm", "mlm_loss"));
+        assert_false(has_metric(eval, "lm", "perplexity"));
+        snprintf(file, sizeof file, "%s/summary.json", cells[i]);
+        char *summary = read_text(enc, file);
+        assert_null(strstr(summary, "\"decode\""));
+        free(eval), free(summary);
+    }
+    char *summary = read_text(dec, "dense-s1/summary.json");
+    assert_non_null(strstr(summary, "\"decode\"")); /* a decoder's still measured */
+    free(summary);
+    char cmd[13000];
+    snprintf(cmd, sizeof cmd, "FFNLAB_GNUPLOT=/nonexistent '%s' report '%s' '%s' --out '%s'", ts_ffnlab_bin(), enc, dec,
+             rep);
+    rc = ts_run(cmd, &out);
+    if (rc) fail_msg("report failed (%d): %s", rc, out);
+    print_message("%s", out);
+    assert_non_null(strstr(out, "encoder (arch bert), d=32, 1 layer, 2 heads, context 32, vocab 300: 2 variants"));
+    assert_non_null(strstr(out, "\nd=32, 1 layer, 2 heads, context 32, vocab 300: 1 variant"));
+    free(out);
+    char *md = read_text(rep, "report.md");
+    assert_non_null(strstr(md, "val loss (masked LM)"));
+    free(md);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_match_params),
@@ -294,6 +359,7 @@ int main(void) {
         cmocka_unit_test(test_killed_sweep_resumes),
         cmocka_unit_test(test_changes_refused_seeds_added),
         cmocka_unit_test(test_failed_cell_recorded_and_retried),
+        cmocka_unit_test(test_encoder_sweep_and_report),
     };
     return cmocka_run_group_tests_name("sweep", tests, ts_suite_dir_setup, ts_suite_dir_teardown);
 }

@@ -26,11 +26,10 @@
 #include "../tasks/blimp/blimp_score.c"
 #include "../tasks/common/task_util.c"
 #include "backend.h"
-#include "corpus.h"
 #include "host_table.h"
 #include "model.h"
 #include "shard.h"
-#include "storygen.h"
+#include "story_fixture.h"
 #include "task_host.h"
 #include "tokenizer.h"
 
@@ -57,14 +56,7 @@ static fl_model *make_model(int vocab, int context, uint64_t seed) {
 static int setup(void **state) {
     (void)state;
     fl_error err = {0};
-    char *text = NULL;
-    size_t len = 0;
-    fl_corpus c = {0};
-    ts_assert_ok(fl_storygen_text(7, 200000, &text, &len, &err), &err);
-    ts_assert_ok(fl_corpus_parse(text, len, "stories", &c, &err), &err);
-    ts_assert_ok(fl_tokenizer_train(c.docs, c.lens, c.n_docs, 400, &g.tok, &err), &err);
-    fl_corpus_free(&c);
-    free(text);
+    g.tok = ts_story_tokenizer(7, 200000, 400, 0, NULL, NULL);
     g.model = make_model(fl_tokenizer_vocab_size(g.tok), 48, 3);
     g.dir = ts_tmpdir();
     ts_assert_ok(fl_task_host_init(&g.th, g.model, g.tok, "", g.dir, "", &g.metrics, &err), &err);
@@ -91,13 +83,7 @@ static void direct_logprobs(fl_model *m, const int32_t *tokens, int n, double *o
     float *logits = malloc((size_t)n * V * sizeof *logits);
     fl_backend_cpu()->ops.to_host(logits, fl_model_logits(m), (size_t)n * V * sizeof *logits);
     out[0] = 0;
-    for (int t = 1; t < n; t++) {
-        const float *row = logits + (size_t)(t - 1) * V;
-        double mx = row[0], s = 0;
-        for (int v = 1; v < V; v++) mx = row[v] > mx ? row[v] : mx;
-        for (int v = 0; v < V; v++) s += exp(row[v] - mx);
-        out[t] = row[tokens[t]] - mx - log(s);
-    }
+    for (int t = 1; t < n; t++) out[t] = ts_log_softmax(logits + (size_t)(t - 1) * V, V, tokens[t]);
     free(logits);
 }
 

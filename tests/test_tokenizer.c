@@ -7,6 +7,11 @@
  *   overlong forms, surrogates, 0xFF, NUL), the empty string, very long
  *   pieces, and a few hundred random byte strings.
  * - "<|endoftext|>" in text is one id, and never learned by training.
+ * - An encoder's tokenizer (fl_tokenizer_train_special) has <s>, </s>,
+ *   <pad>, <mask> as the last ids within the same vocabulary size, keeps
+ *   every other token of the plain one but the last merges, survives a
+ *   save/load, and never encodes them from text; the plain tokenizer and
+ *   the committed fixture files (made before them) have none of them.
  * - Training is deterministic (same bytes twice, with 1 or 2 threads), breaks
  *   ties by the smaller pair of ids, never merges across pre-token pieces,
  *   and gives exactly the vocabulary size asked for.
@@ -16,7 +21,8 @@
  *   checked that the library reads ffnlab's files and agrees on their ids).
  * - Broken or foreign files fail with FL_EINVAL and a message naming the file.
  * - encode is thread-safe on one tokenizer.
- * - `ffnlab tokenizer train|encode|decode` agree with the library calls and
+ * - `ffnlab tokenizer train|encode|decode` agree with the library calls (train
+ *   --arch bert gives an encoder's tokenizer) and
  *   exit 1 on bad files, 2 on bad usage.
  * Apart from the command-line test, no corpus reader is used: the fixture
  * corpus is split here.
@@ -411,6 +417,46 @@ static void assert_same_ids(const fl_tokenizer *a, const fl_tokenizer *b, const 
     free(ib);
 }
 
+static void test_encoder_special_tokens(void **state) {
+    suite *s = *state;
+    docs d;
+    read_corpus(&d);
+    fl_tokenizer *enc = NULL, *plain = train_corpus(400);
+    fl_error err = {0};
+    ts_assert_ok(fl_tokenizer_train_special(d.ptr, d.len, d.n, 400, FL_ENCODER_SPECIALS, FL_N_ENCODER_SPECIALS, &enc,
+                                            &err),
+                 &err);
+    assert_int_equal(fl_tokenizer_vocab_size(enc), 400);
+    assert_int_equal(fl_tokenizer_eot(enc), 395);
+    fl_special_ids ids;
+    ts_assert_ok(fl_tokenizer_encoder_ids(enc, "enc", &ids, &err), &err);
+    assert_true(ids.bos == 396 && ids.sep == 397 && ids.pad == 398 && ids.mask == 399);
+    for (int32_t id = 256; id < 395; id++) { /* the same merges as the plain one's first */
+        char *a = token_text(enc, id), *b = token_text(plain, id);
+        assert_string_equal(a, b);
+        free(a), free(b);
+    }
+    int32_t *ids_text = NULL;
+    size_t n = 0;
+    ts_assert_ok(fl_tokenizer_encode(enc, "<s> a <mask> </s><pad>", 22, &ids_text, &n, &err), &err);
+    for (size_t i = 0; i < n; i++) assert_false(fl_tokenizer_is_special(enc, ids_text[i]));
+    free(ids_text);
+    char path[4200];
+    size_t bytes;
+    free(save_bytes(enc, s->dir, "enc.json", &bytes));
+    snprintf(path, sizeof path, "%s/enc.json", s->dir);
+    fl_tokenizer *back = load(path);
+    fl_special_ids again;
+    ts_assert_ok(fl_tokenizer_encoder_ids(back, path, &again, &err), &err);
+    assert_memory_equal(&ids, &again, sizeof ids);
+    assert_int_equal(fl_tokenizer_encoder_ids(plain, "plain", &again, &err), FL_EINVAL);
+    fl_tokenizer *fixture = load(FIXTURES "/ffnlab_tokenizer.json");
+    assert_int_equal(fl_tokenizer_special_id(fixture, "<mask>"), -1);
+    assert_int_equal(fl_tokenizer_special_id(fixture, FL_EOT_TEXT), fl_tokenizer_eot(fixture));
+    fl_tokenizer_free(fixture), fl_tokenizer_free(back), fl_tokenizer_free(enc), fl_tokenizer_free(plain);
+    free(d.text);
+}
+
 static void test_save_load(void **state) {
     suite *s = *state;
     size_t n1, n2;
@@ -725,6 +771,26 @@ static void test_cli(void **state) {
     assert_int_equal(ts_run(cmd, NULL), 2);
     snprintf(cmd, sizeof cmd, "%s tokenizer decode --tokenizer %s 1 two", bin, path);
     assert_int_equal(ts_run(cmd, NULL), 2);
+
+    /* --arch bert: an encoder's tokenizer, its four tokens last within the size */
+    snprintf(path, sizeof path, "%s/cli-enc.json", s->dir);
+    snprintf(cmd, sizeof cmd, "%s tokenizer train --corpus %s/corpus.txt --vocab-size 300 --arch bert --out %s", bin,
+             FIXTURES, path);
+    rc = ts_run(cmd, &out);
+    if (rc != 0) fail_msg("%s: exit %d: %s", cmd, rc, out);
+    free(out);
+    tok = load(path);
+    fl_special_ids sp;
+    fl_error err = {0};
+    ts_assert_ok(fl_tokenizer_encoder_ids(tok, path, &sp, &err), &err);
+    assert_int_equal(fl_tokenizer_vocab_size(tok), 300);
+    assert_true(sp.bos == 296 && sp.sep == 297 && sp.pad == 298 && sp.mask == 299);
+    fl_tokenizer_free(tok);
+    snprintf(cmd, sizeof cmd, "%s tokenizer train --corpus %s/corpus.txt --vocab-size 300 --arch t5 --out %s", bin,
+             FIXTURES, path);
+    assert_int_equal(ts_run(cmd, &out), 2);
+    if (!strstr(out, "--arch t5: expected gpt or bert")) fail_msg("unexpected message: %s", out);
+    free(out);
 }
 
 /* Prints training and encoding speed on TinyStories (when shared data is
@@ -766,6 +832,7 @@ int main(void) {
         cmocka_unit_test(test_train_tie_break),
         cmocka_unit_test(test_train_piece_boundaries),
         cmocka_unit_test(test_save_load),
+        cmocka_unit_test(test_encoder_special_tokens),
         cmocka_unit_test(test_resave_foreign),
         cmocka_unit_test(test_hf_fixture),
         cmocka_unit_test(test_ffnlab_fixture),

@@ -2,8 +2,9 @@
  * backends/backend.h — what the framework needs from a compute backend.
  *
  * A backend is the public ops table plugins use (fl_ops, ffnlab/host.h) plus
- * the kernels only the model itself needs: embeddings, causal attention, the
- * fused LM-head cross-entropy, AdamW and norms, and device memory. There is
+ * the kernels only the model itself needs: embeddings, attention (causal,
+ * bidirectional with padding, local), the fused LM-head cross-entropy,
+ * AdamW and norms, and device memory. There is
  * one instance per backend (CPU here; CUDA in backends/cuda/). All tensors
  * live on the backend's device; f32 unless a comment says otherwise.
  *
@@ -20,6 +21,23 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Which keys each query of an attention call sees. Query i of sequence b
+   attends key j when all of
+     j < lengths[b]              padding: an encoder's right-padded batch
+                                 (lengths NULL: all T keys are real)
+     j <= i                      when causal (a decoder)
+     |i - j| < window            when window > 0 (local attention, GPT-Neo:
+                                 a causal query sees itself and the
+                                 window-1 keys before it)
+   hold. A query that sees no key (only possible with padding and a window)
+   gets output 0 and passes no gradient. Padded queries (i >= lengths[b])
+   still attend the real keys; their outputs are the caller's to ignore. */
+typedef struct fl_attn_mask {
+    int causal;
+    int64_t window;                /* 0: every key the other rules allow */
+    const fl_tensor *lengths;      /* [B] i32 on the backend's device, 0..T; or NULL */
+} fl_attn_mask;
 
 typedef struct fl_backend {
     const char *name;          /* "cpu", "cuda" */
@@ -40,18 +58,22 @@ typedef struct fl_backend {
     void (*embed_backward)(const fl_tensor *dx, const fl_tensor *tokens, fl_tensor *dwte,
                            fl_tensor *dwpe);
 
-    /* Causal multi-head attention. qkv[B,T,3C] holds q | k | v, each split
-       into H heads of C/H. out[B,T,C]. saved is a 1-D f32 tensor of
-       attention_saved_numel(B,T,C,H) values that keeps what backward needs,
-       in a layout of the backend's choosing: the CPU keeps the softmax
-       probabilities [B,H,T,T]; the CUDA flash kernels keep one log-sum-exp
-       per row [B,H,T], so no T x T matrix reaches device memory. */
+    /* Multi-head self-attention. qkv[B,T,3C] holds q | k | v, each split
+       into H heads of C/H. out[B,T,C]. mask says which keys each query
+       sees (fl_attn_mask below; NULL: causal, every earlier key). saved is
+       a 1-D f32 tensor of attention_saved_numel(B,T,C,H) values that keeps
+       what backward needs, in a layout of the backend's choosing: the CPU
+       keeps the softmax probabilities [B,H,T,T]; the CUDA flash kernels
+       keep one log-sum-exp per row [B,H,T], so no T x T matrix reaches
+       device memory. */
     int64_t (*attention_saved_numel)(int64_t B, int64_t T, int64_t C, int n_head);
-    void (*attention)(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *saved);
+    void (*attention)(const fl_tensor *qkv, int n_head, const struct fl_attn_mask *mask, fl_tensor *out,
+                      fl_tensor *saved);
     /* dqkv[B,T,3C] is overwritten; out is the forward's output (flash
-       backward needs rowsum(dout * out)). */
+       backward needs rowsum(dout * out)); mask as in the forward. */
     void (*attention_backward)(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *saved,
-                               int n_head, const fl_tensor *dout, fl_tensor *dqkv);
+                               int n_head, const struct fl_attn_mask *mask, const fl_tensor *dout,
+                               fl_tensor *dqkv);
 
     /* Decoding with a KV cache (core/model.h: fl_model_prefill, fl_model_decode_step).
        k_cache and v_cache [B,H,S,hs] hold the keys and values of positions
@@ -64,10 +86,12 @@ typedef struct fl_backend {
     void (*kv_append)(const fl_tensor *qkv, int64_t pos, fl_tensor *k_cache, fl_tensor *v_cache);
     /* out[B,C]: attention of one new position per sequence over positions
        0..t-1 of its cache (the new one, appended before, included: causal by
-       construction, no mask), 1 <= t <= S. The queries are q[B,H,hs], the
-       first C columns of qkv[B,1,3C] (rows 3C apart, read in place). */
+       construction, no mask), 1 <= t <= S; with window > 0 only over the
+       last window of them, t-window..t-1 (a local layer, fl_attn_mask).
+       The queries are q[B,H,hs], the first C columns of qkv[B,1,3C] (rows
+       3C apart, read in place). */
     void (*attention_decode)(const fl_tensor *qkv, const fl_tensor *k_cache, const fl_tensor *v_cache,
-                             int64_t t, fl_tensor *out);
+                             int64_t t, int64_t window, fl_tensor *out);
 
     /* Cross-entropy of logits[N,V] against targets[N] i32 (target < 0: row
        ignored). Returns the mean loss over counted rows and writes their

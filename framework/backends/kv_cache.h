@@ -49,4 +49,10 @@ static inline int fl_kv_decode_dims(const fl_tensor *qkv, const fl_tensor *k, co
            out->dtype == FL_F32 && fl_numel(out) == d->B * d->C && t >= 1 && t <= d->S;
 }
 
+/* The first cache position a decoding query at t-1 attends: 0, or t-window
+   for a local layer (backend.h: attention_decode). */
+static inline int64_t fl_kv_window_start(int64_t t, int64_t window) {
+    return window > 0 && t > window ? t - window : 0;
+}
+
 #endif

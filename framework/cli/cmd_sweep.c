@@ -23,7 +23,7 @@ static void help(void) {
            "Trains every variant x seed into DIR/<variant>-s<seed>/ (ordinary run folders), evaluates each with the\n"
            "tasks, and records the plan and each cell's state in DIR/sweep.json. Run the same command again to skip\n"
            "finished cells, resume an interrupted one from its checkpoint and retry failed ones.\n\n"
-           "  --config NAME|FILE  base config (tiny, small, base, seed: configs/NAME.json); its ffn is the reference\n"
+           "  --config NAME|FILE  base config (tiny, small, base, seed, seed-encoder: configs/NAME.json); its ffn is the reference\n"
            "  --variants LIST     FFN specs, comma-separated: dense,moe,cnt:blocks=32,pkm:knn=28 (an item key=value\n"
            "                      continues the spec before it: moe:top_k=2,experts=4 is one variant)\n"
            "  --variant SPEC      one more variant (repeatable)\n"

@@ -27,10 +27,11 @@
 static void help(FILE *f) {
     fprintf(f,
             "usage: ffnlab tokenizer ACTION [options]\n\n"
-            "  train --corpus PATH --vocab-size N --out tokenizer.json\n"
+            "  train --corpus PATH --vocab-size N --out tokenizer.json [--arch gpt|bert]\n"
             "      learn a byte-level BPE (GPT-2's scheme) of N ids from a corpus (plain text\n"
             "      with <|endoftext|> lines, or JSON Lines with a \"text\" field); the file is\n"
-            "      in the Hugging Face tokenizer.json layout\n"
+            "      in the Hugging Face tokenizer.json layout. --arch bert: an encoder's, with\n"
+            "      <s> </s> <pad> <mask> as its last ids (within N)\n"
             "  encode --tokenizer tokenizer.json [--text S]\n"
             "      print the ids of S (or of standard input), separated by spaces\n"
             "  decode --tokenizer tokenizer.json [ID ...]\n"
@@ -85,17 +86,18 @@ static int parse_id(const char *s, int32_t *out) {
 /* ---- actions ---------------------------------------------------------- */
 
 static int do_train(int argc, char **argv) {
-    const char *corpus = NULL, *out = NULL;
+    const char *corpus = NULL, *out = NULL, *arch = "gpt";
     int32_t vocab = 0;
     static const struct option opts[] = {{"corpus", 1, 0, 'c'}, {"vocab-size", 1, 0, 'v'},
-                                         {"out", 1, 0, 'o'},    {"help", 0, 0, 'h'},
-                                         {0, 0, 0, 0}};
+                                         {"out", 1, 0, 'o'},    {"arch", 1, 0, 'a'},
+                                         {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
     int c, rc = 0;
     reset_getopt();
     while (!rc && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'c': corpus = optarg; break;
         case 'o': out = optarg; break;
+        case 'a': arch = optarg; break;
         case 'v': rc = parse_id(optarg, &vocab); break;
         case 'h': help(stdout); return 0;
         default: return bad_option(argv);
@@ -105,6 +107,8 @@ static int do_train(int argc, char **argv) {
     if (optind < argc) return fl_cli_usage("tokenizer", "unexpected argument '%s'", argv[optind]);
     if (!corpus || !out || !vocab)
         return fl_cli_usage("tokenizer", "train needs --corpus, --vocab-size and --out");
+    const int bert = !strcmp(arch, "bert"); /* the encoder's special tokens, as ffnlab train --arch bert makes */
+    if (!bert && strcmp(arch, "gpt")) return fl_cli_usage("tokenizer", "--arch %s: expected gpt or bert", arch);
     fl_error err = {0};
     fl_corpus cp = {0};
     fl_tokenizer *tok = NULL;
@@ -112,7 +116,9 @@ static int do_train(int argc, char **argv) {
     fl_status st = fl_corpus_read(corpus, &cp, &err);
     if (!st) {
         t1 = fl_now_s();
-        st = fl_tokenizer_train(cp.docs, cp.lens, cp.n_docs, vocab, &tok, &err);
+        st = bert ? fl_tokenizer_train_special(cp.docs, cp.lens, cp.n_docs, vocab, FL_ENCODER_SPECIALS,
+                                               FL_N_ENCODER_SPECIALS, &tok, &err)
+                  : fl_tokenizer_train(cp.docs, cp.lens, cp.n_docs, vocab, &tok, &err);
     }
     if (!st) st = fl_tokenizer_save(tok, out, &err);
     if (!st)

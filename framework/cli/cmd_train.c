@@ -25,7 +25,7 @@ typedef struct train_args {
 static void help(void) {
     printf("usage: ffnlab train [--config FILE] [--resume] [--force] [--progress|--no-progress] [--FIELD VALUE ...]\n\n"
            "With no arguments: trains the tiny default model on the built-in story corpus into runs/tiny.\n\n"
-           "  --config FILE    JSON config, or a name: tiny, small, base, seed (configs/NAME.json); flags override it\n"
+           "  --config FILE    JSON config, or a name: tiny, small, base, seed, seed-encoder (configs/NAME.json); flags override it\n"
            "  --resume         continue the run in --run-dir from its checkpoint (bit-identical)\n"
            "  --force          overwrite an existing run folder\n"
            "  --progress       one updating progress line (default on a terminal)\n"

@@ -109,10 +109,27 @@ static fl_status write_tensors(const char *path, fl_model *m, int which, int64_t
     return st;
 }
 
+/* The ffnlab block's attention: the architecture and each layer's kind
+   (GPT-Neo's "attention_layers" and "window_size"), which GPT-2's own keys
+   cannot say. */
+static void add_attention(cJSON *ffn, const fl_model_config *c) {
+    cJSON *kinds = cJSON_CreateArray();
+    for (int l = 0; l < c->n_layers; l++)
+        cJSON_AddItemToArray(kinds, cJSON_CreateString((c->local_layers >> l) & 1 ? "local" : "global"));
+    cJSON_AddStringToObject(ffn, "arch", c->arch == FL_ARCH_BERT ? "bert" : "gpt");
+    cJSON_AddItemToObject(ffn, "attention_layers", kinds);
+    if (c->local_layers) cJSON_AddNumberToObject(ffn, "window_size", c->window);
+}
+
 static char *config_json(fl_model *m, int32_t eot) {
     const fl_model_config *c = fl_model_cfg(m);
     cJSON *j = cJSON_CreateObject(), *ffn = cJSON_CreateObject(), *specs = cJSON_CreateArray();
-    cJSON_AddItemToObject(j, "architectures", cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1));
+    /* GPT-2's names and layouts either way; only a causal model with global
+       attention is a GPT2LMHeadModel (an encoder or a local layer computes
+       something else from the same tensors) */
+    if (c->arch == FL_ARCH_GPT && !c->local_layers)
+        cJSON_AddItemToObject(j, "architectures", cJSON_CreateStringArray((const char *[]){"GPT2LMHeadModel"}, 1));
+    if (c->arch == FL_ARCH_BERT) cJSON_AddBoolToObject(j, "is_decoder", 0);
     cJSON_AddStringToObject(j, "model_type", "gpt2");
     cJSON_AddNumberToObject(j, "vocab_size", c->vocab_size);
     cJSON_AddNumberToObject(j, "n_positions", c->context);
@@ -124,12 +141,14 @@ static char *config_json(fl_model *m, int32_t eot) {
     cJSON_AddStringToObject(j, "activation_function", "gelu_new");
     cJSON_AddNumberToObject(j, "layer_norm_epsilon", 1e-5);
     cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
-    if (eot >= 0) {
+    if (eot >= 0 && c->arch == FL_ARCH_GPT) {
         cJSON_AddNumberToObject(j, "bos_token_id", eot);
         cJSON_AddNumberToObject(j, "eos_token_id", eot);
     }
+    if (c->arch == FL_ARCH_BERT) cJSON_AddNumberToObject(j, "pad_token_id", c->pad_token);
     for (int l = 0; l < c->n_layers; l++) cJSON_AddItemToArray(specs, cJSON_CreateString(c->ffn_specs[l]));
     cJSON_AddItemToObject(ffn, "ffn", specs);
+    add_attention(ffn, c);
     cJSON_AddStringToObject(ffn, "version", FFNLAB_VERSION);
     cJSON_AddItemToObject(j, "ffnlab", ffn);
     char *text = cJSON_Print(j);

@@ -37,6 +37,7 @@
 
 #include "error.h"   /* fl_fail */
 #include "fsutil.h"  /* fl_read_file */
+#include "model.h"   /* FL_ARCH_GPT, FL_ARCH_BERT */
 
 /* ---- the table ----------------------------------------------------------- */
 
@@ -61,6 +62,13 @@ static const fl_cfg_field FIELDS[] = {
           "FFN plugin spec for every layer, e.g. \"dense\" or \"moe:experts=8,top_k=1\""),
     FIELD(ffn_layers, FL_CFG_STRING, "", 0, 0, "model", 0,
           "per-layer override LAYER=SPEC, e.g. \"3=pkm:heads=4\" (flag repeats; last wins)"),
+    FIELD(arch, FL_CFG_STRING, "gpt", 0, 0, "model", FL_CFG_NONEMPTY,
+          "gpt: causal decoder, next-token loss; bert: bidirectional encoder, masked-LM loss (RoBERTa masking)"),
+    FIELD(attention, FL_CFG_STRING, "global", 0, 0, "model", FL_CFG_NONEMPTY,
+          "attention of each layer, global or local, comma-separated and repeated over the layers "
+          "(GPT-Neo: \"global,local\")"),
+    FIELD(attention_window, FL_CFG_INT, "256", 1, 1 << 20, "model", 0,
+          "keys a local layer's query sees (a decoder: itself and the window-1 before it)"),
     /* data */
     FIELD(corpus, FL_CFG_STRING, "", 0, 0, "data", 0,
           "training text (<|endoftext|>-separated) or JSONL with \"text\"; empty: built-in stories"),
@@ -87,6 +95,9 @@ static const fl_cfg_field FIELDS[] = {
     FIELD(adam_eps, FL_CFG_DOUBLE, "1e-8", 0, 1, "optim", FL_CFG_OPEN_MIN, "AdamW epsilon"),
     FIELD(grad_clip, FL_CFG_DOUBLE, "1.0", 0, 1e6, "optim", 0,
           "clip the global gradient norm to this (0 = off)"),
+    FIELD(mask_prob, FL_CFG_DOUBLE, "0.15", 0, 1, "optim", FL_CFG_OPEN_MIN | FL_CFG_OPEN_MAX,
+          "arch bert: fraction of tokens masked each time a sequence is seen (of those 80% <mask>, "
+          "10% a random token, 10% unchanged)"),
     FIELD(seed, FL_CFG_U64, "1337", 0, 18446744073709551615.0, "optim", 0,
           "random seed (initialisation, data order, sampling)"),
     /* bookkeeping */
@@ -707,6 +718,18 @@ static fl_status validate_overrides(const fl_config *c, fl_error *err) {
     return FL_OK; /* r < 0 cannot happen: validate_field checked the syntax */
 }
 
+/* arch is gpt or bert; attention's entries parse; an encoder's vocabulary
+   has room for its four special tokens. */
+static fl_status validate_arch(const fl_config *c, fl_error *err) {
+    if (strcmp(c->arch, "gpt") && strcmp(c->arch, "bert"))
+        return fl_fail(err, FL_EINVAL, "config: arch = \"%s\": expected gpt (decoder) or bert (encoder)", c->arch);
+    if (fl_config_arch(c) == FL_ARCH_BERT && c->vocab_size < 261)
+        return fl_fail(err, FL_EINVAL, "config: vocab_size = %d is too small for arch bert: 256 bytes, <|endoftext|>, "
+                       "<s>, </s>, <pad> and <mask> need 261", c->vocab_size);
+    uint64_t local;
+    return fl_config_local_layers(c, &local, err);
+}
+
 fl_status fl_config_validate(const fl_config *c, fl_error *err) {
     for (size_t i = 0; i < N_FIELDS; i++) {
         fl_status st = validate_field(c, &FIELDS[i], err);
@@ -719,7 +742,31 @@ fl_status fl_config_validate(const fl_config *c, fl_error *err) {
         return fl_fail(err, FL_EINVAL,
                        "config: warmup_steps = %" PRId64 " is more than steps = %" PRId64,
                        c->warmup_steps, c->steps);
-    return validate_overrides(c, err);
+    fl_status st = validate_arch(c, err);
+    return st ? st : validate_overrides(c, err);
+}
+
+int fl_config_arch(const fl_config *c) { return strcmp(c->arch, "bert") ? FL_ARCH_GPT : FL_ARCH_BERT; }
+
+fl_status fl_config_local_layers(const fl_config *c, uint64_t *out, fl_error *err) {
+    const char *kinds[FL_MAX_LAYERS];
+    size_t lens[FL_MAX_LAYERS];
+    int n = 0;
+    for (const char *p = c->attention; *p && n < FL_MAX_LAYERS; n++) {
+        const char *comma = strchr(p, ',');
+        lens[n] = comma ? (size_t)(comma - p) : strlen(p);
+        kinds[n] = p;
+        p += lens[n] + (comma != NULL);
+    }
+    *out = 0;
+    for (int i = 0; i < n; i++) {
+        const int local = lens[i] == 5 && !strncmp(kinds[i], "local", 5);
+        if (!local && !(lens[i] == 6 && !strncmp(kinds[i], "global", 6)))
+            return fl_fail(err, FL_EINVAL, "config: attention: \"%.*s\" is neither global nor local (e.g. \"global,local\")",
+                           (int)lens[i], kinds[i]);
+        for (int l = i; local && l < c->n_layers && l < FL_MAX_LAYERS; l += n) *out |= (uint64_t)1 << l;
+    }
+    return n ? FL_OK : fl_fail(err, FL_EINVAL, "config: attention is empty (global, local, or a comma list of them)");
 }
 
 fl_status fl_config_layer_ffn(const fl_config *c, int layer, char *out, size_t n, fl_error *err) {
@@ -821,6 +868,8 @@ static const char *type_placeholder(const fl_cfg_field *f) {
     if (!strcmp(f->name, "device")) return "DEV";
     if (!strcmp(f->name, "precision")) return "MODE";
     if (!strcmp(f->name, "notes")) return "TEXT";
+    if (!strcmp(f->name, "arch")) return "gpt|bert";
+    if (!strcmp(f->name, "attention")) return "KINDS";
     return "PATH";
 }
 

@@ -29,6 +29,9 @@ typedef struct fl_config {
     int32_t n_heads;
     char ffn[FL_SPEC_MAX];     /* FFN spec for every layer: "dense" or "moe:experts=8" */
     char ffn_layers[FL_SPEC_MAX * 4]; /* per-layer overrides "3=pkm:heads=4;0=dense", ';'-joined */
+    char arch[8];              /* "gpt" (causal decoder, next-token loss) or "bert" (encoder, masked LM) */
+    char attention[FL_SPEC_MAX]; /* layer kinds "global" / "local", comma-separated, cycled over the layers */
+    int32_t attention_window;  /* keys a local layer's query sees */
     /* data */
     char corpus[FL_PATH_MAX];  /* text or JSONL corpus; "" = the built-in story grammar */
     int64_t corpus_bytes;      /* size of the built-in corpus to generate */
@@ -44,6 +47,7 @@ typedef struct fl_config {
     double weight_decay;
     double beta1, beta2, adam_eps;
     double grad_clip;          /* global norm; 0 = off */
+    double mask_prob;          /* bert: fraction of tokens the masked-LM objective hides */
     uint64_t seed;
     /* bookkeeping */
     int64_t eval_every;        /* steps between validation passes */
@@ -101,6 +105,12 @@ fl_status fl_config_validate(const fl_config *c, fl_error *err);
 char *fl_config_to_json(const fl_config *c);
 /* --help text for every field, grouped. */
 void fl_config_print_help(FILE *f);
+
+/* FL_ARCH_GPT or FL_ARCH_BERT (core/model.h) for c->arch (validated). */
+int fl_config_arch(const fl_config *c);
+/* Bit l set when layer l is local (c->attention cycled over the layers);
+   an entry other than global/local is one error line. */
+fl_status fl_config_local_layers(const fl_config *c, uint64_t *out, fl_error *err);
 
 /* The FFN spec of layer i (ffn_layers override, else ffn), into out. */
 fl_status fl_config_layer_ffn(const fl_config *c, int layer, char *out, size_t n, fl_error *err);

@@ -1,5 +1,6 @@
 /*
- * core/model.c — the GPT-2-style decoder: parameters, forward, backward.
+ * core/model.c — the GPT-2-style transformer (decoder or encoder, model.h):
+ * parameters, forward, backward.
  *
  * The model composes backend kernels (embedding, layer norm, attention, LM
  * head, cross-entropy) with one FFN plugin per block. It keeps every
@@ -28,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "attn_mask.h" /* fl_attn_lo/hi: the keys a query sees */
 #include "backend.h"
 #include "error.h"
 #include "host_table.h"
@@ -63,6 +65,9 @@ struct fl_model {
     int64_t step;
     fl_tensor tokens, targets;   /* [B,T] i32 */
     fl_tensor positions;         /* [B,T] i32: each row's position (fl_ffn_ctx.positions) */
+    fl_tensor lengths;           /* bert: [B] i32, each row's real keys (fl_attn_mask.lengths) */
+    int32_t *len_host;           /* their host copy, grow-only */
+    int64_t len_cap;
     int32_t *pos_host;           /* their host copy, grow-only */
     int64_t pos_cap, pos_B, pos_T, pos_start; /* what positions holds now (pos_B 0: nothing) */
     fl_tensor *res;              /* [2L+1] of [N,C] */
@@ -72,6 +77,7 @@ struct fl_model {
     fl_tensor datty;
     double ce_loss;
     int64_t n_targets;
+    double loss_weight;          /* fl_model_set_loss_weight; 1 */
     int no_head;                 /* fl_model_forward_hidden: stop after ln_f */
     int kv_mode;                 /* KV_*: this forward fills or reads the cache */
     int kv_B, kv_len;            /* decoding: sequences, positions cached */
@@ -97,6 +103,14 @@ static fl_status check_config(const fl_model_config *c, fl_error *err) {
     if (c->d_model % c->n_heads)
         return fl_fail(err, FL_EINVAL, "model: d_model %d is not a multiple of n_heads %d", c->d_model, c->n_heads);
     if (!c->ffn_specs) return fl_fail(err, FL_EINVAL, "model: no FFN specs given");
+    if (c->arch != FL_ARCH_GPT && c->arch != FL_ARCH_BERT)
+        return fl_fail(err, FL_EINVAL, "model: arch %d is neither gpt (%d) nor bert (%d)", c->arch, FL_ARCH_GPT, FL_ARCH_BERT);
+    if (c->arch == FL_ARCH_BERT && (c->pad_token < 0 || c->pad_token >= c->vocab_size))
+        return fl_fail(err, FL_EINVAL, "model: an encoder needs a padding token in [0, %d), got %d", c->vocab_size, c->pad_token);
+    if (c->n_layers < 64 && c->local_layers >> c->n_layers)
+        return fl_fail(err, FL_EINVAL, "model: local attention in a layer past the %d layers", c->n_layers);
+    if (c->local_layers && c->window < 1)
+        return fl_fail(err, FL_EINVAL, "model: local attention needs a window of at least 1 key, got %d", c->window);
     return FL_OK;
 }
 
@@ -136,6 +150,7 @@ fl_status fl_model_create(const fl_model_config *mc, const fl_backend *be, fl_mo
     if (!m) return fl_fail(err, FL_ENOMEM, "out of memory creating the model");
     m->cfg = *mc;
     m->be = be;
+    m->loss_weight = 1.0;
     fl_host_init(&m->host, be, mc->comm);
     const int L = mc->n_layers;
     const int64_t C = mc->d_model;
@@ -181,8 +196,8 @@ void fl_model_free(fl_model *m) {
     const fl_host *h = &m->host;
     for (int l = 0; m->blocks && l < m->cfg.n_layers; l++) release_block(m, &m->blocks[l]);
     for (int i = 0; m->res && i < 2 * m->cfg.n_layers + 1; i++) h->tensor_release(h, &m->res[i]);
-    fl_tensor *ts[] = {&m->tokens, &m->targets, &m->positions, &m->lnf, &m->lnf_mean, &m->lnf_rstd, &m->logits,
-                       &m->dlogits, &m->ffn_y, &m->dres, &m->dtmp, &m->dbig, &m->datty};
+    fl_tensor *ts[] = {&m->tokens, &m->targets, &m->positions, &m->lengths, &m->lnf, &m->lnf_mean, &m->lnf_rstd,
+                       &m->logits, &m->dlogits, &m->ffn_y, &m->dres, &m->dtmp, &m->dbig, &m->datty};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) h->tensor_release(h, ts[i]);
     fl_params_free(&m->params, m->be);
     for (int l = 0; m->specs && l < m->cfg.n_layers; l++) free(m->specs[l]);
@@ -190,6 +205,7 @@ void fl_model_free(fl_model *m) {
     free(m->blocks);
     free(m->res);
     free(m->pos_host);
+    free(m->len_host);
     free(m);
 }
 
@@ -217,7 +233,8 @@ static fl_status ensure_activations(fl_model *m, int B, int T, fl_error *err) {
     if (st || (st = ensure(m, &m->lnf, FL_F32, N, C, err)) || (st = ensure(m, &m->lnf_mean, FL_F32, N, 0, err)) ||
         (st = ensure(m, &m->lnf_rstd, FL_F32, N, 0, err)) ||
         (st = ensure(m, &m->ffn_y, FL_F32, N, C, err)) || (st = ensure(m, &m->tokens, FL_I32, B, T, err)) ||
-        (st = ensure(m, &m->targets, FL_I32, B, T, err)) || (st = ensure(m, &m->positions, FL_I32, B, T, err)))
+        (st = ensure(m, &m->targets, FL_I32, B, T, err)) || (st = ensure(m, &m->positions, FL_I32, B, T, err)) ||
+        (st = ensure(m, &m->lengths, FL_I32, B, 0, err)))
         return st;
     /* the attention kernels see qkv as [B,T,3C] and outputs as [B,T,C] */
     return FL_OK;
@@ -244,10 +261,22 @@ static fl_ffn_ctx ffn_ctx(const fl_model *m, int l) {
     return c;
 }
 
-/* x_mid = x + c_proj(attn(ln_1(x))). A prefill also caches the keys and
-   values of its positions; a decoding step (T = 1) caches its own and
-   attends over the cache: positions 0..kv_len, itself last. */
-static void attention_forward(fl_model *m, block *b, const fl_tensor *x, fl_tensor *x_mid) {
+/* Block l's local window, or 0 for a global block. */
+static int64_t window_of(const fl_model *m, int l) {
+    return (m->cfg.local_layers >> l) & 1 ? m->cfg.window : 0;
+}
+
+/* Which keys block l's queries see in the last forward (model.h). */
+static fl_attn_mask mask_of(const fl_model *m, int l) {
+    const int bert = m->cfg.arch == FL_ARCH_BERT;
+    fl_attn_mask mk = {.causal = !bert, .window = window_of(m, l), .lengths = bert ? &m->lengths : NULL};
+    return mk;
+}
+
+/* x_mid = x + c_proj(attn(ln_1(x))) in block l. A prefill also caches the
+   keys and values of its positions; a decoding step (T = 1) caches its own
+   and attends over the cache: positions 0..kv_len, itself last. */
+static void attention_forward(fl_model *m, block *b, int l, const fl_tensor *x, fl_tensor *x_mid) {
     const fl_ops *o = &m->be->ops;
     PHASE(NORM);
     o->layernorm(x, &b->ln1_w->value, &b->ln1_b->value, 1e-5f, &b->ln1, &b->ln1_mean, &b->ln1_rstd);
@@ -258,9 +287,10 @@ static void attention_forward(fl_model *m, block *b, const fl_tensor *x, fl_tens
     PHASE(ATTENTION);
     if (m->kv_mode == KV_STEP) {
         m->be->kv_append(&qkv3, m->kv_len, &b->k_cache, &b->v_cache);
-        m->be->attention_decode(&qkv3, &b->k_cache, &b->v_cache, m->kv_len + 1, &y3);
+        m->be->attention_decode(&qkv3, &b->k_cache, &b->v_cache, m->kv_len + 1, window_of(m, l), &y3);
     } else {
-        m->be->attention(&qkv3, m->cfg.n_heads, &y3, &b->att);
+        const fl_attn_mask mk = mask_of(m, l);
+        m->be->attention(&qkv3, m->cfg.n_heads, &mk, &y3, &b->att);
         if (m->kv_mode == KV_PREFILL) m->be->kv_append(&qkv3, 0, &b->k_cache, &b->v_cache);
     }
     PHASE(PROJ);
@@ -326,11 +356,31 @@ static fl_status set_positions(fl_model *m, int B, int T, int pos, fl_error *err
     return FL_OK;
 }
 
+/* An encoder's m->lengths[B]: each row's tokens up to its last non-pad one
+   (its trailing pads are the padding attention masks). */
+static fl_status set_lengths(fl_model *m, const int32_t *tokens, int B, int T, fl_error *err) {
+    if (m->cfg.arch != FL_ARCH_BERT) return FL_OK;
+    if (B > m->len_cap) {
+        int32_t *p = realloc(m->len_host, (size_t)B * sizeof *p);
+        if (!p) return fl_fail(err, FL_ENOMEM, "out of memory for sequence lengths");
+        m->len_host = p, m->len_cap = B;
+    }
+    for (int b = 0; b < B; b++) {
+        const int32_t *row = tokens + (int64_t)b * T;
+        int n = T;
+        while (n > 0 && row[n - 1] == m->cfg.pad_token) n--;
+        m->len_host[b] = n;
+    }
+    m->be->ops.from_host(&m->lengths, m->len_host, (size_t)B * sizeof *m->len_host);
+    return FL_OK;
+}
+
 /* res[2L], the residual stream entering ln_f, for tokens[B,T] (host, checked)
    at positions pos..pos+T-1; m->train, step and kv_mode set by the caller. */
 static fl_status forward_blocks(fl_model *m, const int32_t *tokens, int B, int T, int pos, fl_error *err) {
     fl_status st = ensure_activations(m, B, T, err);
     if (!st) st = set_positions(m, B, T, pos, err);
+    if (!st) st = set_lengths(m, tokens, B, T, err);
     if (st) return st;
     m->B = B, m->T = T;
     const fl_ops *o = &m->be->ops;
@@ -339,7 +389,7 @@ static fl_status forward_blocks(fl_model *m, const int32_t *tokens, int B, int T
     fl_tensor wpe = fl_rows(&m->wpe->value, pos, T);
     m->be->embed(&m->wte->value, &wpe, &m->tokens, &m->res[0]);
     for (int l = 0; l < m->cfg.n_layers; l++) {
-        attention_forward(m, &m->blocks[l], &m->res[2 * l], &m->res[2 * l + 1]);
+        attention_forward(m, &m->blocks[l], l, &m->res[2 * l], &m->res[2 * l + 1]);
         if ((st = ffn_forward(m, &m->blocks[l], l, &m->res[2 * l + 1], &m->res[2 * l + 2], err))) return st;
     }
     return FL_OK;
@@ -373,10 +423,10 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
         if ((st = ensure(m, &m->dlogits, FL_F32, N, V, err))) return st;
         dl = &m->dlogits;
     }
-    float scale = m->n_targets ? 1.0f / (float)m->n_targets : 0.0f;
+    float scale = m->n_targets ? (float)(m->loss_weight / (double)m->n_targets) : 0.0f;
     fl_tensor tg = fl_view2(&m->targets, N, 1);
     tg.ndim = 1;
-    m->ce_loss = m->be->cross_entropy(&m->logits, &tg, dl, scale, &m->n_targets);
+    m->ce_loss = m->loss_weight * m->be->cross_entropy(&m->logits, &tg, dl, scale, &m->n_targets);
     if (m->be->sync && (st = m->be->sync(err))) return st; /* a GPU error so far: stop here */
     if (loss) *loss = m->ce_loss + aux_total(m);
     if (!isfinite(m->ce_loss)) return fl_fail(err, FL_ENUMERIC, "forward: loss is %g at step %lld", m->ce_loss, (long long)step);
@@ -421,6 +471,8 @@ static void begin_decode(fl_model *m, int mode) {
 
 fl_status fl_model_prefill(fl_model *m, const int32_t *prompts, int B, int T, fl_error *err) {
     m->kv_B = m->kv_len = 0; /* no cache until this prefill is through */
+    if (m->cfg.arch != FL_ARCH_GPT)
+        return fl_fail(err, FL_EINVAL, "prefill: the model is an encoder (arch bert): it has no next token to decode");
     if (B < 1 || T < 1 || T > m->cfg.context)
         return fl_fail(err, FL_EINVAL, "prefill: batch %d x %d tokens (at least 1 x 1; the context is %d)", B, T,
                        m->cfg.context);
@@ -491,8 +543,9 @@ static void attention_backward(fl_model *m, block *b, int l) {
     fl_tensor qkv3 = as3(&b->qkv, m->B, m->T), datty3 = as3(&m->datty, m->B, m->T);
     fl_tensor dqkv3 = as3(&dqkv, m->B, m->T);
     fl_tensor y3 = as3(&b->atty, m->B, m->T);
+    const fl_attn_mask mk = mask_of(m, l);
     PHASE(ATTENTION_BWD);
-    m->be->attention_backward(&qkv3, &y3, &b->att, m->cfg.n_heads, &datty3, &dqkv3);
+    m->be->attention_backward(&qkv3, &y3, &b->att, m->cfg.n_heads, &mk, &datty3, &dqkv3);
     PHASE(QKV_BWD);
     o->gemm(1, 0, 1.0f, &b->ln1, &dqkv, 1.0f, &b->attn_w->grad);        /* [C,N]·[N,3C] */
     o->sum_rows(&dqkv, 1.0f, &b->attn_b->grad);
@@ -593,6 +646,8 @@ fl_status fl_model_copy(const fl_model *src, fl_model **out, fl_error *err) {
 
 void fl_model_zero_grad(fl_model *m) { fl_zero_grad(m->be, &m->params); }
 
+void fl_model_set_loss_weight(fl_model *m, double w) { m->loss_weight = w; }
+
 /* ------------------------------------------------------------ queries */
 
 double fl_model_ce_loss(const fl_model *m) { return m->ce_loss; }
@@ -641,15 +696,24 @@ const fl_ffn_plugin *fl_model_ffn(const fl_model *m, int l, void **layer) {
     return m->blocks[l].ffn;
 }
 
+double fl_attn_mean_keys(int64_t T, int causal, int64_t window) {
+    if (T < 1) return 0;
+    const fl_attn_rule r = {causal, window};
+    double keys = 0;
+    for (int64_t i = 0; i < T; i++) keys += (double)(fl_attn_hi(r, i, T) - fl_attn_lo(r, i));
+    return keys / (double)T;
+}
+
 /* Per token, forward+backward = 3x forward. Forward: 2 FLOPs per weight of
    the dense parts and the LM head, the FFN's own figure, and attention's
-   q·k and att·v (2 * 2 * T/2 * C per layer on average over causal rows). */
+   q·k and att·v (2 * 2 * C per key a query sees, on average). */
 double fl_model_flops_per_token(const fl_model *m, int T) {
     const double C = m->cfg.d_model, V = m->cfg.vocab_size;
     double fwd = 2.0 * V * C; /* LM head */
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const block *b = &m->blocks[l];
-        fwd += 2.0 * (C * 3 * C + C * C) + 2.0 * T * C; /* qkv, proj, causal attention */
+        const double keys = fl_attn_mean_keys(T, m->cfg.arch == FL_ARCH_GPT, window_of(m, l));
+        fwd += 2.0 * (C * 3 * C + C * C) + 4.0 * keys * C; /* qkv, proj, attention */
         fl_stat s[32];
         int n = b->ffn->stats ? b->ffn->stats(b->layer, s, 32) : 0;
         for (int i = 0; i < n && i < 32; i++)

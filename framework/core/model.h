@@ -1,5 +1,6 @@
 /*
- * core/model.h — the GPT-2-style decoder with plugin feedforward blocks.
+ * core/model.h — the GPT-2-style transformer with plugin feedforward blocks:
+ * a causal decoder (arch gpt) or a bidirectional encoder (arch bert).
  *
  *   x = wte[tokens] + wpe[pos]                                x[B,T,C]
  *   for each block l:  x += attn(ln_1(x));  x += ffn_l(ln_2(x))
@@ -12,6 +13,17 @@
  * .attn.c_proj.{weight [C,C], bias}, .ln_2, .mlp.<the plugin's names>,
  * transformer.ln_f.{weight,bias}. The model owns every parameter (the
  * plugins' too) in one list, so the optimizer and checkpoints are generic.
+ *
+ * The two architectures share all of it and differ only in attention's
+ * mask (backends/backend.h: fl_attn_mask) and in what the targets are:
+ *   gpt   causal attention; targets are the next tokens.
+ *   bert  bidirectional attention; a row's trailing pad_token keys are
+ *         padding (masked: a row of B, T is its tokens up to the last
+ *         non-pad one); targets are the original tokens at the positions
+ *         the caller masked (core/mlm.h), -1 elsewhere, so the loss counts
+ *         only those.
+ * Either may make some layers local (GPT-Neo): their queries see only the
+ * `window` nearest keys (for gpt: itself and window-1 before it).
  */
 #ifndef FFNLAB_MODEL_H
 #define FFNLAB_MODEL_H
@@ -22,12 +34,18 @@ typedef struct fl_backend fl_backend; /* defined in backends/backend.h */
 #include "ffnlab/ffn.h"
 #include "loader.h"
 
+enum { FL_ARCH_GPT = 0, FL_ARCH_BERT = 1 };
+
 typedef struct fl_model_config {
     int32_t vocab_size, context, d_model, n_layers, n_heads;
     const char *const *ffn_specs;  /* [n_layers] "dense:d_ff=512" ... */
     uint64_t seed;                 /* parameter init */
     const fl_comm *comm;           /* multi-process runs (host->comm, expert
                                       shards); NULL = one process */
+    int32_t arch;                  /* FL_ARCH_GPT (0, the default) or FL_ARCH_BERT */
+    int32_t pad_token;             /* bert: the padding id (required); gpt: unused */
+    uint64_t local_layers;         /* bit l: block l attends locally (0: all global) */
+    int32_t window;                /* a local block's keys per query (> 0 when any is local) */
 } fl_model_config;
 
 typedef struct fl_model fl_model;
@@ -45,6 +63,12 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
 /* Gradients of the last forward's loss, accumulated into every param's grad. */
 fl_status fl_model_backward(fl_model *m, fl_error *err);
 void fl_model_zero_grad(fl_model *m);
+
+/* Multiplies the cross-entropy (mean over the counted targets) and its
+   gradient in the following forwards by w (default 1). A data-parallel
+   encoder sets w = P n_rank / n_all: the ranks' averaged gradient is then
+   that of the mean over every rank's masked positions, as in one process. */
+void fl_model_set_loss_weight(fl_model *m, double w);
 
 /* The last forward's cross-entropy alone, and its aux losses by name. */
 double fl_model_ce_loss(const fl_model *m);
@@ -72,8 +96,10 @@ const fl_tensor *fl_model_logits(const fl_model *m);
  * fails (FL_EINVAL), since past the context the window slides and every
  * position moves; callers go on with the uncached forward (fl_sample does).
  * The cache lives until fl_model_free; fl_model_forward in between neither
- * reads nor changes it. Bad input (B or T < 1, T > context, a token outside
- * the vocabulary, a step before any prefill) is an FL_EINVAL message. */
+ * reads nor changes it. A local block attends the last `window` cached
+ * positions. Bad input (B or T < 1, T > context, a token outside the
+ * vocabulary, a step before any prefill, an encoder: nothing to decode) is
+ * an FL_EINVAL message. */
 fl_status fl_model_prefill(fl_model *m, const int32_t *prompts, int B, int T, fl_error *err);
 fl_status fl_model_decode_step(fl_model *m, const int32_t *tokens, fl_error *err);
 /* Positions cached per sequence (0 before the first prefill and after a
@@ -112,5 +138,9 @@ const fl_host *fl_model_host(const fl_model *m);
 const fl_ffn_plugin *fl_model_ffn(const fl_model *m, int l, void **layer);
 /* Training FLOPs per token (forward+backward, 6N plus attention) for MFU. */
 double fl_model_flops_per_token(const fl_model *m, int T);
+/* Keys a query attends on average over a sequence of T positions: T/2-ish
+   for a causal global layer, T for a bidirectional one, about window for a
+   local one (attention's FLOPs per token are 4 C times this). */
+double fl_attn_mean_keys(int64_t T, int causal, int64_t window);
 
 #endif

@@ -81,7 +81,10 @@ fl_status fl_model_size_of(const fl_model_config *mc, const fl_backend *be, fl_m
     const double rest = V * C + T * C + L * (2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C) + 2 * C;
     out->total_params = rest + out->ffn_params;
     out->active_params = rest + out->ffn_active_params;
-    out->flops_per_token = L * (2 * (3 * C * C + C * C) + 2 * 2 * C * (T + 1) / 2) + out->ffn_flops_per_token + 2 * C * V;
+    double attn = 0; /* q·k and att·v: 2 * 2 * C per key a query sees */
+    for (int l = 0; l < mc->n_layers; l++)
+        attn += 4 * C * fl_attn_mean_keys((int64_t)T, mc->arch == FL_ARCH_GPT, (mc->local_layers >> l) & 1 ? mc->window : 0);
+    out->flops_per_token = L * 2 * (3 * C * C + C * C) + attn + out->ffn_flops_per_token + 2 * C * V;
     return FL_OK;
 }
 

@@ -11,10 +11,10 @@
 #include "error.h"
 #include "runfiles.h"
 
-fl_status fl_model_from_config(const fl_config *cfg, int32_t vocab_size, fl_model **out, fl_error *err) {
+fl_status fl_model_from_config(const fl_config *cfg, const fl_tokenizer *tok, fl_model **out, fl_error *err) {
     const fl_backend *be = NULL;
     fl_status st = fl_backend_select(cfg->device, &be, err);
-    return st ? st : fl_model_from_config_on(cfg, vocab_size, be, NULL, out, err);
+    return st ? st : fl_model_from_config_on(cfg, tok, be, NULL, out, err);
 }
 
 /* cfg's model shape with vocab_size tokens, its per-layer FFN specs written
@@ -31,16 +31,20 @@ static fl_status model_config_of(const fl_config *cfg, int32_t vocab_size, const
     }
     *mc = (fl_model_config){.vocab_size = vocab_size, .context = cfg->context, .d_model = cfg->d_model,
                             .n_layers = cfg->n_layers, .n_heads = cfg->n_heads, .ffn_specs = ptrs,
-                            .seed = cfg->seed, .comm = comm};
-    return FL_OK;
+                            .seed = cfg->seed, .comm = comm, .arch = fl_config_arch(cfg),
+                            .pad_token = -1, .window = cfg->attention_window};
+    return fl_config_local_layers(cfg, &mc->local_layers, err);
 }
 
-fl_status fl_model_from_config_on(const fl_config *cfg, int32_t vocab_size, const fl_backend *be,
+fl_status fl_model_from_config_on(const fl_config *cfg, const fl_tokenizer *tok, const fl_backend *be,
                                   const fl_comm *comm, fl_model **out, fl_error *err) {
     char specs[FL_MAX_LAYERS][FL_SPEC_MAX];
     const char *ptrs[FL_MAX_LAYERS];
     fl_model_config mc;
-    fl_status st = model_config_of(cfg, vocab_size, comm, specs, ptrs, &mc, err);
+    fl_special_ids ids;
+    fl_status st = model_config_of(cfg, fl_tokenizer_vocab_size(tok), comm, specs, ptrs, &mc, err);
+    if (!st && mc.arch == FL_ARCH_BERT && !(st = fl_tokenizer_encoder_ids(tok, "the tokenizer", &ids, err)))
+        mc.pad_token = ids.pad;
     return st ? st : fl_model_create(&mc, be, out, err);
 }
 
@@ -63,7 +67,7 @@ fl_status fl_run_load(const char *dir, const char *device, fl_loaded_run *r, fl_
         snprintf(path, sizeof path, "%s/tokenizer.json", dir);
         st = fl_tokenizer_load(path, &r->tok, err);
     }
-    if (!st) st = fl_model_from_config(&r->cfg, fl_tokenizer_vocab_size(r->tok), &r->model, err);
+    if (!st) st = fl_model_from_config(&r->cfg, r->tok, &r->model, err);
     if (!st) {
         snprintf(path, sizeof path, "%s/checkpoint", dir);
         st = fl_checkpoint_load(path, r->model, 0, &r->step, err);

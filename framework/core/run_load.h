@@ -11,12 +11,14 @@
 #include "model_size.h"
 #include "tokenizer.h"
 
-/* The model a config describes (per-layer FFN specs, seed) with vocab_size
-   tokens, on the backend of cfg->device. */
-fl_status fl_model_from_config(const fl_config *cfg, int32_t vocab_size, fl_model **out, fl_error *err);
+/* The model a config describes (arch, per-layer FFN specs and attention,
+   seed) for tok's vocabulary (an encoder's padding id too: one error line
+   when tok lacks the encoder's special tokens), on the backend of
+   cfg->device. */
+fl_status fl_model_from_config(const fl_config *cfg, const fl_tokenizer *tok, fl_model **out, fl_error *err);
 /* The same on backend be (from fl_backend_select) for the ranks of comm
    (expert-sharded; NULL = one process). */
-fl_status fl_model_from_config_on(const fl_config *cfg, int32_t vocab_size, const fl_backend *be,
+fl_status fl_model_from_config_on(const fl_config *cfg, const fl_tokenizer *tok, const fl_backend *be,
                                   const fl_comm *comm, fl_model **out, fl_error *err);
 
 /* The sizes of cfg's model with vocab_size tokens (fl_model_size_of): every

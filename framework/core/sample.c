@@ -96,6 +96,9 @@ fl_status fl_sample_batch(fl_model *m, const int32_t *prompts, int B, int n_prom
         return fl_fail(err, FL_EINVAL, "generate: batch %d x %d prompt tokens, %d new tokens (at least 1 x 1, and 0 or more new)",
                        B, n_prompt, o->max_new);
     const fl_model_config *mc = fl_model_cfg(m);
+    if (mc->arch != FL_ARCH_GPT)
+        return fl_fail(err, FL_EINVAL, "generate: the model is an encoder (arch bert), which predicts masked tokens, "
+                       "not the next one");
     gen g = {.m = m, .be = fl_host_backend(fl_model_host(m)), .B = B, .V = mc->vocab_size, .ctx = mc->context,
              .len = (size_t)n_prompt + (size_t)o->max_new, .seq = out};
     g.win = malloc((size_t)B * (size_t)g.ctx * sizeof *g.win);

@@ -5,7 +5,9 @@
  * One step, for a batch of B sequences padded to T tokens:
  *
  *   hidden = copy.forward_hidden(tokens)                  hidden[B*T, C]
- *   H      = hidden[last real token of each sequence]     H[B, C]
+ *   H      = hidden[the classified token of each sequence] H[B, C]
+ *            (a decoder's last real token, the only one that saw the
+ *            whole sequence; an encoder's first, <s>, as in RoBERTa)
  *   logits = H · W + b                                    logits[B, K]
  *   loss   = mean cross-entropy(logits, labels)
  *   dW += Hᵀ·dlogits;  db += Σ dlogits;  dH = dlogits · Wᵀ
@@ -39,7 +41,8 @@ typedef struct ft {
     fl_param *W, *b;
     int C, K, Tmax, Bmax;
     int32_t pad;
-    int32_t *tok, *last, *lab; /* host batch: [Bmax*Tmax], [Bmax], [Bmax] */
+    int first;                 /* an encoder: classify from the first token */
+    int32_t *tok, *last, *lab; /* host batch: [Bmax*Tmax], [Bmax] (the classified rows), [Bmax] */
     float *logits_h;           /* [Bmax*K] */
     fl_tensor last_d, lab_d, H, logits, dH, dhid;
     fl_tensor *snap;           /* best dev weights: model params, then head */
@@ -158,7 +161,8 @@ static fl_status snapshot(ft *f, int restore, fl_error *err) {
 
 /* ------------------------------------------------------------ forward */
 
-/* tokens[B,T] right-padded; last[b] = row of b's last real token. Returns T. */
+/* tokens[B,T] right-padded; last[b] = row of b's classified token (its last
+   real one, or an encoder's first). Returns T. */
 static int fill_batch(ft *f, const fl_token_seqs *s, const int64_t *idx, int B) {
     int T = 1;
     for (int b = 0; b < B; b++) {
@@ -170,7 +174,7 @@ static int fill_batch(ft *f, const fl_token_seqs *s, const int64_t *idx, int B) 
         int32_t *row = f->tok + (size_t)b * T;
         memcpy(row, s->tokens + s->offsets[idx[b]], (size_t)n * sizeof *row);
         for (int64_t t = n; t < T; t++) row[t] = f->pad;
-        f->last[b] = (int32_t)(b * T + n - 1);
+        f->last[b] = (int32_t)(b * T + (f->first ? 0 : n - 1));
     }
     return T;
 }
@@ -373,7 +377,7 @@ fl_status fl_finetune_run(const fl_model *base, int32_t pad, const fl_finetune_o
     memset(res, 0, sizeof *res);
     fl_status st = check_opts(o, err);
     if (st) return st;
-    ft f = {.o = o, .pad = pad};
+    ft f = {.o = o, .pad = pad, .first = fl_model_cfg(base)->arch == FL_ARCH_BERT};
     fl_finetune_opts named = *o;
     if (!named.name) named.name = "task";
     f.o = &named;

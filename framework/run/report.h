@@ -9,7 +9,8 @@
  * any other state is skipped with a note.
  *
  * Tables. Runs are grouped by model shape (d_model, n_layers, n_heads,
- * context, vocab_size), one table each. Within a table, runs with the same
+ * context, vocab_size, and the architecture: an encoder's masked-LM loss and
+ * PLL BLiMP do not compare with a decoder's), one table each. Within a table, runs with the same
  * variant label (a sweep cell's variant, else the FFN spec with its
  * per-layer overrides) and the same config but for the seed (and the
  * bookkeeping keys of REPORT_IGNORED_KEYS in report_table.c) pool into one
@@ -76,6 +77,7 @@ typedef struct fl_report_curve {
 
 typedef struct fl_report_shape {
     int d_model, n_layers, n_heads, context, vocab_size;
+    int encoder;               /* arch bert: its loss is the masked-LM loss, another quantity */
 } fl_report_shape;
 
 typedef struct fl_report_run {
@@ -157,7 +159,7 @@ typedef struct fl_report_study_line {
     int n_phenomena, n_supplement;    /* what the BLiMP figure was computed over (the first run's) */
 } fl_report_study_line;
 
-/* The study's model shape (its `seed` config). */
+/* The study's model shape (its `seed` config: the decoder, encoder 0). */
 extern const fl_report_shape FL_REPORT_STUDY_SHAPE;
 
 /* One plot: gnuplot draws plots/<stem>.png and .svg. */

@@ -4,7 +4,8 @@
  *
  * Files and the fields used:
  *   train_config.json  d_model, n_layers, n_heads, context, vocab_size, ffn
- *                      (required), ffn_layers, seed; the whole object is kept
+ *                      (required), ffn_layers, seed, arch (gpt when absent:
+ *                      runs from before encoders); the whole object is kept
  *                      to tell variants apart
  *   metrics.jsonl      lines with "val_loss": step, val_loss, tokens?, time_s?;
  *                      lines with "loss": step, tokens_per_s?, tokens?,
@@ -197,6 +198,11 @@ static fl_status read_config(const char *dir, fl_report_run *run, fl_error *err)
     if (!st) st = need_int(run->config, "n_heads", path, &s->n_heads, err);
     if (!st) st = need_int(run->config, "context", path, &s->context, err);
     if (!st) st = need_int(run->config, "vocab_size", path, &s->vocab_size, err);
+    const char *arch = NULL;
+    if (!st) st = opt_string(run->config, "arch", path, &arch, err);
+    if (!st && arch && strcmp(arch, "gpt") && strcmp(arch, "bert"))
+        st = fl_fail(err, FL_EINVAL, "%s: \"arch\" is \"%s\", expected gpt or bert", path, arch);
+    s->encoder = arch && !strcmp(arch, "bert");
     if (!st && !run->label[0]) st = variant_label(run->config, path, run->label, sizeof run->label, err);
     if (st) return st;
     const cJSON *seed = cJSON_GetObjectItemCaseSensitive(run->config, "seed");

@@ -351,7 +351,8 @@ static fl_status measure_decode(const char *dir, const char *device, fl_error *e
     return st;
 }
 
-/* The tasks, then the decoding speed; rank 0 while the others wait. */
+/* The tasks, then a decoder's decoding speed (an encoder generates
+   nothing); rank 0 while the others wait. */
 static fl_status eval_cell(sweep *s, const cell *c, fl_error *err) {
     fl_status st = FL_OK;
     if (s->world->rank == 0) {
@@ -359,7 +360,7 @@ static fl_status eval_cell(sweep *s, const cell *c, fl_error *err) {
         cell_dir(s, c, dir, sizeof dir);
         fl_eval_opts eo = {.table = stdout};
         if (s->o->n_tasks) st = fl_eval_run_dir(dir, s->o->base.device, s->o->tasks, s->o->n_tasks, &eo, err);
-        if (!st) st = measure_decode(dir, s->o->base.device, err);
+        if (!st && fl_config_arch(&s->o->base) == FL_ARCH_GPT) st = measure_decode(dir, s->o->base.device, err);
     }
     return fl_comm_agree(s->world, st, err);
 }

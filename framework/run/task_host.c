@@ -33,6 +33,7 @@
 #include "log.h"
 #include "shard.h"
 #include "storygen.h"
+#include "task_masked.h"
 
 #define BATCH_TOKENS 8192         /* tokens per forward when the task leaves it to us */
 #define HEAD_FLOATS (1 << 22)     /* logits per head chunk: 16 MB */
@@ -293,7 +294,19 @@ static void svc_free(void *p) { free(p); }
 
 static fl_status svc_logprobs(const fl_task_services *s, const fl_token_seqs *seqs, const int64_t *from,
                               int32_t batch, float *out, fl_error *err) {
+    if (s->arch != FL_TASK_ARCH_GPT)
+        return fl_fail(err, FL_EINVAL, "logprobs: the model is an encoder (arch bert), which has no next-token "
+                       "probabilities; score it with masked_logprobs");
     return fl_task_score_logprobs(host_of(s)->model, s->eot, seqs, from, batch, out, err);
+}
+
+/* What batches are padded with: an encoder's <pad> (its keys are masked),
+   a decoder's <|endoftext|> (it never looks right). */
+static int32_t pad_of(const fl_task_services *s) { return s->arch == FL_TASK_ARCH_BERT ? s->pad : s->eot; }
+
+static fl_status svc_masked_logprobs(const fl_task_services *s, const fl_token_seqs *seqs, const int32_t *targets,
+                                     int32_t batch, float *out, fl_error *err) {
+    return fl_task_masked_logprobs(host_of(s)->model, seqs, targets, batch, out, err);
 }
 
 static fl_status svc_hidden(const fl_task_services *s, const fl_token_seqs *seqs, int32_t batch, float *out,
@@ -317,7 +330,7 @@ static fl_status svc_hidden(const fl_task_services *s, const fl_token_seqs *seqs
             st = fl_fail(err, FL_ENOMEM, "out of memory for hidden states");
             break;
         }
-        fill_tokens(seqs, idx, B, T, s->eot, tok);
+        fill_tokens(seqs, idx, B, T, pad_of(s), tok);
         if ((st = fl_model_forward_hidden(th->model, tok, B, T, 0, 0, err))) break;
         be->ops.to_host(h, fl_model_hidden(th->model), (size_t)B * T * C * sizeof *h);
         for (int b = 0; b < B; b++)
@@ -332,7 +345,7 @@ static fl_status svc_finetune(const fl_task_services *s, const fl_finetune_opts 
                               const fl_ft_data *dev, const fl_ft_data *const *predict, int n_predict,
                               int32_t *dev_pred, int32_t *const *predict_out, fl_finetune_result *res,
                               fl_error *err) {
-    return fl_finetune_run(host_of(s)->model, s->eot, o, train, dev, predict, n_predict, dev_pred, predict_out,
+    return fl_finetune_run(host_of(s)->model, pad_of(s), o, train, dev, predict, n_predict, dev_pred, predict_out,
                            res, err);
 }
 
@@ -430,6 +443,17 @@ static void svc_progress(const fl_task_services *s, const char *what, int64_t do
 
 /* ------------------------------------------------------------ the table */
 
+/* Task ABI 2.1: the architecture, an encoder's special ids and its scorer. */
+static fl_status encoder_services(fl_task_services *s, const fl_tokenizer *tok, const fl_model_config *mc,
+                                  fl_error *err) {
+    fl_special_ids ids = {-1, -1, -1, -1};
+    s->arch = mc->arch == FL_ARCH_BERT ? FL_TASK_ARCH_BERT : FL_TASK_ARCH_GPT;
+    s->masked_logprobs = svc_masked_logprobs;
+    fl_status st = s->arch == FL_TASK_ARCH_BERT ? fl_tokenizer_encoder_ids(tok, "the tokenizer", &ids, err) : FL_OK;
+    s->bos = ids.bos, s->sep = ids.sep, s->pad = ids.pad, s->mask = ids.mask;
+    return st;
+}
+
 fl_status fl_task_host_init(fl_task_host *th, fl_model *m, const fl_tokenizer *tok, const char *run_dir,
                             const char *work_dir, const char *val_shard, fl_metric_list *sink,
                             fl_error *err) {
@@ -468,7 +492,7 @@ fl_status fl_task_host_init(fl_task_host *th, fl_model *m, const fl_tokenizer *t
     s->builtin_data = svc_builtin_data;
     s->metric = svc_metric;
     s->progress = svc_progress;
-    return FL_OK;
+    return encoder_services(s, tok, mc, err);
 }
 
 void fl_task_host_set_task(fl_task_host *th, const char *task, const char *spec) {

@@ -38,6 +38,7 @@
 #include "fsutil.h"
 #include "host_table.h"
 #include "log.h"
+#include "mlm.h"
 #include "model.h"
 #include "optim.h"
 #include "prepare.h"
@@ -73,6 +74,8 @@ typedef struct run {
     fl_model_size size;        /* of the model being trained */
     double step_seconds;       /* time inside training steps this session... */
     int64_t steps_timed;       /* ...and how many: the training throughput */
+    int encoder;               /* arch bert: batches are masked (core/mlm.h) */
+    fl_mlm mlm;
 } run;
 
 /* ------------------------------------------------------------ data */
@@ -94,9 +97,11 @@ fl_status fl_train_prepare_data(const fl_config *cfg, const char *tok_path, cons
     fl_status st = load_corpus(cfg, &corpus, err);
     if (!st && cfg->tokenizer[0]) st = fl_tokenizer_load(cfg->tokenizer, tok, err);
     if (!st && !cfg->tokenizer[0]) {
+        const int bert = fl_config_arch(cfg) == FL_ARCH_BERT; /* it needs <s>, </s>, <pad>, <mask> */
         fl_log_info("training a %d-token BPE tokenizer on %zu documents (%.1f MB)", cfg->vocab_size,
                     corpus.n_docs, corpus.bytes / 1e6);
-        st = fl_tokenizer_train(corpus.docs, corpus.lens, corpus.n_docs, cfg->vocab_size, tok, err);
+        st = fl_tokenizer_train_special(corpus.docs, corpus.lens, corpus.n_docs, cfg->vocab_size, FL_ENCODER_SPECIALS,
+                                        bert ? FL_N_ENCODER_SPECIALS : 0, tok, err);
     }
     if (!st) st = fl_tokenizer_save(*tok, tok_path, err);
     uint64_t n_train = 0, n_val = 0;
@@ -163,8 +168,9 @@ static fl_status build_model(run *r, fl_error *err) {
     /* the whole model's sizes, not this rank's shard; measured before the
        model exists so its layers are the last ones the plugins created */
     fl_status st = fl_config_model_size(r->cfg, V, r->be, NULL, &r->size, err);
-    if (!st) st = fl_model_from_config_on(r->cfg, V, r->be, r->comm, &r->model, err);
+    if (!st) st = fl_model_from_config_on(r->cfg, r->tok, r->be, r->comm, &r->model, err);
     if (!st && r->comm->size > 1) st = fl_dist_create(r->model, &r->dist, err);
+    if (!st && r->encoder) st = fl_mlm_init(&r->mlm, r->tok, V, r->cfg->mask_prob, err);
     if (st) return st;
     const fl_model_config *mc = fl_model_cfg(r->model);
     fl_log_info("model: %.2fM parameters (FFN %.2fM), %.2fM active per token, %.2f MFLOP per token at inference; "
@@ -182,14 +188,27 @@ static int32_t *local_rows(const run *r, int32_t *batch) {
     return batch + (int64_t)r->comm->rank * r->b_local * r->cfg->context;
 }
 
-/* Validation batches are split over the ranks like training batches; every
-   window scores all its tokens, so the mean of the ranks' means is the
-   global mean. */
+/* An encoder's batch r->x, r->y (stream windows) masked in place, its rows
+   numbered row0.., and this rank's loss weight P n_rank / n_all, so that
+   the mean of the ranks' weighted means is the mean over every masked
+   position of the global batch (fl_model_set_loss_weight). */
+static void mask_batch(run *r, uint64_t key, uint64_t row0) {
+    const int B = r->cfg->batch_size, T = r->cfg->context, b0 = r->comm->rank * r->b_local;
+    fl_mlm_batch(&r->mlm, key, row0, B, T, r->x, r->y);
+    const int64_t all = fl_mlm_count(r->y, 0, B, T), mine = fl_mlm_count(r->y, b0, b0 + r->b_local, T);
+    fl_model_set_loss_weight(r->model, all ? (double)r->comm->size * (double)mine / (double)all : 1.0);
+}
+
+/* Validation batches are split over the ranks like training batches; a
+   decoder's windows score all their tokens, an encoder's ranks are weighted
+   by their masked positions (mask_batch), so the mean of the ranks' means
+   is the global mean. */
 static fl_status eval_loss(run *r, double *loss, fl_error *err) {
     const fl_config *cfg = r->cfg;
     double sum = 0, t0 = fl_now_s();
     for (int i = 0; i < cfg->eval_batches; i++) {
         fl_batch_eval(&r->val, i, cfg->eval_batches, cfg->batch_size, cfg->context, r->x, r->y);
+        if (r->encoder) mask_batch(r, fl_mlm_val_key(cfg->seed), (uint64_t)i * (uint64_t)cfg->batch_size);
         double l = 0;
         fl_status st = fl_model_forward(r->model, local_rows(r, r->x), local_rows(r, r->y), r->b_local,
                                         cfg->context, 0, 0, &l, err);
@@ -239,6 +258,7 @@ static fl_status train_step(run *r, int64_t step, step_info *si, fl_error *err) 
     const fl_config *cfg = r->cfg;
     const fl_backend *be = fl_host_backend(fl_model_host(r->model));
     fl_batch_train(&r->train, cfg->seed, step, cfg->batch_size, cfg->context, r->x, r->y);
+    if (r->encoder) mask_batch(r, fl_mlm_train_key(cfg->seed), (uint64_t)step * (uint64_t)cfg->batch_size);
     fl_model_zero_grad(r->model);
     fl_status st = fl_model_forward(r->model, local_rows(r, r->x), local_rows(r, r->y), r->b_local, cfg->context,
                                     1, step, &si->loss, err);
@@ -477,7 +497,9 @@ static fl_status check_inputs(const fl_config *cfg, fl_error *err) {
     }
     if (!st && tok[0]) {
         fl_tokenizer *t = NULL;
+        fl_special_ids ids;
         st = fl_tokenizer_load(tok, &t, err);
+        if (!st && fl_config_arch(cfg) == FL_ARCH_BERT) st = fl_tokenizer_encoder_ids(t, tok, &ids, err);
         fl_tokenizer_free(t);
         if (st) fl_error_prefix(err, "%s", cfg->tokenizer[0] ? "--tokenizer" : "--data-dir");
     }
@@ -553,6 +575,7 @@ static void finish(run *r) {
     free(r->stats);
     fl_model_size_free(&r->size);
     fl_dist_free(r->dist);
+    fl_mlm_free(&r->mlm);
     fl_model_free(r->model);
     fl_comm_close(r->comm);
     fl_tokenizer_free(r->tok);
@@ -613,7 +636,8 @@ fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *o, fl_train_re
     if ((st = fl_comm_world(&world, err)) || (st = check_job(cfg, world, err))) return st;
     set_threads(cfg, world);
     if (world->rank != 0) fl_log_set_level(FL_LOG_ERROR); /* rank 0 speaks for the job */
-    run r = {.cfg = cfg, .comm = world, .b_local = cfg->batch_size / world->size};
+    run r = {.cfg = cfg, .comm = world, .b_local = cfg->batch_size / world->size,
+             .encoder = fl_config_arch(cfg) == FL_ARCH_BERT};
     r.progress_line = o->progress < 0 ? isatty(STDERR_FILENO) : o->progress;
     memset(res, 0, sizeof *res);
     int64_t first = 0;

@@ -20,7 +20,7 @@
  */
 #include <omp.h>     /* omp_get_max_threads, omp_get_thread_num */
 #include <stdlib.h>  /* malloc, calloc, realloc, free */
-#include <string.h>  /* memcpy, memcmp */
+#include <string.h>  /* memcpy, memcmp, strlen */
 
 #include "error.h"
 #include "tokenizer_internal.h"
@@ -578,10 +578,12 @@ static void trainer_free(trainer *t) {
     free(t->m_result);
 }
 
-/* The trained tokens and merges, then <|endoftext|>, as an fl_tokenizer. */
-static fl_status build_tokenizer(const trainer *t, fl_tokenizer **out, fl_error *err) {
+/* The trained tokens and merges, then <|endoftext|> and the n_special
+   further special tokens, as an fl_tokenizer. */
+static fl_status build_tokenizer(const trainer *t, const char *const *special, int n_special, fl_tokenizer **out,
+                                 fl_error *err) {
     fl_tokenizer *tok;
-    fl_status st = fl_tok_alloc((int32_t)t->n_tok + 1, &tok, err);
+    fl_status st = fl_tok_alloc((int32_t)t->n_tok + 1 + n_special, &tok, err);
     if (st != FL_OK) return st;
     for (size_t i = 0; st == FL_OK && i < t->n_tok; i++)
         st = fl_tok_set_token(tok, (int32_t)i, t->blob + t->toks[i].off, t->toks[i].len, 0, err);
@@ -589,6 +591,8 @@ static fl_status build_tokenizer(const trainer *t, fl_tokenizer **out, fl_error 
         tok->eot = (int32_t)t->n_tok;
         st = fl_tok_set_token(tok, tok->eot, FL_EOT_TEXT, sizeof FL_EOT_TEXT - 1, 1, err);
     }
+    for (int i = 0; st == FL_OK && i < n_special; i++)
+        st = fl_tok_set_token(tok, tok->eot + 1 + i, special[i], strlen(special[i]), 1, err);
     for (size_t i = 0; st == FL_OK && i < t->n_merges; i++)
         st = fl_tok_add_merge(tok, t->m_left[i], t->m_right[i], t->m_result[i], err);
     if (st == FL_OK) st = fl_tok_finish(tok, "trained tokenizer", err);
@@ -602,9 +606,16 @@ static fl_status build_tokenizer(const trainer *t, fl_tokenizer **out, fl_error 
 
 fl_status fl_tokenizer_train(const char *const *docs, const size_t *lens, size_t n_docs,
                              int32_t vocab_size, fl_tokenizer **out, fl_error *err) {
-    if (vocab_size < 257)
+    return fl_tokenizer_train_special(docs, lens, n_docs, vocab_size, NULL, 0, out, err);
+}
+
+fl_status fl_tokenizer_train_special(const char *const *docs, const size_t *lens, size_t n_docs,
+                                     int32_t vocab_size, const char *const *special, int n_special,
+                                     fl_tokenizer **out, fl_error *err) {
+    if (vocab_size < 257 + n_special)
         return fl_fail(err, FL_EINVAL, "vocab size %d is too small: a byte-level BPE needs at least "
-                       "257 ids (256 bytes and <|endoftext|>)", (int)vocab_size);
+                       "%d ids (256 bytes, <|endoftext|>%s)", (int)vocab_size, 257 + n_special,
+                       n_special ? " and the special tokens" : "");
     fl_pretok *pt;
     fl_status st = fl_pretok_create(&pt, err);
     if (st != FL_OK) return st;
@@ -615,13 +626,13 @@ fl_status fl_tokenizer_train(const char *const *docs, const size_t *lens, size_t
     if (st == FL_OK) st = init_byte_tokens(&t, err);
     if (st == FL_OK) st = load_words(&t, &words, err);
     word_table_free(&words);
-    /* vocabulary = tokens so far + <|endoftext|> */
-    while (st == FL_OK && (int64_t)t.n_tok + 1 < vocab_size) {
+    /* vocabulary = tokens so far + <|endoftext|> + the other special tokens */
+    while (st == FL_OK && (int64_t)t.n_tok + 1 + n_special < vocab_size) {
         int32_t p = best_pair(&t);
         if (p < 0) break;   /* corpus exhausted: a smaller vocabulary */
         st = apply_merge(&t, p, err);
     }
-    if (st == FL_OK) st = build_tokenizer(&t, out, err);
+    if (st == FL_OK) st = build_tokenizer(&t, special, n_special, out, err);
     trainer_free(&t);
     return st;
 }

@@ -384,6 +384,29 @@ int32_t fl_tokenizer_vocab_size(const fl_tokenizer *tok) { return tok->n_ids; }
 
 int32_t fl_tokenizer_eot(const fl_tokenizer *tok) { return tok->eot; }
 
+const char *const FL_ENCODER_SPECIALS[FL_N_ENCODER_SPECIALS] = {"<s>", "</s>", "<pad>", "<mask>"};
+
+int32_t fl_tokenizer_special_id(const fl_tokenizer *tok, const char *text) {
+    const size_t n = strlen(text);
+    for (int32_t id = 0; id < tok->n_ids; id++)
+        if (tok->has[id] && tok->special[id] && tok->len[id] == n && !memcmp(tok->blob + tok->off[id], text, n))
+            return id;
+    return -1;
+}
+
+int fl_tokenizer_is_special(const fl_tokenizer *tok, int32_t id) {
+    return id >= 0 && id < tok->n_ids && tok->has[id] && tok->special[id];
+}
+
+fl_status fl_tokenizer_encoder_ids(const fl_tokenizer *tok, const char *what, fl_special_ids *out, fl_error *err) {
+    int32_t *ids[FL_N_ENCODER_SPECIALS] = {&out->bos, &out->sep, &out->pad, &out->mask};
+    for (int i = 0; i < FL_N_ENCODER_SPECIALS; i++)
+        if ((*ids[i] = fl_tokenizer_special_id(tok, FL_ENCODER_SPECIALS[i])) < 0)
+            return fl_fail(err, FL_EINVAL, "%s has no %s token: an encoder (arch bert) needs <s>, </s>, <pad> and "
+                           "<mask> (ffnlab trains a tokenizer with them for arch bert)", what, FL_ENCODER_SPECIALS[i]);
+    return FL_OK;
+}
+
 /* ==== encoding ========================================================= */
 
 /* A merge candidate: the pair starting at symbol pos, merging into result. */

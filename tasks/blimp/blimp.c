@@ -3,7 +3,8 @@
  *
  * A pair is correct when the good sentence gets a higher total
  * log-probability than the bad one (each with <|endoftext|> in front), as in
- * Warstadt et al. (2020). Reported:
+ * Warstadt et al. (2020); for an encoder (arch bert), a higher
+ * pseudo-log-likelihood (blimp_pll.c). Reported:
  *   accuracy_paradigm_mean    mean over paradigms of their accuracy (BLiMP's overall number)
  *   accuracy_phenomenon_mean  mean over the 12 BabyLM 2023 phenomena (BabyLM 2023's number)
  *   accuracy_pairs            all pairs pooled
@@ -215,6 +216,11 @@ static fl_status write_scores(const char *path, const blimp_set *s, const double
     return fclose(f) ? tu_fail(err, FL_EIO, "blimp: cannot write scores=%s", path) : FL_OK;
 }
 
+/* An encoder is scored by pseudo-log-likelihood (task ABI 2.1 hosts say so). */
+static int is_encoder(const fl_task_services *svc) {
+    return FL_TASK_HAS(svc, masked_logprobs) && svc->arch == FL_TASK_ARCH_BERT;
+}
+
 static fl_status run(void *p, const fl_task_services *svc, fl_error *err) {
     task *t = p;
     blimp_set s = {0};
@@ -226,7 +232,8 @@ static fl_status run(void *p, const fl_task_services *svc, fl_error *err) {
         good = malloc((size_t)s.n * sizeof *good), bad = malloc((size_t)s.n * sizeof *bad);
         if (!good || !bad) st = tu_fail(err, FL_ENOMEM, "blimp: out of memory");
     }
-    if (!st) st = blimp_score(svc, &s, t->batch, good, bad, &truncated, &tokens, err);
+    if (!st && is_encoder(svc)) st = blimp_score_pll(svc, &s, t->batch, good, bad, &truncated, &tokens, err);
+    else if (!st) st = blimp_score(svc, &s, t->batch, good, bad, &truncated, &tokens, err);
     if (!st && truncated)
         svc->host->log(svc->host, FL_LOG_WARN, "blimp: %lld pair(s) longer than the context (%d tokens) were cut",
                        (long long)truncated, svc->context);

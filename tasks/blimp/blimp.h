@@ -62,5 +62,10 @@ void blimp_set_free(blimp_set *s);
    choice). */
 fl_status blimp_score(const fl_task_services *svc, const blimp_set *s, int32_t batch, double *lp_good,
                       double *lp_bad, int64_t *truncated, int64_t *tokens, fl_error *err);
+/* The same for an encoder (svc->arch FL_TASK_ARCH_BERT): each sentence's
+   pseudo-log-likelihood, as <s> sentence </s>, every word masked in turn
+   (blimp_pll.c); *tokens counts the sentences' tokens with <s> and </s>. */
+fl_status blimp_score_pll(const fl_task_services *svc, const blimp_set *s, int32_t batch, double *lp_good,
+                          double *lp_bad, int64_t *truncated, int64_t *tokens, fl_error *err);
 
 #endif

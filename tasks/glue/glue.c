@@ -2,8 +2,9 @@
  * tasks/glue/glue.c — the (Super)GLUE task plugin: fine-tune and score.
  *
  * For each task in tasks=: read train and dev (and, in the BabyLM layout,
- * test), encode each example as <|endoftext|> a <|endoftext|> b (truncating
- * the longer segment first to max_len), and hand them to the host's
+ * test), encode each example as <|endoftext|> a <|endoftext|> b (an encoder:
+ * <s> a </s></s> b </s>; truncating the longer segment first to max_len),
+ * and hand them to the host's
  * fine-tuning service: a copy of the model plus a classification head, AdamW,
  * dev evaluation every eval_every steps with patience, the best dev weights
  * kept. Defaults follow the BabyLM 2023 pipeline (lr 5e-5, batch 64, up to 10
@@ -167,22 +168,27 @@ typedef struct encoded {
     int64_t n;
 } encoded;
 
-/* <eot> a <eot> b, the longer segment cut first until it fits max_len. */
+/* A decoder's <eot> a <eot> b; an encoder's <s> a </s> or <s> a </s></s> b
+   </s> (RoBERTa's: the host classifies from <s>); the longer segment cut
+   first until it fits max_len. */
 static fl_status encode_example(const fl_task_services *svc, const glue_example *e, int32_t max_len, tu_seqs *s,
                                 fl_error *err) {
     int32_t *a = NULL, *b = NULL;
     size_t na = 0, nb = 0;
     fl_status st = svc->encode(svc, e->a, strlen(e->a), &a, &na, err);
     if (!st && e->b) st = svc->encode(svc, e->b, strlen(e->b), &b, &nb, err);
+    const int enc = FL_TASK_HAS(svc, masked_logprobs) && svc->arch == FL_TASK_ARCH_BERT;
     if (!st) {
-        size_t fixed = e->b ? 2 : 1;
+        const int32_t seps[2] = {svc->sep, svc->sep};
+        const size_t fixed = enc ? (e->b ? 4 : 2) : (e->b ? 2 : 1);
         while (fixed + na + nb > (size_t)max_len && (na || nb)) {
             if (na >= nb) na--;
             else nb--;
         }
-        const int32_t *parts[4] = {&svc->eot, a, &svc->eot, b};
-        size_t lens[4] = {1, na, 1, nb};
-        st = tu_seqs_add(s, parts, lens, e->b ? 4 : 2, err);
+        const int32_t *dec_parts[4] = {&svc->eot, a, &svc->eot, b}, *enc_parts[5] = {&svc->bos, a, seps, b, seps};
+        const size_t dec_lens[4] = {1, na, 1, nb}, enc_lens[5] = {1, na, e->b ? 2 : 1, nb, 1};
+        st = enc ? tu_seqs_add(s, enc_parts, enc_lens, e->b ? 5 : 3, err)
+                 : tu_seqs_add(s, dec_parts, dec_lens, e->b ? 4 : 2, err);
     }
     svc->free(a), svc->free(b);
     return st;

@@ -13,12 +13,22 @@
  * Data: a token shard (`ffnlab data prepare` output), or a text / JSON Lines
  * corpus encoded with the run's tokenizer; by default the run's own
  * validation shard.
+ *
+ * An encoder (arch bert) has no next-token probabilities; for it the task
+ * reports the held-out masked-LM loss instead: windows of <s> and context-1
+ * tokens (each <|endoftext|> shown as </s>, as in training), 15% of the
+ * ordinary tokens chosen by a fixed hash of their position in the data and
+ * all of them replaced by <mask> (the same positions in every evaluation
+ * and every model), scored by svc->masked_logprobs: mlm_loss (nats per
+ * masked token) and mlm_perplexity. (Training's validation loss draws
+ * RoBERTa's 80/10/10 replacements instead, so the two differ a little.)
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../common/task_util.h"
+#include "ffnlab/rng.h"
 #include "ffnlab/task.h"
 
 enum { OPT_DATA, OPT_STRIDE, OPT_BATCH, OPT_MAX_TOKENS, N_OPTIONS };
@@ -143,6 +153,70 @@ static fl_status report(const fl_task_services *svc, const totals *sum, int64_t 
     return st ? st : svc->metric(svc, &m, err);
 }
 
+/* ------------------------------------------------------------ encoders */
+
+#define MLM_RATE 0.15f
+
+static int is_encoder(const fl_task_services *svc) {
+    return FL_TASK_HAS(svc, masked_logprobs) && svc->arch == FL_TASK_ARCH_BERT;
+}
+
+/* Window [start, start+T-1) of ids as <s> + tokens, into s; masked
+   positions (a fixed hash of their place in the data) hold <mask> and
+   their target, the rest -1 (targets has room for the chunk). */
+static fl_status add_masked_window(const fl_task_services *svc, const int32_t *ids, int64_t start, int64_t end,
+                                   tu_seqs *s, int32_t *targets, fl_error *err) {
+    const uint64_t key = fl_rng_key(2023, "lm masked positions");
+    int32_t row[1 << 14];
+    int32_t *tg = targets + s->n_tokens;
+    const int64_t n = end - start + 1;
+    row[0] = svc->bos, tg[0] = -1;
+    for (int64_t i = 1; i < n; i++) {
+        const int32_t w = ids[start + i - 1] == svc->eot ? svc->sep : ids[start + i - 1];
+        const int plain = w != svc->bos && w != svc->sep && w != svc->pad && w != svc->mask;
+        const int chosen = plain && fl_rng_uniform(key, (uint64_t)(start + i - 1)) < MLM_RATE;
+        row[i] = chosen ? svc->mask : w, tg[i] = chosen ? w : -1;
+    }
+    const int32_t *part = row;
+    const size_t len = (size_t)n;
+    return tu_seqs_add(s, &part, &len, 1, err);
+}
+
+/* The masked-LM loss of ids[0..n) into sum, CHUNK_WINDOWS windows at a time. */
+static fl_status score_masked(const fl_task_services *svc, const task *t, const int32_t *ids, int64_t n, totals *sum,
+                              fl_error *err) {
+    const int64_t W = svc->context - 1; /* stream tokens per window, after <s> */
+    if (W >= 1 << 14) return tu_fail(err, FL_EINVAL, "--task lm: a context of %d is too long here", svc->context);
+    fl_status st = FL_OK;
+    for (int64_t at = 0; at < n && !st;) {
+        tu_seqs s;
+        int32_t *targets = malloc((size_t)CHUNK_WINDOWS * (size_t)(W + 1) * sizeof *targets);
+        float *out = malloc((size_t)CHUNK_WINDOWS * (size_t)(W + 1) * sizeof *out);
+        st = targets && out ? tu_seqs_init(&s, err) : tu_fail(err, FL_ENOMEM, "lm: out of memory");
+        for (int k = 0; k < CHUNK_WINDOWS && at < n && !st; k++, at += W)
+            st = add_masked_window(svc, ids, at, at + W < n ? at + W : n, &s, targets, err);
+        fl_token_seqs v = tu_seqs_view(&s);
+        if (!st) st = svc->masked_logprobs(svc, &v, targets, t->batch, out, err);
+        for (int64_t k = 0; k < s.n_tokens && !st; k++)
+            if (targets[k] >= 0) sum->nll -= out[k], sum->tokens++;
+        if (!st) svc->progress(svc, "tokens scored (masked)", at, n);
+        if (targets && out) tu_seqs_free(&s);
+        free(targets), free(out);
+    }
+    return st;
+}
+
+static fl_status report_masked(const fl_task_services *svc, const totals *sum, fl_error *err) {
+    if (!sum->tokens) return tu_fail(err, FL_EINVAL, "--task lm: the data has no token to mask");
+    const double loss = sum->nll / (double)sum->tokens;
+    fl_metric rows[] = {{.name = "mlm_loss", .kind = FL_METRIC_LOSS, .value = loss, .n = sum->tokens},
+                        {.name = "mlm_perplexity", .kind = FL_METRIC_PERPLEXITY, .value = exp(loss), .n = sum->tokens},
+                        {.name = "tokens", .kind = FL_METRIC_COUNT, .value = (double)sum->tokens}};
+    fl_status st = FL_OK;
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0] && !st; i++) st = svc->metric(svc, &rows[i], err);
+    return st;
+}
+
 static fl_status run(void *p, const fl_task_services *svc, fl_error *err) {
     task *t = p;
     const char *path = t->data[0] ? t->data : svc->val_shard;
@@ -157,6 +231,12 @@ static fl_status run(void *p, const fl_task_services *svc, fl_error *err) {
     windows w = {.n = (int64_t)n, .T = svc->context, .stride = t->stride};
     totals sum = {0};
     int64_t bytes = 0;
+    if (!st && is_encoder(svc)) {
+        st = score_masked(svc, t, ids, (int64_t)n, &sum, err);
+        if (!st) st = report_masked(svc, &sum, err);
+        svc->free(ids);
+        return st;
+    }
     for (int more = 1; !st && more;) {
         st = score_chunk(svc, t, ids, &w, &sum, &more, err);
         if (!st) svc->progress(svc, "tokens scored", w.scored_to, (int64_t)n);
@@ -170,7 +250,8 @@ static fl_status run(void *p, const fl_task_services *svc, fl_error *err) {
 static const fl_task_plugin PLUGIN = {
     .header = {.magic = FL_PLUGIN_MAGIC, .abi_major = FL_TASK_ABI_MAJOR, .abi_minor = FL_TASK_ABI_MINOR,
                .struct_size = sizeof(fl_task_plugin), .kind = FL_PLUGIN_TASK, .name = "lm", .version = "1.0",
-               .description = "held-out perplexity, bits per token and per byte on a token shard or text file",
+               .description = "held-out perplexity, bits per token and per byte on a token shard or text file "
+                              "(an encoder: masked-LM loss)",
                .options = OPTIONS, .n_options = N_OPTIONS},
     .create = create,
     .run = run,

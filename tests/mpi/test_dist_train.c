@@ -8,6 +8,8 @@
  *    and AdamW moments (|a - b| <= 2e-5 + 1e-4 |b|); the reduction order
  *    differs, so the match is to float tolerance, not bit for bit
  *    (observed: 40 times inside it);
+ *  - an encoder (arch bert), whose ranks mask different numbers of
+ *    positions: P = 2 matches P = 1 the same way;
  *  - sparse-row parameters (PKM values): P = 2 matches P = 1 the same way;
  *  - expert parallel: an MoE model (4 experts, top-2, with its balance
  *    loss) trained with P = 2 / E = 2, P = 4 / E = 4 and P = 4 / E = 2 (data
@@ -168,6 +170,20 @@ static void test_data_parallel_matches_one_process(void **state) {
     assert_same_run("dp4", "dp1");
 }
 
+/* An encoder's ranks mask different numbers of positions; weighted by
+   their share (train.c), their averaged gradient is that of the global
+   batch's mean over every masked position, as in one process. */
+static void test_encoder_data_parallel(void **state) {
+    (void)state;
+    for (int np = 0; np <= 2; np += 2) { /* each prepares the same corpus and tokenizer (with <s> ... <mask>) */
+        char *out = NULL;
+        int rc = train(&out, np, "%s --arch bert --corpus-bytes 200000 --run-dir %s/enc%d", MODEL, g_dir, np);
+        if (rc) fail_msg("encoder on %d ranks failed (%d): %s", np, rc, out);
+        free(out);
+    }
+    assert_same_run("enc2", "enc0");
+}
+
 /* PKM's values are FL_PARAM_SPARSE_ROWS: each rank touches other rows, so
    the touched rows are united before the all-reduce. (Its default
    batchnorm query normalisation uses per-rank batch statistics, so the
@@ -249,6 +265,7 @@ static void test_start_up_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data_parallel_matches_one_process),
+        cmocka_unit_test(test_encoder_data_parallel),
         cmocka_unit_test(test_sparse_rows_data_parallel),
         cmocka_unit_test(test_resume_on_another_process_count),
         cmocka_unit_test(test_expert_parallel_matches_one_process),

@@ -234,11 +234,11 @@ void cpu_layernorm_groups_backward(const fl_tensor *x, int G, const fl_tensor *g
 /* ----------------------------------------------------- cpu_attention.c */
 
 int64_t cpu_attention_saved_numel(int64_t B, int64_t T, int64_t C, int n_head);
-void cpu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *att);
+void cpu_attention(const fl_tensor *qkv, int n_head, const fl_attn_mask *mask, fl_tensor *out, fl_tensor *att);
 void cpu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *att,
-                            int n_head, const fl_tensor *dout, fl_tensor *dqkv);
+                            int n_head, const fl_attn_mask *mask, const fl_tensor *dout, fl_tensor *dqkv);
 void cpu_kv_append(const fl_tensor *qkv, int64_t pos, fl_tensor *k_cache, fl_tensor *v_cache);
 void cpu_attention_decode(const fl_tensor *qkv, const fl_tensor *k_cache, const fl_tensor *v_cache,
-                          int64_t t, fl_tensor *out);
+                          int64_t t, int64_t window, fl_tensor *out);
 
 #endif

@@ -7,7 +7,8 @@
  * contiguous [S,hs] matrices, so one head's work reads t*hs consecutive
  * floats of each. One new query per sequence is two matrix-vector products
  * per head, far too small for cuBLAS calls to pay (2H launches per layer and
- * step); one kernel does the whole layer, a block per (b,h):
+ * step); one kernel does the whole layer, a block per (b,h), over keys j of
+ * the cache's positions 0..t-1 (a local layer: the last window of them):
  *
  *   s[j] = scale q·k_j       a warp per key, lanes over hs (coalesced)
  *   p[j] = exp(s[j] - max)   the block's max and sum (cu_block_max/_sum)
@@ -46,15 +47,15 @@ void cu_kv_append(const fl_tensor *qkv, int64_t pos, fl_tensor *k_cache, fl_tens
     CU_LAUNCHED("k_kv_append");
 }
 
-/* out[b, h*hs..] for pair blockIdx.x = b*H + h; scratch: t + DECODE_WARPS*hs
-   floats per pair */
+/* out[b, h*hs..] for pair blockIdx.x = b*H + h, over the t cached
+   positions from t0; scratch: t + DECODE_WARPS*hs floats per pair */
 static __global__ void __launch_bounds__(DECODE_THREADS)
-    k_attention_decode(const float *qkv, const float *K, const float *V, fl_kv_dims d, int64_t t, float scale,
-                       float *scratch, float *out) {
+    k_attention_decode(const float *qkv, const float *K, const float *V, fl_kv_dims d, int64_t t0, int64_t t,
+                       float scale, float *scratch, float *out) {
     __shared__ float sm[32];
     const int64_t bh = blockIdx.x, b = bh / d.H, h = bh % d.H, hs = d.hs;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const float *q = qkv + b * 3 * d.C + h * hs, *Kh = K + bh * d.S * hs, *Vh = V + bh * d.S * hs;
+    const float *q = qkv + b * 3 * d.C + h * hs, *Kh = K + (bh * d.S + t0) * hs, *Vh = V + (bh * d.S + t0) * hs;
     float *s = scratch + bh * (t + DECODE_WARPS * hs), *part = s + t;
     float m = -INFINITY;
     for (int64_t j = warp; j < t; j += DECODE_WARPS) { /* s = scale K q */
@@ -87,15 +88,17 @@ static __global__ void __launch_bounds__(DECODE_THREADS)
 }
 
 void cu_attention_decode(const fl_tensor *qkv, const fl_tensor *k_cache, const fl_tensor *v_cache, int64_t t,
-                         fl_tensor *out) {
+                         int64_t window, fl_tensor *out) {
     fl_kv_dims d;
-    CU_CHECK(fl_kv_decode_dims(qkv, k_cache, v_cache, t, out, &d));
+    CU_CHECK(fl_kv_decode_dims(qkv, k_cache, v_cache, t, out, &d) && window >= 0);
     if (d.C == 0) return;
+    const int64_t t0 = fl_kv_window_start(t, window); /* a local layer: the last window positions */
+    t -= t0;
     const int64_t per_pair = t + DECODE_WARPS * d.hs;
     float *scratch = (float *)cu_scratch(CU_SLOT_ATTENTION, (size_t)(d.B * d.H * per_pair) * sizeof(float));
     if (!scratch) return;
     const float scale = 1.0f / sqrtf((float)d.hs);
     CU_LAUNCH((unsigned)(d.B * d.H), DECODE_THREADS, 0, k_attention_decode)(
-        cu_f32(qkv), cu_f32(k_cache), cu_f32(v_cache), d, t, scale, scratch, cu_f32(out));
+        cu_f32(qkv), cu_f32(k_cache), cu_f32(v_cache), d, t0, t, scale, scratch, cu_f32(out));
     CU_LAUNCHED("k_attention_decode");
 }

@@ -1,5 +1,6 @@
 /*
- * backends/cuda/cu_flash_attention.cu — fused causal attention on tensor
+ * backends/cuda/cu_flash_attention.cu — fused masked attention (causal,
+ * bidirectional with padding, local: backend.h's fl_attn_mask) on tensor
  * cores (FlashAttention-2's algorithm): forward and backward without the
  * T x T probability matrix in device memory. Forward keeps one log-sum-exp
  * per row; backward recomputes the probabilities tile by tile from it.
@@ -15,21 +16,29 @@
  * code never depends on their register layout; per-row work between products
  * is done by lane pairs (2 lanes per row, even/odd columns).
  *
- *   forward, per query tile i, over key tiles j <= i:
+ *   forward, per query tile i, over the key tiles its rows see:
  *     S = q kᵀ (scaled), m' = max(m, rowmax S), P = exp(S - m'),
  *     l = l e^(m-m') + rowsum P,  O = O e^(m-m') + P v;   y = O / l,
  *     lse = m + log l
  *   backward, with D = rowsum(dy ∘ y) (k_rowdot) and P = exp(S - lse):
  *     dP = dy vᵀ, dS = P ∘ (dP - D);
- *     dV = Σ_i Pᵀ dy, dK = scale Σ_i dSᵀ q   (a block per key tile)
- *     dQ = scale Σ_j dS k                   (a block per query tile)
+ *     dV = Σ_i Pᵀ dy, dK = scale Σ_i dSᵀ q   (a block per key tile, over the
+ *                                           query tiles that see it)
+ *     dQ = scale Σ_j dS k                   (a block per query tile, over
+ *                                           its key tiles)
  * Two backward kernels instead of one with atomics: every sum has a fixed
  * order, so runs repeat bit for bit (the backend's promise), at the price
  * of computing S and dP twice.
  *
- * The causal mask: key > query (and rows past T) get P = 0. Every query row
- * has key 0 of its first tile, so the running max is finite from the first
- * tile on and no exp(-inf - -inf) arises.
+ * The mask: a key the query does not see (attn_mask.h: fl_attn_sees; and
+ * rows past T) gets P = 0, and whole tiles no row of a block sees are
+ * skipped: [lo(first row), hi(last row)) bounds the key tiles of a query
+ * tile, [qlo(first key), qhi(last real key)) the query tiles of a key tile.
+ * So a local layer costs about window + 64 keys per query tile, whatever T,
+ * and padding costs nothing past a sequence's length. A row's running max
+ * stays -inf until its first seen key (alpha is then 1, not exp(-inf +
+ * inf)); a row that sees no key at all gets y = 0 and lse = +inf, so its
+ * backward probabilities exp(S - lse) are 0.
  */
 #include "cu_ops.h"
 
@@ -150,10 +159,19 @@ static __device__ void fa_write(float *dst, int64_t ldd, const float *stage, int
 
 static __device__ __forceinline__ int fa_min(int a, int b) { return a < b ? a : b; }
 
+/* Real keys of sequence b: lengths[b] clamped to [0,T], or T. */
+static __device__ __forceinline__ int fa_len(const int32_t *lengths, int b, int T) {
+    return lengths ? (int)fl_attn_max(0, fl_attn_min(T, lengths[b])) : T;
+}
+
+/* The 64-aligned start of the tile holding x. */
+static __device__ __forceinline__ int fa_tile_floor(int64_t x) { return (int)(x - x % FA_TILE); }
+
 /* grid (query tiles, B*H); y[B,T,C], lse[B,H,T] */
 template <class M, int HS>
 static __global__ void __launch_bounds__(FA_THREADS)
-    k_flash_forward(const float *qkv, int T, int C, int H, float scale, float *y, float *lse) {
+    k_flash_forward(const float *qkv, int T, int C, int H, float scale, fl_attn_rule rule, const int32_t *lengths,
+                    float *y, float *lse) {
     typedef fa_smem<M, HS> L;
     typedef typename M::elem E;
     CU_DYNAMIC_SMEM(smem);
@@ -165,7 +183,8 @@ static __global__ void __launch_bounds__(FA_THREADS)
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int64_t ld = 3 * (int64_t)C;
     const float *base = qkv + (int64_t)b * T * ld + (int64_t)h * HS;
-    const int q0 = qt * FA_TILE;
+    const int q0 = qt * FA_TILE, len = fa_len(lengths, b, T);
+    const int k_end = (int)fl_attn_hi(rule, fa_min(q0 + FA_TILE, T) - 1, len); /* keys of this tile's rows */
     fa_load<M, HS>(Qs, L::LDE, base + (int64_t)q0 * ld, ld, fa_min(FA_TILE, T - q0));
     for (int i = threadIdx.x; i < FA_TILE * L::LDO; i += FA_THREADS) O[i] = 0.0f;
     if (threadIdx.x < FA_TILE) row_m[threadIdx.x] = -INFINITY, row_l[threadIdx.x] = 0.0f;
@@ -174,8 +193,7 @@ static __global__ void __launch_bounds__(FA_THREADS)
     float *Sw = S + warp * 16 * L::LDS, *Ow = O + warp * 16 * L::LDO;
     E *Pw = P + warp * 16 * L::LDP;
     fa_acc<M, HS> acc;
-    for (int kt = 0; kt <= qt; kt++) {
-        const int k0 = kt * FA_TILE;
+    for (int k0 = fa_tile_floor(fl_attn_lo(rule, q0)); k0 < k_end; k0 += FA_TILE) {
         __syncthreads(); /* the last tile's k, v are read; the init is done */
         fa_load<M, HS>(Ks, L::LDE, base + C + (int64_t)k0 * ld, ld, fa_min(FA_TILE, T - k0));
         fa_load<M, HS>(Vs, L::LDE, base + 2 * C + (int64_t)k0 * ld, ld, fa_min(FA_TILE, T - k0));
@@ -184,16 +202,14 @@ static __global__ void __launch_bounds__(FA_THREADS)
         __syncwarp();
         const float *srow = S + r * L::LDS;
         float mx = -INFINITY;
-        for (int c = half; c < FA_TILE; c += 2) {
-            const int key = k0 + c;
-            if (key <= qi && key < T) mx = fmaxf(mx, srow[c] * scale);
-        }
+        for (int c = half; c < FA_TILE; c += 2)
+            if (qi < T && fl_attn_sees(rule, qi, k0 + c, len)) mx = fmaxf(mx, srow[c] * scale);
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        const float m_old = row_m[r], m_new = fmaxf(m_old, mx), alpha = expf(m_old - m_new);
+        const float m_old = row_m[r], m_new = fmaxf(m_old, mx);
+        const float alpha = m_new == -INFINITY ? 1.0f : expf(m_old - m_new); /* no key seen yet: nothing to scale */
         float sum = 0.0f;
         for (int c = half; c < FA_TILE; c += 2) {
-            const int key = k0 + c;
-            const float p = key <= qi && key < T ? expf(srow[c] * scale - m_new) : 0.0f;
+            const float p = qi < T && fl_attn_sees(rule, qi, k0 + c, len) ? expf(srow[c] * scale - m_new) : 0.0f;
             P[r * L::LDP + c] = M::from(p);
             sum += p;
         }
@@ -210,8 +226,8 @@ static __global__ void __launch_bounds__(FA_THREADS)
     if (qi < T) {
         const float l = row_l[r];
         float *yr = y + ((int64_t)b * T + qi) * C + (int64_t)h * HS;
-        for (int c = half; c < HS; c += 2) yr[c] = O[r * L::LDO + c] / l;
-        if (!half) lse[(int64_t)bh * T + qi] = row_m[r] + logf(l);
+        for (int c = half; c < HS; c += 2) yr[c] = l > 0.0f ? O[r * L::LDO + c] / l : 0.0f;
+        if (!half) lse[(int64_t)bh * T + qi] = l > 0.0f ? row_m[r] + logf(l) : INFINITY;
     }
 }
 
@@ -229,21 +245,21 @@ static __global__ void k_rowdot(const float *dy, const float *y, int64_t BT, int
     if (!lane) D[((bt / T) * H + h) * T + bt % T] = s;
 }
 
-/* Per lane pair: P = exp(scale S - lse) (causal) and dS = P (dP - D) for
+/* Per lane pair: P = exp(scale S - lse) (masked) and dS = P (dP - D) for
    row r of the block's [64][64] tiles S and dP, even or odd columns (half).
    Row r stands for index `fixed`, column c for `moving0 + c`; query_fixed
    says whether the rows are queries (dQ: lse and D indexed by row) or keys
    (dK/dV: by column). P may be NULL (dQ needs only dS). */
 template <class M>
 static __device__ void fa_probs(const float *S, const float *dP, int lds, int r, int half, int fixed, int moving0,
-                                int query_fixed, int T, float scale, const float *lse, const float *D,
-                                typename M::elem *P, typename M::elem *dS, int ldp) {
+                                int query_fixed, int T, fl_attn_rule rule, int len, float scale, const float *lse,
+                                const float *D, typename M::elem *P, typename M::elem *dS, int ldp) {
     for (int c = half; c < FA_TILE; c += 2) {
         const int other = moving0 + c;
         const int q = query_fixed ? fixed : other, key = query_fixed ? other : fixed;
         const int st = query_fixed ? r : c; /* whose lse and D */
         float p = 0.0f, ds = 0.0f;
-        if (key <= q && q < T) {
+        if (q < T && fl_attn_sees(rule, q, key, len)) {
             p = expf(S[r * lds + c] * scale - lse[st]);
             ds = p * (dP[r * lds + c] - D[st]);
         }
@@ -263,19 +279,21 @@ template <class M, int HS> struct fa_bwd {
     const float *qh, *dyh, *lse_g, *D_g;
     float *dqh;
     int64_t ld, bh;
-    int T, C;
+    int T, C, len;             /* len: the sequence's real keys */
+    fl_attn_rule rule;
     /* this lane's row of the per-row steps, its column parity, its warp's first row */
     int r, half, w16;
 
     __device__ fa_bwd(unsigned char *smem, const float *qkv, const float *dyp, const float *lse_, const float *D_,
-                      float *dqkv, int T_, int C_, int H)
-        : lse_g(lse_), D_g(D_), T(T_), C(C_) {
+                      float *dqkv, int T_, int C_, int H, fl_attn_rule rule_, const int32_t *lengths)
+        : lse_g(lse_), D_g(D_), T(T_), C(C_), rule(rule_) {
         q = (E *)smem, dy = q + FA_TILE * L::LDE, k = dy + FA_TILE * L::LDE, v = k + FA_TILE * L::LDE;
         S = (float *)(smem + L::B_S), dP = S + FA_TILE * L::LDS;
         P = (E *)(smem + L::B_P), dS = P + FA_TILE * L::LDP;
         lse = (float *)(smem + L::B_ROWS), D = lse + FA_TILE;
         bh = blockIdx.y, ld = 3 * (int64_t)C;
         const int64_t b = bh / H, h = bh % H;
+        len = fa_len(lengths, (int)b, T);
         qh = qkv + b * T * ld + h * HS, dqh = dqkv + b * T * ld + h * HS, dyh = dyp + b * T * C + h * HS;
         r = (threadIdx.x >> 5) * 16 + ((threadIdx.x & 31) >> 1), half = threadIdx.x & 1, w16 = (threadIdx.x >> 5) * 16;
     }
@@ -314,25 +332,27 @@ template <class M, int HS> struct fa_bwd {
     }
 };
 
-/* grid (key tiles, B*H): dK, dV of one key tile, over the query tiles from
-   the diagonal on. */
+/* grid (key tiles, B*H): dK, dV of one key tile, over the query tiles
+   that see its keys (none for a tile of padding: zeros). */
 template <class M, int HS>
 static __global__ void __launch_bounds__(FA_THREADS)
     k_flash_dkv(const float *qkv, const float *dy, const float *lse, const float *D, int T, int C, int H,
-                float scale, float *dqkv) {
+                float scale, fl_attn_rule rule, const int32_t *lengths, float *dqkv) {
     CU_DYNAMIC_SMEM(smem);
-    fa_bwd<M, HS> t(smem, qkv, dy, lse, D, dqkv, T, C, H);
+    fa_bwd<M, HS> t(smem, qkv, dy, lse, D, dqkv, T, C, H, rule, lengths);
     typedef fa_smem<M, HS> L;
-    const int k0 = blockIdx.x * FA_TILE;
+    const int k0 = blockIdx.x * FA_TILE, k_last = fa_min(k0 + FA_TILE, t.len) - 1; /* the last real key */
+    const int q_end = k_last < k0 ? 0 : (int)fl_attn_qhi(rule, k_last, t.len, T);
     t.load_keys(k0);
     fa_acc<M, HS> dK, dV;
     dK.zero(), dV.zero();
-    for (int q0 = k0; q0 < T; q0 += FA_TILE) {
+    for (int q0 = fa_tile_floor(fl_attn_qlo(rule, k0)); q0 < q_end; q0 += FA_TILE) {
         __syncthreads(); /* the last query tile is read */
         t.load_queries(q0);
         __syncthreads();
         t.products(t.k, t.q, t.v, t.dy); /* Sᵀ[key][q], dPᵀ[key][q] */
-        fa_probs<M>(t.S, t.dP, L::LDS, t.r, t.half, k0 + t.r, q0, 0, T, scale, t.lse, t.D, t.P, t.dS, L::LDP);
+        fa_probs<M>(t.S, t.dP, L::LDS, t.r, t.half, k0 + t.r, q0, 0, T, rule, t.len, scale, t.lse, t.D, t.P, t.dS,
+                    L::LDP);
         __syncwarp();
         dV.mma(t.P + t.w16 * L::LDP, L::LDP, t.dy, L::LDE); /* dV += Pᵀ dy */
         dK.mma(t.dS + t.w16 * L::LDP, L::LDP, t.q, L::LDE); /* dK += dSᵀ q */
@@ -341,25 +361,26 @@ static __global__ void __launch_bounds__(FA_THREADS)
     t.write(dV, 1.0f, k0, 2 * (int64_t)C);
 }
 
-/* grid (query tiles, B*H): dQ of one query tile, over the key tiles up to
-   the diagonal. */
+/* grid (query tiles, B*H): dQ of one query tile, over the key tiles its
+   rows see. */
 template <class M, int HS>
 static __global__ void __launch_bounds__(FA_THREADS)
     k_flash_dq(const float *qkv, const float *dy, const float *lse, const float *D, int T, int C, int H,
-               float scale, float *dqkv) {
+               float scale, fl_attn_rule rule, const int32_t *lengths, float *dqkv) {
     CU_DYNAMIC_SMEM(smem);
-    fa_bwd<M, HS> t(smem, qkv, dy, lse, D, dqkv, T, C, H);
+    fa_bwd<M, HS> t(smem, qkv, dy, lse, D, dqkv, T, C, H, rule, lengths);
     typedef fa_smem<M, HS> L;
-    const int q0 = blockIdx.x * FA_TILE;
+    const int q0 = blockIdx.x * FA_TILE, k_end = (int)fl_attn_hi(rule, fa_min(q0 + FA_TILE, T) - 1, t.len);
     t.load_queries(q0);
     fa_acc<M, HS> dQ;
     dQ.zero();
-    for (int k0 = 0; k0 <= q0; k0 += FA_TILE) {
+    for (int k0 = fa_tile_floor(fl_attn_lo(rule, q0)); k0 < k_end; k0 += FA_TILE) {
         __syncthreads(); /* the last key tile is read; the query tile is loaded */
         t.load_keys(k0);
         __syncthreads();
         t.products(t.q, t.k, t.dy, t.v); /* S[q][key], dP[q][key] */
-        fa_probs<M>(t.S, t.dP, L::LDS, t.r, t.half, q0 + t.r, k0, 1, T, scale, t.lse, t.D, NULL, t.dS, L::LDP);
+        fa_probs<M>(t.S, t.dP, L::LDS, t.r, t.half, q0 + t.r, k0, 1, T, rule, t.len, scale, t.lse, t.D, NULL, t.dS,
+                    L::LDP);
         __syncwarp();
         dQ.mma(t.dS + t.w16 * L::LDP, L::LDP, t.k, L::LDE); /* dQ += dS k */
     }
@@ -384,25 +405,28 @@ template <class M, int HS> static int fa_prepare(void) {
 }
 
 template <class M, int HS>
-static void forward_hs(const float *qkv, int64_t B, int64_t T, int64_t C, int H, float *y, float *lse) {
+static void forward_hs(const float *qkv, int64_t B, int64_t T, int64_t C, int H, fl_attn_rule rule,
+                       const int32_t *lengths, float *y, float *lse) {
     typedef fa_smem<M, HS> L;
     if (!fa_prepare<M, HS>()) return;
     dim3 grid((unsigned)((T + FA_TILE - 1) / FA_TILE), (unsigned)(B * H));
     CU_LAUNCH(grid, FA_THREADS, L::FWD, k_flash_forward<M, HS>)(qkv, (int)T, (int)C, H, 1.0f / sqrtf((float)HS),
-                                                                y, lse);
+                                                                rule, lengths, y, lse);
     CU_LAUNCHED("k_flash_forward");
 }
 
 template <class M, int HS>
 static void backward_hs(const float *qkv, const float *lse, const float *D, const float *dy, int64_t B, int64_t T,
-                        int64_t C, int H, float *dqkv) {
+                        int64_t C, int H, fl_attn_rule rule, const int32_t *lengths, float *dqkv) {
     typedef fa_smem<M, HS> L;
     if (!fa_prepare<M, HS>()) return;
     dim3 grid((unsigned)((T + FA_TILE - 1) / FA_TILE), (unsigned)(B * H));
     const float scale = 1.0f / sqrtf((float)HS);
-    CU_LAUNCH(grid, FA_THREADS, L::BWD, k_flash_dkv<M, HS>)(qkv, dy, lse, D, (int)T, (int)C, H, scale, dqkv);
+    CU_LAUNCH(grid, FA_THREADS, L::BWD, k_flash_dkv<M, HS>)(qkv, dy, lse, D, (int)T, (int)C, H, scale, rule, lengths,
+                                                            dqkv);
     if (!CU_LAUNCHED("k_flash_dkv")) return;
-    CU_LAUNCH(grid, FA_THREADS, L::BWD, k_flash_dq<M, HS>)(qkv, dy, lse, D, (int)T, (int)C, H, scale, dqkv);
+    CU_LAUNCH(grid, FA_THREADS, L::BWD, k_flash_dq<M, HS>)(qkv, dy, lse, D, (int)T, (int)C, H, scale, rule, lengths,
+                                                           dqkv);
     CU_LAUNCHED("k_flash_dq");
 }
 
@@ -431,19 +455,20 @@ int cu_flash_supported(int64_t hs) {
     default: fn<M, 128> args; break;              \
     }
 
-void cu_flash_forward(const float *qkv, int64_t B, int64_t T, int64_t C, int H, float *y, float *lse) {
+void cu_flash_forward(const float *qkv, int64_t B, int64_t T, int64_t C, int H, fl_attn_rule rule,
+                      const int32_t *lengths, float *y, float *lse) {
     const int64_t hs = C / H;
-    if (g_cu.math == CU_MATH_BF16) FA_DISPATCH(fa_bf16, forward_hs, (qkv, B, T, C, H, y, lse))
-    else FA_DISPATCH(fa_tf32, forward_hs, (qkv, B, T, C, H, y, lse))
+    if (g_cu.math == CU_MATH_BF16) FA_DISPATCH(fa_bf16, forward_hs, (qkv, B, T, C, H, rule, lengths, y, lse))
+    else FA_DISPATCH(fa_tf32, forward_hs, (qkv, B, T, C, H, rule, lengths, y, lse))
 }
 
 void cu_flash_backward(const float *qkv, const float *y, const float *lse, const float *dy, int64_t B, int64_t T,
-                       int64_t C, int H, float *dqkv) {
+                       int64_t C, int H, fl_attn_rule rule, const int32_t *lengths, float *dqkv) {
     const int64_t hs = C / H, rows = B * T * H;
     float *D = (float *)cu_scratch(CU_SLOT_ATTENTION, (size_t)rows * sizeof(float));
     if (!D) return;
     CU_LAUNCH(cu_row_blocks(rows, CU_THREADS / 32), CU_THREADS, 0, k_rowdot)(dy, y, B * T, T, C, H, (int)hs, D);
     if (!CU_LAUNCHED("k_rowdot")) return;
-    if (g_cu.math == CU_MATH_BF16) FA_DISPATCH(fa_bf16, backward_hs, (qkv, lse, D, dy, B, T, C, H, dqkv))
-    else FA_DISPATCH(fa_tf32, backward_hs, (qkv, lse, D, dy, B, T, C, H, dqkv))
+    if (g_cu.math == CU_MATH_BF16) FA_DISPATCH(fa_bf16, backward_hs, (qkv, lse, D, dy, B, T, C, H, rule, lengths, dqkv))
+    else FA_DISPATCH(fa_tf32, backward_hs, (qkv, lse, D, dy, B, T, C, H, rule, lengths, dqkv))
 }

@@ -6,6 +6,7 @@
 #ifndef FFNLAB_CU_OPS_H
 #define FFNLAB_CU_OPS_H
 
+#include "attn_mask.h" /* fl_attn_rule and the key ranges, shared with the CPU */
 #include "cu_common.h"
 
 /* cu_gemm.cu — cuBLAS */
@@ -72,21 +73,24 @@ void cu_embed_backward(const fl_tensor *dx, const fl_tensor *tokens, fl_tensor *
 /* cu_attention.cu — the backend's attention ops: the flash kernels where
    they apply, else cuBLAS products around the saved probabilities */
 int64_t cu_attention_saved_numel(int64_t B, int64_t T, int64_t C, int n_head);
-void cu_attention(const fl_tensor *qkv, int n_head, fl_tensor *out, fl_tensor *saved);
+void cu_attention(const fl_tensor *qkv, int n_head, const fl_attn_mask *mask, fl_tensor *out, fl_tensor *saved);
 void cu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *saved, int n_head,
-                           const fl_tensor *dout, fl_tensor *dqkv);
+                           const fl_attn_mask *mask, const fl_tensor *dout, fl_tensor *dqkv);
 
 /* cu_attention_decode.cu — decoding with a KV cache k/v_cache[B,H,S,hs] */
 void cu_kv_append(const fl_tensor *qkv, int64_t pos, fl_tensor *k_cache, fl_tensor *v_cache);
 void cu_attention_decode(const fl_tensor *qkv, const fl_tensor *k_cache, const fl_tensor *v_cache, int64_t t,
-                         fl_tensor *out);
+                         int64_t window, fl_tensor *out);
 
-/* cu_flash_attention.cu — fused causal attention on tensor cores. qkv[B,T,3C]
-   f32, y[B,T,C] f32, lse[B,H,T] f32; head size hs = C/H. */
+/* cu_flash_attention.cu — fused masked attention on tensor cores.
+   qkv[B,T,3C] f32, y[B,T,C] f32, lse[B,H,T] f32 (+inf for a row that sees
+   no key); head size hs = C/H; the mask as rule and lengths[B] (device
+   i32, or NULL), attn_mask.h. */
 int cu_flash_supported(int64_t hs);   /* for this hs, the current math mode and this GPU */
-void cu_flash_forward(const float *qkv, int64_t B, int64_t T, int64_t C, int H, float *y, float *lse);
+void cu_flash_forward(const float *qkv, int64_t B, int64_t T, int64_t C, int H, fl_attn_rule rule,
+                      const int32_t *lengths, float *y, float *lse);
 void cu_flash_backward(const float *qkv, const float *y, const float *lse, const float *dy, int64_t B, int64_t T,
-                       int64_t C, int H, float *dqkv);
+                       int64_t C, int H, fl_attn_rule rule, const int32_t *lengths, float *dqkv);
 
 /* cu_cross_entropy.cu */
 double cu_cross_entropy(const fl_tensor *logits, const fl_tensor *targets, fl_tensor *dlogits, float scale,

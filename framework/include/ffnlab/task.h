@@ -34,8 +34,12 @@
  * a part of a multi-part task ("cola", "mnli_mm"). The host writes every
  * metric to <run>/eval.json and prints the headline ones.
  *
- * Conventions: <|endoftext|> (svc->eot) marks the beginning of a text, joins
- * the two sentences of a pair, and pads batches. All functions that can fail
+ * Conventions: for a decoder (svc->arch FL_TASK_ARCH_GPT), <|endoftext|>
+ * (svc->eot) marks the beginning of a text, joins the two sentences of a
+ * pair, and pads batches. An encoder (FL_TASK_ARCH_BERT, task ABI 2.1) reads
+ * RoBERTa's layout: <s> text </s>, a pair as <s> a </s></s> b </s>, pads with
+ * <pad>; it has no next-token probabilities (svc->logprobs refuses it) but
+ * predicts masked tokens (svc->masked_logprobs). All functions that can fail
  * return fl_status and write one line into err. The services are not
  * thread-safe: call them from the thread that called run().
  *
@@ -56,9 +60,12 @@ extern "C" {
 
 /* 2.0: the host table (ffnlab/host.h, FL_HOST_ABI_VERSION 2) a task gets in
    its context changed layout with FFN ABI 2.0; a 1.x task is refused:
-   rebuild it against these headers. */
+   rebuild it against these headers.
+   2.1: encoders (arch bert): fl_task_services gained arch, the encoder's
+   special ids and masked_logprobs (appended; check svc->size, or
+   FL_TASK_HAS(svc, field), before reading them). */
 #define FL_TASK_ABI_MAJOR 2
-#define FL_TASK_ABI_MINOR 0
+#define FL_TASK_ABI_MINOR 1
 
 /* ------------------------------------------------------------------------ */
 /* Results                                                                    */
@@ -112,8 +119,9 @@ enum { FL_FT_LINEAR = 0, FL_FT_CONSTANT = 1 };
 
 /* A classification fine-tune: a COPY of the model plus a linear head
    W[d_model, n_classes] + b on the final hidden state (ln_f output) of each
-   sequence's last token, cross-entropy, AdamW over every parameter of the
-   copy and the head. The pretrained model is never modified. */
+   sequence's last token (an encoder's: its first, <s>), cross-entropy, AdamW
+   over every parameter of the copy and the head. The pretrained model is
+   never modified. */
 typedef struct fl_finetune_opts {
     int32_t n_classes;         /* >= 2 */
     double lr;                 /* peak learning rate */
@@ -150,6 +158,13 @@ typedef struct fl_finetune_result {
 /* ------------------------------------------------------------------------ */
 
 typedef struct fl_task_services fl_task_services;
+
+enum { FL_TASK_ARCH_GPT = 0, FL_TASK_ARCH_BERT = 1 };
+
+/* 1 when the host's table has `field` (it was appended at or before the
+   host's minor version). */
+#define FL_TASK_HAS(svc, field) \
+    ((svc)->size >= offsetof(fl_task_services, field) + sizeof((svc)->field))
 
 struct fl_task_services {
     uint32_t size;             /* sizeof(fl_task_services) of the host; fields are appended */
@@ -214,6 +229,22 @@ struct fl_task_services {
     fl_status (*metric)(const fl_task_services *s, const fl_metric *m, fl_error *err);
     /* "what: done/total" on the terminal (an updating line) or the log. */
     void (*progress)(const fl_task_services *s, const char *what, int64_t done, int64_t total);
+
+    /* --- appended in task ABI 2.1: encoders --- */
+    int32_t arch;              /* FL_TASK_ARCH_GPT (a causal LM) or FL_TASK_ARCH_BERT (a masked LM) */
+    int32_t bos, sep, pad, mask; /* an encoder's <s>, </s>, <pad>, <mask>; -1 for a decoder */
+    /* A masked LM's predictions: out[k] = log p(targets[k] | the sequence
+       holding position k) for every k with targets[k] >= 0 (k indexes the
+       flat tokens array, like targets and out; the input there is usually
+       <mask>), 0 elsewhere. Sequences are batched by length and padded with
+       <pad>, which the encoder masks, so a score never depends on the
+       batch. The pseudo-log-likelihood of a sentence (Salazar et al. 2020)
+       is the sum over its tokens of this score with that one token masked:
+       one sequence per token (see tasks/blimp/blimp_pll.c). batch:
+       sequences per forward (0: about 8192 tokens). FL_EINVAL for a
+       decoder. */
+    fl_status (*masked_logprobs)(const fl_task_services *s, const fl_token_seqs *seqs, const int32_t *targets,
+                                 int32_t batch, float *out, fl_error *err);
 };
 
 /* ------------------------------------------------------------------------ */
