@@ -15,6 +15,7 @@
  * arbitrary bytes as printable characters.
  */
 #include <pthread.h>  /* pthread_rwlock_t: the shared piece cache */
+#include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* malloc, realloc, free */
 #include <string.h>   /* memcpy, memcmp */
 
@@ -538,6 +539,23 @@ fl_status fl_tokenizer_encode(const fl_tokenizer *tok, const char *text, size_t 
 }
 
 /* ==== decoding ========================================================= */
+
+static int known_id(const fl_tokenizer *tok, int32_t id) { return id >= 0 && id < tok->n_ids && tok->has[id]; }
+
+fl_status fl_tokenizer_check_ids(const fl_tokenizer *tok, const int32_t *ids, size_t n, fl_error *err) {
+    char list[160] = "";
+    size_t unknown = 0, k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (known_id(tok, ids[i])) continue;
+        if (unknown++ < 8 && k < sizeof list)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", k ? ", " : "", (int)ids[i]);
+    }
+    if (!unknown) return FL_OK;
+    char more[48] = "";
+    if (unknown > 8) snprintf(more, sizeof more, " and %zu more", unknown - 8);
+    return fl_fail(err, FL_EINVAL, "unknown token id%s %s%s (the tokenizer's ids are 0..%d)", unknown > 1 ? "s" : "",
+                   list, more, (int)tok->n_ids - 1);
+}
 
 char *fl_tokenizer_decode(const fl_tokenizer *tok, const int32_t *ids, size_t n, size_t *len) {
     size_t total = 0;
