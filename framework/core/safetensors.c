@@ -44,6 +44,7 @@
 #include "error.h"   /* fl_fail */
 #include "fsutil.h"  /* fl_atomic_* */
 #include "json_strict.h" /* fl_json_strict */
+#include "test_hook.h"   /* fl_test_pause */
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; this code writes host memory as is"
@@ -212,9 +213,11 @@ static fl_status write_all(fl_atomic_file *af, const char *header, size_t hlen,
     unsigned char prefix[8];
     for (int i = 0; i < 8; i++) prefix[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     if (fwrite(prefix, 1, 8, af->f) != 8 || fwrite(header, 1, hlen, af->f) != hlen) return FL_EIO;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (bytes[i] && fwrite(entries[i].data, 1, (size_t)bytes[i], af->f) != (size_t)bytes[i])
             return FL_EIO;
+        if (i == n / 2 && fflush(af->f) == 0) fl_test_pause("safetensors.half"); /* half of it on disk */
+    }
     return FL_OK;
 }
 
