@@ -17,13 +17,32 @@
 #include <string.h>
 #include <unistd.h>
 
-/* data written to this process's input file ending in suffix; its path
-   (static storage). Aborts when it cannot be written: a harness that tests
-   nothing must not pass. */
+/* This process's input file ending in suffix. */
+static inline void fuzz_path(char *buf, size_t n, const char *suffix) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, n, "%s/ffnlab-fuzz-%ld%s", tmp && tmp[0] ? tmp : "/tmp", (long)getpid(), suffix);
+}
+
+/* The suffixes the harnesses use: their files are removed at exit. */
+static const char *const FUZZ_SUFFIXES[] = {".safetensors", ".json", ".bin", ".jsonl", ".tsv"};
+
+static void fuzz_remove_files(void) {
+    char path[512];
+    for (size_t i = 0; i < sizeof FUZZ_SUFFIXES / sizeof *FUZZ_SUFFIXES; i++) {
+        fuzz_path(path, sizeof path, FUZZ_SUFFIXES[i]);
+        unlink(path);
+    }
+}
+
+/* data written to this process's input file ending in suffix (one of
+   FUZZ_SUFFIXES); its path (static storage). The files go at exit (a crash
+   leaves them, beside the input libFuzzer saves). Aborts when it cannot be
+   written: a harness that tests nothing must not pass. */
 static inline const char *fuzz_file(const uint8_t *data, size_t n, const char *suffix) {
     static char path[512];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(path, sizeof path, "%s/ffnlab-fuzz-%ld%s", tmp && tmp[0] ? tmp : "/tmp", (long)getpid(), suffix);
+    static int registered;
+    if (!registered) registered = !atexit(fuzz_remove_files);
+    fuzz_path(path, sizeof path, suffix);
     FILE *f = fopen(path, "wb");
     if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {
         perror(path);
