@@ -281,7 +281,7 @@ fl_status fl_tok_set_token(fl_tokenizer *tok, int32_t id, const char *s, size_t 
         return fl_fail(err, FL_EINTERNAL, "token id %d out of range", (int)id);
     if (n > UINT32_MAX || !grow((void **)&tok->blob, &tok->blob_cap, tok->blob_len + n, 1))
         return fl_fail(err, FL_ENOMEM, "out of memory storing tokens");
-    memcpy(tok->blob + tok->blob_len, s, n);
+    if (n) memcpy(tok->blob + tok->blob_len, s, n); /* an empty token ("") before any other: blob is still NULL */
     tok->off[id] = tok->blob_len;
     tok->len[id] = (uint32_t)n;
     tok->has[id] = 1;
