@@ -4,8 +4,10 @@
  * Checks that the defaults (the tiny model `ffnlab train` runs with no
  * arguments) are valid, that every shipped config in configs/ loads and
  * validates, that each kind of bad input (unknown key, wrong type, fractional
- * integer, out of range, broken JSON, junk in a flag) fails with FL_EINVAL and
- * a message naming the source and the key, that --ffn-layer appends and the
+ * integer, out of range, broken JSON, a key given twice, a raw control
+ * character or invalid UTF-8 in a string, junk in a flag) fails with
+ * FL_EINVAL and a message naming the source and the key (its line, or the
+ * byte offset), that --ffn-layer appends and the
  * last override of a layer wins, and that to_json → apply_json reproduces the
  * struct byte for byte.
  */
@@ -236,6 +238,16 @@ static void test_json_syntax(void **state) {
     expect_json_error("", "invalid JSON near byte 0", NULL);
     expect_json_error("{\"lr\": 1} trailing", "invalid JSON", NULL);
     expect_json_error("[1, 2]", "expected a JSON object", NULL);
+}
+
+/* What cJSON lets through: the last "n_layers" would silently win. */
+static void test_json_strict(void **state) {
+    (void)state;
+    expect_json_error("{\"n_layers\": 2,\n \"d_model\": 64,\n \"n_layers\": 12}", "line 3: duplicate key \"n_layers\"", NULL);
+    expect_json_error("{\"ffn\": \"dense\", \"\\u0066fn\": \"moe\"}", "duplicate key", NULL);
+    expect_json_error("{\"notes\": \"a\tb\"}", "raw control character 0x09 in a string at byte 12", NULL);
+    expect_json_error("{\"notes\": \"caf\xe9\"}", "invalid UTF-8 in a string at byte 14", NULL);
+    expect_json_error("{\"ffn\": \"dense\\u0000moe\"}", "\\u0000", NULL);
 }
 
 static void test_json_applies_and_loads(void **state) {
@@ -474,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_json_not_integral),
         cmocka_unit_test(test_json_out_of_range),
         cmocka_unit_test(test_json_syntax),
+        cmocka_unit_test(test_json_strict),
         cmocka_unit_test(test_json_applies_and_loads),
         cmocka_unit_test(test_set_from_text),
         cmocka_unit_test(test_ffn_layers),

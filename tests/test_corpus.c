@@ -2,8 +2,10 @@
  * tests/test_corpus.c — reading corpora: plain text and JSON Lines.
  *
  * Checks the TinyStories layout (separator lines, optional trailing
- * separator, CRLF, blank documents dropped), JSON Lines (blank lines skipped,
- * a bad line named by number), the UTF-8 validator on its edge cases
+ * separator, CRLF, blank documents dropped, a UTF-8 byte-order mark at the
+ * start dropped in both formats), JSON Lines (blank lines skipped, a bad line
+ * named by number: broken JSON, bytes after the object, a key twice, a raw
+ * control character in a string, \u0000), the UTF-8 validator on its edge cases
  * (overlongs, surrogates, past U+10FFFF, truncated sequences), that errors
  * name file, line and byte offset, that an empty corpus is an error, and that
  * the real TinyStories sample splits into its 2,316 stories.
@@ -104,6 +106,33 @@ static void test_jsonl_bad_lines(void **state) {
     parse_fails(number, strlen(number), "c.jsonl", "c.jsonl:1:", "\"text\"");
     const char *array = "{\"text\": \"a\"}\n[1, 2]\n";
     parse_fails(array, strlen(array), "c.jsonl", "c.jsonl:2:", "object");
+    /* what cJSON lets through */
+    const char *trailing = "{\"text\": \"a\"} {\"text\": \"b\"}\n";
+    parse_fails(trailing, strlen(trailing), "c.jsonl", "c.jsonl:1:", "unexpected bytes after the JSON value at byte 14");
+    const char *dup = "{\"text\": \"a\"}\n{\"text\": \"b\", \"text\": \"c\"}\n";
+    parse_fails(dup, strlen(dup), "c.jsonl", "c.jsonl:2: duplicate key \"text\"", NULL);
+    const char *ctl = "{\"text\": \"a\"}\n{\"text\": \"b\tc\"}\n";
+    parse_fails(ctl, strlen(ctl), "c.jsonl", "c.jsonl:2: raw control character 0x09 in a string at byte 25", NULL);
+    const char *nul = "{\"text\": \"cut\\u0000here\"}\n";
+    parse_fails(nul, strlen(nul), "c.jsonl", "c.jsonl:1: \\u0000", NULL);
+}
+
+/* A byte-order mark is no text: the first story does not start with EF BB
+   BF, a BOM'd JSON Lines file is still JSON Lines, and byte offsets in
+   messages stay the file's. */
+static void test_bom(void **state) {
+    (void)state;
+    fl_corpus c;
+    parse_ok("\xEF\xBB\xBFOnce upon a time.\n<|endoftext|>\nThe end.\n", &c);
+    assert_int_equal(c.n_docs, 2);
+    assert_doc(&c, 0, "Once upon a time.");
+    fl_corpus_free(&c);
+    parse_ok("\xEF\xBB\xBF{\"text\": \"Once.\"}\n", &c);
+    assert_int_equal(c.n_docs, 1);
+    assert_doc(&c, 0, "Once.");
+    fl_corpus_free(&c);
+    const char bad[] = "\xEF\xBB\xBFOnce \xff.\n";
+    parse_fails(bad, sizeof bad - 1, "b.txt", "b.txt:1: invalid UTF-8 at byte 8", NULL);
 }
 
 static void test_utf8_check(void **state) {
@@ -207,6 +236,7 @@ int main(void) {
         cmocka_unit_test(test_crlf),
         cmocka_unit_test(test_jsonl),
         cmocka_unit_test(test_jsonl_bad_lines),
+        cmocka_unit_test(test_bom),
         cmocka_unit_test(test_utf8_check),
         cmocka_unit_test(test_invalid_utf8_message),
         cmocka_unit_test(test_empty_corpus),

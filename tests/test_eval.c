@@ -12,7 +12,8 @@
  *    may be written with commas (words=a,b,c);
  *  - results of tasks not run again are kept for the same weights;
  *  - a bad spec (unknown task or option, value out of range) fails before any
- *    task runs; a failing task is one line, and the tasks before it are saved;
+ *    task runs; a failing task is one line (its prefix said once, no progress
+ *    line of the failed task before it), and the tasks before it are saved;
  *  - an evaluation that fails before any task finished leaves the run folder
  *    byte-identical, and eval/ exists only when a task wrote a file there;
  *  - blimp reads the release, BabyLM and supplement layouts through the CLI,
@@ -265,6 +266,22 @@ static void test_eval_errors(void **state) {
     assert_int_equal(ffnlab(&out, "eval --run %s/nonexistent --task blimp", g_dir), 1);
     assert_non_null(strstr(out, "nonexistent"));
     free(out);
+    /* a plugin that names its flag in its message: said once, not twice */
+    assert_int_equal(ffnlab(&out, "eval --run %s/tiny --task lm:stride=100", g_dir), 1);
+    if (!strstr(out, "error: --task lm: stride 100 must be below the context (48)") || strstr(out, "--task lm: --task lm"))
+        fail_msg("unexpected message: %s", out);
+    free(out);
+    /* a GLUE file refused: no "fine-tuned 1/1" progress line before the error */
+    char glue[4300], cmd[9000];
+    snprintf(glue, sizeof glue, "%s/glue_late/RTE", g_dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && cp " FIX "/glue/RTE/dev.tsv %s/", glue, glue);
+    assert_int_equal(ts_run(cmd, NULL), 0);
+    snprintf(glue, sizeof glue, "%s/glue_late/RTE/train.tsv", g_dir);
+    static const char bad_label[] = "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tmaybe\n";
+    assert_int_equal(ts_write_file(glue, bad_label, sizeof bad_label - 1), 0);
+    assert_int_equal(ffnlab(&out, "eval --run %s/tiny --task glue:data=%s/glue_late,tasks=rte", g_dir, g_dir), 1);
+    if (!strstr(out, "train.tsv:2: label \"maybe\"") || strstr(out, "fine-tuned")) fail_msg("unexpected output: %s", out);
+    free(out);
 }
 
 static void test_failed_eval_changes_nothing(void **state) {
@@ -343,7 +360,7 @@ static void test_blimp_layouts_and_errors(void **state) {
     assert_non_null(strstr(out, "sv.jsonl:4: sentence_bad is missing")); /* every skipped line is logged */
     free(out);
     doc = eval_json("tiny");
-    assert_true(value_of(doc, "blimp", "skipped_lines", NULL, NULL, NULL) == 4);
+    assert_true(value_of(doc, "blimp", "skipped_lines", NULL, NULL, NULL) == 6); /* lines 2, 4, 6-9; the blank ones are no lines */
     assert_true(value_of(doc, "blimp", "pairs", NULL, NULL, NULL) == 2);
     cJSON_Delete(doc);
 }

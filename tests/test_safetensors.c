@@ -6,8 +6,9 @@
  * format defines (u64 LE length, space-padded JSON header, data in the given
  * order); parses a written file by hand with cJSON; feeds the reader each
  * kind of broken file (empty, truncated, absurd header length, garbage, bad
- * JSON, bad dtype/shape/offsets, overlaps, holes) and expects FL_EINVAL with
- * the path in the message; and checks that writes are atomic: a failed write
+ * JSON, bad dtype/shape/offsets, overlaps, holes, a tensor name twice or
+ * holding a NUL byte, invalid UTF-8 or \u0000) and expects FL_EINVAL with
+ * the path in the message (and the byte offset in the file for a bad name); and checks that writes are atomic: a failed write
  * leaves nothing behind and an overwrite swaps the whole file.
  */
 #include "support.h"
@@ -191,13 +192,16 @@ static void test_layout_by_hand(void **state) {
 /* ---- corrupt files ----------------------------------------------------------- */
 
 /* A file of: u64 LE `length`, `header` bytes, then `data_len` zero bytes. */
-static void write_raw(const char *path, uint64_t length, const char *header, size_t data_len) {
-    size_t hl = strlen(header);
+static void write_raw_bytes(const char *path, uint64_t length, const char *header, size_t hl, size_t data_len) {
     unsigned char *buf = calloc(1, 8 + hl + data_len);
     for (int i = 0; i < 8; i++) buf[i] = (unsigned char)(length >> (8 * i));
     memcpy(buf + 8, header, hl);
     assert_int_equal(ts_write_file(path, buf, 8 + hl + data_len), 0);
     free(buf);
+}
+
+static void write_raw(const char *path, uint64_t length, const char *header, size_t data_len) {
+    write_raw_bytes(path, length, header, strlen(header), data_len);
 }
 
 /* open must fail with FL_EINVAL naming the path (and want, if given). */
@@ -218,6 +222,15 @@ static void expect_bad_header(const char *path, const char *json, size_t data_le
     write_raw(path, strlen(json), json, data_len);
     expect_corrupt(path, want, want2);
 }
+
+/* The same for a header with NUL bytes in it: json is a string literal. */
+static void expect_bad_header_bytes(const char *path, const char *json, size_t len, size_t data_len, const char *want,
+                                    const char *want2) {
+    write_raw_bytes(path, len, json, len, data_len);
+    expect_corrupt(path, want, want2);
+}
+#define expect_bad_header_n(path, lit, data_len, want, want2) \
+    expect_bad_header_bytes(path, lit, sizeof lit - 1, data_len, want, want2)
 
 static void test_corrupt_framing(void **state) {
     (void)state;
@@ -295,8 +308,16 @@ static void test_corrupt_header(void **state) {
     expect_bad_header(p, "{\"a\":" T("\"F32\"", "[1]", "[0,4]") ",\"b\":" T("\"F32\"", "[1]", "[8,12]") "}", 12,
                       "belong to no tensor", "(tensor \"b\")");
     expect_bad_header(p, "{\"a\":" T("\"F32\"", "[1]", "[0,4]") "}", 8, "cover 4 bytes", NULL);
+    /* what cJSON lets through (fl_json_strict): a name twice, a raw NUL byte
+       that would cut the name, invalid UTF-8, the escape \u0000 */
     expect_bad_header(p, "{\"a\":" T("\"F32\"", "[1]", "[0,4]") ",\"a\":" T("\"F32\"", "[1]", "[4,8]") "}", 8,
-                      "appears twice", "(tensor \"a\")");
+                      "line 1: duplicate key \"a\"", NULL);
+    expect_bad_header(p, "{\"a\":" T("\"F32\"", "[1]", "[0,4]") ",\"\\u0061\":" T("\"F32\"", "[1]", "[4,8]") "}", 8,
+                      "duplicate key \"\\u0061\"", NULL);
+    expect_bad_header_n(p, "{\"ln_f.weight\0evil\":" T("\"F32\"", "[1]", "[0,4]") "}", 4,
+                        "raw control character 0x00 in a string at byte 21", NULL);
+    expect_bad_header(p, "{\"ln_f.\xff\":" T("\"F32\"", "[1]", "[0,4]") "}", 4, "invalid UTF-8 in a string at byte 15", NULL);
+    expect_bad_header(p, "{\"ln_f\\u0000x\":" T("\"F32\"", "[1]", "[0,4]") "}", 4, "\\u0000", "at byte 14");
     expect_bad_header(p, "{\"__metadata__\":{\"k\":1}}", 0, "__metadata__", "\"k\"");
     expect_bad_header(p, "{\"__metadata__\":[]}", 0, "__metadata__", NULL);
 #undef T

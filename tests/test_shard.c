@@ -5,7 +5,8 @@
  * beyond 65,536), the exact on-disk header, an empty shard, and that every
  * kind of damage is refused at open with FL_EINVAL and a message naming the
  * file and the problem: a truncated header or body, extra bytes, wrong magic,
- * wrong version, a bad token width, a token outside the vocabulary. The
+ * wrong version, a bad token width, a token outside the vocabulary, a
+ * vocabulary above the largest int32 token id. The
  * writer refuses out-of-range tokens too, and leaves no file behind.
  */
 #include "support.h"
@@ -135,6 +136,14 @@ static void add_bytes(unsigned char *b, size_t *len) { (void)b; *len += 2; }
 static void bad_magic(unsigned char *b, size_t *len) { (void)len; memcpy(b, "GPT2TOK", 7); }
 static void bad_version(unsigned char *b, size_t *len) { (void)len; b[8] = 9; }
 static void bad_width(unsigned char *b, size_t *len) { (void)len; b[12] = 3; }
+/* 4-byte tokens (the 4 tokens read as 2), vocabulary 2^31: token 0x00040003
+   fits it, and a token of 2^31 or more would turn negative as an int32 id
+   (found by fuzz_shard; tests/fuzz/regressions/fuzz_shard/) */
+static void huge_vocab(unsigned char *b, size_t *len) {
+    (void)len;
+    b[12] = 4, b[16] = 2;
+    b[24] = 0, b[25] = 0, b[26] = 0, b[27] = 0x80;
+}
 static void big_token(unsigned char *b, size_t *len) { (void)len; b[64 + 2 * 2] = 100; } /* == vocab */
 
 static void test_truncated(void **state) {
@@ -162,6 +171,7 @@ static void test_bad_width(void **state) {
 static void test_token_out_of_range(void **state) {
     fixture *f = *state;
     expect_damage(f->path, big_token, "token 100 at position 2");
+    expect_damage(f->path, huge_vocab, "vocabulary size 2147483648 is above the largest token id ffnlab takes");
 }
 
 static void test_missing_file(void **state) {

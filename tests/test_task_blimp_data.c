@@ -11,6 +11,11 @@
  *  - supplement files (no UID) are one task each, newlines inside strings kept;
  *  - a malformed line stops with FILE:LINE (on_error=stop); with skip every
  *    malformed line is counted and the good ones kept — nothing silently lost;
+ *    a line is malformed when cJSON cannot parse it, when it is not an object
+ *    with both sentences, or when it breaks a rule of RFC 8259 that cJSON
+ *    lets through (a key twice: named; a raw control character or invalid
+ *    UTF-8 in a string: the byte offset in the file); blank lines, a trailing
+ *    one included, are skipped as the corpus reader skips them;
  *  - an empty file is an error (stop) or counted (skip); a BOM and CRLF are
  *    accepted, a last line without newline counts;
  *  - the paradigm filter keeps only the named UIDs (or file stems);
@@ -97,13 +102,24 @@ static void test_malformed_skip_counts_every_line(void **state) {
     blimp_set s = {0};
     ts_assert_ok(blimp_read_path(&s, FIX "/malformed", 0, 1, NULL, &err), &err);
     assert_int_equal(s.n, 2);
-    assert_int_equal(s.skipped_lines, 4);
-    assert_int_equal(s.n_notes, 4);
+    assert_int_equal(s.skipped_lines, 6); /* line 5 and the last are blank: skipped, not malformed */
+    assert_int_equal(s.n_notes, BLIMP_MAX_NOTES); /* the first 5 messages are kept */
     assert_non_null(strstr(s.notes[0], "sv.jsonl:2:"));
     assert_non_null(strstr(s.notes[1], "sv.jsonl:4: sentence_bad is missing"));
-    assert_non_null(strstr(s.notes[2], "sv.jsonl:5:"));
-    assert_non_null(strstr(s.notes[3], "sv.jsonl:6: not a JSON object"));
+    assert_non_null(strstr(s.notes[2], "sv.jsonl:6: not a JSON object"));
+    assert_non_null(strstr(s.notes[3], "sv.jsonl:7: duplicate key \"sentence_good\""));
+    assert_non_null(strstr(s.notes[4], "sv.jsonl:8: raw control character 0x09 in a string at byte 766"));
     blimp_set_free(&s);
+    /* on_error=stop names the line and the byte of the file */
+    char *dir = ts_tmpdir(), path[4200];
+    snprintf(path, sizeof path, "%s/bad.jsonl", dir);
+    const char text[] = "\n{\"sentence_good\": \"A \xff.\", \"sentence_bad\": \"B.\"}\n";
+    assert_int_equal(ts_write_file(path, text, sizeof text - 1), 0);
+    assert_int_equal(blimp_read_path(&s, path, 0, 0, NULL, &err), FL_EINVAL);
+    assert_non_null(strstr(err.msg, "bad.jsonl:2: invalid UTF-8 in a string at byte 22"));
+    blimp_set_free(&s);
+    ts_rmtree(dir);
+    free(dir);
 }
 
 static void test_empty_file(void **state) {

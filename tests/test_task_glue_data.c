@@ -8,8 +8,10 @@
  *    per answer option), WSC (the pronoun marked *like this*);
  *  - TSV fields are split on tabs only: quotes are literal characters;
  *  - a row with the wrong column count, an unknown label, a header without
- *    the expected columns, an empty file: one line naming FILE:LINE; with
- *    on_error=skip the bad row is counted, the rest kept;
+ *    the expected columns, an empty file, a JSON line with a key twice: one
+ *    line naming FILE:LINE (and the key); with on_error=skip the bad row is
+ *    counted, the rest kept; blank lines (only whitespace, a trailing one
+ *    included) are skipped in TSV and JSONL files alike;
  *  - BabyLM 2023 files: hidden test labels (-1) are recognised; a split that
  *    mixes hidden and real labels is an error;
  *  - MCC, F1 and accuracy against hand-computed values, including the
@@ -149,6 +151,16 @@ static void test_broken_files(void **state) {
     assert_int_equal(s.n, 2);
     assert_int_equal(s.skipped, 1);
     assert_non_null(strstr(s.notes[0], "train.tsv:3:"));
+    glue_split_free(&s);
+
+    expect_error("boolq", FIX "/glue_bad/jsonl/BoolQ/train.jsonl", 0, "BoolQ/train.jsonl:3: duplicate key \"label\"");
+    ts_assert_ok(glue_read(glue_find("boolq"), FIX "/glue_bad/jsonl/BoolQ/train.jsonl", 1, &s, &err), &err);
+    assert_int_equal(s.n, 1); /* the blank lines 2 and 4 are no examples and no errors */
+    assert_int_equal(s.skipped, 1);
+    glue_split_free(&s);
+    s = read_ok("rte", FIX "/glue_bad/blank/RTE/train.tsv");
+    assert_int_equal(s.n, 2);
+    assert_int_equal(label_count(&s, 1), 1);
     glue_split_free(&s);
 }
 

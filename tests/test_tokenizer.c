@@ -19,7 +19,11 @@
  * - Files from the Hugging Face library load and give the library's ids
  *   (fixtures from tests/reference/make_tokenizer_fixture.py, which also
  *   checked that the library reads ffnlab's files and agrees on their ids).
- * - Broken or foreign files fail with FL_EINVAL and a message naming the file.
+ * - Broken or foreign files fail with FL_EINVAL and a message naming the file
+ *   (a vocab entry given twice: its key and line; bytes after the JSON).
+ * - fl_tokenizer_check_ids names the ids a tokenizer lacks (out of range, or a
+ *   hole in a foreign vocab); `tokenizer decode` of such ids says which and
+ *   exits 1, printing nothing.
  * - encode is thread-safe on one tokenizer.
  * - `ffnlab tokenizer train|encode|decode` agree with the library calls (train
  *   --arch bert gives an encoder's tokenizer) and
@@ -596,6 +600,9 @@ static void edit_id_huge(cJSON *r) {
 static void edit_id_twice(cJSON *r) {
     cJSON_ReplaceItemInObjectCaseSensitive(vocab_of(r), "a", cJSON_CreateNumber(98));
 }
+static void edit_dup_key(cJSON *r) { /* cJSON adds a second "a"; its last one would win */
+    cJSON_AddNumberToObject(vocab_of(r), "a", 98);
+}
 static void edit_metaspace(cJSON *r) {
     cJSON *p = cJSON_CreateObject();
     cJSON_AddStringToObject(p, "type", "Metaspace");
@@ -628,6 +635,12 @@ static void test_malformed_files(void **state) {
     full[n / 2] = 0;
     expect_load_error(d, "truncated.json", full, FL_EINVAL, "not valid JSON");
     free(full);
+    full = save_bytes(s->trained, d, "full.json", &n);
+    char *trailing = malloc(n + 8);
+    snprintf(trailing, n + 8, "%s{\"x\"", full);
+    expect_load_error(d, "trailing.json", trailing, FL_EINVAL, "unexpected bytes after the JSON value");
+    free(trailing);
+    free(full);
 
     static const struct {
         const char *name;
@@ -648,6 +661,7 @@ static void test_malformed_files(void **state) {
         {"id_fraction.json", edit_id_fraction, "\"a\""},
         {"id_huge.json", edit_id_huge, "\"a\""},
         {"id_twice.json", edit_id_twice, "id 98"},
+        {"dup_key.json", edit_dup_key, "duplicate key \"a\""},
         {"metaspace.json", edit_metaspace, "Metaspace"},
         {"normalizer.json", edit_normalizer, "normalizer"},
         {"added_bad.json", edit_added_bad, "added token"},
@@ -717,12 +731,22 @@ static void test_encode_threads(void **state) {
 
 static void test_decode_out_of_range(void **state) {
     suite *s = *state;
-    int32_t ids[] = {-5, 'h', fl_tokenizer_vocab_size(s->trained), 'i', INT32_MAX};
+    const int32_t V = fl_tokenizer_vocab_size(s->trained);
+    int32_t ids[] = {-5, 'h', V, 'i', INT32_MAX};
     size_t len;
     char *t = fl_tokenizer_decode(s->trained, ids, 5, &len);
     assert_int_equal(len, 2);
     assert_string_equal(t, "hi");
     free(t);
+    fl_error err = {0};
+    char want[128];
+    assert_int_equal(fl_tokenizer_check_ids(s->trained, ids, 5, &err), FL_EINVAL);
+    snprintf(want, sizeof want, "unknown token ids -5, %d, 2147483647 (the tokenizer's ids are 0..%d)", V, V - 1);
+    assert_string_equal(err.msg, want);
+    ts_assert_ok(fl_tokenizer_check_ids(s->trained, ids + 1, 1, &err), &err);
+    int32_t many[12] = {-1, -2, -3, -4, -5, -6, -7, -8, -9, -10, 'a', -11};
+    assert_int_equal(fl_tokenizer_check_ids(s->trained, many, 12, &err), FL_EINVAL);
+    assert_non_null(strstr(err.msg, "-7, -8 and 3 more"));
 }
 
 /* ---- the command line -------------------------------------------------- */
@@ -771,6 +795,13 @@ static void test_cli(void **state) {
     assert_int_equal(ts_run(cmd, NULL), 2);
     snprintf(cmd, sizeof cmd, "%s tokenizer decode --tokenizer %s 1 two", bin, path);
     assert_int_equal(ts_run(cmd, NULL), 2);
+    /* ids the tokenizer does not have: named, exit 1, no text */
+    snprintf(cmd, sizeof cmd, "echo '104 300 105 70000' | %s tokenizer decode --tokenizer %s", bin, path);
+    assert_int_equal(ts_run(cmd, &out), 1);
+    if (strncmp(out, "ffnlab: error: ", 15) || !strstr(out, "unknown token ids 300, 70000 (the tokenizer's ids are 0..299)") ||
+        strstr(out, "hi"))
+        fail_msg("unexpected output: %s", out);
+    free(out);
 
     /* --arch bert: an encoder's tokenizer, its four tokens last within the size */
     snprintf(path, sizeof path, "%s/cli-enc.json", s->dir);

@@ -29,7 +29,22 @@
  *    replaces it only once the new run has a checkpoint; a failed --resume
  *    writes nothing);
  *  - bad input (unknown config key, corrupt checkpoint, checkpoint of another
- *    shape, invalid UTF-8 or empty corpus) fails with one clear line.
+ *    shape, invalid UTF-8 or empty corpus) fails with one clear line;
+ *  - a given tokenizer sizes the model, and train_config.json records its
+ *    vocabulary, not --vocab-size's;
+ *  - faults (FFNLAB_TEST_PAUSE stops the process at a named point; README
+ *    "Tests"): SIGTERM behaves as SIGINT (checkpoint, exit 128 + 15, and the
+ *    resumed run logs the uninterrupted run's losses bit for bit); SIGKILL at
+ *    any point of a checkpoint write (half-way through model.safetensors or
+ *    optimizer.safetensors, between them, before and after the folder
+ *    exchange) leaves a whole checkpoint, of the step before or of the new
+ *    one, from which --resume gives the uninterrupted losses; a checkpoint
+ *    write that exceeds the file-size limit (a full disk) is one error line
+ *    naming the file, keeps the previous checkpoint and leaves no temporary
+ *    folder; a run folder that cannot be written (a file in the way, a
+ *    read-only file system) is refused before any work;
+ *  - a plugin whose create, forward or backward fails is named with its
+ *    layer and the call; one that writes NaN stops the run naming its layer.
  */
 #include "support.h"
 
@@ -39,9 +54,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "safetensors.h"
 
 /* A model small enough that a run takes seconds. */
 #define TINY "--corpus-bytes 200000 --vocab-size 320 --d-model 32 --n-layers 1 --n-heads 2 " \
@@ -502,6 +520,242 @@ static void test_bad_input_is_one_clear_line(void **state) {
     expect_error("model.safetensors", "generate --run %s/good --max-tokens 3", g_dir);
 }
 
+/* ---- faults ----------------------------------------------------------------- */
+
+/* The arguments of every fault run and of its uninterrupted reference. */
+#define FAULT_RUN TINY " --steps 24 --ckpt-every 4"
+
+/* The losses of FAULT_RUN uninterrupted (run once per suite). */
+static const char *reference_losses(void) {
+    static char *ref;
+    if (ref) return ref;
+    char *out, dir[4200];
+    snprintf(dir, sizeof dir, "%s/reference", g_dir);
+    int rc = ffnlab(&out, "train " FAULT_RUN " --run-dir %s", dir);
+    if (rc) fail_msg("train failed: %s", out);
+    free(out);
+    return ref = losses(dir);
+}
+
+/* Starts `ffnlab ARGS` with stderr in log; FFNLAB_TEST_PAUSE=pause_at unless
+   NULL; RLIMIT_FSIZE of fsize bytes when fsize > 0. Returns its pid. */
+static pid_t spawn(const char *pause_at, long fsize, const char *log, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static pid_t spawn(const char *pause_at, long fsize, const char *log, const char *fmt, ...) {
+    char args[4096], cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(args, sizeof args, fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof cmd, "exec '%s' %s", ts_ffnlab_bin(), args);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (pause_at) setenv("FFNLAB_TEST_PAUSE", pause_at, 1);
+        struct rlimit lim = {(rlim_t)fsize, (rlim_t)fsize};
+        if (fsize > 0 && setrlimit(RLIMIT_FSIZE, &lim) != 0) _exit(126);
+        if (!freopen(log, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits (60 s at most) until the process has paused at its test hook. */
+static void wait_paused(pid_t pid, const char *log) {
+    for (int i = 0; i < 600; i++) {
+        char *text = ts_read_file(log, NULL);
+        int paused = text && strstr(text, "ffnlab: test hook: paused at ");
+        free(text);
+        if (paused) return;
+        if (waitpid(pid, NULL, WNOHANG) == pid) fail_msg("ffnlab ended before it paused; see %s", log);
+        usleep(100000);
+    }
+    kill(pid, SIGKILL);
+    fail_msg("ffnlab did not pause within 60 s; see %s", log);
+}
+
+/* How the process ended: its exit status, or 128 + the signal that ended it. */
+static int reap(pid_t pid) {
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void expect_in_log(const char *log, const char *want) {
+    char *text = ts_read_file(log, NULL);
+    if (!text || !strstr(text, want)) fail_msg("%s lacks \"%s\":\n%s", log, want, text ? text : "(no file)");
+    free(text);
+}
+
+/* The step run/checkpoint holds (its model.safetensors loads: a whole file). */
+static long checkpoint_step(const char *run) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/checkpoint/model.safetensors", run);
+    fl_st_file *f = NULL;
+    fl_error err = {0};
+    ts_assert_ok(fl_safetensors_open(path, &f, &err), &err);
+    long step = atol(fl_safetensors_meta(f, "step"));
+    fl_safetensors_close(f);
+    return step;
+}
+
+/* --resume of run completes and logs the uninterrupted run's losses. */
+static void expect_resumes_exactly(const char *run) {
+    char *out;
+    int rc = ffnlab(&out, "train --resume --no-progress --run-dir %s", run);
+    if (rc) fail_msg("resume of %s failed (%d): %s", run, rc, out);
+    free(out);
+    char *got = losses(run);
+    assert_string_equal(got, reference_losses());
+    free(got);
+}
+
+static void test_sigterm_is_like_sigint(void **state) {
+    (void)state;
+    char run[4200], log[4300];
+    snprintf(run, sizeof run, "%s/term", g_dir);
+    snprintf(log, sizeof log, "%s/term.log", g_dir);
+    pid_t pid = spawn("step@11", 0, log, "train " FAULT_RUN " --run-dir %s", run); /* before step 11 */
+    wait_paused(pid, log);
+    kill(pid, SIGTERM);
+    assert_int_equal(reap(pid), 128 + SIGTERM);
+    expect_in_log(log, "interrupted by SIGTERM at step 10; checkpoint saved");
+    assert_int_equal(checkpoint_step(run), 10);
+    expect_resumes_exactly(run);
+}
+
+/* SIGKILL at each point of the second checkpoint's write (step 8; the first
+   is step 4): what is left is one whole checkpoint, and the run goes on. */
+static void test_sigkill_during_checkpoint(void **state) {
+    (void)state;
+    static const struct {
+        const char *point;
+        long step; /* what checkpoint/ then holds */
+    } POINTS[] = {
+        {"safetensors.half@3", 4},      /* half of step 8's model.safetensors written */
+        {"checkpoint.model@2", 4},      /* its model written, no optimizer state yet */
+        {"safetensors.half@4", 4},      /* half of its optimizer.safetensors */
+        {"checkpoint.complete@2", 4},   /* all of checkpoint.tmp/, not yet exchanged */
+        {"replace_dir.exchanged@2", 8}, /* exchanged; the old one not yet removed */
+    };
+    for (size_t i = 0; i < sizeof POINTS / sizeof *POINTS; i++) {
+        char run[4200], log[4300];
+        snprintf(run, sizeof run, "%s/kill%zu", g_dir, i);
+        snprintf(log, sizeof log, "%s/kill%zu.log", g_dir, i);
+        pid_t pid = spawn(POINTS[i].point, 0, log, "train " FAULT_RUN " --run-dir %s", run);
+        wait_paused(pid, log);
+        kill(pid, SIGKILL);
+        assert_int_equal(reap(pid), 128 + SIGKILL);
+        print_message("killed at %s: checkpoint/ holds step %ld\n", POINTS[i].point, checkpoint_step(run));
+        assert_int_equal(checkpoint_step(run), POINTS[i].step);
+        expect_resumes_exactly(run);
+    }
+}
+
+static void test_full_disk_keeps_the_last_checkpoint(void **state) {
+    (void)state;
+    char run[4200], log[4300], tmp[4300], *out;
+    snprintf(run, sizeof run, "%s/full_disk", g_dir);
+    snprintf(log, sizeof log, "%s/full_disk.log", g_dir);
+    int rc = ffnlab(&out, "train " FAULT_RUN " --stop-after 8 --run-dir %s", run);
+    if (rc) fail_msg("train failed: %s", out);
+    free(out);
+    /* files of at most 32 KiB: model.safetensors (~60 KiB) no longer fits */
+    pid_t pid = spawn(NULL, 32 << 10, log, "train --resume --no-progress --run-dir %s", run);
+    assert_int_equal(reap(pid), 1);
+    expect_in_log(log, "ffnlab: error: ");
+    expect_in_log(log, "checkpoint.tmp/model.safetensors: write failed: File too large");
+    assert_int_equal(checkpoint_step(run), 8);
+    snprintf(tmp, sizeof tmp, "%s/checkpoint.tmp", run);
+    assert_int_equal(access(tmp, F_OK), -1);
+    expect_resumes_exactly(run);
+}
+
+/* How this machine mounts a read-only file system for one command: `unshare
+   -m` (root) or `unshare -rm` (a user namespace); NULL when it cannot. */
+static const char *read_only_mounter(void) {
+    if (ts_run("unshare -m true 2>/dev/null", NULL) == 0) return "unshare -m";
+    if (ts_run("unshare -rm true 2>/dev/null", NULL) == 0) return "unshare -rm";
+    return NULL;
+}
+
+static void test_unwritable_run_folder_refused_first(void **state) {
+    (void)state;
+    char file[4200], ro[4200], cmd[16384], *out;
+    snprintf(file, sizeof file, "%s/a_file", g_dir);
+    ts_write_file(file, "x", 1);
+    int rc = ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/run", file);
+    if (rc != 1 || !strstr(out, "a_file: not a folder") || strstr(out, "training a"))
+        fail_msg("a file in the way: exit %d: %s", rc, out);
+    free(out);
+    snprintf(ro, sizeof ro, "%s/read_only", g_dir);
+    assert_int_equal(mkdir(ro, 0700), 0);
+    const char *mounter = read_only_mounter();
+    if (geteuid() != 0) { /* permissions bind a user: a folder without w */
+        chmod(ro, 0500);
+        snprintf(cmd, sizeof cmd, "'%s' train " TINY " --steps 2 --run-dir %s/runs/run", ts_ffnlab_bin(), ro);
+    } else if (mounter) { /* root writes anywhere: a read-only file system */
+        snprintf(cmd, sizeof cmd, "%s sh -c \"mount -t tmpfs -o ro,size=64k none %s && exec '%s' train " TINY
+                 " --steps 2 --run-dir %s/runs/run\"", mounter, ro, ts_ffnlab_bin(), ro);
+    } else {
+        print_message("root without mount namespaces: no read-only folder to try here\n");
+        return;
+    }
+    rc = ts_run(cmd, &out);
+    chmod(ro, 0700);
+    if (rc != 1 || !strstr(out, "runs/run: ") || !strstr(out, "read_only: cannot write there: ") || strstr(out, "training a"))
+        fail_msg("a read-only folder: exit %d: %s", rc, out);
+    free(out);
+}
+
+/* ---- plugins that misbehave, a given tokenizer -------------------------------- */
+
+static void test_misbehaving_plugin_named(void **state) {
+    (void)state;
+    static const struct {
+        const char *spec, *want;
+    } CASES[] = {
+        {"fails:call=create", "layer 1 ffn 'fails' create: deliberate failure"},
+        {"fails:call=forward,at_step=3", "layer 1 ffn 'fails' forward: deliberate failure"},
+        {"fails:call=backward,at_step=3", "layer 1 ffn 'fails' backward: deliberate failure"},
+        {"nan:at_step=3", "layer 1 ffn 'nan' wrote values that are not finite (NaN or inf) at step 3"},
+    };
+    for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++) {
+        char *out, cmd[8192];
+        snprintf(cmd, sizeof cmd, "FFNLAB_PLUGIN_PATH=%s:$FFNLAB_PLUGIN_PATH '%s' train " TINY
+                 " --n-layers 2 --steps 8 --ffn-layer 1=%s --run-dir %s/plugin%zu", FFNLAB_TEST_PLUGIN_DIR,
+                 ts_ffnlab_bin(), CASES[i].spec, g_dir, i);
+        int rc = ts_run(cmd, &out);
+        if (rc != 1 || !strstr(out, CASES[i].want)) fail_msg("--ffn-layer 1=%s: exit %d: %s", CASES[i].spec, rc, out);
+        free(out);
+    }
+}
+
+static void test_given_tokenizer_sizes_the_model(void **state) {
+    (void)state;
+    char corpus[4200], tok[4200], path[4300], *out;
+    snprintf(corpus, sizeof corpus, "%s/tok_corpus.txt", g_dir);
+    snprintf(tok, sizeof tok, "%s/tok400.json", g_dir);
+    int rc = ffnlab(&out, "data generate --out %s --bytes 200000", corpus);
+    if (!rc) free(out), rc = ffnlab(&out, "tokenizer train --corpus %s --vocab-size 400 --out %s", corpus, tok);
+    if (rc) fail_msg("making a tokenizer failed: %s", out);
+    free(out);
+    rc = ffnlab(&out, "train " TINY " --steps 2 --tokenizer %s --run-dir %s/tok400", tok, g_dir); /* TINY says 320 */
+    if (rc) fail_msg("train failed: %s", out);
+    assert_non_null(strstr(out, "vocab_size 400: the tokenizer's (the config said 320)"));
+    free(out);
+    snprintf(path, sizeof path, "%s/tok400/train_config.json", g_dir);
+    char *text = ts_read_file(path, NULL);
+    cJSON *cfg = cJSON_Parse(text);
+    free(text);
+    assert_int_equal(num(cfg, "vocab_size"), 400);
+    cJSON_Delete(cfg);
+    rc = ffnlab(&out, "train --resume --steps 4 --no-progress --run-dir %s/tok400", g_dir);
+    if (rc) fail_msg("resume failed: %s", out);
+    free(out);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learns_below_unigram_entropy),
@@ -515,6 +769,12 @@ int main(void) {
         cmocka_unit_test(test_failure_keeps_an_existing_run),
         cmocka_unit_test(test_sigint_saves_and_resumes),
         cmocka_unit_test(test_bad_input_is_one_clear_line),
+        cmocka_unit_test(test_sigterm_is_like_sigint),
+        cmocka_unit_test(test_sigkill_during_checkpoint),
+        cmocka_unit_test(test_full_disk_keeps_the_last_checkpoint),
+        cmocka_unit_test(test_unwritable_run_folder_refused_first),
+        cmocka_unit_test(test_misbehaving_plugin_named),
+        cmocka_unit_test(test_given_tokenizer_sizes_the_model),
     };
     return cmocka_run_group_tests_name("train", tests, ts_suite_dir_setup, ts_suite_dir_teardown);
 }

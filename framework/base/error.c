@@ -5,7 +5,7 @@
 
 #include <stdarg.h>  /* va_list */
 #include <stdio.h>   /* vsnprintf */
-#include <string.h>  /* memcpy */
+#include <string.h>  /* memcpy, strncmp */
 
 fl_status fl_fail(fl_error *err, fl_status code, const char *fmt, ...) {
     if (err) {
@@ -27,6 +27,7 @@ void fl_error_prefix(fl_error *err, const char *fmt, ...) {
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
     size_t k = strlen(prefix);
+    if (!strncmp(old, prefix, k) && !strncmp(old + k, ": ", 2)) return; /* said already (a plugin names its flag too) */
     if (k + 2 >= sizeof err->msg) k = sizeof err->msg - 3;
     memcpy(err->msg, prefix, k);
     memcpy(err->msg + k, ": ", 2);

@@ -14,7 +14,8 @@
 fl_status fl_fail(fl_error *err, fl_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prefixes err->msg with "prefix: " (to add context as an error travels up). */
+/* Prefixes err->msg with "prefix: " (to add context as an error travels up),
+   unless the message starts with it already. */
 void fl_error_prefix(fl_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "test_hook.h"
 
 fl_status fl_atomic_open(fl_atomic_file *af, const char *path, fl_error *err) {
     memset(af, 0, sizeof *af);
@@ -116,6 +117,23 @@ fl_status fl_mkdirs(const char *path, fl_error *err) {
     return FL_OK;
 }
 
+fl_status fl_check_writable(const char *dir, fl_error *err) {
+    char at[4096];
+    if (snprintf(at, sizeof at, "%s", dir[0] ? dir : ".") >= (int)sizeof at)
+        return fl_fail(err, FL_EINVAL, "%s: path too long", dir);
+    struct stat st;
+    while (stat(at, &st) != 0) { /* not there yet: mkdir -p makes it inside the first folder that is */
+        if (errno != ENOENT) return fl_fail(err, FL_EIO, "%s: %s", at, strerror(errno));
+        char *slash = strrchr(at, '/');
+        if (!slash) snprintf(at, sizeof at, ".");
+        else if (slash == at) at[1] = 0; /* "/x" → "/" */
+        else *slash = 0;
+    }
+    if (!S_ISDIR(st.st_mode)) return fl_fail(err, FL_EIO, "%s: not a folder", at);
+    if (access(at, W_OK | X_OK) != 0) return fl_fail(err, FL_EIO, "%s: cannot write there: %s", at, strerror(errno));
+    return FL_OK;
+}
+
 int fl_path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
@@ -167,6 +185,7 @@ fl_status fl_replace_dir(const char *fresh, const char *dir, fl_error *err) {
         return fl_fail(err, FL_EIO, "%s: cannot exchange it with %s: %s", dir, fresh, strerror(errno));
     }
     fsync_dir_of(dir);
+    fl_test_pause("replace_dir.exchanged");
     fl_remove_tree(fresh); /* the old folder, after an exchange */
     return FL_OK;
 }

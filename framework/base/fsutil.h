@@ -32,6 +32,11 @@ fl_status fl_read_file(const char *path, char **data, size_t *len, fl_error *err
 /* mkdir -p */
 fl_status fl_mkdirs(const char *path, fl_error *err);
 int fl_path_exists(const char *path);
+/* Can files be written in folder dir, or in what `mkdir -p dir` makes? The
+   first existing folder on the way must be writable (FL_EIO naming it and
+   why: a read-only file system, no permission, a file in the way), so an
+   output location is refused before the work that fills it. */
+fl_status fl_check_writable(const char *dir, fl_error *err);
 /* The running program's folder (from /proc/self/exe, links resolved) into
    buf; 0 when it cannot be read. */
 int fl_program_dir(char *buf, size_t n);

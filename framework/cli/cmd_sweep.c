@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "job.h"
 #include "sweep.h"
+#include "train.h" /* fl_train_interrupt_status */
 
 static void help(void) {
     printf("usage: ffnlab sweep [--config NAME|FILE] --variants SPEC,... [--variant SPEC ...] [--match params|flops|none]\n"
@@ -149,7 +150,7 @@ int fl_cmd_sweep(int argc, char **argv) {
         else {
             if (fl_job_rank() == 0) print_plan(&a.o, plan);
             if (!a.plan_only && fl_sweep_run(&a.o, plan, &r, &err)) {
-                rc = err.code == FL_EINTR ? 130 : 1;
+                rc = err.code == FL_EINTR ? fl_train_interrupt_status() : 1;
                 if (fl_job_should_report(&err, rc)) fl_cli_report(&err);
             } else if (!a.plan_only && fl_job_rank() == 0) {
                 printf("sweep: %d cells: %d done before, %d trained (%d resumed), %d evaluated; %s/sweep.json\n", r.cells,

@@ -210,6 +210,10 @@ static int do_decode(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t n = 0, len = 0;
     int rc = gather_ids(argc - optind, argv + optind, &ids, &n, &err);
+    if (!rc && fl_tokenizer_check_ids(tok, ids, n, &err)) {
+        fl_error_prefix(&err, "%s", tok_path);
+        rc = fl_cli_report(&err);
+    }
     char *text = rc ? NULL : fl_tokenizer_decode(tok, ids, n, &len);
     if (!rc && !text) rc = fl_cli_report(&(fl_error){FL_ENOMEM, "out of memory decoding"});
     if (!rc && fwrite(text, 1, len, stdout) != len)

@@ -91,7 +91,7 @@ int fl_cmd_train(int argc, char **argv) {
     if (fl_job_request_precision(cfg.precision, &err)) return fl_cli_report(&err);
     fl_train_result res;
     if (fl_train_run(&cfg, &a.opts, &res, &err)) {
-        int code = err.code == FL_EINTR ? 130 : 1;
+        int code = err.code == FL_EINTR ? fl_train_interrupt_status() : 1;
         if (fl_job_should_report(&err, code)) fl_cli_report(&err); /* under mpirun: rank 0 once, or the job ends */
         return code;
     }

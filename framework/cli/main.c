@@ -1,6 +1,7 @@
 /*
  * cli/main.c — the `ffnlab` program: dispatches to a subcommand.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* a file past RLIMIT_FSIZE: its write fails (EFBIG) and is reported like
+       a full disk, instead of the signal ending ffnlab mid-checkpoint */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return 2;

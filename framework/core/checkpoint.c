@@ -25,6 +25,7 @@
 #include "host_table.h"
 #include "params.h"
 #include "safetensors.h"
+#include "test_hook.h"
 
 /* The list the model hands to the optimizer: params in model order. */
 static fl_param_impl *impl_at(fl_model *m, int i) { return fl_param_impl_of(fl_model_param(m, i)); }
@@ -170,14 +171,17 @@ fl_status fl_checkpoint_save(const char *dir, fl_model *m, int with_optimizer, i
     if (!st && c->rank == 0) st = fl_mkdirs(tmp, err);
     if (!st) st = fl_path_join(path, sizeof path, tmp, "model.safetensors", err);
     if (!st) st = write_tensors(path, m, 0, step, err);
+    if (!st && c->rank == 0) fl_test_pause("checkpoint.model");
     if (!st && with_optimizer && !(st = fl_path_join(path, sizeof path, tmp, "optimizer.safetensors", err)))
         st = write_tensors(path, m, 1, step, err);
+    if (st && c->rank == 0) fl_remove_tree(tmp); /* a failed write (a full disk) leaves nothing */
     if (st || c->rank != 0) return st;
     char *cfg = config_json(m, eot);
     if (!cfg) return fl_fail(err, FL_ENOMEM, "out of memory writing config.json");
     if (!(st = fl_path_join(path, sizeof path, tmp, "config.json", err)))
         st = fl_write_file_atomic(path, cfg, strlen(cfg), err);
     free(cfg);
+    if (!st) fl_test_pause("checkpoint.complete");
     if (!st) st = fl_replace_dir(tmp, dir, err);
     if (st) fl_remove_tree(tmp);
     return st;

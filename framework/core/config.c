@@ -38,6 +38,7 @@
 #include "error.h"   /* fl_fail */
 #include "fsutil.h"  /* fl_read_file */
 #include "model.h"   /* FL_ARCH_GPT, FL_ARCH_BERT */
+#include "json_strict.h" /* fl_json_strict */
 
 /* ---- the table ----------------------------------------------------------- */
 
@@ -618,11 +619,11 @@ fl_status fl_config_apply_json(fl_config *c, const char *json, const char *where
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
     if (!root) return json_syntax_error(json, end ? (size_t)(end - json) : 0, where, err);
-    fl_status st = FL_OK;
-    if (!cJSON_IsObject(root)) {
+    fl_status st = fl_json_strict(json, strlen(json), where, 0, 0, err); /* "n_layers" twice: refused */
+    if (!st && !cJSON_IsObject(root)) {
         st = fl_fail(err, FL_EINVAL, "%s: expected a JSON object {\"key\": value, ...}, got %s",
                      where, json_kind(root));
-    } else {
+    } else if (!st) {
         fl_config tmp;
         memcpy(&tmp, c, sizeof tmp);
         for (const cJSON *item = root->child; item && !st; item = item->next)

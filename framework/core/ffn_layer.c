@@ -48,7 +48,7 @@ fl_status fl_ffn_layer_create(fl_ffn_layer *L, const fl_host *h, fl_param_list *
     st = L->ffn->create(h, &fc, &L->layer, err);
     if (st) {
         L->layer = NULL;
-        fl_error_prefix(err, "%s", where);
+        fl_error_prefix(err, "%s create", where);
     }
     return st;
 }

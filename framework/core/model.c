@@ -309,7 +309,7 @@ static fl_status ffn_forward(fl_model *m, block *b, int l, const fl_tensor *x_mi
     fl_ffn_ctx c = ffn_ctx(m, l);
     fl_status st = b->ffn->forward(b->layer, &c, &b->ln2, &m->ffn_y, err);
     if (st) {
-        fl_error_prefix(err, "layer %d ffn forward", l);
+        fl_error_prefix(err, "layer %d ffn '%s' forward", l, b->ffn->header.name);
         return st;
     }
     o->copy(x_mid, x_out);
@@ -395,6 +395,32 @@ static fl_status forward_blocks(fl_model *m, const int32_t *tokens, int B, int T
     return FL_OK;
 }
 
+/* Does t hold a NaN or an infinity? (copied to the host: only on failure) */
+static int nonfinite(const fl_model *m, const fl_tensor *t) {
+    size_t n = (size_t)fl_numel(t);
+    float *h = malloc(n * sizeof *h);
+    int bad = 0;
+    if (h) m->be->ops.to_host(h, t, n * sizeof *h);
+    for (size_t i = 0; h && i < n && !bad; i++) bad = !isfinite(h[i]);
+    free(h);
+    return bad;
+}
+
+/* A loss that is not finite: the first residual stream that is not finite
+   says which part made it, so a plugin that writes NaN is named. */
+static fl_status nonfinite_loss(fl_model *m, int64_t step, fl_error *err) {
+    for (int i = 0; i <= 2 * m->cfg.n_layers; i++) {
+        if (!nonfinite(m, &m->res[i])) continue;
+        const int l = (i - 1) / 2;
+        if (i == 0) return fl_fail(err, FL_ENUMERIC, "forward: the embeddings are not finite at step %lld", (long long)step);
+        if (i % 2) return fl_fail(err, FL_ENUMERIC, "forward: layer %d attention output is not finite at step %lld", l,
+                                  (long long)step);
+        return fl_fail(err, FL_ENUMERIC, "forward: layer %d ffn '%s' wrote values that are not finite (NaN or inf) at step "
+                       "%lld", l, m->blocks[l].ffn->header.name, (long long)step);
+    }
+    return fl_fail(err, FL_ENUMERIC, "forward: loss is not finite (%g) at step %lld", m->ce_loss, (long long)step);
+}
+
 fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *targets, int B,
                            int T, int train, int64_t step, double *loss, fl_error *err) {
     if (B < 1 || T < 1 || T > m->cfg.context)
@@ -429,7 +455,7 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
     m->ce_loss = m->loss_weight * m->be->cross_entropy(&m->logits, &tg, dl, scale, &m->n_targets);
     if (m->be->sync && (st = m->be->sync(err))) return st; /* a GPU error so far: stop here */
     if (loss) *loss = m->ce_loss + aux_total(m);
-    if (!isfinite(m->ce_loss)) return fl_fail(err, FL_ENUMERIC, "forward: loss is %g at step %lld", m->ce_loss, (long long)step);
+    if (!isfinite(m->ce_loss)) return nonfinite_loss(m, step, err);
     return FL_OK;
 }
 
@@ -521,7 +547,7 @@ static fl_status ffn_backward(fl_model *m, block *b, int l, fl_error *err) {
     PHASE(FFN_BWD);
     fl_status st = b->ffn->backward(b->layer, &c, &m->dres, &m->dtmp, err); /* dtmp = d ln2 */
     if (st) {
-        fl_error_prefix(err, "layer %d ffn backward", l);
+        fl_error_prefix(err, "layer %d ffn '%s' backward", l, b->ffn->header.name);
         return st;
     }
     fl_tensor *dx = &m->datty; /* free here; used as scratch */

@@ -40,11 +40,25 @@ fl_status fl_run_dir_plan(fl_run_dir *rd, const char *dir, int resume, fl_error 
     return FL_OK;
 }
 
+/* Where the run writes: the run folder (resume) or the one that will hold
+   it and its temporary twin; a read-only or unusable place is refused
+   before any work. */
+static fl_status check_writable(const fl_run_dir *rd, fl_error *err) {
+    char dir[sizeof rd->final];
+    snprintf(dir, sizeof dir, "%s", rd->final);
+    char *slash = strrchr(dir, '/');
+    if (!rd->resume && !slash) snprintf(dir, sizeof dir, ".");
+    else if (!rd->resume) slash[slash == dir] = 0; /* "/x" → "/" */
+    fl_status st = fl_check_writable(dir, err);
+    if (st) fl_error_prefix(err, "run folder %s", rd->final);
+    return st;
+}
+
 fl_status fl_run_dir_check(const fl_run_dir *rd, int force, fl_error *err) {
     if (rd->resume) {
         if (!has_checkpoint(rd->final))
             return fl_fail(err, FL_EINVAL, "%s: nothing to resume (no checkpoint/model.safetensors)", rd->final);
-        return FL_OK;
+        return check_writable(rd, err);
     }
     if (!force && !fl_dir_is_empty(rd->final))
         return fl_fail(err, FL_EINVAL, "%s: run folder exists; use --force to overwrite it or --resume to continue it",
@@ -52,7 +66,7 @@ fl_status fl_run_dir_check(const fl_run_dir *rd, int force, fl_error *err) {
     struct stat st;
     if (stat(rd->final, &st) == 0 && !S_ISDIR(st.st_mode))
         return fl_fail(err, FL_EINVAL, "%s: exists and is not a folder", rd->final);
-    return FL_OK;
+    return check_writable(rd, err);
 }
 
 fl_status fl_run_dir_begin(fl_run_dir *rd, int force, fl_error *err) {

@@ -43,6 +43,8 @@
 
 #include "error.h"   /* fl_fail */
 #include "fsutil.h"  /* fl_atomic_* */
+#include "json_strict.h" /* fl_json_strict */
+#include "test_hook.h"   /* fl_test_pause */
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; this code writes host memory as is"
@@ -211,9 +213,11 @@ static fl_status write_all(fl_atomic_file *af, const char *header, size_t hlen,
     unsigned char prefix[8];
     for (int i = 0; i < 8; i++) prefix[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     if (fwrite(prefix, 1, 8, af->f) != 8 || fwrite(header, 1, hlen, af->f) != hlen) return FL_EIO;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         if (bytes[i] && fwrite(entries[i].data, 1, (size_t)bytes[i], af->f) != (size_t)bytes[i])
             return FL_EIO;
+        if (i == n / 2 && fflush(af->f) == 0) fl_test_pause("safetensors.half"); /* half of it on disk */
+    }
     return FL_OK;
 }
 
@@ -380,14 +384,12 @@ static int cmp_by_offset(const void *a, const void *b) {
     return 0;
 }
 
-static fl_status check_unique_names(fl_st_file *f, const char *path, fl_error *err) {
+/* by_name for fl_safetensors_find; names are unique (fl_json_strict refused
+   a key twice). */
+static void sort_names(fl_st_file *f) {
     for (size_t i = 0; i < f->n; i++) f->by_name[i] = i;
     sort_file = f;
     qsort(f->by_name, f->n, sizeof *f->by_name, cmp_by_name);
-    for (size_t i = 1; i < f->n; i++)
-        if (!strcmp(f->entries[f->by_name[i - 1]].name, f->entries[f->by_name[i]].name))
-            return corrupt(err, path, f->entries[f->by_name[i]].name, "name appears twice");
-    return FL_OK;
 }
 
 /* The byte ranges must tile [0, data_len) exactly, as the reference reader
@@ -468,6 +470,11 @@ static fl_status parse_json(fl_st_file *f, const char *path, const char *text, s
         if (at < hlen) st = corrupt(err, path, NULL, "unexpected bytes after the JSON at byte %zu", at);
         else if (!cJSON_IsObject(f->header)) st = corrupt(err, path, NULL, "header is not a JSON object");
     }
+    if (!st) { /* a name with a NUL byte or invalid UTF-8, a tensor listed twice: refused */
+        char where[FL_ERRMSG_LEN];
+        snprintf(where, sizeof where, "%s: corrupt safetensors header", path);
+        st = fl_json_strict(buf, hlen, where, 8, 0, err);
+    }
     free(buf);
     return st;
 }
@@ -478,7 +485,6 @@ static fl_status parse_entries(fl_st_file *f, const char *path, int64_t data_len
     fl_status st = alloc_tables(f, n, path, err);
     for (const cJSON *it = f->header->child; it && !st; it = it->next) {
         if (!strcmp(it->string, META_KEY)) {
-            if (f->meta) return corrupt(err, path, NULL, "\"%s\" appears twice", META_KEY);
             st = parse_meta(path, it, err);
             f->meta = it;
             continue;
@@ -503,7 +509,7 @@ static fl_status parse_file(fl_st_file *f, const char *path, fl_error *err) {
     int64_t data_len = (int64_t)(avail - hlen);
     fl_status st = parse_json(f, path, (const char *)b + 8, (size_t)hlen, err);
     if (!st) st = parse_entries(f, path, data_len, err);
-    if (!st) st = check_unique_names(f, path, err);
+    if (!st) sort_names(f);
     if (!st) st = check_tiling(f, path, data_len, err);
     if (!st) st = place_data(f, path, b + 8 + hlen, err);
     return st;

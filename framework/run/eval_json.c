@@ -25,6 +25,7 @@
 
 #include "error.h"
 #include "fsutil.h"
+#include "json_strict.h"
 
 /* ------------------------------------------------------------ SHA-256 (FIPS 180-4) */
 
@@ -194,7 +195,8 @@ static cJSON *previous(const char *path, const char *sha) {
     size_t len = 0;
     fl_error ignored = {0};
     if (fl_read_file(path, &text, &len, &ignored)) return NULL;
-    cJSON *doc = cJSON_Parse(text);
+    cJSON *doc = cJSON_ParseWithLength(text, len);
+    if (doc && fl_json_strict(text, len, path, 0, 0, &ignored)) cJSON_Delete(doc), doc = NULL;
     free(text);
     const cJSON *old_sha = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "model"), "sha256");
     if (!cJSON_IsString(old_sha) || strcmp(old_sha->valuestring, sha)) {

@@ -33,6 +33,7 @@
 
 #include "error.h"
 #include "fsutil.h"
+#include "json_strict.h"
 
 /* ------------------------------------------------------------ shared helpers */
 
@@ -94,6 +95,12 @@ void fl_report_curve_free(fl_report_curve *c) {
 
 static fl_status parse_json(const char *path, const char *text, size_t len, cJSON **out, fl_error *err) {
     *out = cJSON_ParseWithLength(text, len);
+    fl_status st = *out ? fl_json_strict(text, len, path, 0, 0, err) : FL_OK;
+    if (st) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return st;
+    }
     if (cJSON_IsObject(*out)) return FL_OK;
     if (*out) {
         cJSON_Delete(*out);
@@ -296,7 +303,8 @@ static fl_status read_metrics(const char *dir, fl_report_run *run, fl_error *err
         snprintf(where, sizeof where, "%s:%zu", path, no);
         if (strspn(line, " \t\r") < n) { /* not a blank line */
             cJSON *o = cJSON_ParseWithLength(line, n);
-            if (!cJSON_IsObject(o)) st = fl_fail(err, FL_EINVAL, "%s: not a JSON object", where);
+            if (o) st = fl_json_strict(line, n, path, (size_t)(line - text), (int64_t)no, err);
+            if (!st && !cJSON_IsObject(o)) st = fl_fail(err, FL_EINVAL, "%s: not a JSON object", where);
             if (!st) st = read_metrics_line(run, o, where, speeds, &n_speeds, err);
             cJSON_Delete(o);
         }

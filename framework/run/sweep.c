@@ -14,6 +14,7 @@
 #include "error.h"
 #include "eval.h"
 #include "fsutil.h"
+#include "json_strict.h"
 #include "log.h"
 #include "results.h"
 #include "run_load.h"
@@ -258,9 +259,10 @@ static fl_status read_old(sweep *s, fl_error *err) {
     fl_status st = fl_read_file(s->path, &text, &len, err);
     if (st) return st;
     s->old = cJSON_ParseWithLength(text, len);
+    st = s->old ? fl_json_strict(text, len, s->path, 0, 0, err) : FL_OK;
     free(text);
     if (!s->old) return fl_fail(err, FL_EINVAL, "%s: not valid JSON; use another --out", s->path);
-    return check_compatible(s, err);
+    return st ? st : check_compatible(s, err);
 }
 
 /* ------------------------------------------------------------ the data */
@@ -338,10 +340,12 @@ static fl_status measure_decode(const char *dir, const char *device, fl_error *e
     fl_run_unload(&run);
     char path[FL_PATH_MAX + 200], *text = NULL;
     snprintf(path, sizeof path, "%s/summary.json", dir);
-    if (!st) st = fl_read_file(path, &text, NULL, err);
-    cJSON *doc = text ? cJSON_Parse(text) : NULL;
-    free(text);
+    size_t len = 0;
+    if (!st) st = fl_read_file(path, &text, &len, err);
+    cJSON *doc = text ? cJSON_ParseWithLength(text, len) : NULL;
     if (!st && !doc) st = fl_fail(err, FL_EINVAL, "%s: not valid JSON", path);
+    if (!st) st = fl_json_strict(text, len, path, 0, 0, err);
+    free(text);
     if (!st) {
         cJSON_DeleteItemFromObjectCaseSensitive(doc, "decode");
         cJSON_AddItemToObject(doc, "decode", fl_json_decode_figure(1, prompt, n_new, tok_s));

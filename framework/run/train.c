@@ -47,13 +47,16 @@
 #include "runfiles.h"
 #include "shard.h"
 #include "storygen.h"
+#include "test_hook.h"
 #include "tokenizer.h"
 
+/* The signal that asked the run to stop (SIGINT, SIGTERM), 0 while none did. */
 static volatile sig_atomic_t g_stop;
 
 
 typedef struct run {
-    const fl_config *cfg;
+    const fl_config *cfg;      /* the caller's, or own_cfg */
+    fl_config own_cfg;         /* the caller's with the given tokenizer's vocab_size */
     fl_run_dir rd;             /* the run folder's names and state (rank 0 changes it) */
     char dir[FL_PATH_MAX];     /* the folder this rank uses now: rd's temporary one until the commit */
     const fl_backend *be;
@@ -262,7 +265,7 @@ static fl_status train_step(run *r, int64_t step, step_info *si, fl_error *err) 
     fl_model_zero_grad(r->model);
     fl_status st = fl_model_forward(r->model, local_rows(r, r->x), local_rows(r, r->y), r->b_local, cfg->context,
                                     1, step, &si->loss, err);
-    if (st == FL_ENUMERIC) return fl_fail(err, FL_ENUMERIC, "training loss is not finite (%g) at step %lld; stopping without saving a checkpoint", si->loss, (long long)step);
+    if (st == FL_ENUMERIC) fl_error_prefix(err, "training stopped without saving a checkpoint");
     if (st) return st;
     si->ce = fl_model_ce_loss(r->model);
     if ((st = fl_model_backward(r->model, err))) return st;
@@ -352,11 +355,14 @@ static fl_status save(run *r, int64_t step, fl_error *err) {
 
 /* ------------------------------------------------------------ the run */
 
-static void on_sigint(int sig) {
-    (void)sig;
-    g_stop = 1;
-    signal(SIGINT, SIG_DFL); /* a second Ctrl-C kills at once */
+/* Ctrl-C, or SIGTERM from a job scheduler or `kill`: finish the step, save
+   a checkpoint, stop. */
+static void on_stop_signal(int sig) {
+    g_stop = sig;
+    signal(sig, SIG_DFL); /* a second one ends the process at once */
 }
+
+int fl_train_interrupt_status(void) { return 128 + (g_stop ? g_stop : SIGINT); }
 
 static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result *res, fl_error *err) {
     const fl_config *cfg = r->cfg;
@@ -366,6 +372,7 @@ static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result
     step_info si = {0};
     fl_status st = FL_OK;
     for (; step < cfg->steps && !st; step++) {
+        fl_test_pause("step");
         if (stop_requested(r) || (stop_after > 0 && step >= stop_after)) break;
         double t_step = fl_now_s();
         if ((st = train_step(r, step, &si, err))) break;
@@ -388,8 +395,8 @@ static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result
     if ((st = save(r, step, err))) return st;
     if (step < cfg->steps && !stop_requested(r)) return FL_OK; /* --stop-after: a planned pause */
     if (stop_requested(r)) /* every rank stopped at the same step: a shared error */
-        return fl_comm_agree(r->comm, fl_fail(err, FL_EINTR, "interrupted at step %lld; checkpoint saved in %s/checkpoint (continue with: ffnlab train --run-dir %s --resume)",
-                       (long long)step, r->dir, r->dir), err);
+        return fl_comm_agree(r->comm, fl_fail(err, FL_EINTR, "interrupted%s at step %lld; checkpoint saved in %s/checkpoint (continue with: ffnlab train --run-dir %s --resume)",
+                       g_stop == SIGTERM ? " by SIGTERM" : "", (long long)step, r->dir, r->dir), err);
     if ((st = eval_loss(r, &res->final_val_loss, err))) return st;
     return log_val(r, step, res->final_val_loss, err);
 }
@@ -476,9 +483,10 @@ static fl_status check_readable(const char *path, const char *flag, fl_error *er
     return FL_OK;
 }
 
-/* The inputs a new run reads: the tokenizer (loaded), the prepared shards,
-   or the corpus (readable: reading it is the work itself). */
-static fl_status check_inputs(const fl_config *cfg, fl_error *err) {
+/* The inputs a new run reads: the tokenizer (loaded; *vocab = its size, 0
+   when the run trains its own), the prepared shards, or the corpus
+   (readable: reading it is the work itself). */
+static fl_status check_inputs(const fl_config *cfg, int32_t *vocab, fl_error *err) {
     char path[FL_PATH_MAX + 32];
     fl_status st = FL_OK;
     const char *tok = cfg->tokenizer;
@@ -500,9 +508,22 @@ static fl_status check_inputs(const fl_config *cfg, fl_error *err) {
         fl_special_ids ids;
         st = fl_tokenizer_load(tok, &t, err);
         if (!st && fl_config_arch(cfg) == FL_ARCH_BERT) st = fl_tokenizer_encoder_ids(t, tok, &ids, err);
+        *vocab = st ? 0 : fl_tokenizer_vocab_size(t);
         fl_tokenizer_free(t);
         if (st) fl_error_prefix(err, "%s", cfg->tokenizer[0] ? "--tokenizer" : "--data-dir");
     }
+    return st;
+}
+
+/* A given tokenizer sizes the model: the config (and so train_config.json)
+   says its vocabulary, not --vocab-size's. */
+static fl_status take_vocab(run *r, int32_t vocab, fl_error *err) {
+    fl_log_info("vocab_size %d: the tokenizer's (the config said %d)", vocab, r->cfg->vocab_size);
+    r->own_cfg = *r->cfg;
+    r->own_cfg.vocab_size = vocab;
+    r->cfg = &r->own_cfg;
+    fl_status st = fl_config_validate(r->cfg, err);
+    if (st) fl_error_prefix(err, "--tokenizer");
     return st;
 }
 
@@ -513,7 +534,9 @@ static fl_status check_inputs(const fl_config *cfg, fl_error *err) {
 static fl_status preflight(run *r, const fl_train_opts *o, fl_error *err) {
     fl_status st = fl_run_dir_plan(&r->rd, r->cfg->run_dir, o->resume, err);
     if (!st) st = fl_run_dir_check(&r->rd, o->force, err);
-    if (!st && !o->resume) st = check_inputs(r->cfg, err);
+    int32_t vocab = 0;
+    if (!st && !o->resume) st = check_inputs(r->cfg, &vocab, err);
+    if (!st && vocab && vocab != r->cfg->vocab_size) st = take_vocab(r, vocab, err);
     if (!st) st = fl_backend_select(r->cfg->device, &r->be, err);
     if (!st) st = fl_comm_open(r->cfg->expert_parallel, r->be->device, &r->comm, err);
     if (!st) {
@@ -528,9 +551,9 @@ static fl_status preflight(run *r, const fl_train_opts *o, fl_error *err) {
    for rank 0's files, and an error anywhere ends every rank cleanly. The
    new run's folder is renamed into place last, once everything worked. */
 static fl_status start(run *r, const fl_train_opts *o, const fl_comm *world, int64_t *first, fl_error *err) {
-    const fl_config *cfg = r->cfg;
     fl_status st = preflight(r, o, err);
     if ((st = fl_comm_agree(world, st, err))) return st;
+    const fl_config *cfg = r->cfg; /* preflight may have taken the tokenizer's vocab_size */
     if (world->rank == 0) st = prepare_run(r, o, err);
     else snprintf(r->dir, sizeof r->dir, "%s", o->resume ? r->rd.final : r->rd.tmp); /* rank 0's folder */
     if ((st = fl_comm_agree(world, st, err))) return st;
@@ -645,13 +668,14 @@ fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *o, fl_train_re
     if (!st) {
         res->unigram_entropy = unigram_entropy(&r.train);
         g_stop = 0;
-        void (*old)(int) = signal(SIGINT, on_sigint);
+        void (*old_int)(int) = signal(SIGINT, on_stop_signal), (*old_term)(int) = signal(SIGTERM, on_stop_signal);
         r.t0 = fl_now_s();
         st = loop(&r, first, o->stop_after, res, err);
-        signal(SIGINT, old);
+        signal(SIGINT, old_int);
+        signal(SIGTERM, old_term);
         if (!st && res->steps_done >= cfg->steps) st = write_summary(&r, res, err);
         if (!st && res->steps_done >= cfg->steps) /* --eval-task: only once the run is complete */
-            st = fl_eval_after_training(r.model, r.tok, cfg, res->steps_done, err);
+            st = fl_eval_after_training(r.model, r.tok, r.cfg, res->steps_done, err);
     }
     finish(&r);
     if (st && world->rank == 0 && fl_run_dir_abort(&r.rd))

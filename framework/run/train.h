@@ -41,6 +41,11 @@ typedef struct fl_train_result {
 
 fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *opts, fl_train_result *res,
                        fl_error *err);
+/* The exit status for a run that ended with FL_EINTR: 128 + the signal that
+   stopped it, as a shell reports a process that signal ended (130 for
+   Ctrl-C, 143 for SIGTERM); SIGINT's when this process saw none (another
+   rank did). */
+int fl_train_interrupt_status(void);
 
 /* Every FFN layer's plugin stats of one forward: layer l's n[l] figures
    in s[l * FL_STATS_MAX ...]. */

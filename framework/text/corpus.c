@@ -13,7 +13,10 @@
  * trailing whitespace of a plain-text document is dropped (the TinyStories
  * files put blank lines, sometimes " \n", around separators), and so are
  * documents that are empty or only whitespace. JSON "text" values are kept
- * exactly as given, except that blank ones are dropped too.
+ * exactly as given, except that blank ones are dropped too; blank lines are
+ * skipped, and each line is held to RFC 8259 (json_strict.h: no key twice,
+ * no raw control characters in strings). A UTF-8 byte-order mark at the
+ * start of either format is dropped.
  *
  * Errors name the file, the 1-based line and, for bad UTF-8, the 0-based byte
  * offset of the bad byte in the file, so `xxd -s OFFSET` shows it.
@@ -31,34 +34,13 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "ffnlab/utf8.h"  /* fl_utf8_len */
+#include "json_strict.h" /* fl_json_strict */
 
 #define EOT_LINE "<|endoftext|>"
 #define EOT_LINE_LEN (sizeof EOT_LINE - 1)
 
 /* ---- UTF-8 ----------------------------------------------------------------- */
-
-/* Length of the valid sequence starting at s[0] (1..4), or 0 if it is invalid:
-   a stray continuation byte, an overlong form, a surrogate, > U+10FFFF, or a
-   sequence cut off by the end of the buffer. */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail) {
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c == 0xE0) { n = 3; lo = 0xA0; }           /* no overlong 3-byte */
-    else if (c == 0xED) { n = 3; hi = 0x9F; }           /* no surrogates */
-    else if (c >= 0xE1 && c <= 0xEF) n = 3;
-    else if (c == 0xF0) { n = 4; lo = 0x90; }           /* no overlong 4-byte */
-    else if (c == 0xF4) { n = 4; hi = 0x8F; }           /* nothing past U+10FFFF */
-    else if (c >= 0xF1 && c <= 0xF3) n = 4;
-    else return 0;                                      /* 80..C1, F5..FF */
-    if (avail < n) return 0;
-    if (s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return n;
-}
 
 size_t fl_utf8_check(const char *str, size_t n) {
     const unsigned char *s = (const unsigned char *)str;
@@ -72,7 +54,7 @@ size_t fl_utf8_check(const char *str, size_t n) {
             i += 8;
         }
         if (i >= n) break;
-        size_t k = utf8_seq_len(s + i, n - i);
+        size_t k = fl_utf8_len(s + i, n - i);
         if (!k) return i;
         i += k;
     }
@@ -189,11 +171,11 @@ static fl_status check_utf8_all(const char *data, size_t len, const char *path, 
                    bad);
 }
 
-static fl_status parse_text(const char *data, size_t len, const char *path, builder *b,
+static fl_status parse_text(const char *data, size_t len, size_t pos, const char *path, builder *b,
                             fl_error *err) {
     fl_status st = check_utf8_all(data, len, path, err);
     if (st) return st;
-    size_t doc_start = 0, pos = 0;
+    size_t doc_start = 0;
     int in_doc = 0; /* has the current document any line yet (even an empty one)? */
     while (pos < len) {
         const char *nl = memchr(data + pos, '\n', len - pos);
@@ -217,6 +199,20 @@ static fl_status parse_text(const char *data, size_t len, const char *path, buil
 
 /* ---- JSON Lines ------------------------------------------------------------ */
 
+/* The document of one line: a JSON object with a string "text". */
+static fl_status json_line_text(const cJSON *obj, size_t line, const char *path, builder *b, fl_error *err) {
+    const cJSON *text = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "text") : NULL;
+    if (!cJSON_IsObject(obj))
+        return fl_fail(err, FL_EINVAL, "%s:%zu: expected a JSON object with a \"text\" field", path, line);
+    if (!cJSON_IsString(text) || !text->valuestring)
+        return fl_fail(err, FL_EINVAL, "%s:%zu: missing string field \"text\"", path, line);
+    /* valid UTF-8 after unescaping too: fl_json_strict refused unpaired surrogates and \u0000 */
+    size_t k = strlen(text->valuestring), start = b->used;
+    memcpy(b->c.storage + b->used, text->valuestring, k);
+    b->used += k;
+    return builder_close_doc(b, start, 0, path, err);
+}
+
 static fl_status parse_json_line(const char *p, size_t n, size_t line, size_t file_off,
                                  const char *path, builder *b, fl_error *err) {
     size_t bad = fl_utf8_check(p, n);
@@ -229,33 +225,15 @@ static fl_status parse_json_line(const char *p, size_t n, size_t line, size_t fi
         size_t col = end && end >= p ? (size_t)(end - p) + 1 : 1;
         return fl_fail(err, FL_EINVAL, "%s:%zu: not valid JSON (near column %zu)", path, line, col);
     }
-    fl_status st = FL_OK;
-    const cJSON *text = cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "text") : NULL;
-    if (!cJSON_IsObject(obj)) {
-        st = fl_fail(err, FL_EINVAL, "%s:%zu: expected a JSON object with a \"text\" field", path,
-                     line);
-    } else if (!cJSON_IsString(text) || !text->valuestring) {
-        st = fl_fail(err, FL_EINVAL, "%s:%zu: missing string field \"text\"", path, line);
-    } else {
-        /* Escapes (\uXXXX) can hide text the raw check did not see. */
-        size_t k = strlen(text->valuestring);
-        if (fl_utf8_check(text->valuestring, k) != k) {
-            st = fl_fail(err, FL_EINVAL, "%s:%zu: invalid UTF-8 in \"text\" after unescaping", path,
-                         line);
-        } else {
-            size_t start = b->used;
-            memcpy(b->c.storage + b->used, text->valuestring, k);
-            b->used += k;
-            st = builder_close_doc(b, start, 0, path, err);
-        }
-    }
+    fl_status st = fl_json_strict(p, n, path, file_off, (int64_t)line, err);
+    if (!st) st = json_line_text(obj, line, path, b, err);
     cJSON_Delete(obj);
     return st;
 }
 
-static fl_status parse_jsonl(const char *data, size_t len, const char *path, builder *b,
+static fl_status parse_jsonl(const char *data, size_t len, size_t pos, const char *path, builder *b,
                              fl_error *err) {
-    size_t pos = 0, line = 1;
+    size_t line = 1;
     while (pos < len) {
         const char *nl = memchr(data + pos, '\n', len - pos);
         size_t n = nl ? (size_t)(nl - (data + pos)) : len - pos;
@@ -287,8 +265,11 @@ fl_status fl_corpus_parse(const char *data, size_t len, const char *path, fl_cor
        JSON string is never longer unescaped than escaped. */
     fl_status st = builder_init(&b, len, path, err);
     if (st) return st;
-    st = looks_like_jsonl(data, len) ? parse_jsonl(data, len, path, &b, err)
-                                     : parse_text(data, len, path, &b, err);
+    /* a UTF-8 byte-order mark is no text (Windows editors put one in front);
+       byte offsets in messages stay those of the file */
+    size_t bom = len >= 3 && !memcmp(data, "\xEF\xBB\xBF", 3) ? 3 : 0;
+    st = looks_like_jsonl(data + bom, len - bom) ? parse_jsonl(data, len, bom, path, &b, err)
+                                                 : parse_text(data, len, bom, path, &b, err);
     if (st) {
         builder_free(&b);
         return st;

@@ -96,7 +96,8 @@ static fl_status write_tokens(fl_atomic_file *af, const int32_t *tokens, uint64_
 
 fl_status fl_shard_write(const char *path, const int32_t *tokens, uint64_t n, uint32_t vocab_size,
                          fl_error *err) {
-    if (vocab_size == 0) return fl_fail(err, FL_EINVAL, "%s: vocabulary size must be > 0", path);
+    if (vocab_size == 0 || vocab_size > (uint32_t)INT32_MAX)
+        return fl_fail(err, FL_EINVAL, "%s: vocabulary size %u must be in 1..%d", path, (unsigned)vocab_size, INT32_MAX);
     uint32_t tb = width_for(vocab_size);
     uint8_t h[FL_SHARD_HEADER_BYTES];
     encode_header(h, tb, n, vocab_size);
@@ -132,6 +133,9 @@ static fl_status check_header(const fl_shard *s, const char *path, fl_error *err
     if (vocab == 0 || (tb == 2 && vocab > 65536u))
         return fl_fail(err, FL_EINVAL, "%s: vocabulary size %u does not fit %u-byte tokens", path,
                        (unsigned)vocab, (unsigned)tb);
+    if (vocab > (uint32_t)INT32_MAX) /* ids are int32 once read: a larger one would turn negative */
+        return fl_fail(err, FL_EINVAL, "%s: vocabulary size %u is above the largest token id ffnlab takes (%d)", path,
+                       (unsigned)vocab, INT32_MAX);
     uint64_t n = get_le64(h + OFF_N_TOKENS);
     uint64_t body = s->map_len - FL_SHARD_HEADER_BYTES;
     if (n > body / tb || n * tb != body)

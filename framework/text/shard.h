@@ -7,7 +7,8 @@
  * followed by n_tokens tokens of token_bytes each (uint16 when the vocabulary
  * fits, else uint32). Documents are separated by the <|endoftext|> id. The
  * reader validates magic, version, token width, that the file length equals
- * header + n_tokens * token_bytes, and that every token is < vocab_size
+ * header + n_tokens * token_bytes, that vocab_size fits an int32 id, and
+ * that every token is < vocab_size
  * (checked once at open), so a truncated or foreign file is one clear error.
  */
 #ifndef FFNLAB_SHARD_H

@@ -15,6 +15,7 @@
  * arbitrary bytes as printable characters.
  */
 #include <pthread.h>  /* pthread_rwlock_t: the shared piece cache */
+#include <stdio.h>    /* snprintf */
 #include <stdlib.h>   /* malloc, realloc, free */
 #include <string.h>   /* memcpy, memcmp */
 
@@ -280,7 +281,7 @@ fl_status fl_tok_set_token(fl_tokenizer *tok, int32_t id, const char *s, size_t 
         return fl_fail(err, FL_EINTERNAL, "token id %d out of range", (int)id);
     if (n > UINT32_MAX || !grow((void **)&tok->blob, &tok->blob_cap, tok->blob_len + n, 1))
         return fl_fail(err, FL_ENOMEM, "out of memory storing tokens");
-    memcpy(tok->blob + tok->blob_len, s, n);
+    if (n) memcpy(tok->blob + tok->blob_len, s, n); /* an empty token ("") before any other: blob is still NULL */
     tok->off[id] = tok->blob_len;
     tok->len[id] = (uint32_t)n;
     tok->has[id] = 1;
@@ -561,6 +562,23 @@ fl_status fl_tokenizer_encode(const fl_tokenizer *tok, const char *text, size_t 
 }
 
 /* ==== decoding ========================================================= */
+
+static int known_id(const fl_tokenizer *tok, int32_t id) { return id >= 0 && id < tok->n_ids && tok->has[id]; }
+
+fl_status fl_tokenizer_check_ids(const fl_tokenizer *tok, const int32_t *ids, size_t n, fl_error *err) {
+    char list[160] = "";
+    size_t unknown = 0, k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (known_id(tok, ids[i])) continue;
+        if (unknown++ < 8 && k < sizeof list)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%d", k ? ", " : "", (int)ids[i]);
+    }
+    if (!unknown) return FL_OK;
+    char more[48] = "";
+    if (unknown > 8) snprintf(more, sizeof more, " and %zu more", unknown - 8);
+    return fl_fail(err, FL_EINVAL, "unknown token id%s %s%s (the tokenizer's ids are 0..%d)", unknown > 1 ? "s" : "",
+                   list, more, (int)tok->n_ids - 1);
+}
 
 char *fl_tokenizer_decode(const fl_tokenizer *tok, const int32_t *ids, size_t n, size_t *len) {
     size_t total = 0;

@@ -75,6 +75,9 @@ fl_status fl_tokenizer_encoder_ids(const fl_tokenizer *tok, const char *what, fl
 /* ids (malloc'ed, *n of them) for text[0..len). Thread-safe for one tok. */
 fl_status fl_tokenizer_encode(const fl_tokenizer *tok, const char *text, size_t len,
                               int32_t **ids, size_t *n, fl_error *err);
+/* FL_EINVAL naming the ids tok does not have (the first few, and how many
+   in all), so a caller can refuse them; FL_OK when it has every one. */
+fl_status fl_tokenizer_check_ids(const fl_tokenizer *tok, const int32_t *ids, size_t n, fl_error *err);
 /* Bytes for ids (malloc'ed, NUL-terminated, *len excludes the NUL); ids out of
    range decode to nothing. Returns NULL only when out of memory. */
 char *fl_tokenizer_decode(const fl_tokenizer *tok, const int32_t *ids, size_t n, size_t *len);

@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "fsutil.h"
+#include "json_strict.h" /* fl_json_strict */
 #include "tokenizer_internal.h"
 
 /* Ids above this are refused: they would only size tables for a broken file. */
@@ -482,7 +483,8 @@ fl_status fl_tokenizer_load(const char *path, fl_tokenizer **out, fl_error *err)
                        at, len);
     }
     loader L = {.path = path, .err = err};
-    st = load_json(&L, root);
+    st = fl_json_strict(data, len, path, 0, 0, err); /* a vocab entry twice, bytes after the JSON: refused */
+    if (st == FL_OK) st = load_json(&L, root);
     cJSON_Delete(root);
     free(data);
     free(L.keys);

@@ -1,8 +1,10 @@
 /*
  * tasks/blimp/blimp_data.c — reading BLiMP-format minimal pairs (see blimp.h).
  *
- * Each line is parsed by cJSON on its own, so a broken line costs that line
- * only and its message can name the file and line number. Nothing is passed
+ * Each line is parsed by cJSON on its own and held to RFC 8259 (no key twice,
+ * no raw control characters or invalid UTF-8 in strings), so a broken line
+ * costs that line only and its message can name the file and line number.
+ * Blank lines are skipped (tu_file_next), as in every JSON Lines reader. Nothing is passed
  * over without being counted: with on_error=skip a malformed line goes into
  * skipped_lines (the task reports the count), an empty file into empty_files.
  */
@@ -137,12 +139,12 @@ fl_status blimp_read_file(blimp_set *s, const char *path, int supplement, int sk
     size_t len;
     for (char *line; !st && (line = tu_file_next(&f, &len));) {
         lines++;
-        char why[160] = "";
+        char why[200] = "";
         const char *end = NULL;
         cJSON *o = cJSON_ParseWithOpts(line, &end, 1);
         fl_status rs = FL_EINVAL;
         if (!o) snprintf(why, sizeof why, "not valid JSON (near column %lld)", (long long)(end ? end - line + 1 : 1));
-        else rs = add_record(&c, o, why, sizeof why, err);
+        else if (!tu_json_strict(&f, line, len, why, sizeof why)) rs = add_record(&c, o, why, sizeof why, err);
         cJSON_Delete(o);
         if (rs == FL_EINVAL) st = malformed(&c, f.line_no, why, skip, err);
         else st = rs;

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ffnlab/json_check.h" /* fl_json_check */
+
 fl_status tu_fail(fl_error *err, fl_status code, const char *fmt, ...) {
     if (err) {
         va_list ap;
@@ -56,7 +58,14 @@ fl_status tu_file_read(tu_file *f, const char *path, fl_error *err) {
     return FL_OK;
 }
 
-char *tu_file_next(tu_file *f, size_t *len) {
+static int blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\f' && s[i] != '\v') return 0;
+    return 1;
+}
+
+/* The next line, blank or not. */
+static char *next_line(tu_file *f, size_t *len) {
     if (!f->cursor || f->cursor >= f->data + f->len) return NULL;
     char *line = f->cursor, *end = memchr(line, '\n', (size_t)(f->data + f->len - line));
     if (end) {
@@ -68,8 +77,23 @@ char *tu_file_next(tu_file *f, size_t *len) {
     if (end > line && end[-1] == '\r') end--;
     *end = 0;
     f->line_no++;
-    if (len) *len = (size_t)(end - line);
+    *len = (size_t)(end - line);
     return line;
+}
+
+char *tu_file_next(tu_file *f, size_t *len) {
+    size_t n = 0;
+    char *line;
+    while ((line = next_line(f, &n)) && blank(line, n)) {}
+    if (len) *len = n;
+    return line;
+}
+
+int tu_json_strict(const tu_file *f, const char *line, size_t len, char *why, size_t n) {
+    fl_json_problem p;
+    if (!fl_json_check(line, len, (size_t)(line - f->data), &p)) return 0;
+    snprintf(why, n, "%s", p.what);
+    return 1;
 }
 
 void tu_file_free(tu_file *f) {

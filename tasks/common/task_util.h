@@ -7,7 +7,12 @@
  *   tu_fail      an fl_error with a formatted one-line message
  *   tu_file      a whole file in memory, split into lines: a UTF-8 BOM at the
  *                start is dropped, "\r\n" ends a line like "\n", a last line
- *                without a newline counts, line numbers start at 1
+ *                without a newline counts, blank lines (nothing but
+ *                whitespace) are skipped as the framework's corpus reader
+ *                skips them, line numbers start at 1 and count every line
+ *   tu_json_strict  a JSON Lines line held to RFC 8259 where cJSON is
+ *                lenient (ffnlab/json_check.h: duplicate keys, control
+ *                characters, invalid UTF-8)
  *   tu_tsv_split tab-separated fields of one line, in place; quotes are
  *                ordinary characters (GLUE's TSVs are not CSV)
  *   tu_list      a '|' or ',' separated option value split into items
@@ -38,10 +43,15 @@ typedef struct tu_file {
 } tu_file;
 
 fl_status tu_file_read(tu_file *f, const char *path, fl_error *err);
-/* The next line, NUL-terminated in place without its "\n" / "\r\n" (NULL at
-   the end). *len is its length. */
+/* The next line that is not blank, NUL-terminated in place without its "\n"
+   / "\r\n" (NULL at the end). *len is its length; f->line_no its number. */
 char *tu_file_next(tu_file *f, size_t *len);
 void tu_file_free(tu_file *f);
+
+/* 1 when line (len bytes, a line tu_file_next returned from f) breaks a rule
+   of RFC 8259 that cJSON lets through; why gets what and the byte offset in
+   the file. */
+int tu_json_strict(const tu_file *f, const char *line, size_t len, char *why, size_t n);
 
 /* Splits line at '\t' into at most max fields (NUL-terminating in place);
    returns the number of fields the line has (may exceed max). */

@@ -425,7 +425,7 @@ static fl_status run(void *p, const fl_task_services *svc, fl_error *err) {
     fl_status st = FL_OK;
     for (int i = 0; i < t->tasks.n && !st; i++) {
         st = run_one(svc, t, glue_find(t->tasks.items[i]), err);
-        svc->progress(svc, "tasks fine-tuned", i + 1, t->tasks.n);
+        if (!st) svc->progress(svc, "tasks fine-tuned", i + 1, t->tasks.n); /* not just before its error */
     }
     return st;
 }

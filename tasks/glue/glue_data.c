@@ -296,12 +296,14 @@ static fl_status wsc_record(const glue_def *d, glue_split *s, const cJSON *o, ch
 
 static fl_status read_jsonl(const glue_def *d, tu_file *f, glue_split *s, int skip, fl_error *err) {
     fl_status st = FL_OK;
-    for (char *line; !st && (line = tu_file_next(f, NULL));) {
+    size_t len;
+    for (char *line; !st && (line = tu_file_next(f, &len));) {
         char why[200] = "";
         const char *end = NULL;
         cJSON *o = cJSON_ParseWithOpts(line, &end, 1);
         fl_status rs;
         if (!o) rs = reject(why, sizeof why, "not valid JSON");
+        else if (tu_json_strict(f, line, len, why, sizeof why)) rs = FL_EINVAL;
         else if (!cJSON_IsObject(o)) rs = reject(why, sizeof why, "not a JSON object");
         else if (d->record == REC_MULTIRC) rs = multirc_record(d, s, o, why, sizeof why, err);
         else if (d->record == REC_WSC) rs = wsc_record(d, s, o, why, sizeof why, err);

@@ -19,7 +19,9 @@
  *    validation loss; a one-process run paused with --stop-after continues
  *    on 2 ranks with the losses of the uninterrupted run;
  *  - failures: an error on one rank ends the job with that rank's message
- *    (no hang: each job runs under `timeout`); ranks given different
+ *    (no hang: each job runs under `timeout`); a rank killed (SIGKILL)
+ *    mid-run ends the whole job within 30 s with a line naming the rank,
+ *    and the last checkpoint loads and trains on in one process; ranks given different
  *    configs, a batch that does not split over the ranks, and experts that
  *    do not split over expert_parallel stop at start-up with one clear line.
  */
@@ -27,6 +29,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,6 +247,36 @@ static void test_rank_error_ends_the_job(void **state) {
     free(out);
 }
 
+/* Rank 1 killed in step 5 (after the checkpoint of step 4). Open MPI's
+   mpirun ends the other ranks and names the killed one. */
+static void test_rank_killed_ends_the_job(void **state) {
+    (void)state;
+    char *out = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int rc = train(&out, 2, "%s --steps 40 --ckpt-every 2 --ffn '%s:rank=1,at_step=5,kill=true' %s --run-dir %s/killed",
+                   MODEL, FFNLAB_RANKFAIL_PLUGIN, g_data, g_dir);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    print_message("rank 1 killed: the job ended after %.1f s with exit %d\n", secs, rc);
+    assert_int_not_equal(rc, 0);
+    if (secs > 30) fail_msg("the job took %.0f s to end", secs);
+    if (!contains(out, "rank 1") || !contains(out, "signal 9")) fail_msg("no line names the killed rank: %s", out);
+    if (contains(out, "step 7/40")) fail_msg("rank 0 trained on alone: %s", out);
+    free(out);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/killed/checkpoint/model.safetensors", g_dir);
+    fl_st_file *f = NULL;
+    fl_error err = {0};
+    ts_assert_ok(fl_safetensors_open(path, &f, &err), &err);
+    assert_string_equal(fl_safetensors_meta(f, "step"), "4");
+    fl_safetensors_close(f);
+    /* one process is rank 0: the plugin kills nothing, the run completes */
+    rc = train(&out, 0, "--resume --no-progress --run-dir %s/killed", g_dir);
+    if (rc) fail_msg("resume of the killed job's checkpoint failed (%d): %s", rc, out);
+    free(out);
+}
+
 static void test_start_up_errors(void **state) {
     (void)state;
     char *out = NULL;
@@ -271,6 +304,7 @@ int main(void) {
         cmocka_unit_test(test_expert_parallel_matches_one_process),
         cmocka_unit_test(test_expert_checkpoint_loads_in_one_process),
         cmocka_unit_test(test_rank_error_ends_the_job),
+        cmocka_unit_test(test_rank_killed_ends_the_job),
         cmocka_unit_test(test_start_up_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

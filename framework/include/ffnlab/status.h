@@ -22,7 +22,7 @@ typedef enum fl_status {
     FL_ENOMEM = 3,       /* an allocation failed */
     FL_EABI = 4,         /* a plugin's ABI does not match the host's */
     FL_ENUMERIC = 5,     /* NaN/inf appeared (loss, gradient) */
-    FL_EINTR = 6,        /* interrupted by the user (SIGINT); state was saved */
+    FL_EINTR = 6,        /* interrupted (SIGINT, SIGTERM); state was saved */
     FL_EUNSUPPORTED = 7, /* valid request this build/backend cannot do */
     FL_EINTERNAL = 8     /* a bug: an invariant did not hold */
 } fl_status;
