@@ -158,24 +158,38 @@ static double eval_value(const char *dir, const char *task, const char *metric) 
    positions whose input was replaced or kept by chance, test_mlm), and its
    pseudo-log-likelihood beats chance on the built-in minimal pairs (4,000
    pairs: chance is 0.5 +- 0.008). An encoder generates nothing. */
+/* Under the sanitizers (scripts/test-sanitize.sh) a step costs ~15x more and
+   the 2,500 steps alone would outlast the suite's time limit: there the same
+   paths (masked training, PLL scoring, the refusal) run for 100 steps, and
+   only the full run's thresholds are left to the regular suite. */
+#ifdef FFNLAB_TEST_SANITIZED
+#define ENCODER_STEPS 100
+#else
+#define ENCODER_STEPS 2500
+#endif
+
 static void test_encoder_learns(void **state) {
     (void)state;
     char *out, dir[4200];
     snprintf(dir, sizeof dir, "%s/encoder", g_dir);
     int rc = ffnlab(&out, "train --arch bert --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 "
-                          "--n-heads 4 --context 32 --batch-size 32 --steps 2500 --warmup-steps 50 --lr 3e-3 "
-                          "--eval-every 0 --no-progress --run-dir %s --eval-task blimp", dir);
+                          "--n-heads 4 --context 32 --batch-size 32 --steps %d --warmup-steps 50 --lr 3e-3 "
+                          "--eval-every 0 --no-progress --run-dir %s --eval-task blimp", ENCODER_STEPS, dir);
     if (rc) fail_msg("train --arch bert failed (%d): %s", rc, out);
-    const char *p = strstr(out, "trained 2500 steps: validation loss ");
+    char line[64];
+    snprintf(line, sizeof line, "trained %d steps: validation loss ", ENCODER_STEPS);
+    const char *p = strstr(out, line);
     if (!p) fail_msg("no final validation line: %s", out);
     double val = 0, unigram = 0;
-    assert_int_equal(sscanf(p, "trained 2500 steps: validation loss %lf nats/token (unigram entropy %lf", &val, &unigram), 2);
+    assert_int_equal(sscanf(p + strlen(line), "%lf nats/token (unigram entropy %lf", &val, &unigram), 2);
     free(out);
     const double acc = eval_value(dir, "blimp", "accuracy_paradigm_mean");
-    print_message("encoder: masked-LM validation loss %.4f vs unigram entropy %.4f (ratio %.2f); built-in minimal pairs "
-                  "by PLL %.3f\n", val, unigram, val / unigram, acc);
+    print_message("encoder, %d steps: masked-LM validation loss %.4f vs unigram entropy %.4f (ratio %.2f); built-in "
+                  "minimal pairs by PLL %.3f\n", ENCODER_STEPS, val, unigram, val / unigram, acc);
+#ifndef FFNLAB_TEST_SANITIZED
     assert_true(val < 0.4 * unigram);
     assert_true(acc > 0.56);
+#endif
     assert_true(eval_value(dir, "blimp", "pairs") == 4000);
     rc = ffnlab(&out, "generate --run %s --max-tokens 5", dir);
     assert_int_equal(rc, 1);
