@@ -32,49 +32,24 @@
 #include "backend.h"
 #include "model.h"
 #include "story_fixture.h"
+#include "task_fixture.h"
 #include "task_host.h"
 #include "tokenizer.h"
 
-typedef struct fixture {
-    fl_tokenizer *tok;
-    fl_special_ids ids;
-    fl_model *model;
-    fl_metric_list metrics;
-    fl_task_host th;
-    char *dir;
-} fixture;
-
-static fixture g;
-
-static fl_model *make_model(int arch, int32_t pad) {
-    const char *specs[2] = {"dense", "dense"};
-    fl_model_config mc = {.vocab_size = fl_tokenizer_vocab_size(g.tok), .context = 48, .d_model = 32,
-                          .n_layers = 2, .n_heads = 2, .ffn_specs = specs, .seed = 3, .arch = arch, .pad_token = pad};
-    fl_model *m = NULL;
-    fl_error err = {0};
-    ts_assert_ok(fl_model_create(&mc, fl_backend_cpu(), &m, &err), &err);
-    return m;
-}
+static ts_task_fixture g;
+static fl_special_ids g_ids; /* the encoder's <s> </s> <pad> <mask> */
 
 static int setup(void **state) {
     (void)state;
+    ts_task_fixture_init(&g, FL_ARCH_BERT, "unit", "unit");
     fl_error err = {0};
-    g.tok = ts_story_tokenizer(7, 200000, 400, 1, NULL, NULL);
-    ts_assert_ok(fl_tokenizer_encoder_ids(g.tok, "tok", &g.ids, &err), &err);
-    g.model = make_model(FL_ARCH_BERT, g.ids.pad);
-    g.dir = ts_tmpdir();
-    ts_assert_ok(fl_task_host_init(&g.th, g.model, g.tok, "", g.dir, "", &g.metrics, &err), &err);
-    fl_task_host_set_task(&g.th, "unit", "unit");
+    ts_assert_ok(fl_tokenizer_encoder_ids(g.tok, "tok", &g_ids, &err), &err);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    fl_model_free(g.model);
-    fl_tokenizer_free(g.tok);
-    fl_metric_list_free(&g.metrics);
-    ts_rmtree(g.dir);
-    free(g.dir);
+    ts_task_fixture_free(&g);
     return 0;
 }
 
@@ -98,34 +73,29 @@ static int wrap(const char *text, int32_t *ids) {
     int32_t *w = NULL;
     size_t n = 0;
     ts_assert_ok(fl_tokenizer_encode(g.tok, text, strlen(text), &w, &n, &err), &err);
-    ids[0] = g.ids.bos;
+    ids[0] = g_ids.bos;
     memcpy(ids + 1, w, n * sizeof *ids);
-    ids[n + 1] = g.ids.sep;
+    ids[n + 1] = g_ids.sep;
     free(w);
     return (int)n + 2;
 }
 
-static const char *SENTENCES[] = {
-    "The dog likes to run.", "Lily and Tom were happy.", "I see many apples in the big green garden today.",
-    "A cat.", "The little bird flies over the tall tree and sings a song.", "Ben saw an old owl.",
-};
-#define N_SENT ((int)(sizeof SENTENCES / sizeof SENTENCES[0]))
 
 static void test_services_know_the_encoder(void **state) {
     (void)state;
     const fl_task_services *svc = &g.th.svc;
     assert_true(FL_TASK_HAS(svc, masked_logprobs));
     assert_int_equal(svc->arch, FL_TASK_ARCH_BERT);
-    assert_true(svc->bos == g.ids.bos && svc->sep == g.ids.sep && svc->pad == g.ids.pad && svc->mask == g.ids.mask);
+    assert_true(svc->bos == g_ids.bos && svc->sep == g_ids.sep && svc->pad == g_ids.pad && svc->mask == g_ids.mask);
     fl_error err = {0};
-    int32_t toks[3] = {g.ids.bos, 5, g.ids.sep}, tg[3] = {-1, 5, -1};
+    int32_t toks[3] = {g_ids.bos, 5, g_ids.sep}, tg[3] = {-1, 5, -1};
     int64_t off[2] = {0, 3};
     fl_token_seqs v = {.tokens = toks, .offsets = off, .n = 1};
     float out[3];
     assert_int_equal(svc->logprobs(svc, &v, NULL, 0, out, &err), FL_EINVAL);
     assert_non_null(strstr(err.msg, "encoder"));
     /* a decoder's host: masked_logprobs refuses it */
-    fl_model *dec = make_model(FL_ARCH_GPT, -1);
+    fl_model *dec = ts_task_model(g.tok, FL_ARCH_GPT, -1);
     fl_task_host th;
     fl_metric_list ml = {0};
     ts_assert_ok(fl_task_host_init(&th, dec, g.tok, "", g.dir, "", &ml, &err), &err);
@@ -143,13 +113,13 @@ static void test_masked_logprobs_match_the_lm_head(void **state) {
     tu_seqs s;
     ts_assert_ok(tu_seqs_init(&s, &err), &err);
     int32_t targets[512];
-    for (int i = 0; i < N_SENT; i++) { /* every third word masked */
+    for (int i = 0; i < TS_N_SENTENCES; i++) { /* every third word masked */
         int32_t ids[64];
-        const int n = wrap(SENTENCES[i], ids);
+        const int n = wrap(ts_sentences[i], ids);
         for (int t = 0; t < n; t++) {
             const int chosen = t > 0 && t < n - 1 && (t + i) % 3 == 0;
             targets[s.n_tokens + t] = chosen ? ids[t] : -1;
-            if (chosen) ids[t] = g.ids.mask;
+            if (chosen) ids[t] = g_ids.mask;
         }
         const int32_t *part = ids;
         const size_t len = (size_t)n;
@@ -160,7 +130,7 @@ static void test_masked_logprobs_match_the_lm_head(void **state) {
     for (int batch = 0; batch <= 4; batch += 2) { /* 0: all in one padded batch */
         ts_assert_ok(g.th.svc.masked_logprobs(&g.th.svc, &v, targets, batch, out, &err), &err);
         double worst = 0;
-        for (int i = 0; i < N_SENT; i++) {
+        for (int i = 0; i < TS_N_SENTENCES; i++) {
             const int n = (int)(v.offsets[i + 1] - v.offsets[i]);
             for (int t = 0; t < n; t++) {
                 const int64_t k = v.offsets[i] + t;
@@ -186,7 +156,7 @@ static double pll_direct(const char *text) {
     double sum = 0;
     for (int t = 1; t < n - 1; t++) {
         const int32_t w = ids[t];
-        ids[t] = g.ids.mask;
+        ids[t] = g_ids.mask;
         sum += direct_masked(ids, n, t, w);
         ids[t] = w;
     }
@@ -230,7 +200,7 @@ static void test_hidden_ignores_padding(void **state) {
     int32_t ids[64];
     for (int i = 3; i >= 2; i--) { /* the long one, then the short one: batched together, padded */
         const int32_t *part = ids;
-        const size_t len = (size_t)wrap(SENTENCES[i], ids);
+        const size_t len = (size_t)wrap(ts_sentences[i], ids);
         ts_assert_ok(tu_seqs_add(&s, &part, &len, 1, &err), &err);
     }
     fl_token_seqs v = tu_seqs_view(&s), alone = {.tokens = v.tokens, .offsets = v.offsets, .n = 1};

@@ -30,47 +30,21 @@
 #include "model.h"
 #include "shard.h"
 #include "story_fixture.h"
+#include "task_fixture.h"
 #include "task_host.h"
 #include "tokenizer.h"
 
-typedef struct fixture {
-    fl_tokenizer *tok;
-    fl_model *model;
-    fl_metric_list metrics;
-    fl_task_host th;
-    char *dir;
-} fixture;
-
-static fixture g;
-
-static fl_model *make_model(int vocab, int context, uint64_t seed) {
-    const char *specs[2] = {"dense", "dense"};
-    fl_model_config mc = {.vocab_size = vocab, .context = context, .d_model = 32, .n_layers = 2, .n_heads = 2,
-                          .ffn_specs = specs, .seed = seed};
-    fl_model *m = NULL;
-    fl_error err = {0};
-    ts_assert_ok(fl_model_create(&mc, fl_backend_cpu(), &m, &err), &err);
-    return m;
-}
+static ts_task_fixture g;
 
 static int setup(void **state) {
     (void)state;
-    fl_error err = {0};
-    g.tok = ts_story_tokenizer(7, 200000, 400, 0, NULL, NULL);
-    g.model = make_model(fl_tokenizer_vocab_size(g.tok), 48, 3);
-    g.dir = ts_tmpdir();
-    ts_assert_ok(fl_task_host_init(&g.th, g.model, g.tok, "", g.dir, "", &g.metrics, &err), &err);
-    fl_task_host_set_task(&g.th, "unit", "unit:x=1");
+    ts_task_fixture_init(&g, FL_ARCH_GPT, "unit", "unit:x=1");
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    fl_model_free(g.model);
-    fl_tokenizer_free(g.tok);
-    fl_metric_list_free(&g.metrics);
-    ts_rmtree(g.dir);
-    free(g.dir);
+    ts_task_fixture_free(&g);
     return 0;
 }
 
@@ -99,24 +73,19 @@ static void encode_with_bos(const char *text, tu_seqs *s) {
     free(ids);
 }
 
-static const char *SENTENCES[] = {
-    "The dog likes to run.", "Lily and Tom were happy.", "I see many apples in the big green garden today.",
-    "A cat.", "The little bird flies over the tall tree and sings a song.", "Ben saw an old owl.",
-};
-#define N_SENT ((int)(sizeof SENTENCES / sizeof SENTENCES[0]))
 
 static void test_logprobs_match_the_lm_head(void **state) {
     (void)state;
     fl_error err = {0};
     tu_seqs s;
     ts_assert_ok(tu_seqs_init(&s, &err), &err);
-    for (int i = 0; i < N_SENT; i++) encode_with_bos(SENTENCES[i], &s);
+    for (int i = 0; i < TS_N_SENTENCES; i++) encode_with_bos(ts_sentences[i], &s);
     fl_token_seqs v = tu_seqs_view(&s);
     float *out = malloc((size_t)v.offsets[v.n] * sizeof *out);
     double want[64];
     for (int batch = 0; batch <= 4; batch += 2) { /* 0 = host's choice: all in one padded batch */
         ts_assert_ok(g.th.svc.logprobs(&g.th.svc, &v, NULL, batch, out, &err), &err);
-        for (int i = 0; i < N_SENT; i++) {
+        for (int i = 0; i < TS_N_SENTENCES; i++) {
             int n = (int)(v.offsets[i + 1] - v.offsets[i]);
             direct_logprobs(g.model, v.tokens + v.offsets[i], n, want);
             assert_true(out[v.offsets[i]] == 0.0f);
@@ -126,8 +95,8 @@ static void test_logprobs_match_the_lm_head(void **state) {
         }
     }
     /* from: positions before it are left at 0, the rest unchanged */
-    int64_t from[N_SENT];
-    for (int i = 0; i < N_SENT; i++) from[i] = 3;
+    int64_t from[TS_N_SENTENCES];
+    for (int i = 0; i < TS_N_SENTENCES; i++) from[i] = 3;
     ts_assert_ok(g.th.svc.logprobs(&g.th.svc, &v, from, 0, out, &err), &err);
     int n0 = (int)(v.offsets[1] - v.offsets[0]);
     direct_logprobs(g.model, v.tokens, n0, want);
@@ -193,8 +162,8 @@ static void test_hidden_is_what_the_head_reads(void **state) {
     fl_error err = {0};
     tu_seqs s;
     ts_assert_ok(tu_seqs_init(&s, &err), &err);
-    encode_with_bos(SENTENCES[0], &s);
-    encode_with_bos(SENTENCES[2], &s);
+    encode_with_bos(ts_sentences[0], &s);
+    encode_with_bos(ts_sentences[2], &s);
     fl_token_seqs v = tu_seqs_view(&s);
     const int C = g.th.svc.d_model, V = g.th.svc.vocab_size;
     float *h = malloc((size_t)v.offsets[2] * C * sizeof *h);
