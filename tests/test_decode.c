@@ -69,17 +69,6 @@ static const char *const SPECS[] = {
 };
 #define N_SPECS (int)(sizeof SPECS / sizeof SPECS[0])
 
-/* Scales every value of parameter p by s. */
-static void scale_param(const fl_backend *be, fl_param *p, float s) {
-    const size_t n = (size_t)fl_numel(&p->value);
-    float *h = malloc(n * sizeof *h);
-    assert_non_null(h);
-    be->ops.to_host(h, &p->value, n * sizeof *h);
-    for (size_t i = 0; i < n; i++) h[i] *= s;
-    be->ops.from_host(&p->value, h, n * sizeof *h);
-    free(h);
-}
-
 /* A tiny model with plugin spec in every layer, its embeddings and attention
    weights sharpened (see the top); the layers in bit mask `local` attend
    locally over `window` positions. */
@@ -90,11 +79,7 @@ static fl_model *make_model_attn(const char *spec, uint64_t local, int window) {
     fl_model *m = NULL;
     fl_error err = {0};
     ts_assert_ok(fl_model_create(&mc, fl_backend_cpu(), &m, &err), &err);
-    for (int i = 0; i < fl_model_n_params(m); i++) {
-        fl_param *p = fl_model_param(m, i);
-        if (strstr(p->name, "wte.") || strstr(p->name, "wpe.") || strstr(p->name, ".attn.c_attn.weight"))
-            scale_param(fl_backend_cpu(), p, 10.0f);
-    }
+    ts_sharpen_attention(m, 10.0f);
     return m;
 }
 

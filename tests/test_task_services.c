@@ -5,6 +5,10 @@
  *  - svc->logprobs equals log-softmax of fl_model_logits at every position,
  *    with sequences of different lengths batched together (pads never leak
  *    into a score), whatever the batch size, and `from` skips a prefix;
+ *    also when sequences share prefixes (duplicates, one beginning
+ *    another, pairs that part after a few tokens) and some skip prefixes
+ *    of their own: the host computes a shared position once and copies a
+ *    score only where it is the same;
  *  - BLiMP's pair score (blimp_score, which scores a shared prefix once) equals
  *    the sum of per-token log-probabilities computed through the LM head
  *    directly, for both sentences of every pair;
@@ -104,6 +108,56 @@ static void test_logprobs_match_the_lm_head(void **state) {
     assert_true(fabs(out[3] - want[3]) < 1e-4);
     free(out);
     tu_seqs_free(&s);
+}
+
+/* Adds tokens[0..n) with token k replaced by r (k < 0: none). */
+static void add_variant(tu_seqs *s, const int32_t *tokens, size_t n, int k, int32_t r) {
+    int32_t buf[64];
+    fl_error err = {0};
+    memcpy(buf, tokens, n * sizeof *buf);
+    if (k >= 0 && (size_t)k < n) buf[k] = r;
+    const int32_t *parts[1] = {buf};
+    ts_assert_ok(tu_seqs_add(s, parts, &n, 1, &err), &err);
+}
+
+static void test_logprobs_of_sequences_sharing_prefixes(void **state) {
+    (void)state;
+    fl_error err = {0};
+    tu_seqs base, s;
+    ts_assert_ok(tu_seqs_init(&base, &err), &err);
+    ts_assert_ok(tu_seqs_init(&s, &err), &err);
+    for (int i = 0; i < TS_N_SENTENCES; i++) encode_with_bos(ts_sentences[i], &base);
+    fl_token_seqs b = tu_seqs_view(&base);
+    const int32_t V = fl_model_cfg(g.model)->vocab_size;
+    for (int i = 0; i < TS_N_SENTENCES; i++) {
+        const int32_t *t = b.tokens + b.offsets[i];
+        const size_t n = (size_t)(b.offsets[i + 1] - b.offsets[i]);
+        add_variant(&s, t, n, -1, 0);                     /* the sentence */
+        add_variant(&s, t, n, -1, 0);                     /* a duplicate */
+        add_variant(&s, t, n > 2 ? n - 2 : n, -1, 0);     /* its beginning */
+        add_variant(&s, t, n, 3, (t[3 % n] + 1) % V);   /* parts at token 3 */
+        add_variant(&s, t, n, 1, (t[1 % n] + 7) % V);   /* parts at token 1 */
+    }
+    fl_token_seqs v = tu_seqs_view(&s);
+    int64_t *from = malloc((size_t)v.n * sizeof *from);
+    for (int64_t i = 0; i < v.n; i++) from[i] = (i * 7) % 5; /* 0..4: each skips its own prefix */
+    float *out = malloc((size_t)v.offsets[v.n] * sizeof *out);
+    double want[64];
+    for (int batch = 0; batch <= 3; batch += 3) {
+        ts_assert_ok(g.th.svc.logprobs(&g.th.svc, &v, from, batch, out, &err), &err);
+        for (int64_t i = 0; i < v.n; i++) {
+            const int n = (int)(v.offsets[i + 1] - v.offsets[i]);
+            direct_logprobs(g.model, v.tokens + v.offsets[i], n, want);
+            for (int t = 0; t < n; t++) {
+                const float got = out[v.offsets[i] + t];
+                if (t < (from[i] > 1 ? from[i] : 1) ? got != 0.0f : fabs(got - want[t]) > 1e-4)
+                    fail_msg("batch %d sequence %lld (from %lld) token %d: %.6f vs %.6f", batch, (long long)i,
+                             (long long)from[i], t, got, t < from[i] ? 0.0 : want[t]);
+            }
+        }
+    }
+    free(out), free(from);
+    tu_seqs_free(&s), tu_seqs_free(&base);
 }
 
 static void test_bad_sequences_are_refused(void **state) {
@@ -314,6 +368,7 @@ static void test_metrics_reach_the_host(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_logprobs_match_the_lm_head),
+        cmocka_unit_test(test_logprobs_of_sequences_sharing_prefixes),
         cmocka_unit_test(test_bad_sequences_are_refused),
         cmocka_unit_test(test_blimp_pair_score_is_the_sum_of_token_logprobs),
         cmocka_unit_test(test_hidden_is_what_the_head_reads),

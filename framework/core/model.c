@@ -20,6 +20,10 @@
  * the B rows of one new position per sequence, and keeps per block a KV
  * cache k_cache/v_cache[B,H,S,hs] (S = context) that only decoding writes.
  *
+ * Scoring (fl_model_forward_shared) reuses them for the distinct rows of a
+ * batch whose sequences share prefixes (B = 1, T = rows); only attention
+ * sees the sequences whole, in the layout of core/row_plan.h (sh_*).
+ *
  * Shapes: B batch, T time, C d_model, V vocab, N = B*T, H heads, hs = C/H.
  */
 #include "model.h"
@@ -38,6 +42,7 @@
 #include "options.h"
 #include "params.h"
 #include "profile.h"
+#include "row_plan.h"
 
 typedef struct block {
     fl_param *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *proj_b, *ln2_w, *ln2_b;
@@ -82,6 +87,15 @@ struct fl_model {
     int kv_mode;                 /* KV_*: this forward fills or reads the cache */
     int kv_B, kv_len;            /* decoding: sequences, positions cached */
     fl_profile *prof;            /* bench --profile: phase marks; NULL: none */
+    /* fl_model_forward_shared: the blocks run on the plan's n computed rows,
+       attention on its layout (row_plan.h); shared 0: an ordinary forward */
+    int shared;
+    fl_row_plan plan;
+    fl_tensor sh_src;            /* [L] i32: plan.src */
+    fl_tensor sh_own;            /* [n] i32: plan.own */
+    fl_tensor sh_tokens;         /* [L] i32: plan.lay_tok */
+    fl_tensor sh_x;              /* [L,C]: the embedding, then attention outputs */
+    fl_tensor sh_qkv, sh_att;    /* [L,3C], and the attention's scratch */
 };
 
 /* Starts a profiled phase (a no-op without a profile). */
@@ -197,7 +211,8 @@ void fl_model_free(fl_model *m) {
     for (int l = 0; m->blocks && l < m->cfg.n_layers; l++) release_block(m, &m->blocks[l]);
     for (int i = 0; m->res && i < 2 * m->cfg.n_layers + 1; i++) h->tensor_release(h, &m->res[i]);
     fl_tensor *ts[] = {&m->tokens, &m->targets, &m->positions, &m->lengths, &m->lnf, &m->lnf_mean, &m->lnf_rstd,
-                       &m->logits, &m->dlogits, &m->ffn_y, &m->dres, &m->dtmp, &m->dbig, &m->datty};
+                       &m->logits, &m->dlogits, &m->ffn_y, &m->dres, &m->dtmp, &m->dbig, &m->datty,
+                       &m->sh_src, &m->sh_own, &m->sh_tokens, &m->sh_x, &m->sh_qkv, &m->sh_att};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) h->tensor_release(h, ts[i]);
     fl_params_free(&m->params, m->be);
     for (int l = 0; m->specs && l < m->cfg.n_layers; l++) free(m->specs[l]);
@@ -206,6 +221,7 @@ void fl_model_free(fl_model *m) {
     free(m->res);
     free(m->pos_host);
     free(m->len_host);
+    fl_row_plan_free(&m->plan);
     free(m);
 }
 
@@ -216,13 +232,14 @@ static fl_status ensure(fl_model *m, fl_tensor *t, int dtype, int64_t d0, int64_
     return m->host.tensor_ensure(&m->host, t, dtype, d1 ? 2 : 1, shape, err);
 }
 
-static fl_status ensure_activations(fl_model *m, int B, int T, fl_error *err) {
-    const int64_t N = (int64_t)B * T, C = m->cfg.d_model, H = m->cfg.n_heads;
+/* Every activation of a forward over tokens[B,T]; n_saved: each block's
+   attention scratch (a shared-rows forward keeps none: it attends in sh_att). */
+static fl_status ensure_activations(fl_model *m, int B, int T, int64_t n_saved, fl_error *err) {
+    const int64_t N = (int64_t)B * T, C = m->cfg.d_model;
     fl_status st = FL_OK;
     for (int i = 0; i < 2 * m->cfg.n_layers + 1 && !st; i++) st = ensure(m, &m->res[i], FL_F32, N, C, err);
     for (int l = 0; l < m->cfg.n_layers && !st; l++) {
         block *b = &m->blocks[l];
-        const int64_t n_saved = m->be->attention_saved_numel(B, T, C, (int)H);
         if ((st = ensure(m, &b->ln1, m->host.act_dtype, N, C, err)) || (st = ensure(m, &b->ln1_mean, FL_F32, N, 0, err)) ||
             (st = ensure(m, &b->ln1_rstd, FL_F32, N, 0, err)) || (st = ensure(m, &b->qkv, FL_F32, N, 3 * C, err)) ||
             (st = ensure(m, &b->att, FL_F32, n_saved, 0, err)) ||
@@ -273,6 +290,32 @@ static fl_attn_mask mask_of(const fl_model *m, int l) {
     return mk;
 }
 
+/* The rows of t [R,D] the sequences of length l take in the plan's layout,
+   as [count, l, D]. */
+static fl_tensor layout_group(const fl_model *m, const fl_tensor *t, int l) {
+    const int64_t count = fl_row_plan_count(&m->plan, l);
+    fl_tensor rows = fl_rows(t, m->plan.start[l], count * l);
+    return as3(&rows, (int)count, l);
+}
+
+/* atty = attention of a shared-rows forward: the computed qkv rows spread
+   into the layout (a shared row into every sequence that holds it), each
+   group of sequences of one length attended, and the computed rows'
+   outputs gathered back. */
+static void attend_layout(fl_model *m, block *b, int l) {
+    const fl_ops *o = &m->be->ops;
+    o->gather_rows(&b->qkv, &m->sh_src, &m->sh_qkv);
+    const fl_attn_mask mk = mask_of(m, l);
+    for (int len = 1; len <= m->plan.T; len++) {
+        if (!fl_row_plan_count(&m->plan, len)) continue;
+        fl_tensor qkv3 = layout_group(m, &m->sh_qkv, len), y3 = layout_group(m, &m->sh_x, len);
+        fl_tensor att = fl_rows(&m->sh_att, 0, m->be->attention_saved_numel(qkv3.shape[0], len, m->cfg.d_model,
+                                                                            m->cfg.n_heads));
+        m->be->attention(&qkv3, m->cfg.n_heads, &mk, &y3, &att);
+    }
+    o->gather_rows(&m->sh_x, &m->sh_own, &b->atty);
+}
+
 /* x_mid = x + c_proj(attn(ln_1(x))) in block l. A prefill also caches the
    keys and values of its positions; a decoding step (T = 1) caches its own
    and attends over the cache: positions 0..kv_len, itself last. */
@@ -288,6 +331,8 @@ static void attention_forward(fl_model *m, block *b, int l, const fl_tensor *x, 
     if (m->kv_mode == KV_STEP) {
         m->be->kv_append(&qkv3, m->kv_len, &b->k_cache, &b->v_cache);
         m->be->attention_decode(&qkv3, &b->k_cache, &b->v_cache, m->kv_len + 1, window_of(m, l), &y3);
+    } else if (m->shared) {
+        attend_layout(m, b, l);
     } else {
         const fl_attn_mask mk = mask_of(m, l);
         m->be->attention(&qkv3, m->cfg.n_heads, &mk, &y3, &b->att);
@@ -375,24 +420,31 @@ static fl_status set_lengths(fl_model *m, const int32_t *tokens, int B, int T, f
     return FL_OK;
 }
 
+/* res[2l+2] from res[2l], for every block: res[2L] enters ln_f. */
+static fl_status run_blocks(fl_model *m, fl_error *err) {
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        attention_forward(m, &m->blocks[l], l, &m->res[2 * l], &m->res[2 * l + 1]);
+        fl_status st = ffn_forward(m, &m->blocks[l], l, &m->res[2 * l + 1], &m->res[2 * l + 2], err);
+        if (st) return st;
+    }
+    return FL_OK;
+}
+
 /* res[2L], the residual stream entering ln_f, for tokens[B,T] (host, checked)
    at positions pos..pos+T-1; m->train, step and kv_mode set by the caller. */
 static fl_status forward_blocks(fl_model *m, const int32_t *tokens, int B, int T, int pos, fl_error *err) {
-    fl_status st = ensure_activations(m, B, T, err);
+    const int64_t n_saved = m->be->attention_saved_numel(B, T, m->cfg.d_model, m->cfg.n_heads);
+    fl_status st = ensure_activations(m, B, T, n_saved, err);
     if (!st) st = set_positions(m, B, T, pos, err);
     if (!st) st = set_lengths(m, tokens, B, T, err);
     if (st) return st;
-    m->B = B, m->T = T;
+    m->B = B, m->T = T, m->shared = 0;
     const fl_ops *o = &m->be->ops;
     PHASE(EMBED);
     o->from_host(&m->tokens, tokens, (size_t)B * (size_t)T * sizeof(int32_t));
     fl_tensor wpe = fl_rows(&m->wpe->value, pos, T);
     m->be->embed(&m->wte->value, &wpe, &m->tokens, &m->res[0]);
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        attention_forward(m, &m->blocks[l], l, &m->res[2 * l], &m->res[2 * l + 1]);
-        if ((st = ffn_forward(m, &m->blocks[l], l, &m->res[2 * l + 1], &m->res[2 * l + 2], err))) return st;
-    }
-    return FL_OK;
+    return run_blocks(m, err);
 }
 
 /* Does t hold a NaN or an infinity? (copied to the host: only on failure) */
@@ -633,6 +685,70 @@ fl_status fl_model_forward_hidden(fl_model *m, const int32_t *tokens, int B, int
 }
 
 const fl_tensor *fl_model_hidden(const fl_model *m) { return &m->lnf; }
+
+/* ------------------------------------------------- shared rows */
+
+/* The device buffers of a shared forward, for the plan just made. */
+static fl_status ensure_shared(fl_model *m, fl_error *err) {
+    const fl_row_plan *p = &m->plan;
+    const int64_t C = m->cfg.d_model;
+    int64_t n_saved = 1;
+    for (int l = 1; l <= p->T; l++) {
+        const int64_t k = m->be->attention_saved_numel(fl_row_plan_count(p, l), l, C, m->cfg.n_heads);
+        n_saved = k > n_saved ? k : n_saved;
+    }
+    fl_status st = ensure_activations(m, 1, (int)p->n, 1, err);
+    if (!st) st = ensure(m, &m->sh_src, FL_I32, p->L, 0, err);
+    if (!st) st = ensure(m, &m->sh_own, FL_I32, p->n, 0, err);
+    if (!st) st = ensure(m, &m->sh_tokens, FL_I32, p->L, 0, err);
+    if (!st) st = ensure(m, &m->sh_x, FL_F32, p->L, C, err);
+    if (!st) st = ensure(m, &m->sh_qkv, FL_F32, p->L, 3 * C, err);
+    if (!st) st = ensure(m, &m->sh_att, FL_F32, n_saved, 0, err);
+    return st;
+}
+
+/* res[0] of the computed rows: each layout group embedded at positions
+   0..l-1, the computed rows gathered. */
+static void embed_layout(fl_model *m) {
+    for (int l = 1; l <= m->plan.T; l++) {
+        const int64_t count = fl_row_plan_count(&m->plan, l);
+        if (!count) continue;
+        fl_tensor tok = fl_rows(&m->sh_tokens, m->plan.start[l], count * l);
+        tok = fl_view2(&tok, count, l);
+        fl_tensor x = fl_rows(&m->sh_x, m->plan.start[l], count * l), wpe = fl_rows(&m->wpe->value, 0, l);
+        m->be->embed(&m->wte->value, &wpe, &tok, &x);
+    }
+    m->be->ops.gather_rows(&m->sh_x, &m->sh_own, &m->res[0]);
+}
+
+fl_status fl_model_forward_shared(fl_model *m, const int32_t *tokens, const int32_t *same_as, int B, int T,
+                                  int32_t *hidden_row, fl_error *err) {
+    if (m->cfg.arch != FL_ARCH_GPT)
+        return fl_fail(err, FL_EINVAL, "shared forward: the model is an encoder (arch bert); sharing rows needs causal attention");
+    if (B < 1 || T < 1 || T > m->cfg.context || (int64_t)B * T > INT32_MAX)
+        return fl_fail(err, FL_EINVAL, "shared forward: batch %d x %d tokens (context is %d)", B, T, m->cfg.context);
+    fl_status st = check_tokens(m, tokens, (int64_t)B * T, 0, "tokens", err);
+    if (!st) st = fl_row_plan_build(&m->plan, tokens, same_as, B, T, hidden_row, err);
+    if (!st) st = ensure_shared(m, err);
+    if (st) return st;
+    const fl_row_plan *p = &m->plan;
+    const fl_ops *o = &m->be->ops;
+    m->train = 0, m->step = 0, m->has_targets = 0, m->kv_mode = KV_OFF;
+    m->B = 1, m->T = (int)p->n, m->shared = 1;
+    m->pos_B = 0; /* positions now holds the computed rows' */
+    o->from_host(&m->sh_own, p->own, (size_t)p->n * sizeof *p->own);
+    o->from_host(&m->sh_src, p->src, (size_t)p->L * sizeof *p->src);
+    o->from_host(&m->sh_tokens, p->lay_tok, (size_t)p->L * sizeof *p->lay_tok);
+    o->from_host(&m->tokens, p->tok, (size_t)p->n * sizeof *p->tok);
+    o->from_host(&m->positions, p->pos, (size_t)p->n * sizeof *p->pos);
+    PHASE(EMBED);
+    embed_layout(m);
+    if ((st = run_blocks(m, err))) return st;
+    PHASE(NORM);
+    const int L = m->cfg.n_layers;
+    o->layernorm(&m->res[2 * L], &m->lnf_w->value, &m->lnf_b->value, 1e-5f, &m->lnf, &m->lnf_mean, &m->lnf_rstd);
+    return m->be->sync ? m->be->sync(err) : FL_OK;
+}
 
 fl_status fl_model_backward_hidden(fl_model *m, const fl_tensor *dhidden, fl_error *err) {
     const int64_t N = (int64_t)m->B * m->T, C = m->cfg.d_model;

@@ -118,6 +118,21 @@ fl_status fl_model_forward_hidden(fl_model *m, const int32_t *tokens, int B, int
 /* The final hidden states (ln_f output) of the last forward, [B*T, C] on the
    device; valid until the next forward. */
 const fl_tensor *fl_model_hidden(const fl_model *m);
+/* An inference forward without the LM head that computes a row shared by
+   several sequences once: tokens[B,T] as for fl_model_forward_hidden, and
+   for each row r = b*T + t, same_as[r] is
+     r         the row is computed;
+     s < r     the row is row s's: same position t, same token, and the row
+               before it shares the row before s (checked), so every token
+               up to t is the same and a causal model gives both one state;
+     negative  padding after the sequence's end: neither computed nor read.
+   The blocks run on the n computed rows alone (only attention sees the
+   padded [B,T] batch), so shared prefixes and padding cost no GEMM work.
+   fl_model_hidden is then [n, C], and hidden_row[B*T] receives each row's
+   index into it (-1 for padding). Decoder models only; a same_as that
+   breaks a rule is an FL_EINVAL message naming the row. */
+fl_status fl_model_forward_shared(fl_model *m, const int32_t *tokens, const int32_t *same_as, int B, int T,
+                                  int32_t *hidden_row, fl_error *err);
 /* Gradients from dhidden = d loss / d hidden [B*T, C] of the last training
    forward, accumulated into every parameter's grad (the LM head is not part
    of that loss, so wte gets only its embedding gradient). */

@@ -2,19 +2,8 @@
  * run/task_host.c — the services table task plugins receive (see
  * task_host.h and ffnlab/task.h for the contract).
  *
- * Scoring is the hot path (BLiMP is 134,000 sentences): sequences are
- * sorted longest first and cut into batches of about 8192 tokens, so a batch
- * pads to nearly nothing; the model runs without its LM head, and the head
- * is applied only to the rows that get a score, in chunks small enough that
- * the [rows, V] logits stay in cache-friendly sizes. A sequence's last token
- * is only a target (no later position reads it: the model is causal), so the
- * scorer forwards each sequence without it: 1/length of the work (~6% on
- * BLiMP) never done. Per scored row:
- *
- *   logit[v]  = h · wte[v]                  h = ln_f output of position t-1
- *   logp      = logit[target] - logsumexp(logit)
- *
- * All of it goes through the backend's ops, so the same code serves a GPU.
+ * The scoring services live beside it: svc->logprobs in task_logprobs.c,
+ * svc->masked_logprobs in task_masked.c.
  */
 #include "task_host.h"
 
@@ -33,10 +22,10 @@
 #include "log.h"
 #include "shard.h"
 #include "storygen.h"
+#include "task_logprobs.h"
 #include "task_masked.h"
 
 #define BATCH_TOKENS 8192         /* tokens per forward when the task leaves it to us */
-#define HEAD_FLOATS (1 << 22)     /* logits per head chunk: 16 MB */
 #define BUILTIN_BLIMP_SEED 1337   /* the same pairs as `ffnlab data blimp` */
 #define BUILTIN_BLIMP_PAIRS 1000  /* per paradigm, as in BLiMP */
 
@@ -87,23 +76,6 @@ fl_status fl_metric_list_add(fl_metric_list *l, const char *task, const char *sp
 
 static int64_t seq_len(const fl_token_seqs *s, int64_t i) { return s->offsets[i + 1] - s->offsets[i]; }
 
-static fl_status check_seqs(const fl_model *m, const fl_token_seqs *s, fl_error *err) {
-    const fl_model_config *mc = fl_model_cfg(m);
-    if (s->n < 0 || (s->n > 0 && (!s->tokens || !s->offsets)) || (s->n > 0 && s->offsets[0] != 0))
-        return fl_fail(err, FL_EINVAL, "token sequences: bad table (n = %lld)", (long long)s->n);
-    for (int64_t i = 0; i < s->n; i++) {
-        int64_t len = seq_len(s, i);
-        if (len < 1 || len > mc->context)
-            return fl_fail(err, FL_EINVAL, "token sequence %lld has %lld tokens; the model takes 1 to %d",
-                           (long long)i, (long long)len, mc->context);
-        for (int64_t k = s->offsets[i]; k < s->offsets[i + 1]; k++)
-            if (s->tokens[k] < 0 || s->tokens[k] >= mc->vocab_size)
-                return fl_fail(err, FL_EINVAL, "token sequence %lld: id %d is outside the vocabulary [0, %d)",
-                               (long long)i, s->tokens[k], mc->vocab_size);
-    }
-    return FL_OK;
-}
-
 static int cmp_len_desc(const void *a, const void *b, void *ctx) {
     const fl_token_seqs *s = ctx;
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -111,19 +83,17 @@ static int cmp_len_desc(const void *a, const void *b, void *ctx) {
     return lx != ly ? (lx < ly ? 1 : -1) : (x > y) - (x < y);
 }
 
-/* Batches of sequences, longest first: each pads to its first member. A
-   sequence is forwarded without its last `trim` tokens (the scorer's 1: the
-   last token is only a target); one with nothing left is not batched. */
+/* Batches of sequences for svc->hidden, longest first: each pads to its
+   first member. */
 typedef struct batcher {
     const fl_token_seqs *s;
     int64_t *order;
     int64_t pos;
     int32_t max_seqs;          /* 0: fill BATCH_TOKENS */
-    int trim;                  /* tokens dropped from each sequence's end */
 } batcher;
 
-static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_seqs, int trim, fl_error *err) {
-    b->s = s, b->pos = 0, b->max_seqs = max_seqs, b->trim = trim;
+static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_seqs, fl_error *err) {
+    b->s = s, b->pos = 0, b->max_seqs = max_seqs;
     b->order = malloc((size_t)(s->n ? s->n : 1) * sizeof *b->order);
     if (!b->order) return fl_fail(err, FL_ENOMEM, "out of memory sorting %lld sequences", (long long)s->n);
     for (int64_t i = 0; i < s->n; i++) b->order[i] = i;
@@ -137,8 +107,7 @@ static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_se
    (growing them means fresh, page-faulting memory). */
 static int batcher_next(batcher *b, const int64_t **idx, int *B, int *T) {
     if (b->pos >= b->s->n) return 0;
-    int64_t t = seq_len(b->s, b->order[b->pos]) - b->trim;
-    if (t < 1) return 0; /* longest first: the rest are as short */
+    int64_t t = seq_len(b->s, b->order[b->pos]);
     int64_t fit = b->pos == 0 ? (BATCH_TOKENS + t - 1) / t : BATCH_TOKENS / t;
     int64_t want = b->max_seqs > 0 ? b->max_seqs : (fit > 0 ? fit : 1);
     if (want > b->s->n - b->pos) want = b->s->n - b->pos;
@@ -148,8 +117,8 @@ static int batcher_next(batcher *b, const int64_t **idx, int *B, int *T) {
     return 1;
 }
 
-/* tokens[B,T], right-padded with pad (the causal model never looks right);
-   a sequence longer than T is cut to its first T tokens. */
+/* tokens[B,T], right-padded with pad (pad_of: a decoder never looks right,
+   an encoder masks its <pad> keys). */
 static void fill_tokens(const fl_token_seqs *s, const int64_t *idx, int B, int T, int32_t pad, int32_t *tok) {
     for (int b = 0; b < B; b++) {
         int64_t n = seq_len(s, idx[b]) < T ? seq_len(s, idx[b]) : T;
@@ -157,126 +126,6 @@ static void fill_tokens(const fl_token_seqs *s, const int64_t *idx, int B, int T
         memcpy(row, s->tokens + s->offsets[idx[b]], (size_t)n * sizeof *row);
         for (int64_t t = n; t < T; t++) row[t] = pad;
     }
-}
-
-/* ------------------------------------------------------------ scoring */
-
-static fl_status ensure(const fl_host *h, fl_tensor *t, int dtype, int64_t d0, int64_t d1, fl_error *err) {
-    int64_t shape[2] = {d0, d1};
-    return h->tensor_ensure(h, t, dtype, d1 ? 2 : 1, shape, err);
-}
-
-typedef struct scorer {
-    fl_model *m;
-    const fl_backend *be;
-    const fl_host *h;
-    const fl_tensor *wte;      /* [V,C] */
-    int64_t V, C, chunk;       /* chunk: rows per head pass */
-    int32_t *rows, *pick;      /* [chunk] hidden row, flat logit index */
-    int64_t *dst;              /* [chunk] where the score goes in out */
-    int32_t *tgt;              /* [chunk] target token */
-    float *lse_h, *pick_h;     /* [chunk] */
-    fl_tensor rows_d, H, L, lse, pick_d, picked;
-} scorer;
-
-static fl_status scorer_init(scorer *sc, fl_model *m, fl_error *err) {
-    memset(sc, 0, sizeof *sc);
-    sc->m = m;
-    sc->h = fl_model_host(m);
-    sc->be = fl_host_backend(sc->h);
-    fl_param *wte = fl_model_find_param(m, "transformer.wte.weight");
-    if (!wte) return fl_fail(err, FL_EINTERNAL, "model has no transformer.wte.weight");
-    sc->wte = &wte->value;
-    sc->V = sc->wte->shape[0], sc->C = sc->wte->shape[1];
-    sc->chunk = HEAD_FLOATS / sc->V > 0 ? HEAD_FLOATS / sc->V : 1;
-    size_t c = (size_t)sc->chunk;
-    const fl_host *h = sc->h;
-    fl_status st; /* device buffers for a whole chunk at once: score_chunk uses their first rows */
-    if ((st = ensure(h, &sc->rows_d, FL_I32, sc->chunk, 0, err)) || (st = ensure(h, &sc->H, FL_F32, sc->chunk, sc->C, err)) ||
-        (st = ensure(h, &sc->L, FL_F32, sc->chunk, sc->V, err)) || (st = ensure(h, &sc->lse, FL_F32, sc->chunk, 0, err)) ||
-        (st = ensure(h, &sc->pick_d, FL_I32, sc->chunk, 0, err)) || (st = ensure(h, &sc->picked, FL_F32, sc->chunk, 1, err)))
-        return st;
-    sc->rows = malloc(c * sizeof *sc->rows), sc->pick = malloc(c * sizeof *sc->pick);
-    sc->dst = malloc(c * sizeof *sc->dst), sc->tgt = malloc(c * sizeof *sc->tgt);
-    sc->lse_h = malloc(c * sizeof *sc->lse_h), sc->pick_h = malloc(c * sizeof *sc->pick_h);
-    if (!sc->rows || !sc->pick || !sc->dst || !sc->tgt || !sc->lse_h || !sc->pick_h)
-        return fl_fail(err, FL_ENOMEM, "out of memory for scoring");
-    return FL_OK;
-}
-
-static void scorer_free(scorer *sc) {
-    if (sc->h) {
-        fl_tensor *ts[] = {&sc->rows_d, &sc->H, &sc->L, &sc->lse, &sc->pick_d, &sc->picked};
-        for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) sc->h->tensor_release(sc->h, ts[i]);
-    }
-    free(sc->rows), free(sc->pick), free(sc->dst), free(sc->tgt), free(sc->lse_h), free(sc->pick_h);
-}
-
-/* Scores the first R rows collected in sc: out[dst[r]] = log p(tgt[r]). */
-static void score_chunk(scorer *sc, int64_t R, float *out) {
-    const fl_ops *o = &sc->be->ops;
-    fl_tensor rows = fl_rows(&sc->rows_d, 0, R), H = fl_rows(&sc->H, 0, R), L = fl_rows(&sc->L, 0, R);
-    fl_tensor lse = fl_rows(&sc->lse, 0, R), pick = fl_rows(&sc->pick_d, 0, R), picked = fl_rows(&sc->picked, 0, R);
-    for (int64_t r = 0; r < R; r++) sc->pick[r] = (int32_t)(r * sc->V + sc->tgt[r]); /* R*V < 2^31 by chunk */
-    o->from_host(&rows, sc->rows, (size_t)R * sizeof *sc->rows);
-    o->from_host(&pick, sc->pick, (size_t)R * sizeof *sc->pick);
-    o->gather_rows(fl_model_hidden(sc->m), &rows, &H);   /* H[R,C] */
-    o->gemm(0, 1, 1.0f, &H, sc->wte, 0.0f, &L);           /* [R,C]·[V,C]ᵀ */
-    o->logsumexp(&L, &lse);
-    fl_tensor flat = fl_view2(&L, R * sc->V, 1);
-    o->gather_rows(&flat, &pick, &picked);                 /* L[r, tgt[r]] */
-    o->to_host(sc->lse_h, &lse, (size_t)R * sizeof(float));
-    o->to_host(sc->pick_h, &picked, (size_t)R * sizeof(float));
-    for (int64_t r = 0; r < R; r++) out[sc->dst[r]] = sc->pick_h[r] - sc->lse_h[r];
-}
-
-/* Every scored position of one batch, in head chunks. */
-static void score_batch(scorer *sc, const fl_token_seqs *s, const int64_t *idx, int B, int T, const int64_t *from,
-                        float *out) {
-    int64_t R = 0;
-    for (int b = 0; b < B; b++) {
-        int64_t i = idx[b], n = seq_len(s, i), t0 = from && from[i] > 1 ? from[i] : 1;
-        const int32_t *seq = s->tokens + s->offsets[i];
-        for (int64_t t = t0; t < n; t++) {
-            sc->rows[R] = (int32_t)((int64_t)b * T + t - 1);
-            sc->tgt[R] = seq[t];
-            sc->dst[R] = s->offsets[i] + t;
-            if (++R == sc->chunk) {
-                score_chunk(sc, R, out);
-                R = 0;
-            }
-        }
-    }
-    if (R) score_chunk(sc, R, out);
-}
-
-fl_status fl_task_score_logprobs(fl_model *m, int32_t pad, const fl_token_seqs *s, const int64_t *from,
-                                 int32_t batch, float *out, fl_error *err) {
-    fl_status st = check_seqs(m, s, err);
-    if (st || s->n == 0) return st;
-    memset(out, 0, (size_t)s->offsets[s->n] * sizeof *out);
-    scorer sc;
-    batcher bt = {0};
-    int32_t *tok = NULL;
-    size_t tok_cap = 0;
-    if (!(st = scorer_init(&sc, m, err))) st = batcher_init(&bt, s, batch, 1, err); /* the last token: a target only */
-    const int64_t *idx;
-    int B, T;
-    while (!st && batcher_next(&bt, &idx, &B, &T)) {
-        size_t need = (size_t)B * (size_t)T;
-        if (need > tok_cap) {
-            free(tok);
-            tok_cap = need;
-            if (!(tok = malloc(need * sizeof *tok))) st = fl_fail(err, FL_ENOMEM, "out of memory for a batch");
-        }
-        if (st) break;
-        fill_tokens(s, idx, B, T, pad, tok);
-        if (!(st = fl_model_forward_hidden(m, tok, B, T, 0, 0, err))) score_batch(&sc, s, idx, B, T, from, out);
-    }
-    free(tok);
-    free(bt.order);
-    scorer_free(&sc);
-    return st;
 }
 
 /* ------------------------------------------------------------ services */
@@ -312,14 +161,14 @@ static fl_status svc_masked_logprobs(const fl_task_services *s, const fl_token_s
 static fl_status svc_hidden(const fl_task_services *s, const fl_token_seqs *seqs, int32_t batch, float *out,
                             fl_error *err) {
     fl_task_host *th = host_of(s);
-    fl_status st = check_seqs(th->model, seqs, err);
+    fl_status st = fl_task_check_seqs(th->model, seqs, err);
     if (st || seqs->n == 0) return st;
     const fl_backend *be = fl_host_backend(fl_model_host(th->model));
     const size_t C = (size_t)s->d_model;
     batcher bt = {0};
     int32_t *tok = NULL;
     float *h = NULL;
-    st = batcher_init(&bt, seqs, batch, 0, err);
+    st = batcher_init(&bt, seqs, batch, err);
     const int64_t *idx;
     int B, T;
     while (!st && batcher_next(&bt, &idx, &B, &T)) {

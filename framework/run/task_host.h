@@ -6,11 +6,7 @@
  * fine-tuning service (run/finetune.h), token files, built-in data, and a
  * sink that collects the metrics tasks report. The eval runner (run/eval.h)
  * makes one per evaluation and hands &th->svc to every task.
- *
- * fl_task_score_logprobs is the scoring kernel behind svc->logprobs, exposed
- * for the benchmark and the tests: sequences are sorted by length, batched
- * up to a token budget, run through the model without the LM head, and the
- * head (wte) is applied only to the rows that are scored — never to pads.
+
  */
 #ifndef FFNLAB_TASK_HOST_H
 #define FFNLAB_TASK_HOST_H
@@ -58,9 +54,5 @@ fl_status fl_task_host_init(fl_task_host *th, fl_model *m, const fl_tokenizer *t
                             const char *work_dir, const char *val_shard, fl_metric_list *sink,
                             fl_error *err);
 void fl_task_host_set_task(fl_task_host *th, const char *task, const char *spec);
-
-/* svc->logprobs without the table (pad: the padding token id). */
-fl_status fl_task_score_logprobs(fl_model *m, int32_t pad, const fl_token_seqs *s, const int64_t *from,
-                                 int32_t batch, float *out, fl_error *err);
 
 #endif

@@ -8,8 +8,8 @@
  * causal model gives those prefix tokens the same log-probabilities in both,
  * so the bad sentence is scored only from the first token where they differ
  * (svc->logprobs' `from`) and its prefix scores are taken from the good one.
- * Pairs are scored in chunks (progress, bounded memory); the host sorts each
- * chunk by length so batches hardly pad.
+ * Pairs are scored in chunks (progress, bounded memory); the host runs a
+ * prefix that several sentences of a chunk share through the model once.
  */
 #include "blimp.h"
 

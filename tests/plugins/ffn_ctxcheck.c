@@ -7,7 +7,10 @@
  *     [B,T] with B, T as ctx says, a token is outside [0, vocab_size), or
  *     the positions are not the same start + 0..T-1 in every row;
  *   - the start is not 0 in a training or full eval forward (T > 1), or, in
- *     a decoding step (T = 1 after one), not the position after the last.
+ *     a decoding step (T = 1 after one), not the position after the last;
+ *   - in an eval forward of shared rows (B = 1, positions not consecutive:
+ *     FFN ABI 2.1), a row i has a position outside [0, i] (a row at
+ *     position t has its t earlier positions computed before it).
  * test_decode runs training, evaluation, prefill and decoding steps through
  * it: every model path must fill the context.
  */
@@ -48,10 +51,11 @@ static fl_status check(layer *L, const fl_ffn_ctx *c, const char *which, fl_erro
         h->ops->to_host(tok, c->tokens, (size_t)n * sizeof *tok);
         h->ops->to_host(pos, c->positions, (size_t)n * sizeof *pos);
     }
+    const int shared = !c->train && c->B == 1 && c->T > 1;
     for (int64_t i = 0; i < n && !st; i++) {
         if (tok[i] < 0 || tok[i] >= L->vocab)
             st = h->error(e, FL_EINVAL, "ctxcheck %s: token %d outside [0,%lld)", which, tok[i], (long long)L->vocab);
-        else if (pos[i] != pos[0] + (int32_t)(i % c->T))
+        else if (pos[i] != pos[0] + (int32_t)(i % c->T) && !(shared && pos[i] >= 0 && pos[i] <= i))
             st = h->error(e, FL_EINVAL, "ctxcheck %s: position[%lld] = %d, start %d", which, (long long)i, pos[i], pos[0]);
     }
     const int64_t want = c->T == 1 && !c->train && L->next >= 0 ? L->next : 0;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "model.h"
 
 double ts_rel_error(const float *a, const float *b, size_t n) {
     double maxdiff = 0, maxref = 1e-30;
@@ -162,4 +163,19 @@ char *ts_tree_digest(const char *dir) {
              dir);
     if (ts_run(cmd, &out) != 0) fail_msg("cannot list %s: %s", dir, out ? out : "");
     return out;
+}
+
+void ts_sharpen_attention(fl_model *m, float s) {
+    const fl_backend *be = fl_backend_cpu();
+    for (int i = 0; i < fl_model_n_params(m); i++) {
+        fl_param *p = fl_model_param(m, i);
+        if (!strstr(p->name, "wte.") && !strstr(p->name, "wpe.") && !strstr(p->name, ".attn.c_attn.weight")) continue;
+        const size_t n = (size_t)fl_numel(&p->value);
+        float *h = malloc(n * sizeof *h);
+        assert_non_null(h);
+        be->ops.to_host(h, &p->value, n * sizeof *h);
+        for (size_t k = 0; k < n; k++) h[k] *= s;
+        be->ops.from_host(&p->value, h, n * sizeof *h);
+        free(h);
+    }
 }

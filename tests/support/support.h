@@ -76,4 +76,11 @@ const char *ts_ffnlab_bin(void);
    the caller should skip()). */
 int ts_shared_data(const char *rel, char *buf, size_t n);
 
+/* Scales the token and position embeddings and every attention c_attn
+   weight of m (a CPU model) by s: attention then prefers some positions
+   strongly, so a path that reads a wrong key, position or token moves the
+   outputs by O(1), far past round-off. */
+struct fl_model;
+void ts_sharpen_attention(struct fl_model *m, float s);
+
 #endif

@@ -59,9 +59,12 @@ extern "C" {
    (`devices`) and which options size it (`size_options`); fl_ffn_config
    has the vocabulary size, and fl_ffn_ctx always has the batch's token ids
    and positions. A 1.x plugin is refused: rebuild it against these
-   headers. */
+   headers.
+   2.1: an evaluation forward may compute a row once for every sequence
+   that holds it (fl_ffn_ctx: B = 1, positions not consecutive); nothing
+   else changed, so 2.0 plugins load as they are. */
 #define FL_FFN_ABI_MAJOR 2
-#define FL_FFN_ABI_MINOR 0
+#define FL_FFN_ABI_MINOR 1
 
 /* What create() gets besides the host. */
 typedef struct fl_ffn_config {
@@ -84,7 +87,11 @@ typedef struct fl_ffn_ctx {
     /* [B,T] i32 on host->device, always set: the batch's *input* token ids
        (what the model reads at each row of x, not the targets) and each
        row's absolute position in its sequence (0..T-1 in training; the
-       cache position when decoding one token at a time). */
+       cache position when decoding one token at a time). Scoring (train 0)
+       may run on rows shared by several sequences, each computed once
+       (core/model.h: fl_model_forward_shared): then B = 1, T = the rows,
+       and positions gives each row's own position (not 0..T-1). Rows stay
+       independent inputs, as everywhere: an FFN is per token. */
     const fl_tensor *tokens;
     const fl_tensor *positions;
 } fl_ffn_ctx;
