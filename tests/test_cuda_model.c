@@ -11,6 +11,9 @@
  *     code for now) is reported and skipped, not failed;
  *   - decoding with the KV cache (a prefill, then one token per step) on
  *     every plugin: the logits of each new position vs the CPU's;
+ *   - the shared-rows scoring forward (fl_model_forward_shared: sequences
+ *     sharing prefixes, of three lengths) on every plugin: the hidden
+ *     states of the computed rows and the rows they map to vs the CPU's;
  *   - 50 training steps of a tiny model (random tokens, AdamW, clipping) on
  *     both: the loss curves agree within 2e-3 relative per step with FP32
  *     GEMMs and 3e-2 with TF32 (the default); two GPU runs agree bit for bit;
@@ -354,13 +357,49 @@ static void decode_case(const char *spec) {
     fl_model_free(c), fl_model_free(g);
 }
 
+/* run(spec) for each plugin at its conformance size, with FP32 GEMMs. */
+static void each_plugin_fp32(void (*run)(const char *spec)) {
+    static const char *const specs[] = {"dense:d_ff=32", "moe:experts=4,top_k=2,d_expert=16",
+                                        "cnt:d_ff=64,block=8,rank=4", "pkm:heads=2,k_dim=8,n_keys=8,knn=4"};
+    set_math("fp32");
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) run(specs[i]);
+    set_math("tf32");
+}
+
 static void test_decoding_matches_cpu(void **state) {
     (void)state;
-    set_math("fp32");
-    const char *specs[] = {"dense:d_ff=32", "moe:experts=4,top_k=2,d_expert=16", "cnt:d_ff=64,block=8,rank=4",
-                           "pkm:heads=2,k_dim=8,n_keys=8,knn=4"};
-    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) decode_case(specs[i]);
-    set_math("tf32");
+    each_plugin_fp32(decode_case);
+}
+
+/* The shared-rows forward: sequence 1 shares 4 rows with sequence 0 and
+   is shorter, sequence 2 shares 1 and is padded after 7; hidden states of
+   the computed rows GPU vs CPU, FP32 GEMMs. */
+static void shared_case(const char *spec) {
+    enum { B = MB, T = MT, V = MV };
+    fl_model *c = NULL, *g = NULL;
+    fl_error err = {0};
+    if (!model_pair(spec, &c, &g)) return;
+    int32_t x[B * T], y[B * T], same_as[B * T], row_c[B * T], row_g[B * T];
+    random_tokens(x, y, B * T, V, 11);
+    const int len[B] = {T, 9, 7}, share[B] = {0, 4, 1};
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            const int r = b * T + t;
+            if (t < share[b]) x[r] = x[r - T];
+            same_as[r] = t >= len[b] ? -1 : t < share[b] ? same_as[r - T] : r;
+        }
+    ts_assert_ok(fl_model_forward_shared(c, x, same_as, B, T, row_c, &err), &err);
+    ts_assert_ok(fl_model_forward_shared(g, x, same_as, B, T, row_g, &err), &err);
+    assert_memory_equal(row_c, row_g, sizeof row_c);
+    const double r = rel_err(fl_model_hidden(g), fl_model_hidden(c));
+    print_message("  %-40s shared forward hidden: rel %.2e (tol 1e-4)\n", spec, r);
+    if (!(r <= 1e-4)) fail_msg("%s: shared-forward hidden states differ by %.3g", spec, r);
+    fl_model_free(c), fl_model_free(g);
+}
+
+static void test_shared_forward_matches_cpu(void **state) {
+    (void)state;
+    each_plugin_fp32(shared_case);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -530,6 +569,7 @@ int main(void) {
         cmocka_unit_test(test_dense_plugin),
         cmocka_unit_test(test_plugins_in_models),
         cmocka_unit_test(test_decoding_matches_cpu),
+        cmocka_unit_test(test_shared_forward_matches_cpu),
         cmocka_unit_test(test_training_matches_cpu_fp32),
         cmocka_unit_test(test_training_matches_cpu_tf32),
         cmocka_unit_test(test_training_matches_cpu_flash),
