@@ -249,6 +249,36 @@ static void test_activation(void **state) {
     }
 }
 
+/* GELU's exp works on x clamped to [-9, 9]; the tails must still be GELU's:
+   x beyond 9 is itself, anything below -9 (to -inf) is zero to within
+   2e-28, NaN stays NaN, and the gradient is 1 / 0 there and NaN at every
+   non-finite x. */
+static void test_gelu_tails(void **state) {
+    (void)state;
+    const float in[] = {8.99f, 9.0f, 9.01f, 30.0f, 1e30f, INFINITY, -8.99f, -9.0f, -9.01f, -30.0f, -1e30f,
+                        -INFINITY, NAN};
+    const int n = (int)(sizeof in / sizeof *in);
+    fl_tensor x = f1(n), y = f1(n), one = f1(n), dx = f1(n);
+    memcpy(x.data, in, sizeof in);
+    ops->fill(&one, 1.0f);
+    ops->activation(FL_ACT_GELU, &x, &y);
+    ops->activation_backward(FL_ACT_GELU, &x, &one, &dx);
+    for (int i = 0; i < n; i++) {
+        const float v = in[i], g = F(&y)[i], d = F(&dx)[i];
+        if (isnan(v)) {
+            assert_true(isnan(g) && isnan(d));
+        } else if (v > 0) {
+            assert_float_equal(g, v, 0);
+            if (isinf(v)) assert_true(isnan(d));
+            else assert_float_equal(d, 1.0f, 1e-6);
+        } else {
+            assert_true(g <= 0.0f && g > -2e-28f);
+            if (isinf(v)) assert_true(isnan(d));
+            else assert_true(fabsf(d) < 1e-26f);
+        }
+    }
+}
+
 static int g_act;
 static fl_tensor gX, gY, gS, gG, gMean, gRstd;
 static double act_loss(void) {
@@ -692,6 +722,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_bias_and_sum_rows, tf_free_all),
         cmocka_unit_test_teardown(test_activation, tf_free_all),
         cmocka_unit_test_teardown(test_activation_backward, tf_free_all),
+        cmocka_unit_test_teardown(test_gelu_tails, tf_free_all),
         cmocka_unit_test_teardown(test_mul_axpby_fill_copy, tf_free_all),
         cmocka_unit_test_teardown(test_scale_rows_row_dot, tf_free_all),
         cmocka_unit_test_teardown(test_softmax_logsumexp, tf_free_all),

@@ -162,13 +162,16 @@ void cpu_fill(fl_tensor *x, float v);
 void cpu_copy(const fl_tensor *src, fl_tensor *dst);
 void cpu_scale_rows(const fl_tensor *x, const fl_tensor *s, fl_tensor *y);
 void cpu_row_dot(const fl_tensor *a, const fl_tensor *b, fl_tensor *out);
-void cpu_rng_normal(fl_tensor *x, uint64_t key, uint64_t offset, float mean, float std);
-void cpu_rng_uniform(fl_tensor *x, uint64_t key, uint64_t offset, float lo, float hi);
 void cpu_to_host(void *dst, const fl_tensor *src, size_t bytes);
 void cpu_from_host(fl_tensor *dst, const void *src, size_t bytes);
 void cpu_permute01(const fl_tensor *x, int64_t A, int64_t B, int64_t C, fl_tensor *y);
-void cpu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y);
 void cpu_hash_ids(const fl_tensor *ids, uint64_t seed, int64_t buckets, fl_tensor *out);
+
+/* ----------------------------------------------------------- cpu_rng.c */
+
+void cpu_rng_normal(fl_tensor *x, uint64_t key, uint64_t offset, float mean, float std);
+void cpu_rng_uniform(fl_tensor *x, uint64_t key, uint64_t offset, float lo, float hi);
+void cpu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y);
 
 /* ---------------------------------------------------------- cpu_rows.c */
 

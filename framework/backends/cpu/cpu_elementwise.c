@@ -1,8 +1,8 @@
 /*
  * backends/cpu/cpu_elementwise.c — elementwise and per-row-scalar ops of the
  * CPU backend: bias add and its gradient, activations and their gradients,
- * mul / axpby / fill / copy, row scaling and row dot products, the
- * counter-based RNG fills and host copies.
+ * mul / axpby / fill / copy, row scaling and row dot products, host
+ * copies. The counter-based RNG fills and dropout are in cpu_rng.c.
  *
  * Pattern: the flat index range is cut into fixed chunks shared out by an
  * OpenMP loop (one thread below CPU_PAR_MIN elements), and each chunk runs an
@@ -24,21 +24,47 @@ static inline int64_t chunk_end(int64_t c, int64_t n) {
 }
 
 /* GELU, tanh form: 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3).
-   0.5 (1 + tanh(u)) = sigmoid(2u), which needs one exp and no cancellation. */
+   0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + e), e = exp(-2u): one exp and
+   no cancellation. The exp's argument comes from x clamped to [-9, 9]:
+   there -2u is within [-66.4, 66.4], so e needs none of cpu_expf's range
+   checks (which took 40% of GELU's time), and outside it sigmoid(2u) is 1
+   or below 2e-29 in f32 anyway. Below -9 x itself is taken as -9 as well
+   (GELU is then -1.3e-28, zero to within 2e-28): the unclamped x times the
+   tiny s would be far from it. So GELU(+inf) = inf, GELU(-inf) = -1.3e-28,
+   GELU(NaN) = NaN, and the gradient is NaN at every non-finite x. */
 #define GELU_C 0.7978845608028654f
 #define GELU_A 0.044715f
+#define GELU_X_MAX 0x41100000u /* 9.0f */
 
-static inline float gelu(float x) {
-    float u = GELU_C * (x + GELU_A * x * x * x);
-    return x * cpu_sigmoid(2.0f * u);
+/* x with its magnitude clamped to 9, on the bits (NaN and inf go to +-9);
+   integer ops only, so the loops around it vectorise (see cpu_expf) */
+static inline float gelu_clamp(float x) {
+    const uint32_t u = fl_f2u(x), m = u & 0x7fffffffu;
+    return fl_u2f((u & 0x80000000u) | (m < GELU_X_MAX ? m : GELU_X_MAX));
 }
 
-/* d/dx [x s(2u)] = s + x s (1 - s) 2 u',  u' = sqrt(2/pi) (1 + 3 a x^2) */
+/* e = exp(-2u) for |xc| <= 9: a normal float, 2^n in one factor */
+static inline float gelu_exp(float xc) {
+    const float t = xc * (-2.0f * GELU_C - (2.0f * GELU_C * GELU_A) * xc * xc);
+    int32_t n;
+    const float p = fl_exp_core(t, &n);
+    return p * fl_u2f((uint32_t)(n + 127) << 23);
+}
+
+static inline float gelu(float x) {
+    const float xc = gelu_clamp(x);
+    const uint32_t u = fl_f2u(x);
+    const float xs = fl_u2f(u - 0x80000000u <= 0x7f800000u ? fl_f2u(xc) : u); /* x < 0, not NaN: xc */
+    return xs / (1.0f + gelu_exp(xc));
+}
+
+/* d/dx [x s], s = 1 / (1 + e): s + x s (1 - s) 2u' = s (1 + 2u' x e s),
+   u' = sqrt(2/pi) (1 + 3 a x^2), on the clamped x (beyond 9 it is 1 or 0 to
+   f32); + (x - x) is 0, or NaN for a non-finite x */
 static inline float gelu_grad(float x) {
-    float u = GELU_C * (x + GELU_A * x * x * x);
-    float s = cpu_sigmoid(2.0f * u);
-    float du = GELU_C * (1.0f + 3.0f * GELU_A * x * x);
-    return s + x * s * (1.0f - s) * 2.0f * du;
+    const float xc = gelu_clamp(x), e = gelu_exp(xc), s = 1.0f / (1.0f + e);
+    const float du2 = 2.0f * GELU_C * (1.0f + 3.0f * GELU_A * xc * xc);
+    return s * (1.0f + du2 * xc * e * s) + (x - x);
 }
 
 /* d/dx [x s(x)] = s (1 + x (1 - s)) */
@@ -319,25 +345,6 @@ void cpu_row_dot(const fl_tensor *a, const fl_tensor *b, fl_tensor *out) {
     }
 }
 
-/* Element i gets counter offset + i, so a fill is independent of thread
-   count and a sub-range fill with a matching offset reproduces a slice. */
-void cpu_rng_normal(fl_tensor *x, uint64_t key, uint64_t offset, float mean, float std) {
-    CPU_CHECK(x->dtype == FL_F32);
-    const int64_t n = fl_numel(x);
-    float *p = cpu_f32(x);
-#pragma omp parallel for schedule(static) if (n > 4096)
-    for (int64_t i = 0; i < n; i++) p[i] = fl_rng_normal(key, offset + (uint64_t)i) * std + mean;
-}
-
-void cpu_rng_uniform(fl_tensor *x, uint64_t key, uint64_t offset, float lo, float hi) {
-    CPU_CHECK(x->dtype == FL_F32);
-    const int64_t n = fl_numel(x);
-    float *p = cpu_f32(x);
-    const float w = hi - lo;
-#pragma omp parallel for schedule(static) if (n > 4096)
-    for (int64_t i = 0; i < n; i++) p[i] = fl_rng_uniform(key, offset + (uint64_t)i) * w + lo;
-}
-
 void cpu_to_host(void *dst, const fl_tensor *src, size_t bytes) {
     CPU_CHECK(bytes <= fl_nbytes(src));
     par_memcpy(dst, src->data, bytes);
@@ -358,17 +365,6 @@ void cpu_permute01(const fl_tensor *x, int64_t A, int64_t B, int64_t C, fl_tenso
 #pragma omp parallel for schedule(static) if (A * B * C > CPU_PAR_MIN)
     for (int64_t a = 0; a < A; a++)
         for (int64_t b = 0; b < B; b++) memcpy(py + (size_t)(b * A + a) * row, px + (size_t)(a * B + b) * row, row);
-}
-
-/* Inverted dropout from the counter-based RNG: the mask is recomputed,
-   never stored. */
-void cpu_dropout(const fl_tensor *x, float p, uint64_t key, fl_tensor *y) {
-    CPU_CHECK(same_f32(x, y) && p >= 0.0f && p < 1.0f);
-    const int64_t n = fl_numel(x);
-    const float keep = 1.0f / (1.0f - p), *px = cpu_f32(x);
-    float *py = cpu_f32(y);
-#pragma omp parallel for simd schedule(static) if (parallel : n > CPU_PAR_MIN)
-    for (int64_t i = 0; i < n; i++) py[i] = fl_rng_uniform(key, (uint64_t)i) < p ? 0.0f : px[i] * keep;
 }
 
 /* Integer keys from token ids (fl_ops.hash_ids): a negative id is padding

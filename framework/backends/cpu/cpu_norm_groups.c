@@ -17,10 +17,9 @@
 #include <math.h>   /* sqrt, sqrtf */
 #include <stdlib.h> /* malloc, free */
 
-/* These kernels came from the PKM plugin, built with -ffp-contract=fast; ISO
-   C mode turns GCC's multiply-add contraction off. Contracting here keeps
-   their results bit for bit what the plugin computed. */
-#pragma GCC optimize("fp-contract=fast")
+/* These kernels came from the PKM plugin, built with -ffp-contract=fast, as
+   the whole backend is (framework/CMakeLists.txt): their results stay bit
+   for bit what the plugin computed. */
 
 #define RED_CHUNKS 16
 
