@@ -7,11 +7,15 @@
 #   bash bench/compare.sh         whole training step (bench/pytorch_gpt.py)
 #   bash bench/compare.sh --ffn   one FFN layer alone at the study's shape: dense,
 #                                 MoE top-1, PKM knn 14 (bench/pytorch_ffn.py)
-# ffnlab runs before and after PyTorch, so drift shows.
+# ffnlab runs before and after PyTorch, so drift shows; ROUNDS=N (default 1)
+# repeats PyTorch-then-ffnlab N times, for machines whose speed moves between
+# runs (read each PyTorch run against the ffnlab runs either side of it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-2}
 steps=${STEPS:-10}
+rounds=${ROUNDS:-1}
+[[ "$rounds" =~ ^[1-9][0-9]*$ ]] || { echo "bench/compare.sh: ROUNDS=$rounds: expected a positive whole number" >&2; exit 2; }
 mode=${1:-step}
 case "$mode" in
   step) ffnlab() { OMP_NUM_THREADS=$threads ./build/ffnlab bench --steps "$steps"; }
@@ -42,6 +46,8 @@ if has avx512f avx512bw avx512dq avx512vl; then coretype=SkylakeX
 elif has avx2 fma; then coretype=Haswell
 fi
 echo "bench/compare.sh: PyTorch on OpenBLAS (${openblas##*/}), core type ${coretype:-chosen by OpenBLAS}"
-env LD_LIBRARY_PATH="$openblas" ${coretype:+OPENBLAS_CORETYPE=$coretype} \
-  OMP_NUM_THREADS="$threads" /usr/bin/python3 "${peer[@]}"
-ffnlab
+for ((r = 1; r <= rounds; r++)); do
+  env LD_LIBRARY_PATH="$openblas" ${coretype:+OPENBLAS_CORETYPE=$coretype} \
+    OMP_NUM_THREADS="$threads" /usr/bin/python3 "${peer[@]}"
+  ffnlab
+done
