@@ -262,6 +262,17 @@ static void test_elementwise(void **state) {
         cmp_close(&d, 1e-5, 1e-6, what);
         pfree(&a), pfree(&d), pfree(&dx);
     }
+    /* GELU's tails: beyond +-9, +-inf and NaN, the same on both */
+    const float tails[] = {8.99f, 9.01f, 30.0f, 1e30f, INFINITY, -8.99f, -9.01f, -30.0f, -1e30f, -INFINITY, NAN};
+    const int n_tails = (int)(sizeof tails / sizeof *tails);
+    pair t = MK1(n_tails), tg = MK1(n_tails), td = MK1(n_tails);
+    pset(&t, tails);
+    pfill(&td, 1.0f);
+    CPU->ops.activation(FL_ACT_GELU, &t.c, &tg.c), GPU->ops.activation(FL_ACT_GELU, &t.g, &tg.g);
+    cmp_close(&tg, 1e-5, 1e-6, "activation gelu tails");
+    CPU->ops.activation_backward(FL_ACT_GELU, &t.c, &td.c, &td.c), GPU->ops.activation_backward(FL_ACT_GELU, &t.g, &td.g, &td.g);
+    cmp_close(&td, 1e-5, 1e-6, "activation_backward gelu tails");
+    pfree(&t), pfree(&tg), pfree(&td);
 
     CPU->ops.mul(&x.c, &y.c, &y.c), GPU->ops.mul(&x.g, &y.g, &y.g);
     cmp_close(&y, 1e-6, 0, "mul (out aliases b)");

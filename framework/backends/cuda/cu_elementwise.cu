@@ -24,17 +24,28 @@
 
 __device__ __forceinline__ float sigmoid_f(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-__device__ __forceinline__ float gelu_f(float x) {
-    const float u = GELU_C * (x + GELU_A * x * x * x);
-    return x * sigmoid_f(2.0f * u);
+/* GELU as the CPU computes it (backends/cpu/cpu_elementwise.c): the exp on x
+   clamped to [-9, 9] (NaN and inf go to +-9), x below -9 taken as -9, so
+   GELU(-inf) is -1.3e-28 rather than -inf * 0, and the gradient NaN at
+   every non-finite x. */
+__device__ __forceinline__ float gelu_clamp_f(float x) { return copysignf(fminf(fabsf(x), 9.0f), x); }
+
+/* e = exp(-2u) for |xc| <= 9 */
+__device__ __forceinline__ float gelu_exp_f(float xc) {
+    return expf(xc * (-2.0f * GELU_C - (2.0f * GELU_C * GELU_A) * xc * xc));
 }
 
-/* d/dx [x s(2u)] = s + x s (1 - s) 2 u',  u' = sqrt(2/pi) (1 + 3 a x^2) */
+__device__ __forceinline__ float gelu_f(float x) {
+    const float xc = gelu_clamp_f(x);
+    return (x < 0.0f ? xc : x) / (1.0f + gelu_exp_f(xc));
+}
+
+/* d/dx [x s], s = 1 / (1 + e): s (1 + 2u' x e s), u' = sqrt(2/pi) (1 + 3 a x^2),
+   on the clamped x; + (x - x) is 0, or NaN for a non-finite x */
 __device__ __forceinline__ float gelu_grad_f(float x) {
-    const float u = GELU_C * (x + GELU_A * x * x * x);
-    const float s = sigmoid_f(2.0f * u);
-    const float du = GELU_C * (1.0f + 3.0f * GELU_A * x * x);
-    return s + x * s * (1.0f - s) * 2.0f * du;
+    const float xc = gelu_clamp_f(x), e = gelu_exp_f(xc), s = 1.0f / (1.0f + e);
+    const float du2 = 2.0f * GELU_C * (1.0f + 3.0f * GELU_A * xc * xc);
+    return s * (1.0f + du2 * xc * e * s) + (x - x);
 }
 
 /* d/dx [x s(x)] = s (1 + x (1 - s)) */
