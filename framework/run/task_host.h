@@ -5,8 +5,8 @@
  * table: tokenizer calls, batched log-probabilities and hidden states, the
  * fine-tuning service (run/finetune.h), token files, built-in data, and a
  * sink that collects the metrics tasks report. The eval runner (run/eval.h)
- * makes one per evaluation and hands &th->svc to every task.
-
+ * makes one per evaluation and hands &th->svc to every task. Scoring
+ * (svc->logprobs) is run/task_logprobs.h.
  */
 #ifndef FFNLAB_TASK_HOST_H
 #define FFNLAB_TASK_HOST_H

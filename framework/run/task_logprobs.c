@@ -60,14 +60,22 @@ fl_status fl_task_check_seqs(const fl_model *m, const fl_token_seqs *s, fl_error
 
 /* ------------------------------------------------------------ token order */
 
+/* The tokens sequences x and y begin with alike. */
+static int64_t common_prefix(const fl_token_seqs *s, int64_t x, int64_t y) {
+    const int64_t lx = seq_len(s, x), ly = seq_len(s, y);
+    const int32_t *tx = s->tokens + s->offsets[x], *ty = s->tokens + s->offsets[y];
+    int64_t k = 0;
+    while (k < lx && k < ly && tx[k] == ty[k]) k++;
+    return k;
+}
+
 /* Lexicographic on the tokens (a sequence before the longer ones it
    begins), then by index. */
 static int cmp_tokens(const void *a, const void *b, void *ctx) {
     const fl_token_seqs *s = ctx;
     const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b, lx = seq_len(s, x), ly = seq_len(s, y);
-    const int32_t *tx = s->tokens + s->offsets[x], *ty = s->tokens + s->offsets[y];
-    for (int64_t t = 0; t < lx && t < ly; t++)
-        if (tx[t] != ty[t]) return tx[t] < ty[t] ? -1 : 1;
+    const int64_t k = common_prefix(s, x, y);
+    if (k < lx && k < ly) return s->tokens[s->offsets[x] + k] < s->tokens[s->offsets[y] + k] ? -1 : 1;
     return lx != ly ? (lx < ly ? -1 : 1) : (x > y) - (x < y);
 }
 
@@ -85,15 +93,7 @@ static fl_status order_init(ordering *o, const fl_token_seqs *s, fl_error *err) 
     for (int64_t i = 0; i < s->n; i++)
         if (seq_len(s, i) >= 2) o->order[o->n++] = i;
     qsort_r(o->order, (size_t)o->n, sizeof *o->order, cmp_tokens, (void *)s);
-    for (int64_t p = 0; p < o->n; p++) {
-        int64_t k = 0;
-        if (p > 0) {
-            const int64_t a = o->order[p - 1], b = o->order[p];
-            const int32_t *ta = s->tokens + s->offsets[a], *tb = s->tokens + s->offsets[b];
-            while (k < seq_len(s, a) && k < seq_len(s, b) && ta[k] == tb[k]) k++;
-        }
-        o->lcp[p] = k;
-    }
+    for (int64_t p = 0; p < o->n; p++) o->lcp[p] = p > 0 ? common_prefix(s, o->order[p - 1], o->order[p]) : 0;
     return FL_OK;
 }
 
