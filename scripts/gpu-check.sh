@@ -18,8 +18,10 @@
 #      and BF16, each with --profile: ms per phase of the step), GPT-2 small
 #      with the cuBLAS T x T attention instead of the flash kernels; each FFN
 #      plugin alone against dense (--ffn-only) and MoE 8 experts top-1 at
-#      d=512 over 64k tokens
-#                                                  → $OUT/bench-json.tar
+#      d=512 over 64k tokens, each with --profile (ms per host op, and the
+#      plugin's own kernels)
+#                                                  → $OUT/bench-json.tar,
+#                                                    $OUT/ffn-profile.txt
 #   7. the CPU suite (ctest -LE cuda, with FFNLAB_DEVICE=cpu so that tests
 #      which train through the CLI with --device auto stay on the CPU, as
 #      they do everywhere else)                    → $OUT/ctest-cpu.log
@@ -210,13 +212,17 @@ peak=$(sed -n 's/.*"peak_assumption": "\([^"]*\)".*/\1/p' "$J/bench_gpt2_small.j
 [ -n "$peak" ] && say "  peak assumed: $peak"
 # Each FFN plugin alone on the GPU against the dense FFN timed in the same
 # run, then the issue's MoE case (8 experts, top-1, d=512, 64k tokens).
+# --profile: where each layer's time goes, host op by host op (the whole
+# profile to ffn-profile.txt; each sparse layer's total and its costliest op
+# to the summary).
 ffn_bench() { # json args...
   local json=$1; shift
-  echo "--- ffnlab bench --ffn-only --device cuda $*"
-  "${RUNENV[@]}" timeout 120 "$B/ffnlab" bench --ffn-only --device cuda --reps 5 "$@" --json "$J/$json" \
+  echo "--- ffnlab bench --ffn-only --device cuda --profile $*"
+  "${RUNENV[@]}" timeout 150 "$B/ffnlab" bench --ffn-only --device cuda --reps 5 --profile "$@" --json "$J/$json" \
     > "$J/$json.txt" 2>&1
   local rc=$?
-  cat "$J/$json.txt"
+  sed '/^profile d=/,$d' "$J/$json.txt"
+  { echo "=== ffnlab bench --ffn-only --profile $*"; sed -n '/^profile d=/,$p' "$J/$json.txt"; } >> "$OUT/ffn-profile.txt"
   if [ $rc -ne 0 ]; then
     [ "${FFNLAB_GPU_CHECK_NO_GPU_OK:-0}" = 1 ] || FAILED+=("bench --ffn-only $* (exit $rc)")
     say "  ffn-only $*: failed (exit $rc): $(tail -1 "$J/$json.txt")"
@@ -224,6 +230,10 @@ ffn_bench() { # json args...
   fi
   say "ffn-only $* (time, tokens/s, x dense of equal parameters, x dense of equal active FLOPs):"
   grep -E '^(d=| +d=)' "$J/$json.txt" | tee -a "$SUMMARY" >/dev/null
+  say "  profiles (ms per call with the device synchronised around each host op; the costliest op):"
+  awk '/^profile d=/ && !/ dense:/ { h = $0; getline; getline; sub(/^ +/, ""); gsub(/ +/, " ");
+       sub(/^profile /, "", h); sub(/ with the device synchronised around every host op/, "", h);
+       print "    " h "; " $0 }' "$J/$json.txt" | tee -a "$SUMMARY" >/dev/null
 }
 ffn_bench bench_ffn.json
 ffn_bench bench_ffn_moe64k.json --tokens 65536 --only moe:experts=8

@@ -3,26 +3,20 @@
  */
 #include "profile.h"
 #include "backend.h"
+#include "clock.h"
 
 #include <string.h>
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void fl_profile_init(fl_profile *p, const fl_backend *be) {
     memset(p, 0, sizeof *p);
     p->be = be;
-    p->since = now_s();
+    p->since = fl_now_s();
 }
 
 void fl_profile_mark(fl_profile *p, fl_phase phase) {
     if (!p) return;
     if (p->be->sync) p->be->sync(NULL); /* the device has finished the phase's work */
-    const double t = now_s();
+    const double t = fl_now_s();
     if (p->current != FL_PH_NONE) p->seconds[p->current] += t - p->since;
     p->current = (int)phase;
     p->since = t;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "ffnlab/status.h"
+#include "op_profile.h"
 #include "profile.h"
 
 /* A model shape to time. */
@@ -59,6 +60,7 @@ typedef struct fl_bench_ffn_opts {
     const char *only;          /* only cases whose spec starts with this (NULL: all) */
     int reps;                  /* timed calls per measurement (median), 1..32 */
     int64_t tokens;            /* rows per call: sequences of 256 */
+    int profile;               /* also time every host op the layers call (op_profile.h) */
 } fl_bench_ffn_opts;
 
 #define FL_BENCH_FFN_MAX_ROWS 64
@@ -77,6 +79,21 @@ typedef struct fl_bench_ffn_width {
     double dense_ms[FL_BENCH_MODES];
 } fl_bench_ffn_width;
 
+/* --profile: one layer in one mode, `calls` more calls with the device
+   synchronised around every host op. What the ops do not account for is the
+   plugin's own code and kernels. */
+#define FL_BENCH_FFN_MAX_PROFILES 40
+typedef struct fl_bench_ffn_profile {
+    int d;
+    char spec[96];
+    int mode;
+    int calls;
+    double ms;                 /* per call, profiled */
+    double unprofiled_ms;      /* the mode's median without the waits */
+    double own_ms;             /* per call, outside the host ops: the plugin's own code and kernels */
+    fl_op_profile ops;         /* summed over the calls */
+} fl_bench_ffn_profile;
+
 typedef struct fl_bench_ffn_result {
     char backend[32], kernel[256];
     int reps;
@@ -85,6 +102,8 @@ typedef struct fl_bench_ffn_result {
     int n_widths;
     fl_bench_ffn_row rows[FL_BENCH_FFN_MAX_ROWS];
     int n_rows;
+    fl_bench_ffn_profile profiles[FL_BENCH_FFN_MAX_PROFILES]; /* the dense baselines and the cases */
+    int n_profiles;
 } fl_bench_ffn_result;
 
 fl_status fl_bench_ffn(const fl_bench_ffn_opts *o, fl_bench_ffn_result *r, fl_error *err);

@@ -12,6 +12,9 @@
  * FLOPs (a dense FFN whose d_ff matches the sparse layer's flops_per_token).
  * Modes: forward (training mode), forward+backward, and inference (eval-mode
  * forward, where CNT computes only the selected units).
+ * --profile: the layers get a host whose ops are timed one by one
+ * (core/op_profile.h); after each mode's median, as many calls again are
+ * profiled (the dense baselines and the cases, not the equal-FLOPs denses).
  */
 #include "bench.h"
 
@@ -26,6 +29,7 @@
 #include "ffn_layer.h"
 #include "host_table.h"
 #include "log.h"
+#include "op_profile.h"
 
 enum { MODE_FWD = FL_BENCH_FWD, MODE_FWD_BWD = FL_BENCH_FWD_BWD, MODE_INFER = FL_BENCH_INFER, N_MODES = FL_BENCH_MODES };
 const char *const fl_bench_mode_names[FL_BENCH_MODES] = {"forward", "fwd+bwd", "inference"};
@@ -62,36 +66,68 @@ typedef struct bench_io {
     fl_tensor tokens, positions; /* [B,T] i32: random ids, 0..T-1 */
     int64_t B, T;
     int reps;
+    fl_bench_ffn_result *r;    /* where --profile rows go */
+    int profile;
 } bench_io;
 
-/* Median seconds of one call in `mode` (after one warm-up call). A GPU
-   backend queues work: each call is timed up to the end of its kernels. */
-static fl_status time_mode(bench_io *io, fl_ffn_layer *L, int mode, double *sec, fl_error *err) {
-    double t[32];
-    int reps = io->reps < 32 ? io->reps : 32;
+/* Seconds of one call in `mode` (step `step`). A GPU backend queues work:
+   the call is timed up to the end of its kernels. */
+static fl_status timed_call(bench_io *io, fl_ffn_layer *L, int mode, int step, double *sec, fl_error *err) {
     const fl_backend *be = fl_host_backend(io->h);
-    fl_ffn_ctx ctx = {.train = mode != MODE_INFER, .step = 0, .rng_key = 7, .B = io->B, .T = io->T,
+    fl_ffn_ctx ctx = {.train = mode != MODE_INFER, .step = step, .rng_key = 7, .B = io->B, .T = io->T,
                       .tokens = &io->tokens, .positions = &io->positions};
+    fl_status st = be->sync ? be->sync(err) : FL_OK;
+    if (st) return st;
+    double t0 = fl_now_s();
+    st = L->ffn->forward(L->layer, &ctx, &io->x, &io->y, err);
+    if (!st && mode == MODE_FWD_BWD) st = L->ffn->backward(L->layer, &ctx, &io->dy, &io->dx, err);
+    if (!st && be->sync) st = be->sync(err);
+    *sec = fl_now_s() - t0;
+    return st;
+}
+
+/* Median seconds of one call in `mode` (after one warm-up call). */
+static fl_status time_mode(bench_io *io, fl_ffn_layer *L, int mode, double *sec, fl_error *err) {
+    double t[32], warm_up;
+    int reps = io->reps < 32 ? io->reps : 32;
     for (int r = -1; r < reps; r++) {
-        ctx.step = r + 1;
-        fl_status st = be->sync ? be->sync(err) : FL_OK;
+        fl_status st = timed_call(io, L, mode, r + 1, r < 0 ? &warm_up : &t[r], err);
         if (st) return st;
-        double t0 = fl_now_s();
-        st = L->ffn->forward(L->layer, &ctx, &io->x, &io->y, err);
-        if (!st && mode == MODE_FWD_BWD) st = L->ffn->backward(L->layer, &ctx, &io->dy, &io->dx, err);
-        if (!st && be->sync) st = be->sync(err);
-        if (st) return st;
-        if (r >= 0) t[r] = fl_now_s() - t0;
     }
     qsort(t, (size_t)reps, sizeof *t, fl_cmp_double);
     *sec = t[reps / 2];
     return FL_OK;
 }
 
+/* As many calls again in `mode` with every host op timed: one row of
+   io->r->profiles (none once the table is full). */
+static fl_status profile_mode(bench_io *io, fl_ffn_layer *L, int d, const char *spec, int mode, double unprofiled,
+                              fl_error *err) {
+    fl_bench_ffn_result *r = io->r;
+    if (r->n_profiles == FL_BENCH_FFN_MAX_PROFILES) return FL_OK;
+    fl_bench_ffn_profile *p = &r->profiles[r->n_profiles];
+    *p = (fl_bench_ffn_profile){.d = d, .mode = mode, .calls = io->reps, .unprofiled_ms = 1e3 * unprofiled};
+    snprintf(p->spec, sizeof p->spec, "%s", spec);
+    fl_op_profile_attach(&p->ops);
+    fl_status st = FL_OK;
+    for (int c = 0; c < io->reps && !st; c++) {
+        double sec = 0;
+        st = timed_call(io, L, mode, io->reps + 1 + c, &sec, err);
+        p->ms += 1e3 * sec / io->reps;
+    }
+    fl_op_profile_attach(NULL);
+    if (st) return st;
+    p->own_ms = p->ms;
+    for (int op = 0; op < FL_OP_COUNT; op++) p->own_ms -= 1e3 * p->ops.seconds[op] / p->calls;
+    r->n_profiles++;
+    return FL_OK;
+}
+
 /* Creates the layer `spec` at width d, times every mode in `modes` into
-   sec[], and records the layer's flops_per_token after each mode (CNT's
-   training and inference FLOPs differ). */
-static fl_status measure(bench_io *io, int d, const char *spec, unsigned modes, double sec[N_MODES],
+   sec[] (and profiles it when `profile` and --profile), and records the
+   layer's flops_per_token after each mode (CNT's training and inference
+   FLOPs differ). */
+static fl_status measure(bench_io *io, int d, const char *spec, unsigned modes, int profile, double sec[N_MODES],
                          double flops[N_MODES], fl_error *err) {
     fl_param_list params = {0};
     fl_ffn_layer L;
@@ -101,6 +137,7 @@ static fl_status measure(bench_io *io, int d, const char *spec, unsigned modes, 
         sec[m] = flops[m] = NAN;
         if (!(modes & (1u << m))) continue;
         st = time_mode(io, &L, m, &sec[m], err);
+        if (!st && profile && io->profile) st = profile_mode(io, &L, d, spec, m, sec[m], err);
         flops[m] = fl_ffn_layer_stat(&L, "flops_per_token", NAN);
     }
     fl_ffn_layer_destroy(&L);
@@ -117,7 +154,7 @@ static fl_status equal_flops_dense(bench_io *io, int d, int m, double flops, dou
     char spec[64];
     double all[N_MODES], unused[N_MODES];
     snprintf(spec, sizeof spec, "dense:d_ff=%d", dff);
-    fl_status st = measure(io, d, spec, 1u << m, all, unused, err);
+    fl_status st = measure(io, d, spec, 1u << m, 0, all, unused, err);
     if (!st) *sec = all[m];
     return st;
 }
@@ -168,7 +205,7 @@ static fl_status bench_width(bench_io *io, int d, const char *only, fl_bench_ffn
     snprintf(wd->dense_spec, sizeof wd->dense_spec, "dense:d_ff=%d", d == 256 ? 4096 : 4 * d);
     double tokens = (double)(io->B * io->T), unused[N_MODES];
     fl_status st = alloc_io(io, d, err);
-    if (!st) st = measure(io, d, wd->dense_spec, FWD | BWD | INF, wd->dense_ms, unused, err);
+    if (!st) st = measure(io, d, wd->dense_spec, FWD | BWD | INF, 1, wd->dense_ms, unused, err);
     if (st) return st;
     const double *dense = wd->dense_ms; /* seconds until the end, ms after */
     for (int c = 0; c < N_CASES && !st; c++) {
@@ -176,7 +213,7 @@ static fl_status bench_width(bench_io *io, int d, const char *only, fl_bench_ffn
         if (k->d != d || (only && strncmp(k->spec, only, strlen(only)))) continue;
         fl_log_info("bench --ffn-only: d=%d %s", d, k->spec);
         double sec[N_MODES], flops[N_MODES];
-        if ((st = measure(io, d, k->spec, k->modes, sec, flops, err))) break;
+        if ((st = measure(io, d, k->spec, k->modes, 1, sec, flops, err))) break;
         for (int m = 0; m < N_MODES && !st; m++) {
             if (!(k->modes & (1u << m))) continue;
             double eq = NAN;
@@ -198,7 +235,12 @@ fl_status fl_bench_ffn(const fl_bench_ffn_opts *o, fl_bench_ffn_result *r, fl_er
     if (st) return st;
     fl_host h;
     fl_host_init(&h, be, NULL);
-    bench_io io = {.h = &h, .B = o->tokens / 256, .T = 256, .reps = o->reps};
+    fl_ops timed_ops;
+    if (o->profile) { /* detached, the timed ops only forward: the medians stay the same */
+        fl_op_profile_table(be, &timed_ops);
+        h.ops = &timed_ops;
+    }
+    bench_io io = {.h = &h, .B = o->tokens / 256, .T = 256, .reps = o->reps, .r = r, .profile = o->profile};
     snprintf(r->backend, sizeof r->backend, "%s", be->name);
     snprintf(r->kernel, sizeof r->kernel, "%s", be->describe());
     r->reps = o->reps;

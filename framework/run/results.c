@@ -188,6 +188,43 @@ cJSON *fl_json_bench_gemm(const fl_bench_gemm_opts *o, const fl_bench_gemm_resul
     return j;
 }
 
+/* One FFN layer in one mode: {"d", "spec", "mode"}, the rest to add. */
+static cJSON *json_layer_mode(int d, const char *spec, int mode) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "d", d);
+    cJSON_AddStringToObject(o, "spec", spec);
+    cJSON_AddStringToObject(o, "mode", fl_bench_mode_names[mode]);
+    return o;
+}
+
+/* --profile: per layer and mode, each host op called: calls, ms and GFLOP
+   per plugin call, a GEMM's GFLOP/s; own_ms is what the ops leave. */
+static cJSON *json_ffn_profiles(const fl_bench_ffn_result *r) {
+    cJSON *list = cJSON_CreateArray();
+    for (int i = 0; i < r->n_profiles; i++) {
+        const fl_bench_ffn_profile *p = &r->profiles[i];
+        cJSON *o = json_layer_mode(p->d, p->spec, p->mode), *ops = cJSON_CreateArray();
+        cJSON_AddNumberToObject(o, "calls", p->calls);
+        cJSON_AddNumberToObject(o, "ms", p->ms);
+        cJSON_AddNumberToObject(o, "unprofiled_ms", p->unprofiled_ms);
+        cJSON_AddNumberToObject(o, "idle_op_us", 1e6 * p->ops.wait_s);
+        for (int op = 0; op < FL_OP_COUNT; op++) {
+            if (!p->ops.calls[op]) continue;
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "op", fl_op_name(op));
+            cJSON_AddNumberToObject(e, "calls", (double)p->ops.calls[op] / p->calls);
+            cJSON_AddNumberToObject(e, "ms", 1e3 * p->ops.seconds[op] / p->calls);
+            cJSON_AddNumberToObject(e, "gflop", p->ops.flops[op] / p->calls / 1e9);
+            if (p->ops.flops[op] > 0) cJSON_AddNumberToObject(e, "gflops", p->ops.flops[op] / p->ops.seconds[op] / 1e9);
+            cJSON_AddItemToArray(ops, e);
+        }
+        cJSON_AddItemToObject(o, "ops", ops);
+        cJSON_AddNumberToObject(o, "own_ms", p->own_ms);
+        cJSON_AddItemToArray(list, o);
+    }
+    return list;
+}
+
 cJSON *fl_json_bench_ffn(const fl_bench_ffn_result *r) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "backend", r->backend);
@@ -209,10 +246,7 @@ cJSON *fl_json_bench_ffn(const fl_bench_ffn_result *r) {
     cJSON *rows = cJSON_AddArrayToObject(j, "ffn");
     for (int i = 0; i < r->n_rows; i++) {
         const fl_bench_ffn_row *w = &r->rows[i];
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddNumberToObject(o, "d", w->d);
-        cJSON_AddStringToObject(o, "spec", w->spec);
-        cJSON_AddStringToObject(o, "mode", fl_bench_mode_names[w->mode]);
+        cJSON *o = json_layer_mode(w->d, w->spec, w->mode);
         cJSON_AddNumberToObject(o, "ms", w->ms);
         cJSON_AddNumberToObject(o, "tokens_per_s", w->tokens_per_s);
         cJSON_AddNumberToObject(o, "speedup_equal_params", w->speedup_equal_params);
@@ -220,6 +254,7 @@ cJSON *fl_json_bench_ffn(const fl_bench_ffn_result *r) {
         else cJSON_AddNullToObject(o, "speedup_equal_flops");
         cJSON_AddItemToArray(rows, o);
     }
+    if (r->n_profiles) cJSON_AddItemToObject(j, "profiles", json_ffn_profiles(r));
     return j;
 }
 
