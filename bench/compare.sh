@@ -9,7 +9,8 @@
 #                                 MoE top-1, PKM knn 14 (bench/pytorch_ffn.py)
 # ffnlab runs before and after PyTorch, so drift shows; ROUNDS=N (default 1)
 # repeats PyTorch-then-ffnlab N times, for machines whose speed moves between
-# runs (read each PyTorch run against the ffnlab runs either side of it).
+# runs. At the end, ffnlab's speed-up over each PyTorch run, against the
+# ffnlab runs either side of it (one pair of ratios per round).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-2}
@@ -26,7 +27,9 @@ case "$mode" in
          peer=(bench/pytorch_ffn.py --threads "$threads") ;;
   *) echo "bench/compare.sh: unknown mode '$mode' (expected nothing or --ffn)" >&2; exit 2 ;;
 esac
-ffnlab
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+ffnlab | tee "$out/ffnlab0"
 # Debian's torch links the reference BLAS; point it at OpenBLAS, its OpenMP build
 # where installed: it shares torch's OpenMP threads, where the pthread build's
 # own pool competes with them (measured on an AMD EPYC Zen 3, 2 threads: 2847-3131
@@ -48,6 +51,43 @@ fi
 echo "bench/compare.sh: PyTorch on OpenBLAS (${openblas##*/}), core type ${coretype:-chosen by OpenBLAS}"
 for ((r = 1; r <= rounds; r++)); do
   env LD_LIBRARY_PATH="$openblas" ${coretype:+OPENBLAS_CORETYPE=$coretype} \
-    OMP_NUM_THREADS="$threads" /usr/bin/python3 "${peer[@]}"
-  ffnlab
+    OMP_NUM_THREADS="$threads" /usr/bin/python3 "${peer[@]}" | tee "$out/torch$r"
+  ffnlab | tee "$out/ffnlab$r"
 done
+
+# The figures back out of the runs' tables: a step's tokens/s, or one FFN
+# layer's ms in one mode (the dense one from ffnlab's baseline line).
+step_tok_s() { sed -n 's/.*: \([0-9.]*\) tokens\/s.*/\1/p' "$1" | head -1; }
+ffnlab_ms() { # file layer mode
+  if [[ $2 == dense:* ]]; then
+    sed -n "s/.*baseline $2: forward \([0-9.]*\) ms, fwd+bwd \([0-9.]*\) ms.*/\1 \2/p" "$1" | head -1 |
+      awk -v m="$3" '{ print m == "forward" ? $1 : $2 }'
+  else
+    awk -v l="$2" -v m="$3" '$1 == "d=256" && $2 == l && $3 == m { print $4; exit }' "$1"
+  fi
+}
+torch_ms() { awk -v l="$2" -v m="$3" '$1 == "pytorch" && $2 == l { print m == "forward" ? $4 : $7; exit }' "$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf " x%.2f", a / b; else printf " ?" }'; }
+
+echo "ffnlab's speed-up over PyTorch, each PyTorch run against the ffnlab runs before and after it:"
+if [ "$mode" = step ]; then
+  line="  training step (tokens/s):"
+  for ((r = 1; r <= rounds; r++)); do
+    t=$(step_tok_s "$out/torch$r")
+    line+="$(ratio "$(step_tok_s "$out/ffnlab$((r - 1))")" "$t")$(ratio "$(step_tok_s "$out/ffnlab$r")" "$t")"
+    [ "$r" -lt "$rounds" ] && line+=" |"
+  done
+  echo "$line"
+else
+  for layer in dense:d_ff=4096 moe:experts=4,d_expert=1023,top_k=1 pkm:heads=4,n_keys=56,k_dim=256,knn=14; do
+    for m in forward fwd+bwd; do
+      line=$(printf '  %-40s %-8s' "$layer" "$m")
+      for ((r = 1; r <= rounds; r++)); do
+        t=$(torch_ms "$out/torch$r" "$layer" "$m")
+        line+="$(ratio "$t" "$(ffnlab_ms "$out/ffnlab$((r - 1))" "$layer" "$m")")$(ratio "$t" "$(ffnlab_ms "$out/ffnlab$r" "$layer" "$m")")"
+        [ "$r" -lt "$rounds" ] && line+=" |"
+      done
+      echo "$line"
+    done
+  done
+fi
