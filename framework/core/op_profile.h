@@ -7,7 +7,8 @@
  * that op. The rest of a plugin call's time is the plugin's own code and
  * kernels. The waits make a profiled call slower than an unprofiled one
  * (the bench prints both). Ops carry no context pointer, so one profile is
- * attached at a time, process-wide.
+ * attached at a time, process-wide, and it counts calls made one at a time
+ * (as plugins make them: host ops are not called from inside a parallel loop).
  */
 #ifndef FFNLAB_OP_PROFILE_H
 #define FFNLAB_OP_PROFILE_H

@@ -52,10 +52,9 @@ typedef struct ft {
 
 /* ------------------------------------------------------------ helpers */
 
-static int64_t seq_len(const fl_token_seqs *s, int64_t i) { return s->offsets[i + 1] - s->offsets[i]; }
 
 static int64_t eff_len(const ft *f, const fl_token_seqs *s, int64_t i) {
-    int64_t n = seq_len(s, i);
+    int64_t n = fl_seq_len(s, i);
     return n < f->Tmax ? n : f->Tmax;
 }
 
@@ -66,9 +65,9 @@ static fl_status check_data(const ft *f, const fl_ft_data *d, const char *what, 
     if (need_labels && !d->labels)
         return fl_fail(err, FL_EINVAL, "fine-tune %s: the %s set has no labels", f->o->name, what);
     for (int64_t i = 0; i < s->n; i++) {
-        if (seq_len(s, i) < 1)
+        if (fl_seq_len(s, i) < 1)
             return fl_fail(err, FL_EINVAL, "fine-tune %s: %s sequence %lld is empty", f->o->name, what, (long long)i);
-        if (seq_len(s, i) > f->Tmax) (*truncated)++;
+        if (fl_seq_len(s, i) > f->Tmax) (*truncated)++;
         if (d->labels && (d->labels[i] < 0 || d->labels[i] >= f->K))
             return fl_fail(err, FL_EINVAL, "fine-tune %s: %s label %d of sequence %lld is not in [0, %d)",
                            f->o->name, what, d->labels[i], (long long)i, f->K);
@@ -199,7 +198,7 @@ static fl_status head_forward(ft *f, int B, int T, int train, int64_t step, fl_e
 static int cmp_len_desc(const void *a, const void *b, void *ctx) {
     const fl_token_seqs *s = ctx;
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    int64_t lx = seq_len(s, x), ly = seq_len(s, y);
+    int64_t lx = fl_seq_len(s, x), ly = fl_seq_len(s, y);
     return lx != ly ? (lx < ly ? 1 : -1) : (x > y) - (x < y);
 }
 

@@ -74,12 +74,11 @@ fl_status fl_metric_list_add(fl_metric_list *l, const char *task, const char *sp
 
 /* ------------------------------------------------------------ sequences */
 
-static int64_t seq_len(const fl_token_seqs *s, int64_t i) { return s->offsets[i + 1] - s->offsets[i]; }
 
 static int cmp_len_desc(const void *a, const void *b, void *ctx) {
     const fl_token_seqs *s = ctx;
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    int64_t lx = seq_len(s, x), ly = seq_len(s, y);
+    int64_t lx = fl_seq_len(s, x), ly = fl_seq_len(s, y);
     return lx != ly ? (lx < ly ? 1 : -1) : (x > y) - (x < y);
 }
 
@@ -107,7 +106,7 @@ static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_se
    (growing them means fresh, page-faulting memory). */
 static int batcher_next(batcher *b, const int64_t **idx, int *B, int *T) {
     if (b->pos >= b->s->n) return 0;
-    int64_t t = seq_len(b->s, b->order[b->pos]);
+    int64_t t = fl_seq_len(b->s, b->order[b->pos]);
     int64_t fit = b->pos == 0 ? (BATCH_TOKENS + t - 1) / t : BATCH_TOKENS / t;
     int64_t want = b->max_seqs > 0 ? b->max_seqs : (fit > 0 ? fit : 1);
     if (want > b->s->n - b->pos) want = b->s->n - b->pos;
@@ -121,7 +120,7 @@ static int batcher_next(batcher *b, const int64_t **idx, int *B, int *T) {
    an encoder masks its <pad> keys). */
 static void fill_tokens(const fl_token_seqs *s, const int64_t *idx, int B, int T, int32_t pad, int32_t *tok) {
     for (int b = 0; b < B; b++) {
-        int64_t n = seq_len(s, idx[b]) < T ? seq_len(s, idx[b]) : T;
+        int64_t n = fl_seq_len(s, idx[b]) < T ? fl_seq_len(s, idx[b]) : T;
         int32_t *row = tok + (size_t)b * T;
         memcpy(row, s->tokens + s->offsets[idx[b]], (size_t)n * sizeof *row);
         for (int64_t t = n; t < T; t++) row[t] = pad;
@@ -184,7 +183,7 @@ static fl_status svc_hidden(const fl_task_services *s, const fl_token_seqs *seqs
         be->ops.to_host(h, fl_model_hidden(th->model), (size_t)B * T * C * sizeof *h);
         for (int b = 0; b < B; b++)
             memcpy(out + (size_t)seqs->offsets[idx[b]] * C, h + (size_t)b * T * C,
-                   (size_t)seq_len(seqs, idx[b]) * C * sizeof *h);
+                   (size_t)fl_seq_len(seqs, idx[b]) * C * sizeof *h);
     }
     free(tok), free(h), free(bt.order);
     return st;

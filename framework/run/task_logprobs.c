@@ -39,14 +39,13 @@
 #define PADDED_ROWS (2 * BATCH_ROWS) /* rows of the padded batch attention sees, at most */
 #define HEAD_FLOATS (1 << 22)     /* logits per head chunk: 16 MB */
 
-static int64_t seq_len(const fl_token_seqs *s, int64_t i) { return s->offsets[i + 1] - s->offsets[i]; }
 
 fl_status fl_task_check_seqs(const fl_model *m, const fl_token_seqs *s, fl_error *err) {
     const fl_model_config *mc = fl_model_cfg(m);
     if (s->n < 0 || (s->n > 0 && (!s->tokens || !s->offsets)) || (s->n > 0 && s->offsets[0] != 0))
         return fl_fail(err, FL_EINVAL, "token sequences: bad table (n = %lld)", (long long)s->n);
     for (int64_t i = 0; i < s->n; i++) {
-        int64_t len = seq_len(s, i);
+        int64_t len = fl_seq_len(s, i);
         if (len < 1 || len > mc->context)
             return fl_fail(err, FL_EINVAL, "token sequence %lld has %lld tokens; the model takes 1 to %d",
                            (long long)i, (long long)len, mc->context);
@@ -62,7 +61,7 @@ fl_status fl_task_check_seqs(const fl_model *m, const fl_token_seqs *s, fl_error
 
 /* The tokens sequences x and y begin with alike. */
 static int64_t common_prefix(const fl_token_seqs *s, int64_t x, int64_t y) {
-    const int64_t lx = seq_len(s, x), ly = seq_len(s, y);
+    const int64_t lx = fl_seq_len(s, x), ly = fl_seq_len(s, y);
     const int32_t *tx = s->tokens + s->offsets[x], *ty = s->tokens + s->offsets[y];
     int64_t k = 0;
     while (k < lx && k < ly && tx[k] == ty[k]) k++;
@@ -73,7 +72,7 @@ static int64_t common_prefix(const fl_token_seqs *s, int64_t x, int64_t y) {
    begins), then by index. */
 static int cmp_tokens(const void *a, const void *b, void *ctx) {
     const fl_token_seqs *s = ctx;
-    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b, lx = seq_len(s, x), ly = seq_len(s, y);
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b, lx = fl_seq_len(s, x), ly = fl_seq_len(s, y);
     const int64_t k = common_prefix(s, x, y);
     if (k < lx && k < ly) return s->tokens[s->offsets[x] + k] < s->tokens[s->offsets[y] + k] ? -1 : 1;
     return lx != ly ? (lx < ly ? -1 : 1) : (x > y) - (x < y);
@@ -91,7 +90,7 @@ static fl_status order_init(ordering *o, const fl_token_seqs *s, fl_error *err) 
     o->lcp = malloc((size_t)(s->n ? s->n : 1) * sizeof *o->lcp);
     if (!o->order || !o->lcp) return fl_fail(err, FL_ENOMEM, "out of memory ordering %lld sequences", (long long)s->n);
     for (int64_t i = 0; i < s->n; i++)
-        if (seq_len(s, i) >= 2) o->order[o->n++] = i;
+        if (fl_seq_len(s, i) >= 2) o->order[o->n++] = i;
     qsort_r(o->order, (size_t)o->n, sizeof *o->order, cmp_tokens, (void *)s);
     for (int64_t p = 0; p < o->n; p++) o->lcp[p] = p > 0 ? common_prefix(s, o->order[p - 1], o->order[p]) : 0;
     return FL_OK;
@@ -123,9 +122,9 @@ typedef struct batch {
    target; the ones it shares with the sequence before, in the same batch,
    are that one's). */
 static int64_t own_rows(const fl_token_seqs *s, const ordering *o, int64_t p, int first_in_batch) {
-    const int64_t fwd = seq_len(s, o->order[p]) - 1;
+    const int64_t fwd = fl_seq_len(s, o->order[p]) - 1;
     if (first_in_batch) return fwd;
-    const int64_t prev = seq_len(s, o->order[p - 1]) - 1, shared = o->lcp[p] < prev ? o->lcp[p] : prev;
+    const int64_t prev = fl_seq_len(s, o->order[p - 1]) - 1, shared = o->lcp[p] < prev ? o->lcp[p] : prev;
     return shared < fwd ? fwd - shared : 0;
 }
 
@@ -136,7 +135,7 @@ static int batch_next(const fl_token_seqs *s, const ordering *o, int64_t next, i
     if (next >= o->n) return 0;
     int64_t rows = 0, T = 0, B = 0;
     for (int64_t p = next; p < o->n; p++, B++) {
-        const int64_t fwd = seq_len(s, o->order[p]) - 1, t = fwd > T ? fwd : T;
+        const int64_t fwd = fl_seq_len(s, o->order[p]) - 1, t = fwd > T ? fwd : T;
         const int64_t r = rows + own_rows(s, o, p, p == next);
         if (B > 0 && (max_seqs > 0 ? B >= max_seqs : r > BATCH_ROWS || (B + 1) * t > PADDED_ROWS)) break;
         rows = r, T = t;
@@ -162,7 +161,7 @@ static fl_status batch_fill(const fl_token_seqs *s, const ordering *o, int32_t p
         }
     }
     for (int b = 0; b < bt->B; b++) {
-        const int64_t p = bt->first + b, i = o->order[p], fwd = seq_len(s, i) - 1;
+        const int64_t p = bt->first + b, i = o->order[p], fwd = fl_seq_len(s, i) - 1;
         const int64_t shared = b == 0 ? 0 : fwd - own_rows(s, o, p, 0);
         int32_t *row = bt->tok + (int64_t)b * bt->T, *same = bt->same_as + (int64_t)b * bt->T;
         for (int64_t t = 0; t < bt->T; t++) {
@@ -253,7 +252,7 @@ static void score_chunk(scorer *sc, float *out) {
 static void score_batch(scorer *sc, const fl_token_seqs *s, const ordering *o, const int64_t *from,
                         const batch *bt, float *out) {
     for (int b = 0; b < bt->B; b++) {
-        const int64_t p = bt->first + b, i = o->order[p], n = seq_len(s, i);
+        const int64_t p = bt->first + b, i = o->order[p], n = fl_seq_len(s, i);
         const int32_t *seq = s->tokens + s->offsets[i];
         for (int64_t t = first_scored(from, i); t < n; t++) {
             if (copies(o, from, p, t)) continue;

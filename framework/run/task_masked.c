@@ -28,7 +28,6 @@
 #define BATCH_TOKENS 8192     /* tokens per forward when the task leaves it to us */
 #define HEAD_FLOATS (1 << 22) /* logits per head chunk: 16 MB */
 
-static int64_t len_of(const fl_token_seqs *s, int64_t i) { return s->offsets[i + 1] - s->offsets[i]; }
 
 /* Every sequence 1..context tokens, every token and target in the vocabulary
    (a target may be -1: not scored). */
@@ -39,9 +38,9 @@ static fl_status check(const fl_model *m, const fl_token_seqs *s, const int32_t 
     if (s->n < 0 || (s->n > 0 && (!s->tokens || !s->offsets || !targets || s->offsets[0] != 0)))
         return fl_fail(err, FL_EINVAL, "masked_logprobs: bad sequence table (n = %lld)", (long long)s->n);
     for (int64_t i = 0; i < s->n; i++) {
-        if (len_of(s, i) < 1 || len_of(s, i) > mc->context)
+        if (fl_seq_len(s, i) < 1 || fl_seq_len(s, i) > mc->context)
             return fl_fail(err, FL_EINVAL, "masked_logprobs: sequence %lld has %lld tokens; the model takes 1 to %d",
-                           (long long)i, (long long)len_of(s, i), mc->context);
+                           (long long)i, (long long)fl_seq_len(s, i), mc->context);
         for (int64_t k = s->offsets[i]; k < s->offsets[i + 1]; k++)
             if (s->tokens[k] < 0 || s->tokens[k] >= mc->vocab_size || targets[k] < -1 || targets[k] >= mc->vocab_size)
                 return fl_fail(err, FL_EINVAL, "masked_logprobs: sequence %lld: token %d or target %d is outside "
@@ -51,7 +50,7 @@ static fl_status check(const fl_model *m, const fl_token_seqs *s, const int32_t 
 }
 
 static int longer_first(const void *a, const void *b, void *ctx) {
-    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b, lx = len_of(ctx, x), ly = len_of(ctx, y);
+    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b, lx = fl_seq_len(ctx, x), ly = fl_seq_len(ctx, y);
     return lx != ly ? (lx < ly) - (lx > ly) : (x > y) - (x < y);
 }
 
@@ -134,7 +133,7 @@ static void head_add(head *h, int32_t row, int32_t target, int64_t dst, float *o
 /* Sequences idx[0..B) as tokens[B,T], right-padded with pad. */
 static void fill(const fl_token_seqs *s, const int64_t *idx, int B, int T, int32_t pad, int32_t *tok) {
     for (int b = 0; b < B; b++) {
-        const int64_t n = len_of(s, idx[b]);
+        const int64_t n = fl_seq_len(s, idx[b]);
         int32_t *row = tok + (size_t)b * T;
         memcpy(row, s->tokens + s->offsets[idx[b]], (size_t)n * sizeof *row);
         for (int64_t t = n; t < T; t++) row[t] = pad;
@@ -163,7 +162,7 @@ fl_status fl_task_masked_logprobs(fl_model *m, const fl_token_seqs *s, const int
     for (int64_t i = 0; order && i < s->n; i++) order[i] = i;
     if (!st) qsort_r(order, (size_t)s->n, sizeof *order, longer_first, (void *)s);
     for (int64_t first = 0; first < s->n && !st;) {
-        const int T = (int)len_of(s, order[first]); /* the longest of its batch */
+        const int T = (int)fl_seq_len(s, order[first]); /* the longest of its batch */
         int64_t B = batch > 0 ? batch : BATCH_TOKENS / T > 0 ? BATCH_TOKENS / T : 1;
         if (B > s->n - first) B = s->n - first;
         if ((size_t)(B * T) > cap) {

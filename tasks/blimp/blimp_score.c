@@ -42,7 +42,7 @@ static fl_status add_sentence(const fl_task_services *svc, tu_seqs *seqs, const 
 
 static int64_t common_prefix(const fl_token_seqs *v, int64_t a, int64_t b) {
     const int32_t *x = v->tokens + v->offsets[a], *y = v->tokens + v->offsets[b];
-    int64_t la = v->offsets[a + 1] - v->offsets[a], lb = v->offsets[b + 1] - v->offsets[b], p = 0;
+    int64_t la = fl_seq_len(v, a), lb = fl_seq_len(v, b), p = 0;
     while (p < la && p < lb && x[p] == y[p]) p++;
     return p;
 }

@@ -105,6 +105,9 @@ typedef struct fl_token_seqs {
     int64_t n;
 } fl_token_seqs;
 
+/* The number of tokens of sequence i. */
+static inline int64_t fl_seq_len(const fl_token_seqs *s, int64_t i) { return s->offsets[i + 1] - s->offsets[i]; }
+
 /* Sequences with a class label each (labels NULL: predict only). */
 typedef struct fl_ft_data {
     fl_token_seqs seqs;
