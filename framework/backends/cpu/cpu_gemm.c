@@ -21,6 +21,7 @@
 #include "cpu_gemm_bf16.h"
 
 #include <omp.h>
+#include <stdlib.h>
 #include <oneapi/dnnl/dnnl.h>
 
 /* Below this many FLOPs per product, products go one per thread. */
@@ -125,6 +126,29 @@ static int one_group_per_thread(const int64_t *off, int G, int64_t flops_per_row
     return avg < SMALL_GEMM_FLOPS;
 }
 
+/* Groups run one per thread go largest first (ties in index order): the
+   long products start first and the short ones fill in after them, so no
+   thread is left with a long one at the end (loads 600, 1496, 600, 1400 on
+   2 threads: 2096 rows on the busier thread instead of 2600 in index order). */
+typedef struct group_rows {
+    int64_t rows;
+    int g;
+} group_rows;
+
+static int more_rows_first(const void *a, const void *b) {
+    const group_rows *x = a, *y = b;
+    return x->rows != y->rows ? (x->rows < y->rows) - (x->rows > y->rows) : (x->g > y->g) - (x->g < y->g);
+}
+
+/* NULL without memory: then index order. */
+static group_rows *largest_first(const int64_t *off, int G) {
+    group_rows *order = malloc((size_t)G * sizeof *order);
+    if (!order) return NULL;
+    for (int g = 0; g < G; g++) order[g] = (group_rows){off[g + 1] - off[g], g};
+    qsort(order, (size_t)G, sizeof *order, more_rows_first);
+    return order;
+}
+
 static int offsets_ok(const int64_t *off, int G, int64_t N) {
     if (!off || off[0] != 0 || off[G] > N) return 0;
     for (int g = 0; g < G; g++)
@@ -145,11 +169,14 @@ void cpu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tens
     CPU_CHECK(offsets_ok(off, G, N));
     float *c = cpu_f32(C);
     const int small = one_group_per_thread(off, G, 2 * K * M);
-    CPU_FOR_EACH(small, g, G, {
+    group_rows *order = small ? largest_first(off, G) : NULL;
+    CPU_FOR_EACH(small, j, G, {
+        const int g = order ? order[j].g : (int)j;
         const int64_t r0 = off[g], n = off[g + 1] - off[g];
         if (n <= 0) continue;
         gemm_mode(0, transW, n, M, K, alpha, operand(A, r0 * K, K), operand(W, g * K * M, wc), beta, c + r0 * M, M);
     });
+    free(order);
 }
 
 /* dW[g][K,M] = alpha A_gᵀ dY_g + beta dW[g]; A[N,K], dY[N,M], dW[G,K,M]. An
@@ -164,8 +191,11 @@ void cpu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY
     CPU_CHECK(offsets_ok(off, G, N));
     float *dw = cpu_f32(dW);
     const int small = one_group_per_thread(off, G, 2 * K * M);
-    CPU_FOR_EACH(small, g, G, {
+    group_rows *order = small ? largest_first(off, G) : NULL;
+    CPU_FOR_EACH(small, j, G, {
+        const int g = order ? order[j].g : (int)j;
         const int64_t r0 = off[g], n = off[g + 1] - off[g];
         gemm_mode(1, 0, K, M, n, alpha, operand(A, r0 * K, K), operand(dY, r0 * M, M), beta, dw + g * K * M, M);
     });
+    free(order);
 }
