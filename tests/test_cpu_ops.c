@@ -132,11 +132,13 @@ static void test_gemm_batched(void **state) {
         }
 }
 
-static void test_gemm_grouped(void **state) {
-    (void)state;
-    /* groups of 3, 0, 7, 0, 5 rows: two empty */
+/* Five groups over 15 rows of A[15,6] (off[6]), W and dW of 9 columns:
+   gemm_grouped in both layouts of W, with and without alpha and beta, and
+   the weight gradient, against the reference. */
+static void check_grouped(const int64_t off[6], const char *what) {
     const int G = 5;
-    const int64_t off[6] = {0, 3, 3, 10, 10, 15}, N = 15, K = 6, M = 9;
+    const int64_t N = 15, K = 6, M = 9;
+    char label[96];
     for (int tw = 0; tw < 2; tw++)
         for (int b = 0; b < 2; b++) {
             const float alpha = b ? 0.8f : 1.0f, beta = b ? 0.25f : 0.0f;
@@ -153,8 +155,8 @@ static void test_gemm_grouped(void **state) {
                              F(&C0) + r0 * M, ref + r0 * M);
             }
             ops->gemm_grouped(tw, alpha, &A, &W, off, G, beta, &C);
-            chk(F(&C), to_f(ref, N * M), (size_t)(N * M), 1e-5, 1e-5,
-                            tw ? "gemm_grouped transW" : "gemm_grouped");
+            snprintf(label, sizeof label, "gemm_grouped%s, %s", tw ? " transW" : "", what);
+            chk(F(&C), to_f(ref, N * M), (size_t)(N * M), 1e-5, 1e-5, label);
         }
     /* wgrad: dW[g] = alpha A_gᵀ dY_g + beta dW[g]; the empty groups get beta dW */
     fl_tensor A = f2(N, K), dY = f2(N, M), dW = f3(G, K, M);
@@ -167,8 +169,16 @@ static void test_gemm_grouped(void **state) {
         gemm_ref(1, 0, K, M, off[g + 1] - off[g], 0.9f, F(&A) + off[g] * K, F(&dY) + off[g] * M,
                  0.5f, F(&dW0) + g * K * M, ref + g * K * M);
     ops->gemm_grouped_wgrad(0.9f, &A, &dY, off, G, 0.5f, &dW);
-    chk(F(&dW), to_f(ref, G * K * M), (size_t)(G * K * M), 1e-5, 1e-5,
-                    "gemm_grouped_wgrad");
+    snprintf(label, sizeof label, "gemm_grouped_wgrad, %s", what);
+    chk(F(&dW), to_f(ref, G * K * M), (size_t)(G * K * M), 1e-5, 1e-5, label);
+}
+
+static void test_gemm_grouped(void **state) {
+    (void)state;
+    const int64_t even[6] = {0, 3, 3, 10, 10, 15}, lopsided[6] = {0, 2, 2, 14, 14, 15};
+    check_grouped(even, "groups of 3, 0, 7, 0, 5 rows");
+    /* on 2 threads the group of 12 rows runs on both first, then the others one per thread */
+    check_grouped(lopsided, "groups of 2, 0, 12, 0, 1 rows");
 }
 
 /* gemm backward pair: C = A B, dA = dC Bᵀ, dB = Aᵀ dC */
