@@ -25,12 +25,6 @@
 #define CASE "pkm:heads=4,n_keys=56,k_dim=256,knn=14"
 #define TOKENS 256.0
 
-static double num(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) fail_msg("bench --ffn-only JSON: '%s' is not a number", key);
-    return v->valuedouble;
-}
-
 static const char *str(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsString(v)) fail_msg("bench --ffn-only JSON: '%s' is not a string", key);
@@ -62,7 +56,9 @@ static double dense_ms(const cJSON *doc, int d, const char *mode) {
     char key[32];
     snprintf(key, sizeof key, "%s_ms", mode);
     const cJSON *b;
-    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(doc, "dense")) if (num(b, "d") == d) return num(b, key);
+    cJSON_ArrayForEach(b, cJSON_GetObjectItemCaseSensitive(doc, "dense")) {
+        if (ts_json_num(b, "d") == d) return ts_json_num(b, key);
+    }
     fail_msg("no dense baseline at d=%d", d);
     return 0;
 }
@@ -75,7 +71,7 @@ static void test_table_and_json(void **state) {
     assert_non_null(strstr(text, "d=256  " CASE "   fwd+bwd"));
     assert_null(strstr(text, "profile d="));
     assert_string_equal(str(doc, "backend"), "cpu");
-    assert_true(num(doc, "tokens") == TOKENS);
+    assert_true(ts_json_num(doc, "tokens") == TOKENS);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "dense")), 2);
     assert_string_equal(str(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "dense"), 0), "spec"),
                         "dense:d_ff=4096");
@@ -86,10 +82,10 @@ static void test_table_and_json(void **state) {
     cJSON_ArrayForEach(row, rows) {
         assert_string_equal(str(row, "spec"), CASE);
         assert_string_equal(str(row, "mode"), modes[i++]);
-        const double ms = num(row, "ms");
+        const double ms = ts_json_num(row, "ms");
         assert_true(ms > 0);
-        assert_true(close_to(num(row, "tokens_per_s"), TOKENS / (ms * 1e-3)));
-        assert_true(close_to(num(row, "speedup_equal_params"), dense_ms(doc, 256, str(row, "mode")) / ms));
+        assert_true(close_to(ts_json_num(row, "tokens_per_s"), TOKENS / (ms * 1e-3)));
+        assert_true(close_to(ts_json_num(row, "speedup_equal_params"), dense_ms(doc, 256, str(row, "mode")) / ms));
     }
     assert_null(cJSON_GetObjectItemCaseSensitive(doc, "profiles"));
     cJSON_Delete(doc);
@@ -111,11 +107,11 @@ static void check_sums(const cJSON *prof) {
     double ops_ms = 0;
     const cJSON *op;
     cJSON_ArrayForEach(op, cJSON_GetObjectItemCaseSensitive(prof, "ops")) {
-        assert_true(num(op, "calls") >= 1);
-        assert_true(num(op, "ms") >= 0);
-        ops_ms += num(op, "ms");
+        assert_true(ts_json_num(op, "calls") >= 1);
+        assert_true(ts_json_num(op, "ms") >= 0);
+        ops_ms += ts_json_num(op, "ms");
     }
-    const double ms = num(prof, "ms"), own = num(prof, "own_ms");
+    const double ms = ts_json_num(prof, "ms"), own = ts_json_num(prof, "own_ms");
     assert_true(ms > 0);
     assert_true(close_to(ops_ms + own, ms));
     assert_true(own >= -1e-9 * ms);
@@ -137,27 +133,28 @@ static void test_profile(void **state) {
     assert_int_equal(cJSON_GetArraySize(profs), 8);
     for (int i = 0; i < 8; i++) {
         const cJSON *p = cJSON_GetArrayItem(profs, i);
-        assert_true(num(p, "d") == want[i].d);
+        assert_true(ts_json_num(p, "d") == want[i].d);
         assert_string_equal(str(p, "spec"), want[i].spec);
         assert_string_equal(str(p, "mode"), want[i].mode);
-        assert_true(num(p, "calls") == 1);
-        assert_true(num(p, "idle_op_us") >= 0);
+        assert_true(ts_json_num(p, "calls") == 1);
+        assert_true(ts_json_num(p, "idle_op_us") >= 0);
         check_sums(p);
         if (strncmp(want[i].spec, "dense", 5)) continue;
         /* dense: 2·N·d·d_ff FLOPs per product, d_ff = 4096 at d=256 and 4d at d=512 */
         const double d = want[i].d, dff = d == 256 ? 4096 : 4 * d, products = strcmp(want[i].mode, "fwd+bwd") ? 2 : 6;
         const cJSON *gemm = op_of(p, "gemm");
         assert_non_null(gemm);
-        assert_true(num(gemm, "calls") == products);
-        assert_true(close_to(num(gemm, "gflop"), products * 2.0 * TOKENS * d * dff / 1e9));
-        assert_true(close_to(num(gemm, "gflops"), num(gemm, "gflop") / (num(gemm, "ms") * 1e-3)));
-        assert_true(close_to(num(p, "unprofiled_ms"), dense_ms(doc, want[i].d, want[i].mode)));
+        assert_true(ts_json_num(gemm, "calls") == products);
+        assert_true(close_to(ts_json_num(gemm, "gflop"), products * 2.0 * TOKENS * d * dff / 1e9));
+        const double gflop = ts_json_num(gemm, "gflop");
+        assert_true(close_to(ts_json_num(gemm, "gflops"), gflop / (ts_json_num(gemm, "ms") * 1e-3)));
+        assert_true(close_to(ts_json_num(p, "unprofiled_ms"), dense_ms(doc, want[i].d, want[i].mode)));
     }
     /* the case: its query projection is a GEMM; its medians are its rows' */
     const cJSON *pkm = cJSON_GetArrayItem(profs, 3), *row = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(doc, "ffn"), 0);
     assert_non_null(op_of(pkm, "gemm"));
-    assert_true(num(op_of(pkm, "gemm"), "gflop") > 0);
-    assert_true(close_to(num(pkm, "unprofiled_ms"), num(row, "ms")));
+    assert_true(ts_json_num(op_of(pkm, "gemm"), "gflop") > 0);
+    assert_true(close_to(ts_json_num(pkm, "unprofiled_ms"), ts_json_num(row, "ms")));
     cJSON_Delete(doc);
     free(text);
     ts_rmtree(dir);

@@ -20,23 +20,18 @@
 
 static const char *const LAYERS[] = {"qkv", "attn proj", "ffn fc", "ffn proj", "lm head"};
 
-static double num(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) fail_msg("bench --gemm JSON: '%s' is not a number", key);
-    return v->valuedouble;
-}
-
 static void check_layer(const cJSON *l, int i, double *worst) {
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(l, "layer")->valuestring, LAYERS[i]);
-    const double tokens = num(l, "tokens"), in = num(l, "in"), out = num(l, "out");
+    const double tokens = ts_json_num(l, "tokens"), in = ts_json_num(l, "in"), out = ts_json_num(l, "out");
     assert_true(tokens == 2 * 16);
     const double flop = 2.0 * tokens * in * out;
-    const double fwd = num(cJSON_GetObjectItemCaseSensitive(l, "forward"), "ms");
+    const double fwd = ts_json_num(cJSON_GetObjectItemCaseSensitive(l, "forward"), "ms");
     const char *products[] = {"forward", "dx", "dW"};
     for (int p = 0; p < 3; p++) {
         const cJSON *q = cJSON_GetObjectItemCaseSensitive(l, products[p]);
         assert_non_null(q);
-        const double ms = num(q, "ms"), gf = num(q, "gflops"), ratio = num(q, "time_vs_forward");
+        const double ms = ts_json_num(q, "ms"), gf = ts_json_num(q, "gflops");
+        const double ratio = ts_json_num(q, "time_vs_forward");
         assert_true(ms > 0);
         assert_true(fabs(gf - flop / (ms * 1e-3) / 1e9) <= 1e-6 * gf);
         assert_true(fabs(ratio - ms / fwd) <= 1e-9 * ratio);
@@ -62,17 +57,17 @@ static void test_prints_and_writes_every_layer(void **state) {
     cJSON *doc = cJSON_Parse(text);
     assert_non_null(doc);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(doc, "backend")->valuestring, "cpu");
-    assert_true(num(doc, "reps") == 2);
+    assert_true(ts_json_num(doc, "reps") == 2);
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(doc, "layers");
     assert_int_equal(cJSON_GetArraySize(layers), 5);
     const double expect_io[5][2] = {{32, 96}, {32, 32}, {32, 128}, {128, 32}, {32, 96}};
     double worst = 0;
     for (int i = 0; i < 5; i++) {
         const cJSON *l = cJSON_GetArrayItem(layers, i);
-        assert_true(num(l, "in") == expect_io[i][0] && num(l, "out") == expect_io[i][1]);
+        assert_true(ts_json_num(l, "in") == expect_io[i][0] && ts_json_num(l, "out") == expect_io[i][1]);
         check_layer(l, i, &worst);
     }
-    assert_true(fabs(num(doc, "worst_backward_vs_forward") - worst) <= 1e-9 * worst);
+    assert_true(fabs(ts_json_num(doc, "worst_backward_vs_forward") - worst) <= 1e-9 * worst);
     cJSON_Delete(doc);
     free(text);
     ts_rmtree(dir);

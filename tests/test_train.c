@@ -242,12 +242,6 @@ static void free_lines(cJSON **lines, int n) {
     free(lines);
 }
 
-static double num(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) fail_msg("no number \"%s\"", key);
-    return v->valuedouble;
-}
-
 static void test_metrics_stats_and_summary(void **state) {
     (void)state;
     char run[4200], *out;
@@ -262,19 +256,19 @@ static void test_metrics_stats_and_summary(void **state) {
     for (int i = 0; i < n; i++) {
         const cJSON *o = lines[i];
         const int is_val = cJSON_GetObjectItemCaseSensitive(o, "val_loss") != NULL;
-        const double step = num(o, "step");
-        assert_true(num(o, "tokens") == step * 8 * 32); /* batch 8, context 32 */
-        assert_true(num(o, "time_s") >= (i ? num(lines[i - 1], "time_s") : 0));
+        const double step = ts_json_num(o, "step");
+        assert_true(ts_json_num(o, "tokens") == step * 8 * 32); /* batch 8, context 32 */
+        assert_true(ts_json_num(o, "time_s") >= (i ? ts_json_num(lines[i - 1], "time_s") : 0));
         const cJSON *stats = cJSON_GetObjectItemCaseSensitive(o, "stats");
         const cJSON *moe = cJSON_GetObjectItemCaseSensitive(stats, "h.0"), *pkm = cJSON_GetObjectItemCaseSensitive(stats, "h.1");
         double load = 0;
         for (int e = 0; e < 4; e++) {
             char key[16];
             snprintf(key, sizeof key, "load.%d", e);
-            load += num(moe, key);
+            load += ts_json_num(moe, key);
         }
         assert_true(fabs(load - 1.0) < 1e-6); /* each token goes to one of the 4 experts */
-        assert_true(num(pkm, "memory_usage") > 0 && num(pkm, "memory_usage") <= 1);
+        assert_true(ts_json_num(pkm, "memory_usage") > 0 && ts_json_num(pkm, "memory_usage") <= 1);
         train_lines += !is_val, val_lines += is_val;
     }
     assert_int_equal(train_lines, 3); /* steps 4, 8, 12 */
@@ -289,15 +283,15 @@ static void test_metrics_stats_and_summary(void **state) {
     assert_non_null(sum);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(sum, "model");
     const cJSON *training = cJSON_GetObjectItemCaseSensitive(sum, "training");
-    const double total = num(model, "total_params"), ffn = num(model, "ffn_params");
+    const double total = ts_json_num(model, "total_params"), ffn = ts_json_num(model, "ffn_params");
     /* V=320, T=32, C=32, 2 blocks: everything but the FFNs, by hand */
     const double C = 32, rest = 320 * C + 32 * C + 2 * (4 * C + 3 * C * C + 3 * C + C * C + C) + 2 * C;
     assert_true(total == rest + ffn);
-    assert_true(num(model, "active_params_per_token") < total); /* MoE top-1 of 4, PKM reads 4 of 64 slots */
-    assert_true(num(training, "steps") == 12 && num(training, "tokens") == 12 * 8 * 32);
-    assert_true(num(training, "tokens_per_s") > 0);
-    assert_true(num(cJSON_GetObjectItemCaseSensitive(sum, "inference"), "tokens_per_s") > 0);
-    assert_true(num(cJSON_GetObjectItemCaseSensitive(sum, "memory"), "peak_rss_mib") > 1);
+    assert_true(ts_json_num(model, "active_params_per_token") < total); /* MoE top-1 of 4, PKM reads 4 of 64 slots */
+    assert_true(ts_json_num(training, "steps") == 12 && ts_json_num(training, "tokens") == 12 * 8 * 32);
+    assert_true(ts_json_num(training, "tokens_per_s") > 0);
+    assert_true(ts_json_num(cJSON_GetObjectItemCaseSensitive(sum, "inference"), "tokens_per_s") > 0);
+    assert_true(ts_json_num(cJSON_GetObjectItemCaseSensitive(sum, "memory"), "peak_rss_mib") > 1);
     assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sum, "config"), "ffn")),
                         "moe:experts=4,top_k=1");
     cJSON_Delete(sum);
@@ -314,7 +308,7 @@ static void test_resume_cuts_metrics(void **state) {
     free(out);
     int n;
     cJSON **lines = metrics_lines(run, &n);
-    const double t6 = num(lines[n - 1], "time_s");
+    const double t6 = ts_json_num(lines[n - 1], "time_s");
     free_lines(lines, n);
     snprintf(path, sizeof path, "%s/metrics.jsonl", run);
     FILE *f = fopen(path, "a");
@@ -326,11 +320,11 @@ static void test_resume_cuts_metrics(void **state) {
     lines = metrics_lines(run, &n);
     assert_int_equal(n, 13); /* steps 1-12, then the final validation pass */
     for (int i = 0; i < 12; i++) {
-        assert_true(num(lines[i], "step") == i + 1);
-        assert_true(num(lines[i], "loss") < 9);
-        if (i >= 6) assert_true(num(lines[i], "time_s") >= t6);
+        assert_true(ts_json_num(lines[i], "step") == i + 1);
+        assert_true(ts_json_num(lines[i], "loss") < 9);
+        if (i >= 6) assert_true(ts_json_num(lines[i], "time_s") >= t6);
     }
-    assert_true(num(lines[12], "step") == 12 && num(lines[12], "val_loss") > 0);
+    assert_true(ts_json_num(lines[12], "step") == 12 && ts_json_num(lines[12], "val_loss") > 0);
     free_lines(lines, n);
 }
 
@@ -763,7 +757,7 @@ static void test_given_tokenizer_sizes_the_model(void **state) {
     char *text = ts_read_file(path, NULL);
     cJSON *cfg = cJSON_Parse(text);
     free(text);
-    assert_int_equal(num(cfg, "vocab_size"), 400);
+    assert_int_equal(ts_json_num(cfg, "vocab_size"), 400);
     cJSON_Delete(cfg);
     rc = ffnlab(&out, "train --resume --steps 4 --no-progress --run-dir %s/tok400", g_dir);
     if (rc) fail_msg("resume failed: %s", out);

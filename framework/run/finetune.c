@@ -52,7 +52,6 @@ typedef struct ft {
 
 /* ------------------------------------------------------------ helpers */
 
-
 static int64_t eff_len(const ft *f, const fl_token_seqs *s, int64_t i) {
     int64_t n = fl_seq_len(s, i);
     return n < f->Tmax ? n : f->Tmax;

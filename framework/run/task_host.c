@@ -74,7 +74,6 @@ fl_status fl_metric_list_add(fl_metric_list *l, const char *task, const char *sp
 
 /* ------------------------------------------------------------ sequences */
 
-
 static int cmp_len_desc(const void *a, const void *b, void *ctx) {
     const fl_token_seqs *s = ctx;
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;

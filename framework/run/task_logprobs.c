@@ -39,7 +39,6 @@
 #define PADDED_ROWS (2 * BATCH_ROWS) /* rows of the padded batch attention sees, at most */
 #define HEAD_FLOATS (1 << 22)     /* logits per head chunk: 16 MB */
 
-
 fl_status fl_task_check_seqs(const fl_model *m, const fl_token_seqs *s, fl_error *err) {
     const fl_model_config *mc = fl_model_cfg(m);
     if (s->n < 0 || (s->n > 0 && (!s->tokens || !s->offsets)) || (s->n > 0 && s->offsets[0] != 0))

@@ -28,7 +28,6 @@
 #define BATCH_TOKENS 8192     /* tokens per forward when the task leaves it to us */
 #define HEAD_FLOATS (1 << 22) /* logits per head chunk: 16 MB */
 
-
 /* Every sequence 1..context tokens, every token and target in the vocabulary
    (a target may be -1: not scored). */
 static fl_status check(const fl_model *m, const fl_token_seqs *s, const int32_t *targets, fl_error *err) {

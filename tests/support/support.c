@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "backend.h"
 #include "model.h"
 
@@ -178,4 +180,10 @@ void ts_sharpen_attention(fl_model *m, float s) {
         be->ops.from_host(&p->value, h, n * sizeof *h);
         free(h);
     }
+}
+
+double ts_json_num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) fail_msg("JSON: \"%s\" is missing or not a number", key);
+    return v->valuedouble;
 }

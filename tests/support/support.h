@@ -69,6 +69,10 @@ int ts_run(const char *cmd, char **out);
    two equal digests mean two byte-identical trees. */
 char *ts_tree_digest(const char *dir);
 
+/* o[key] as a number; fails the test when it is missing or not a number. */
+struct cJSON;
+double ts_json_num(const struct cJSON *o, const char *key);
+
 /* Path of the `ffnlab` binary built with the tests. */
 const char *ts_ffnlab_bin(void);
 
