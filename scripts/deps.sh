@@ -7,11 +7,12 @@ set -euo pipefail
 # ocl-icd-opencl-dev: Debian's oneDNN CMake package calls find_package(OpenCL
 # REQUIRED), but libdnnl-dev only *recommends* it, and we install without
 # recommends. gnuplot-nox: `ffnlab report` draws its plots with it.
-# libopenblas0-openmp: the CPU backend loads it at run time for weight
-# gradients where it beats oneDNN (AVX2 CPUs; backends/cpu/cpu_blas.c).
+# libopenblas0-openmp, libblis4-openmp: the CPU backend loads them at run
+# time for the products they run faster than oneDNN (AVX2 CPUs: weight
+# gradients, narrow products; backends/cpu/cpu_blas.c).
 FFNLAB_DEBS=(build-essential cmake pkg-config libdnnl-dev ocl-icd-opencl-dev libcjson-dev
              libcmocka-dev libpcre2-dev libcurl4-openssl-dev libopenmpi-dev openmpi-bin gnuplot-nox
-             libopenblas0-openmp)
+             libopenblas0-openmp libblis4-openmp)
 
 ffnlab_install_deps() {
   local missing=()

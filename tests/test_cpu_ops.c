@@ -61,40 +61,14 @@ static void test_alloc_and_table(void **state) {
 
 /* --------------------------------------------------------------- gemm */
 
-/* C[M,N] = alpha op(A) op(B) + beta C0 in double */
-static void gemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha,
-                     const float *A, const float *B, float beta, const float *C0, double *out) {
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            double s = 0;
-            for (int64_t k = 0; k < K; k++)
-                s += (double)(ta ? A[k * M + i] : A[i * K + k]) *
-                     (tb ? B[j * K + k] : B[k * N + j]);
-            out[i * N + j] = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)C0[i * N + j]);
-        }
-}
-
-static void check_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
-    fl_tensor A, B, C, C0;
-    tf_gemm_inputs(ta, tb, M, N, K, beta, &A, &B, &C, &C0);
-    double *ref = malloc((size_t)(M * N) * sizeof *ref);
-    gemm_ref(ta, tb, M, N, K, alpha, F(&A), F(&B), beta, F(&C0), ref);
-    ops->gemm(ta, tb, alpha, &A, &B, beta, &C);
-    char what[96];
-    snprintf(what, sizeof what, "gemm t%d%d %lldx%lldx%lld a=%g b=%g", ta, tb, (long long)M,
-             (long long)N, (long long)K, alpha, beta);
-    chk(F(&C), to_f(ref, M * N), (size_t)(M * N), 1e-5, 1e-5, what);
-    free(ref);
-}
-
 static void test_gemm(void **state) {
     (void)state;
     const int64_t shapes[][3] = {{7, 13, 5}, {33, 17, 29}, {1, 1, 1}, {64, 9, 70}, {5, 40, 1}};
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++)
         for (int ta = 0; ta < 2; ta++)
             for (int tb = 0; tb < 2; tb++) {
-                check_gemm(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f);
-                check_gemm(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 0.7f, 0.3f);
+                tf_check_gemm(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 1.0f, 0.0f, 1e-5);
+                tf_check_gemm(ta, tb, shapes[s][0], shapes[s][1], shapes[s][2], 0.7f, 0.3f, 1e-5);
             }
     /* K = 0: the product is empty, C = beta C */
     fl_tensor A = f2(3, 0), B = f2(0, 4), C = f2(3, 4);
@@ -106,7 +80,7 @@ static void test_gemm(void **state) {
     rnd(&X, 4, -1, 1);
     rnd(&W, 5, -1, 1);
     double ref[24];
-    gemm_ref(0, 0, 6, 4, 5, 1.0f, F(&X), F(&W), 0.0f, NULL, ref);
+    tf_gemm_ref(0, 0, 6, 4, 5, 1.0f, F(&X), F(&W), 0.0f, NULL, ref);
     ops->gemm(0, 0, 1.0f, &X, &W, 0.0f, &Y);
     chk(F(&Y), to_f(ref, 24), 24, 1e-5, 1e-5, "gemm 3-D A");
 }
@@ -124,7 +98,7 @@ static void test_gemm_batched(void **state) {
             fl_tensor C0 = clone(&C);
             double ref[3 * 6 * 11];
             for (int64_t b = 0; b < nb; b++)
-                gemm_ref(ta, tb, M, N, K, 0.5f, F(&A) + b * M * K, F(&B) + b * K * N, 2.0f,
+                tf_gemm_ref(ta, tb, M, N, K, 0.5f, F(&A) + b * M * K, F(&B) + b * K * N, 2.0f,
                          F(&C0) + b * M * N, ref + b * M * N);
             ops->gemm_batched(ta, tb, 0.5f, &A, &B, 2.0f, &C);
             chk(F(&C), to_f(ref, nb * M * N), (size_t)(nb * M * N), 1e-5, 1e-5,
@@ -151,7 +125,7 @@ static void check_grouped(const int64_t off[6], const char *what) {
             for (int g = 0; g < G; g++) {
                 const int64_t r0 = off[g], n = off[g + 1] - off[g];
                 if (n)
-                    gemm_ref(0, tw, n, M, K, alpha, F(&A) + r0 * K, F(&W) + g * K * M, beta,
+                    tf_gemm_ref(0, tw, n, M, K, alpha, F(&A) + r0 * K, F(&W) + g * K * M, beta,
                              F(&C0) + r0 * M, ref + r0 * M);
             }
             ops->gemm_grouped(tw, alpha, &A, &W, off, G, beta, &C);
@@ -166,7 +140,7 @@ static void check_grouped(const int64_t off[6], const char *what) {
     fl_tensor dW0 = clone(&dW);
     double ref[5 * 6 * 9];
     for (int g = 0; g < G; g++)
-        gemm_ref(1, 0, K, M, off[g + 1] - off[g], 0.9f, F(&A) + off[g] * K, F(&dY) + off[g] * M,
+        tf_gemm_ref(1, 0, K, M, off[g + 1] - off[g], 0.9f, F(&A) + off[g] * K, F(&dY) + off[g] * M,
                  0.5f, F(&dW0) + g * K * M, ref + g * K * M);
     ops->gemm_grouped_wgrad(0.9f, &A, &dY, off, G, 0.5f, &dW);
     snprintf(label, sizeof label, "gemm_grouped_wgrad, %s", what);

@@ -3,6 +3,7 @@
  */
 #include "tensor_fixture.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,4 +106,28 @@ void tf_gemm_inputs(int ta, int tb, int64_t M, int64_t N, int64_t K, float beta,
     if (beta == 0.0f)
         for (int64_t i = 0; i < M * N; i++) F(C)[i] = NAN;
     *C0 = clone(C);
+}
+
+void tf_gemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B,
+                 float beta, const float *C0, double *out) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t k = 0; k < K; k++)
+                s += (double)(ta ? A[k * M + i] : A[i * K + k]) * (tb ? B[j * K + k] : B[k * N + j]);
+            out[i * N + j] = alpha * s + (beta == 0.0f ? 0.0 : beta * (double)C0[i * N + j]);
+        }
+}
+
+void tf_check_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta, double atol) {
+    fl_tensor A, B, C, C0;
+    tf_gemm_inputs(ta, tb, M, N, K, beta, &A, &B, &C, &C0);
+    double *ref = malloc((size_t)(M * N) * sizeof *ref);
+    tf_gemm_ref(ta, tb, M, N, K, alpha, F(&A), F(&B), beta, F(&C0), ref);
+    tf_ops->gemm(ta, tb, alpha, &A, &B, beta, &C);
+    char what[96];
+    snprintf(what, sizeof what, "gemm t%d%d %lldx%lldx%lld a=%g b=%g", ta, tb, (long long)M, (long long)N, (long long)K,
+             alpha, beta);
+    chk(F(&C), to_f(ref, M * N), (size_t)(M * N), 1e-5, atol, what);
+    free(ref);
 }

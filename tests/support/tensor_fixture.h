@@ -43,6 +43,12 @@ fl_tensor clone(const fl_tensor *t);
    copy of C before the product. */
 void tf_gemm_inputs(int ta, int tb, int64_t M, int64_t N, int64_t K, float beta, fl_tensor *A, fl_tensor *B,
                     fl_tensor *C, fl_tensor *C0);
+/* out[M,N] = alpha op(A) op(B) + beta C0 in double (C0 not read when beta = 0). */
+void tf_gemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B,
+                 float beta, const float *C0, double *out);
+/* tf_ops->gemm on tf_gemm_inputs against tf_gemm_ref: each element within
+   a relative 1e-5 or an absolute atol (chk). */
+void tf_check_gemm(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta, double atol);
 
 static inline fl_tensor f1(int64_t n) { return tnew(FL_F32, 1, n, 1, 1, 1); }
 static inline fl_tensor f2(int64_t r, int64_t c) { return tnew(FL_F32, 2, r, c, 1, 1); }

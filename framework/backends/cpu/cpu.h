@@ -39,17 +39,20 @@ static inline int32_t *cpu_i32(const fl_tensor *t) { return (int32_t *)t->data; 
 /* Logs "cpu op <op>: shape check failed: <cond>" and asserts (debug). */
 void cpu_shape_error(const char *op, const char *cond);
 
-/* The weight-gradient path (cpu_blas.c): products C = Aᵀ·B that go to
-   OpenBLAS instead of oneDNN (on CPUs where oneDNN runs AVX2 kernels, when
-   OpenBLAS's OpenMP build is installed; FFNLAB_CPU_GEMM_TN forces a path).
-   cpu_tn_choose reads the environment (an error for a bad value or a forced
-   path that is missing); the others choose on first use if it was not called.
-   cpu_tn_describe: "OpenBLAS 0.3.21 (Zen)", or NULL when oneDNN does them. */
-fl_status cpu_tn_choose(fl_error *err);
-const char *cpu_tn_describe(void);
-int cpu_tn_openblas(int64_t M, int64_t N, int64_t K);
-void cpu_tn_sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                  int64_t ldb, float beta, float *C, int64_t ldc);
+/* The products oneDNN's AVX2 sgemm runs slowly, on other libraries
+   (cpu_blas.c): weight gradients Aᵀ·B on OpenBLAS, narrow products on BLIS
+   (on CPUs where oneDNN runs AVX2 kernels, where the library's OpenMP build
+   is installed; FFNLAB_CPU_GEMM_TN and FFNLAB_CPU_GEMM_NARROW force a path).
+   cpu_blas_choose reads the environment (an error for a bad value or a
+   forced library that is missing); the others choose on first use if it was
+   not called. cpu_blas_describe: ", weight gradients (Aᵀ·B) on OpenBLAS
+   0.3.21 (Zen), narrow products (N 224-256) on BLIS 0.9.0 (zen3)", or "".
+   cpu_blas_sgemm runs C = alpha op(A) op(B) + beta C (row-major) and returns
+   1 when it is one of those products, else 0 (then nothing was done). */
+fl_status cpu_blas_choose(fl_error *err);
+void cpu_blas_describe(char *out, size_t n);
+int cpu_blas_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* Returns from the calling op (with the optional value) when cond is false. */
 #define CPU_CHECK(cond, ...)                          \

@@ -57,18 +57,18 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
    bf16 mode "oneDNN 2.6.3 native bf16, f32 accumulate (matmul
    brg:avx512_core_bf16), ISA ..." or "oneDNN 2.6.3 bf16 inputs, fp32
    arithmetic (sgemm), ISA avx2, ...", with ", weight gradients (Aᵀ·B) on
-   OpenBLAS 0.3.21 (Zen)" where cpu_blas.c sends them there. The buffer is rebuilt on each call because the thread count and
-   the mode may change. */
+   OpenBLAS 0.3.21 (Zen), narrow products (N 224-256) on BLIS 0.9.0 (zen3)"
+   where cpu_blas.c sends them there. The buffer is rebuilt on each call
+   because the thread count and the mode may change. */
 static const char *cpu_describe(void) {
-    static char line[256];
+    static char line[512];
     const dnnl_version_t *v = dnnl_version();
     const char *gemm = cpu_gemm_is_bf16() ? cpu_bf16_impl() : "sgemm";
-    /* sgemm's weight gradients, unless the native bf16 matmul does every GEMM */
-    const char *tn = cpu_gemm_is_bf16() && cpu_bf16_is_native() ? NULL : cpu_tn_describe();
-    char tn_text[128] = "";
-    if (tn) snprintf(tn_text, sizeof tn_text, ", weight gradients (Aᵀ·B) on %s", tn);
+    /* sgemm's other libraries, unless the native bf16 matmul does every GEMM */
+    char blas[256] = "";
+    if (!cpu_gemm_is_bf16() || !cpu_bf16_is_native()) cpu_blas_describe(blas, sizeof blas);
     snprintf(line, sizeof line, "oneDNN %d.%d.%d %s, ISA %s%s, %d OpenMP thread%s", v->major, v->minor, v->patch,
-             gemm, isa_name(dnnl_get_effective_cpu_isa()), tn_text, cpu_threads(), cpu_threads() == 1 ? "" : "s");
+             gemm, isa_name(dnnl_get_effective_cpu_isa()), blas, cpu_threads(), cpu_threads() == 1 ? "" : "s");
     return line;
 }
 

@@ -1,26 +1,39 @@
 /*
- * backends/cpu/cpu_blas.c — the weight-gradient products' second library.
+ * backends/cpu/cpu_blas.c — the two shapes oneDNN's AVX2 sgemm runs slowly,
+ * and the libraries that take them instead.
  *
- * A linear layer's weight gradient dW += dYᵀ·X is a product with a
- * transposed first operand and a long inner dimension (the batch's tokens).
- * oneDNN 2.6's AVX2 sgemm runs exactly that shape at 40% of its forward
- * speed (measured on an AMD EPYC Zen 3, `ffnlab bench --gemm`: the LM head's
- * dW 2.5x its forward's time, the FFN's 1.7-2.4x), while OpenBLAS runs it as
- * fast as the forward (0.97-1.08x). So on CPUs where oneDNN takes its AVX2
- * kernels, those products (transA and not transB, 16 MFLOP or more) go to
- * OpenBLAS; everything else stays on oneDNN, which is the faster of the two
- * for the other shapes. On AVX-512 CPUs oneDNN's own kernels are kept.
+ * oneDNN 2.6 does every product of the CPU backend, except two kinds on CPUs
+ * where it runs its AVX2 kernels (no AVX-512), measured on an AMD EPYC Zen 3
+ * with 2 threads:
  *
- * OpenBLAS is loaded at run time, and only its OpenMP build
- * (libopenblas0-openmp on Debian): it then shares ffnlab's OpenMP threads
- * instead of starting a pthread pool whose spinning threads would compete
- * with them, and runs single-threaded inside ffnlab's parallel regions. Not
- * installed: everything runs on oneDNN, as before.
+ * - Weight gradients dW += dYᵀ·X: a transposed first operand and a long
+ *   inner dimension (the batch's tokens). oneDNN runs them at about 40% of
+ *   its forward speed (`ffnlab bench --gemm`: the LM head's dW 2.5x its
+ *   forward's time, the FFN's 1.7-2.4x); OpenBLAS as fast as the forward
+ *   (0.97-1.08x). So products Aᵀ·B of 16 MFLOP or more go to OpenBLAS.
+ * - Narrow products: an output 224 to 256 columns wide, 2048 rows or more,
+ *   an inner dimension of 1024 or more (at d_model 256: the input gradient
+ *   dx = dy·W of every layer reading the residual stream, and the FFN's
+ *   projection back to it). oneDNN runs those at 80-105 GFLOP/s where BLIS
+ *   runs 95-136, 1.07-1.33x faster; on wider or narrower outputs, fewer rows
+ *   or a short inner dimension the two were level or oneDNN ahead. So those
+ *   products (A not transposed, on all threads: outside a parallel region)
+ *   go to BLIS.
  *
- * FFNLAB_CPU_GEMM_TN = auto (default) | onednn | openblas forces a path;
- * forced openblas takes every such product, whatever its size, so the GEMM
- * test suites cover it on small odd shapes too. Each path gives the same
- * result on every run (neither splits the inner dimension over threads).
+ * The libraries are loaded at run time, and only their OpenMP builds
+ * (libopenblas0-openmp, libblis4-openmp on Debian; scripts/deps.sh installs
+ * both): they then share ffnlab's OpenMP threads instead of starting pools
+ * whose spinning threads would compete with them, and run single-threaded
+ * inside ffnlab's parallel regions. One not installed: its products stay on
+ * oneDNN. On AVX-512 CPUs oneDNN's own kernels do everything.
+ *
+ * FFNLAB_CPU_GEMM_TN = auto (default) | onednn | openblas and
+ * FFNLAB_CPU_GEMM_NARROW = auto | onednn | blis force a path. A forced
+ * library takes every product of its kind (every Aᵀ·B; every product whose A
+ * is not transposed), whatever its shape or place, so the GEMM test suites
+ * cover it on small odd shapes too. FFNLAB_OPENBLAS / FFNLAB_BLIS name
+ * another copy of a library. Each path gives the same result on every run
+ * (none splits the inner dimension over threads).
  */
 #include "cpu.h"
 
@@ -38,96 +51,158 @@
 #ifndef FFNLAB_OPENBLAS_OPENMP
 #define FFNLAB_OPENBLAS_OPENMP "libopenblas.so.0"
 #endif
+#ifndef FFNLAB_BLIS_OPENMP
+#define FFNLAB_BLIS_OPENMP "libblis.so.4"
+#endif
 
-/* Below this many FLOPs the auto path leaves a product on oneDNN. */
-#define TN_MIN_FLOPS (16.0 * 1024 * 1024)
+/* Below this many FLOPs the auto paths leave a product on oneDNN. */
+#define MIN_FLOPS (16.0 * 1024 * 1024)
 
 enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 typedef void (*cblas_sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float,
                                float *, int);
 
-static struct {
-    int resolved;              /* the choice was made */
-    int on;                    /* TN products go to OpenBLAS */
-    int forced;                /* ... all of them (FFNLAB_CPU_GEMM_TN=openblas) */
+/* One library that takes one kind of product. */
+typedef struct blas_lib blas_lib;
+struct blas_lib {
+    const char *var;      /* FFNLAB_CPU_GEMM_TN: chooses the path */
+    const char *value;    /* openblas: the value that forces this library */
+    const char *path_var; /* FFNLAB_OPENBLAS: another copy of it */
+    const char *path;     /* its OpenMP build, where Debian puts it */
+    const char *package;  /* libopenblas0-openmp */
+    /* Finds the library's functions in h and names it; 0 with a reason when
+       h is not this library, or not its OpenMP build. */
+    int (*bind)(blas_lib *l, void *h, const char *path, char *why, size_t n);
+
+    int resolved;         /* the choice was made */
+    int on;               /* this kind of product goes to the library */
+    int forced;           /* ... every one of them (var=value) */
     cblas_sgemm_fn sgemm;
     void (*set_threads)(int);
-    int threads;               /* what OpenBLAS was last told */
-    char name[96];             /* "OpenBLAS 0.3.21 (Zen)" */
-} g_tn;
+    int threads;          /* what the library was last told */
+    char name[96];        /* "OpenBLAS 0.3.21 (Zen)" */
+};
 
-/* OpenBLAS's OpenMP build, or a reason why not (returns 0). */
-static int load_openblas(char *why, size_t n) {
-    const char *path = getenv("FFNLAB_OPENBLAS");
-    if (!path || !path[0]) path = FFNLAB_OPENBLAS_OPENMP;
-    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) return snprintf(why, n, "cannot load %s (install libopenblas0-openmp)", path), 0;
+static int bind_openblas(blas_lib *l, void *h, const char *path, char *why, size_t n) {
     int (*parallel)(void) = (int (*)(void))dlsym(h, "openblas_get_parallel");
     char *(*corename)(void) = (char *(*)(void))dlsym(h, "openblas_get_corename");
     char *(*config)(void) = (char *(*)(void))dlsym(h, "openblas_get_config");
-    g_tn.sgemm = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
-    g_tn.set_threads = (void (*)(int))dlsym(h, "openblas_set_num_threads");
-    if (!g_tn.sgemm || !g_tn.set_threads || !parallel || !corename) {
-        dlclose(h);
-        return snprintf(why, n, "%s is not OpenBLAS", path), 0;
-    }
-    if (parallel() != 2) { /* 2: the OpenMP build */
-        dlclose(h);
-        return snprintf(why, n, "%s is not OpenBLAS's OpenMP build (install libopenblas0-openmp)", path), 0;
-    }
+    l->sgemm = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
+    l->set_threads = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+    if (!l->sgemm || !l->set_threads || !parallel || !corename) return snprintf(why, n, "%s is not OpenBLAS", path), 0;
+    if (parallel() != 2) /* 2: the OpenMP build */
+        return snprintf(why, n, "%s is not OpenBLAS's OpenMP build (install %s)", path, l->package), 0;
     const char *cfg = config ? config() : "OpenBLAS";
     char version[32] = "";
     sscanf(cfg, "OpenBLAS %31s", version);
-    snprintf(g_tn.name, sizeof g_tn.name, "OpenBLAS %s (%s)", version, corename());
+    snprintf(l->name, sizeof l->name, "OpenBLAS %s (%s)", version, corename());
+    return 1;
+}
+
+/* BLIS's thread count is a dim_t (64-bit); ffnlab calls every library's
+   setter with an int. */
+static void (*g_blis_set_threads)(int64_t);
+static void blis_set_threads(int n) { g_blis_set_threads(n); }
+
+static int bind_blis(blas_lib *l, void *h, const char *path, char *why, size_t n) {
+    /* the info functions return gint_t; only their low 32 bits are read */
+    const char *(*version)(void) = (const char *(*)(void))dlsym(h, "bli_info_get_version_str");
+    int (*openmp)(void) = (int (*)(void))dlsym(h, "bli_info_get_enable_openmp");
+    int (*blas_int_bits)(void) = (int (*)(void))dlsym(h, "bli_info_get_blas_int_type_size");
+    int (*arch_id)(void) = (int (*)(void))dlsym(h, "bli_arch_query_id");
+    const char *(*arch_name)(int) = (const char *(*)(int))dlsym(h, "bli_arch_string");
+    g_blis_set_threads = (void (*)(int64_t))dlsym(h, "bli_thread_set_num_threads");
+    l->sgemm = (cblas_sgemm_fn)dlsym(h, "cblas_sgemm");
+    if (!version || !openmp || !blas_int_bits || !arch_id || !arch_name || !g_blis_set_threads || !l->sgemm)
+        return snprintf(why, n, "%s is not BLIS with its CBLAS interface", path), 0;
+    if (!openmp()) return snprintf(why, n, "%s is not BLIS's OpenMP build (install %s)", path, l->package), 0;
+    if (blas_int_bits() != 32) /* cblas_sgemm's sizes are ints here */
+        return snprintf(why, n, "%s takes %d-bit BLAS integers, ffnlab passes 32-bit ones", path, blas_int_bits()), 0;
+    l->set_threads = blis_set_threads;
+    snprintf(l->name, sizeof l->name, "BLIS %s (%s)", version(), arch_name(arch_id()));
+    return 1;
+}
+
+static blas_lib g_tn = {.var = "FFNLAB_CPU_GEMM_TN", .value = "openblas", .path_var = "FFNLAB_OPENBLAS",
+                        .path = FFNLAB_OPENBLAS_OPENMP, .package = "libopenblas0-openmp", .bind = bind_openblas};
+static blas_lib g_narrow = {.var = "FFNLAB_CPU_GEMM_NARROW", .value = "blis", .path_var = "FFNLAB_BLIS",
+                            .path = FFNLAB_BLIS_OPENMP, .package = "libblis4-openmp", .bind = bind_blis};
+
+/* The library's OpenMP build, or a reason why not (returns 0). */
+static int load(blas_lib *l, char *why, size_t n) {
+    const char *path = getenv(l->path_var);
+    if (!path || !path[0]) path = l->path;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h) return snprintf(why, n, "cannot load %s (install %s)", path, l->package), 0;
+    if (!l->bind(l, h, path, why, n)) {
+        dlclose(h);
+        return 0;
+    }
     return 1; /* the library stays loaded for the life of the process */
 }
 
-fl_status cpu_tn_choose(fl_error *err) {
-    if (g_tn.resolved) return FL_OK;
-    const char *want = getenv("FFNLAB_CPU_GEMM_TN");
+static fl_status choose(blas_lib *l, fl_error *err) {
+    if (l->resolved) return FL_OK;
+    const char *want = getenv(l->var);
     char why[256] = "";
     if (!want || !want[0] || !strcmp(want, "auto")) {
-        g_tn.on = dnnl_get_effective_cpu_isa() < dnnl_cpu_isa_avx512_core && load_openblas(why, sizeof why);
+        l->on = dnnl_get_effective_cpu_isa() < dnnl_cpu_isa_avx512_core && load(l, why, sizeof why);
     } else if (!strcmp(want, "onednn")) {
-        g_tn.on = 0;
-    } else if (!strcmp(want, "openblas")) {
-        if (!load_openblas(why, sizeof why))
-            return fl_fail(err, FL_EUNSUPPORTED, "FFNLAB_CPU_GEMM_TN=openblas: %s", why);
-        g_tn.on = g_tn.forced = 1;
+        l->on = 0;
+    } else if (!strcmp(want, l->value)) {
+        if (!load(l, why, sizeof why)) return fl_fail(err, FL_EUNSUPPORTED, "%s=%s: %s", l->var, l->value, why);
+        l->on = l->forced = 1;
     } else {
-        return fl_fail(err, FL_EINVAL, "FFNLAB_CPU_GEMM_TN=%s: expected auto, onednn or openblas", want);
+        return fl_fail(err, FL_EINVAL, "%s=%s: expected auto, onednn or %s", l->var, want, l->value);
     }
-    g_tn.resolved = 1;
+    l->resolved = 1;
     return FL_OK;
 }
 
+/* Both choices or neither: a refused one leaves the other unmade too. */
+fl_status cpu_blas_choose(fl_error *err) {
+    blas_lib tn = g_tn, narrow = g_narrow;
+    fl_status st = choose(&tn, err);
+    if (!st) st = choose(&narrow, err);
+    if (!st) g_tn = tn, g_narrow = narrow;
+    return st;
+}
+
 /* The choice, made on first use when no backend selection made it (a bad
-   FFNLAB_CPU_GEMM_TN then falls back to oneDNN, once, with a warning). */
-static void resolve(void) {
+   setting then falls back to oneDNN, once, with a warning). */
+static void resolve(blas_lib *l) {
     fl_error err = {0};
-    if (!g_tn.resolved && cpu_tn_choose(&err)) {
-        fl_log_warn("%s; weight gradients stay on oneDNN", err.msg);
-        g_tn.resolved = 1, g_tn.on = 0;
+    if (!l->resolved && choose(l, &err)) {
+        fl_log_warn("%s; those products stay on oneDNN", err.msg);
+        l->resolved = 1, l->on = 0;
     }
 }
 
-const char *cpu_tn_describe(void) {
-    resolve();
-    return g_tn.on ? g_tn.name : NULL;
+void cpu_blas_describe(char *out, size_t n) {
+    resolve(&g_tn);
+    resolve(&g_narrow);
+    snprintf(out, n, "%s%s%s%s", g_tn.on ? ", weight gradients (Aᵀ·B) on " : "", g_tn.on ? g_tn.name : "",
+             g_narrow.on ? ", narrow products (N 224-256) on " : "", g_narrow.on ? g_narrow.name : "");
 }
 
-int cpu_tn_openblas(int64_t M, int64_t N, int64_t K) {
-    resolve();
-    if (M > INT_MAX || N > INT_MAX || K > INT_MAX) return 0; /* CBLAS takes int sizes */
-    return g_tn.on && (g_tn.forced || 2.0 * (double)M * (double)N * (double)K >= TN_MIN_FLOPS);
+/* Whether l takes C[M,N] = op(A)·op(B) of inner dimension K. */
+static int takes(blas_lib *l, int64_t M, int64_t N, int64_t K) {
+    resolve(l);
+    if (!l->on || M > INT_MAX || N > INT_MAX || K > INT_MAX) return 0; /* CBLAS takes int sizes */
+    if (l->forced) return 1;
+    if (2.0 * (double)M * (double)N * (double)K < MIN_FLOPS) return 0;
+    return l == &g_tn || (N >= 224 && N <= 256 && M >= 2048 && K >= 1024 && !omp_in_parallel());
 }
 
-void cpu_tn_sgemm(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                  int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (!omp_in_parallel() && g_tn.threads != omp_get_max_threads()) { /* follow --threads */
-        g_tn.threads = omp_get_max_threads();
-        g_tn.set_threads(g_tn.threads);
+int cpu_blas_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                   int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    blas_lib *l = !transA ? &g_narrow : !transB ? &g_tn : NULL;
+    if (!l || !takes(l, M, N, K)) return 0;
+    if (!omp_in_parallel() && l->threads != omp_get_max_threads()) { /* follow --threads */
+        l->threads = omp_get_max_threads();
+        l->set_threads(l->threads);
     }
-    g_tn.sgemm(CBLAS_ROW_MAJOR, CBLAS_TRANS, CBLAS_NO_TRANS, (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb,
-               beta, C, (int)ldc);
+    l->sgemm(CBLAS_ROW_MAJOR, transA ? CBLAS_TRANS : CBLAS_NO_TRANS, transB ? CBLAS_TRANS : CBLAS_NO_TRANS, (int)M,
+             (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    return 1;
 }

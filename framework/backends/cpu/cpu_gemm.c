@@ -2,8 +2,8 @@
  * backends/cpu/cpu_gemm.c — every matrix multiply of the CPU backend: plain,
  * batched, grouped (MoE experts) and the grouped weight gradient, all on
  * oneDNN's row-major dnnl_sgemm (measured fastest fp32 path here, see
- * MEASUREMENTS.md) — except weight gradients (Aᵀ·B) on CPUs where OpenBLAS
- * runs them faster (cpu_blas.c) — or in the bf16 precision mode on oneDNN's
+ * MEASUREMENTS.md) — except the two kinds of product other libraries run
+ * faster on AVX2 CPUs (cpu_blas.c) — or in the bf16 precision mode on oneDNN's
  * bf16 matmul (cpu_gemm_bf16.c). Attention's products (cpu_attention.c) call cpu_sgemm
  * directly and stay fp32 in either mode.
  *
@@ -47,10 +47,7 @@ void cpu_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float al
         scale_matrix(M, N, beta, C, ldc);
         return;
     }
-    if (transA && !transB && cpu_tn_openblas(M, N, K)) { /* a weight gradient: see cpu_blas.c */
-        cpu_tn_sgemm(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
+    if (cpu_blas_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return; /* see cpu_blas.c */
     dnnl_status_t st = dnnl_sgemm(transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, alpha, A, lda,
                                   B, ldb, beta, C, ldc);
     if (st != dnnl_success) cpu_shape_error("dnnl_sgemm", "dnnl_sgemm returned an error");

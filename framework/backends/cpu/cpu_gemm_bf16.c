@@ -108,7 +108,7 @@ static fl_status choose_path(fl_error *err) {
 }
 
 fl_status fl_cpu_set_precision(const char *mode, fl_error *err) {
-    fl_status st = cpu_tn_choose(err); /* FFNLAB_CPU_GEMM_TN: checked whenever the CPU backend is selected */
+    fl_status st = cpu_blas_choose(err); /* FFNLAB_CPU_GEMM_*: checked whenever the CPU backend is selected */
     if (st) return st;
     if (!strcmp(mode, "fp32")) {
         g_bf16 = 0;

@@ -1,0 +1,201 @@
+/*
+ * tests/test_cpu_blas.c — the CPU backend's other GEMM libraries
+ * (backends/cpu/cpu_blas.c): weight gradients C = alpha Aᵀ·B + beta C on
+ * OpenBLAS's OpenMP build (FFNLAB_CPU_GEMM_TN = auto | onednn | openblas) and
+ * narrow products, A not transposed, on BLIS's OpenMP build
+ * (FFNLAB_CPU_GEMM_NARROW = auto | onednn | blis), instead of oneDNN.
+ *
+ * - A bad value, a library that cannot be loaded and a library that is not
+ *   the one asked for are refused when the backend is set up, each with one
+ *   line naming the variable and the cause.
+ * - Forced onto each library (its tests skip when its OpenMP build is not
+ *   installed), the backend names it, and its products match a double
+ *   reference on odd small shapes and at a training step's shape, inside an
+ *   OpenMP parallel region (attention's per-head products), and give the
+ *   same bits on every run.
+ *
+ * The order matters: the refusals come first, then both libraries are forced
+ * once, and that holds for the rest of the process.
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor_fixture.h"
+
+#include "backend.h"
+
+/* fl_cpu_set_precision is where a backend selection checks the choices. */
+static void expect_refused(const char *var, const char *value, const char *lib_var, const char *lib,
+                           fl_status code, const char *text) {
+    unsetenv("FFNLAB_CPU_GEMM_TN");
+    unsetenv("FFNLAB_CPU_GEMM_NARROW");
+    setenv(var, value, 1);
+    if (lib) setenv(lib_var, lib, 1);
+    fl_error err = {0};
+    assert_int_equal(fl_cpu_set_precision("fp32", &err), code);
+    print_message("%s=%s%s%s%s%s: %s\n", var, value, lib ? " " : "", lib ? lib_var : "", lib ? "=" : "", lib ? lib : "",
+                  err.msg);
+    assert_non_null(strstr(err.msg, text));
+    if (lib) unsetenv(lib_var);
+}
+
+static void test_bad_choices_are_refused(void **state) {
+    (void)state;
+    const char *tn = "FFNLAB_CPU_GEMM_TN", *narrow = "FFNLAB_CPU_GEMM_NARROW";
+    expect_refused(tn, "fast", NULL, NULL, FL_EINVAL, "FFNLAB_CPU_GEMM_TN=fast: expected auto, onednn or openblas");
+    expect_refused(tn, "openblas", "FFNLAB_OPENBLAS", "/nonexistent/libopenblas.so.0", FL_EUNSUPPORTED,
+                   "FFNLAB_CPU_GEMM_TN=openblas: cannot load /nonexistent/libopenblas.so.0");
+    expect_refused(tn, "openblas", "FFNLAB_OPENBLAS", "libm.so.6", FL_EUNSUPPORTED,
+                   "FFNLAB_CPU_GEMM_TN=openblas: libm.so.6 is not OpenBLAS");
+    expect_refused(narrow, "blas", NULL, NULL, FL_EINVAL, "FFNLAB_CPU_GEMM_NARROW=blas: expected auto, onednn or blis");
+    expect_refused(narrow, "blis", "FFNLAB_BLIS", "/nonexistent/libblis.so.4", FL_EUNSUPPORTED,
+                   "FFNLAB_CPU_GEMM_NARROW=blis: cannot load /nonexistent/libblis.so.4");
+    expect_refused(narrow, "blis", "FFNLAB_BLIS", "libm.so.6", FL_EUNSUPPORTED,
+                   "FFNLAB_CPU_GEMM_NARROW=blis: libm.so.6 is not BLIS with its CBLAS interface");
+}
+
+/* fp32 sums of K terms of order 1: rounding grows like sqrt(K) */
+static void check_product(int ta, int tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+    tf_check_gemm(ta, tb, M, N, K, alpha, beta, 1e-6 * sqrt((double)K));
+}
+
+/* Which libraries the process runs on from here: both forced when both are
+   installed, else the one that is (the other then stays on oneDNN). */
+static int g_forced, g_openblas, g_blis;
+
+static void force_libraries(void) {
+    if (g_forced) return;
+    g_forced = 1;
+    const char *tries[][2] = {{"openblas", "blis"}, {"openblas", "onednn"}, {"onednn", "blis"}};
+    for (size_t t = 0; t < sizeof tries / sizeof *tries; t++) {
+        setenv("FFNLAB_CPU_GEMM_TN", tries[t][0], 1);
+        setenv("FFNLAB_CPU_GEMM_NARROW", tries[t][1], 1);
+        fl_error err = {0};
+        if (fl_cpu_set_precision("fp32", &err) == FL_OK) {
+            g_openblas = !strcmp(tries[t][0], "openblas");
+            g_blis = !strcmp(tries[t][1], "blis");
+            return;
+        }
+        print_message("FFNLAB_CPU_GEMM_TN=%s FFNLAB_CPU_GEMM_NARROW=%s: %s\n", tries[t][0], tries[t][1], err.msg);
+    }
+}
+
+static void use_openblas(void) {
+    force_libraries();
+    if (!g_openblas) {
+        print_message("skipped: OpenBLAS's OpenMP build is not installed\n");
+        skip();
+    }
+}
+
+static void use_blis(void) {
+    force_libraries();
+    if (!g_blis) {
+        print_message("skipped: BLIS's OpenMP build is not installed\n");
+        skip();
+    }
+}
+
+static void test_libraries_are_named(void **state) {
+    (void)state;
+    force_libraries();
+    print_message("backend: %s\n", tf_be->describe());
+    const char *desc = tf_be->describe();
+    assert_int_equal(strstr(desc, ", weight gradients (Aᵀ·B) on OpenBLAS ") != NULL, g_openblas);
+    assert_int_equal(strstr(desc, ", narrow products (N 224-256) on BLIS ") != NULL, g_blis);
+}
+
+static const int64_t g_odd_shapes[][3] = {{7, 13, 5}, {33, 17, 29}, {1, 1, 1}, {64, 9, 70}, {5, 40, 1}, {130, 66, 300}};
+
+static void check_odd_shapes(int ta, int tb) {
+    for (size_t s = 0; s < sizeof g_odd_shapes / sizeof *g_odd_shapes; s++) {
+        check_product(ta, tb, g_odd_shapes[s][0], g_odd_shapes[s][1], g_odd_shapes[s][2], 1.0f, 0.0f);
+        check_product(ta, tb, g_odd_shapes[s][0], g_odd_shapes[s][1], g_odd_shapes[s][2], 0.7f, 0.3f);
+    }
+}
+
+static void test_openblas_products_match_reference(void **state) {
+    (void)state;
+    use_openblas();
+    check_odd_shapes(1, 0);
+    /* an FFN's dW at a training step's shape: [d_ff, d] += dYᵀ[tokens, d_ff]ᵀ X[tokens, d] */
+    check_product(1, 0, 512, 128, 2048, 1.0f, 1.0f);
+}
+
+static void test_blis_products_match_reference(void **state) {
+    (void)state;
+    use_blis();
+    check_odd_shapes(0, 0);
+    check_odd_shapes(0, 1);
+    /* an input gradient into a d_model of 256: dx[tokens, 256] = dy[tokens, d_ff] W[d_ff, 256] */
+    check_product(0, 0, 300, 256, 1100, 1.0f, 0.0f);
+    check_product(0, 1, 300, 256, 1100, 0.5f, 1.0f);
+}
+
+/* Attention runs one product per head inside a parallel region: an OpenMP
+   build must run each on its own thread, not start a team of its own. */
+static void check_in_parallel_region(int ta, int tb, const char *what) {
+    enum { HEADS = 4, M = 24, N = 16, K = 40 };
+    fl_tensor A[HEADS], B[HEADS], C[HEADS], C0[HEADS];
+    for (int h = 0; h < HEADS; h++) tf_gemm_inputs(ta, tb, M, N, K, 1.0f, &A[h], &B[h], &C[h], &C0[h]);
+#pragma omp parallel for num_threads(2)
+    for (int h = 0; h < HEADS; h++) tf_ops->gemm(ta, tb, 1.0f, &A[h], &B[h], 1.0f, &C[h]);
+    double ref[M * N];
+    for (int h = 0; h < HEADS; h++) {
+        tf_gemm_ref(ta, tb, M, N, K, 1.0f, F(&A[h]), F(&B[h]), 1.0f, F(&C0[h]), ref);
+        chk(F(&C[h]), to_f(ref, M * N), M * N, 1e-5, 1e-5, what);
+    }
+}
+
+static void test_openblas_inside_a_parallel_region(void **state) {
+    (void)state;
+    use_openblas();
+    check_in_parallel_region(1, 0, "Aᵀ·B per head in a parallel region");
+}
+
+static void test_blis_inside_a_parallel_region(void **state) {
+    (void)state;
+    use_blis();
+    check_in_parallel_region(0, 1, "A·Bᵀ per head in a parallel region");
+}
+
+static void check_deterministic(int ta, int tb, int64_t M, int64_t N, int64_t K) {
+    fl_tensor A, B, C, C0;
+    tf_gemm_inputs(ta, tb, M, N, K, 0.0f, &A, &B, &C, &C0);
+    fl_tensor first = f2(M, N);
+    tf_ops->gemm(ta, tb, 1.0f, &A, &B, 0.0f, &first);
+    for (int run = 0; run < 3; run++) {
+        tf_ops->gemm(ta, tb, 1.0f, &A, &B, 0.0f, &C);
+        assert_memory_equal(F(&C), F(&first), (size_t)(M * N) * sizeof(float));
+    }
+}
+
+static void test_openblas_is_deterministic(void **state) {
+    (void)state;
+    use_openblas();
+    check_deterministic(1, 0, 256, 96, 1500);
+}
+
+static void test_blis_is_deterministic(void **state) {
+    (void)state;
+    use_blis();
+    check_deterministic(0, 0, 300, 256, 1500);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_bad_choices_are_refused, tf_free_all),
+        cmocka_unit_test_teardown(test_libraries_are_named, tf_free_all),
+        cmocka_unit_test_teardown(test_openblas_products_match_reference, tf_free_all),
+        cmocka_unit_test_teardown(test_blis_products_match_reference, tf_free_all),
+        cmocka_unit_test_teardown(test_openblas_inside_a_parallel_region, tf_free_all),
+        cmocka_unit_test_teardown(test_blis_inside_a_parallel_region, tf_free_all),
+        cmocka_unit_test_teardown(test_openblas_is_deterministic, tf_free_all),
+        cmocka_unit_test_teardown(test_blis_is_deterministic, tf_free_all),
+    };
+    return cmocka_run_group_tests_name("cpu_blas", tests, tf_setup_cpu, NULL);
+}
