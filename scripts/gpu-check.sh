@@ -183,7 +183,7 @@ json_num() { sed -n "s/.*\"$2\":[[:space:]]*\([-0-9.e+]*\).*/\1/p" "$1" | head -
 J=$OUT/json # the JSONs, brought back as one tar (the device tool returns at most 8 files)
 mkdir -p "$J"
 BENCH_ROWS=()
-bench() { # name json math args...   (ATTN=gemm: the cuBLAS attention path)
+bench() { # name (ASCII: printf pads bytes) json math args...   (ATTN=gemm: the cuBLAS attention path)
   local name=$1 json=$2 math=$3; shift 3
   echo "--- $name (FFNLAB_CUDA_MATH=$math FFNLAB_CUDA_ATTENTION=${ATTN:-auto}): ffnlab bench $*"
   "${RUNENV[@]}" FFNLAB_CUDA_MATH="$math" FFNLAB_CUDA_ATTENTION="${ATTN:-auto}" timeout 90 "$B/ffnlab" bench \
@@ -201,7 +201,7 @@ bench() { # name json math args...   (ATTN=gemm: the cuBLAS attention path)
 bench "reference d256 L4" bench_reference.json tf32
 bench "gpt2-small" bench_gpt2_small.json tf32 --preset gpt2-small --profile
 bench "gpt2-small" bench_gpt2_small_bf16.json bf16 --preset gpt2-small --profile
-ATTN=gemm bench "gpt2-small T×T attn" bench_gpt2_small_gemm_attn.json tf32 --preset gpt2-small
+ATTN=gemm bench "gpt2-small TxT attn" bench_gpt2_small_gemm_attn.json tf32 --preset gpt2-small
 say "bench (training steps; MFU against the datasheet peak of the precision; peak = the LM-head GEMM measured):"
 say "$(printf '  %-22s %-5s %12s %10s %9s %14s' shape math tokens/s TFLOP/s MFU 'GEMM TFLOP/s')"
 for r in "${BENCH_ROWS[@]}"; do say "$r"; done
