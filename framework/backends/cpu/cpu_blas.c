@@ -15,10 +15,12 @@
  *   an inner dimension of 1024 or more (at d_model 256: the input gradient
  *   dx = dy·W of every layer reading the residual stream, and the FFN's
  *   projection back to it). oneDNN runs those at 80-105 GFLOP/s where BLIS
- *   runs 95-136, 1.07-1.33x faster; on wider or narrower outputs, fewer rows
- *   or a short inner dimension the two were level or oneDNN ahead. So those
- *   products (A not transposed, on all threads: outside a parallel region)
- *   go to BLIS.
+ *   runs 95-136, 1.03-1.33x faster (one thread: 1.12-1.17x); on wider or
+ *   narrower outputs, fewer rows or a short inner dimension the two were
+ *   level or oneDNN ahead. So those products (A not transposed, run on all
+ *   threads: outside a parallel region) go to BLIS. (oneDNN's matmul
+ *   primitive is no way round: on AVX2, oneDNN 2.6 runs fp32 matmul as
+ *   "gemm:jit", this same sgemm.)
  *
  * The libraries are loaded at run time, and only their OpenMP builds
  * (libopenblas0-openmp, libblis4-openmp on Debian; scripts/deps.sh installs
