@@ -12,15 +12,15 @@
  *   forward's time, the FFN's 1.7-2.4x); OpenBLAS as fast as the forward
  *   (0.97-1.08x). So products Aᵀ·B of 16 MFLOP or more go to OpenBLAS.
  * - Narrow products: an output 224 to 256 columns wide, 2048 rows or more,
- *   an inner dimension of 1024 or more (at d_model 256: the input gradient
+ *   an inner dimension of 512 or more (at d_model 256: the input gradient
  *   dx = dy·W of every layer reading the residual stream, and the FFN's
  *   projection back to it). oneDNN runs those at 80-105 GFLOP/s where BLIS
- *   runs 95-136, 1.03-1.33x faster (one thread: 1.12-1.17x); on wider or
- *   narrower outputs, fewer rows or a short inner dimension the two were
- *   level or oneDNN ahead. So those products (A not transposed, run on all
- *   threads: outside a parallel region) go to BLIS. (oneDNN's matmul
- *   primitive is no way round: on AVX2, oneDNN 2.6 runs fp32 matmul as
- *   "gemm:jit", this same sgemm.)
+ *   runs 95-136, 1.03-1.33x faster (inner 512: 1.02-1.11x; one thread:
+ *   1.12-1.17x); on wider or narrower outputs, fewer rows or a short inner
+ *   dimension the two were level or oneDNN ahead. So those products (A not
+ *   transposed, run on all threads: outside a parallel region) go to BLIS.
+ *   (oneDNN's matmul primitive is no way round: on AVX2, oneDNN 2.6 runs
+ *   fp32 matmul as "gemm:jit", this same sgemm.)
  *
  * The libraries are loaded at run time, and only their OpenMP builds
  * (libopenblas0-openmp, libblis4-openmp on Debian; scripts/deps.sh installs
@@ -193,7 +193,7 @@ static int takes(blas_lib *l, int64_t M, int64_t N, int64_t K) {
     if (!l->on || M > INT_MAX || N > INT_MAX || K > INT_MAX) return 0; /* CBLAS takes int sizes */
     if (l->forced) return 1;
     if (2.0 * (double)M * (double)N * (double)K < MIN_FLOPS) return 0;
-    return l == &g_tn || (N >= 224 && N <= 256 && M >= 2048 && K >= 1024 && !omp_in_parallel());
+    return l == &g_tn || (N >= 224 && N <= 256 && M >= 2048 && K >= 512 && !omp_in_parallel());
 }
 
 int cpu_blas_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
