@@ -75,6 +75,9 @@ struct blas_lib {
     /* Finds the library's functions in h and names it; 0 with a reason when
        h is not this library, or not its OpenMP build. */
     int (*bind)(blas_lib *l, void *h, const char *path, char *why, size_t n);
+    /* The automatic rule: whether a product of this kind, C[M,N] of inner
+       dimension K and 16 MFLOP or more, goes to the library. */
+    int (*wants)(int64_t M, int64_t N, int64_t K);
 
     int resolved;         /* the choice was made */
     int on;               /* this kind of product goes to the library */
@@ -125,10 +128,23 @@ static int bind_blis(blas_lib *l, void *h, const char *path, char *why, size_t n
     return 1;
 }
 
+/* Weight gradients: all of them. */
+static int tn_wants(int64_t M, int64_t N, int64_t K) {
+    (void)M, (void)N, (void)K;
+    return 1;
+}
+
+/* Narrow products: where BLIS was measured ahead (top of this file). */
+static int narrow_wants(int64_t M, int64_t N, int64_t K) {
+    return N >= 224 && N <= 256 && M >= 2048 && K >= 512 && !omp_in_parallel();
+}
+
 static blas_lib g_tn = {.var = "FFNLAB_CPU_GEMM_TN", .value = "openblas", .path_var = "FFNLAB_OPENBLAS",
-                        .path = FFNLAB_OPENBLAS_OPENMP, .package = "libopenblas0-openmp", .bind = bind_openblas};
+                        .path = FFNLAB_OPENBLAS_OPENMP, .package = "libopenblas0-openmp", .bind = bind_openblas,
+                        .wants = tn_wants};
 static blas_lib g_narrow = {.var = "FFNLAB_CPU_GEMM_NARROW", .value = "blis", .path_var = "FFNLAB_BLIS",
-                            .path = FFNLAB_BLIS_OPENMP, .package = "libblis4-openmp", .bind = bind_blis};
+                            .path = FFNLAB_BLIS_OPENMP, .package = "libblis4-openmp", .bind = bind_blis,
+                            .wants = narrow_wants};
 
 /* The library's OpenMP build, or a reason why not (returns 0). */
 static int load(blas_lib *l, char *why, size_t n) {
@@ -191,9 +207,7 @@ void cpu_blas_describe(char *out, size_t n) {
 static int takes(blas_lib *l, int64_t M, int64_t N, int64_t K) {
     resolve(l);
     if (!l->on || M > INT_MAX || N > INT_MAX || K > INT_MAX) return 0; /* CBLAS takes int sizes */
-    if (l->forced) return 1;
-    if (2.0 * (double)M * (double)N * (double)K < MIN_FLOPS) return 0;
-    return l == &g_tn || (N >= 224 && N <= 256 && M >= 2048 && K >= 512 && !omp_in_parallel());
+    return l->forced || (2.0 * (double)M * (double)N * (double)K >= MIN_FLOPS && l->wants(M, N, K));
 }
 
 int cpu_blas_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
