@@ -134,9 +134,12 @@ static int tn_wants(int64_t M, int64_t N, int64_t K) {
     return 1;
 }
 
-/* Narrow products: where BLIS was measured ahead (top of this file). */
+/* Narrow products: where BLIS was measured ahead (top of this file); the
+   output widths also name the route in cpu_blas_describe. */
+enum { NARROW_N_MIN = 224, NARROW_N_MAX = 256, NARROW_M_MIN = 2048, NARROW_K_MIN = 512 };
+
 static int narrow_wants(int64_t M, int64_t N, int64_t K) {
-    return N >= 224 && N <= 256 && M >= 2048 && K >= 512 && !omp_in_parallel();
+    return N >= NARROW_N_MIN && N <= NARROW_N_MAX && M >= NARROW_M_MIN && K >= NARROW_K_MIN && !omp_in_parallel();
 }
 
 static blas_lib g_tn = {.var = "FFNLAB_CPU_GEMM_TN", .value = "openblas", .path_var = "FFNLAB_OPENBLAS",
@@ -199,8 +202,11 @@ static void resolve(blas_lib *l) {
 void cpu_blas_describe(char *out, size_t n) {
     resolve(&g_tn);
     resolve(&g_narrow);
-    snprintf(out, n, "%s%s%s%s", g_tn.on ? ", weight gradients (Aᵀ·B) on " : "", g_tn.on ? g_tn.name : "",
-             g_narrow.on ? ", narrow products (N 224-256) on " : "", g_narrow.on ? g_narrow.name : "");
+    char tn[160] = "", narrow[160] = "";
+    if (g_tn.on) snprintf(tn, sizeof tn, ", weight gradients (Aᵀ·B) on %s", g_tn.name);
+    if (g_narrow.on)
+        snprintf(narrow, sizeof narrow, ", narrow products (N %d-%d) on %s", NARROW_N_MIN, NARROW_N_MAX, g_narrow.name);
+    snprintf(out, n, "%s%s", tn, narrow);
 }
 
 /* Whether l takes C[M,N] = op(A)·op(B) of inner dimension K. */
