@@ -10,7 +10,8 @@
 # ffnlab runs before and after PyTorch, so drift shows; ROUNDS=N (default 1)
 # repeats PyTorch-then-ffnlab N times, for machines whose speed moves between
 # runs. At the end, ffnlab's speed-up over each PyTorch run, against the
-# ffnlab runs either side of it (one pair of ratios per round).
+# ffnlab runs either side of it (one pair of ratios per round; with several
+# rounds, then their median).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${THREADS:-2}
@@ -68,6 +69,13 @@ ffnlab_ms() { # file layer mode
 }
 torch_ms() { awk -v l="$2" -v m="$3" '$1 == "pytorch" && $2 == l { print m == "forward" ? $4 : $7; exit }' "$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf " x%.2f", a / b; else printf " ?" }'; }
+# With several rounds, the median of a line's ratios (its " xR" words): one
+# disturbed run moves it less than it moves the range.
+median() {
+  [ "$rounds" -gt 1 ] || return 0
+  tr ' ' '\n' <<<"$1" | sed -n 's/^x//p' | sort -g |
+    awk '{ v[NR] = $1 } END { if (NR) printf "   median x%.2f of %d", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, NR }'
+}
 
 echo "ffnlab's speed-up over PyTorch, each PyTorch run against the ffnlab runs before and after it:"
 if [ "$mode" = step ]; then
@@ -77,7 +85,7 @@ if [ "$mode" = step ]; then
     line+="$(ratio "$(step_tok_s "$out/ffnlab$((r - 1))")" "$t")$(ratio "$(step_tok_s "$out/ffnlab$r")" "$t")"
     [ "$r" -lt "$rounds" ] && line+=" |"
   done
-  echo "$line"
+  echo "$line$(median "$line")"
 else
   for layer in dense:d_ff=4096 moe:experts=4,d_expert=1023,top_k=1 pkm:heads=4,n_keys=56,k_dim=256,knn=14; do
     for m in forward fwd+bwd; do
@@ -87,7 +95,7 @@ else
         line+="$(ratio "$t" "$(ffnlab_ms "$out/ffnlab$((r - 1))" "$layer" "$m")")$(ratio "$t" "$(ffnlab_ms "$out/ffnlab$r" "$layer" "$m")")"
         [ "$r" -lt "$rounds" ] && line+=" |"
       done
-      echo "$line"
+      echo "$line$(median "$line")"
     done
   done
 fi
