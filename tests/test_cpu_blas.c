@@ -13,9 +13,14 @@
  *   reference on odd small shapes and at a training step's shape, inside an
  *   OpenMP parallel region (attention's per-head products), and give the
  *   same bits on every run.
+ * - Left to itself (registered again as test_cpu_blas_auto, with
+ *   FFNLAB_TEST_BLAS_AUTO set and oneDNN held below AVX-512), the backend
+ *   takes each installed library for its kind, except BLIS in a sanitizer
+ *   build that did not preload it (LeakSanitizer's crash at exit).
  *
  * The order matters: the refusals come first, then both libraries are forced
- * once, and that holds for the rest of the process.
+ * once, and that holds for the rest of the process (so the automatic choice
+ * needs a process of its own).
  */
 #include <math.h>
 #include <omp.h>
@@ -186,7 +191,47 @@ static void test_blis_is_deterministic(void **state) {
     check_deterministic(0, 0, 300, 256, 1500);
 }
 
+/* ---- the automatic choice (test_cpu_blas_auto) ---- */
+
+/* Whether FFNLAB_TEST_INSTALLED, the libraries the build found, names lib. */
+static int installed(const char *lib) {
+    const char *s = getenv("FFNLAB_TEST_INSTALLED");
+    return s && strstr(s, lib) != NULL;
+}
+
+/* Nothing forced, and oneDNN held to AVX2 kernels on every CPU
+   (DNNL_MAX_CPU_ISA=AVX2_VNNI: AVX2-VNNI where the CPU has it, an ISA whose
+   value reads above AVX-512's): each installed library takes its kind, BLIS
+   in a sanitizer build only preloaded; products of the shapes the routes
+   take come out right. */
+static void test_auto_takes_installed_libraries(void **state) {
+    (void)state;
+    unsetenv("FFNLAB_CPU_GEMM_TN");
+    unsetenv("FFNLAB_CPU_GEMM_NARROW");
+    fl_error err = {0};
+    assert_int_equal(fl_cpu_set_precision("fp32", &err), FL_OK);
+    const char *desc = tf_be->describe();
+    print_message("backend: %s\n", desc);
+    assert_true(strstr(desc, ", ISA avx2,") || strstr(desc, ", ISA avx2_vnni,"));
+    int blis = installed("blis");
+#ifdef FFNLAB_TEST_SANITIZED
+    const char *preload = getenv("LD_PRELOAD");
+    blis = blis && preload && strstr(preload, "blis");
+#endif
+    assert_int_equal(strstr(desc, ", weight gradients (Aᵀ·B) on OpenBLAS ") != NULL, installed("openblas"));
+    assert_int_equal(strstr(desc, ", narrow products (N 224-256) on BLIS ") != NULL, blis);
+    /* an FFN's dW; an input gradient into a d_model of 256 */
+    check_product(1, 0, 512, 128, 2048, 1.0f, 1.0f);
+    check_product(0, 0, 2048, 256, 512, 1.0f, 0.0f);
+}
+
 int main(void) {
+    if (getenv("FFNLAB_TEST_BLAS_AUTO")) {
+        const struct CMUnitTest auto_tests[] = {
+            cmocka_unit_test_teardown(test_auto_takes_installed_libraries, tf_free_all),
+        };
+        return cmocka_run_group_tests_name("cpu_blas_auto", auto_tests, tf_setup_cpu, NULL);
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_bad_choices_are_refused, tf_free_all),
         cmocka_unit_test_teardown(test_libraries_are_named, tf_free_all),

@@ -27,7 +27,9 @@
  * both): they then share ffnlab's OpenMP threads instead of starting pools
  * whose spinning threads would compete with them, and run single-threaded
  * inside ffnlab's parallel regions. One not installed: its products stay on
- * oneDNN. On AVX-512 CPUs oneDNN's own kernels do everything.
+ * oneDNN. On AVX-512 CPUs oneDNN's own kernels do everything. In a build
+ * with LeakSanitizer the automatic path takes BLIS only when the process was
+ * started with it preloaded (see lsan_allows).
  *
  * FFNLAB_CPU_GEMM_TN = auto (default) | onednn | openblas and
  * FFNLAB_CPU_GEMM_NARROW = auto | onednn | blis force a path. A forced
@@ -78,6 +80,7 @@ struct blas_lib {
     /* The automatic rule: whether a product of this kind, C[M,N] of inner
        dimension K and 16 MFLOP or more, goes to the library. */
     int (*wants)(int64_t M, int64_t N, int64_t K);
+    int keeps_tls;        /* the library has thread-local storage (BLIS) */
 
     int resolved;         /* the choice was made */
     int on;               /* this kind of product goes to the library */
@@ -147,12 +150,16 @@ static blas_lib g_tn = {.var = "FFNLAB_CPU_GEMM_TN", .value = "openblas", .path_
                         .wants = tn_wants};
 static blas_lib g_narrow = {.var = "FFNLAB_CPU_GEMM_NARROW", .value = "blis", .path_var = "FFNLAB_BLIS",
                             .path = FFNLAB_BLIS_OPENMP, .package = "libblis4-openmp", .bind = bind_blis,
-                            .wants = narrow_wants};
+                            .wants = narrow_wants, .keeps_tls = 1};
+
+static const char *lib_path(const blas_lib *l) {
+    const char *path = getenv(l->path_var);
+    return path && path[0] ? path : l->path;
+}
 
 /* The library's OpenMP build, or a reason why not (returns 0). */
 static int load(blas_lib *l, char *why, size_t n) {
-    const char *path = getenv(l->path_var);
-    if (!path || !path[0]) path = l->path;
+    const char *path = lib_path(l);
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) return snprintf(why, n, "cannot load %s (install %s)", path, l->package), 0;
     if (!l->bind(l, h, path, why, n)) {
@@ -162,12 +169,46 @@ static int load(blas_lib *l, char *why, size_t n) {
     return 1; /* the library stays loaded for the life of the process */
 }
 
+/* Whether oneDNN runs its AVX-512 kernels. Its ISA values are feature masks,
+   not an order: avx2_vnni (0x407) is numerically above avx512_core (0x27). */
+static int onednn_avx512(void) {
+    const unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), avx512 = (unsigned)dnnl_cpu_isa_avx512_core;
+    return (isa & avx512) == avx512;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define LSAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(leak_sanitizer)
+#define LSAN_BUILD 1
+#endif
+#endif
+
+/* Whether the automatic path may use l. clang 14's LeakSanitizer crashes at
+   exit ("Tracer caught signal 11") reading the thread-local storage of a
+   library loaded by dlopen once OpenMP threads have used it: BLIS has such
+   storage, OpenBLAS none. A preloaded library's storage is static and the
+   leak check runs, so under LeakSanitizer such a library is taken only when
+   the process already has it (LD_PRELOAD). Forcing it still loads it. */
+static int lsan_allows(const blas_lib *l) {
+#ifdef LSAN_BUILD
+    if (l->keeps_tls) {
+        void *h = dlopen(lib_path(l), RTLD_NOW | RTLD_NOLOAD);
+        if (!h) return 0;
+        dlclose(h); /* drops only the reference RTLD_NOLOAD took */
+    }
+#else
+    (void)l;
+#endif
+    return 1;
+}
+
 static fl_status choose(blas_lib *l, fl_error *err) {
     if (l->resolved) return FL_OK;
     const char *want = getenv(l->var);
     char why[256] = "";
     if (!want || !want[0] || !strcmp(want, "auto")) {
-        l->on = dnnl_get_effective_cpu_isa() < dnnl_cpu_isa_avx512_core && load(l, why, sizeof why);
+        l->on = !onednn_avx512() && lsan_allows(l) && load(l, why, sizeof why);
     } else if (!strcmp(want, "onednn")) {
         l->on = 0;
     } else if (!strcmp(want, l->value)) {
