@@ -192,16 +192,6 @@ static fl_status ensure(layer *L, fl_tensor *t, int32_t dtype, int64_t rows, int
     return L->host->tensor_ensure(L->host, t, dtype, cols ? 2 : 1, shape, err);
 }
 
-/* x and dy arrive as [B,T,d] or [N,d]; the layer works on [N,d] views. */
-static fl_status rows_of(const layer *L, const fl_tensor *t, const char *what, int64_t *n, fl_error *err) {
-    int64_t last = t->ndim >= 1 && t->ndim <= FL_MAX_DIMS ? t->shape[t->ndim - 1] : -1;
-    if (last != L->d || t->dtype != FL_F32)
-        return L->host->error(err, FL_EINVAL, "template: %s must be f32 [N,%lld], got last dim %lld", what,
-                              (long long)L->d, (long long)last);
-    *n = fl_numel(t) / L->d;
-    return FL_OK;
-}
-
 static fl_status ensure_forward(layer *L, int64_t n, fl_error *err) {
     fl_status st = ensure(L, &L->h, FL_F32, n, L->d_ff, err);
     if (!st) st = ensure(L, &L->s, FL_F32, n, L->k, err);
@@ -247,7 +237,7 @@ static fl_status template_forward(void *ptr, const fl_ffn_ctx *ctx, const fl_ten
     layer *L = ptr;
     const fl_ops *ops = L->host->ops;
     int64_t n = 0;
-    fl_status st = rows_of(L, x, "x", &n, err);
+    fl_status st = fl_ffn_rows(L->host, "template", "x", x, L->d, &n, err); /* [B,T,d] or [N,d]: n rows */
     if (!st) st = ensure_forward(L, n, err);
     if (st) return st;
     L->x = fl_view2(x, n, L->d);
@@ -280,7 +270,7 @@ static fl_status template_backward(void *ptr, const fl_ffn_ctx *ctx, const fl_te
     const fl_host *H = L->host;
     const fl_ops *ops = H->ops;
     int64_t n = 0;
-    fl_status st = rows_of(L, dy, "dy", &n, err);
+    fl_status st = fl_ffn_rows(L->host, "template", "dy", dy, L->d, &n, err);
     if (st) return st;
     if (n != L->n)
         return H->error(err, FL_EINVAL, "template: backward of %lld rows after a forward of %lld",

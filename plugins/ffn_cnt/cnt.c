@@ -279,17 +279,6 @@ static fl_status cnt_create(const fl_host *host, const fl_ffn_config *cfg, void 
 /* Helpers                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* x arrives as [N,d] or [B,T,d]; everything here works on [N,d] views. */
-static fl_status rows_of(const cnt *L, const fl_tensor *t, const char *what, int64_t *n,
-                         fl_error *err) {
-    int64_t last = t->ndim >= 1 && t->ndim <= FL_MAX_DIMS ? t->shape[t->ndim - 1] : -1;
-    if (last != L->d || t->dtype != FL_F32)
-        return L->host->error(err, FL_EINVAL, "cnt: %s must be f32 [N,%lld], got last dim %lld",
-                              what, (long long)L->d, (long long)last);
-    *n = fl_numel(t) / L->d;
-    return FL_OK;
-}
-
 static fl_status ensure(cnt *L, fl_tensor *t, int32_t dtype, int64_t rows, int64_t cols,
                         fl_error *err) {
     int64_t shape[2] = {rows, cols};
@@ -350,7 +339,7 @@ static fl_status cnt_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
     cnt *L = layer;
     const fl_ops *ops = L->host->ops;
     int64_t n = 0;
-    fl_status st = rows_of(L, dy, "dy", &n, err);
+    fl_status st = fl_ffn_rows(L->host, "cnt", "dy", dy, L->d, &n, err);
     if (st) return st;
     if (!L->n || !L->train)
         return L->host->error(err, FL_EINVAL, "cnt: backward needs a training forward before it");
@@ -478,8 +467,8 @@ static fl_status cnt_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor
                              fl_tensor *y, fl_error *err) {
     cnt *L = layer;
     int64_t n = 0, ny = 0;
-    fl_status st = rows_of(L, x, "x", &n, err);
-    if (!st) st = rows_of(L, y, "y", &ny, err);
+    fl_status st = fl_ffn_rows(L->host, "cnt", "x", x, L->d, &n, err);
+    if (!st) st = fl_ffn_rows(L->host, "cnt", "y", y, L->d, &ny, err);
     if (st) return st;
     if (ny != n)
         return L->host->error(err, FL_EINVAL, "cnt: y has %lld rows for %lld rows of x",

@@ -168,17 +168,6 @@ static fl_status dense_create(const fl_host *host, const fl_ffn_config *cfg, voi
 /* Forward and backward                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* x arrives as [N,d] or [B,T,d]; everything here works on [N,d] views. */
-static fl_status rows_of(const dense *L, const fl_tensor *t, const char *what, int64_t *n,
-                         fl_error *err) {
-    int64_t last = t->ndim >= 1 && t->ndim <= FL_MAX_DIMS ? t->shape[t->ndim - 1] : -1;
-    if (last != L->d || t->dtype != FL_F32)
-        return L->host->error(err, FL_EINVAL, "dense: %s must be f32 [N,%lld], got last dim %lld",
-                              what, (long long)L->d, (long long)last);
-    *n = fl_numel(t) / L->d;
-    return FL_OK;
-}
-
 static fl_status ensure_hidden(dense *L, fl_tensor *t, int32_t dtype, int64_t n, fl_error *err) {
     int64_t shape[2] = {n, L->d_ff};
     return L->host->tensor_ensure(L->host, t, dtype, 2, shape, err);
@@ -201,7 +190,7 @@ static fl_status dense_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tens
     dense *L = layer;
     const fl_ops *ops = L->host->ops;
     int64_t n = 0;
-    fl_status st = rows_of(L, x, "x", &n, err);
+    fl_status st = fl_ffn_rows(L->host, "dense", "x", x, L->d, &n, err);
     if (!st) st = ensure_hidden(L, &L->h, FL_F32, n, err);
     if (!st) st = ensure_hidden(L, &L->a, act_dtype(L->host), n, err);
     if (!st && L->glu) st = ensure_hidden(L, &L->g, FL_F32, n, err);
@@ -236,7 +225,7 @@ static fl_status dense_backward(void *layer, const fl_ffn_ctx *ctx, const fl_ten
     dense *L = layer;
     const fl_ops *ops = L->host->ops;
     int64_t n = 0;
-    fl_status st = rows_of(L, dy, "dy", &n, err);
+    fl_status st = fl_ffn_rows(L->host, "dense", "dy", dy, L->d, &n, err);
     if (st) return st;
     if (n != L->n)
         return L->host->error(err, FL_EINVAL, "dense: backward of %lld rows after a forward of %lld",

@@ -392,17 +392,6 @@ static fl_status moe_create(const fl_host *host, const fl_ffn_config *cfg, void 
 /* Forward                                                                    */
 /* ------------------------------------------------------------------------ */
 
-/* x arrives as [N,d] or [B,T,d]; everything here works on [N,d] views. */
-static fl_status rows_of(const moe *L, const fl_tensor *t, const char *what, int64_t *n,
-                         fl_error *err) {
-    int64_t last = t->ndim >= 1 && t->ndim <= FL_MAX_DIMS ? t->shape[t->ndim - 1] : -1;
-    if (last != L->d || t->dtype != FL_F32)
-        return L->host->error(err, FL_EINVAL, "moe: %s must be f32 [N,%lld], got last dim %lld",
-                              what, (long long)L->d, (long long)last);
-    *n = fl_numel(t) / L->d;
-    return FL_OK;
-}
-
 static fl_status ensure2(const moe *L, fl_tensor *t, int32_t dtype, int64_t r, int64_t c,
                          fl_error *err) {
     int64_t shape[2] = {r, c};
@@ -718,7 +707,7 @@ static fl_status moe_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor
     moe *L = layer;
     const fl_ops *ops = L->host->ops;
     int64_t n = 0;
-    fl_status st = rows_of(L, x, "x", &n, err);
+    fl_status st = fl_ffn_rows(L->host, "moe", "x", x, L->d, &n, err);
     if (!st && fl_numel(y) != n * L->d)
         st = L->host->error(err, FL_EINVAL, "moe: y has %lld values, x has %lld rows of %lld",
                             (long long)fl_numel(y), (long long)n, (long long)L->d);
@@ -845,7 +834,7 @@ static fl_status moe_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
     (void)ctx; /* the noise of the forward is saved, not redrawn */
     moe *L = layer;
     int64_t n = 0;
-    fl_status st = rows_of(L, dy, "dy", &n, err);
+    fl_status st = fl_ffn_rows(L->host, "moe", "dy", dy, L->d, &n, err);
     if (st) return st;
     if (n != L->n || fl_numel(dx) != n * L->d)
         return L->host->error(err, FL_EINVAL, "moe: backward of %lld rows after a forward of %lld",

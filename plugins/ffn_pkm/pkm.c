@@ -381,16 +381,6 @@ static fl_status ensure_forward(pkm *L, int64_t n, fl_error *err) {
     return FL_OK;
 }
 
-static fl_status rows_of(const pkm *L, const fl_tensor *t, const char *what, int64_t *n,
-                         fl_error *err) {
-    int64_t last = t->ndim >= 1 && t->ndim <= FL_MAX_DIMS ? t->shape[t->ndim - 1] : -1;
-    if (last != L->d || t->dtype != FL_F32)
-        return L->host->error(err, FL_EINVAL, "pkm: %s must be f32 [N,%lld], got last dim %lld",
-                              what, (long long)L->d, (long long)last);
-    *n = fl_numel(t) / L->d;
-    return FL_OK;
-}
-
 static float *f32(const fl_tensor *t) { return (float *)t->data; }
 static int32_t *i32(const fl_tensor *t) { return (int32_t *)t->data; }
 
@@ -483,8 +473,8 @@ static fl_status pkm_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor
     pkm *L = layer;
     const fl_ops *ops = L->host->ops;
     int64_t n = 0;
-    fl_status st = rows_of(L, x, "x", &n, err);
-    if (!st) st = rows_of(L, y, "y", &n, err);
+    fl_status st = fl_ffn_rows(L->host, "pkm", "x", x, L->d, &n, err);
+    if (!st) st = fl_ffn_rows(L->host, "pkm", "y", y, L->d, &n, err);
     if (st) return st;
     if (n != fl_numel(x) / L->d)
         return L->host->error(err, FL_EINVAL, "pkm: y has %lld rows, x has %lld", (long long)n,
@@ -621,8 +611,8 @@ static fl_status pkm_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
     pkm *L = layer;
     const fl_ops *ops = L->host->ops;
     int64_t n = 0;
-    fl_status st = rows_of(L, dy, "dy", &n, err);
-    if (!st) st = rows_of(L, dx, "dx", &n, err);
+    fl_status st = fl_ffn_rows(L->host, "pkm", "dy", dy, L->d, &n, err);
+    if (!st) st = fl_ffn_rows(L->host, "pkm", "dx", dx, L->d, &n, err);
     if (st) return st;
     if (n != fl_numel(dy) / L->d || n != L->n)
         return L->host->error(err, FL_EINVAL, "pkm: backward of %lld rows after a forward of %lld",

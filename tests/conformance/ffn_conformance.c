@@ -27,6 +27,8 @@
  *                        inference forwards → the output of a fresh layer
  *                        with the new values; change it back → the old output
  *   batch_shapes         N may change from call to call (generation, eval)
+ *   rejects_bad_shapes   x or dy whose last dimension is not d_model → an
+ *                        error with a message, and the layer works after it
  *   aux_losses           named, unique, finite; the count does not depend on max
  *   stats                "active_params" and "flops_per_token" present,
  *                        positive, active ≤ declared, and consistent with a
@@ -767,6 +769,33 @@ static void test_batch_shapes(void **state) {
     }
 }
 
+/* A tensor [B,T,d+1] where [B,T,d] belongs: forward and backward refuse it
+   (a status and a message; fl_ffn_rows in ffn.h makes the check), neither
+   writes anything, and the layer runs a good batch after it. */
+static void test_rejects_bad_shapes(void **state) {
+    fx *f = *state;
+    const int64_t n = f->N * (D + 1);
+    float *bad = fx_keep(f, NULL, n), *out = fx_keep(f, NULL, n);
+    for (int64_t i = 0; i < n; i++) bad[i] = fl_rng_normal(7, (uint64_t)i), out[i] = 0.5f;
+    fl_tensor tbad = wrap(bad, FL_F32, f->B, f->T, D + 1), tout = wrap(out, FL_F32, f->B, f->T, D + 1);
+    fl_ffn_ctx c = fx_ctx(f, 1, KEY);
+    fl_error err = {0};
+    fl_status st = g.ffn->forward(f->layer, &c, &tbad, &tout, &err);
+    print_message("  forward, x[%lld,%lld,%d] -> status %d: %s\n", (long long)f->B, (long long)f->T, D + 1, (int)st, err.msg);
+    if (st == FL_OK) fail_msg("forward accepted x with last dimension %d (d_model %d)", D + 1, D);
+    if (!err.msg[0]) fail_msg("forward refused x without a message");
+    fx_forward(f, 1, KEY);
+    err = (fl_error){0};
+    st = g.ffn->backward(f->layer, &c, &tbad, &tout, &err);
+    print_message("  backward, dy[%lld,%lld,%d] -> status %d: %s\n", (long long)f->B, (long long)f->T, D + 1, (int)st, err.msg);
+    if (st == FL_OK) fail_msg("backward accepted dy with last dimension %d (d_model %d)", D + 1, D);
+    if (!err.msg[0]) fail_msg("backward refused dy without a message");
+    for (int64_t i = 0; i < n; i++)
+        if (out[i] != 0.5f) fail_msg("a refused call wrote its output (value %lld)", (long long)i);
+    fx_backward(f, 1, KEY);
+    if (!all_finite(f->dx, f->N * D)) fail_msg("dx not finite after the refused calls");
+}
+
 /* ------------------------------------------------------------------------ */
 /* aux_loss, stats                                                            */
 /* ------------------------------------------------------------------------ */
@@ -1101,6 +1130,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_eval_determinism, setup_layer, teardown_layer),
         cmocka_unit_test_setup_teardown(test_eval_follows_parameters, setup_layer, teardown_layer),
         cmocka_unit_test_setup_teardown(test_batch_shapes, setup_layer, teardown_layer),
+        cmocka_unit_test_setup_teardown(test_rejects_bad_shapes, setup_layer, teardown_layer),
         cmocka_unit_test_setup_teardown(test_aux_losses, setup_layer, teardown_layer),
         cmocka_unit_test_setup_teardown(test_stats, setup_layer, teardown_layer),
         cmocka_unit_test_setup_teardown(test_model_training, setup_models, teardown_models),

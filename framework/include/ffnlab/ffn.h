@@ -142,6 +142,20 @@ typedef struct fl_ffn_plugin {
     void (*destroy)(void *layer);
 } fl_ffn_plugin;
 
+/* The rows of t read as [N,d] (x arrives as [N,d] or [B,T,d]): FL_OK and
+   *n = N, or FL_EINVAL with "<plugin>: <what> must be f32 [N,d], got last
+   dim D" unless t is f32 with d columns: the check a forward and a
+   backward make of the tensors they are handed. */
+static inline fl_status fl_ffn_rows(const fl_host *host, const char *plugin, const char *what,
+                                    const fl_tensor *t, int64_t d, int64_t *n, fl_error *err) {
+    const int64_t last = t->ndim >= 1 && t->ndim <= FL_MAX_DIMS ? t->shape[t->ndim - 1] : -1;
+    if (last != d || t->dtype != FL_F32)
+        return host->error(err, FL_EINVAL, "%s: %s must be f32 [N,%lld], got last dim %lld", plugin, what,
+                           (long long)d, (long long)last);
+    *n = fl_numel(t) / d;
+    return FL_OK;
+}
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,8 @@
  *                                                     → test_grad_accumulates
  *   cache   inference uses a copy of W2 taken once and never refreshed
  *                                                     → test_eval_follows_parameters
+ *   shape   forward and backward take tensors of any last dimension
+ *                                                     → test_rejects_bad_shapes
  *
  * Never installed, never on the plugin search path: it lives in the test
  * build folder only.
@@ -26,10 +28,10 @@
 
 #include "ffnlab/ffn.h"      /* fl_ffn_plugin and the rest of the SDK */
 
-enum { BUG_NONE, BUG_GRAD, BUG_AUX, BUG_RANDOM, BUG_STATE, BUG_STATS, BUG_DX, BUG_CACHE };
+enum { BUG_NONE, BUG_GRAD, BUG_AUX, BUG_RANDOM, BUG_STATE, BUG_STATS, BUG_DX, BUG_CACHE, BUG_SHAPE };
 
 static const fl_option OPTIONS[] = {
-    {"bug", FL_OPT_ENUM, "none", 0, -1, "none|grad|aux|random|state|stats|dx|cache",
+    {"bug", FL_OPT_ENUM, "none", 0, -1, "none|grad|aux|random|state|stats|dx|cache|shape",
      "which promise of the FFN ABI to break"},
 };
 
@@ -98,8 +100,10 @@ static fl_status flawed_forward(void *p, const fl_ffn_ctx *ctx, const fl_tensor 
                                 fl_error *err) {
     flawed *L = p;
     const fl_ops *ops = L->host->ops;
-    L->n = fl_numel(x) / L->d;
-    fl_status st = ensure(L, &L->pre, L->n, L->h, err);
+    fl_status st = L->bug == BUG_SHAPE ? FL_OK : fl_ffn_rows(L->host, "flawed", "x", x, L->d, &L->n, err);
+    if (st) return st;
+    if (L->bug == BUG_SHAPE) L->n = fl_numel(x) / L->d;
+    st = ensure(L, &L->pre, L->n, L->h, err);
     if (!st) st = ensure(L, &L->act, L->n, L->h, err);
     if (!st) st = ensure(L, &L->sq, L->n, 0, err);
     if (st) return st;
@@ -133,7 +137,9 @@ static fl_status flawed_backward(void *p, const fl_ffn_ctx *ctx, const fl_tensor
     (void)ctx;
     flawed *L = p;
     const fl_ops *ops = L->host->ops;
-    fl_status st = ensure(L, &L->dact, L->n, L->h, err);
+    int64_t n = 0;
+    fl_status st = L->bug == BUG_SHAPE ? FL_OK : fl_ffn_rows(L->host, "flawed", "dy", dy, L->d, &n, err);
+    if (!st) st = ensure(L, &L->dact, L->n, L->h, err);
     if (st) return st;
     fl_tensor dy2 = fl_view2(dy, L->n, L->d), dx2 = fl_view2(dx, L->n, L->d);
     ops->gemm(1, 0, 1.0f, &L->act, &dy2, 1.0f, &L->w2->grad);
