@@ -100,10 +100,10 @@ static fl_status flawed_forward(void *p, const fl_ffn_ctx *ctx, const fl_tensor 
                                 fl_error *err) {
     flawed *L = p;
     const fl_ops *ops = L->host->ops;
-    fl_status st = L->bug == BUG_SHAPE ? FL_OK : fl_ffn_rows(L->host, "flawed", "x", x, L->d, &L->n, err);
-    if (st) return st;
-    if (L->bug == BUG_SHAPE) L->n = fl_numel(x) / L->d;
-    st = ensure(L, &L->pre, L->n, L->h, err);
+    fl_status st = FL_OK;
+    if (L->bug == BUG_SHAPE) L->n = fl_numel(x) / L->d; /* whatever x's last dimension */
+    else st = fl_ffn_rows(L->host, "flawed", "x", x, L->d, &L->n, err);
+    if (!st) st = ensure(L, &L->pre, L->n, L->h, err);
     if (!st) st = ensure(L, &L->act, L->n, L->h, err);
     if (!st) st = ensure(L, &L->sq, L->n, 0, err);
     if (st) return st;
