@@ -10,7 +10,9 @@
  *    products of 2·N·d·d_ff FLOPs forward, 6 forward and backward; the ops
  *    and the plugin's own time add up to the profiled call; each row names
  *    the mode's unprofiled median;
- *  - bad options are one line and a non-zero exit.
+ *  - bad options are one line and a non-zero exit, found before anything is
+ *    measured: an --only that selects no layer, a --json file that cannot
+ *    be written.
  * Speed itself is a benchmark, not a test: nothing here asserts a ratio.
  */
 #include <math.h>
@@ -163,7 +165,8 @@ static void test_profile(void **state) {
 
 static void test_bad_options(void **state) {
     (void)state;
-    const char *bad[] = {"--reps 0", "--reps 33", "--tokens 100", "--frobnicate", "--only", "--precision fp64"};
+    const char *bad[] = {"--reps 0",    "--reps 33",   "--tokens 100",         "--frobnicate", "--only",
+                         "--only nosuch", "--precision fp64", "--json /no/such/folder/b.json"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char cmd[1024], *out = NULL;
         snprintf(cmd, sizeof cmd, "'%s' bench --ffn-only --device cpu --profile %s", ts_ffnlab_bin(), bad[i]);

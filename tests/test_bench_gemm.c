@@ -6,7 +6,8 @@
  *    the three products (forward, dx, dW), a positive time, GFLOP/s that
  *    agree with the layer's FLOPs and the time, and the time over the
  *    forward's;
- *  - bad flags are one line and exit status 2.
+ *  - bad flags are one line and exit status 2; a --json file that cannot be
+ *    written is refused (one line, status 1) before anything is measured.
  * Speed itself is a benchmark, not a test: nothing here asserts a ratio.
  */
 #include <math.h>
@@ -16,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "fsutil.h" /* fl_dir_is_empty */
 #include "support.h"
 
 static const char *const LAYERS[] = {"qkv", "attn proj", "ffn fc", "ffn proj", "lm head"};
@@ -88,10 +90,36 @@ static void test_bad_flags_are_usage_errors(void **state) {
     }
 }
 
+/* The report is written last: a place it cannot go is found first. */
+static void test_unwritable_json_refused_first(void **state) {
+    (void)state;
+    char *dir = ts_tmpdir(), cmd[2048], *out = NULL;
+    const char *where[][2] = {{"/no/such/folder/b.json", "cannot create"}, {dir, "is a folder"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' bench --gemm --device cpu --d-model 32 --context 16 --batch 2 --vocab 64 --json '%s'",
+                 ts_ffnlab_bin(), where[i][0]);
+        const int rc = ts_run(cmd, &out);
+        print_message("  --json %s -> %d: %s", where[i][0], rc, out);
+        assert_int_equal(rc, 1);
+        assert_non_null(strstr(out, "ffnlab: error: --json: "));
+        assert_non_null(strstr(out, where[i][1]));
+        assert_null(strchr(strchr(out, '\n') + 1, '\n')); /* one line: no table measured before it */
+        free(out);
+    }
+    /* a place it can go, and the bench failing after the check: nothing is
+       left there (neither a report nor the check's temporary file) */
+    snprintf(cmd, sizeof cmd, "'%s' bench --gemm --device nosuch --json '%s/b.json'", ts_ffnlab_bin(), dir);
+    assert_int_equal(ts_run(cmd, NULL), 1);
+    assert_true(fl_dir_is_empty(dir));
+    ts_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prints_and_writes_every_layer),
         cmocka_unit_test(test_bad_flags_are_usage_errors),
+        cmocka_unit_test(test_unwritable_json_refused_first),
     };
     return cmocka_run_group_tests_name("bench_gemm", tests, NULL, NULL);
 }

@@ -245,6 +245,8 @@ static void test_eval_errors(void **state) {
     expect_eval_error("--task " ECHO ":value=2", 1, "--task echo", "out of range");
     expect_eval_error("", 2, "no --task given", NULL);
     expect_eval_error("--task glue", 1, "data=DIR is required", NULL);
+    /* a results file that cannot be written is found before any task runs */
+    expect_eval_error("--out /no/such/folder/e.json --task " ECHO ":fail=true", 1, "/no/such/folder/e.json: cannot create", NULL);
     expect_eval_error("--task glue:data=" FIX "/glue,tasks=cola,nope", 1, "unknown task 'nope'", NULL);
     char newer[64]; /* the plugin says the next major with this header's minor */
     snprintf(newer, sizeof newer, "ABI version %d.%d found", FL_TASK_ABI_MAJOR + 1, FL_TASK_ABI_MINOR);

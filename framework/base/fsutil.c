@@ -134,6 +134,17 @@ fl_status fl_check_writable(const char *dir, fl_error *err) {
     return FL_OK;
 }
 
+fl_status fl_check_file_writable(const char *path, fl_error *err) {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fl_fail(err, FL_EIO, "%s: is a folder", path);
+    fl_atomic_file af;
+    fl_status s = fl_atomic_open(&af, path, err);
+    const int e = errno;
+    if (s == FL_EIO) return fl_fail(err, FL_EIO, "%s: cannot create: %s", path, strerror(e)); /* not its temporary's name */
+    if (!s) fl_atomic_abort(&af);
+    return s;
+}
+
 int fl_path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

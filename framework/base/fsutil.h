@@ -37,6 +37,10 @@ int fl_path_exists(const char *path);
    why: a read-only file system, no permission, a file in the way), so an
    output location is refused before the work that fills it. */
 fl_status fl_check_writable(const char *dir, fl_error *err);
+/* Can fl_write_file_atomic write path? Its temporary file is created and
+   removed again, so the answer is the one the write will get; a folder at
+   path is refused. For a file written after long work (a --json report). */
+fl_status fl_check_file_writable(const char *path, fl_error *err);
 /* The running program's folder (from /proc/self/exe, links resolved) into
    buf; 0 when it cannot be read. */
 int fl_program_dir(char *buf, size_t n);

@@ -24,6 +24,9 @@ int fl_cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(pr
    code, reporting a failure. */
 struct cJSON;
 int fl_cli_write_json(const char *path, struct cJSON *doc);
+/* Before the work: 0 when path is NULL or a file fl_cli_write_json can
+   write, else the reason reported ("--json: ...") and its exit code (1). */
+int fl_cli_json_target(const char *path);
 
 /* "--d-model" or "--d_model=256" → name "d_model" (and *inline_value
    "256"); 0 when arg is not a --flag. */

@@ -86,6 +86,7 @@ int fl_cmd_bench(int argc, char **argv) {
         else return fl_cli_usage("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
     }
     if (s.n_layers > 64) return fl_cli_usage("bench", "--layers must be at most 64");
+    if (fl_cli_json_target(json)) return 1;
     fl_error err = {0};
     fl_bench_opts o = {.shape = s, .device = device, .preset = preset, .profile = profile};
     fl_bench_result r;

@@ -71,6 +71,7 @@ int fl_cmd_bench_decode(int argc, char **argv) {
     if (optind < argc) return fl_cli_usage("bench", "unexpected argument '%s'", argv[optind]);
     if (o.prompt_len > o.context)
         return fl_cli_usage("bench", "--prompt %d is longer than the context (%d)", o.prompt_len, o.context);
+    if (fl_cli_json_target(json)) return 1;
     if (threads) omp_set_num_threads(threads);
     fl_bench_decode_result r;
     fl_error err = {0};

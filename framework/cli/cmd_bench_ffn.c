@@ -84,6 +84,7 @@ int fl_cmd_bench_ffn(int argc, char **argv) {
     }
     fl_error err = {0};
     if (fl_job_request_precision(precision, &err)) return fl_cli_usage("bench", "%s", err.msg);
+    if (fl_cli_json_target(json_path)) return 1;
     fl_bench_ffn_result *r = malloc(sizeof *r);
     if (!r) return fl_cli_report(&(fl_error){FL_ENOMEM, "out of memory"});
     int rc = fl_bench_ffn(&o, r, &err) ? fl_cli_report(&err) : 0;

@@ -58,6 +58,7 @@ int fl_cmd_bench_gemm(int argc, char **argv) {
     }
     int rc = fl_cli_precision("bench", precision);
     if (rc) return rc;
+    if (fl_cli_json_target(json)) return 1;
     fl_bench_gemm_result r;
     fl_error err = {0};
     if (fl_bench_gemm(&o, &r, &err)) return fl_cli_report(&err);

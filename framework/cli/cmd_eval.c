@@ -135,6 +135,7 @@ int fl_cmd_bench_blimp(int argc, char **argv) {
         }
     }
     if (rc) return rc;
+    if (fl_cli_json_target(json)) return 1;
     if (threads) omp_set_num_threads(threads);
     fl_eval_bench_result r;
     fl_error err = {0};

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "fsutil.h" /* fl_check_file_writable */
 #include "job.h"
 #include "results.h"
 
@@ -32,6 +33,13 @@ int fl_cli_write_json(const char *path, struct cJSON *doc) {
     cJSON_Delete(doc);
     if (st) fl_error_prefix(&err, "--json");
     return st ? fl_cli_report(&err) : 0;
+}
+
+int fl_cli_json_target(const char *path) {
+    fl_error err = {0};
+    if (!path || !fl_check_file_writable(path, &err)) return 0;
+    fl_error_prefix(&err, "--json");
+    return fl_cli_report(&err);
 }
 
 int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out) {

@@ -58,6 +58,9 @@ static const ffn_case CASES[] = {
     {512, "pkm:heads=4,n_keys=64,k_dim=256,knn=32", FWD | BWD},
 };
 #define N_CASES (int)(sizeof CASES / sizeof CASES[0])
+
+/* --only: a prefix of the specs, or NULL for all */
+static int selected(const ffn_case *k, const char *only) { return !only || !strncmp(k->spec, only, strlen(only)); }
 #define BENCH_VOCAB 4096 /* the token ids a layer sees (a hash layer routes by them) */
 
 typedef struct bench_io {
@@ -210,7 +213,7 @@ static fl_status bench_width(bench_io *io, int d, const char *only, fl_bench_ffn
     const double *dense = wd->dense_ms; /* seconds until the end, ms after */
     for (int c = 0; c < N_CASES && !st; c++) {
         const ffn_case *k = &CASES[c];
-        if (k->d != d || (only && strncmp(k->spec, only, strlen(only)))) continue;
+        if (k->d != d || !selected(k, only)) continue;
         fl_log_info("bench --ffn-only: d=%d %s", d, k->spec);
         double sec[N_MODES], flops[N_MODES];
         if ((st = measure(io, d, k->spec, k->modes, 1, sec, flops, err))) break;
@@ -225,14 +228,27 @@ static fl_status bench_width(bench_io *io, int d, const char *only, fl_bench_ffn
     return st;
 }
 
+/* FL_OK when --only (a prefix of the specs, or NULL: all) selects a case;
+   else FL_EINVAL listing them all. */
+static fl_status check_only(const char *only, fl_error *err) {
+    char all[1024] = "";
+    for (int c = 0; c < N_CASES; c++) {
+        if (selected(&CASES[c], only)) return FL_OK;
+        const size_t n = strlen(all);
+        snprintf(all + n, sizeof all - n, "%s%s", c ? ", " : "", CASES[c].spec);
+    }
+    return fl_fail(err, FL_EINVAL, "--only '%s' is the start of none of the layers: %s", only, all);
+}
+
 fl_status fl_bench_ffn(const fl_bench_ffn_opts *o, fl_bench_ffn_result *r, fl_error *err) {
     memset(r, 0, sizeof *r);
     if (o->reps < 1 || o->reps > 32) return fl_fail(err, FL_EINVAL, "--reps must be in [1, 32]");
     if (o->tokens < 256 || o->tokens % 256 || o->tokens > (1 << 24))
         return fl_fail(err, FL_EINVAL, "--tokens must be a multiple of 256 in [256, 16777216] (sequences of 256)");
-    const fl_backend *be = NULL;
-    fl_status st = fl_backend_select(o->device, &be, err);
+    fl_status st = check_only(o->only, err);
     if (st) return st;
+    const fl_backend *be = NULL;
+    if ((st = fl_backend_select(o->device, &be, err))) return st;
     fl_host h;
     fl_host_init(&h, be, NULL);
     fl_ops timed_ops;

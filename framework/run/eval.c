@@ -255,6 +255,7 @@ fl_status fl_eval_run(const fl_eval_target *t, const char *const *specs, int n, 
     else st = fl_path_join(work, sizeof work, t->run_dir, "eval", err);
     if (!st) st = val_shard_of(t, val, sizeof val, err);
     if (!st) st = output_path(t, o, json, sizeof json, err);
+    if (!st && json[0]) st = fl_check_file_writable(json, err); /* before the tasks, not after them */
     if (st) return st;
     fl_metric_list local = {0}, *ms = out ? out : &local;
     size_t first = ms->n;
