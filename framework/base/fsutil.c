@@ -22,7 +22,7 @@ fl_status fl_atomic_open(fl_atomic_file *af, const char *path, fl_error *err) {
         snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof af->tmp)
         return fl_fail(err, FL_EINVAL, "%s: path too long", path);
     af->f = fopen(af->tmp, "wb");
-    if (!af->f) return fl_fail(err, FL_EIO, "%s: cannot create: %s", af->tmp, strerror(errno));
+    if (!af->f) return fl_fail(err, FL_EIO, "%s: cannot create: %s", path, strerror(errno)); /* the user's name, not the temporary's */
     return FL_OK;
 }
 
@@ -139,8 +139,6 @@ fl_status fl_check_file_writable(const char *path, fl_error *err) {
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return fl_fail(err, FL_EIO, "%s: is a folder", path);
     fl_atomic_file af;
     fl_status s = fl_atomic_open(&af, path, err);
-    const int e = errno;
-    if (s == FL_EIO) return fl_fail(err, FL_EIO, "%s: cannot create: %s", path, strerror(e)); /* not its temporary's name */
     if (!s) fl_atomic_abort(&af);
     return s;
 }
