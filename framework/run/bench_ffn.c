@@ -61,6 +61,7 @@ static const ffn_case CASES[] = {
 
 /* --only: a prefix of the specs, or NULL for all */
 static int selected(const ffn_case *k, const char *only) { return !only || !strncmp(k->spec, only, strlen(only)); }
+
 #define BENCH_VOCAB 4096 /* the token ids a layer sees (a hash layer routes by them) */
 
 typedef struct bench_io {
