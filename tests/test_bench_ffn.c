@@ -45,12 +45,7 @@ static cJSON *run_bench(const char *dir, const char *flags, char **text) {
     const int rc = ts_run(cmd, text);
     if (rc) fail_msg("bench --ffn-only failed (%d): %s", rc, *text);
     snprintf(cmd, sizeof cmd, "%s/b.json", dir);
-    char *json = ts_read_file(cmd, NULL);
-    assert_non_null(json);
-    cJSON *doc = cJSON_Parse(json);
-    free(json);
-    assert_non_null(doc);
-    return doc;
+    return ts_read_json(cmd);
 }
 
 /* The dense baseline's median (ms) at width d in `mode`. */

@@ -54,10 +54,7 @@ static void test_prints_and_writes_every_layer(void **state) {
     free(out);
 
     snprintf(cmd, sizeof cmd, "%s/g.json", dir);
-    char *text = ts_read_file(cmd, NULL);
-    assert_non_null(text);
-    cJSON *doc = cJSON_Parse(text);
-    assert_non_null(doc);
+    cJSON *doc = ts_read_json(cmd);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(doc, "backend")->valuestring, "cpu");
     assert_true(ts_json_num(doc, "reps") == 2);
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(doc, "layers");
@@ -71,7 +68,6 @@ static void test_prints_and_writes_every_layer(void **state) {
     }
     assert_true(fabs(ts_json_num(doc, "worst_backward_vs_forward") - worst) <= 1e-9 * worst);
     cJSON_Delete(doc);
-    free(text);
     ts_rmtree(dir);
     free(dir);
 }

@@ -83,9 +83,7 @@ static void test_config_json_is_gpt2(void **state) {
     fl_model *a = tiny(16, 1);
     ts_assert_ok(fl_checkpoint_save(dir, a, 0, 0, 39, &err), &err);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    char *text = ts_read_file(path, NULL);
-    cJSON *j = cJSON_Parse(text);
-    assert_non_null(j);
+    cJSON *j = ts_read_json(path);
     assert_string_equal(cJSON_GetObjectItem(j, "model_type")->valuestring, "gpt2");
     assert_int_equal(cJSON_GetObjectItem(j, "n_embd")->valueint, 16);
     assert_int_equal(cJSON_GetObjectItem(j, "n_layer")->valueint, 2);
@@ -103,7 +101,6 @@ static void test_config_json_is_gpt2(void **state) {
     assert_non_null(fl_safetensors_find(f, "transformer.h.1.mlp.c_fc.weight"));
     fl_safetensors_close(f);
     cJSON_Delete(j);
-    free(text);
     fl_model_free(a);
     ts_rmtree(dir);
     free(dir);
@@ -115,10 +112,7 @@ static cJSON *saved_config(fl_model *m) {
     fl_error err = {0};
     ts_assert_ok(fl_checkpoint_save(dir, m, 0, 0, 39, &err), &err);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    char *text = ts_read_file(path, NULL);
-    cJSON *j = cJSON_Parse(text);
-    assert_non_null(j);
-    free(text);
+    cJSON *j = ts_read_json(path);
     ts_rmtree(dir);
     free(dir);
     return j;

@@ -386,13 +386,9 @@ static void test_bench_decode_command(void **state) {
     assert_non_null(strstr(out, "batch 3: cached "));
     free(out);
     snprintf(cmd, sizeof cmd, "%s/d.json", dir);
-    char *text = ts_read_file(cmd, NULL);
-    assert_non_null(text);
-    cJSON *doc = cJSON_Parse(text);
-    assert_non_null(doc);
+    cJSON *doc = ts_read_json(cmd);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "decode")), 2);
     cJSON_Delete(doc);
-    free(text);
     const char *bad[] = {"--batch 0", "--prompt 40", "--tokens x", "--precision fp64", "--frobnicate"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(cmd, sizeof cmd, "'%s' bench --decode --device cpu --context 32 %s", ts_ffnlab_bin(), bad[i]);

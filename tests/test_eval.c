@@ -73,15 +73,6 @@ static int teardown(void **state) {
     return 0;
 }
 
-static cJSON *read_json(const char *path) {
-    char *text = ts_read_file(path, NULL);
-    if (!text) fail_msg("%s: cannot read", path);
-    cJSON *doc = cJSON_Parse(text);
-    free(text);
-    if (!doc) fail_msg("%s: not JSON", path);
-    return doc;
-}
-
 static int str_eq(const cJSON *o, const char *key, const char *want) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return want ? cJSON_IsString(v) && !strcmp(v->valuestring, want) : v == NULL;
@@ -109,7 +100,7 @@ static double value_of(const cJSON *doc, const char *task, const char *metric, c
 static cJSON *eval_json(const char *run) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s/eval.json", g_dir, run);
-    return read_json(path);
+    return ts_read_json(path);
 }
 
 /* ---- the loader ---- */
@@ -335,7 +326,7 @@ static void test_blimp_layouts_and_errors(void **state) {
     free(out);
     char path[4096];
     snprintf(path, sizeof path, "%s/blimp.json", g_dir);
-    cJSON *doc = read_json(path);
+    cJSON *doc = ts_read_json(path);
     int paradigms = 0, phenomena = 0, fields = 0, supplement = 0;
     const cJSON *r = NULL;
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(doc, "results")) {

@@ -135,10 +135,7 @@ static void test_learns_below_unigram_entropy(void **state) {
 static double eval_value(const char *dir, const char *task, const char *metric) {
     char path[4200];
     snprintf(path, sizeof path, "%s/eval.json", dir);
-    char *text = ts_read_file(path, NULL);
-    if (!text) fail_msg("cannot read %s", path);
-    cJSON *doc = cJSON_Parse(text);
-    free(text);
+    cJSON *doc = ts_read_json(path);
     double v = NAN;
     const cJSON *r;
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(doc, "results")) {
@@ -277,10 +274,7 @@ static void test_metrics_stats_and_summary(void **state) {
 
     char path[4300];
     snprintf(path, sizeof path, "%s/summary.json", run);
-    char *text = ts_read_file(path, NULL);
-    cJSON *sum = cJSON_Parse(text);
-    free(text);
-    assert_non_null(sum);
+    cJSON *sum = ts_read_json(path);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(sum, "model");
     const cJSON *training = cJSON_GetObjectItemCaseSensitive(sum, "training");
     const double total = ts_json_num(model, "total_params"), ffn = ts_json_num(model, "ffn_params");
@@ -754,9 +748,7 @@ static void test_given_tokenizer_sizes_the_model(void **state) {
     assert_non_null(strstr(out, "vocab_size 400: the tokenizer's (the config said 320)"));
     free(out);
     snprintf(path, sizeof path, "%s/tok400/train_config.json", g_dir);
-    char *text = ts_read_file(path, NULL);
-    cJSON *cfg = cJSON_Parse(text);
-    free(text);
+    cJSON *cfg = ts_read_json(path);
     assert_int_equal(ts_json_num(cfg, "vocab_size"), 400);
     cJSON_Delete(cfg);
     rc = ffnlab(&out, "train --resume --steps 4 --no-progress --run-dir %s/tok400", g_dir);

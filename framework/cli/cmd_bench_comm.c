@@ -21,7 +21,7 @@ static void help(void) {
            "mpirun for the one-process baseline of the same global batch.\n");
 }
 
-static int parse(int argc, char **argv, fl_bench_comm_opts *o, const char **json) {
+static int parse(int argc, char **argv, fl_bench_comm_opts *o) {
     static const struct option longopts[] = {
         {"steps", 1, 0, 's'}, {"d-model", 1, 0, 'd'}, {"layers", 1, 0, 'l'}, {"heads", 1, 0, 'H'},
         {"context", 1, 0, 't'}, {"batch", 1, 0, 'b'}, {"vocab", 1, 0, 'v'}, {"ffn", 1, 0, 'f'},
@@ -41,7 +41,7 @@ static int parse(int argc, char **argv, fl_bench_comm_opts *o, const char **json
             if (*end || v < 1 || v > 1 << 20) return fl_cli_usage("bench", "%s: '%s' is not a positive integer", argv[optind - 2], optarg);
             *field = (int)v;
         } else if (c == 'f') s->ffn = optarg;
-        else if (c == 'j') *json = optarg;
+        else if (c == 'j') o->json = optarg;
         else if (c == 'h') return help(), -1;
         else if (c != 'c') return fl_cli_usage("bench", "unknown or incomplete option '%s'", argv[optind - 1]);
     }
@@ -74,13 +74,12 @@ static void print_result(const fl_bench_comm_opts *o, const fl_bench_comm_result
 
 int fl_cmd_bench_comm(int argc, char **argv) {
     fl_bench_comm_opts o = {.shape = {512, 2, 8, 128, 8, 4096, 3, "moe:experts=8,top_k=2"}};
-    const char *json = NULL;
-    int rc = parse(argc, argv, &o, &json);
+    int rc = parse(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
     fl_error err = {0};
     fl_bench_comm_result r;
     if (fl_bench_comm(&o, &r, &err)) return fl_job_should_report(&err, 1) ? fl_cli_report(&err) : 1;
     if (r.rank != 0) return 0; /* rank 0 speaks for the job */
     print_result(&o, &r);
-    return json ? fl_cli_write_json(json, fl_json_bench_comm(&o, &r)) : 0;
+    return o.json ? fl_cli_write_json(o.json, fl_json_bench_comm(&o, &r)) : 0;
 }

@@ -144,6 +144,8 @@ fl_status fl_bench_gemm(const fl_bench_gemm_opts *o, fl_bench_gemm_result *r, fl
 typedef struct fl_bench_comm_opts {
     fl_bench_shape shape;      /* global batch; ffn an MoE spec */
     int expert_parallel;       /* 0: all the processes */
+    const char *json;          /* the file rank 0 writes the figures to, or NULL:
+                                  checked before anything is measured */
 } fl_bench_comm_opts;
 
 enum { FL_COMM_OP_ALLTOALLV, FL_COMM_OP_ALLREDUCE };

@@ -182,6 +182,15 @@ void ts_sharpen_attention(fl_model *m, float s) {
     }
 }
 
+cJSON *ts_read_json(const char *path) {
+    char *text = ts_read_file(path, NULL);
+    if (!text) fail_msg("%s: cannot read", path);
+    cJSON *doc = cJSON_Parse(text);
+    free(text);
+    if (!doc) fail_msg("%s: not JSON", path);
+    return doc;
+}
+
 double ts_json_num(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(v)) fail_msg("JSON: \"%s\" is missing or not a number", key);

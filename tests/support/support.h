@@ -72,6 +72,9 @@ char *ts_tree_digest(const char *dir);
 /* o[key] as a number; fails the test when it is missing or not a number. */
 struct cJSON;
 double ts_json_num(const struct cJSON *o, const char *key);
+/* The JSON document in the file at path (free with cJSON_Delete); fails the
+   test when the file cannot be read or is not JSON. */
+struct cJSON *ts_read_json(const char *path);
 
 /* Path of the `ffnlab` binary built with the tests. */
 const char *ts_ffnlab_bin(void);
