@@ -31,6 +31,7 @@
 #include "log.h"
 #include "optim.h"
 #include "params.h"
+#include "seq_order.h"
 
 typedef struct ft {
     const fl_finetune_opts *o;
@@ -194,22 +195,6 @@ static fl_status head_forward(ft *f, int B, int T, int train, int64_t step, fl_e
 
 /* ------------------------------------------------------------ predict */
 
-static int cmp_len_desc(const void *a, const void *b, void *ctx) {
-    const fl_token_seqs *s = ctx;
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    int64_t lx = fl_seq_len(s, x), ly = fl_seq_len(s, y);
-    return lx != ly ? (lx < ly ? 1 : -1) : (x > y) - (x < y);
-}
-
-/* Indices 0..n-1, longest first, so each batch pads little. */
-static int64_t *by_length(const fl_token_seqs *s) {
-    int64_t *idx = malloc((size_t)s->n * sizeof *idx);
-    if (!idx) return NULL;
-    for (int64_t i = 0; i < s->n; i++) idx[i] = i;
-    qsort_r(idx, (size_t)s->n, sizeof *idx, cmp_len_desc, (void *)s);
-    return idx;
-}
-
 static int32_t argmax(const float *x, int K) {
     int32_t best = 0;
     for (int k = 1; k < K; k++)
@@ -218,7 +203,7 @@ static int32_t argmax(const float *x, int K) {
 }
 
 static fl_status predict(ft *f, const fl_token_seqs *s, int32_t *pred, fl_error *err) {
-    int64_t *idx = by_length(s);
+    int64_t *idx = fl_seqs_longest_first(s); /* each batch pads little */
     if (!idx) return fl_fail(err, FL_ENOMEM, "fine-tune %s: out of memory", f->o->name);
     fl_status st = FL_OK;
     for (int64_t i = 0; i < s->n && !st; i += f->Bmax) {

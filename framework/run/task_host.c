@@ -20,6 +20,7 @@
 #include "fsutil.h"
 #include "host_table.h"
 #include "log.h"
+#include "seq_order.h"
 #include "shard.h"
 #include "storygen.h"
 #include "task_logprobs.h"
@@ -74,13 +75,6 @@ fl_status fl_metric_list_add(fl_metric_list *l, const char *task, const char *sp
 
 /* ------------------------------------------------------------ sequences */
 
-static int cmp_len_desc(const void *a, const void *b, void *ctx) {
-    const fl_token_seqs *s = ctx;
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    int64_t lx = fl_seq_len(s, x), ly = fl_seq_len(s, y);
-    return lx != ly ? (lx < ly ? 1 : -1) : (x > y) - (x < y);
-}
-
 /* Batches of sequences for svc->hidden, longest first: each pads to its
    first member. */
 typedef struct batcher {
@@ -92,11 +86,8 @@ typedef struct batcher {
 
 static fl_status batcher_init(batcher *b, const fl_token_seqs *s, int32_t max_seqs, fl_error *err) {
     b->s = s, b->pos = 0, b->max_seqs = max_seqs;
-    b->order = malloc((size_t)(s->n ? s->n : 1) * sizeof *b->order);
-    if (!b->order) return fl_fail(err, FL_ENOMEM, "out of memory sorting %lld sequences", (long long)s->n);
-    for (int64_t i = 0; i < s->n; i++) b->order[i] = i;
-    qsort_r(b->order, (size_t)s->n, sizeof *b->order, cmp_len_desc, (void *)s);
-    return FL_OK;
+    b->order = fl_seqs_longest_first(s);
+    return b->order ? FL_OK : fl_fail(err, FL_ENOMEM, "out of memory sorting %lld sequences", (long long)s->n);
 }
 
 /* The next batch: *idx points at B indices, every row padded to T. The

@@ -24,6 +24,7 @@
 #include "backend.h"
 #include "error.h"
 #include "host_table.h"
+#include "seq_order.h"
 
 #define BATCH_TOKENS 8192     /* tokens per forward when the task leaves it to us */
 #define HEAD_FLOATS (1 << 22) /* logits per head chunk: 16 MB */
@@ -46,11 +47,6 @@ static fl_status check(const fl_model *m, const fl_token_seqs *s, const int32_t 
                                "the vocabulary [0, %d)", (long long)i, s->tokens[k], targets[k], mc->vocab_size);
     }
     return FL_OK;
-}
-
-static int longer_first(const void *a, const void *b, void *ctx) {
-    const int64_t x = *(const int64_t *)a, y = *(const int64_t *)b, lx = fl_seq_len(ctx, x), ly = fl_seq_len(ctx, y);
-    return lx != ly ? (lx < ly) - (lx > ly) : (x > y) - (x < y);
 }
 
 /* ------------------------------------------------------------ the head */
@@ -153,13 +149,11 @@ fl_status fl_task_masked_logprobs(fl_model *m, const fl_token_seqs *s, const int
     fl_status st = check(m, s, targets, err);
     if (st || s->n == 0) return st;
     memset(out, 0, (size_t)s->offsets[s->n] * sizeof *out);
-    int64_t *order = malloc((size_t)s->n * sizeof *order);
+    int64_t *order = fl_seqs_longest_first(s);
     int32_t *tok = NULL;
     size_t cap = 0;
     head h = {0};
     st = order ? head_init(&h, m, err) : fl_fail(err, FL_ENOMEM, "out of memory for masked scoring");
-    for (int64_t i = 0; order && i < s->n; i++) order[i] = i;
-    if (!st) qsort_r(order, (size_t)s->n, sizeof *order, longer_first, (void *)s);
     for (int64_t first = 0; first < s->n && !st;) {
         const int T = (int)fl_seq_len(s, order[first]); /* the longest of its batch */
         int64_t B = batch > 0 ? batch : BATCH_TOKENS / T > 0 ? BATCH_TOKENS / T : 1;
