@@ -206,15 +206,6 @@ static void test_bias_and_sum_rows(void **state) {
     chk(F(&bs), to_f(br, 33), 33, 1e-5, 1e-5, "sum_rows threaded");
 }
 
-static double act_ref(int act, double x) {
-    switch (act) {
-    case FL_ACT_GELU: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-    case FL_ACT_RELU: return x > 0 ? x : 0;
-    case FL_ACT_SILU: return x / (1 + exp(-x));
-    default: return x;
-    }
-}
-
 static const char *act_name[] = {"identity", "gelu", "relu", "silu"};
 
 static void test_activation(void **state) {
@@ -225,7 +216,7 @@ static void test_activation(void **state) {
         rnd(&x, 50 + act, -6, 6);
         F(&x)[0] = -100, F(&x)[1] = 100, F(&x)[2] = 0, F(&x)[3] = -30;
         double ref[1001];
-        for (int64_t i = 0; i < n; i++) ref[i] = act_ref(act, F(&x)[i]);
+        for (int64_t i = 0; i < n; i++) ref[i] = ts_act_ref(act, F(&x)[i]);
         ops->activation(act, &x, &y);
         chk(F(&y), to_f(ref, n), (size_t)n, 2e-6, 1e-6, act_name[act]);
         ops->activation(act, &x, &x); /* in place */

@@ -103,22 +103,9 @@ static void redraw_params(fx *f) {
     }
 }
 
-static void zero_grads(fx *f) {
-    for (int i = 0; i < f->t.list.n; i++) f->t.be->ops.fill(&f->t.list.items[i]->pub.grad, 0.0f);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Double-precision reference                                                 */
 /* ------------------------------------------------------------------------ */
-
-static double act_ref(int act, double v) {
-    switch (act) {
-    case FL_ACT_GELU: return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
-    case FL_ACT_RELU: return v > 0 ? v : 0;
-    case FL_ACT_SILU: return v / (1.0 + exp(-v));
-    }
-    return v;
-}
 
 static double gumbel_ref(uint64_t key, int64_t counter) {
     return -log(-log((double)fl_rng_uniform(key, (uint64_t)counter)));
@@ -175,7 +162,7 @@ static void forward_ref(fx *f, const float *x, const ref *o, double *y, int *sel
             double h = b1[j];
             for (int i = 0; i < D; i++) h += (double)xr[i] * w1[i * F + j];
             if (pre_out) pre_out[(size_t)n * F + j] = h;
-            double a = act_ref(o->act, h) * z[j];
+            double a = ts_act_ref(o->act, h) * z[j];
             if (a == 0.0) continue;
             for (int k = 0; k < D; k++) y[n * D + k] += a * w2[j * D + k];
         }
@@ -559,7 +546,7 @@ static void test_eval_follows_weight_changes(void **state) {
     check_eval(&f, FL_ACT_GELU, 0, x, "fresh");
     /* a training step: forward, backward, an SGD update of every parameter */
     plugin_forward(&f, 1, KEY, x, y);
-    zero_grads(&f);
+    ts_ffn_zero_grads(&f.t);
     plugin_backward(&f, KEY, R, dx);
     for (int i = 0; i < f.t.list.n; i++) {
         fl_param *p = &f.t.list.items[i]->pub;
@@ -656,7 +643,7 @@ static void grad_units_config(const char *opts, int act, int mbc) {
     for (int i = 0; i < f.D * f.R; i++) vals(f.c1)[i] = 0.0f;
     float x[48], R[48], y[48], dx[48];
     fill_inputs(&f, x, R);
-    zero_grads(&f);
+    ts_ffn_zero_grads(&f.t);
     plugin_forward(&f, 1, KEY, x, y);
     for (int i = 0; i < 48; i++) dx[i] = NAN; /* backward must overwrite */
     plugin_backward(&f, KEY, R, dx);
@@ -691,7 +678,7 @@ static void test_train_grad_units(void **state) {
 static void grad_all(fx *f, const char *opts, float *x, const float *R, const ref *o,
                      const ref *kinks, float eps, double tol) {
     float y[48], dx[48];
-    zero_grads(f);
+    ts_ffn_zero_grads(&f->t);
     plugin_forward(f, 1, KEY, x, y);
     plugin_backward(f, KEY, R, dx);
     float *num = calloc((size_t)f->F * f->D, sizeof *num);
@@ -788,7 +775,7 @@ static void test_accumulation_and_misuse(void **state) {
     redraw_params(&f);
     float x[48], R[48], y[48], dx[48];
     fill_inputs(&f, x, R);
-    zero_grads(&f);
+    ts_ffn_zero_grads(&f.t);
     plugin_forward(&f, 1, KEY, x, y);
     plugin_backward(&f, KEY, R, dx);
     float once_w[32 * 8], once_c[2 * 32], dx1[48];

@@ -58,15 +58,6 @@ static void redraw_params(fx *f) {
 /* Naive reference                                                            */
 /* ------------------------------------------------------------------------ */
 
-static double act_ref(int act, double v) {
-    switch (act) {
-    case FL_ACT_GELU: return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
-    case FL_ACT_RELU: return v > 0 ? v : 0;
-    case FL_ACT_SILU: return v / (1.0 + exp(-v));
-    }
-    return v;
-}
-
 /* y[N,D] in double; pre[N,DFF] gets the activation's input (h, or g with glu). */
 static void forward_ref(fx *f, const float *x, double *y, double *pre) {
     const float *wf = vals(f->fc_w), *bf = vals(f->fc_b), *wp = vals(f->proj_w), *bp = vals(f->proj_b);
@@ -78,9 +69,9 @@ static void forward_ref(fx *f, const float *x, double *y, double *pre) {
             if (f->glu) {
                 g = vals(f->gate_b)[j];
                 for (int i = 0; i < D; i++) g += (double)x[n * D + i] * vals(f->gate_w)[i * DFF + j];
-                a[j] = act_ref(f->act, g) * h;
+                a[j] = ts_act_ref(f->act, g) * h;
             } else {
-                a[j] = act_ref(f->act, h);
+                a[j] = ts_act_ref(f->act, h);
             }
             if (pre) pre[n * DFF + j] = f->glu ? g : h;
         }
@@ -202,10 +193,6 @@ static void check_stats(fx *f) {
     assert_int_equal(f->t.L.ffn->stats(f->t.L.layer, st, 1), 3); /* reports how many it has */
 }
 
-static void zero_grads(fx *f) {
-    for (int i = 0; i < f->t.list.n; i++) f->t.be->ops.fill(&f->t.list.items[i]->pub.grad, 0.0f);
-}
-
 static void check_forward(fx *f, float *x) {
     float y[N * D], yr[N * D];
     double yd[N * D];
@@ -219,7 +206,7 @@ static void check_forward(fx *f, float *x) {
 static void check_gradients(fx *f, float *x, const float *R, const char *label) {
     float dx[N * D];
     for (int i = 0; i < N * D; i++) dx[i] = NAN; /* backward must overwrite */
-    zero_grads(f);
+    ts_ffn_zero_grads(&f->t);
     float y[N * D];
     plugin_forward(f, x, y);
     fl_tensor tdy = wrap3(f, (float *)R), tdx = wrap3(f, dx);
@@ -250,7 +237,7 @@ static void check_accumulation(fx *f, float *x, const float *R) {
     float y[N * D], dx[N * D];
     fl_tensor tdy = wrap3(f, (float *)R), tdx = wrap3(f, dx);
     fl_error err = {0};
-    zero_grads(f);
+    ts_ffn_zero_grads(&f->t);
     plugin_forward(f, x, y);
     ts_assert_ok(f->t.L.ffn->backward(f->t.L.layer, &CTX, &tdy, &tdx, &err), &err);
     float once[DFF * D];

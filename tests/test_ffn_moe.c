@@ -98,22 +98,9 @@ static void make_ok(fx *f, const char *opts, int d) {
     ts_assert_ok(make_layer(f, opts, d, &err), &err);
 }
 
-static void zero_grads(fx *f) {
-    for (int i = 0; i < f->t.list.n; i++) f->t.be->ops.fill(&f->t.list.items[i]->pub.grad, 0.0f);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Naive double-precision reference: every token on its own                   */
 /* ------------------------------------------------------------------------ */
-
-static double act_ref(int act, double v) {
-    switch (act) {
-    case FL_ACT_GELU: return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
-    case FL_ACT_RELU: return v > 0 ? v : 0;
-    case FL_ACT_SILU: return v / (1.0 + exp(-v));
-    }
-    return v;
-}
 
 /* What the reference decides for each token. */
 typedef struct route_ref {
@@ -188,7 +175,7 @@ static void expert_ref(fx *f, int e, const float *x, double *out) {
     for (int j = 0; j < de; j++) {
         double h = b1[j];
         for (int c = 0; c < d; c++) h += (double)x[c] * w1[c * de + j];
-        double a = act_ref(f->act, h);
+        double a = ts_act_ref(f->act, h);
         for (int c = 0; c < d; c++) out[c] += a * w2[j * d + c];
     }
 }
@@ -675,7 +662,7 @@ static void run_gradients(const char *opts) {
     pick_input(&f, x, 1, 4242, 0.15);
     fill_normal(R, GN * GD, 12, 1.0f);
     for (int i = 0; i < GN * GD; i++) dx[i] = NAN; /* backward must overwrite */
-    zero_grads(&f);
+    ts_ffn_zero_grads(&f.t);
     plugin_forward(&f, &c, x, y);
     plugin_backward(&f, &c, R, dx);
     print_message("  %s: %g assignments dropped\n", opts, ts_ffn_stat(&f.t, "tokens_dropped"));
@@ -734,7 +721,7 @@ static void test_accumulation(void **state) {
     float x[GN * GD], R[GN * GD], dx[GN * GD], dx2[GN * GD], y[GN * GD];
     fill_normal(x, GN * GD, 3, 1.0f);
     fill_normal(R, GN * GD, 4, 1.0f);
-    zero_grads(&f);
+    ts_ffn_zero_grads(&f.t);
     plugin_forward(&f, &c, x, y);
     plugin_backward(&f, &c, R, dx);
     float *once[8];

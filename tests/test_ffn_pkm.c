@@ -306,11 +306,6 @@ static double loss_of(fx *f, float *x, const float *R) {
     return s;
 }
 
-static void zero_grads(fx *f) {
-    for (int i = 0; i < f->t.list.n; i++) f->t.be->ops.fill(&f->t.list.items[i]->pub.grad, 0.0f);
-    for (int i = 0; i < f->t.list.n; i++) fl_params_clear_touched(f->t.list.items[i]);
-}
-
 /* Forward of the plugin against the reference, and the reference's output. */
 static void check_forward(fx *f, float *x, ref *r, const char *what) {
     const int n = f->c.N * f->c.d;
@@ -602,7 +597,7 @@ static void run_gradients(const cfg *c, const char *label, const char *extra) {
     fill_normal(x, nx, 41, 1.0f);
     fill_normal(R, nx, 42, 1.0f);
     for (int i = 0; i < nx; i++) dx[i] = NAN; /* backward must overwrite */
-    zero_grads(&f);
+    ts_ffn_zero_grads(&f.t);
     plugin_forward(&f, x, y);
     plugin_backward(&f, R, dx);
     /* copies: the finite differences run more backward-free forwards */
@@ -658,7 +653,7 @@ static void test_accumulation(void **state) {
     float x[48], R[48], y[48], dx[48];
     fill_normal(x, 48, 1, 1.0f);
     fill_normal(R, 48, 2, 1.0f);
-    zero_grads(&f);
+    ts_ffn_zero_grads(&f.t);
     plugin_forward(&f, x, y);
     plugin_backward(&f, R, dx);
     fl_param *ps[] = {f.wq, f.keys, f.values, f.ng};
@@ -795,7 +790,7 @@ static float *outputs_by_tensor(const cfg *c, const char *extra, const float *x,
     size_t n = (size_t)nx;
     for (int i = 0; i < f.t.list.n; i++) n += (size_t)fl_numel(&f.t.list.items[i]->pub.grad);
     float *out = calloc(n, sizeof *out), *dx = calloc((size_t)nx, sizeof *dx);
-    zero_grads(&f);
+    ts_ffn_zero_grads(&f.t);
     plugin_forward(&f, (float *)x, out);
     plugin_backward(&f, R, dx);
     size_t o = (size_t)nx;

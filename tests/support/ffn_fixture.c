@@ -23,6 +23,13 @@ void ts_ffn_free(ts_ffn *t) {
     fl_params_free(&t->list, t->be);
 }
 
+void ts_ffn_zero_grads(ts_ffn *t) {
+    for (int i = 0; i < t->list.n; i++) {
+        t->be->ops.fill(&t->list.items[i]->pub.grad, 0.0f);
+        fl_params_clear_touched(t->list.items[i]);
+    }
+}
+
 fl_param *ts_ffn_param(const ts_ffn *t, const char *rel) {
     char full[256];
     snprintf(full, sizeof full, TS_FFN_PREFIX "%s", rel);

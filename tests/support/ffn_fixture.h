@@ -40,6 +40,10 @@ fl_status ts_ffn_create(ts_ffn *t, const char *name, const char *opts, int d_mod
 /* Destroys the layer, unloads the plugin and frees the parameters. */
 void ts_ffn_free(ts_ffn *t);
 
+/* Every parameter gradient of the layer zero, and no sparse rows touched:
+   the state before a backward that is checked on its own. */
+void ts_ffn_zero_grads(ts_ffn *t);
+
 /* The parameter "transformer.h.0.mlp.<rel>" of t's list, or NULL. */
 fl_param *ts_ffn_param(const ts_ffn *t, const char *rel);
 

@@ -40,6 +40,15 @@ float ts_bf16_float(uint16_t h) {
     return x;
 }
 
+double ts_act_ref(int act, double x) {
+    switch (act) {
+    case FL_ACT_GELU: return 0.5 * x * (1.0 + tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+    case FL_ACT_RELU: return x > 0 ? x : 0;
+    case FL_ACT_SILU: return x / (1.0 + exp(-x));
+    default: return x;
+    }
+}
+
 void ts_assert_close(const float *a, const float *b, size_t n, double rtol, double atol,
                      const char *what) {
     size_t bad = 0, worst = 0;
