@@ -45,22 +45,11 @@
 
 static char *g_dir;
 
-static int ffnlab(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int ffnlab(char **out, const char *fmt, ...) {
-    char args[8192], cmd[9000];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s", ts_ffnlab_bin(), args);
-    return ts_run(cmd, out);
-}
-
 static int setup(void **state) {
     (void)state;
     g_dir = ts_tmpdir();
     char *out;
-    int rc = ffnlab(&out, "train " TINY " --steps 12 --run-dir %s/tiny", g_dir);
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 12 --run-dir %s/tiny", g_dir);
     if (rc) fprintf(stderr, "setup: train failed: %s\n", out);
     free(out);
     return rc;
@@ -152,7 +141,7 @@ static void test_join_lists(void **state) {
 static void test_eval_writes_json_and_table(void **state) {
     (void)state;
     char *out;
-    int rc = ffnlab(&out, "eval --run %s/tiny --task " ECHO ":value=0.75,words=a,b,c", g_dir);
+    int rc = ts_ffnlab(&out, "eval --run %s/tiny --task " ECHO ":value=0.75,words=a,b,c", g_dir);
     if (rc) fail_msg("eval failed (%d): %s", rc, out);
     assert_non_null(strstr(out, "accuracy"));
     assert_non_null(strstr(out, "0.7500"));
@@ -204,10 +193,10 @@ static void test_sha256_known_values(void **state) {
 static void test_eval_keeps_other_tasks(void **state) {
     (void)state;
     char *out;
-    int rc = ffnlab(&out, "eval --run %s/tiny --task lm --task " ECHO ":value=0.5", g_dir);
+    int rc = ts_ffnlab(&out, "eval --run %s/tiny --task lm --task " ECHO ":value=0.5", g_dir);
     if (rc) fail_msg("eval failed (%d): %s", rc, out);
     free(out);
-    rc = ffnlab(&out, "eval --run %s/tiny --task " ECHO ":value=0.25", g_dir);
+    rc = ts_ffnlab(&out, "eval --run %s/tiny --task " ECHO ":value=0.25", g_dir);
     if (rc) fail_msg("eval failed (%d): %s", rc, out);
     free(out);
     cJSON *doc = eval_json("tiny");
@@ -223,7 +212,7 @@ static void test_eval_keeps_other_tasks(void **state) {
 
 static void expect_eval_error(const char *args, int code, const char *a, const char *b) {
     char *out;
-    int rc = ffnlab(&out, "eval --run %s/tiny %s", g_dir, args);
+    int rc = ts_ffnlab(&out, "eval --run %s/tiny %s", g_dir, args);
     if (rc != code || !strstr(out, a) || (b && !strstr(out, b)))
         fail_msg("ffnlab eval %s: exit %d (want %d), output:\n%s", args, rc, code, out);
     free(out);
@@ -256,11 +245,11 @@ static void test_eval_errors(void **state) {
     assert_true(fabs(value_of(doc, "echo", "accuracy", NULL, NULL, NULL) - 0.5) < 1e-12);
     cJSON_Delete(doc);
     char *out;
-    assert_int_equal(ffnlab(&out, "eval --run %s/nonexistent --task blimp", g_dir), 1);
+    assert_int_equal(ts_ffnlab(&out, "eval --run %s/nonexistent --task blimp", g_dir), 1);
     assert_non_null(strstr(out, "nonexistent"));
     free(out);
     /* a plugin that names its flag in its message: said once, not twice */
-    assert_int_equal(ffnlab(&out, "eval --run %s/tiny --task lm:stride=100", g_dir), 1);
+    assert_int_equal(ts_ffnlab(&out, "eval --run %s/tiny --task lm:stride=100", g_dir), 1);
     if (!strstr(out, "error: --task lm: stride 100 must be below the context (48)") || strstr(out, "--task lm: --task lm"))
         fail_msg("unexpected message: %s", out);
     free(out);
@@ -272,7 +261,7 @@ static void test_eval_errors(void **state) {
     snprintf(glue, sizeof glue, "%s/glue_late/RTE/train.tsv", g_dir);
     static const char bad_label[] = "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tmaybe\n";
     assert_int_equal(ts_write_file(glue, bad_label, sizeof bad_label - 1), 0);
-    assert_int_equal(ffnlab(&out, "eval --run %s/tiny --task glue:data=%s/glue_late,tasks=rte", g_dir, g_dir), 1);
+    assert_int_equal(ts_ffnlab(&out, "eval --run %s/tiny --task glue:data=%s/glue_late,tasks=rte", g_dir, g_dir), 1);
     if (!strstr(out, "train.tsv:2: label \"maybe\"") || strstr(out, "fine-tuned")) fail_msg("unexpected output: %s", out);
     free(out);
 }
@@ -282,11 +271,11 @@ static void test_failed_eval_changes_nothing(void **state) {
     char run[4200], eval_dir[4300], *out;
     snprintf(run, sizeof run, "%s/untouched", g_dir);
     snprintf(eval_dir, sizeof eval_dir, "%s/eval", run);
-    int rc = ffnlab(&out, "train " TINY " --steps 2 --run-dir %s", run);
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 2 --run-dir %s", run);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
     /* a task that writes no file leaves no eval/ folder */
-    assert_int_equal(ffnlab(&out, "eval --run %s --task lm", run), 0);
+    assert_int_equal(ts_ffnlab(&out, "eval --run %s --task lm", run), 0);
     free(out);
     assert_int_equal(access(eval_dir, F_OK), -1);
     static const char *const failing[] = {
@@ -297,7 +286,7 @@ static void test_failed_eval_changes_nothing(void **state) {
     for (int pass = 0; pass < 2; pass++) { /* without eval/, then with one a task made */
         char *before = ts_tree_digest(run);
         for (size_t i = 0; i < sizeof failing / sizeof *failing; i++) {
-            rc = ffnlab(&out, "eval --run %s %s", run, failing[i]);
+            rc = ts_ffnlab(&out, "eval --run %s %s", run, failing[i]);
             print_message("eval %s -> %d\n", failing[i], rc);
             assert_int_not_equal(rc, 0);
             free(out);
@@ -307,7 +296,7 @@ static void test_failed_eval_changes_nothing(void **state) {
         }
         free(before);
         if (!pass) { /* the built-in pairs are a file a task writes into eval/ */
-            assert_int_equal(ffnlab(&out, "eval --run %s --task blimp", run), 0);
+            assert_int_equal(ts_ffnlab(&out, "eval --run %s --task blimp", run), 0);
             free(out);
             assert_int_equal(access(eval_dir, F_OK), 0);
         }
@@ -319,7 +308,7 @@ static void test_failed_eval_changes_nothing(void **state) {
 static void test_blimp_layouts_and_errors(void **state) {
     (void)state;
     char *out;
-    int rc = ffnlab(&out, "eval --run %s/tiny --out %s/blimp.json --task blimp:data=" FIX "/blimp/release,supplement=" FIX
+    int rc = ts_ffnlab(&out, "eval --run %s/tiny --out %s/blimp.json --task blimp:data=" FIX "/blimp/release,supplement=" FIX
                           "/blimp/supplement --task blimp:data=" FIX "/blimp/babylm,paradigms=causative,wh_questions_object_gap",
                     g_dir, g_dir);
     if (rc) fail_msg("eval blimp failed (%d): %s", rc, out);
@@ -348,7 +337,7 @@ static void test_blimp_layouts_and_errors(void **state) {
     cJSON_Delete(doc);
     expect_eval_error("--task blimp:data=" FIX "/blimp/malformed", 1, "malformed/sv.jsonl:2: not valid JSON", NULL);
     expect_eval_error("--task blimp:data=" FIX "/blimp/release,paradigms=nope", 1, "paradigm 'nope' is not in", NULL);
-    rc = ffnlab(&out, "eval --run %s/tiny --task blimp:data=" FIX "/blimp/malformed,on_error=skip", g_dir);
+    rc = ts_ffnlab(&out, "eval --run %s/tiny --task blimp:data=" FIX "/blimp/malformed,on_error=skip", g_dir);
     if (rc) fail_msg("eval blimp on_error=skip failed (%d): %s", rc, out);
     assert_non_null(strstr(out, "sv.jsonl:4: sentence_bad is missing")); /* every skipped line is logged */
     free(out);
@@ -361,7 +350,7 @@ static void test_blimp_layouts_and_errors(void **state) {
 static void test_glue_fixtures(void **state) {
     (void)state;
     char *out;
-    int rc = ffnlab(&out, "eval --run %s/tiny --task glue:data=" FIX "/glue,tasks=cola,mrpc,mnli,qnli,boolq,multirc,wsc,"
+    int rc = ts_ffnlab(&out, "eval --run %s/tiny --task glue:data=" FIX "/glue,tasks=cola,mrpc,mnli,qnli,boolq,multirc,wsc,"
                           "batch_size=4,max_steps=4,eval_every=2,lr=1e-3",
                     g_dir);
     if (rc) fail_msg("eval glue failed (%d): %s", rc, out);
@@ -381,7 +370,7 @@ static void test_glue_fixtures(void **state) {
     assert_true(value_of(doc, "glue", "train_examples", "multirc", NULL, NULL) == 5);
     cJSON_Delete(doc);
     /* BabyLM layout: validation selects; hidden test labels → a predictions file */
-    rc = ffnlab(&out, "eval --run %s/tiny --task glue:data=" FIX "/babylm_glue,layout=babylm,tasks=cola,batch_size=4,"
+    rc = ts_ffnlab(&out, "eval --run %s/tiny --task glue:data=" FIX "/babylm_glue,layout=babylm,tasks=cola,batch_size=4,"
                       "max_steps=2,max_train=5",
                 g_dir);
     if (rc) fail_msg("eval glue babylm failed (%d): %s", rc, out);
@@ -404,12 +393,12 @@ static void test_train_runs_eval_tasks(void **state) {
     (void)state;
     char *out;
     /* a bad --eval-task fails before training starts */
-    int rc = ffnlab(&out, "train " TINY " --steps 6 --run-dir %s/typo --eval-task blimp:bogus=1", g_dir);
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 6 --run-dir %s/typo --eval-task blimp:bogus=1", g_dir);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "--eval-task blimp: unknown option 'bogus'"));
     assert_null(strstr(out, "step 1"));
     free(out);
-    rc = ffnlab(&out, "train " TINY " --steps 6 --run-dir %s/withtasks --eval-task blimp --eval-task lm:max_tokens=500", g_dir);
+    rc = ts_ffnlab(&out, "train " TINY " --steps 6 --run-dir %s/withtasks --eval-task blimp --eval-task lm:max_tokens=500", g_dir);
     if (rc) fail_msg("train --eval-task failed (%d): %s", rc, out);
     assert_non_null(strstr(out, "accuracy_paradigm_mean"));
     free(out);
@@ -428,7 +417,7 @@ static void test_train_runs_eval_tasks(void **state) {
 
 static double builtin_blimp(const char *run, const char *train_args) {
     char *out;
-    int rc = ffnlab(&out, "train " LEARN " %s --run-dir %s/%s --eval-task blimp", train_args, g_dir, run);
+    int rc = ts_ffnlab(&out, "train " LEARN " %s --run-dir %s/%s --eval-task blimp", train_args, g_dir, run);
     if (rc) fail_msg("train %s failed (%d): %s", run, rc, out);
     free(out);
     cJSON *doc = eval_json(run);

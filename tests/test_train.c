@@ -67,18 +67,6 @@
 
 #define g_dir ts_suite_dir /* the suite's temporary folder */
 
-/* Runs `ffnlab ARGS`; returns the exit code, output in *out. */
-static int ffnlab(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int ffnlab(char **out, const char *fmt, ...) {
-    char args[4096], cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s", ts_ffnlab_bin(), args);
-    return ts_run(cmd, out);
-}
-
 /* The "loss" values of metrics.jsonl's training lines, as text. */
 static char *losses(const char *run) {
     char path[4096];
@@ -100,7 +88,7 @@ static char *losses(const char *run) {
 static void test_learns_below_unigram_entropy(void **state) {
     (void)state;
     char *out;
-    int rc = ffnlab(&out, "train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
+    int rc = ts_ffnlab(&out, "train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
                           "--context 64 --batch-size 16 --steps 250 --warmup-steps 20 --lr 3e-3 --eval-every 50 "
                           "--eval-batches 8 --no-progress --run-dir %s/learn", g_dir);
     if (rc) fail_msg("train failed (%d): %s", rc, out);
@@ -112,7 +100,7 @@ static void test_learns_below_unigram_entropy(void **state) {
     assert_true(val < 0.6 * unigram);
     free(out);
 
-    rc = ffnlab(&out, "generate --run %s/learn --prompt 'Once upon a time' --max-tokens 40 --seed 3", g_dir);
+    rc = ts_ffnlab(&out, "generate --run %s/learn --prompt 'Once upon a time' --max-tokens 40 --seed 3", g_dir);
     if (rc) fail_msg("generate failed (%d): %s", rc, out);
     const char *text = out; /* stderr is captured too: skip "ffnlab: ..." notes (e.g. no GPU) */
     while (!strncmp(text, "ffnlab: ", 8) && strchr(text, '\n')) text = strchr(text, '\n') + 1;
@@ -121,9 +109,9 @@ static void test_learns_below_unigram_entropy(void **state) {
     free(out);
 
     char *uncached = NULL;
-    rc = ffnlab(&out, "generate --run %s/learn --temperature 0 --max-tokens 90", g_dir);
+    rc = ts_ffnlab(&out, "generate --run %s/learn --temperature 0 --max-tokens 90", g_dir);
     if (rc) fail_msg("generate failed (%d): %s", rc, out);
-    rc = ffnlab(&uncached, "generate --run %s/learn --temperature 0 --max-tokens 90 --no-cache", g_dir);
+    rc = ts_ffnlab(&uncached, "generate --run %s/learn --temperature 0 --max-tokens 90 --no-cache", g_dir);
     if (rc) fail_msg("generate --no-cache failed (%d): %s", rc, uncached);
     print_message("greedy: %s", out);
     assert_string_equal(out, uncached);
@@ -169,7 +157,7 @@ static void test_encoder_learns(void **state) {
     (void)state;
     char *out, dir[4200];
     snprintf(dir, sizeof dir, "%s/encoder", g_dir);
-    int rc = ffnlab(&out, "train --arch bert --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 "
+    int rc = ts_ffnlab(&out, "train --arch bert --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 "
                           "--n-heads 4 --context 32 --batch-size 32 --steps %d --warmup-steps 50 --lr 3e-3 "
                           "--eval-every 0 --no-progress --run-dir %s --eval-task blimp", ENCODER_STEPS, dir);
     if (rc) fail_msg("train --arch bert failed (%d): %s", rc, out);
@@ -188,7 +176,7 @@ static void test_encoder_learns(void **state) {
     assert_true(acc > 0.56);
 #endif
     assert_true(eval_value(dir, "blimp", "pairs") == 4000);
-    rc = ffnlab(&out, "generate --run %s --max-tokens 5", dir);
+    rc = ts_ffnlab(&out, "generate --run %s --max-tokens 5", dir);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "encoder"));
     free(out);
@@ -197,14 +185,14 @@ static void test_encoder_learns(void **state) {
 static void test_resume_is_bit_identical(void **state) {
     (void)state;
     char *out;
-    int rc = ffnlab(&out, "train " TINY " --steps 24 --run-dir %s/full", g_dir);
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 24 --run-dir %s/full", g_dir);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
-    rc = ffnlab(&out, "train " TINY " --steps 24 --stop-after 11 --run-dir %s/paused", g_dir);
+    rc = ts_ffnlab(&out, "train " TINY " --steps 24 --stop-after 11 --run-dir %s/paused", g_dir);
     if (rc) fail_msg("train --stop-after failed: %s", out);
     assert_non_null(strstr(out, "stopped after step 11"));
     free(out);
-    rc = ffnlab(&out, "train --resume --no-progress --run-dir %s/paused", g_dir);
+    rc = ts_ffnlab(&out, "train --resume --no-progress --run-dir %s/paused", g_dir);
     if (rc) fail_msg("train --resume failed: %s", out);
     free(out);
     char full[4096], paused[4096];
@@ -243,7 +231,7 @@ static void test_metrics_stats_and_summary(void **state) {
     (void)state;
     char run[4200], *out;
     snprintf(run, sizeof run, "%s/stats", g_dir);
-    int rc = ffnlab(&out, "train " TINY " --n-layers 2 --steps 12 --log-every 4 --eval-every 8 --ffn moe:experts=4,top_k=1 "
+    int rc = ts_ffnlab(&out, "train " TINY " --n-layers 2 --steps 12 --log-every 4 --eval-every 8 --ffn moe:experts=4,top_k=1 "
                            "--ffn-layer 1=pkm:heads=2,n_keys=8,knn=4,k_dim=16 --run-dir %s", run);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
@@ -297,7 +285,7 @@ static void test_resume_cuts_metrics(void **state) {
     (void)state;
     char run[4200], path[4300], *out;
     snprintf(run, sizeof run, "%s/cut", g_dir);
-    int rc = ffnlab(&out, "train " TINY " --steps 12 --stop-after 6 --eval-every 0 --run-dir %s", run);
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 12 --stop-after 6 --eval-every 0 --run-dir %s", run);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
     int n;
@@ -308,7 +296,7 @@ static void test_resume_cuts_metrics(void **state) {
     FILE *f = fopen(path, "a");
     fputs("{\"step\":7,\"loss\":9,\"time_s\":99}\n{\"step\":8,\"lo", f); /* and a half-written line */
     fclose(f);
-    rc = ffnlab(&out, "train --resume --no-progress --run-dir %s", run);
+    rc = ts_ffnlab(&out, "train --resume --no-progress --run-dir %s", run);
     if (rc) fail_msg("resume failed: %s", out);
     free(out);
     lines = metrics_lines(run, &n);
@@ -325,14 +313,14 @@ static void test_resume_cuts_metrics(void **state) {
 static void test_refuses_to_overwrite_a_run(void **state) {
     (void)state;
     char *out;
-    int rc = ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/once", g_dir);
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/once", g_dir);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
-    rc = ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/once", g_dir);
+    rc = ts_ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/once", g_dir);
     assert_int_not_equal(rc, 0);
     assert_non_null(strstr(out, "--force"));
     free(out);
-    rc = ffnlab(&out, "train " TINY " --steps 2 --force --run-dir %s/once", g_dir);
+    rc = ts_ffnlab(&out, "train " TINY " --steps 2 --force --run-dir %s/once", g_dir);
     assert_int_equal(rc, 0);
     free(out);
 }
@@ -366,7 +354,7 @@ static void test_failed_start_leaves_nothing(void **state) {
         char flag[4400], *out;
         snprintf(flag, sizeof flag, "%s", causes[i].flag ? causes[i].flag : "");
         if (!causes[i].flag) snprintf(flag, sizeof flag, "--corpus %s", bad);
-        int rc = ffnlab(&out, "train " TINY " --steps 2 %s --run-dir %s/run", flag, parent);
+        int rc = ts_ffnlab(&out, "train " TINY " --steps 2 %s --run-dir %s/run", flag, parent);
         print_message("%s -> %d: %s", flag, rc, out);
         assert_int_not_equal(rc, 0);
         assert_non_null(strstr(out, causes[i].want));
@@ -376,7 +364,7 @@ static void test_failed_start_leaves_nothing(void **state) {
         free(ls);
     }
     char *out;
-    int rc = ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/run", parent); /* corrected: runs */
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/run", parent); /* corrected: runs */
     if (rc) fail_msg("the corrected command failed: %s", out);
     free(out);
     char *ls = listing(parent);
@@ -388,12 +376,12 @@ static void test_failure_keeps_an_existing_run(void **state) {
     (void)state;
     char run[4200], *out;
     snprintf(run, sizeof run, "%s/kept", g_dir);
-    int rc = ffnlab(&out, "train " TINY " --steps 3 --run-dir %s", run);
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 3 --run-dir %s", run);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
     char *before = ts_tree_digest(run);
     /* --force with a bad plugin: refused before anything is written */
-    rc = ffnlab(&out, "train " TINY " --steps 3 --force --ffn nosuchplugin --run-dir %s", run);
+    rc = ts_ffnlab(&out, "train " TINY " --steps 3 --force --ffn nosuchplugin --run-dir %s", run);
     assert_int_not_equal(rc, 0);
     free(out);
     /* --force, failing after the new folder took its place but before its
@@ -406,7 +394,7 @@ static void test_failure_keeps_an_existing_run(void **state) {
     assert_non_null(strstr(out, "not finite"));
     free(out);
     /* --resume that cannot load the checkpoint: writes nothing */
-    rc = ffnlab(&out, "train " TINY " --steps 6 --d-model 48 --resume --run-dir %s", run);
+    rc = ts_ffnlab(&out, "train " TINY " --steps 6 --d-model 48 --resume --run-dir %s", run);
     assert_int_not_equal(rc, 0);
     free(out);
     char *after = ts_tree_digest(run);
@@ -416,7 +404,7 @@ static void test_failure_keeps_an_existing_run(void **state) {
     free(ls);
     free(before), free(after);
     /* --force that succeeds replaces it, and leaves nothing beside it */
-    rc = ffnlab(&out, "train " TINY " --steps 2 --force --run-dir %s", run);
+    rc = ts_ffnlab(&out, "train " TINY " --steps 2 --force --run-dir %s", run);
     if (rc) fail_msg("train --force failed: %s", out);
     free(out);
     ls = listing(g_dir);
@@ -471,21 +459,18 @@ static void test_sigint_saves_and_resumes(void **state) {
     assert_non_null(strstr(text, "checkpoint saved"));
     free(text);
     char *out;
-    int rc = ffnlab(&out, "train --resume --steps 40 --no-progress --run-dir %s", dir);
+    int rc = ts_ffnlab(&out, "train --resume --steps 40 --no-progress --run-dir %s", dir);
     if (rc) fail_msg("resume after SIGINT failed: %s", out);
     free(out);
 }
 
 /* The command fails, printing one line that contains `want`. */
 static void expect_error(const char *want, const char *fmt, ...) {
-    char args[4096], full[8300];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(args, sizeof args, fmt, ap);
-    va_end(ap);
     char *out;
-    snprintf(full, sizeof full, "'%s' %s", ts_ffnlab_bin(), args);
-    int rc = ts_run(full, &out);
+    int rc = ts_ffnlabv(&out, fmt, ap);
+    va_end(ap);
     if (rc == 0 || !strstr(out, want)) fail_msg("expected failure mentioning '%s'; got %d: %s", want, rc, out);
     assert_non_null(strstr(out, "ffnlab: error: "));
     free(out);
@@ -508,7 +493,7 @@ static void test_bad_input_is_one_clear_line(void **state) {
 
     /* a good run to damage */
     char *out;
-    int rc = ffnlab(&out, "train " TINY " --steps 3 --run-dir %s/good", g_dir);
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 3 --run-dir %s/good", g_dir);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
     expect_error("the model expects", "train " TINY " --steps 3 --d-model 48 --run-dir %s/good --resume --steps 6", g_dir);
@@ -533,7 +518,7 @@ static const char *reference_losses(void) {
     if (ref) return ref;
     char *out, dir[4200];
     snprintf(dir, sizeof dir, "%s/reference", g_dir);
-    int rc = ffnlab(&out, "train " FAULT_RUN " --run-dir %s", dir);
+    int rc = ts_ffnlab(&out, "train " FAULT_RUN " --run-dir %s", dir);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
     return ref = losses(dir);
@@ -605,7 +590,7 @@ static long checkpoint_step(const char *run) {
 /* --resume of run completes and logs the uninterrupted run's losses. */
 static void expect_resumes_exactly(const char *run) {
     char *out;
-    int rc = ffnlab(&out, "train --resume --no-progress --run-dir %s", run);
+    int rc = ts_ffnlab(&out, "train --resume --no-progress --run-dir %s", run);
     if (rc) fail_msg("resume of %s failed (%d): %s", run, rc, out);
     free(out);
     char *got = losses(run);
@@ -660,7 +645,7 @@ static void test_full_disk_keeps_the_last_checkpoint(void **state) {
     char run[4200], log[4300], tmp[4300], *out;
     snprintf(run, sizeof run, "%s/full_disk", g_dir);
     snprintf(log, sizeof log, "%s/full_disk.log", g_dir);
-    int rc = ffnlab(&out, "train " FAULT_RUN " --stop-after 8 --run-dir %s", run);
+    int rc = ts_ffnlab(&out, "train " FAULT_RUN " --stop-after 8 --run-dir %s", run);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
     /* files of at most 32 KiB: model.safetensors (~60 KiB) no longer fits */
@@ -687,7 +672,7 @@ static void test_unwritable_run_folder_refused_first(void **state) {
     char file[4200], ro[4200], cmd[16384], *out;
     snprintf(file, sizeof file, "%s/a_file", g_dir);
     ts_write_file(file, "x", 1);
-    int rc = ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/run", file);
+    int rc = ts_ffnlab(&out, "train " TINY " --steps 2 --run-dir %s/run", file);
     if (rc != 1 || !strstr(out, "a_file: not a folder") || strstr(out, "training a"))
         fail_msg("a file in the way: exit %d: %s", rc, out);
     free(out);
@@ -739,11 +724,11 @@ static void test_given_tokenizer_sizes_the_model(void **state) {
     char corpus[4200], tok[4200], path[4300], *out;
     snprintf(corpus, sizeof corpus, "%s/tok_corpus.txt", g_dir);
     snprintf(tok, sizeof tok, "%s/tok400.json", g_dir);
-    int rc = ffnlab(&out, "data generate --out %s --bytes 200000", corpus);
-    if (!rc) free(out), rc = ffnlab(&out, "tokenizer train --corpus %s --vocab-size 400 --out %s", corpus, tok);
+    int rc = ts_ffnlab(&out, "data generate --out %s --bytes 200000", corpus);
+    if (!rc) free(out), rc = ts_ffnlab(&out, "tokenizer train --corpus %s --vocab-size 400 --out %s", corpus, tok);
     if (rc) fail_msg("making a tokenizer failed: %s", out);
     free(out);
-    rc = ffnlab(&out, "train " TINY " --steps 2 --tokenizer %s --run-dir %s/tok400", tok, g_dir); /* TINY says 320 */
+    rc = ts_ffnlab(&out, "train " TINY " --steps 2 --tokenizer %s --run-dir %s/tok400", tok, g_dir); /* TINY says 320 */
     if (rc) fail_msg("train failed: %s", out);
     assert_non_null(strstr(out, "vocab_size 400: the tokenizer's (the config said 320)"));
     free(out);
@@ -751,7 +736,7 @@ static void test_given_tokenizer_sizes_the_model(void **state) {
     cJSON *cfg = ts_read_json(path);
     assert_int_equal(ts_json_num(cfg, "vocab_size"), 400);
     cJSON_Delete(cfg);
-    rc = ffnlab(&out, "train --resume --steps 4 --no-progress --run-dir %s/tok400", g_dir);
+    rc = ts_ffnlab(&out, "train --resume --steps 4 --no-progress --run-dir %s/tok400", g_dir);
     if (rc) fail_msg("resume failed: %s", out);
     free(out);
 }

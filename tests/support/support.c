@@ -142,6 +142,21 @@ int ts_run(const char *cmd, char **out) {
 
 const char *ts_ffnlab_bin(void) { return FFNLAB_BIN; }
 
+int ts_ffnlabv(char **out, const char *fmt, va_list ap) {
+    char args[7000], cmd[8192];
+    vsnprintf(args, sizeof args, fmt, ap);
+    snprintf(cmd, sizeof cmd, "'%s' %s", ts_ffnlab_bin(), args);
+    return ts_run(cmd, out);
+}
+
+int ts_ffnlab(char **out, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    const int rc = ts_ffnlabv(out, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 int ts_shared_data(const char *rel, char *buf, size_t n) {
     snprintf(buf, n, "%s/%s", FFNLAB_SHARED_DATA, rel);
     struct stat st;

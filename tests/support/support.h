@@ -69,6 +69,10 @@ char *ts_read_file(const char *path, size_t *len);
 /* Runs `cmd` with /bin/sh, capturing stdout and stderr (malloc'ed into *out if
    out != NULL). Returns the exit status (or -1). */
 int ts_run(const char *cmd, char **out);
+/* ts_run of `ffnlab ARGS`, ARGS formatted as printf does (the shell reads
+   them: quote paths). */
+int ts_ffnlab(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ts_ffnlabv(char **out, const char *fmt, va_list ap);
 
 /* Every path under dir with the SHA-256 of each file, sorted (malloc'ed):
    two equal digests mean two byte-identical trees. */
