@@ -309,8 +309,8 @@ static void test_blimp_layouts_and_errors(void **state) {
     (void)state;
     char *out;
     int rc = ts_ffnlab(&out, "eval --run %s/tiny --out %s/blimp.json --task blimp:data=" FIX "/blimp/release,supplement=" FIX
-                          "/blimp/supplement --task blimp:data=" FIX "/blimp/babylm,paradigms=causative,wh_questions_object_gap",
-                    g_dir, g_dir);
+                             "/blimp/supplement --task blimp:data=" FIX "/blimp/babylm,paradigms=causative,wh_questions_object_gap",
+                       g_dir, g_dir);
     if (rc) fail_msg("eval blimp failed (%d): %s", rc, out);
     free(out);
     char path[4096];
@@ -351,8 +351,8 @@ static void test_glue_fixtures(void **state) {
     (void)state;
     char *out;
     int rc = ts_ffnlab(&out, "eval --run %s/tiny --task glue:data=" FIX "/glue,tasks=cola,mrpc,mnli,qnli,boolq,multirc,wsc,"
-                          "batch_size=4,max_steps=4,eval_every=2,lr=1e-3",
-                    g_dir);
+                             "batch_size=4,max_steps=4,eval_every=2,lr=1e-3",
+                       g_dir);
     if (rc) fail_msg("eval glue failed (%d): %s", rc, out);
     free(out);
     cJSON *doc = eval_json("tiny");
@@ -371,8 +371,8 @@ static void test_glue_fixtures(void **state) {
     cJSON_Delete(doc);
     /* BabyLM layout: validation selects; hidden test labels → a predictions file */
     rc = ts_ffnlab(&out, "eval --run %s/tiny --task glue:data=" FIX "/babylm_glue,layout=babylm,tasks=cola,batch_size=4,"
-                      "max_steps=2,max_train=5",
-                g_dir);
+                         "max_steps=2,max_train=5",
+                   g_dir);
     if (rc) fail_msg("eval glue babylm failed (%d): %s", rc, out);
     free(out);
     doc = eval_json("tiny");

@@ -89,8 +89,8 @@ static void test_learns_below_unigram_entropy(void **state) {
     (void)state;
     char *out;
     int rc = ts_ffnlab(&out, "train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
-                          "--context 64 --batch-size 16 --steps 250 --warmup-steps 20 --lr 3e-3 --eval-every 50 "
-                          "--eval-batches 8 --no-progress --run-dir %s/learn", g_dir);
+                             "--context 64 --batch-size 16 --steps 250 --warmup-steps 20 --lr 3e-3 --eval-every 50 "
+                             "--eval-batches 8 --no-progress --run-dir %s/learn", g_dir);
     if (rc) fail_msg("train failed (%d): %s", rc, out);
     const char *p = strstr(out, "trained 250 steps: validation loss ");
     assert_non_null(p);
@@ -158,8 +158,8 @@ static void test_encoder_learns(void **state) {
     char *out, dir[4200];
     snprintf(dir, sizeof dir, "%s/encoder", g_dir);
     int rc = ts_ffnlab(&out, "train --arch bert --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 "
-                          "--n-heads 4 --context 32 --batch-size 32 --steps %d --warmup-steps 50 --lr 3e-3 "
-                          "--eval-every 0 --no-progress --run-dir %s --eval-task blimp", ENCODER_STEPS, dir);
+                             "--n-heads 4 --context 32 --batch-size 32 --steps %d --warmup-steps 50 --lr 3e-3 "
+                             "--eval-every 0 --no-progress --run-dir %s --eval-task blimp", ENCODER_STEPS, dir);
     if (rc) fail_msg("train --arch bert failed (%d): %s", rc, out);
     char line[64];
     snprintf(line, sizeof line, "trained %d steps: validation loss ", ENCODER_STEPS);
@@ -232,7 +232,7 @@ static void test_metrics_stats_and_summary(void **state) {
     char run[4200], *out;
     snprintf(run, sizeof run, "%s/stats", g_dir);
     int rc = ts_ffnlab(&out, "train " TINY " --n-layers 2 --steps 12 --log-every 4 --eval-every 8 --ffn moe:experts=4,top_k=1 "
-                           "--ffn-layer 1=pkm:heads=2,n_keys=8,knn=4,k_dim=16 --run-dir %s", run);
+                              "--ffn-layer 1=pkm:heads=2,n_keys=8,knn=4,k_dim=16 --run-dir %s", run);
     if (rc) fail_msg("train failed: %s", out);
     free(out);
     int n;
