@@ -8,7 +8,6 @@
 
 #include "cli.h"
 #include "error.h"
-#include "fsutil.h" /* fl_check_file_writable */
 #include "job.h"
 #include "results.h"
 
@@ -37,9 +36,7 @@ int fl_cli_write_json(const char *path, struct cJSON *doc) {
 
 int fl_cli_json_target(const char *path) {
     fl_error err = {0};
-    if (!path || !fl_check_file_writable(path, &err)) return 0;
-    fl_error_prefix(&err, "--json");
-    return fl_cli_report(&err);
+    return path && fl_json_check_report(path, &err) ? fl_cli_report(&err) : 0;
 }
 
 int fl_cli_int(const char *cmd, const char *flag, const char *s, int lo, int hi, int *out) {

@@ -32,10 +32,10 @@
 #include "comm.h"
 #include "dist.h"
 #include "error.h"
-#include "fsutil.h"
 #include "host_table.h"
 #include "model.h"
 #include "optim.h"
+#include "results.h"
 
 typedef struct step_figures {
     double step_s, comm_s, comm_max_s, sync_s;
@@ -219,14 +219,6 @@ static void share_cores(const fl_comm *w) {
     if (w->size > 1 && here > 1) omp_set_num_threads(omp_get_num_procs() / here > 0 ? omp_get_num_procs() / here : 1);
 }
 
-/* Rank 0 writes the report at the end: its file is checked first, as in
-   every bench mode, and every rank stops if it cannot be written. */
-static fl_status report_writable(const char *path, fl_error *err) {
-    fl_status st = fl_check_file_writable(path, err);
-    if (st) fl_error_prefix(err, "--json");
-    return st;
-}
-
 fl_status fl_bench_comm(const fl_bench_comm_opts *o, fl_bench_comm_result *r, fl_error *err) {
     memset(r, 0, sizeof *r);
     const fl_bench_shape *s = &o->shape;
@@ -234,7 +226,9 @@ fl_status fl_bench_comm(const fl_bench_comm_opts *o, fl_bench_comm_result *r, fl
     const fl_comm *w = NULL, *c = NULL;
     fl_status st = fl_comm_world(&w, err);
     if (st) return st;
-    if (o->json && (st = fl_comm_agree(w, w->rank == 0 ? report_writable(o->json, err) : FL_OK, err))) return st;
+    /* rank 0 writes the report at the end: it checks the file first, and every rank stops if it cannot */
+    if (o->json && (st = fl_comm_agree(w, w->rank == 0 ? fl_json_check_report(o->json, err) : FL_OK, err)))
+        return st;
     const int ep = o->expert_parallel ? o->expert_parallel : w->size;
     if (s->batch % w->size)
         return fl_comm_agree(w, fl_fail(err, FL_EINVAL, "--batch %d does not split over %d processes", s->batch, w->size), err);

@@ -23,6 +23,12 @@ fl_status fl_json_write_file(const char *path, const cJSON *doc, fl_error *err) 
     return st;
 }
 
+fl_status fl_json_check_report(const char *path, fl_error *err) {
+    fl_status st = fl_check_file_writable(path, err);
+    if (st) fl_error_prefix(err, "--json");
+    return st;
+}
+
 fl_status fl_json_append_line(FILE *f, const cJSON *doc, fl_error *err) {
     char *text = cJSON_PrintUnformatted(doc);
     if (!text) return fl_fail(err, FL_ENOMEM, "out of memory writing a JSON line");

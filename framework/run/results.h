@@ -21,6 +21,9 @@
 
 /* doc pretty-printed to path, atomically (temp file, fsync, rename). */
 fl_status fl_json_write_file(const char *path, const cJSON *doc, fl_error *err);
+/* Before the work that fills it: FL_OK when fl_json_write_file can write
+   the --json report at path, else why (prefixed "--json"). */
+fl_status fl_json_check_report(const char *path, fl_error *err);
 /* doc on one line of f (JSON Lines), flushed. */
 fl_status fl_json_append_line(FILE *f, const cJSON *doc, fl_error *err);
 

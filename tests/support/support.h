@@ -28,13 +28,13 @@ double ts_rel_error(const float *a, const float *b, size_t n);
    backends round a bf16 output or GEMM input; and bf16 bits widened. */
 uint16_t ts_bf16(float x);
 float ts_bf16_float(uint16_t h);
+/* x rounded to bf16 and back (a value a bf16 tensor can hold) */
+static inline float ts_bf16_round(float x) { return ts_bf16_float(ts_bf16(x)); }
 
 /* Activation `act` (fl_activation: identity, GELU in GPT-2's tanh form,
    ReLU, SiLU) of x in double: the reference the ops and plugins are
    checked against. */
 double ts_act_ref(int act, double x);
-/* x rounded to bf16 and back (a value a bf16 tensor can hold) */
-static inline float ts_bf16_round(float x) { return ts_bf16_float(ts_bf16(x)); }
 
 /* Fails the test printing err->msg unless st == FL_OK. */
 #define ts_assert_ok(st, err)                                                        \
