@@ -59,8 +59,10 @@ static void check_step(const cJSON *doc, int processes) {
     assert_true(ms > 0);
     assert_true(fabs(tps - 64 / (ms * 1e-3)) <= 1e-9 * tps);
     assert_true(fabs(ts_json_num(doc, "us_per_token") - 1e3 * ms / 64) <= 1e-9 * 1e3 * ms / 64);
+    /* the mean over ranks is at most the slowest rank's, which is kept in
+       whole microseconds (truncated): to within 1 us */
     const double comm = ts_json_num(doc, "comm_ms");
-    assert_true(comm >= 0 && comm <= ts_json_num(doc, "comm_max_ms") + 1e-12);
+    assert_true(comm >= 0 && comm <= ts_json_num(doc, "comm_max_ms") + 1e-3);
 }
 
 /* bench --comm on np ranks (0: no mpirun) writing a report: its output
