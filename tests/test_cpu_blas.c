@@ -13,14 +13,23 @@
  *   reference on odd small shapes and at a training step's shape, inside an
  *   OpenMP parallel region (attention's per-head products), and give the
  *   same bits on every run.
- * - Left to itself (registered again as test_cpu_blas_auto, with
- *   FFNLAB_TEST_BLAS_AUTO set and oneDNN held below AVX-512), the backend
- *   takes each installed library for its kind, except BLIS in a sanitizer
- *   build that did not preload it (LeakSanitizer's crash at exit).
+ * - Forced onto the transposed route (registered again as
+ *   test_cpu_blas_transposed, with FFNLAB_TEST_BLAS_TRANSPOSED set: every
+ *   Aᵀ·B computed as (Bᵀ·A)ᵀ on oneDNN), the backend names it, and its
+ *   products match the reference on odd shapes and a tall weight gradient,
+ *   with beta 0 over NaN, inside a parallel region, with the same bits on
+ *   every run.
+ * - Left to itself with oneDNN held below AVX-512 (test_cpu_blas_auto,
+ *   FFNLAB_TEST_BLAS_AUTO=avx2), the backend takes each installed library for
+ *   its kind, except BLIS in a sanitizer build that did not preload it
+ *   (LeakSanitizer's crash at exit), and never the transposed route.
+ * - Left to itself on this CPU (test_cpu_blas_native, FFNLAB_TEST_BLAS_AUTO=
+ *   native): where oneDNN runs AVX-512 kernels, tall weight gradients take
+ *   the transposed route and no library is loaded; elsewhere as above.
  *
  * The order matters: the refusals come first, then both libraries are forced
- * once, and that holds for the rest of the process (so the automatic choice
- * needs a process of its own).
+ * once, and that holds for the rest of the process (so each automatic choice
+ * and the transposed route need a process of their own).
  */
 #include <math.h>
 #include <omp.h>
@@ -51,7 +60,8 @@ static void expect_refused(const char *var, const char *value, const char *lib_v
 static void test_bad_choices_are_refused(void **state) {
     (void)state;
     const char *tn = "FFNLAB_CPU_GEMM_TN", *narrow = "FFNLAB_CPU_GEMM_NARROW";
-    expect_refused(tn, "fast", NULL, NULL, FL_EINVAL, "FFNLAB_CPU_GEMM_TN=fast: expected auto, onednn or openblas");
+    expect_refused(tn, "fast", NULL, NULL, FL_EINVAL,
+                   "FFNLAB_CPU_GEMM_TN=fast: expected auto, onednn, openblas or transposed");
     expect_refused(tn, "openblas", "FFNLAB_OPENBLAS", "/nonexistent/libopenblas.so.0", FL_EUNSUPPORTED,
                    "FFNLAB_CPU_GEMM_TN=openblas: cannot load /nonexistent/libopenblas.so.0");
     expect_refused(tn, "openblas", "FFNLAB_OPENBLAS", "libm.so.6", FL_EUNSUPPORTED,
@@ -191,12 +201,62 @@ static void test_blis_is_deterministic(void **state) {
     check_deterministic(0, 0, 300, 256, 1500);
 }
 
-/* ---- the automatic choice (test_cpu_blas_auto) ---- */
+/* ---- the transposed route (test_cpu_blas_transposed) ---- */
+
+static void use_transposed(void) {
+    setenv("FFNLAB_CPU_GEMM_TN", "transposed", 1);
+    setenv("FFNLAB_CPU_GEMM_NARROW", "onednn", 1);
+    fl_error err = {0};
+    assert_int_equal(fl_cpu_set_precision("fp32", &err), FL_OK);
+}
+
+static void test_transposed_is_named(void **state) {
+    (void)state;
+    use_transposed();
+    const char *desc = tf_be->describe();
+    print_message("backend: %s\n", desc);
+    assert_non_null(strstr(desc, ", weight gradients (Aᵀ·B) as (Bᵀ·A)ᵀ"));
+    assert_null(strstr(desc, " on OpenBLAS "));
+}
+
+static void test_transposed_products_match_reference(void **state) {
+    (void)state;
+    use_transposed();
+    check_odd_shapes(1, 0);
+    /* an FFN's first layer's dW: [d_ff, d] (+)= dYᵀ[tokens, d_ff]ᵀ X[tokens, d] */
+    check_product(1, 0, 1100, 130, 1030, 1.0f, 0.0f);
+    check_product(1, 0, 1100, 130, 1030, 0.7f, 0.3f);
+}
+
+static void test_transposed_inside_a_parallel_region(void **state) {
+    (void)state;
+    use_transposed();
+    check_in_parallel_region(1, 0, "Aᵀ·B as (Bᵀ·A)ᵀ per head in a parallel region");
+}
+
+static void test_transposed_is_deterministic(void **state) {
+    (void)state;
+    use_transposed();
+    check_deterministic(1, 0, 1100, 130, 1500);
+}
+
+/* ---- the automatic choice (test_cpu_blas_auto, test_cpu_blas_native) ---- */
 
 /* Whether FFNLAB_TEST_INSTALLED, the libraries the build found, names lib. */
 static int installed(const char *lib) {
     const char *s = getenv("FFNLAB_TEST_INSTALLED");
     return s && strstr(s, lib) != NULL;
+}
+
+/* The backend's description once it chose with nothing forced. */
+static const char *choose_automatically(void) {
+    unsetenv("FFNLAB_CPU_GEMM_TN");
+    unsetenv("FFNLAB_CPU_GEMM_NARROW");
+    fl_error err = {0};
+    assert_int_equal(fl_cpu_set_precision("fp32", &err), FL_OK);
+    const char *desc = tf_be->describe();
+    print_message("backend: %s\n", desc);
+    return desc;
 }
 
 /* Nothing forced, and oneDNN held to AVX2 kernels on every CPU
@@ -206,12 +266,7 @@ static int installed(const char *lib) {
    take come out right. */
 static void test_auto_takes_installed_libraries(void **state) {
     (void)state;
-    unsetenv("FFNLAB_CPU_GEMM_TN");
-    unsetenv("FFNLAB_CPU_GEMM_NARROW");
-    fl_error err = {0};
-    assert_int_equal(fl_cpu_set_precision("fp32", &err), FL_OK);
-    const char *desc = tf_be->describe();
-    print_message("backend: %s\n", desc);
+    const char *desc = choose_automatically();
     assert_true(strstr(desc, ", ISA avx2,") || strstr(desc, ", ISA avx2_vnni,"));
     int blis = installed("blis");
 #ifdef FFNLAB_TEST_SANITIZED
@@ -220,17 +275,50 @@ static void test_auto_takes_installed_libraries(void **state) {
 #endif
     assert_int_equal(strstr(desc, ", weight gradients (Aᵀ·B) on OpenBLAS ") != NULL, installed("openblas"));
     assert_int_equal(strstr(desc, ", narrow products (N 224-256) on BLIS ") != NULL, blis);
+    assert_null(strstr(desc, "as (Bᵀ·A)ᵀ"));
     /* an FFN's dW; an input gradient into a d_model of 256 */
     check_product(1, 0, 512, 128, 2048, 1.0f, 1.0f);
     check_product(0, 0, 2048, 256, 512, 1.0f, 0.0f);
 }
 
+/* Nothing forced, oneDNN free: on AVX-512 kernels the tall weight gradients
+   (M >= 1024 and >= 2N, N <= 512, K >= 1024) run transposed and no library
+   is loaded; on AVX2 ones, no transposed route. Products on either side of
+   the rule come out right. */
+static void test_native_choice(void **state) {
+    (void)state;
+    const char *desc = choose_automatically();
+    const int avx512 = strstr(desc, ", ISA avx512") != NULL;
+    assert_int_equal(strstr(desc, ", tall weight gradients (Aᵀ·B, M >= 1024) as (Bᵀ·A)ᵀ") != NULL, avx512);
+    if (avx512) assert_null(strstr(desc, " on OpenBLAS "));
+    check_product(1, 0, 2048, 256, 1024, 1.0f, 0.0f);  /* tall: the LM head's dW, shorter */
+    check_product(1, 0, 2048, 256, 1024, 0.5f, 1.0f);
+    check_product(1, 0, 1023, 256, 1024, 1.0f, 1.0f);  /* not tall: an expert's dW */
+    check_product(1, 0, 1024, 520, 1024, 1.0f, 1.0f);  /* not tall: N > 512 */
+}
+
 int main(void) {
-    if (getenv("FFNLAB_TEST_BLAS_AUTO")) {
+    const char *automatic = getenv("FFNLAB_TEST_BLAS_AUTO");
+    if (automatic && !strcmp(automatic, "avx2")) {
         const struct CMUnitTest auto_tests[] = {
             cmocka_unit_test_teardown(test_auto_takes_installed_libraries, tf_free_all),
         };
         return cmocka_run_group_tests_name("cpu_blas_auto", auto_tests, tf_setup_cpu, NULL);
+    }
+    if (automatic && !strcmp(automatic, "native")) {
+        const struct CMUnitTest native_tests[] = {
+            cmocka_unit_test_teardown(test_native_choice, tf_free_all),
+        };
+        return cmocka_run_group_tests_name("cpu_blas_native", native_tests, tf_setup_cpu, NULL);
+    }
+    if (getenv("FFNLAB_TEST_BLAS_TRANSPOSED")) {
+        const struct CMUnitTest transposed_tests[] = {
+            cmocka_unit_test_teardown(test_transposed_is_named, tf_free_all),
+            cmocka_unit_test_teardown(test_transposed_products_match_reference, tf_free_all),
+            cmocka_unit_test_teardown(test_transposed_inside_a_parallel_region, tf_free_all),
+            cmocka_unit_test_teardown(test_transposed_is_deterministic, tf_free_all),
+        };
+        return cmocka_run_group_tests_name("cpu_blas_transposed", transposed_tests, tf_setup_cpu, NULL);
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_bad_choices_are_refused, tf_free_all),

@@ -39,10 +39,11 @@ static inline int32_t *cpu_i32(const fl_tensor *t) { return (int32_t *)t->data; 
 /* Logs "cpu op <op>: shape check failed: <cond>" and asserts (debug). */
 void cpu_shape_error(const char *op, const char *cond);
 
-/* The products oneDNN's AVX2 sgemm runs slowly, on other libraries
-   (cpu_blas.c): weight gradients Aᵀ·B on OpenBLAS, narrow products on BLIS
-   (on CPUs where oneDNN runs AVX2 kernels, where the library's OpenMP build
-   is installed; FFNLAB_CPU_GEMM_TN and FFNLAB_CPU_GEMM_NARROW force a path).
+/* The products oneDNN's sgemm runs slowly, and what runs them instead
+   (cpu_blas.c): where oneDNN runs AVX2 kernels, weight gradients Aᵀ·B on
+   OpenBLAS and narrow products on BLIS (where the library's OpenMP build is
+   installed); where it runs AVX-512 ones, tall weight gradients as (Bᵀ·A)ᵀ
+   (FFNLAB_CPU_GEMM_TN and FFNLAB_CPU_GEMM_NARROW force a path).
    cpu_blas_choose reads the environment (an error for a bad value or a
    forced library that is missing); the others choose on first use if it was
    not called. cpu_blas_describe: ", weight gradients (Aᵀ·B) on OpenBLAS

@@ -2,8 +2,9 @@
  * backends/cpu/cpu_gemm.c — every matrix multiply of the CPU backend: plain,
  * batched, grouped (MoE experts) and the grouped weight gradient, all on
  * oneDNN's row-major dnnl_sgemm (measured fastest fp32 path here, see
- * MEASUREMENTS.md) — except the two kinds of product other libraries run
- * faster on AVX2 CPUs (cpu_blas.c) — or in the bf16 precision mode on oneDNN's
+ * MEASUREMENTS.md) — except the kinds of product other libraries run
+ * faster on AVX2 CPUs, or oneDNN itself when transposed on AVX-512 ones
+ * (cpu_blas.c) — or in the bf16 precision mode on oneDNN's
  * bf16 matmul (cpu_gemm_bf16.c). Attention's products (cpu_attention.c) call cpu_sgemm
  * directly and stay fp32 in either mode.
  *
