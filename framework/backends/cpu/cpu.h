@@ -47,7 +47,8 @@ void cpu_shape_error(const char *op, const char *cond);
    cpu_blas_choose reads the environment (an error for a bad value or a
    forced library that is missing); the others choose on first use if it was
    not called. cpu_blas_describe: ", weight gradients (Aᵀ·B) on OpenBLAS
-   0.3.21 (Zen), narrow products (N 224-256) on BLIS 0.9.0 (zen3)", or "".
+   0.3.21 (Zen), narrow products (N 224-256) on BLIS 0.9.0 (zen3)", ", tall
+   weight gradients (Aᵀ·B, M >= 1024) as (Bᵀ·A)ᵀ", or "".
    cpu_blas_sgemm runs C = alpha op(A) op(B) + beta C (row-major) and returns
    1 when it is one of those products, else 0 (then nothing was done). */
 fl_status cpu_blas_choose(fl_error *err);
