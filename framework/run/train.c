@@ -46,12 +46,11 @@
 #include "run_load.h"
 #include "runfiles.h"
 #include "shard.h"
+#include "stop_signals.h"
 #include "storygen.h"
 #include "test_hook.h"
 #include "tokenizer.h"
 
-/* The signal that asked the run to stop (SIGINT, SIGTERM), 0 while none did. */
-static volatile sig_atomic_t g_stop;
 
 
 typedef struct run {
@@ -236,7 +235,7 @@ static fl_status reduce_losses(run *r, step_info *si, fl_error *err) {
     si->n_aux = fl_model_aux_losses(r->model, si->aux, 16);
     if (si->n_aux > 16) si->n_aux = 16;
     if (r->comm->size == 1) return FL_OK;
-    double v[19] = {si->loss, si->ce, g_stop ? 1.0 : 0.0};
+    double v[19] = {si->loss, si->ce, fl_stop_signal() ? 1.0 : 0.0};
     for (int i = 0; i < si->n_aux; i++) v[3 + i] = si->aux[i].value;
     fl_status st = fl_comm_sum_f64(r->comm, FL_COMM_WORLD, v, 3 + si->n_aux, err);
     const double P = r->comm->size;
@@ -255,7 +254,7 @@ static fl_status sync_and_norm(run *r, fl_param_list *ps, double *norm, fl_error
     return st ? st : fl_dist_grad_norm(r->dist, norm, err);
 }
 
-static int stop_requested(const run *r) { return r->comm->size > 1 ? r->stop_agreed : g_stop; }
+static int stop_requested(const run *r) { return r->comm->size > 1 ? r->stop_agreed : fl_stop_signal() != 0; }
 
 static fl_status train_step(run *r, int64_t step, step_info *si, fl_error *err) {
     const fl_config *cfg = r->cfg;
@@ -355,14 +354,7 @@ static fl_status save(run *r, int64_t step, fl_error *err) {
 
 /* ------------------------------------------------------------ the run */
 
-/* Ctrl-C, or SIGTERM from a job scheduler or `kill`: finish the step, save
-   a checkpoint, stop. */
-static void on_stop_signal(int sig) {
-    g_stop = sig;
-    signal(sig, SIG_DFL); /* a second one ends the process at once */
-}
-
-int fl_train_interrupt_status(void) { return 128 + (g_stop ? g_stop : SIGINT); }
+int fl_train_interrupt_status(void) { return 128 + (fl_stop_signal() ? fl_stop_signal() : SIGINT); }
 
 static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result *res, fl_error *err) {
     const fl_config *cfg = r->cfg;
@@ -396,7 +388,7 @@ static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result
     if (step < cfg->steps && !stop_requested(r)) return FL_OK; /* --stop-after: a planned pause */
     if (stop_requested(r)) /* every rank stopped at the same step: a shared error */
         return fl_comm_agree(r->comm, fl_fail(err, FL_EINTR, "interrupted%s at step %lld; checkpoint saved in %s/checkpoint (continue with: ffnlab train --run-dir %s --resume)",
-                       g_stop == SIGTERM ? " by SIGTERM" : "", (long long)step, r->dir, r->dir), err);
+                       fl_stop_signal() == SIGTERM ? " by SIGTERM" : "", (long long)step, r->dir, r->dir), err);
     if ((st = eval_loss(r, &res->final_val_loss, err))) return st;
     return log_val(r, step, res->final_val_loss, err);
 }
@@ -667,12 +659,10 @@ fl_status fl_train_run(const fl_config *cfg, const fl_train_opts *o, fl_train_re
     st = start(&r, o, world, &first, err);
     if (!st) {
         res->unigram_entropy = unigram_entropy(&r.train);
-        g_stop = 0;
-        void (*old_int)(int) = signal(SIGINT, on_stop_signal), (*old_term)(int) = signal(SIGTERM, on_stop_signal);
+        fl_stop_signals_catch(); /* Ctrl-C, or SIGTERM from a job scheduler: finish the step, save, stop */
         r.t0 = fl_now_s();
         st = loop(&r, first, o->stop_after, res, err);
-        signal(SIGINT, old_int);
-        signal(SIGTERM, old_term);
+        fl_stop_signals_release();
         if (!st && res->steps_done >= cfg->steps) st = write_summary(&r, res, err);
         if (!st && res->steps_done >= cfg->steps) /* --eval-task: only once the run is complete */
             st = fl_eval_after_training(r.model, r.tok, r.cfg, res->steps_done, err);
