@@ -14,16 +14,16 @@
  *   OpenMP parallel region (attention's per-head products), and give the
  *   same bits on every run.
  * - Forced onto the transposed route (registered again as
- *   test_cpu_blas_transposed, with FFNLAB_TEST_BLAS_TRANSPOSED set: every
+ *   test_cpu_blas_transposed, FFNLAB_TEST_BLAS_GROUP=transposed: every
  *   Aᵀ·B computed as (Bᵀ·A)ᵀ on oneDNN), the backend names it, and its
  *   products match the reference on odd shapes and a tall weight gradient,
  *   with beta 0 over NaN, inside a parallel region, with the same bits on
  *   every run.
  * - Left to itself with oneDNN held below AVX-512 (test_cpu_blas_auto,
- *   FFNLAB_TEST_BLAS_AUTO=avx2), the backend takes each installed library for
+ *   FFNLAB_TEST_BLAS_GROUP=avx2), the backend takes each installed library for
  *   its kind, except BLIS in a sanitizer build that did not preload it
  *   (LeakSanitizer's crash at exit), and never the transposed route.
- * - Left to itself on this CPU (test_cpu_blas_native, FFNLAB_TEST_BLAS_AUTO=
+ * - Left to itself on this CPU (test_cpu_blas_native, FFNLAB_TEST_BLAS_GROUP=
  *   native): where oneDNN runs AVX-512 kernels, tall weight gradients take
  *   the transposed route and no library is loaded; elsewhere as above.
  *
@@ -297,20 +297,20 @@ static void test_native_choice(void **state) {
 }
 
 int main(void) {
-    const char *automatic = getenv("FFNLAB_TEST_BLAS_AUTO");
-    if (automatic && !strcmp(automatic, "avx2")) {
+    const char *group = getenv("FFNLAB_TEST_BLAS_GROUP"); /* unset: the forced libraries */
+    if (group && !strcmp(group, "avx2")) {
         const struct CMUnitTest auto_tests[] = {
             cmocka_unit_test_teardown(test_auto_takes_installed_libraries, tf_free_all),
         };
         return cmocka_run_group_tests_name("cpu_blas_auto", auto_tests, tf_setup_cpu, NULL);
     }
-    if (automatic && !strcmp(automatic, "native")) {
+    if (group && !strcmp(group, "native")) {
         const struct CMUnitTest native_tests[] = {
             cmocka_unit_test_teardown(test_native_choice, tf_free_all),
         };
         return cmocka_run_group_tests_name("cpu_blas_native", native_tests, tf_setup_cpu, NULL);
     }
-    if (getenv("FFNLAB_TEST_BLAS_TRANSPOSED")) {
+    if (group && !strcmp(group, "transposed")) {
         const struct CMUnitTest transposed_tests[] = {
             cmocka_unit_test_teardown(test_transposed_is_named, tf_free_all),
             cmocka_unit_test_teardown(test_transposed_products_match_reference, tf_free_all),

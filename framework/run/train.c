@@ -51,8 +51,6 @@
 #include "test_hook.h"
 #include "tokenizer.h"
 
-
-
 typedef struct run {
     const fl_config *cfg;      /* the caller's, or own_cfg */
     fl_config own_cfg;         /* the caller's with the given tokenizer's vocab_size */
@@ -354,7 +352,10 @@ static fl_status save(run *r, int64_t step, fl_error *err) {
 
 /* ------------------------------------------------------------ the run */
 
-int fl_train_interrupt_status(void) { return 128 + (fl_stop_signal() ? fl_stop_signal() : SIGINT); }
+int fl_train_interrupt_status(void) {
+    const int sig = fl_stop_signal();
+    return 128 + (sig ? sig : SIGINT);
+}
 
 static fl_status loop(run *r, int64_t first, int64_t stop_after, fl_train_result *res, fl_error *err) {
     const fl_config *cfg = r->cfg;
