@@ -19,17 +19,24 @@
  *   products match the reference on odd shapes and a tall weight gradient,
  *   with beta 0 over NaN, inside a parallel region, with the same bits on
  *   every run.
+ * - Forced into panels (test_cpu_blas_panels, FFNLAB_TEST_BLAS_GROUP=panels:
+ *   every product left to oneDNN cut into panels of C, one per thread, of
+ *   rows or, A transposed, of columns), the backend names it, and products
+ *   of every transpose match the reference on odd shapes and at a training
+ *   step's, with beta 0 over NaN, inside a parallel region, with the same
+ *   bits on every run.
  * - Left to itself with oneDNN held below AVX-512 (test_cpu_blas_auto,
  *   FFNLAB_TEST_BLAS_GROUP=avx2), the backend takes each installed library for
  *   its kind, except BLIS in a sanitizer build that did not preload it
- *   (LeakSanitizer's crash at exit), and never the transposed route.
+ *   (LeakSanitizer's crash at exit), and never the transposed route or panels.
  * - Left to itself on this CPU (test_cpu_blas_native, FFNLAB_TEST_BLAS_GROUP=
  *   native): where oneDNN runs AVX-512 kernels, tall weight gradients take
- *   the transposed route and no library is loaded; elsewhere as above.
+ *   the transposed route, narrow A·Bᵀ and Aᵀ·B of 192-384 rows run in panels
+ *   (with two threads or more), and no library is loaded; elsewhere as above.
  *
  * The order matters: the refusals come first, then both libraries are forced
  * once, and that holds for the rest of the process (so each automatic choice
- * and the transposed route need a process of their own).
+ * and each forced route need a process of their own).
  */
 #include <math.h>
 #include <omp.h>
@@ -47,6 +54,7 @@ static void expect_refused(const char *var, const char *value, const char *lib_v
                            fl_status code, const char *text) {
     unsetenv("FFNLAB_CPU_GEMM_TN");
     unsetenv("FFNLAB_CPU_GEMM_NARROW");
+    unsetenv("FFNLAB_CPU_GEMM_PANELS");
     setenv(var, value, 1);
     if (lib) setenv(lib_var, lib, 1);
     fl_error err = {0};
@@ -54,6 +62,7 @@ static void expect_refused(const char *var, const char *value, const char *lib_v
     print_message("%s=%s%s%s%s%s: %s\n", var, value, lib ? " " : "", lib ? lib_var : "", lib ? "=" : "", lib ? lib : "",
                   err.msg);
     assert_non_null(strstr(err.msg, text));
+    unsetenv(var);
     if (lib) unsetenv(lib_var);
 }
 
@@ -71,6 +80,8 @@ static void test_bad_choices_are_refused(void **state) {
                    "FFNLAB_CPU_GEMM_NARROW=blis: cannot load /nonexistent/libblis.so.4");
     expect_refused(narrow, "blis", "FFNLAB_BLIS", "libm.so.6", FL_EUNSUPPORTED,
                    "FFNLAB_CPU_GEMM_NARROW=blis: libm.so.6 is not BLIS with its CBLAS interface");
+    expect_refused("FFNLAB_CPU_GEMM_PANELS", "rows", NULL, NULL, FL_EINVAL,
+                   "FFNLAB_CPU_GEMM_PANELS=rows: expected auto, off or on");
 }
 
 /* fp32 sums of K terms of order 1: rounding grows like sqrt(K) */
@@ -240,6 +251,52 @@ static void test_transposed_is_deterministic(void **state) {
     check_deterministic(1, 0, 1100, 130, 1500);
 }
 
+/* ---- panels, one per thread (test_cpu_blas_panels) ---- */
+
+static void use_panels(void) {
+    setenv("FFNLAB_CPU_GEMM_TN", "onednn", 1);
+    setenv("FFNLAB_CPU_GEMM_NARROW", "onednn", 1);
+    setenv("FFNLAB_CPU_GEMM_PANELS", "on", 1);
+    fl_error err = {0};
+    assert_int_equal(fl_cpu_set_precision("fp32", &err), FL_OK);
+}
+
+static void test_panels_are_named(void **state) {
+    (void)state;
+    use_panels();
+    const char *desc = tf_be->describe();
+    print_message("backend: %s\n", desc);
+    assert_non_null(strstr(desc, ", products in panels, one per thread"));
+    assert_null(strstr(desc, " as (Bᵀ·A)ᵀ"));
+}
+
+static void test_panel_products_match_reference(void **state) {
+    (void)state;
+    use_panels();
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) check_odd_shapes(ta, tb);
+    /* an input gradient into d_model: dx[tokens, 256] = dy[tokens, d_ff] W[256, d_ff]ᵀ (rows) */
+    check_product(0, 1, 1100, 200, 700, 1.0f, 0.0f);
+    check_product(0, 1, 1100, 200, 700, 0.7f, 0.3f);
+    /* a weight gradient of d_model rows: dW[256, d_ff] += X[tokens, 256]ᵀ dY[tokens, d_ff] (columns) */
+    check_product(1, 0, 250, 1100, 1030, 1.0f, 0.0f);
+    check_product(1, 0, 250, 1100, 1030, 0.5f, 1.0f);
+}
+
+static void test_panels_inside_a_parallel_region(void **state) {
+    (void)state;
+    use_panels();
+    check_in_parallel_region(0, 1, "A·Bᵀ in panels per head in a parallel region");
+    check_in_parallel_region(1, 0, "Aᵀ·B in panels per head in a parallel region");
+}
+
+static void test_panels_are_deterministic(void **state) {
+    (void)state;
+    use_panels();
+    check_deterministic(0, 1, 1100, 200, 700);
+    check_deterministic(1, 0, 250, 1100, 1030);
+}
+
 /* ---- the automatic choice (test_cpu_blas_auto, test_cpu_blas_native) ---- */
 
 /* Whether FFNLAB_TEST_INSTALLED, the libraries the build found, names lib. */
@@ -252,6 +309,7 @@ static int installed(const char *lib) {
 static const char *choose_automatically(void) {
     unsetenv("FFNLAB_CPU_GEMM_TN");
     unsetenv("FFNLAB_CPU_GEMM_NARROW");
+    unsetenv("FFNLAB_CPU_GEMM_PANELS");
     fl_error err = {0};
     assert_int_equal(fl_cpu_set_precision("fp32", &err), FL_OK);
     const char *desc = tf_be->describe();
@@ -276,24 +334,31 @@ static void test_auto_takes_installed_libraries(void **state) {
     assert_int_equal(strstr(desc, ", weight gradients (Aᵀ·B) on OpenBLAS ") != NULL, installed("openblas"));
     assert_int_equal(strstr(desc, ", narrow products (N 224-256) on BLIS ") != NULL, blis);
     assert_null(strstr(desc, "as (Bᵀ·A)ᵀ"));
+    assert_null(strstr(desc, "in panels"));
     /* an FFN's dW; an input gradient into a d_model of 256 */
     check_product(1, 0, 512, 128, 2048, 1.0f, 1.0f);
     check_product(0, 0, 2048, 256, 512, 1.0f, 0.0f);
 }
 
 /* Nothing forced, oneDNN free: on AVX-512 kernels the tall weight gradients
-   (M >= 1024 and >= 2N, N <= 512, K >= 1024) run transposed and no library
-   is loaded; on AVX2 ones, no transposed route. Products on either side of
-   the rule come out right. */
+   (M >= 1024 and >= 2N, N <= 512, K >= 1024) run transposed, narrow A·Bᵀ
+   (N 128-512, 512 rows a thread) and Aᵀ·B of 192-384 rows (512 columns a
+   thread, K >= 1024) in panels where there are two threads or more, and no
+   library is loaded; on AVX2 ones, none of those. Products on either side
+   of the rules come out right. */
 static void test_native_choice(void **state) {
     (void)state;
     const char *desc = choose_automatically();
-    const int avx512 = strstr(desc, ", ISA avx512") != NULL;
+    const int avx512 = strstr(desc, ", ISA avx512") != NULL, threads = omp_get_max_threads();
     assert_int_equal(strstr(desc, ", tall weight gradients (Aᵀ·B, M >= 1024) as (Bᵀ·A)ᵀ") != NULL, avx512);
+    assert_int_equal(strstr(desc, ", A·Bᵀ (N 128-512) and Aᵀ·B (M 192-384) in panels, one per thread") != NULL,
+                     avx512 && threads > 1);
     if (avx512) assert_null(strstr(desc, " on OpenBLAS "));
     check_product(1, 0, 1024, 256, 1024, 1.0f, 0.0f); /* tall: an FFN fc's dW over 1024 tokens */
-    check_product(1, 0, 1024, 256, 1024, 0.5f, 1.0f);
+    check_product(1, 0, 1024, 256, 1024, 0.5f, 1.0f); /* ... its inner product in column panels */
     check_product(1, 0, 1023, 256, 1024, 1.0f, 1.0f); /* a row short of tall: an expert's dW */
+    check_product(0, 1, 512 * threads, 256, 300, 1.0f, 0.0f); /* row panels: dx into d_model */
+    check_product(0, 1, 512 * threads, 600, 300, 1.0f, 1.0f); /* too wide for them */
 }
 
 int main(void) {
@@ -318,6 +383,15 @@ int main(void) {
             cmocka_unit_test_teardown(test_transposed_is_deterministic, tf_free_all),
         };
         return cmocka_run_group_tests_name("cpu_blas_transposed", transposed_tests, tf_setup_cpu, NULL);
+    }
+    if (group && !strcmp(group, "panels")) {
+        const struct CMUnitTest panel_tests[] = {
+            cmocka_unit_test_teardown(test_panels_are_named, tf_free_all),
+            cmocka_unit_test_teardown(test_panel_products_match_reference, tf_free_all),
+            cmocka_unit_test_teardown(test_panels_inside_a_parallel_region, tf_free_all),
+            cmocka_unit_test_teardown(test_panels_are_deterministic, tf_free_all),
+        };
+        return cmocka_run_group_tests_name("cpu_blas_panels", panel_tests, tf_setup_cpu, NULL);
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_bad_choices_are_refused, tf_free_all),

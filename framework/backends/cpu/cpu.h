@@ -42,13 +42,16 @@ void cpu_shape_error(const char *op, const char *cond);
 /* The products oneDNN's sgemm runs slowly, and what runs them instead
    (cpu_blas.c): where oneDNN runs AVX2 kernels, weight gradients Aᵀ·B on
    OpenBLAS and narrow products on BLIS (where the library's OpenMP build is
-   installed); where it runs AVX-512 ones, tall weight gradients as (Bᵀ·A)ᵀ
-   (FFNLAB_CPU_GEMM_TN and FFNLAB_CPU_GEMM_NARROW force a path).
-   cpu_blas_choose reads the environment (an error for a bad value or a
-   forced library that is missing); the others choose on first use if it was
-   not called. cpu_blas_describe: ", weight gradients (Aᵀ·B) on OpenBLAS
-   0.3.21 (Zen), narrow products (N 224-256) on BLIS 0.9.0 (zen3)", ", tall
-   weight gradients (Aᵀ·B, M >= 1024) as (Bᵀ·A)ᵀ", or "".
+   installed); where it runs AVX-512 ones, tall weight gradients as (Bᵀ·A)ᵀ,
+   and narrow A·Bᵀ and Aᵀ·B of a few hundred rows in panels of C, one per
+   thread (FFNLAB_CPU_GEMM_TN, FFNLAB_CPU_GEMM_NARROW and
+   FFNLAB_CPU_GEMM_PANELS force a path). cpu_blas_choose reads the
+   environment (an error for a bad value or a forced library that is
+   missing); the others choose on first use if it was not called.
+   cpu_blas_describe: ", weight gradients (Aᵀ·B) on OpenBLAS 0.3.21 (Zen),
+   narrow products (N 224-256) on BLIS 0.9.0 (zen3)", ", tall weight
+   gradients (Aᵀ·B, M >= 1024) as (Bᵀ·A)ᵀ, A·Bᵀ (N 128-512) and Aᵀ·B (M
+   192-384) in panels, one per thread", or "".
    cpu_blas_sgemm runs C = alpha op(A) op(B) + beta C (row-major) and returns
    1 when it is one of those products, else 0 (then nothing was done). */
 fl_status cpu_blas_choose(fl_error *err);

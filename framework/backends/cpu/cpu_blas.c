@@ -1,7 +1,8 @@
 /*
  * backends/cpu/cpu_blas.c — the shapes oneDNN's sgemm runs slowly, and what
  * runs them instead: other libraries on CPUs where oneDNN runs its AVX2
- * kernels, the transposed product where it runs its AVX-512 ones.
+ * kernels; where it runs its AVX-512 ones, the transposed product, or the
+ * product in panels, one per thread.
  *
  * oneDNN 2.6 does every product of the CPU backend, except two kinds on CPUs
  * where it runs its AVX2 kernels (no AVX-512), measured on an AMD EPYC Zen 3
@@ -41,13 +42,31 @@
  * level or slower outside that (N = 1024: 0.80-0.98x; K = 512 or M = 512:
  * 0.86-1.18x). So those products run transposed (the "transposed" route).
  *
+ * On two more kinds oneDNN's own division of the work between its threads
+ * is the slow part there: the same product cut into panels of C, one per
+ * thread, each a oneDNN sgemm on that thread alone, was faster (same Xeon, 2
+ * threads, best of 7, grids over M, N and K):
+ * - narrow products C[M,N] = A·Bᵀ (a layer stored [in, out]: its input
+ *   gradient dx = dy·Wᵀ into d_model; stored [out, in]: its forward back to
+ *   d_model) in panels of rows: 1.07-1.36x wherever 128 <= N <= 512 with
+ *   512 rows or more a thread, K 256-4096 (the FFN's dx at d_ff 4096: 36.4 ->
+ *   30.6 ms); level at N = 64, and at N >= 768 with 1024 rows a thread.
+ * - weight gradients Aᵀ·B with 192 <= M <= 384 (a d_model of 256 against a
+ *   wide layer, and the inner product of the transposed route at that
+ *   d_model) in panels of columns: 1.03-1.19x wherever N >= 512 a thread and
+ *   K >= 1024; level at M = 128-160 and M >= 448.
+ * A·B was level in panels, and so was every kind with oneDNN held to its
+ * AVX2 kernels (DNNL_MAX_CPU_ISA=AVX2): panels are for AVX-512 kernels only.
+ *
  * FFNLAB_CPU_GEMM_TN = auto (default) | onednn | openblas | transposed and
  * FFNLAB_CPU_GEMM_NARROW = auto | onednn | blis force a path. A forced
  * route takes every product of its kind (every Aᵀ·B; every product whose A
  * is not transposed), whatever its shape or place, so the GEMM test suites
- * cover it on small odd shapes too. FFNLAB_OPENBLAS / FFNLAB_BLIS name
- * another copy of a library. Each path gives the same result on every run
- * (none splits the inner dimension over threads).
+ * cover it on small odd shapes too. FFNLAB_CPU_GEMM_PANELS = auto | off | on
+ * does the same for panels: on, every product left to oneDNN runs in panels
+ * (of columns when A is transposed, else of rows). FFNLAB_OPENBLAS /
+ * FFNLAB_BLIS name another copy of a library. Each path gives the same
+ * result on every run (none splits the inner dimension over threads).
  */
 #include "cpu.h"
 
@@ -247,12 +266,27 @@ static fl_status choose(blas_lib *l, fl_error *err) {
     return FL_OK;
 }
 
-/* Both choices or neither: a refused one leaves the other unmade too. */
+/* Which products run in panels of C, one per thread (top of this file). */
+enum { PANELS_OFF, PANELS_RULE, PANELS_ALL };
+static int g_panels = -1; /* -1: not chosen yet */
+
+static fl_status choose_panels(int *panels, fl_error *err) {
+    const char *want = getenv("FFNLAB_CPU_GEMM_PANELS");
+    if (!want || !want[0] || !strcmp(want, "auto")) *panels = onednn_avx512() ? PANELS_RULE : PANELS_OFF;
+    else if (!strcmp(want, "off")) *panels = PANELS_OFF;
+    else if (!strcmp(want, "on")) *panels = PANELS_ALL;
+    else return fl_fail(err, FL_EINVAL, "FFNLAB_CPU_GEMM_PANELS=%s: expected auto, off or on", want);
+    return FL_OK;
+}
+
+/* All choices or none: a refused one leaves the others unmade too. */
 fl_status cpu_blas_choose(fl_error *err) {
     blas_lib tn = g_tn, narrow = g_narrow;
+    int panels = PANELS_OFF;
     fl_status st = choose(&tn, err);
     if (!st) st = choose(&narrow, err);
-    if (!st) g_tn = tn, g_narrow = narrow;
+    if (!st) st = choose_panels(&panels, err);
+    if (!st) g_tn = tn, g_narrow = narrow, g_panels = panels;
     return st;
 }
 
@@ -266,16 +300,33 @@ static void resolve(blas_lib *l) {
     }
 }
 
+static int panels_choice(void) {
+    fl_error err = {0};
+    if (g_panels < 0 && choose_panels(&g_panels, &err)) {
+        fl_log_warn("%s; no product runs in panels", err.msg);
+        g_panels = PANELS_OFF;
+    }
+    return g_panels;
+}
+
+/* The kinds of product the panels rule takes (top of this file). */
+enum { ROWS_N_MIN = 128, ROWS_N_MAX = 512, ROWS_PER_THREAD = 512 };
+enum { COLS_M_MIN = 192, COLS_M_MAX = 384, COLS_PER_THREAD = 512, COLS_K_MIN = 1024 };
+
 void cpu_blas_describe(char *out, size_t n) {
     resolve(&g_tn);
     resolve(&g_narrow);
-    char tn[160] = "", narrow[160] = "";
+    char tn[160] = "", narrow[160] = "", panels[160] = "";
     if (g_tn.on) snprintf(tn, sizeof tn, ", weight gradients (Aᵀ·B) on %s", g_tn.name);
     if (g_tn.alt_on == ALT_TALL) snprintf(tn, sizeof tn, ", tall weight gradients (Aᵀ·B, M >= %d) as (Bᵀ·A)ᵀ", TALL_M_MIN);
     if (g_tn.alt_on == ALT_ALL) snprintf(tn, sizeof tn, ", weight gradients (Aᵀ·B) as (Bᵀ·A)ᵀ");
     if (g_narrow.on)
         snprintf(narrow, sizeof narrow, ", narrow products (N %d-%d) on %s", NARROW_N_MIN, NARROW_N_MAX, g_narrow.name);
-    snprintf(out, n, "%s%s", tn, narrow);
+    if (panels_choice() == PANELS_RULE && omp_get_max_threads() > 1)
+        snprintf(panels, sizeof panels, ", A·Bᵀ (N %d-%d) and Aᵀ·B (M %d-%d) in panels, one per thread", ROWS_N_MIN,
+                 ROWS_N_MAX, COLS_M_MIN, COLS_M_MAX);
+    if (panels_choice() == PANELS_ALL) snprintf(panels, sizeof panels, ", products in panels, one per thread");
+    snprintf(out, n, "%s%s%s", tn, narrow, panels);
 }
 
 /* Whether l takes C[M,N] = op(A)·op(B) of inner dimension K. */
@@ -305,13 +356,65 @@ static void add_transposed(int64_t M, int64_t N, const float *T, float beta, flo
             }
 }
 
+/* How a product left to oneDNN shares out the threads (top of this file):
+   oneDNN's own way, or panels of C by rows or by columns, one per thread. */
+enum { BY_ONEDNN, BY_ROWS, BY_COLS };
+
+static int panels_for(int transA, int transB, int64_t M, int64_t N, int64_t K) {
+    const int mode = panels_choice();
+    if (mode == PANELS_ALL) return transA ? BY_COLS : BY_ROWS;
+    const int64_t threads = omp_get_max_threads();
+    if (mode == PANELS_OFF || threads < 2 || omp_in_parallel() || 2.0 * (double)M * (double)N * (double)K < MIN_FLOPS)
+        return BY_ONEDNN;
+    if (!transA && transB && N >= ROWS_N_MIN && N <= ROWS_N_MAX && M >= ROWS_PER_THREAD * threads) return BY_ROWS;
+    if (transA && !transB && M >= COLS_M_MIN && M <= COLS_M_MAX && N >= COLS_PER_THREAD * threads && K >= COLS_K_MIN)
+        return BY_COLS;
+    return BY_ONEDNN;
+}
+
+/* C[M,N] = alpha op(A) op(B) + beta C on oneDNN, in panels of C (by rows
+   or by columns), one per thread, each an sgemm on that thread alone
+   (oneDNN stays on the calling thread inside a parallel region; inside one
+   already, there is one panel). oneDNN checks its arguments before it
+   computes, and the panels' differ only in their size: either every panel
+   is done or none. */
+static dnnl_status_t sgemm_panels(int by, char ta, char tb, int64_t M, int64_t N, int64_t K, float alpha,
+                                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C,
+                                  int64_t ldc) {
+    int failed = 0;
+#pragma omp parallel reduction(| : failed) if (!omp_in_parallel())
+    {
+        const int64_t t = omp_get_thread_num(), T = omp_get_num_threads(), len = by == BY_ROWS ? M : N;
+        const int64_t p0 = len * t / T, p = len * (t + 1) / T - p0;
+        dnnl_status_t st = dnnl_success;
+        if (p > 0 && by == BY_ROWS) /* rows p0.. of C and of op(A) */
+            st = dnnl_sgemm(ta, tb, p, N, K, alpha, ta == 'N' ? A + p0 * lda : A + p0, lda, B, ldb, beta,
+                            C + p0 * ldc, ldc);
+        if (p > 0 && by == BY_COLS) /* columns p0.. of C and of op(B) */
+            st = dnnl_sgemm(ta, tb, M, p, K, alpha, A, lda, tb == 'N' ? B + p0 : B + p0 * ldb, ldb, beta, C + p0,
+                            ldc);
+        failed |= st != dnnl_success;
+    }
+    return failed ? dnnl_invalid_arguments : dnnl_success;
+}
+
+/* C[M,N] = alpha op(A) op(B) + beta C in panels, where panels_for takes the
+   product: 1 when done so, else 0 (nothing done). */
+static int in_panels(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                     int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    const int by = panels_for(transA, transB, M, N, K);
+    return by != BY_ONEDNN && sgemm_panels(by, transA ? 'T' : 'N', transB ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb,
+                                           beta, C, ldc) == dnnl_success;
+}
+
 /* C[M,N] = alpha Aᵀ·B + beta C (A[K,M], B[K,N]) as T[N,M] = alpha Bᵀ·A on
    oneDNN, added to C transposed. 0 (nothing done) without memory for T. */
 static int sgemm_tn_transposed(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                                const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     float *T = malloc((size_t)M * (size_t)N * sizeof *T);
     if (!T) return 0;
-    const int ok = dnnl_sgemm('T', 'N', N, M, K, alpha, B, ldb, A, lda, 0.0f, T, M) == dnnl_success;
+    const int ok = in_panels(1, 0, N, M, K, alpha, B, ldb, A, lda, 0.0f, T, M) ||
+                   dnnl_sgemm('T', 'N', N, M, K, alpha, B, ldb, A, lda, 0.0f, T, M) == dnnl_success;
     if (ok) add_transposed(M, N, T, beta, C, ldc);
     free(T);
     return ok;
@@ -320,10 +423,12 @@ static int sgemm_tn_transposed(int64_t M, int64_t N, int64_t K, float alpha, con
 int cpu_blas_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     blas_lib *l = !transA ? &g_narrow : !transB ? &g_tn : NULL;
-    if (!l) return 0;
-    if (!takes(l, M, N, K))
-        return l->alt_on && (l->alt_on == ALT_ALL || tall(M, N, K)) &&
-               sgemm_tn_transposed(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (!l || !takes(l, M, N, K)) {
+        if (l && l->alt_on && (l->alt_on == ALT_ALL || tall(M, N, K)) &&
+            sgemm_tn_transposed(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+            return 1;
+        return in_panels(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
     if (!omp_in_parallel() && l->threads != omp_get_max_threads()) { /* follow --threads */
         l->threads = omp_get_max_threads();
         l->set_threads(l->threads);
