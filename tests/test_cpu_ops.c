@@ -569,6 +569,43 @@ static void test_bf16_outputs(void **state) {
     expect_rounded(&oh, &o, "mul bf16");
 }
 
+/* bias_activation is add_bias then activation in one pass, and its backward
+   activation_backward at x + b then sum_rows into db: the same bits, for
+   every activation, f32 and bf16 outputs, dx in place of dy, no db; x is
+   left as it was. Rows longer than the piece staged on the stack (1024),
+   ragged, over several threads. */
+static void test_bias_activation(void **state) {
+    (void)state;
+    const int64_t N = 45, M = 1100;
+    fl_tensor x = f2(N, M), b = f1(M), dy = f2(N, M);
+    rnd(&x, 90, -4, 4), rnd(&b, 91, -1, 1), rnd(&dy, 92, -1, 1);
+    const fl_tensor x0 = clone(&x);
+    fl_tensor h = clone(&x);
+    ops->add_bias(&h, &b); /* the unfused pre-activation */
+    for (int act = FL_ACT_IDENTITY; act <= FL_ACT_SOFTPLUS; act++) {
+        fl_tensor y = f2(N, M), want = f2(N, M), yh = tnew(FL_BF16, 2, N, M, 1, 1);
+        ops->bias_activation(act, &x, &b, &y);
+        ops->activation(act, &h, &want);
+        assert_memory_equal(y.data, want.data, (size_t)(N * M) * 4);
+        assert_memory_equal(x.data, x0.data, (size_t)(N * M) * 4);
+        ops->bias_activation(act, &x, &b, &yh);
+        expect_rounded(&yh, &want, "bias_activation bf16");
+
+        fl_tensor dx = f2(N, M), db = f1(M), want_dx = f2(N, M), want_db = f1(M);
+        rnd(&db, 93, -1, 1);
+        ops->copy(&db, &want_db);
+        ops->bias_activation_backward(act, &x, &b, &dy, &dx, &db);
+        ops->activation_backward(act, &h, &dy, &want_dx);
+        ops->sum_rows(&want_dx, 1.0f, &want_db); /* db accumulates */
+        assert_memory_equal(dx.data, want_dx.data, (size_t)(N * M) * 4);
+        assert_memory_equal(db.data, want_db.data, (size_t)M * 4);
+        fl_tensor d = clone(&dy); /* dx in place of dy, no db */
+        ops->bias_activation_backward(act, &x, &b, &d, &d, NULL);
+        assert_memory_equal(d.data, want_dx.data, (size_t)(N * M) * 4);
+        print_message("bias_activation %d: = add_bias, activation; backward = activation_backward, sum_rows\n", act);
+    }
+}
+
 /* ----------------------------------------------------------------- rng */
 
 static void test_rng(void **state) {
@@ -706,6 +743,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_embedding_bag, tf_free_all),
         cmocka_unit_test_teardown(test_layernorm, tf_free_all),
         cmocka_unit_test_teardown(test_bf16_outputs, tf_free_all),
+        cmocka_unit_test_teardown(test_bias_activation, tf_free_all),
         cmocka_unit_test_teardown(test_rng, tf_free_all),
         cmocka_unit_test_teardown(test_bucket_sort, tf_free_all),
         cmocka_unit_test_teardown(test_hash_ids, tf_free_all),

@@ -260,7 +260,23 @@ static void test_elementwise(void **state) {
         CPU->ops.activation_backward(act, &x.c, &d.c, &d.c), GPU->ops.activation_backward(act, &x.g, &d.g, &d.g);
         snprintf(what, sizeof what, "activation_backward %s in place", names[act]);
         cmp_close(&d, 1e-5, 1e-6, what);
-        pfree(&a), pfree(&d), pfree(&dx);
+        /* bias and activation in one pass, and its backward with db (+=) */
+        CPU->ops.bias_activation(act, &x.c, &b.c, &a.c), GPU->ops.bias_activation(act, &x.g, &b.g, &a.g);
+        snprintf(what, sizeof what, "bias_activation %s", names[act]);
+        cmp_close(&a, 1e-5, 1e-6, what);
+        pair db = MK1(M);
+        prandn(&db, 48, 1.0f);
+        CPU->ops.bias_activation_backward(act, &x.c, &b.c, &d.c, &dx.c, &db.c);
+        GPU->ops.bias_activation_backward(act, &x.g, &b.g, &d.g, &dx.g, &db.g);
+        snprintf(what, sizeof what, "bias_activation_backward %s dx", names[act]);
+        cmp_close(&dx, 1e-5, 1e-6, what);
+        snprintf(what, sizeof what, "bias_activation_backward %s db", names[act]);
+        cmp_close(&db, 1e-5, 1e-5, what);
+        CPU->ops.bias_activation_backward(act, &x.c, &b.c, &d.c, &d.c, NULL);
+        GPU->ops.bias_activation_backward(act, &x.g, &b.g, &d.g, &d.g, NULL);
+        snprintf(what, sizeof what, "bias_activation_backward %s in place, no db", names[act]);
+        cmp_close(&d, 1e-5, 1e-6, what);
+        pfree(&a), pfree(&d), pfree(&dx), pfree(&db);
     }
     /* GELU's tails: beyond +-9, +-inf and NaN, the same on both */
     const float tails[] = {8.99f, 9.01f, 30.0f, 1e30f, INFINITY, -8.99f, -9.01f, -30.0f, -1e30f, -INFINITY, NAN};
@@ -1127,6 +1143,13 @@ static void test_bf16_outputs(void **state) {
         snprintf(what, sizeof what, "activation %d bf16", act);
         cmp_bf16_output(&o, &oh, what);
     }
+    pair x2 = MK2(91, 110), b2 = MK1(110), o2 = MK2(91, 110), oh2 = mk(FL_BF16, 2, 91, 110, 1, 1);
+    prandn(&x2, 187, 3.0f), prandn(&b2, 188, 1.0f);
+    CPU->ops.bias_activation(FL_ACT_GELU, &x2.c, &b2.c, &o2.c), GPU->ops.bias_activation(FL_ACT_GELU, &x2.g, &b2.g, &o2.g);
+    CPU->ops.bias_activation(FL_ACT_GELU, &x2.c, &b2.c, &oh2.c);
+    GPU->ops.bias_activation(FL_ACT_GELU, &x2.g, &b2.g, &oh2.g);
+    cmp_bf16_output(&o2, &oh2, "bias_activation gelu bf16");
+    pfree(&x2), pfree(&b2), pfree(&o2), pfree(&oh2);
     CPU->ops.mul(&a.c, &c.c, &o.c), GPU->ops.mul(&a.g, &c.g, &o.g);
     CPU->ops.mul(&a.c, &c.c, &oh.c), GPU->ops.mul(&a.g, &c.g, &oh.g);
     cmp_bf16_output(&o, &oh, "mul bf16");

@@ -3,11 +3,13 @@
  *
  * The layer is built the way training builds it (fl_ffn_layer_create, through
  * tests/support/ffn_fixture: loaded by name, options parsed by the host's
- * parser) with d = 8, d_ff = 16 for every activation, plain and gated. For each:
+ * parser) with d = 8, d_ff = 16 for every activation, plain and gated, and plain
+ * once more on a host from before bias_activation (the unfused path). For each:
  *   - parameter names, shapes and flags follow GPT-2 (transformer.h.0.mlp.*);
  *   - forward equals a naive double-precision reference;
  *   - backward matches double-sided finite differences (eps 1e-2) of
- *     loss = sum(y * R) for dx and for every parameter, relative error < 1e-2.
+ *     loss = sum(y * R) for dx and for every parameter, relative error < 1e-2;
+ *   - parameter gradients accumulate over backward calls (weights and biases).
  * Weights are re-drawn larger than GPT-2's init (std 0.5) so the activations
  * work in their nonlinear range, where a wrong derivative would show.
  * For relu, finite differences that straddle the kink are skipped (they are
@@ -44,6 +46,9 @@ static fl_status make_layer(fx *f, const char *opts, int d_model, fl_error *err)
     memset(f, 0, sizeof *f);
     return ts_ffn_create(&f->t, "dense", opts, d_model, err);
 }
+
+/* Whether the layers are made on a host whose ops end before bias_activation. */
+static int g_older_host;
 
 /* Re-draws every parameter: matrices std 0.5, biases std 0.3. */
 static void redraw_params(fx *f) {
@@ -240,17 +245,25 @@ static void check_accumulation(fx *f, float *x, const float *R) {
     ts_ffn_zero_grads(&f->t);
     plugin_forward(f, x, y);
     ts_assert_ok(f->t.L.ffn->backward(f->t.L.layer, &CTX, &tdy, &tdx, &err), &err);
-    float once[DFF * D];
+    float once[DFF * D], bias_once[DFF];
     memcpy(once, grads(f->fc_w), sizeof once);
+    memcpy(bias_once, grads(f->fc_b), sizeof bias_once);
     ts_assert_ok(f->t.L.ffn->backward(f->t.L.layer, &CTX, &tdy, &tdx, &err), &err);
     for (int i = 0; i < DFF * D; i++) once[i] *= 2;
+    for (int i = 0; i < DFF; i++) bias_once[i] *= 2;
     ts_assert_close(grads(f->fc_w), once, DFF * D, 1e-5, 1e-7, "accumulated c_fc.weight grad");
+    ts_assert_close(grads(f->fc_b), bias_once, DFF, 1e-5, 1e-7, "accumulated c_fc.bias grad");
 }
 
 static void run_config(const char *opts, int act, int glu) {
     fx f;
     fl_error err = {0};
-    ts_assert_ok(make_layer(&f, opts, D, &err), &err);
+    if (g_older_host) {
+        memset(&f, 0, sizeof f);
+        ts_assert_ok(ts_ffn_create_older_host(&f.t, "dense", opts, D, offsetof(fl_ops, bias_activation), &err), &err);
+    } else {
+        ts_assert_ok(make_layer(&f, opts, D, &err), &err);
+    }
     f.act = act;
     f.glu = glu;
     check_params(&f);
@@ -273,6 +286,16 @@ static void test_silu(void **s) { (void)s; run_config("d_ff=16,activation=silu",
 static void test_glu_gelu(void **s) { (void)s; run_config("d_ff=16,glu=true", FL_ACT_GELU, 1); }
 static void test_glu_relu(void **s) { (void)s; run_config("d_ff=16,glu=1,activation=relu", FL_ACT_RELU, 1); }
 static void test_glu_silu(void **s) { (void)s; run_config("d_ff=16,glu=yes,activation=silu", FL_ACT_SILU, 1); }
+
+/* Without the gate, on a host whose ops lack bias_activation: add_bias and
+   activation as two ops, and the same results. */
+static void test_older_host(void **s) {
+    (void)s;
+    g_older_host = 1;
+    run_config("d_ff=16", FL_ACT_GELU, 0);
+    run_config("d_ff=16,activation=relu", FL_ACT_RELU, 0);
+    g_older_host = 0;
+}
 
 /* ------------------------------------------------------------------------ */
 /* Defaults and errors                                                        */
@@ -339,7 +362,7 @@ int main(void) {
         cmocka_unit_test(test_silu),          cmocka_unit_test(test_glu_gelu),
         cmocka_unit_test(test_glu_relu),      cmocka_unit_test(test_glu_silu),
         cmocka_unit_test(test_default_d_ff),  cmocka_unit_test(test_option_errors),
-        cmocka_unit_test(test_create_checks),
+        cmocka_unit_test(test_create_checks), cmocka_unit_test(test_older_host),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

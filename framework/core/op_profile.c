@@ -119,6 +119,10 @@ WRAP(layernorm_groups_backward,
       const fl_tensor *dy, fl_tensor *dx, fl_tensor *dg, fl_tensor *db),
      (x, G, gain, mean, rstd, dy, dx, dg, db), 0)
 WRAP(hash_ids, (const fl_tensor *ids, uint64_t seed, int64_t buckets, fl_tensor *out), (ids, seed, buckets, out), 0)
+WRAP(bias_activation, (int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y), (act, x, b, y), 0)
+WRAP(bias_activation_backward,
+     (int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx, fl_tensor *db),
+     (act, x, b, dy, dx, db), 0)
 
 /* A field added to fl_ops needs its wrapper above and its name in FL_OP_NAMES. */
 _Static_assert(offsetof(fl_ops, gemm) + FL_OP_COUNT * sizeof(void (*)(void)) == sizeof(fl_ops),

@@ -18,6 +18,10 @@
  * a feeds only GEMMs (c_proj and its weight gradient; backward reads h, g
  * and s, never a), so it is stored in the host's act_dtype: bf16 when the
  * run's GEMMs are, where the GEMM would round it anyway, f32 otherwise.
+ * Without the gate, on a host whose ops have bias_activation, h is kept
+ * without its bias and a = act(h + b_fc) is one pass over the [N,d_ff]
+ * hidden layer instead of two (add_bias, then activation); the backward
+ * likewise takes act' and b_fc's gradient in one pass.
  *
  * This file sees only the public SDK (ffnlab/ffn.h and what it includes):
  * all math goes through host->ops, all parameters through host->param, so
@@ -59,6 +63,7 @@ typedef struct dense {
     int64_t d, d_ff;
     int act;                   /* FL_ACT_* */
     int glu;
+    int fused;                 /* not glu, and the host has bias_activation (top of file) */
     fl_param *fc_w, *fc_b;     /* c_fc.weight [d,d_ff], c_fc.bias [d_ff] */
     fl_param *gate_w, *gate_b; /* glu only: c_gate.weight [d,d_ff], c_gate.bias [d_ff] */
     fl_param *proj_w, *proj_b; /* c_proj.weight [d_ff,d], c_proj.bias [d] */
@@ -68,7 +73,7 @@ typedef struct dense {
        until its backward (it is ln_2's output buffer), so copying it would
        only cost memory bandwidth. */
     fl_tensor x;               /* [N,d] view */
-    fl_tensor h;               /* [N,d_ff] x·W_fc + b_fc */
+    fl_tensor h;               /* [N,d_ff] x·W_fc + b_fc (fused: x·W_fc) */
     fl_tensor g;               /* glu: [N,d_ff] x·W_gate + b_gate */
     fl_tensor s;               /* glu: [N,d_ff] act(g) */
     fl_tensor a;               /* [N,d_ff] input of c_proj, in act_dtype(host) */
@@ -155,6 +160,7 @@ static fl_status dense_create(const fl_host *host, const fl_ffn_config *cfg, voi
     L->d_ff = d_ff;
     L->act = ACTIVATIONS[act];
     L->glu = v && v[OPT_GLU].present ? v[OPT_GLU].i != 0 : 0;
+    L->fused = !L->glu && FL_OPS_HAS(host->ops, bias_activation) && FL_OPS_HAS(host->ops, bias_activation_backward);
     fl_status st = declare_params(L, cfg->scope, err);
     if (st) {
         dense_destroy(L); /* the params already declared belong to the host */
@@ -199,15 +205,20 @@ static fl_status dense_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tens
     L->x = fl_view2(x, n, L->d);
     fl_tensor y2 = fl_view2(y, n, L->d);
 
-    linear(ops, &L->x, L->fc_w, L->fc_b, &L->h);          /* h[N,d_ff] */
-    if (L->glu) {
-        linear(ops, &L->x, L->gate_w, L->gate_b, &L->g);  /* g[N,d_ff] */
-        ops->activation(L->act, &L->g, &L->s);            /* s = act(g) */
-        ops->mul(&L->s, &L->h, &L->a);                    /* a = s * h */
+    if (L->fused) {
+        ops->gemm(0, 0, 1.0f, &L->x, &L->fc_w->value, 0.0f, &L->h); /* h[N,d_ff] = x·W_fc */
+        ops->bias_activation(L->act, &L->h, &L->fc_b->value, &L->a); /* a = act(h + b_fc) */
     } else {
-        ops->activation(L->act, &L->h, &L->a);            /* a = act(h) */
+        linear(ops, &L->x, L->fc_w, L->fc_b, &L->h);          /* h[N,d_ff] */
+        if (L->glu) {
+            linear(ops, &L->x, L->gate_w, L->gate_b, &L->g);  /* g[N,d_ff] */
+            ops->activation(L->act, &L->g, &L->s);            /* s = act(g) */
+            ops->mul(&L->s, &L->h, &L->a);                    /* a = s * h */
+        } else {
+            ops->activation(L->act, &L->h, &L->a);            /* a = act(h) */
+        }
     }
-    linear(ops, &L->a, L->proj_w, L->proj_b, &y2);        /* y[N,d] */
+    linear(ops, &L->a, L->proj_w, L->proj_b, &y2);            /* y[N,d] */
     L->n = n;
     return FL_OK;
 }
@@ -237,17 +248,23 @@ static fl_status dense_backward(void *layer, const fl_ffn_ctx *ctx, const fl_ten
 
     linear_wgrad(ops, &L->a, &dy2, L->proj_w, L->proj_b);       /* dW_proj, db_proj */
     ops->gemm(0, 1, 1.0f, &dy2, &L->proj_w->value, 0.0f, &L->da); /* da = dy · W_projᵀ */
-    if (L->glu) {
-        /* a = s * h: ds = da * h (into dg), dh = da * s (in place in da);
-           then dg = act'(g) * ds. */
-        ops->mul(&L->da, &L->h, &L->dg);
-        ops->mul(&L->da, &L->s, &L->da);
-        ops->activation_backward(L->act, &L->g, &L->dg, &L->dg);
-        linear_wgrad(ops, &L->x, &L->dg, L->gate_w, L->gate_b);
+    if (L->fused) {
+        /* dh = act'(h + b_fc) * da (in place in da), db_fc += Σ_rows dh */
+        ops->bias_activation_backward(L->act, &L->h, &L->fc_b->value, &L->da, &L->da, &L->fc_b->grad);
+        ops->gemm(1, 0, 1.0f, &L->x, &L->da, 1.0f, &L->fc_w->grad);  /* dW_fc */
     } else {
-        ops->activation_backward(L->act, &L->h, &L->da, &L->da); /* dh = act'(h) * da */
+        if (L->glu) {
+            /* a = s * h: ds = da * h (into dg), dh = da * s (in place in da);
+               then dg = act'(g) * ds. */
+            ops->mul(&L->da, &L->h, &L->dg);
+            ops->mul(&L->da, &L->s, &L->da);
+            ops->activation_backward(L->act, &L->g, &L->dg, &L->dg);
+            linear_wgrad(ops, &L->x, &L->dg, L->gate_w, L->gate_b);
+        } else {
+            ops->activation_backward(L->act, &L->h, &L->da, &L->da); /* dh = act'(h) * da */
+        }
+        linear_wgrad(ops, &L->x, &L->da, L->fc_w, L->fc_b);          /* dW_fc, db_fc */
     }
-    linear_wgrad(ops, &L->x, &L->da, L->fc_w, L->fc_b);          /* dW_fc, db_fc */
     ops->gemm(0, 1, 1.0f, &L->da, &L->fc_w->value, 0.0f, &dx2);  /* dx = dh · W_fcᵀ */
     if (L->glu) ops->gemm(0, 1, 1.0f, &L->dg, &L->gate_w->value, 1.0f, &dx2); /* + dg · W_gateᵀ */
     return FL_OK;

@@ -163,6 +163,8 @@ const fl_backend *ts_cuda_emu_backend(void) {
     o->permute01 = cu_permute01;
     o->dropout = cu_dropout;
     o->hash_ids = cu_hash_ids;
+    o->bias_activation = cu_bias_activation;
+    o->bias_activation_backward = cu_bias_activation_backward;
     o->sum_rows = cu_sum_rows;
     o->row_dot = cu_row_dot;
     o->batchnorm = cu_batchnorm;

@@ -7,15 +7,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-fl_status ts_ffn_create(ts_ffn *t, const char *name, const char *opts, int d_model, fl_error *err) {
+static fl_status create_on(ts_ffn *t, const char *name, const char *opts, int d_model, size_t ops_size,
+                           fl_error *err) {
     memset(t, 0, sizeof *t);
     t->be = fl_backend_cpu();
     fl_host_init(&t->host, t->be, NULL);
+    if (ops_size < sizeof t->older) {
+        t->older = t->be->ops;
+        t->older.size = (uint32_t)ops_size;
+        t->host.ops = &t->older;
+    }
     char spec[1024];
     snprintf(spec, sizeof spec, "%s%s%s", name, opts ? ":" : "", opts ? opts : "");
     const fl_ffn_site site = {.d_model = d_model, .index = 0, .n_layers = TS_FFN_LAYERS, .vocab_size = TS_FFN_VOCAB,
                               .seed = TS_FFN_SEED};
     return fl_ffn_layer_create(&t->L, &t->host, &t->list, spec, &site, err);
+}
+
+fl_status ts_ffn_create(ts_ffn *t, const char *name, const char *opts, int d_model, fl_error *err) {
+    return create_on(t, name, opts, d_model, sizeof(fl_ops), err);
+}
+
+fl_status ts_ffn_create_older_host(ts_ffn *t, const char *name, const char *opts, int d_model, size_t first_missing,
+                                   fl_error *err) {
+    return create_on(t, name, opts, d_model, first_missing, err);
 }
 
 void ts_ffn_free(ts_ffn *t) {

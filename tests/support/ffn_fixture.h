@@ -27,6 +27,7 @@ enum { TS_FFN_SEED = 1234, TS_FFN_LAYERS = 2, TS_FFN_VOCAB = 512 };
 
 typedef struct ts_ffn {
     const fl_backend *be; /* the CPU */
+    fl_ops older;         /* ts_ffn_create_older_host: the host's shorter ops table */
     fl_host host;
     fl_param_list list;   /* the layer's parameters (owned here) */
     fl_ffn_layer L;       /* plugin, descriptor, parsed options, layer object */
@@ -37,6 +38,10 @@ typedef struct ts_ffn {
    and err carries fl_ffn_layer_create's message (prefixed "layer 0 ffn
    'NAME'"); ts_ffn_free must still be called. */
 fl_status ts_ffn_create(ts_ffn *t, const char *name, const char *opts, int d_model, fl_error *err);
+/* ts_ffn_create on a host whose ops table ends at offsetof(fl_ops, first_missing),
+   as an older host's does: FL_OPS_HAS is false from that op on. */
+fl_status ts_ffn_create_older_host(ts_ffn *t, const char *name, const char *opts, int d_model, size_t first_missing,
+                                   fl_error *err);
 /* Destroys the layer, unloads the plugin and frees the parameters. */
 void ts_ffn_free(ts_ffn *t);
 

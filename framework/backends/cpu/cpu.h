@@ -164,6 +164,9 @@ void cpu_add_bias(fl_tensor *y, const fl_tensor *b);
 void cpu_sum_rows(const fl_tensor *x, float beta, fl_tensor *out);
 void cpu_activation(int act, const fl_tensor *x, fl_tensor *y);
 void cpu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl_tensor *dx);
+void cpu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y);
+void cpu_bias_activation_backward(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx,
+                                  fl_tensor *db);
 void cpu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out);
 void cpu_axpby(float alpha, const fl_tensor *x, float beta, fl_tensor *y);
 void cpu_fill(fl_tensor *x, float v);

@@ -1,7 +1,7 @@
 /*
  * backends/cpu/cpu_elementwise.c — elementwise and per-row-scalar ops of the
- * CPU backend: bias add and its gradient, activations and their gradients,
- * mul / axpby / fill / copy, row scaling and row dot products, host
+ * CPU backend: bias add and its gradient, activations and their gradients
+ * (and both fused: bias and activation in one pass), mul / axpby / fill / copy, row scaling and row dot products, host
  * copies. The counter-based RNG fills and dropout are in cpu_rng.c.
  *
  * Pattern: the flat index range is cut into fixed chunks shared out by an
@@ -17,6 +17,8 @@
 #include <stdlib.h>
 
 #define CHUNK 16384
+/* values staged on the stack at a time (bf16 outputs) */
+enum { PIECE = 1024 };
 
 static inline int64_t n_chunks(int64_t n) { return (n + CHUNK - 1) / CHUNK; }
 static inline int64_t chunk_end(int64_t c, int64_t n) {
@@ -92,14 +94,15 @@ void cpu_add_bias(fl_tensor *y, const fl_tensor *b) {
     }
 }
 
-/* out[M] = beta out + sum over rows of x[N,M]. Each thread sums a range of
-   rows into its own double row, then the rows are added in thread order:
-   deterministic for a fixed thread count. */
-void cpu_sum_rows(const fl_tensor *x, float beta, fl_tensor *out) {
-    const int64_t N = cpu_rows(x), M = cpu_cols(x);
-    CPU_CHECK(x->dtype == FL_F32 && out->dtype == FL_F32 && fl_numel(out) == M);
-    const float *px = cpu_f32(x);
-    float *po = cpu_f32(out);
+/* One row's share of a column sum: whatever row i's work is, its M values
+   are added into acc[M]. */
+typedef void (*row_into_sums)(const void *job, int64_t i, double *acc);
+
+/* out[M] = beta out + the sum over rows i < N of what row(job, i) adds
+   (beta 0: out is not read). Each thread takes a range of rows into its own
+   double row, then the rows are added in thread order: deterministic for a
+   fixed thread count. */
+static void column_sums(int64_t N, int64_t M, row_into_sums row, const void *job, float beta, float *po) {
     const int nt = N * M > CPU_PAR_MIN ? cpu_threads() : 1;
     double *part = calloc((size_t)nt * (size_t)M, sizeof *part);
     if (!part) {
@@ -110,11 +113,7 @@ void cpu_sum_rows(const fl_tensor *x, float beta, fl_tensor *out) {
     {
         const int t = omp_get_thread_num(), T = omp_get_num_threads();
         double *acc = part + (int64_t)t * M;
-        for (int64_t i = N * t / T; i < N * (t + 1) / T; i++) {
-            const float *r = px + i * M;
-#pragma omp simd
-            for (int64_t j = 0; j < M; j++) acc[j] += r[j];
-        }
+        for (int64_t i = N * t / T; i < N * (t + 1) / T; i++) row(job, i, acc);
 #pragma omp barrier
 #pragma omp for schedule(static)
         for (int64_t j = 0; j < M; j++) {
@@ -126,25 +125,66 @@ void cpu_sum_rows(const fl_tensor *x, float beta, fl_tensor *out) {
     free(part);
 }
 
-static void act_range(int act, const float *x, float *y, int64_t n) {
+typedef struct row_job {
+    const float *x;
+    int64_t M;
+} row_job;
+
+static void add_row(const void *job, int64_t i, double *acc) {
+    const row_job *j = job;
+    const float *r = j->x + i * j->M;
+#pragma omp simd
+    for (int64_t c = 0; c < j->M; c++) acc[c] += r[c];
+}
+
+/* out[M] = beta out + sum over rows of x[N,M] */
+void cpu_sum_rows(const fl_tensor *x, float beta, fl_tensor *out) {
+    const int64_t N = cpu_rows(x), M = cpu_cols(x);
+    CPU_CHECK(x->dtype == FL_F32 && out->dtype == FL_F32 && fl_numel(out) == M);
+    const row_job job = {cpu_f32(x), M};
+    column_sums(N, M, add_row, &job, beta, cpu_f32(out));
+}
+
+/* BODY for each i < n, vectorised, with X the activation's input: x[i], or
+   x[i] + b[i] when b is not NULL. The bias is added inside the loop that
+   uses it: staged through a buffer first, the fused op was no faster than
+   add_bias and activation apart (measured). */
+#define FOR_INPUT(n, x, b, BODY)                                                                 \
+    do {                                                                                         \
+        if (b) {                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < (n); i++) {                              \
+                const float X = (x)[i] + (b)[i];                                                 \
+                BODY;                                                                            \
+            }                                                                                    \
+        } else {                                                                                 \
+            _Pragma("omp simd") for (int64_t i = 0; i < (n); i++) {                              \
+                const float X = (x)[i];                                                          \
+                BODY;                                                                            \
+            }                                                                                    \
+        }                                                                                        \
+    } while (0)
+
+/* y = act(x (+ b)) over n values */
+static void act_range(int act, const float *x, const float *b, float *y, int64_t n) {
     switch (act) {
     case FL_ACT_GELU:
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) y[i] = gelu(x[i]);
+        FOR_INPUT(n, x, b, y[i] = gelu(X));
         break;
     case FL_ACT_RELU:
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+        FOR_INPUT(n, x, b, y[i] = X > 0.0f ? X : 0.0f);
         break;
     case FL_ACT_SILU:
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] * cpu_sigmoid(x[i]);
+        FOR_INPUT(n, x, b, y[i] = X * cpu_sigmoid(X));
         break;
     case FL_ACT_SOFTPLUS: /* libm: a router-sized op, accuracy over speed */
-        for (int64_t i = 0; i < n; i++) y[i] = x[i] > 20.0f ? x[i] : log1pf(expf(x[i]));
+        for (int64_t i = 0; i < n; i++) {
+            const float X = b ? x[i] + b[i] : x[i];
+            y[i] = X > 20.0f ? X : log1pf(expf(X));
+        }
         break;
     default: /* identity */
-        if (y != x) memcpy(y, x, (size_t)n * sizeof *y);
+        if (b) FOR_INPUT(n, x, b, y[i] = X);
+        else if (y != x) memcpy(y, x, (size_t)n * sizeof *y);
         break;
     }
 }
@@ -157,12 +197,11 @@ static void round_range(const float *x, uint16_t *y, int64_t n) {
 
 /* act_range into bf16: the f32 results go through a small stack buffer, so
    y is exactly the f32 op's result rounded (the same act_range computes it) */
-static void act_range_bf16(int act, const float *x, uint16_t *y, int64_t n) {
-    enum { PIECE = 1024 };
+static void act_range_bf16(int act, const float *x, const float *b, uint16_t *y, int64_t n) {
     float tmp[PIECE];
     for (int64_t i = 0; i < n; i += PIECE) {
         const int64_t k = n - i < PIECE ? n - i : PIECE;
-        act_range(act, x + i, tmp, k);
+        act_range(act, x + i, b ? b + i : NULL, tmp, k);
         round_range(tmp, y + i, k);
     }
 }
@@ -183,27 +222,25 @@ void cpu_activation(int act, const fl_tensor *x, fl_tensor *y) {
 #pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
     for (int64_t c = 0; c < n_chunks(n); c++) {
         const int64_t o = c * CHUNK, len = chunk_end(c, n) - o;
-        if (bf16) act_range_bf16(act, px + o, (uint16_t *)y->data + o, len);
-        else act_range(act, px + o, cpu_f32(y) + o, len);
+        if (bf16) act_range_bf16(act, px + o, NULL, (uint16_t *)y->data + o, len);
+        else act_range(act, px + o, NULL, cpu_f32(y) + o, len);
     }
 }
 
-static void act_grad_range(int act, const float *x, const float *dy, float *dx, int64_t n) {
+/* dx = dy * act'(x (+ b)) over n values */
+static void act_grad_range(int act, const float *x, const float *b, const float *dy, float *dx, int64_t n) {
     switch (act) {
     case FL_ACT_GELU:
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * gelu_grad(x[i]);
+        FOR_INPUT(n, x, b, dx[i] = dy[i] * gelu_grad(X));
         break;
     case FL_ACT_RELU:
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+        FOR_INPUT(n, x, b, dx[i] = X > 0.0f ? dy[i] : 0.0f);
         break;
     case FL_ACT_SILU:
-#pragma omp simd
-        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * silu_grad(x[i]);
+        FOR_INPUT(n, x, b, dx[i] = dy[i] * silu_grad(X));
         break;
     case FL_ACT_SOFTPLUS:
-        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f / (1.0f + expf(-x[i])));
+        for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * (1.0f / (1.0f + expf(-(b ? x[i] + b[i] : x[i]))));
         break;
     default:
         if (dx != dy) memcpy(dx, dy, (size_t)n * sizeof *dx);
@@ -221,8 +258,63 @@ void cpu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, f
 #pragma omp parallel for schedule(static) if (n > CPU_PAR_MIN)
     for (int64_t c = 0; c < n_chunks(n); c++) {
         const int64_t o = c * CHUNK;
-        act_grad_range(act, px + o, pdy + o, pdx + o, chunk_end(c, n) - o);
+        act_grad_range(act, px + o, NULL, pdy + o, pdx + o, chunk_end(c, n) - o);
     }
+}
+
+/* The fused bias ops run the activation loops of activation and its
+   backward with the bias added to their input (FOR_INPUT): the same bits as
+   add_bias followed by either. */
+
+/* y[N,M] = act(x + b) by rows; y may alias x, or be bf16 (not aliasing x). */
+void cpu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y) {
+    const int64_t N = cpu_rows(x), M = cpu_cols(x);
+    CPU_CHECK(f32_to_f32_or_bf16(x, y) && b->dtype == FL_F32 && fl_numel(b) == M);
+    CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
+    const float *px = cpu_f32(x), *pb = cpu_f32(b);
+    const int bf16 = y->dtype == FL_BF16;
+#pragma omp parallel for schedule(static) if (N * M > CPU_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) {
+        if (bf16) act_range_bf16(act, px + i * M, pb, (uint16_t *)y->data + i * M, M);
+        else act_range(act, px + i * M, pb, cpu_f32(y) + i * M, M);
+    }
+}
+
+typedef struct bias_grad_job {
+    int act;
+    const float *x, *b, *dy;
+    float *dx;
+    int64_t M;
+} bias_grad_job;
+
+/* Row i: dx = dy * act'(x + b), then (unless acc is NULL) added into acc
+   while the row is still in cache. */
+static void bias_grad_row(const void *job, int64_t i, double *acc) {
+    const bias_grad_job *j = job;
+    const int64_t o = i * j->M;
+    act_grad_range(j->act, j->x + o, j->b, j->dy + o, j->dx + o, j->M);
+    if (acc) {
+        const float *r = j->dx + o;
+#pragma omp simd
+        for (int64_t c = 0; c < j->M; c++) acc[c] += r[c];
+    }
+}
+
+/* dx = dy * act'(x + b) (dx may alias dy); db += the sum over rows of dx
+   unless db is NULL. */
+void cpu_bias_activation_backward(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx,
+                                  fl_tensor *db) {
+    const int64_t N = cpu_rows(x), M = cpu_cols(x);
+    CPU_CHECK(same_f32(x, dy) && same_f32(x, dx) && b->dtype == FL_F32 && fl_numel(b) == M);
+    CPU_CHECK(!db || (db->dtype == FL_F32 && fl_numel(db) == M));
+    CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
+    const bias_grad_job job = {act, cpu_f32(x), cpu_f32(b), cpu_f32(dy), cpu_f32(dx), M};
+    if (db) {
+        column_sums(N, M, bias_grad_row, &job, 1.0f, cpu_f32(db));
+        return;
+    }
+#pragma omp parallel for schedule(static) if (N * M > CPU_PAR_MIN)
+    for (int64_t i = 0; i < N; i++) bias_grad_row(&job, i, NULL);
 }
 
 /* out = a * b elementwise; out may alias a or b, or be bf16 (the f32

@@ -1,6 +1,7 @@
 /*
  * backends/cuda/cu_elementwise.cu — elementwise ops of the CUDA backend:
- * bias add, activations and their gradients, mul / axpby / fill / copy, row
+ * bias add, activations and their gradients (and both fused: bias and
+ * activation in one pass), mul / axpby / fill / copy, row
  * scaling, the counter-based RNG fills and host copies.
  *
  * Every kernel is a grid-stride loop over the flat index, so one launch
@@ -81,15 +82,21 @@ void cu_add_bias(fl_tensor *y, const fl_tensor *b) {
 
 /* ------------------------------------------------------------ activations */
 
+__device__ __forceinline__ float act_f(int act, float v) {
+    return act == FL_ACT_GELU ? gelu_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? v : 0.0f)
+         : act == FL_ACT_SILU ? v * sigmoid_f(v) : act == FL_ACT_SOFTPLUS ? (v > 20.0f ? v : log1pf(expf(v)))
+         : v;
+}
+
+/* g * act'(v) */
+__device__ __forceinline__ float act_grad_f(int act, float v, float g) {
+    return act == FL_ACT_GELU ? g * gelu_grad_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? g : 0.0f)
+         : act == FL_ACT_SILU ? g * silu_grad_f(v) : act == FL_ACT_SOFTPLUS ? g * sigmoid_f(v) : g;
+}
+
 /* y = act(x); Out float, or uint16_t for a bf16 y (the f32 result rounded) */
 template <class Out> static __global__ void k_activation(int act, const float *x, Out *y, int64_t n) {
-    CU_LOOP(i, n) {
-        const float v = x[i];
-        cu_store(&y[i], act == FL_ACT_GELU ? gelu_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? v : 0.0f)
-                      : act == FL_ACT_SILU ? v * sigmoid_f(v)
-                      : act == FL_ACT_SOFTPLUS ? (v > 20.0f ? v : log1pf(expf(v)))
-                      : v);
-    }
+    CU_LOOP(i, n) cu_store(&y[i], act_f(act, x[i]));
 }
 
 void cu_activation(int act, const fl_tensor *x, fl_tensor *y) {
@@ -105,11 +112,7 @@ void cu_activation(int act, const fl_tensor *x, fl_tensor *y) {
 }
 
 static __global__ void k_activation_backward(int act, const float *x, const float *dy, float *dx, int64_t n) {
-    CU_LOOP(i, n) {
-        const float v = x[i], g = dy[i];
-        dx[i] = act == FL_ACT_GELU ? g * gelu_grad_f(v) : act == FL_ACT_RELU ? (v > 0.0f ? g : 0.0f)
-              : act == FL_ACT_SILU ? g * silu_grad_f(v) : act == FL_ACT_SOFTPLUS ? g * sigmoid_f(v) : g;
-    }
+    CU_LOOP(i, n) dx[i] = act_grad_f(act, x[i], dy[i]);
 }
 
 void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl_tensor *dx) {
@@ -119,6 +122,47 @@ void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl
     if (n == 0 || (act == FL_ACT_IDENTITY && dy->data == dx->data)) return;
     CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_activation_backward)(act, cu_f32(x), cu_f32(dy), cu_f32(dx), n);
     CU_LAUNCHED("k_activation_backward");
+}
+
+/* ------------------------------------------------------------ bias + activation */
+
+/* y[N,M] = act(x + b[i % M]) */
+template <class Out>
+static __global__ void k_bias_activation(int act, const float *x, const float *b, Out *y, int64_t n, int64_t M) {
+    CU_LOOP(i, n) cu_store(&y[i], act_f(act, x[i] + b[i % M]));
+}
+
+void cu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y) {
+    const int64_t N = cu_rows(x), M = cu_cols(x), n = N * M;
+    CU_CHECK(f32_to_f32_or_bf16(x, y) && b->dtype == FL_F32 && fl_numel(b) == M);
+    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
+    if (n == 0) return;
+    if (y->dtype == FL_BF16)
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation<uint16_t>)(act, cu_f32(x), cu_f32(b),
+                                                                         (uint16_t *)y->data, n, M);
+    else
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation<float>)(act, cu_f32(x), cu_f32(b), cu_f32(y), n, M);
+    CU_LAUNCHED("k_bias_activation");
+}
+
+static __global__ void k_bias_activation_backward(int act, const float *x, const float *b, const float *dy,
+                                                  float *dx, int64_t n, int64_t M) {
+    CU_LOOP(i, n) dx[i] = act_grad_f(act, x[i] + b[i % M], dy[i]);
+}
+
+/* dx, then db += its column sums (the deterministic two-stage sum of
+   sum_rows): two passes, where the CPU makes one, to reuse that sum. */
+void cu_bias_activation_backward(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx,
+                                 fl_tensor *db) {
+    const int64_t N = cu_rows(x), M = cu_cols(x), n = N * M;
+    CU_CHECK(same_f32(x, dy) && same_f32(x, dx) && b->dtype == FL_F32 && fl_numel(b) == M);
+    CU_CHECK(!db || (db->dtype == FL_F32 && fl_numel(db) == M));
+    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
+    if (n == 0) return;
+    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation_backward)(act, cu_f32(x), cu_f32(b), cu_f32(dy),
+                                                                    cu_f32(dx), n, M);
+    CU_LAUNCHED("k_bias_activation_backward");
+    if (db) cu_sum_rows_raw(cu_f32(dx), N, M, 1.0f, cu_f32(db));
 }
 
 /* ------------------------------------------------------------ mul, axpby */

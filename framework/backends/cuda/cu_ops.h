@@ -23,6 +23,9 @@ void cu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY,
 void cu_add_bias(fl_tensor *y, const fl_tensor *b);
 void cu_activation(int act, const fl_tensor *x, fl_tensor *y);
 void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl_tensor *dx);
+void cu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y);
+void cu_bias_activation_backward(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx,
+                                 fl_tensor *db);
 void cu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out);
 void cu_axpby(float alpha, const fl_tensor *x, float beta, fl_tensor *y);
 void cu_fill(fl_tensor *x, float v);

@@ -318,6 +318,8 @@ static fl_backend g_backend = {
         .layernorm_groups = cu_layernorm_groups,
         .layernorm_groups_backward = cu_layernorm_groups_backward,
         .hash_ids = cu_hash_ids,
+        .bias_activation = cu_bias_activation,
+        .bias_activation_backward = cu_bias_activation_backward,
     },
     .alloc = cu_alloc,
     .free = cu_free,

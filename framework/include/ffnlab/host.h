@@ -302,6 +302,18 @@ typedef struct fl_ops {
        evenly over the buckets. A hash layer's expert of each token is
        hash_ids(ctx->tokens, seed, E); bucket_sort then groups the rows. */
     void (*hash_ids)(const fl_tensor *ids, uint64_t seed, int64_t buckets, fl_tensor *out);
+
+    /* ---- a layer's bias and activation in one pass ---- */
+
+    /* y[N,M] = act(x[N,M] + b[M]): add_bias then activation in one pass
+       over x, which is left as it is (its backward reads x and b). y may be
+       FL_BF16 (the f32 result rounded to nearest even; x F32). */
+    void (*bias_activation)(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y);
+    /* dx = dy * act'(x + b) elementwise (dx may alias dy, and is
+       overwritten), and unless db is NULL, db[M] += the sum over rows of
+       dx: bias_activation's gradients in one pass. */
+    void (*bias_activation_backward)(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy,
+                                     fl_tensor *dx, fl_tensor *db);
 } fl_ops;
 
 /* Whether a host's ops table has `field` (a table newer than the plugin's
