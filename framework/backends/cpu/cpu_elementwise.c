@@ -1,8 +1,9 @@
 /*
  * backends/cpu/cpu_elementwise.c — elementwise and per-row-scalar ops of the
  * CPU backend: bias add and its gradient, activations and their gradients
- * (and both fused: bias and activation in one pass), mul / axpby / fill / copy, row scaling and row dot products, host
- * copies. The counter-based RNG fills and dropout are in cpu_rng.c.
+ * (and both fused: bias and activation in one pass), mul / axpby / fill /
+ * copy, row scaling and row dot products, host copies. The counter-based RNG
+ * fills and dropout are in cpu_rng.c.
  *
  * Pattern: the flat index range is cut into fixed chunks shared out by an
  * OpenMP loop (one thread below CPU_PAR_MIN elements), and each chunk runs an
@@ -17,8 +18,6 @@
 #include <stdlib.h>
 
 #define CHUNK 16384
-/* values staged on the stack at a time (bf16 outputs) */
-enum { PIECE = 1024 };
 
 static inline int64_t n_chunks(int64_t n) { return (n + CHUNK - 1) / CHUNK; }
 static inline int64_t chunk_end(int64_t c, int64_t n) {
@@ -198,6 +197,7 @@ static void round_range(const float *x, uint16_t *y, int64_t n) {
 /* act_range into bf16: the f32 results go through a small stack buffer, so
    y is exactly the f32 op's result rounded (the same act_range computes it) */
 static void act_range_bf16(int act, const float *x, const float *b, uint16_t *y, int64_t n) {
+    enum { PIECE = 1024 };
     float tmp[PIECE];
     for (int64_t i = 0; i < n; i += PIECE) {
         const int64_t k = n - i < PIECE ? n - i : PIECE;
