@@ -55,8 +55,10 @@
  *   wide layer, and the inner product of the transposed route at that
  *   d_model) in panels of columns: 1.03-1.19x wherever N >= 512 a thread and
  *   K >= 1024; level at M = 128-160 and M >= 448.
- * A·B was level in panels, and so was every kind with oneDNN held to its
- * AVX2 kernels (DNNL_MAX_CPU_ISA=AVX2): panels are for AVX-512 kernels only.
+ * A·B was level in panels, and with oneDNN held to its AVX2 kernels
+ * (DNNL_MAX_CPU_ISA=AVX2) so was every kind (mostly 0.9-1.05x; single
+ * points from 0.73 to 1.41x, along no shape): panels are for AVX-512
+ * kernels only.
  *
  * FFNLAB_CPU_GEMM_TN = auto (default) | onednn | openblas | transposed and
  * FFNLAB_CPU_GEMM_NARROW = auto | onednn | blis force a path. A forced
