@@ -214,12 +214,20 @@ static void test_blis_is_deterministic(void **state) {
 
 /* ---- the transposed route (test_cpu_blas_transposed) ---- */
 
-static void use_transposed(void) {
-    setenv("FFNLAB_CPU_GEMM_TN", "transposed", 1);
-    setenv("FFNLAB_CPU_GEMM_NARROW", "onednn", 1);
+/* The backend set up with FFNLAB_CPU_GEMM_TN, _NARROW and _PANELS as given
+   (NULL: unset, the automatic choice). */
+static void choose_routes(const char *tn, const char *narrow, const char *panels) {
+    const char *vars[] = {"FFNLAB_CPU_GEMM_TN", "FFNLAB_CPU_GEMM_NARROW", "FFNLAB_CPU_GEMM_PANELS"};
+    const char *values[] = {tn, narrow, panels};
+    for (int i = 0; i < 3; i++) {
+        if (values[i]) setenv(vars[i], values[i], 1);
+        else unsetenv(vars[i]);
+    }
     fl_error err = {0};
     assert_int_equal(fl_cpu_set_precision("fp32", &err), FL_OK);
 }
+
+static void use_transposed(void) { choose_routes("transposed", "onednn", NULL); }
 
 static void test_transposed_is_named(void **state) {
     (void)state;
@@ -253,13 +261,7 @@ static void test_transposed_is_deterministic(void **state) {
 
 /* ---- panels, one per thread (test_cpu_blas_panels) ---- */
 
-static void use_panels(void) {
-    setenv("FFNLAB_CPU_GEMM_TN", "onednn", 1);
-    setenv("FFNLAB_CPU_GEMM_NARROW", "onednn", 1);
-    setenv("FFNLAB_CPU_GEMM_PANELS", "on", 1);
-    fl_error err = {0};
-    assert_int_equal(fl_cpu_set_precision("fp32", &err), FL_OK);
-}
+static void use_panels(void) { choose_routes("onednn", "onednn", "on"); }
 
 static void test_panels_are_named(void **state) {
     (void)state;
@@ -307,11 +309,7 @@ static int installed(const char *lib) {
 
 /* The backend's description once it chose with nothing forced. */
 static const char *choose_automatically(void) {
-    unsetenv("FFNLAB_CPU_GEMM_TN");
-    unsetenv("FFNLAB_CPU_GEMM_NARROW");
-    unsetenv("FFNLAB_CPU_GEMM_PANELS");
-    fl_error err = {0};
-    assert_int_equal(fl_cpu_set_precision("fp32", &err), FL_OK);
+    choose_routes(NULL, NULL, NULL);
     const char *desc = tf_be->describe();
     print_message("backend: %s\n", desc);
     return desc;

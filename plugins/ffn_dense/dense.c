@@ -183,11 +183,11 @@ static fl_status ensure_hidden(dense *L, fl_tensor *t, int32_t dtype, int64_t n,
    or f32 on a host from before that field. */
 static int32_t act_dtype(const fl_host *h) { return FL_HOST_HAS(h, act_dtype) ? h->act_dtype : FL_F32; }
 
-/* out[N,d_ff] = x · W + b */
+/* out[N,d_ff] = x · W + b (b NULL: x · W) */
 static void linear(const fl_ops *ops, const fl_tensor *x, const fl_param *w, const fl_param *b,
                    fl_tensor *out) {
     ops->gemm(0, 0, 1.0f, x, &w->value, 0.0f, out);
-    ops->add_bias(out, &b->value);
+    if (b) ops->add_bias(out, &b->value);
 }
 
 static fl_status dense_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor *x,
@@ -205,29 +205,27 @@ static fl_status dense_forward(void *layer, const fl_ffn_ctx *ctx, const fl_tens
     L->x = fl_view2(x, n, L->d);
     fl_tensor y2 = fl_view2(y, n, L->d);
 
+    linear(ops, &L->x, L->fc_w, L->fused ? NULL : L->fc_b, &L->h); /* h[N,d_ff] */
     if (L->fused) {
-        ops->gemm(0, 0, 1.0f, &L->x, &L->fc_w->value, 0.0f, &L->h); /* h[N,d_ff] = x·W_fc */
         ops->bias_activation(L->act, &L->h, &L->fc_b->value, &L->a); /* a = act(h + b_fc) */
+    } else if (L->glu) {
+        linear(ops, &L->x, L->gate_w, L->gate_b, &L->g);            /* g[N,d_ff] */
+        ops->activation(L->act, &L->g, &L->s);                      /* s = act(g) */
+        ops->mul(&L->s, &L->h, &L->a);                              /* a = s * h */
     } else {
-        linear(ops, &L->x, L->fc_w, L->fc_b, &L->h);          /* h[N,d_ff] */
-        if (L->glu) {
-            linear(ops, &L->x, L->gate_w, L->gate_b, &L->g);  /* g[N,d_ff] */
-            ops->activation(L->act, &L->g, &L->s);            /* s = act(g) */
-            ops->mul(&L->s, &L->h, &L->a);                    /* a = s * h */
-        } else {
-            ops->activation(L->act, &L->h, &L->a);            /* a = act(h) */
-        }
+        ops->activation(L->act, &L->h, &L->a);                      /* a = act(h) */
     }
-    linear(ops, &L->a, L->proj_w, L->proj_b, &y2);            /* y[N,d] */
+    linear(ops, &L->a, L->proj_w, L->proj_b, &y2);                  /* y[N,d] */
     L->n = n;
     return FL_OK;
 }
 
-/* dW += xᵀ · dz, db += Σ_rows dz, for one linear map z = x · W + b. */
+/* dW += xᵀ · dz, db += Σ_rows dz (b NULL: dW only), for one linear map
+   z = x · W + b. */
 static void linear_wgrad(const fl_ops *ops, const fl_tensor *x, const fl_tensor *dz, fl_param *w,
                          fl_param *b) {
     ops->gemm(1, 0, 1.0f, x, dz, 1.0f, &w->grad);
-    ops->sum_rows(dz, 1.0f, &b->grad);
+    if (b) ops->sum_rows(dz, 1.0f, &b->grad);
 }
 
 static fl_status dense_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tensor *dy,
@@ -251,20 +249,17 @@ static fl_status dense_backward(void *layer, const fl_ffn_ctx *ctx, const fl_ten
     if (L->fused) {
         /* dh = act'(h + b_fc) * da (in place in da), db_fc += Σ_rows dh */
         ops->bias_activation_backward(L->act, &L->h, &L->fc_b->value, &L->da, &L->da, &L->fc_b->grad);
-        ops->gemm(1, 0, 1.0f, &L->x, &L->da, 1.0f, &L->fc_w->grad);  /* dW_fc */
+    } else if (L->glu) {
+        /* a = s * h: ds = da * h (into dg), dh = da * s (in place in da);
+           then dg = act'(g) * ds. */
+        ops->mul(&L->da, &L->h, &L->dg);
+        ops->mul(&L->da, &L->s, &L->da);
+        ops->activation_backward(L->act, &L->g, &L->dg, &L->dg);
+        linear_wgrad(ops, &L->x, &L->dg, L->gate_w, L->gate_b);
     } else {
-        if (L->glu) {
-            /* a = s * h: ds = da * h (into dg), dh = da * s (in place in da);
-               then dg = act'(g) * ds. */
-            ops->mul(&L->da, &L->h, &L->dg);
-            ops->mul(&L->da, &L->s, &L->da);
-            ops->activation_backward(L->act, &L->g, &L->dg, &L->dg);
-            linear_wgrad(ops, &L->x, &L->dg, L->gate_w, L->gate_b);
-        } else {
-            ops->activation_backward(L->act, &L->h, &L->da, &L->da); /* dh = act'(h) * da */
-        }
-        linear_wgrad(ops, &L->x, &L->da, L->fc_w, L->fc_b);          /* dW_fc, db_fc */
+        ops->activation_backward(L->act, &L->h, &L->da, &L->da); /* dh = act'(h) * da */
     }
+    linear_wgrad(ops, &L->x, &L->da, L->fc_w, L->fused ? NULL : L->fc_b); /* dW_fc, db_fc unless fused */
     ops->gemm(0, 1, 1.0f, &L->da, &L->fc_w->value, 0.0f, &dx2);  /* dx = dh · W_fcᵀ */
     if (L->glu) ops->gemm(0, 1, 1.0f, &L->dg, &L->gate_w->value, 1.0f, &dx2); /* + dg · W_gateᵀ */
     return FL_OK;

@@ -324,10 +324,11 @@ void cpu_blas_describe(char *out, size_t n) {
     if (g_tn.alt_on == ALT_ALL) snprintf(tn, sizeof tn, ", weight gradients (Aᵀ·B) as (Bᵀ·A)ᵀ");
     if (g_narrow.on)
         snprintf(narrow, sizeof narrow, ", narrow products (N %d-%d) on %s", NARROW_N_MIN, NARROW_N_MAX, g_narrow.name);
-    if (panels_choice() == PANELS_RULE && omp_get_max_threads() > 1)
+    const int mode = panels_choice();
+    if (mode == PANELS_RULE && omp_get_max_threads() > 1)
         snprintf(panels, sizeof panels, ", A·Bᵀ (N %d-%d) and Aᵀ·B (M %d-%d) in panels, one per thread", ROWS_N_MIN,
                  ROWS_N_MAX, COLS_M_MIN, COLS_M_MAX);
-    if (panels_choice() == PANELS_ALL) snprintf(panels, sizeof panels, ", products in panels, one per thread");
+    if (mode == PANELS_ALL) snprintf(panels, sizeof panels, ", products in panels, one per thread");
     snprintf(out, n, "%s%s%s", tn, narrow, panels);
 }
 
@@ -425,17 +426,17 @@ static int sgemm_tn_transposed(int64_t M, int64_t N, int64_t K, float alpha, con
 int cpu_blas_sgemm(int transA, int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
                    int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     blas_lib *l = !transA ? &g_narrow : !transB ? &g_tn : NULL;
-    if (!l || !takes(l, M, N, K)) {
-        if (l && l->alt_on && (l->alt_on == ALT_ALL || tall(M, N, K)) &&
-            sgemm_tn_transposed(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
-            return 1;
-        return in_panels(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (l && takes(l, M, N, K)) {
+        if (!omp_in_parallel() && l->threads != omp_get_max_threads()) { /* follow --threads */
+            l->threads = omp_get_max_threads();
+            l->set_threads(l->threads);
+        }
+        l->sgemm(CBLAS_ROW_MAJOR, transA ? CBLAS_TRANS : CBLAS_NO_TRANS, transB ? CBLAS_TRANS : CBLAS_NO_TRANS,
+                 (int)M, (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+        return 1;
     }
-    if (!omp_in_parallel() && l->threads != omp_get_max_threads()) { /* follow --threads */
-        l->threads = omp_get_max_threads();
-        l->set_threads(l->threads);
-    }
-    l->sgemm(CBLAS_ROW_MAJOR, transA ? CBLAS_TRANS : CBLAS_NO_TRANS, transB ? CBLAS_TRANS : CBLAS_NO_TRANS, (int)M,
-             (int)N, (int)K, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-    return 1;
+    if (l && l->alt_on && (l->alt_on == ALT_ALL || tall(M, N, K)) &&
+        sgemm_tn_transposed(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc))
+        return 1;
+    return in_panels(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
