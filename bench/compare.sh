@@ -38,15 +38,18 @@ ffnlab | tee "$out/ffnlab0"
 # does not recognise AVX-512/AMX Xeons (it would run SSE3 kernels), so the core
 # type comes from this CPU's flags: SkylakeX kernels need AVX-512 F/BW/DQ/VL,
 # Haswell ones AVX2 + FMA (what AMD Zen 3 has); otherwise OpenBLAS decides.
+# OPENBLAS_CORETYPE set by the caller wins (with DNNL_MAX_CPU_ISA=AVX2 and
+# OPENBLAS_CORETYPE=Haswell an AVX-512 machine runs both sides on AVX2 kernels).
 lib=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 openblas=$lib/openblas-openmp
 [ -d "$openblas" ] || openblas=$lib/openblas-pthread
 [ -d "$openblas" ] && /usr/bin/python3 -c 'import torch' 2>/dev/null || {
   echo "bench/compare.sh: needs the Debian packages python3-torch and libopenblas0-openmp" >&2; exit 1; }
 flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
-coretype=
+coretype=${OPENBLAS_CORETYPE:-}
 has() { for f in "$@"; do [[ "$flags" == *" $f "* ]] || return 1; done; }
-if has avx512f avx512bw avx512dq avx512vl; then coretype=SkylakeX
+if [ -n "$coretype" ]; then :
+elif has avx512f avx512bw avx512dq avx512vl; then coretype=SkylakeX
 elif has avx2 fma; then coretype=Haswell
 fi
 echo "bench/compare.sh: PyTorch on OpenBLAS (${openblas##*/}), core type ${coretype:-chosen by OpenBLAS}"
