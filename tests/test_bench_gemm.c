@@ -2,7 +2,8 @@
  * tests/test_bench_gemm.c — `ffnlab bench --gemm` (run/bench_gemm.c), end to
  * end at a small shape:
  *  - it prints one row per linear layer of a training step and the slowest
- *    backward ratio, and its JSON holds each layer's shape and, for each of
+ *    backward ratio, and its JSON holds each layer's shape, how its W is
+ *    stored (as the model stores it: [in,out], the LM head [out,in]) and, for each of
  *    the three products (forward, dx, dW), a positive time, GFLOP/s that
  *    agree with the layer's FLOPs and the time, and the time over the
  *    forward's;
@@ -24,6 +25,7 @@ static const char *const LAYERS[] = {"qkv", "attn proj", "ffn fc", "ffn proj", "
 
 static void check_layer(const cJSON *l, int i, double *worst) {
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(l, "layer")->valuestring, LAYERS[i]);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(l, "weights")->valuestring, i == 4 ? "out,in" : "in,out");
     const double tokens = ts_json_num(l, "tokens"), in = ts_json_num(l, "in"), out = ts_json_num(l, "out");
     assert_true(tokens == 2 * 16);
     const double flop = 2.0 * tokens * in * out;

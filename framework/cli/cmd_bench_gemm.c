@@ -12,26 +12,29 @@
 static void help(void) {
     printf("usage: ffnlab bench --gemm [--d-model D] [--context T] [--batch B] [--vocab V] [--reps N] [--device D] [--precision P] [--json FILE]\n\n"
            "Each GEMM of a training step at the bench shape (default d=256, 16x256 tokens, vocab 4096; the FFN is the\n"
-           "dense d_ff = 4d): the forward y = x·Wᵀ against the two backward products of the same FLOPs, dx = dy·W\n"
-           "and dW += dyᵀ·x, on the backend's own gemm op (so the path it picks for each transpose is what is timed).\n"
-           "Prints the best ms and GFLOP/s of each over --reps rounds (default 15), each round the three back to back\n"
-           "(a shared machine takes a core away now and then: the best round is the kernel's own speed), and each\n"
-           "backward product's time as a multiple of its forward's.\n");
+           "dense d_ff = 4d): the forward against the two backward products of the same FLOPs, dx and dW, with W stored\n"
+           "as the model stores it: [in,out] for attention and the FFN (y = x·W, dx = dy·Wᵀ, dW += xᵀ·dy), [out,in]\n"
+           "for the LM head, tied to the token embedding (y = x·Wᵀ, dx = dy·W, dW += dyᵀ·x). On the backend's own gemm\n"
+           "op, so the path it picks for each transpose is what is timed. Prints the best ms and GFLOP/s of each over\n"
+           "--reps rounds (default 15), each round the three back to back (a shared machine takes a core away now and\n"
+           "then: the best round is the kernel's own speed), and each backward product's time as a multiple of its\n"
+           "forward's.\n");
 }
 
 static void print_table(const fl_bench_gemm_result *r) {
     printf("backend: %s — %s\n", r->backend, r->kernel);
     printf("GEMMs of one training step, %lld tokens (best of %d rounds): ms, GFLOP/s, time vs forward\n",
            r->n_rows ? (long long)r->rows[0].tokens : 0LL, r->reps);
-    printf("  %-10s %5s %5s   %-18s %-26s %s\n", "layer", "in", "out", "forward y=x·Wᵀ", "dx = dy·W", "dW += dyᵀ·x");
+    printf("  %-10s %5s %5s  %-8s  %-17s%-26s%s\n", "layer", "in", "out", "W", "forward", "dx", "dW");
     for (int i = 0; i < r->n_rows; i++) {
         const fl_bench_gemm_row *w = &r->rows[i];
-        printf("  %-10s %5lld %5lld   %7.2f %6.1f    ", w->layer, (long long)w->in, (long long)w->out,
-               w->ms[FL_GEMM_FWD], w->gflops[FL_GEMM_FWD]);
+        printf("  %-10s %5lld %5lld  %-8s  %7.2f %6.1f   ", w->layer, (long long)w->in, (long long)w->out,
+               w->w_out_in ? "[out,in]" : "[in,out]", w->ms[FL_GEMM_FWD], w->gflops[FL_GEMM_FWD]);
         for (int p = FL_GEMM_DX; p < FL_GEMM_PRODUCTS; p++)
             printf("%7.2f %6.1f (%.2fx)    ", w->ms[p], w->gflops[p], w->ms[p] / w->ms[FL_GEMM_FWD]);
         printf("\n");
     }
+    printf("  W[in,out]: y = x·W, dx = dy·Wᵀ, dW += xᵀ·dy; W[out,in]: y = x·Wᵀ, dx = dy·W, dW += dyᵀ·x\n");
     printf("slowest backward product: %.2fx its forward\n", r->worst_ratio);
 }
 

@@ -110,9 +110,12 @@ fl_status fl_bench_ffn(const fl_bench_ffn_opts *o, fl_bench_ffn_result *r, fl_er
 
 /* ---------------------------------------------------------- GEMMs */
 
-/* A linear layer y[N,out] = x[N,in]·W[out,in]ᵀ has three products of
-   2·N·in·out FLOPs: the forward (A·Bᵀ), the input gradient dx = dy·W (A·B)
-   and the weight gradient dW += dyᵀ·x (Aᵀ·B). */
+/* A linear layer y[N,out] from x[N,in] has three products of 2·N·in·out
+   FLOPs: the forward, the input gradient dx and the weight gradient dW.
+   Which transposes they are depends on how W is stored: [in,out] (GPT-2's
+   Conv1D weights: attention and the FFN plugins) gives y = x·W (A·B),
+   dx = dy·Wᵀ (A·Bᵀ), dW += xᵀ·dy (Aᵀ·B); [out,in] (the LM head, tied to
+   the token embedding [vocab,d]) gives y = x·Wᵀ, dx = dy·W, dW += dyᵀ·x. */
 enum { FL_GEMM_FWD, FL_GEMM_DX, FL_GEMM_DW, FL_GEMM_PRODUCTS };
 extern const char *const fl_bench_gemm_product_names[FL_GEMM_PRODUCTS]; /* "forward", "dx", "dW" */
 
@@ -126,6 +129,7 @@ typedef struct fl_bench_gemm_opts {
 typedef struct fl_bench_gemm_row {
     const char *layer;         /* "qkv", "attn proj", "ffn fc", "ffn proj", "lm head" */
     int64_t tokens, in, out;
+    int w_out_in;              /* W stored [out,in] (the LM head), else [in,out] */
     double ms[FL_GEMM_PRODUCTS], gflops[FL_GEMM_PRODUCTS];
 } fl_bench_gemm_row;
 

@@ -24,13 +24,16 @@
 
 const char *const fl_bench_gemm_product_names[FL_GEMM_PRODUCTS] = {"forward", "dx", "dW"};
 
-/* The operands of one layer's products: x[N,in], W[out,in], y/dy[N,out]. */
+/* The operands of one layer's products: x[N,in], W and dW [in,out] or
+   [out,in] (w_out_in), y/dy[N,out]. */
 typedef struct layer_mats {
     fl_tensor x, w, y, dx, dw;
+    int w_out_in;
 } layer_mats;
 
 static fl_status mats_make(const fl_host *h, int64_t N, int64_t in, int64_t out, layer_mats *m, fl_error *err) {
-    const int64_t sx[2] = {N, in}, sw[2] = {out, in}, sy[2] = {N, out};
+    const int64_t sx[2] = {N, in}, sy[2] = {N, out};
+    const int64_t sw[2] = {m->w_out_in ? out : in, m->w_out_in ? in : out};
     fl_status st = h->tensor_ensure(h, &m->x, FL_F32, 2, sx, err);
     if (!st) st = h->tensor_ensure(h, &m->w, FL_F32, 2, sw, err);
     if (!st) st = h->tensor_ensure(h, &m->y, FL_F32, 2, sy, err);
@@ -52,17 +55,19 @@ static void mats_free(const fl_host *h, layer_mats *m) {
 /* Seconds of one product, the device finished. */
 static double time_product(const fl_backend *be, layer_mats *m, int product) {
     if (be->sync) be->sync(NULL);
-    const double t = fl_now_s();
-    if (product == FL_GEMM_FWD) be->ops.gemm(0, 1, 1.0f, &m->x, &m->w, 0.0f, &m->y);       /* y = x·Wᵀ */
-    else if (product == FL_GEMM_DX) be->ops.gemm(0, 0, 1.0f, &m->y, &m->w, 0.0f, &m->dx); /* dx = dy·W */
-    else be->ops.gemm(1, 0, 1.0f, &m->y, &m->x, 1.0f, &m->dw);                             /* dW += dyᵀ·x */
+    const double t0 = fl_now_s();
+    const int oi = m->w_out_in; /* bench.h: the transposes of each layout */
+    if (product == FL_GEMM_FWD) be->ops.gemm(0, oi, 1.0f, &m->x, &m->w, 0.0f, &m->y);       /* y = x·W or x·Wᵀ */
+    else if (product == FL_GEMM_DX) be->ops.gemm(0, !oi, 1.0f, &m->y, &m->w, 0.0f, &m->dx); /* dx = dy·Wᵀ or dy·W */
+    else if (oi) be->ops.gemm(1, 0, 1.0f, &m->y, &m->x, 1.0f, &m->dw);                     /* dW += dyᵀ·x */
+    else be->ops.gemm(1, 0, 1.0f, &m->x, &m->y, 1.0f, &m->dw);                             /* dW += xᵀ·dy */
     if (be->sync) be->sync(NULL);
-    return fl_now_s() - t;
+    return fl_now_s() - t0;
 }
 
 static fl_status measure_layer(const fl_backend *be, const fl_host *h, int reps, fl_bench_gemm_row *row,
                                fl_error *err) {
-    layer_mats m = {0};
+    layer_mats m = {.w_out_in = row->w_out_in};
     fl_status st = mats_make(h, row->tokens, row->in, row->out, &m, err);
     if (!st) {
         double best[FL_GEMM_PRODUCTS] = {1e30, 1e30, 1e30};
@@ -95,14 +100,17 @@ fl_status fl_bench_gemm(const fl_bench_gemm_opts *o, fl_bench_gemm_result *r, fl
     snprintf(r->kernel, sizeof r->kernel, "%s", be->describe());
     r->reps = o->reps;
     const int64_t N = (int64_t)s->batch * s->context, d = s->d_model;
-    const struct { const char *name; int64_t in, out; } layers[FL_BENCH_GEMM_LAYERS] = {
-        {"qkv", d, 3 * d}, {"attn proj", d, d}, {"ffn fc", d, 4 * d}, {"ffn proj", 4 * d, d}, {"lm head", d, s->vocab},
+    /* stored as the model and the dense FFN plugin store them (bench.h) */
+    const struct { const char *name; int64_t in, out; int w_out_in; } layers[FL_BENCH_GEMM_LAYERS] = {
+        {"qkv", d, 3 * d, 0}, {"attn proj", d, d, 0}, {"ffn fc", d, 4 * d, 0}, {"ffn proj", 4 * d, d, 0},
+        {"lm head", d, s->vocab, 1},
     };
     fl_host h;
     fl_host_init(&h, be, NULL);
     for (int i = 0; i < FL_BENCH_GEMM_LAYERS && !st; i++) {
         fl_bench_gemm_row *row = &r->rows[r->n_rows];
-        *row = (fl_bench_gemm_row){.layer = layers[i].name, .tokens = N, .in = layers[i].in, .out = layers[i].out};
+        *row = (fl_bench_gemm_row){.layer = layers[i].name, .tokens = N, .in = layers[i].in, .out = layers[i].out,
+                                   .w_out_in = layers[i].w_out_in};
         if ((st = measure_layer(be, &h, o->reps, row, err))) break;
         r->n_rows++;
         for (int p = FL_GEMM_DX; p < FL_GEMM_PRODUCTS; p++)

@@ -182,6 +182,7 @@ cJSON *fl_json_bench_gemm(const fl_bench_gemm_opts *o, const fl_bench_gemm_resul
         cJSON_AddNumberToObject(l, "tokens", (double)row->tokens);
         cJSON_AddNumberToObject(l, "in", (double)row->in);
         cJSON_AddNumberToObject(l, "out", (double)row->out);
+        cJSON_AddStringToObject(l, "weights", row->w_out_in ? "out,in" : "in,out");
         for (int p = 0; p < FL_GEMM_PRODUCTS; p++) {
             cJSON *q = cJSON_AddObjectToObject(l, fl_bench_gemm_product_names[p]);
             cJSON_AddNumberToObject(q, "ms", row->ms[p]);
