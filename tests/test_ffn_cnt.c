@@ -26,6 +26,9 @@
  *     mask is hard0 + s(θ) - s(θ0), s the Gumbel-softmax probabilities — the
  *     forward value of the hard mask with the soft mask's derivative;
  *   - determinism under a key, stats formulas, backward misuse, accumulation;
+ *   - on a host whose ops table ends before bias_activation (an older host:
+ *     the plugin then adds c_fc's bias and applies the activation as two
+ *     ops), the same gradients;
  *   - `ffnlab train --ffn cnt:block=16` learns (end to end).
  * Weights are re-drawn larger than the init (std 0.5) so activations and
  * controller softmaxes work in their nonlinear range.
@@ -66,9 +69,14 @@ typedef struct ref {
 static float *vals(fl_param *p) { return (float *)p->value.data; }
 static float *grads(fl_param *p) { return (float *)p->grad.data; }
 
+/* Layers are made on a host without bias_activation while set (test_older_host). */
+static int g_older_host;
+
 /* Creates the layer from option text; returns the status (layer NULL on failure). */
 static fl_status make_layer(fx *f, const char *opts, int d_model, fl_error *err) {
     memset(f, 0, sizeof *f);
+    if (g_older_host)
+        return ts_ffn_create_older_host(&f->t, "cnt", opts, d_model, offsetof(fl_ops, bias_activation), err);
     return ts_ffn_create(&f->t, "cnt", opts, d_model, err);
 }
 
@@ -765,6 +773,16 @@ static void test_straight_through(void **state) {
     grad_st_config("d_ff=32,block=4,temperature=1", FL_ACT_RELU, 1, 0.1, 0);
 }
 
+/* On a host whose ops lack bias_activation: add_bias and activation as two
+   ops, and the same gradients (soft mask and straight-through). */
+static void test_older_host(void **state) {
+    (void)state;
+    g_older_host = 1;
+    grad_soft_config("d_ff=32,block=4,soft_mix=1,activation=gelu,temperature=1", FL_ACT_GELU, 1, 0.1, 0);
+    grad_st_config("d_ff=32,block=4,temperature=1", FL_ACT_RELU, 1, 0.1, 0);
+    g_older_host = 0;
+}
+
 /* Parameter gradients accumulate: a second backward doubles them. */
 static void test_accumulation_and_misuse(void **state) {
     (void)state;
@@ -778,14 +796,17 @@ static void test_accumulation_and_misuse(void **state) {
     ts_ffn_zero_grads(&f.t);
     plugin_forward(&f, 1, KEY, x, y);
     plugin_backward(&f, KEY, R, dx);
-    float once_w[32 * 8], once_c[2 * 32], dx1[48];
+    float once_w[32 * 8], once_b[32], once_c[2 * 32], dx1[48];
     memcpy(once_w, grads(f.fc_w), sizeof once_w);
+    memcpy(once_b, grads(f.fc_b), sizeof once_b);
     memcpy(once_c, grads(f.c2), sizeof once_c);
     memcpy(dx1, dx, sizeof dx1);
     plugin_backward(&f, KEY, R, dx);
     for (int i = 0; i < 256; i++) once_w[i] *= 2;
+    for (int i = 0; i < 32; i++) once_b[i] *= 2;
     for (int i = 0; i < 64; i++) once_c[i] *= 2;
     ts_assert_close(grads(f.fc_w), once_w, 256, 1e-5, 1e-7, "accumulated c_fc.weight grad");
+    ts_assert_close(grads(f.fc_b), once_b, 32, 1e-5, 1e-7, "accumulated c_fc.bias grad");
     ts_assert_close(grads(f.c2), once_c, 64, 1e-5, 1e-7, "accumulated controller.c2.weight grad");
     ts_assert_close(dx, dx1, 48, 0, 0, "dx overwritten, not accumulated");
 
@@ -879,6 +900,7 @@ int main(void) {
         cmocka_unit_test(test_train_grad_units),
         cmocka_unit_test(test_train_grad_soft),
         cmocka_unit_test(test_straight_through),
+        cmocka_unit_test(test_older_host),
         cmocka_unit_test(test_accumulation_and_misuse),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_trains_end_to_end),

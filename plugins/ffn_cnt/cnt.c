@@ -26,6 +26,11 @@
  *
  *     a = act(x · W1 + b1),   y = (a ⊙ mask) · W2 + b2
  *
+ * On a host whose ops have bias_activation, pre = x · W1 is kept without
+ * b1 and a = act(pre + b1) is one pass over the [N,d_ff] hidden layer
+ * instead of two; the backward likewise takes act' and b1's gradient in one
+ * pass (as the dense plugin does).
+ *
  * Options from trax: soft_mix, the probability that a training batch uses the
  * soft mask s itself instead of the hard one (trax's quant_prob is 1 minus
  * it), and multiply_by_controller, which also scales each kept unit by the
@@ -113,6 +118,7 @@ typedef struct cnt {
     double soft_mix;
     int mbc;                   /* multiply_by_controller */
     int cpu_kernels;           /* inference uses cnt_kernels.c (CPU, kernels=auto) */
+    int fused;                 /* the host has bias_activation (top of file) */
     fl_param *fc_w, *fc_b;     /* c_fc.weight [d,d_ff], c_fc.bias [d_ff] */
     fl_param *proj_w, *proj_b; /* c_proj.weight [d_ff,d], c_proj.bias [d] */
     fl_param *c1, *c2, *c2_b;  /* controller.c1.weight [d,rank], .c2.weight [rank,d_ff], .c2.bias [d_ff] */
@@ -127,7 +133,7 @@ typedef struct cnt {
     fl_tensor x;               /* [N,d] view */
     fl_tensor c;               /* [N,rank] x · C1 */
     fl_tensor l;               /* [N,d_ff] logits; backward reuses it for dL/dl */
-    fl_tensor pre, a;          /* [N,d_ff] x · W1 + b1 and act(pre) */
+    fl_tensor pre, a;          /* [N,d_ff] x · W1 + b1 (fused: x · W1) and a */
     fl_tensor s, p;            /* [N,d_ff] Gumbel-softmax probabilities; softmax(l) (mbc) */
     fl_tensor hm;              /* [N,d_ff] a * mask (* p): input of c_proj */
     fl_tensor idx;             /* [N,n_blocks] i32 selected unit of each block */
@@ -253,6 +259,7 @@ static fl_status read_options(cnt *L, const fl_host *host, const fl_ffn_config *
                            (long long)kernels);
     /* the packed kernels read tensor data as host memory: the CPU only */
     L->cpu_kernels = kernels == KERNELS_AUTO && host->device.kind == FL_DEVICE_CPU;
+    L->fused = FL_OPS_HAS(host->ops, bias_activation) && FL_OPS_HAS(host->ops, bias_activation_backward);
     return FL_OK;
 }
 
@@ -289,7 +296,7 @@ static fl_status ensure(cnt *L, fl_tensor *t, int32_t dtype, int64_t rows, int64
 static float *f32(const fl_tensor *t) { return (float *)t->data; }
 static int32_t *i32(const fl_tensor *t) { return (int32_t *)t->data; }
 
-/* out = x · W + b */
+/* out = x · W + b (b NULL: x · W) */
 static void linear(const fl_ops *ops, const fl_tensor *x, const fl_param *w, const fl_param *b,
                    fl_tensor *out) {
     ops->gemm(0, 0, 1.0f, x, &w->value, 0.0f, out);
@@ -313,8 +320,11 @@ static fl_status forward_train(cnt *L, const fl_ffn_ctx *ctx, int64_t n, fl_tens
 
     ops->gemm(0, 0, 1.0f, &L->x, &L->c1->value, 0.0f, &L->c);  /* c[N,rank] */
     linear(ops, &L->c, L->c2, L->c2_b, &L->l);                  /* l[N,d_ff] */
-    linear(ops, &L->x, L->fc_w, L->fc_b, &L->pre);              /* pre[N,d_ff] */
-    ops->activation(L->act, &L->pre, &L->a);                    /* a = act(pre) */
+    linear(ops, &L->x, L->fc_w, L->fused ? NULL : L->fc_b, &L->pre);  /* pre[N,d_ff] */
+    if (L->fused)
+        ops->bias_activation(L->act, &L->pre, &L->fc_b->value, &L->a); /* a = act(pre + b1) */
+    else
+        ops->activation(L->act, &L->pre, &L->a);                       /* a = act(pre) */
     L->soft = fl_rng_uniform(fl_rng_key(ctx->rng_key, "cnt.soft_mix"), 0) < L->soft_mix;
     st = cnt_block_select(L->host, &L->l, &L->a, (int)L->block, L->noise, L->inv_tau, ctx->rng_key, L->soft,
                           &L->s, L->mbc ? &L->p : NULL, &L->idx, &L->hm, err); /* s, p, idx, hm */
@@ -326,7 +336,7 @@ static fl_status forward_train(cnt *L, const fl_ffn_ctx *ctx, int64_t n, fl_tens
     return FL_OK;
 }
 
-/* dW += xᵀ · dz, db += Σ_rows dz, for one linear map z = x · W + b. */
+/* dW += xᵀ · dz, db += Σ_rows dz (b NULL: dW only), for one linear map z = x · W + b. */
 static void linear_wgrad(const fl_ops *ops, const fl_tensor *x, const fl_tensor *dz, fl_param *w,
                          fl_param *b) {
     ops->gemm(1, 0, 1.0f, x, dz, 1.0f, &w->grad);
@@ -357,8 +367,11 @@ static fl_status cnt_backward(void *layer, const fl_ffn_ctx *ctx, const fl_tenso
     st = cnt_block_select_backward(L->host, &L->a, &L->s, L->mbc ? &L->p : NULL, &L->idx, (int)L->block,
                                    L->inv_tau, L->soft, &L->dhm, dl, err); /* da over dhm; dl */
     if (st) return st;
-    ops->activation_backward(L->act, &L->pre, &L->dhm, &L->dhm);    /* dpre = act'(pre) da */
-    linear_wgrad(ops, &L->x, &L->dhm, L->fc_w, L->fc_b);            /* dW1, db1 */
+    if (L->fused) /* dpre = act'(pre + b1) da, db1 */
+        ops->bias_activation_backward(L->act, &L->pre, &L->fc_b->value, &L->dhm, &L->dhm, &L->fc_b->grad);
+    else
+        ops->activation_backward(L->act, &L->pre, &L->dhm, &L->dhm); /* dpre = act'(pre) da */
+    linear_wgrad(ops, &L->x, &L->dhm, L->fc_w, L->fused ? NULL : L->fc_b); /* dW1, db1 unless fused */
     ops->gemm(0, 1, 1.0f, &L->dhm, &L->fc_w->value, 0.0f, &dx2);    /* dx = dpre · W1ᵀ */
     linear_wgrad(ops, &L->c, dl, L->c2, L->c2_b);                   /* dC2, dc2_b */
     ops->gemm(0, 1, 1.0f, dl, &L->c2->value, 0.0f, &L->dc);         /* dc = dl · C2ᵀ */
