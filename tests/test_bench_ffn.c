@@ -39,10 +39,8 @@ static int close_to(double a, double b) { return fabs(a - b) <= 1e-9 * fmax(fabs
    and, in *text, what it printed. */
 static cJSON *run_bench(const char *dir, const char *flags, char **text) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd,
-             "'%s' bench --ffn-only --device cpu --only %s --tokens 256 --reps 1 %s --json %s/b.json 2>&1",
-             ts_ffnlab_bin(), CASE, flags, dir);
-    const int rc = ts_run(cmd, text);
+    const int rc = ts_ffnlab(text, "bench --ffn-only --device cpu --only %s --tokens 256 --reps 1 %s --json %s/b.json",
+                             CASE, flags, dir);
     if (rc) fail_msg("bench --ffn-only failed (%d): %s", rc, *text);
     snprintf(cmd, sizeof cmd, "%s/b.json", dir);
     return ts_read_json(cmd);
@@ -163,9 +161,8 @@ static void test_bad_options(void **state) {
     const char *bad[] = {"--reps 0",    "--reps 33",   "--tokens 100",         "--frobnicate", "--only",
                          "--only nosuch", "--precision fp64", "--json /no/such/folder/b.json"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char cmd[1024], *out = NULL;
-        snprintf(cmd, sizeof cmd, "'%s' bench --ffn-only --device cpu --profile %s", ts_ffnlab_bin(), bad[i]);
-        const int rc = ts_run(cmd, &out);
+        char *out = NULL;
+        const int rc = ts_ffnlab(&out, "bench --ffn-only --device cpu --profile %s", bad[i]);
         print_message("  %s -> %d: %s", bad[i], rc, out);
         assert_true(rc == 1 || rc == 2);
         assert_non_null(strstr(out, "ffnlab"));

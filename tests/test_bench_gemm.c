@@ -46,10 +46,8 @@ static void check_layer(const cJSON *l, int i, double *worst) {
 static void test_prints_and_writes_every_layer(void **state) {
     (void)state;
     char *dir = ts_tmpdir(), cmd[2048], *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "'%s' bench --gemm --device cpu --d-model 32 --context 16 --batch 2 --vocab 96 --reps 2 --json %s/g.json",
-             ts_ffnlab_bin(), dir);
-    int rc = ts_run(cmd, &out);
+    int rc = ts_ffnlab(&out, "bench --gemm --device cpu --d-model 32 --context 16 --batch 2 --vocab 96 --reps 2 --json %s/g.json",
+                       dir);
     if (rc) fail_msg("bench --gemm failed (%d): %s", rc, out);
     for (int i = 0; i < 5; i++) assert_non_null(strstr(out, LAYERS[i]));
     assert_non_null(strstr(out, "slowest backward product: "));
@@ -78,9 +76,8 @@ static void test_bad_flags_are_usage_errors(void **state) {
     (void)state;
     const char *bad[] = {"--reps 0", "--reps 65", "--d-model x", "--vocab", "--frobnicate 1", "--precision fp64"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char cmd[1024], *out = NULL;
-        snprintf(cmd, sizeof cmd, "'%s' bench --gemm --device cpu %s", ts_ffnlab_bin(), bad[i]);
-        const int rc = ts_run(cmd, &out);
+        char *out = NULL;
+        const int rc = ts_ffnlab(&out, "bench --gemm --device cpu %s", bad[i]);
         print_message("  %s -> %d: %s", bad[i], rc, out);
         assert_int_equal(rc, 2);
         assert_non_null(strstr(out, "ffnlab bench"));
@@ -91,12 +88,11 @@ static void test_bad_flags_are_usage_errors(void **state) {
 /* The report is written last: a place it cannot go is found first. */
 static void test_unwritable_json_refused_first(void **state) {
     (void)state;
-    char *dir = ts_tmpdir(), cmd[2048], *out = NULL;
+    char *dir = ts_tmpdir(), *out = NULL;
     const char *where[][2] = {{"/no/such/folder/b.json", "cannot create"}, {dir, "is a folder"}};
     for (int i = 0; i < 2; i++) {
-        snprintf(cmd, sizeof cmd, "'%s' bench --gemm --device cpu --d-model 32 --context 16 --batch 2 --vocab 64 --json '%s'",
-                 ts_ffnlab_bin(), where[i][0]);
-        const int rc = ts_run(cmd, &out);
+        const int rc = ts_ffnlab(&out, "bench --gemm --device cpu --d-model 32 --context 16 --batch 2 --vocab 64 --json '%s'",
+                                 where[i][0]);
         print_message("  --json %s -> %d: %s", where[i][0], rc, out);
         assert_int_equal(rc, 1);
         assert_non_null(strstr(out, "ffnlab: error: --json: "));
@@ -106,8 +102,7 @@ static void test_unwritable_json_refused_first(void **state) {
     }
     /* a place it can go, and the bench failing after the check: nothing is
        left there (neither a report nor the check's temporary file) */
-    snprintf(cmd, sizeof cmd, "'%s' bench --gemm --device nosuch --json '%s/b.json'", ts_ffnlab_bin(), dir);
-    assert_int_equal(ts_run(cmd, NULL), 1);
+    assert_int_equal(ts_ffnlab(NULL, "bench --gemm --device nosuch --json '%s/b.json'", dir), 1);
     assert_true(fl_dir_is_empty(dir));
     ts_rmtree(dir);
     free(dir);

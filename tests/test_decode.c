@@ -377,10 +377,8 @@ static void test_decode_rate_and_json(void **state) {
 static void test_bench_decode_command(void **state) {
     (void)state;
     char *dir = ts_tmpdir(), cmd[2048], *out = NULL;
-    snprintf(cmd, sizeof cmd, "'%s' bench --decode --device cpu --ffn moe:experts=4,d_expert=16 --d-model 16 "
-             "--layers 1 --heads 2 --context 32 --vocab 64 --batch 3 --prompt 4 --tokens 12 --json %s/d.json",
-             ts_ffnlab_bin(), dir);
-    int rc = ts_run(cmd, &out);
+    int rc = ts_ffnlab(&out, "bench --decode --device cpu --ffn moe:experts=4,d_expert=16 --d-model 16 --layers 1 "
+                       "--heads 2 --context 32 --vocab 64 --batch 3 --prompt 4 --tokens 12 --json %s/d.json", dir);
     if (rc) fail_msg("bench --decode failed (%d): %s", rc, out);
     assert_non_null(strstr(out, "batch 1: cached "));
     assert_non_null(strstr(out, "batch 3: cached "));
@@ -391,8 +389,7 @@ static void test_bench_decode_command(void **state) {
     cJSON_Delete(doc);
     const char *bad[] = {"--batch 0", "--prompt 40", "--tokens x", "--precision fp64", "--frobnicate"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        snprintf(cmd, sizeof cmd, "'%s' bench --decode --device cpu --context 32 %s", ts_ffnlab_bin(), bad[i]);
-        rc = ts_run(cmd, &out);
+        rc = ts_ffnlab(&out, "bench --decode --device cpu --context 32 %s", bad[i]);
         print_message("  %s -> %d: %s", bad[i], rc, out);
         assert_int_equal(rc, 2);
         free(out);

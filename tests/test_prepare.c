@@ -189,13 +189,10 @@ static void test_cli(void **state) {
     fl_error err = {0};
     ts_assert_ok(fl_tokenizer_save(f->tok, tok, &err), &err);
     char *log = NULL;
-    snprintf(cmd, sizeof cmd, "'%s' data generate --out '%s' --bytes 30000 --seed 3",
-             ts_ffnlab_bin(), corpus);
-    assert_int_equal(ts_run(cmd, &log), 0);
+    assert_int_equal(ts_ffnlab(&log, "data generate --out '%s' --bytes 30000 --seed 3", corpus), 0);
     free(log);
-    snprintf(cmd, sizeof cmd, "'%s' data prepare --corpus '%s' --tokenizer '%s' --out '%s' "
-             "--val-fraction 0.2", ts_ffnlab_bin(), corpus, tok, out);
-    if (ts_run(cmd, &log) != 0) fail_msg("%s\n%s", cmd, log);
+    if (ts_ffnlab(&log, "data prepare --corpus '%s' --tokenizer '%s' --out '%s' --val-fraction 0.2", corpus, tok, out))
+        fail_msg("data prepare failed: %s", log);
     free(log);
     fl_shard s;
     open_shard(out, "train.bin", &s);
@@ -205,8 +202,7 @@ static void test_cli(void **state) {
     assert_true(s.n_tokens > 100);
     fl_shard_close(&s);
 
-    snprintf(cmd, sizeof cmd, "'%s' data blimp --out '%s' --pairs 7", ts_ffnlab_bin(), pairs);
-    assert_int_equal(ts_run(cmd, &log), 0);
+    assert_int_equal(ts_ffnlab(&log, "data blimp --out '%s' --pairs 7", pairs), 0);
     free(log);
     snprintf(cmd, sizeof cmd, "%s/subject_verb_agreement_builtin.jsonl", pairs);
     size_t len;
@@ -218,14 +214,11 @@ static void test_cli(void **state) {
     free(data);
 
     /* usage errors exit 2, failures exit 1 with one "ffnlab: error:" line */
-    snprintf(cmd, sizeof cmd, "'%s' data prepare --corpus '%s'", ts_ffnlab_bin(), corpus);
-    assert_int_equal(ts_run(cmd, NULL), 2);
-    snprintf(cmd, sizeof cmd, "'%s' data fetch nosuchset --dir '%s'", ts_ffnlab_bin(), f->dir);
-    assert_int_equal(ts_run(cmd, &log), 1);
+    assert_int_equal(ts_ffnlab(NULL, "data prepare --corpus '%s'", corpus), 2);
+    assert_int_equal(ts_ffnlab(&log, "data fetch nosuchset --dir '%s'", f->dir), 1);
     assert_non_null(strstr(log, "ffnlab: error: unknown data set 'nosuchset'"));
     free(log);
-    snprintf(cmd, sizeof cmd, "'%s' data --help", ts_ffnlab_bin());
-    assert_int_equal(ts_run(cmd, NULL), 0);
+    assert_int_equal(ts_ffnlab(NULL, "data --help"), 0);
 }
 
 int main(void) {

@@ -115,13 +115,12 @@ static void test_match_errors(void **state) {
 
 static int sweep(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int sweep(char **out, const char *fmt, ...) {
-    char args[4096], cmd[8192];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' sweep %s", ts_ffnlab_bin(), args);
-    return ts_run(cmd, out);
+    return ts_ffnlab(out, "sweep %s", args);
 }
 
 static char *read_text(const char *dir, const char *file) {
