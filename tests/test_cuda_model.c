@@ -501,13 +501,12 @@ static void test_training_is_deterministic(void **state) {
 
 static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int run(char **out, const char *fmt, ...) {
-    char args[4096], cmd[8192];
+    char args[4096];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "'%s' %s", ts_ffnlab_bin(), args);
-    int rc = ts_run(cmd, out);
+    int rc = ts_ffnlab(out, "%s", args);
     print_message("$ ffnlab %s  → exit %d\n", args, rc);
     return rc;
 }

@@ -81,13 +81,12 @@ void ts_ffn_expect_option_error(const char *plugin, const char *opts, int d_mode
 }
 
 char *ts_ffn_train_e2e(const char *args, int steps, double *val, double *unigram) {
-    char *dir = ts_tmpdir(), cmd[8192], *out = NULL;
-    snprintf(cmd, sizeof cmd,
-             "'%s' train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
-             "--context 64 --batch-size 16 --steps %d --lr 3e-3 --eval-every 50 --eval-batches 8 "
-             "--no-progress %s --run-dir %s/" TS_FFN_E2E_RUN,
-             ts_ffnlab_bin(), steps, args, dir);
-    int rc = ts_run(cmd, &out);
+    char *dir = ts_tmpdir(), *out = NULL;
+    int rc = ts_ffnlab(&out,
+                       "train --corpus-bytes 1000000 --vocab-size 512 --d-model 64 --n-layers 2 --n-heads 2 "
+                       "--context 64 --batch-size 16 --steps %d --lr 3e-3 --eval-every 50 --eval-batches 8 "
+                       "--no-progress %s --run-dir %s/" TS_FFN_E2E_RUN,
+                       steps, args, dir);
     if (rc) fail_msg("train failed (%d): %s", rc, out);
     char head[64];
     snprintf(head, sizeof head, "trained %d steps: validation loss ", steps);
