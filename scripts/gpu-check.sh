@@ -19,7 +19,8 @@
 #      with the cuBLAS T x T attention instead of the flash kernels; each FFN
 #      plugin alone against dense (--ffn-only) and MoE 8 experts top-1 at
 #      d=512 over 64k tokens, each with --profile (ms per host op, and the
-#      plugin's own kernels)
+#      plugin's own kernels); each GEMM of a GPT-2 small step (TF32) against
+#      its backward products (bench --gemm)
 #                                                  → $OUT/bench-json.tar,
 #                                                    $OUT/ffn-profile.txt
 #   7. the CPU suite (ctest -LE cuda, with FFNLAB_DEVICE=cpu so that tests
@@ -237,6 +238,21 @@ ffn_bench() { # json args...
 }
 ffn_bench bench_ffn.json
 ffn_bench bench_ffn_moe64k.json --tokens 65536 --only moe:experts=8
+# Each GEMM of a GPT-2 small step on cuBLAS (TF32, as the TF32 step runs
+# them: f32 operands), forward against its two backward products: what the
+# step's MFU rests on (the table to the summary).
+echo "--- ffnlab bench --gemm --device cuda (GPT-2 small's shapes, TF32)"
+"${RUNENV[@]}" FFNLAB_CUDA_MATH=tf32 timeout 90 "$B/ffnlab" bench --gemm --device cuda --d-model 768 --context 1024 \
+  --batch 8 --vocab 50257 --json "$J/bench_gemm_gpt2.json" > "$J/bench_gemm_gpt2.txt" 2>&1
+rc=$?
+cat "$J/bench_gemm_gpt2.txt"
+if [ $rc -eq 0 ]; then
+  say "GEMMs of a GPT-2 small step, TF32 (ffnlab bench --gemm):"
+  sed -n '/^  layer/,$p' "$J/bench_gemm_gpt2.txt" | tee -a "$SUMMARY" >/dev/null
+else
+  [ "${FFNLAB_GPU_CHECK_NO_GPU_OK:-0}" = 1 ] || FAILED+=("bench --gemm (exit $rc)")
+  say "  bench --gemm (GPT-2 small, TF32): failed (exit $rc): $(tail -1 "$J/bench_gemm_gpt2.txt")"
+fi
 tar -cf "$OUT/bench-json.tar" -C "$OUT" json && rm -rf "$J"
 
 # ---------------------------------------------------------------- 7. CPU suite
