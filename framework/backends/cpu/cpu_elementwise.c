@@ -129,11 +129,15 @@ typedef struct row_job {
     int64_t M;
 } row_job;
 
+/* acc[M] += r[M] */
+static void add_into(const float *r, int64_t M, double *acc) {
+#pragma omp simd
+    for (int64_t c = 0; c < M; c++) acc[c] += r[c];
+}
+
 static void add_row(const void *job, int64_t i, double *acc) {
     const row_job *j = job;
-    const float *r = j->x + i * j->M;
-#pragma omp simd
-    for (int64_t c = 0; c < j->M; c++) acc[c] += r[c];
+    add_into(j->x + i * j->M, j->M, acc);
 }
 
 /* out[M] = beta out + sum over rows of x[N,M] */
@@ -293,11 +297,7 @@ static void bias_grad_row(const void *job, int64_t i, double *acc) {
     const bias_grad_job *j = job;
     const int64_t o = i * j->M;
     act_grad_range(j->act, j->x + o, j->b, j->dy + o, j->dx + o, j->M);
-    if (acc) {
-        const float *r = j->dx + o;
-#pragma omp simd
-        for (int64_t c = 0; c < j->M; c++) acc[c] += r[c];
-    }
+    if (acc) add_into(j->dx + o, j->M, acc);
 }
 
 /* dx = dy * act'(x + b) (dx may alias dy); db += the sum over rows of dx
