@@ -33,23 +33,9 @@
 #include <stdlib.h>
 
 #include "attn_mask.h" /* the mask's key ranges, shared with CUDA */
-#include "kv_cache.h" /* the decoding ops' shape checks, shared with CUDA */
+#include "attn_shapes.h" /* the ops' shape checks, shared with CUDA */
 
 #define BLOCK 64
-
-typedef struct head_dims {
-    int64_t B, T, C, H, hs;
-} head_dims;
-
-static int dims_of(const fl_tensor *qkv, int n_head, head_dims *d) {
-    if (qkv->ndim != 3 || n_head < 1 || qkv->shape[2] % (3 * (int64_t)n_head)) return 0;
-    d->B = qkv->shape[0];
-    d->T = qkv->shape[1];
-    d->C = qkv->shape[2] / 3;
-    d->H = n_head;
-    d->hs = d->C / n_head;
-    return 1;
-}
 
 /* Zeroes a [rows, cols] block with row stride ld. */
 static void zero_block(float *p, int64_t rows, int64_t cols, int64_t ld) {
@@ -83,7 +69,7 @@ static void masked_softmax_row(float *row, const seq_mask *m, int64_t i, int64_t
 /* One head: P[T,T] = masked softmax(scale q kᵀ), o[T,hs] = P v. q, k, v
    rows are 3C apart, o rows C apart. Query block [i0,i1) multiplies only
    against its keys [klo,khi) (attn_mask.h). */
-static void head_forward(const head_dims *d, const seq_mask *m, const float *q, float *P, float *o) {
+static void head_forward(const fl_attn_dims *d, const seq_mask *m, const float *q, float *P, float *o) {
     const int64_t T = d->T, ld = 3 * d->C, hs = d->hs;
     const float *k = q + d->C, *v = q + 2 * d->C;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -103,15 +89,10 @@ int64_t cpu_attention_saved_numel(int64_t B, int64_t T, int64_t C, int n_head) {
     return B * n_head * T * T;
 }
 
-static int mask_ok(const fl_attn_mask *mask, int64_t B) {
-    return !mask || (mask->window >= 0 && (!mask->lengths || (mask->lengths->dtype == FL_I32 &&
-                                                                fl_numel(mask->lengths) == B)));
-}
-
 /* out[B,T,C], att[B,H,T,T] (zeros where the mask hides a key) */
 void cpu_attention(const fl_tensor *qkv, int n_head, const fl_attn_mask *mask, fl_tensor *out, fl_tensor *att) {
-    head_dims d;
-    CPU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d) && mask_ok(mask, d.B));
+    fl_attn_dims d;
+    CPU_CHECK(qkv->dtype == FL_F32 && fl_attn_dims_of(qkv, n_head, &d) && fl_attn_mask_ok(mask, d.B));
     CPU_CHECK(out->dtype == FL_F32 && fl_numel(out) == d.B * d.T * d.C);
     CPU_CHECK(att->dtype == FL_F32 && fl_numel(att) == d.B * d.H * d.T * d.T);
     const int64_t BH = d.B * d.H;
@@ -144,7 +125,7 @@ static void softmax_grad_rows(const float *P, float *dS, int64_t i0, int64_t i1,
      dP = dO vᵀ,  dS = softmax grad,  dq = scale dS k,
      dk += scale dSᵀ q,  dv += Pᵀ dO.
    dS is a [BLOCK, T] scratch of this thread. */
-static void head_backward(const head_dims *d, const seq_mask *m, const float *q, const float *P, const float *dout,
+static void head_backward(const fl_attn_dims *d, const seq_mask *m, const float *q, const float *P, const float *dout,
                           float *dq, float *dS) {
     const int64_t T = d->T, C = d->C, ld = 3 * C, hs = d->hs;
     const float *k = q + C, *v = q + 2 * C;
@@ -170,8 +151,8 @@ static void head_backward(const head_dims *d, const seq_mask *m, const float *q,
 void cpu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *att,
                             int n_head, const fl_attn_mask *mask, const fl_tensor *dout, fl_tensor *dqkv) {
     (void)out;
-    head_dims d;
-    CPU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d) && mask_ok(mask, d.B));
+    fl_attn_dims d;
+    CPU_CHECK(qkv->dtype == FL_F32 && fl_attn_dims_of(qkv, n_head, &d) && fl_attn_mask_ok(mask, d.B));
     CPU_CHECK(att->dtype == FL_F32 && fl_numel(att) == d.B * d.H * d.T * d.T);
     CPU_CHECK(dout->dtype == FL_F32 && fl_numel(dout) == d.B * d.T * d.C);
     CPU_CHECK(dqkv->dtype == FL_F32 && fl_numel(dqkv) == fl_numel(qkv));

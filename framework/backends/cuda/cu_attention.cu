@@ -29,21 +29,8 @@
  * - rowsum) is too, and the products with them are exact; attn_mask.h
  * gives each row's keys).
  */
+#include "attn_shapes.h" /* the ops' shape checks, shared with the CPU */
 #include "cu_ops.h"
-
-typedef struct head_dims {
-    int64_t B, T, C, H, hs;
-} head_dims;
-
-static int dims_of(const fl_tensor *qkv, int n_head, head_dims *d) {
-    if (qkv->ndim != 3 || n_head < 1 || qkv->shape[2] % (3 * (int64_t)n_head)) return 0;
-    d->B = qkv->shape[0];
-    d->T = qkv->shape[1];
-    d->C = qkv->shape[2] / 3;
-    d->H = n_head;
-    d->hs = d->C / n_head;
-    return 1;
-}
 
 /* Row (b,h,i) of att[B,H,T,T]: softmax over the keys [lo,hi) row i sees
    in place, zeros elsewhere (all zeros when it sees none). A warp per row. */
@@ -77,11 +64,6 @@ static const int32_t *lengths_of(const fl_attn_mask *mask) {
     return mask && mask->lengths ? cu_i32(mask->lengths) : NULL;
 }
 
-static int mask_ok(const fl_attn_mask *mask, int64_t B) {
-    return !mask || (mask->window >= 0 && (!mask->lengths || (mask->lengths->dtype == FL_I32 &&
-                                                                fl_numel(mask->lengths) == B)));
-}
-
 static int uses_flash(int64_t C, int n_head) { return C % n_head == 0 && cu_flash_supported(C / n_head); }
 
 /* flash: one log-sum-exp per row [B,H,T]; else the probabilities [B,H,T,T] */
@@ -90,7 +72,7 @@ int64_t cu_attention_saved_numel(int64_t B, int64_t T, int64_t C, int n_head) {
 }
 
 /* out[B,T,C], att[B,H,T,T] (zeros where the mask hides a key) */
-static void gemm_forward(const head_dims &d, const fl_tensor *qkv, const fl_attn_mask *mask, fl_tensor *out,
+static void gemm_forward(const fl_attn_dims &d, const fl_tensor *qkv, const fl_attn_mask *mask, fl_tensor *out,
                          fl_tensor *att) {
     const int64_t T = d.T, C = d.C, H = d.H, hs = d.hs, TT = T * T;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -126,7 +108,7 @@ static __global__ void k_softmax_grad(const float *att, float *dS, int64_t B, in
 }
 
 /* dqkv[B,T,3C] overwritten from dout[B,T,C], qkv and the saved att */
-static void gemm_backward(const head_dims &d, const fl_tensor *qkv, const fl_tensor *att, const fl_tensor *dout,
+static void gemm_backward(const fl_attn_dims &d, const fl_tensor *qkv, const fl_tensor *att, const fl_tensor *dout,
                           fl_tensor *dqkv) {
     const int64_t B = d.B, T = d.T, C = d.C, H = d.H, hs = d.hs, TT = T * T;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -152,8 +134,8 @@ static void gemm_backward(const head_dims &d, const fl_tensor *qkv, const fl_ten
 }
 
 void cu_attention(const fl_tensor *qkv, int n_head, const fl_attn_mask *mask, fl_tensor *out, fl_tensor *saved) {
-    head_dims d;
-    CU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d) && mask_ok(mask, d.B));
+    fl_attn_dims d;
+    CU_CHECK(qkv->dtype == FL_F32 && fl_attn_dims_of(qkv, n_head, &d) && fl_attn_mask_ok(mask, d.B));
     CU_CHECK(out->dtype == FL_F32 && fl_numel(out) == d.B * d.T * d.C);
     CU_CHECK(saved->dtype == FL_F32 && fl_numel(saved) == cu_attention_saved_numel(d.B, d.T, d.C, n_head));
     if (d.B * d.T == 0) return;
@@ -165,8 +147,8 @@ void cu_attention(const fl_tensor *qkv, int n_head, const fl_attn_mask *mask, fl
 
 void cu_attention_backward(const fl_tensor *qkv, const fl_tensor *out, const fl_tensor *saved, int n_head,
                            const fl_attn_mask *mask, const fl_tensor *dout, fl_tensor *dqkv) {
-    head_dims d;
-    CU_CHECK(qkv->dtype == FL_F32 && dims_of(qkv, n_head, &d) && mask_ok(mask, d.B));
+    fl_attn_dims d;
+    CU_CHECK(qkv->dtype == FL_F32 && fl_attn_dims_of(qkv, n_head, &d) && fl_attn_mask_ok(mask, d.B));
     CU_CHECK(out->dtype == FL_F32 && fl_numel(out) == d.B * d.T * d.C);
     CU_CHECK(saved->dtype == FL_F32 && fl_numel(saved) == cu_attention_saved_numel(d.B, d.T, d.C, n_head));
     CU_CHECK(dout->dtype == FL_F32 && fl_numel(dout) == d.B * d.T * d.C);

@@ -21,7 +21,7 @@
  * atomics, the same bits on every run.
  */
 #include "cu_ops.h"
-#include "kv_cache.h" /* the ops' shape checks, shared with the CPU */
+#include "attn_shapes.h" /* the ops' shape checks, shared with the CPU */
 
 #define DECODE_THREADS 256
 #define DECODE_WARPS (DECODE_THREADS / 32)

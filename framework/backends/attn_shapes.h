@@ -1,17 +1,44 @@
 /*
- * backends/kv_cache.h — the shapes of the decoding ops (backend.h:
- * kv_append, attention_decode) as both backends check them, written once so
- * that the CPU and CUDA accept exactly the same calls.
+ * backends/attn_shapes.h — the shapes the attention ops accept (backend.h:
+ * attention, attention_backward, kv_append, attention_decode) as both
+ * backends check them, written once so that the CPU and CUDA accept exactly
+ * the same calls.
  *
- * k_cache and v_cache are f32 [B,H,S,hs] of one shape: B sequences, H
- * heads, S positions of capacity, head size hs; C = H*hs is d_model.
+ * Training: qkv[B,T,3C] with H heads of hs = C/H columns each.
+ * Decoding: k_cache and v_cache are f32 [B,H,S,hs] of one shape: B
+ * sequences, H heads, S positions of capacity, head size hs; C = H*hs is
+ * d_model.
  */
-#ifndef FFNLAB_KV_CACHE_H
-#define FFNLAB_KV_CACHE_H
+#ifndef FFNLAB_ATTN_SHAPES_H
+#define FFNLAB_ATTN_SHAPES_H
 
 #include <stdint.h>
 
+#include "backend.h" /* fl_attn_mask */
 #include "ffnlab/tensor.h"
+
+typedef struct fl_attn_dims {
+    int64_t B, T, C, H, hs;
+} fl_attn_dims;
+
+/* 1 with d filled when qkv is [B,T,3C] and C splits into n_head heads;
+   else 0. */
+static inline int fl_attn_dims_of(const fl_tensor *qkv, int n_head, fl_attn_dims *d) {
+    if (qkv->ndim != 3 || n_head < 1 || qkv->shape[2] % (3 * (int64_t)n_head)) return 0;
+    d->B = qkv->shape[0];
+    d->T = qkv->shape[1];
+    d->C = qkv->shape[2] / 3;
+    d->H = n_head;
+    d->hs = d->C / n_head;
+    return 1;
+}
+
+/* A mask for B sequences: none (causal), or a window >= 0 and lengths NULL
+   or i32 [B]. */
+static inline int fl_attn_mask_ok(const fl_attn_mask *mask, int64_t B) {
+    return !mask || (mask->window >= 0 &&
+                     (!mask->lengths || (mask->lengths->dtype == FL_I32 && fl_numel(mask->lengths) == B)));
+}
 
 typedef struct fl_kv_dims {
     int64_t B, H, S, hs, C;
