@@ -34,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <oneapi/dnnl/dnnl.h> /* the CPU's ISA, as oneDNN sees it */
+
 #include "tensor_fixture.h"
 
 #include "backend.h"
@@ -468,6 +470,15 @@ static void test_bf16_paths(void **state) {
     train_model(m, emu);
     fl_model_free(m);
     assert_true(emu[MT_STEPS - 1] < emu[0] - 0.5);
+
+    /* auto: native only where oneDNN's kernels have bf16 dot products
+       (AVX-512 BF16, AMX); elsewhere its bf16 matmul emulates them, slower
+       than sgemm on the rounded inputs */
+    unsetenv("FFNLAB_CPU_BF16");
+    set_mode("bf16");
+    print_message("auto on this CPU: %s\n", tf_be->describe());
+    const int dots = (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+    assert_non_null(strstr(tf_be->describe(), dots ? "native bf16" : "bf16 inputs, fp32 arithmetic"));
 
     setenv("FFNLAB_CPU_BF16", "native", 1);
     if (fl_cpu_set_precision("bf16", &err) == FL_OK) {

@@ -16,13 +16,19 @@
  * only if its rows are not contiguous), so the primitive, and its cache
  * key, are the same for f32 and bf16 inputs.
  *
- * "bf16 inputs, fp32 arithmetic": on a CPU where oneDNN has no bf16 matmul
- * (AVX2-only CPUs such as AMD Zen 3) the inputs are rounded to bf16 the same
- * way, widened back to f32 (exact) and multiplied by sgemm. A product of two
- * bf16 values is exact in f32, so both paths differ only in the order of the
- * f32 sums: `--precision bf16` trains the same model on every CPU.
- * FFNLAB_CPU_BF16=native|emulated forces a path (auto by default), so the
- * emulated one is tested on machines that have the native one too.
+ * "bf16 inputs, fp32 arithmetic": on a CPU without bf16 dot products the
+ * inputs are rounded to bf16 the same way, widened back to f32 (exact) and
+ * multiplied by sgemm. That is every AVX2-only CPU (AMD Zen 3: oneDNN has no
+ * bf16 matmul there) and the AVX-512 CPUs before AVX-512 BF16 (Skylake to
+ * Ice Lake), where oneDNN's bf16 matmul emulates the dot products: on an Ice
+ * Lake Xeon with 2 threads it ran the bench's products at 24-69 GFLOP/s
+ * against sgemm's 110-225 on the rounded inputs. A product of two bf16
+ * values is exact in f32, so both paths differ only in the order of the f32
+ * sums: `--precision bf16` trains the same model on every CPU.
+ * FFNLAB_CPU_BF16=native|emulated forces a path (auto by default: native
+ * where the CPU has bf16 dot products), so the emulated one is tested on
+ * machines that have the native one too, and the native one wherever oneDNN
+ * has a bf16 matmul at all.
  *
  * A primitive is built for one shape (creation costs ~0.3-1 ms, a product
  * of the model ~1-10 ms), so each calling thread keeps a small LRU cache of
@@ -88,11 +94,17 @@ int cpu_gemm_is_bf16(void) { return g_bf16; }
 
 static int native_available(void);
 
+/* 1 when oneDNN's kernels may use bf16 dot products in hardware: its
+   effective ISA (DNNL_MAX_CPU_ISA caps it) has AVX-512 BF16 or AMX. */
+static int has_bf16_dot_products(void) {
+    return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+}
+
 /* The bf16 mode's path, from FFNLAB_CPU_BF16 (auto when unset or empty). */
 static fl_status choose_path(fl_error *err) {
     const char *want = getenv("FFNLAB_CPU_BF16");
     if (!want || !want[0] || !strcmp(want, "auto")) {
-        g_native = native_available();
+        g_native = has_bf16_dot_products() && native_available();
     } else if (!strcmp(want, "emulated")) {
         g_native = 0;
     } else if (!strcmp(want, "native")) {
