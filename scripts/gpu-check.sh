@@ -15,12 +15,13 @@
 #   4. build with all cores
 #   5. ctest -L cuda (the GPU suites)              → $OUT/ctest-cuda.log
 #   6. ffnlab bench --device cuda: the reference shape, GPT-2 small (TF32
-#      and BF16, each with --profile: ms per phase of the step), GPT-2 small
-#      with the cuBLAS T x T attention instead of the flash kernels; each FFN
-#      plugin alone against dense (--ffn-only) and MoE 8 experts top-1 at
-#      d=512 over 64k tokens, each with --profile (ms per host op, and the
-#      plugin's own kernels); each GEMM of a GPT-2 small step (TF32) against
-#      its backward products (bench --gemm)
+#      and BF16, each with --profile: ms per phase of the step; BF16 also at
+#      vocab 50304), GPT-2 small with the cuBLAS T x T attention instead of
+#      the flash kernels; each FFN plugin alone against dense (--ffn-only)
+#      and MoE 8 experts top-1 at d=512 over 64k tokens, each with --profile
+#      (ms per host op, and the plugin's own kernels); each GEMM of a GPT-2
+#      small step (TF32 and BF16, x in f32 and in bf16, vocab 50257 and
+#      50304) against its backward products (bench --gemm)
 #                                                  → $OUT/bench-json.tar,
 #                                                    $OUT/ffn-profile.txt
 #   7. the CPU suite (ctest -LE cuda, with FFNLAB_DEVICE=cpu so that tests
@@ -202,6 +203,7 @@ bench() { # name (ASCII: printf pads bytes) json math args...   (ATTN=gemm: the 
 bench "reference d256 L4" bench_reference.json tf32
 bench "gpt2-small" bench_gpt2_small.json tf32 --preset gpt2-small --profile
 bench "gpt2-small" bench_gpt2_small_bf16.json bf16 --preset gpt2-small --profile
+bench "gpt2-small V=50304" bench_gpt2_small_bf16_v50304.json bf16 --preset gpt2-small --vocab 50304
 ATTN=gemm bench "gpt2-small TxT attn" bench_gpt2_small_gemm_attn.json tf32 --preset gpt2-small
 say "bench (training steps; MFU against the datasheet peak of the precision; peak = the LM-head GEMM measured):"
 say "$(printf '  %-22s %-5s %12s %10s %9s %14s' shape math tokens/s TFLOP/s MFU 'GEMM TFLOP/s')"
@@ -238,21 +240,36 @@ ffn_bench() { # json args...
 }
 ffn_bench bench_ffn.json
 ffn_bench bench_ffn_moe64k.json --tokens 65536 --only moe:experts=8
-# Each GEMM of a GPT-2 small step on cuBLAS (TF32, as the TF32 step runs
-# them: f32 operands), forward against its two backward products: what the
-# step's MFU rests on (the table to the summary).
-echo "--- ffnlab bench --gemm --device cuda (GPT-2 small's shapes, TF32)"
-"${RUNENV[@]}" FFNLAB_CUDA_MATH=tf32 timeout 90 "$B/ffnlab" bench --gemm --device cuda --d-model 768 --context 1024 \
-  --batch 8 --vocab 50257 --json "$J/bench_gemm_gpt2.json" > "$J/bench_gemm_gpt2.txt" 2>&1
-rc=$?
-cat "$J/bench_gemm_gpt2.txt"
-if [ $rc -eq 0 ]; then
-  say "GEMMs of a GPT-2 small step, TF32 (ffnlab bench --gemm):"
-  sed -n '/^  layer/,$p' "$J/bench_gemm_gpt2.txt" | tee -a "$SUMMARY" >/dev/null
-else
-  [ "${FFNLAB_GPU_CHECK_NO_GPU_OK:-0}" = 1 ] || FAILED+=("bench --gemm (exit $rc)")
-  say "  bench --gemm (GPT-2 small, TF32): failed (exit $rc): $(tail -1 "$J/bench_gemm_gpt2.txt")"
-fi
+# Each GEMM of a GPT-2 small step on cuBLAS, forward against its two backward
+# products: what the step's MFU rests on. In both modes with f32 operands, as
+# the step runs most of its products (bf16: cuBLAS rounds them,
+# CUBLAS_COMPUTE_32F_FAST_16BF), and in bf16 with x stored in bf16 as the
+# step stores the inputs of qkv and of the FFN's projection (cuBLAS's bf16
+# kernels; dy rounded by ffnlab's kernel for dW); and at vocab 50304 as well
+# as 50257, whose odd row length leaves the LM head's logits and their
+# gradient unaligned for the tensor-core kernels (llm.c pads its vocab to
+# 50304 for that). The full tables at 50257, the LM head's row at 50304, to
+# the summary.
+gemm_bench() { # math vocab activations
+  local math=$1 vocab=$2 act=$3 f=$J/bench_gemm_gpt2_$1_v$2_x$3
+  echo "--- ffnlab bench --gemm --device cuda (GPT-2 small's shapes, vocab $vocab, x $act, FFNLAB_CUDA_MATH=$math)"
+  "${RUNENV[@]}" FFNLAB_CUDA_MATH="$math" timeout 90 "$B/ffnlab" bench --gemm --device cuda --d-model 768 \
+    --context 1024 --batch 8 --vocab "$vocab" --activations "$act" --json "$f.json" > "$f.txt" 2>&1
+  local rc=$?
+  cat "$f.txt"
+  if [ $rc -ne 0 ]; then
+    [ "${FFNLAB_GPU_CHECK_NO_GPU_OK:-0}" = 1 ] || FAILED+=("bench --gemm $math vocab $vocab x $act (exit $rc)")
+    say "  bench --gemm (GPT-2 small, $math, vocab $vocab, x $act): failed (exit $rc): $(tail -1 "$f.txt")"
+  elif [ "$vocab" = 50257 ]; then
+    say "GEMMs of a GPT-2 small step, $math, x in $act (ffnlab bench --gemm):"
+    sed -n '/^  layer/,$p' "$f.txt" | tee -a "$SUMMARY" >/dev/null
+  else
+    say "$(grep -E '^  lm head' "$f.txt")   <- $math, x in $act, vocab $vocab"
+  fi
+}
+for math in tf32 bf16; do for vocab in 50257 50304; do gemm_bench "$math" "$vocab" f32; done; done
+gemm_bench bf16 50257 bf16
+gemm_bench bf16 50304 bf16
 tar -cf "$OUT/bench-json.tar" -C "$OUT" json && rm -rf "$J"
 
 # ---------------------------------------------------------------- 7. CPU suite

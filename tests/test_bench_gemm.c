@@ -7,6 +7,8 @@
  *    the three products (forward, dx, dW), a positive time, GFLOP/s that
  *    agree with the layer's FLOPs and the time, and the time over the
  *    forward's;
+ *  - --activations bf16 (x stored in bf16) runs in the bf16 precision and
+ *    says so in the table and the JSON; without it, it is refused;
  *  - bad flags are one line and exit status 2; a --json file that cannot be
  *    written is refused (one line, status 1) before anything is measured.
  * Speed itself is a benchmark, not a test: nothing here asserts a ratio.
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h> /* access */
 
 #include <cjson/cJSON.h>
 
@@ -56,6 +59,7 @@ static void test_prints_and_writes_every_layer(void **state) {
     snprintf(cmd, sizeof cmd, "%s/g.json", dir);
     cJSON *doc = ts_read_json(cmd);
     assert_string_equal(cJSON_GetObjectItemCaseSensitive(doc, "backend")->valuestring, "cpu");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(doc, "activations")->valuestring, "f32");
     assert_true(ts_json_num(doc, "reps") == 2);
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(doc, "layers");
     assert_int_equal(cJSON_GetArraySize(layers), 5);
@@ -72,9 +76,41 @@ static void test_prints_and_writes_every_layer(void **state) {
     free(dir);
 }
 
+/* --activations bf16: x stored in bf16 (as a bf16 step stores the inputs
+   that only feed GEMMs), in the bf16 precision only. */
+static void test_bf16_activations(void **state) {
+    (void)state;
+    char *dir = ts_tmpdir(), path[4096], *out = NULL;
+    int rc = ts_ffnlab(&out, "bench --gemm --device cpu --precision bf16 --activations bf16 --d-model 32 --context 16 "
+                             "--batch 2 --vocab 96 --reps 1 --json %s/g.json", dir);
+    if (rc) fail_msg("bench --gemm --activations bf16 failed (%d): %s", rc, out);
+    assert_non_null(strstr(out, "x in bf16"));
+    free(out);
+    snprintf(path, sizeof path, "%s/g.json", dir);
+    cJSON *doc = ts_read_json(path);
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(doc, "activations")->valuestring, "bf16");
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(doc, "layers");
+    assert_int_equal(cJSON_GetArraySize(layers), 5);
+    double worst = 0;
+    for (int i = 0; i < 5; i++) check_layer(cJSON_GetArrayItem(layers, i), i, &worst);
+    cJSON_Delete(doc);
+
+    /* in fp32 there is no bf16 step to mirror: one line, status 1, no report */
+    rc = ts_ffnlab(&out, "bench --gemm --device cpu --precision fp32 --activations bf16 --json %s/f.json", dir);
+    assert_int_equal(rc, 1);
+    assert_non_null(strstr(out, "--activations bf16 needs the bf16 precision"));
+    assert_null(strchr(strchr(out, '\n') + 1, '\n'));
+    free(out);
+    snprintf(path, sizeof path, "%s/f.json", dir);
+    assert_int_not_equal(access(path, F_OK), 0);
+    ts_rmtree(dir);
+    free(dir);
+}
+
 static void test_bad_flags_are_usage_errors(void **state) {
     (void)state;
-    const char *bad[] = {"--reps 0", "--reps 65", "--d-model x", "--vocab", "--frobnicate 1", "--precision fp64"};
+    const char *bad[] = {"--reps 0", "--reps 65", "--d-model x", "--vocab", "--frobnicate 1", "--precision fp64",
+                         "--activations fp16", "--activations"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *out = NULL;
         const int rc = ts_ffnlab(&out, "bench --gemm --device cpu %s", bad[i]);
@@ -111,6 +147,7 @@ static void test_unwritable_json_refused_first(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prints_and_writes_every_layer),
+        cmocka_unit_test(test_bf16_activations),
         cmocka_unit_test(test_bad_flags_are_usage_errors),
         cmocka_unit_test(test_unwritable_json_refused_first),
     };

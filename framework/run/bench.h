@@ -123,6 +123,8 @@ typedef struct fl_bench_gemm_opts {
     fl_bench_shape shape;      /* d_model, context x batch tokens, vocab; ffn ignored (dense d_ff = 4d) */
     const char *device;
     int reps;                  /* timed rounds (the best counts), 1..64 */
+    int bf16_x;                /* x (each layer's input) stored in bf16, as a bf16 step stores an
+                                  input that only feeds GEMMs; needs the bf16 precision */
 } fl_bench_gemm_opts;
 
 #define FL_BENCH_GEMM_LAYERS 5

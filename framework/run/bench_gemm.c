@@ -24,23 +24,26 @@
 
 const char *const fl_bench_gemm_product_names[FL_GEMM_PRODUCTS] = {"forward", "dx", "dW"};
 
-/* The operands of one layer's products: x[N,in], W and dW [in,out] or
-   [out,in] (w_out_in), y/dy[N,out]. */
+/* The operands of one layer's products: x[N,in] (f32, or bf16 with
+   x_dtype), W and dW [in,out] or [out,in] (w_out_in), y/dy[N,out]. */
 typedef struct layer_mats {
     fl_tensor x, w, y, dx, dw;
     int w_out_in;
+    int32_t x_dtype;
 } layer_mats;
 
 static fl_status mats_make(const fl_host *h, int64_t N, int64_t in, int64_t out, layer_mats *m, fl_error *err) {
     const int64_t sx[2] = {N, in}, sy[2] = {N, out};
     const int64_t sw[2] = {m->w_out_in ? out : in, m->w_out_in ? in : out};
-    fl_status st = h->tensor_ensure(h, &m->x, FL_F32, 2, sx, err);
+    fl_status st = h->tensor_ensure(h, &m->x, m->x_dtype, 2, sx, err);
     if (!st) st = h->tensor_ensure(h, &m->w, FL_F32, 2, sw, err);
     if (!st) st = h->tensor_ensure(h, &m->y, FL_F32, 2, sy, err);
     if (!st) st = h->tensor_ensure(h, &m->dx, FL_F32, 2, sx, err);
     if (!st) st = h->tensor_ensure(h, &m->dw, FL_F32, 2, sw, err);
     if (st) return st;
-    h->ops->rng_normal(&m->x, 1, 0, 0.0f, 1.0f);
+    h->ops->rng_normal(&m->dx, 1, 0, 0.0f, 1.0f); /* x's values, rounded into x if it is bf16 */
+    if (m->x_dtype == FL_F32) h->ops->copy(&m->dx, &m->x);
+    else h->ops->activation(FL_ACT_IDENTITY, &m->dx, &m->x);
     h->ops->rng_normal(&m->w, 2, 0, 0.0f, 0.05f);
     h->ops->rng_normal(&m->y, 3, 0, 0.0f, 1.0f);
     h->ops->fill(&m->dw, 0.0f);
@@ -65,9 +68,9 @@ static double time_product(const fl_backend *be, layer_mats *m, int product) {
     return fl_now_s() - t0;
 }
 
-static fl_status measure_layer(const fl_backend *be, const fl_host *h, int reps, fl_bench_gemm_row *row,
-                               fl_error *err) {
-    layer_mats m = {.w_out_in = row->w_out_in};
+static fl_status measure_layer(const fl_backend *be, const fl_host *h, int reps, int32_t x_dtype,
+                               fl_bench_gemm_row *row, fl_error *err) {
+    layer_mats m = {.w_out_in = row->w_out_in, .x_dtype = x_dtype};
     fl_status st = mats_make(h, row->tokens, row->in, row->out, &m, err);
     if (!st) {
         double best[FL_GEMM_PRODUCTS] = {1e30, 1e30, 1e30};
@@ -96,6 +99,9 @@ fl_status fl_bench_gemm(const fl_bench_gemm_opts *o, fl_bench_gemm_result *r, fl
     const fl_backend *be = NULL;
     fl_status st = fl_backend_select(o->device, &be, err);
     if (st) return st;
+    if (o->bf16_x && strcmp(fl_backend_precision(be), "bf16"))
+        return fl_fail(err, FL_EINVAL, "bench --gemm: --activations bf16 needs the bf16 precision (the %s backend runs %s)",
+                       be->name, fl_backend_precision(be));
     snprintf(r->backend, sizeof r->backend, "%s", be->name);
     snprintf(r->kernel, sizeof r->kernel, "%s", be->describe());
     r->reps = o->reps;
@@ -111,7 +117,7 @@ fl_status fl_bench_gemm(const fl_bench_gemm_opts *o, fl_bench_gemm_result *r, fl
         fl_bench_gemm_row *row = &r->rows[r->n_rows];
         *row = (fl_bench_gemm_row){.layer = layers[i].name, .tokens = N, .in = layers[i].in, .out = layers[i].out,
                                    .w_out_in = layers[i].w_out_in};
-        if ((st = measure_layer(be, &h, o->reps, row, err))) break;
+        if ((st = measure_layer(be, &h, o->reps, o->bf16_x ? FL_BF16 : FL_F32, row, err))) break;
         r->n_rows++;
         for (int p = FL_GEMM_DX; p < FL_GEMM_PRODUCTS; p++)
             if (row->ms[p] / row->ms[FL_GEMM_FWD] > r->worst_ratio) r->worst_ratio = row->ms[p] / row->ms[FL_GEMM_FWD];

@@ -174,6 +174,7 @@ cJSON *fl_json_bench_gemm(const fl_bench_gemm_opts *o, const fl_bench_gemm_resul
     cJSON_AddStringToObject(j, "kernel", r->kernel);
     cJSON_AddNumberToObject(j, "reps", r->reps);
     cJSON_AddItemToObject(j, "shape", shape_json(&o->shape));
+    cJSON_AddStringToObject(j, "activations", o->bf16_x ? "bf16" : "f32");
     cJSON *rows = cJSON_AddArrayToObject(j, "layers");
     for (int i = 0; i < r->n_rows; i++) {
         const fl_bench_gemm_row *row = &r->rows[i];
