@@ -15,9 +15,9 @@
 #   4. build with all cores
 #   5. ctest -L cuda (the GPU suites)              → $OUT/ctest-cuda.log
 #   6. ffnlab bench --device cuda: the reference shape, GPT-2 small (TF32
-#      and BF16, each with --profile: ms per phase of the step; BF16 also at
-#      vocab 50304), GPT-2 small with the cuBLAS T x T attention instead of
-#      the flash kernels; each FFN plugin alone against dense (--ffn-only)
+#      and BF16, each with --profile: ms per phase of the step; again with
+#      the LM head unpadded, FFNLAB_PAD_VOCAB=off), GPT-2 small with the
+#      cuBLAS T x T attention instead of the flash kernels; each FFN plugin alone against dense (--ffn-only)
 #      and MoE 8 experts top-1 at d=512 over 64k tokens, each with --profile
 #      (ms per host op, and the plugin's own kernels); each GEMM of a GPT-2
 #      small step (TF32 and BF16, x in f32 and in bf16, vocab 50257 and
@@ -185,10 +185,12 @@ json_num() { sed -n "s/.*\"$2\":[[:space:]]*\([-0-9.e+]*\).*/\1/p" "$1" | head -
 J=$OUT/json # the JSONs, brought back as one tar (the device tool returns at most 8 files)
 mkdir -p "$J"
 BENCH_ROWS=()
-bench() { # name (ASCII: printf pads bytes) json math args...   (ATTN=gemm: the cuBLAS attention path)
+bench() { # name (ASCII: printf pads bytes) json math args...   (ATTN=gemm: the cuBLAS attention path;
+           # PAD=off: the LM head unpadded)
   local name=$1 json=$2 math=$3; shift 3
-  echo "--- $name (FFNLAB_CUDA_MATH=$math FFNLAB_CUDA_ATTENTION=${ATTN:-auto}): ffnlab bench $*"
-  "${RUNENV[@]}" FFNLAB_CUDA_MATH="$math" FFNLAB_CUDA_ATTENTION="${ATTN:-auto}" timeout 90 "$B/ffnlab" bench \
+  echo "--- $name (FFNLAB_CUDA_MATH=$math FFNLAB_CUDA_ATTENTION=${ATTN:-auto} FFNLAB_PAD_VOCAB=${PAD:-auto}): ffnlab bench $*"
+  "${RUNENV[@]}" FFNLAB_CUDA_MATH="$math" FFNLAB_CUDA_ATTENTION="${ATTN:-auto}" FFNLAB_PAD_VOCAB="${PAD:-auto}" \
+    timeout 90 "$B/ffnlab" bench \
     --device cuda "$@" --json "$J/$json" 2>&1 | tee "$J/${json%.json}.txt"
   local rc=${PIPESTATUS[0]}
   if [ $rc -ne 0 ] || [ ! -s "$J/$json" ]; then
@@ -203,7 +205,8 @@ bench() { # name (ASCII: printf pads bytes) json math args...   (ATTN=gemm: the 
 bench "reference d256 L4" bench_reference.json tf32
 bench "gpt2-small" bench_gpt2_small.json tf32 --preset gpt2-small --profile
 bench "gpt2-small" bench_gpt2_small_bf16.json bf16 --preset gpt2-small --profile
-bench "gpt2-small V=50304" bench_gpt2_small_bf16_v50304.json bf16 --preset gpt2-small --vocab 50304
+PAD=off bench "gpt2-small unpadded" bench_gpt2_small_unpadded.json tf32 --preset gpt2-small
+PAD=off bench "gpt2-small unpadded" bench_gpt2_small_bf16_unpadded.json bf16 --preset gpt2-small
 ATTN=gemm bench "gpt2-small TxT attn" bench_gpt2_small_gemm_attn.json tf32 --preset gpt2-small
 say "bench (training steps; MFU against the datasheet peak of the precision; peak = the LM-head GEMM measured):"
 say "$(printf '  %-22s %-5s %12s %10s %9s %14s' shape math tokens/s TFLOP/s MFU 'GEMM TFLOP/s')"
@@ -247,9 +250,10 @@ ffn_bench bench_ffn_moe64k.json --tokens 65536 --only moe:experts=8
 # step stores the inputs of qkv and of the FFN's projection (cuBLAS's bf16
 # kernels; dy rounded by ffnlab's kernel for dW); and at vocab 50304 as well
 # as 50257, whose odd row length leaves the LM head's logits and their
-# gradient unaligned for the tensor-core kernels (llm.c pads its vocab to
-# 50304 for that). The full tables at 50257, the LM head's row at 50304, to
-# the summary.
+# gradient unaligned for the tensor-core kernels: what the model's padding of
+# its LM head to 50304 on a GPU buys per product (the steps above measure it
+# whole, FFNLAB_PAD_VOCAB=off against the default). The full tables at
+# 50257, the LM head's row at 50304, to the summary.
 gemm_bench() { # math vocab activations
   local math=$1 vocab=$2 act=$3 f=$J/bench_gemm_gpt2_$1_v$2_x$3
   echo "--- ffnlab bench --gemm --device cuda (GPT-2 small's shapes, vocab $vocab, x $act, FFNLAB_CUDA_MATH=$math)"

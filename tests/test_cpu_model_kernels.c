@@ -355,7 +355,7 @@ static void test_attention_decode_reference(void **state) {
 /* ------------------------------------------------------ cross-entropy */
 
 static fl_tensor gL, gTg;
-static double ce_loss(void) { return be->cross_entropy(&gL, &gTg, NULL, 0.0f, NULL); }
+static double ce_loss(void) { return be->cross_entropy(&gL, gL.shape[1], &gTg, NULL, 0.0f, NULL); }
 
 static void test_cross_entropy(void **state) {
     (void)state;
@@ -379,7 +379,7 @@ static void test_cross_entropy(void **state) {
     int64_t count = -1;
     fl_tensor dl = f2(N, V);
     rnd(&dl, 32, -1, 1); /* garbage: overwritten, ignored rows zeroed */
-    const double loss = be->cross_entropy(&gL, &gTg, &dl, 1.0f / (float)cnt, &count);
+    const double loss = be->cross_entropy(&gL, V, &gTg, &dl, 1.0f / (float)cnt, &count);
     print_message("  cross_entropy loss %.9f, reference %.9f\n", loss, ref);
     assert_int_equal(count, cnt);
     assert_true(fabs(loss - ref) < 1e-6 * fabs(ref));
@@ -388,15 +388,30 @@ static void test_cross_entropy(void **state) {
     /* in place (dlogits = logits) gives the same numbers; scale is linear */
     fl_tensor in = f2(N, V), d2 = f2(N, V);
     memcpy(in.data, gL.data, fl_nbytes(&gL));
-    const double l2 = be->cross_entropy(&in, &gTg, &in, 2.5f, NULL);
-    be->cross_entropy(&gL, &gTg, &d2, 2.5f, NULL);
+    const double l2 = be->cross_entropy(&in, V, &gTg, &in, 2.5f, NULL);
+    be->cross_entropy(&gL, V, &gTg, &d2, 2.5f, NULL);
     assert_true(l2 == loss);
     chk(F(&in), F(&d2), (size_t)(N * V), 0, 0, "cross_entropy in place");
     for (int64_t i = 0; i < N * V; i++) F(&d2)[i] /= 2.5f * (float)cnt;
     chk(F(&d2), F(&dl), (size_t)(N * V), 1e-6, 1e-8, "cross_entropy scale");
+    /* rows padded to W > V columns (an LM head padded to an aligned width):
+       the padding is never read, gets zero gradients, and the rest is the
+       unpadded result bit for bit */
+    const int64_t W = V + 11;
+    fl_tensor pl = f2(N, W), pd = f2(N, W);
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t j = 0; j < W; j++) F(&pl)[i * W + j] = j < V ? F(&gL)[i * V + j] : (j % 2 ? NAN : 1e30f);
+    rnd(&pd, 33, -1, 1);
+    int64_t pcount = -1;
+    assert_true(be->cross_entropy(&pl, V, &gTg, &pd, 2.5f, &pcount) == loss);
+    assert_int_equal(pcount, cnt);
+    for (int64_t i = 0; i < N; i++) {
+        assert_memory_equal(F(&pd) + i * W, F(&in) + i * V, (size_t)V * sizeof(float));
+        for (int64_t j = V; j < W; j++) assert_true(F(&pd)[i * W + j] == 0.0f);
+    }
     /* no counted rows: loss 0, count 0 */
     for (int64_t i = 0; i < N; i++) I(&gTg)[i] = -1;
-    assert_true(be->cross_entropy(&gL, &gTg, NULL, 1.0f, &count) == 0.0);
+    assert_true(be->cross_entropy(&gL, V, &gTg, NULL, 1.0f, &count) == 0.0);
     assert_int_equal(count, 0);
 }
 

@@ -755,8 +755,10 @@ static void test_attention_decode(void **state) {
     attention_decode_case(1, 5, 64, 2, 8);      /* a window longer than the text */
 }
 
-static void ce_case(int64_t N, int64_t V, int in_place) {
-    pair x = MK2(N, V), dl = MK2(N, V);
+/* logits[N,W] whose first V columns are the classes (W > V: an LM head
+   padded to an aligned width; the padding holds values that must not be read) */
+static void ce_case(int64_t N, int64_t V, int64_t W, int in_place) {
+    pair x = MK2(N, W), dl = MK2(N, W);
     prandn(&x, 131, 3.0f);
     int32_t *tg = malloc((size_t)N * sizeof *tg);
     for (int64_t i = 0; i < N; i++) tg[i] = i % 5 == 4 ? -1 : (int32_t)(fl_rng_bits(132, (uint64_t)i) % (uint64_t)V);
@@ -764,23 +766,26 @@ static void ce_case(int64_t N, int64_t V, int in_place) {
     /* masked logits: column 0 (the first each thread sees) is -inf unless it is the target */
     float *h = malloc(x.bytes);
     CPU->ops.to_host(h, &x.c, x.bytes);
-    for (int64_t i = 0; i < N; i++)
-        if (tg[i] != 0) h[i * V] = -INFINITY;
+    for (int64_t i = 0; i < N; i++) {
+        if (tg[i] != 0) h[i * W] = -INFINITY;
+        for (int64_t j = V; j < W; j++) h[i * W + j] = j % 2 ? NAN : 1e30f;
+    }
     pset(&x, h);
     free(h);
     free(tg);
     int64_t cc = -1, cg = -2;
     const float scale = 1.0f / 7.0f;
-    double lc = CPU->cross_entropy(&x.c, &t.c, in_place ? &x.c : &dl.c, scale, &cc);
-    double lg = GPU->cross_entropy(&x.g, &t.g, in_place ? &x.g : &dl.g, scale, &cg);
+    double lc = CPU->cross_entropy(&x.c, V, &t.c, in_place ? &x.c : &dl.c, scale, &cc);
+    double lg = GPU->cross_entropy(&x.g, V, &t.g, in_place ? &x.g : &dl.g, scale, &cg);
     gpu_ok();
-    print_message("  cross_entropy %lldx%lld%s: loss cpu %.9f gpu %.9f (rel %.1e, tol 1e-6), rows %lld\n", (long long)N,
-                  (long long)V, in_place ? " in place" : "", lc, lg, fabs(lg - lc) / fabs(lc), (long long)cc);
+    print_message("  cross_entropy %lldx%lld (of %lld)%s: loss cpu %.9f gpu %.9f (rel %.1e, tol 1e-6), rows %lld\n",
+                  (long long)N, (long long)V, (long long)W, in_place ? " in place" : "", lc, lg, fabs(lg - lc) / fabs(lc),
+                  (long long)cc);
     assert_int_equal(cc, cg);
     assert_true(fabs(lg - lc) <= 1e-6 * fabs(lc));
     cmp_close(in_place ? &x : &dl, 1e-5, 1e-8, in_place ? "cross_entropy dlogits in place" : "cross_entropy dlogits");
     /* loss only */
-    lc = CPU->cross_entropy(&x.c, &t.c, NULL, scale, &cc), lg = GPU->cross_entropy(&x.g, &t.g, NULL, scale, &cg);
+    lc = CPU->cross_entropy(&x.c, V, &t.c, NULL, scale, &cc), lg = GPU->cross_entropy(&x.g, V, &t.g, NULL, scale, &cg);
     gpu_ok();
     assert_int_equal(cc, cg);
     assert_true(fabs(lg - lc) <= 1e-6 * fabs(lc) + 1e-9);
@@ -789,10 +794,12 @@ static void ce_case(int64_t N, int64_t V, int in_place) {
 
 static void test_cross_entropy(void **state) {
     (void)state;
-    ce_case(37, 1000, 0);
-    ce_case(37, 1000, 1);
-    ce_case(8, 50257, 0);
-    ce_case(130, 7, 1);
+    ce_case(37, 1000, 1000, 0);
+    ce_case(37, 1000, 1000, 1);
+    ce_case(8, 50257, 50257, 0);
+    ce_case(130, 7, 7, 1);
+    ce_case(8, 50257, 50304, 0); /* GPT-2's vocabulary, padded to a multiple of 64 */
+    ce_case(9, 1000, 1024, 1);
 }
 
 static void test_adamw(void **state) {

@@ -11,10 +11,12 @@
  * its two uses (input embedding and LM head) is checked. A second test checks that
  * fl_model_zero_grad zeroes every gradient after a backward.
  *
- * Three models: the decoder; an encoder (arch bert: bidirectional attention, the second
+ * Four models: the decoder; an encoder (arch bert: bidirectional attention, the second
  * sequence right-padded with two <pad> tokens whose keys are masked, targets only at some
- * positions, as the masked-LM objective sets them, and a loss weight); and a decoder whose
- * second layer attends locally (window 3 of the 6 positions).
+ * positions, as the masked-LM objective sets them, and a loss weight); a decoder whose
+ * second layer attends locally (window 3 of the 6 positions); and the decoder with its LM
+ * head padded from 32 to 48 columns (FFNLAB_PAD_VOCAB=24, as a GPU pads GPT-2's 50,257 to
+ * 50,304), which must change neither the loss nor any gradient.
  *
  * The model is float32, so e is large (1e-2) and the tolerance is |analytic - fd| <=
  * FD_ATOL + FD_RTOL |fd|; the largest errors are printed per parameter.
@@ -93,6 +95,12 @@ static int setup_model(void **state, int arch, uint64_t local_layers) {
 }
 
 static int setup(void **state) { return setup_model(state, FL_ARCH_GPT, 0); }
+static int setup_padded(void **state) {
+    setenv("FFNLAB_PAD_VOCAB", "24", 1); /* read when the model is created */
+    const int rc = setup_model(state, FL_ARCH_GPT, 0);
+    unsetenv("FFNLAB_PAD_VOCAB");
+    return rc;
+}
 static int setup_encoder(void **state) { return setup_model(state, FL_ARCH_BERT, 0); }
 static int setup_local(void **state) { return setup_model(state, FL_ARCH_GPT, 2); }
 
@@ -219,6 +227,48 @@ static void test_zero_grad_zeroes(void **state) {
     }
 }
 
+/* The padded head (this group's model) against the same weights unpadded:
+   the same loss and gradients, to f32 summation order (the padding adds
+   zero products); and a bad FFNLAB_PAD_VOCAB is refused in one line. */
+static void test_padded_head_changes_nothing(void **state) {
+    grad_fixture *g = *state, *ref = NULL;
+    assert_int_equal(setup((void **)&ref), 0);
+    assert_int_equal(fl_model_head_width(g->m), 48);
+    assert_int_equal(fl_model_head_width(ref->m), V); /* the CPU pads nothing by itself */
+    analytic(g), analytic(ref);
+    assert_int_equal(fl_numel(fl_model_logits(g->m)), B * T * 48);
+    const double lp = loss_of(g), lr = loss_of(ref);
+    print_message("  loss padded %.9f, unpadded %.9f\n", lp, lr);
+    assert_true(fabs(lp - lr) <= 1e-6 * fabs(lr));
+    double worst = 0;
+    for (int i = 0; i < fl_model_n_params(g->m); i++) {
+        const fl_tensor *a = &fl_model_param(g->m, i)->grad, *b = &fl_model_param(ref->m, i)->grad;
+        assert_int_equal(fl_numel(a), fl_numel(b));
+        for (int64_t j = 0; j < fl_numel(a); j++) {
+            const double x = ((const float *)a->data)[j], y = ((const float *)b->data)[j];
+            worst = fmax(worst, fabs(x - y) / (fabs(y) + 1e-6));
+        }
+    }
+    print_message("  largest relative gradient difference %.2e\n", worst);
+    assert_true(worst <= 1e-4);
+    teardown((void **)&ref);
+
+    const char *bad[] = {"0", "x", "4097", "64k"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        setenv("FFNLAB_PAD_VOCAB", bad[i], 1);
+        fl_model *m = NULL;
+        fl_error err = {0};
+        const char *specs[L] = {"dense", "dense"};
+        fl_model_config mc = {.vocab_size = V, .context = T, .d_model = C, .n_layers = L, .n_heads = H,
+                              .ffn_specs = specs, .seed = 7};
+        assert_int_equal(fl_model_create(&mc, g->be, &m, &err), FL_EINVAL);
+        assert_null(m);
+        assert_non_null(strstr(err.msg, "FFNLAB_PAD_VOCAB="));
+        assert_non_null(strstr(err.msg, "expected auto, off or a multiple from 1 to 4096"));
+    }
+    unsetenv("FFNLAB_PAD_VOCAB");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_finite_differences_match_backward),
@@ -231,5 +281,11 @@ int main(void) {
     failed += cmocka_run_group_tests_name("encoder (bidirectional, padded, masked targets)", fd_only, setup_encoder,
                                           teardown);
     failed += cmocka_run_group_tests_name("decoder with a local layer", fd_only, setup_local, teardown);
+    const struct CMUnitTest padded[] = {
+        cmocka_unit_test(test_finite_differences_match_backward),
+        cmocka_unit_test(test_padded_head_changes_nothing),
+    };
+    failed += cmocka_run_group_tests_name("decoder with its LM head padded to 48 columns", padded, setup_padded,
+                                          teardown);
     return failed;
 }

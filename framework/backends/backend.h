@@ -93,11 +93,13 @@ typedef struct fl_backend {
     void (*attention_decode)(const fl_tensor *qkv, const fl_tensor *k_cache, const fl_tensor *v_cache,
                              int64_t t, int64_t window, fl_tensor *out);
 
-    /* Cross-entropy of logits[N,V] against targets[N] i32 (target < 0: row
-       ignored). Returns the mean loss over counted rows and writes their
-       count. If dlogits != NULL (may alias logits) it receives
-       scale * (softmax - onehot) per counted row, 0 for ignored rows. */
-    double (*cross_entropy)(const fl_tensor *logits, const fl_tensor *targets,
+    /* Cross-entropy of logits[N,W] against targets[N] i32 (target < 0: row
+       ignored), over the first V = classes columns of each row (1 <= V <=
+       W; V < W when the LM head pads its columns to an aligned width: the
+       rest are ignored). Returns the mean loss over counted rows and writes
+       their count. If dlogits != NULL ([N,W], may alias logits) it receives
+       scale * (softmax - onehot) in a counted row's V columns, 0 elsewhere. */
+    double (*cross_entropy)(const fl_tensor *logits, int64_t classes, const fl_tensor *targets,
                             fl_tensor *dlogits, float scale, int64_t *count);
 
     /* AdamW on n elements: m, v moments; bias correction with step t >= 1.
@@ -140,6 +142,12 @@ typedef struct fl_backend {
        datasheet"); 0 when unknown. NULL function: unknown (the CPU, whose
        ceiling the bench measures with an sgemm instead). */
     double (*peak_tflops)(const char **what);
+
+    /* A row length (elements) the GEMM kernels are fastest at a multiple
+       of, for the model's widest product, the LM head: its training logits
+       are padded to it (core/model.c: head_width). 0 or 1: no padding (the
+       CPU); CUDA: 64 (tensor-core kernels want 16-byte-aligned rows). */
+    int gemm_align;
 } fl_backend;
 
 const fl_backend *fl_backend_cpu(void);
@@ -147,8 +155,8 @@ const fl_backend *fl_backend_cpu(void);
 /* The CPU backend's GEMM precision (gemm, gemm_batched, gemm_grouped and
    gemm_grouped_wgrad; attention stays fp32): "fp32" (default, oneDNN sgemm)
    or "bf16" (inputs rounded to bf16, f32 accumulation and output: about
-   1e-2 relative per product; natively where oneDNN has a bf16 matmul for
-   the CPU (AVX-512, AMX), else the rounded inputs in fp32 arithmetic, the
+   1e-2 relative per product; natively where the CPU has bf16 dot products
+   (AVX-512 BF16, AMX), else the rounded inputs in fp32 arithmetic, the
    same numbers to f32 round-off; FFNLAB_CPU_BF16=auto|native|emulated,
    read here, forces a path and a bad value is an error). Process-wide; set
    it before work starts. */

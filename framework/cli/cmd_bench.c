@@ -98,6 +98,9 @@ int fl_cmd_bench(int argc, char **argv) {
     printf("train step d=%d L=%d H=%d T=%d B=%d V=%d ffn=%s: %.0f tokens/s, %.2f MFLOP/token, %.1f GFLOP/s = %.0f%% of the sgemm peak\n",
            s.d_model, s.n_layers, s.n_heads, s.context, s.batch, s.vocab, s.ffn, r.tokens_per_s, r.flops_per_token / 1e6,
            r.gflops, 100.0 * r.gflops / r.sgemm_gflops);
+    if (r.head_width > s.vocab)
+        printf("LM head: %lld columns in training (the vocabulary %d padded for the GEMM kernels; FLOPs count %d)\n",
+               (long long)r.head_width, s.vocab, s.vocab);
     if (r.peak_tflops > 0)
         printf("MFU: %.1f%% (%.1f TFLOP/s of model FLOPs against %.1f TFLOP/s)\n", 100.0 * r.mfu, r.gflops / 1e3, r.peak_tflops);
     if (r.profiled) {

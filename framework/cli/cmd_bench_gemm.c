@@ -21,8 +21,8 @@ static void help(void) {
            "then: the best round is the kernel's own speed), and each backward product's time as a multiple of its\n"
            "forward's.\n"
            "--activations bf16 (with the bf16 precision): x, each layer's input, stored in bf16 as a bf16 step stores\n"
-           "an input that only feeds GEMMs (the attention's and the FFN's); default f32, as the step stores the rest\n"
-           "(W and the gradients dy are f32 either way: the bf16 precision rounds them for the product).\n");
+           "the inputs that only feed GEMMs (attention's qkv, the FFN's projection); default f32, as the step stores\n"
+           "the rest (W and the gradients dy are f32 either way: the bf16 precision rounds them for the product).\n");
 }
 
 static void print_table(const fl_bench_gemm_result *r, int bf16_x) {

@@ -77,6 +77,11 @@ struct fl_model {
     int64_t pos_cap, pos_B, pos_T, pos_start; /* what positions holds now (pos_B 0: nothing) */
     fl_tensor *res;              /* [2L+1] of [N,C] */
     fl_tensor lnf, lnf_mean, lnf_rstd, logits, dlogits;
+    /* The LM head in a training forward: its logits' rows are head_w >= V
+       long (head_width); when longer, it multiplies wte_pad[head_w,C] (wte's
+       rows, then zeros) and backward's dW goes through dwte_pad. */
+    int64_t head_w;
+    fl_tensor wte_pad, dwte_pad;
     fl_tensor ffn_y;             /* [N,C] FFN output before the residual add */
     fl_tensor dres, dtmp, dbig;  /* backward scratch: [N,C], [N,C], [N,max(3C,...)] */
     fl_tensor datty;
@@ -146,6 +151,26 @@ static fl_status create_attention(fl_model *m, block *b, int l, fl_error *err) {
     return FL_OK;
 }
 
+/* The row length of the training forward's logits (fl_model.head_w): the
+   vocabulary V rounded up to a multiple of the backend's gemm_align (a
+   GPU's tensor-core kernels want aligned rows; GPT-2's 50,257 becomes
+   50,304, as llm.c pads it), or the multiple FFNLAB_PAD_VOCAB names ("off"
+   or 1: none; "auto" or unset: the backend's). The numbers stay the same to
+   f32 summation order: the extra columns multiply zero rows, and the loss
+   ignores them. */
+static fl_status head_width(int64_t V, const fl_backend *be, int64_t *out, fl_error *err) {
+    const char *want = getenv("FFNLAB_PAD_VOCAB");
+    long mult = be->gemm_align > 1 ? be->gemm_align : 1;
+    if (want && want[0] && strcmp(want, "auto")) {
+        char *end = NULL;
+        mult = !strcmp(want, "off") ? 1 : strtol(want, &end, 10);
+        if (strcmp(want, "off") && (*end || mult < 1 || mult > 4096))
+            return fl_fail(err, FL_EINVAL, "FFNLAB_PAD_VOCAB=%s: expected auto, off or a multiple from 1 to 4096", want);
+    }
+    *out = (V + mult - 1) / mult * mult;
+    return FL_OK;
+}
+
 /* Loads block l's FFN plugin from its spec ("moe:experts=8") and creates the layer. */
 static fl_status create_ffn(fl_model *m, block *b, int l, const char *spec, fl_error *err) {
     const fl_ffn_site site = {.d_model = m->cfg.d_model, .index = l, .n_layers = m->cfg.n_layers,
@@ -165,6 +190,10 @@ fl_status fl_model_create(const fl_model_config *mc, const fl_backend *be, fl_mo
     m->cfg = *mc;
     m->be = be;
     m->loss_weight = 1.0;
+    if ((st = head_width(mc->vocab_size, be, &m->head_w, err))) {
+        free(m);
+        return st;
+    }
     fl_host_init(&m->host, be, mc->comm);
     const int L = mc->n_layers;
     const int64_t C = mc->d_model;
@@ -211,7 +240,7 @@ void fl_model_free(fl_model *m) {
     for (int l = 0; m->blocks && l < m->cfg.n_layers; l++) release_block(m, &m->blocks[l]);
     for (int i = 0; m->res && i < 2 * m->cfg.n_layers + 1; i++) h->tensor_release(h, &m->res[i]);
     fl_tensor *ts[] = {&m->tokens, &m->targets, &m->positions, &m->lengths, &m->lnf, &m->lnf_mean, &m->lnf_rstd,
-                       &m->logits, &m->dlogits, &m->ffn_y, &m->dres, &m->dtmp, &m->dbig, &m->datty,
+                       &m->logits, &m->dlogits, &m->wte_pad, &m->dwte_pad, &m->ffn_y, &m->dres, &m->dtmp, &m->dbig, &m->datty,
                        &m->sh_src, &m->sh_own, &m->sh_tokens, &m->sh_x, &m->sh_qkv, &m->sh_att};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) h->tensor_release(h, ts[i]);
     fl_params_free(&m->params, m->be);
@@ -473,6 +502,18 @@ static fl_status nonfinite_loss(fl_model *m, int64_t step, fl_error *err) {
     return fl_fail(err, FL_ENUMERIC, "forward: loss is not finite (%g) at step %lld", m->ce_loss, (long long)step);
 }
 
+/* wte_pad[head_w,C] = wte's V rows, then zeros: the LM head's weights in a
+   padded training forward (refreshed each time: the optimizer moved wte). */
+static fl_status pad_head(fl_model *m, fl_error *err) {
+    const int64_t V = m->cfg.vocab_size, W = m->head_w;
+    fl_status st = ensure(m, &m->wte_pad, FL_F32, W, m->cfg.d_model, err);
+    if (st) return st;
+    fl_tensor top = fl_rows(&m->wte_pad, 0, V), pad = fl_rows(&m->wte_pad, V, W - V);
+    m->be->ops.copy(&m->wte->value, &top);
+    m->be->ops.fill(&pad, 0.0f);
+    return FL_OK;
+}
+
 fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *targets, int B,
                            int T, int train, int64_t step, double *loss, fl_error *err) {
     if (B < 1 || T < 1 || T > m->cfg.context)
@@ -480,7 +521,8 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
     const int64_t N = (int64_t)B * T;
     fl_status st = check_tokens(m, tokens, N, 0, "tokens", err);
     if (!st && targets) st = check_tokens(m, targets, N, 1, "targets", err);
-    if (!st && !m->no_head) st = ensure(m, &m->logits, FL_F32, N, m->cfg.vocab_size, err);
+    const int64_t V = m->cfg.vocab_size, W = train && targets ? m->head_w : V; /* the logits' row length */
+    if (!st && !m->no_head) st = ensure(m, &m->logits, FL_F32, N, W, err);
     if (st) return st;
     m->train = train, m->step = step, m->has_targets = targets != NULL;
     if ((st = forward_blocks(m, tokens, B, T, 0, err))) return st;
@@ -490,21 +532,21 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
     o->layernorm(&m->res[2 * L], &m->lnf_w->value, &m->lnf_b->value, 1e-5f, &m->lnf, &m->lnf_mean, &m->lnf_rstd);
     if (m->no_head) return FL_OK; /* fl_model_forward_hidden: the caller reads lnf */
     PHASE(HEAD);
-    o->gemm(0, 1, 1.0f, &m->lnf, &m->wte->value, 0.0f, &m->logits);  /* [N,C]·[V,C]ᵀ */
+    if (W > V && (st = pad_head(m, err))) return st;
+    o->gemm(0, 1, 1.0f, &m->lnf, W > V ? &m->wte_pad : &m->wte->value, 0.0f, &m->logits); /* [N,C]·[W,C]ᵀ */
     if (!targets) return FL_OK;
     PHASE(LOSS);
     o->from_host(&m->targets, targets, (size_t)N * sizeof(int32_t));
     m->n_targets = count_targets(targets, N);
     fl_tensor *dl = NULL;
     if (train) {
-        const int64_t V = m->cfg.vocab_size;
-        if ((st = ensure(m, &m->dlogits, FL_F32, N, V, err))) return st;
+        if ((st = ensure(m, &m->dlogits, FL_F32, N, W, err))) return st;
         dl = &m->dlogits;
     }
     float scale = m->n_targets ? (float)(m->loss_weight / (double)m->n_targets) : 0.0f;
     fl_tensor tg = fl_view2(&m->targets, N, 1);
     tg.ndim = 1;
-    m->ce_loss = m->loss_weight * m->be->cross_entropy(&m->logits, &tg, dl, scale, &m->n_targets);
+    m->ce_loss = m->loss_weight * m->be->cross_entropy(&m->logits, V, &tg, dl, scale, &m->n_targets);
     if (m->be->sync && (st = m->be->sync(err))) return st; /* a GPU error so far: stop here */
     if (loss) *loss = m->ce_loss + aux_total(m);
     if (!isfinite(m->ce_loss)) return nonfinite_loss(m, step, err);
@@ -669,8 +711,19 @@ fl_status fl_model_backward(fl_model *m, fl_error *err) {
     if (st) return st;
     const fl_ops *o = &m->be->ops;
     PHASE(HEAD_BWD);
-    o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 1.0f, &m->wte->grad);   /* [V,N]·[N,C] */
-    o->gemm(0, 0, 1.0f, &m->dlogits, &m->wte->value, 0.0f, &m->dtmp); /* d lnf [N,C] */
+    const int64_t V = m->cfg.vocab_size, W = m->dlogits.shape[1];
+    if (W == V) {
+        o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 1.0f, &m->wte->grad);   /* [V,N]·[N,C] */
+        o->gemm(0, 0, 1.0f, &m->dlogits, &m->wte->value, 0.0f, &m->dtmp); /* d lnf [N,C] */
+        return backward_body(m, &m->dtmp, err);
+    }
+    /* padded (head_width): the padding's dlogits are 0, so its rows of dW are
+       too, and they add nothing to d lnf */
+    if ((st = ensure(m, &m->dwte_pad, FL_F32, W, m->cfg.d_model, err))) return st;
+    o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 0.0f, &m->dwte_pad); /* [W,N]·[N,C] */
+    fl_tensor top = fl_rows(&m->dwte_pad, 0, V);
+    o->axpby(1.0f, &top, 1.0f, &m->wte->grad);
+    o->gemm(0, 0, 1.0f, &m->dlogits, &m->wte_pad, 0.0f, &m->dtmp);  /* d lnf [N,C] */
     return backward_body(m, &m->dtmp, err);
 }
 
@@ -812,6 +865,8 @@ int fl_model_aux_losses(const fl_model *m, fl_stat *out, int max) {
 }
 
 const fl_tensor *fl_model_logits(const fl_model *m) { return &m->logits; }
+
+int64_t fl_model_head_width(const fl_model *m) { return m->head_w; }
 
 void fl_model_set_profile(fl_model *m, fl_profile *p) { m->prof = p; }
 int fl_model_n_params(const fl_model *m) { return m->params.n; }

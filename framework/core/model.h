@@ -75,8 +75,16 @@ double fl_model_ce_loss(const fl_model *m);
 int fl_model_aux_losses(const fl_model *m, fl_stat *out, int max);
 
 /* Logits on the device: [B*T,V] after fl_model_forward, [B,V] (the new
-   position of each sequence) after fl_model_prefill or fl_model_decode_step. */
+   position of each sequence) after fl_model_prefill or fl_model_decode_step.
+   After a training forward with targets the rows are fl_model_head_width
+   long: V, or more where the LM head is padded (the columns past V then
+   hold zeros and mean nothing). */
 const fl_tensor *fl_model_logits(const fl_model *m);
+
+/* The LM head's width in training: the vocabulary V, rounded up to a
+   multiple of the backend's gemm_align (a GPU: 64) or of FFNLAB_PAD_VOCAB
+   ("off": none). It changes no result, only the speed of the head's GEMMs. */
+int64_t fl_model_head_width(const fl_model *m);
 
 /* Decoding with a KV cache: B sequences of equal length, one new token per
  * sequence per step, each step costing one position's work instead of the

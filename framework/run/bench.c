@@ -86,6 +86,7 @@ static fl_status train_rate(const fl_backend *be, const fl_bench_opts *o, fl_ben
     if (!st) {
         r->tokens_per_s = (double)n * s->steps / (fl_now_s() - t0);
         r->flops_per_token = fl_model_flops_per_token(m, s->context);
+        r->head_width = fl_model_head_width(m);
     }
     if (!st && o->profile) {
         fl_profile prof;

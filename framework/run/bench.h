@@ -43,6 +43,7 @@ typedef struct fl_bench_result {
     char peak_what[160];
     double sgemm_gflops;       /* the LM head's GEMM alone: the practical peak */
     double tokens_per_s, flops_per_token, gflops, mfu;
+    int64_t head_width;        /* the LM head's columns in training (fl_model_head_width) */
     int profiled;
     double profiled_tokens_per_s;
     double profile_ms[FL_PH_COUNT]; /* per step, by phase */

@@ -263,7 +263,7 @@ static fl_status train_step(ft *f, const fl_ft_data *train, const int64_t *idx, 
     if (st) return st;
     f->be->ops.from_host(&f->lab_d, f->lab, (size_t)B * sizeof *f->lab);
     int64_t count = 0;
-    *loss = f->be->cross_entropy(&f->logits, &f->lab_d, &f->logits, 1.0f / (float)B, &count);
+    *loss = f->be->cross_entropy(&f->logits, f->K, &f->lab_d, &f->logits, 1.0f / (float)B, &count);
     if (!isfinite(*loss))
         return fl_fail(err, FL_ENUMERIC, "fine-tune %s: loss is %g at step %lld", o->name, *loss, (long long)step);
     if ((st = head_backward(f, B, T, err))) return st;

@@ -156,6 +156,7 @@ cJSON *fl_json_bench(const fl_bench_opts *o, const fl_bench_result *r) {
     cJSON_AddNumberToObject(j, "train_tokens_per_s", r->tokens_per_s);
     cJSON_AddNumberToObject(j, "train_gflops", r->gflops);
     cJSON_AddNumberToObject(j, "flops_per_token", r->flops_per_token);
+    cJSON_AddNumberToObject(j, "lm_head_width", (double)r->head_width);
     cJSON_AddNumberToObject(j, "fraction_of_peak", r->sgemm_gflops > 0 ? r->gflops / r->sgemm_gflops : 0);
     cJSON_AddNumberToObject(j, "peak_tflops", r->peak_tflops);
     cJSON_AddStringToObject(j, "peak_assumption", r->peak_what);

@@ -14,6 +14,7 @@
 
 extern "C" {
 #include "backend.h"
+#include "cuda_backend.h" /* FL_CUDA_GEMM_ALIGN */
 #include "log.h"
 }
 
@@ -123,6 +124,7 @@ const fl_backend *ts_cuda_emu_backend(void) {
     g_emu.kv_append = cu_kv_append;
     g_emu.attention_decode = cu_attention_decode;
     g_emu.cross_entropy = cu_cross_entropy;
+    g_emu.gemm_align = FL_CUDA_GEMM_ALIGN; /* the model pads its LM head as on a GPU */
     g_emu.adamw = cu_adamw;
     g_emu.adamw_rows = cu_adamw_rows;
     g_emu.sumsq = cu_sumsq;

@@ -217,7 +217,7 @@ void cpu_embed(const fl_tensor *wte, const fl_tensor *wpe, const fl_tensor *toke
                fl_tensor *x);
 void cpu_embed_backward(const fl_tensor *dx, const fl_tensor *tokens, fl_tensor *dwte,
                         fl_tensor *dwpe);
-double cpu_cross_entropy(const fl_tensor *logits, const fl_tensor *targets, fl_tensor *dlogits,
+double cpu_cross_entropy(const fl_tensor *logits, int64_t classes, const fl_tensor *targets, fl_tensor *dlogits,
                          float scale, int64_t *count);
 void cpu_adamw(fl_tensor *param, const fl_tensor *grad, fl_tensor *m, fl_tensor *v, float lr,
                float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t t);

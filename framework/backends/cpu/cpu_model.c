@@ -98,28 +98,30 @@ static double ce_row(const float *x, float *dl, int64_t V, int32_t tgt, float sc
     return (double)m + log((double)s) - (double)xt;
 }
 
-/* Mean loss of logits[N,V] against targets[N] (< 0: ignored) */
-double cpu_cross_entropy(const fl_tensor *logits, const fl_tensor *targets, fl_tensor *dlogits,
+/* Mean loss of logits[N,W] (the first V columns are the classes) against
+   targets[N] (< 0: ignored) */
+double cpu_cross_entropy(const fl_tensor *logits, int64_t V, const fl_tensor *targets, fl_tensor *dlogits,
                          float scale, int64_t *count) {
-    const int64_t N = cpu_rows(logits), V = cpu_cols(logits);
+    const int64_t N = cpu_rows(logits), W = cpu_cols(logits);
     if (count) *count = 0;
-    CPU_CHECK(logits->dtype == FL_F32 && targets->dtype == FL_I32 && fl_numel(targets) == N,
-              NAN);
-    CPU_CHECK(!dlogits || (dlogits->dtype == FL_F32 && fl_numel(dlogits) == N * V), NAN);
+    CPU_CHECK(logits->dtype == FL_F32 && targets->dtype == FL_I32 && fl_numel(targets) == N, NAN);
+    CPU_CHECK(V >= 1 && V <= W, NAN);
+    CPU_CHECK(!dlogits || (dlogits->dtype == FL_F32 && fl_numel(dlogits) == N * W), NAN);
     const float *px = cpu_f32(logits);
     const int32_t *tg = cpu_i32(targets);
     float *pd = dlogits ? cpu_f32(dlogits) : NULL;
     double loss = 0.0;
     int64_t cnt = 0, bad = 0;
-#pragma omp parallel for schedule(static) reduction(+ : loss, cnt, bad) if (N * V > CPU_PAR_MIN)
+#pragma omp parallel for schedule(static) reduction(+ : loss, cnt, bad) if (N * W > CPU_PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
-        float *dl = pd ? pd + i * V : NULL;
+        float *dl = pd ? pd + i * W : NULL;
+        if (dl && W > V) memset(dl + V, 0, (size_t)(W - V) * sizeof *dl);
         if (tg[i] < 0 || tg[i] >= V) {
             bad += tg[i] >= V;
             if (dl) memset(dl, 0, (size_t)V * sizeof *dl);
             continue;
         }
-        loss += ce_row(px + i * V, dl, V, tg[i], scale);
+        loss += ce_row(px + i * W, dl, V, tg[i], scale);
         cnt++;
     }
     if (bad) cpu_shape_error(__func__, "target id >= V");

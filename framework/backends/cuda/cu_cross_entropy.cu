@@ -1,7 +1,9 @@
 /*
  * backends/cuda/cu_cross_entropy.cu — the fused LM-head cross-entropy: the
- * loss of logits[N,V] against targets[N] and, in the same kernel, dlogits =
- * scale * (softmax - onehot), which may overwrite the logits in place.
+ * loss of logits[N,W] against targets[N] and, in the same kernel, dlogits =
+ * scale * (softmax - onehot), which may overwrite the logits in place. The
+ * classes are each row's first V columns; the other W - V (an LM head
+ * padded to an aligned width) are not read, and get zero gradients.
  *
  * A block of 256 threads per row (V is a vocabulary). One read pass keeps a
  * running (max, sum of exp) per thread — the online softmax — merged across
@@ -29,12 +31,14 @@ __device__ __forceinline__ void ms_merge(float &m, float &s, float m2, float s2)
 }
 
 static __global__ void k_cross_entropy(const float *x, const int32_t *targets, float *dl, float scale, int64_t V,
-                                       double *row_loss, unsigned *flags) {
+                                       int64_t W, double *row_loss, unsigned *flags) {
     __shared__ float sm[32], ss[32];
     const int64_t row = blockIdx.x;
     const int t = threadIdx.x, lane = t & 31, wid = t >> 5, nw = blockDim.x >> 5;
-    const float *xr = x + row * V;
-    float *dr = dl ? dl + row * V : NULL;
+    const float *xr = x + row * W;
+    float *dr = dl ? dl + row * W : NULL;
+    if (dr)
+        for (int64_t j = V + t; j < W; j += blockDim.x) dr[j] = 0.0f; /* padding: never read */
     const int32_t tg = targets[row];
     if (tg < 0 || tg >= V) { /* ignored row: no loss, zero gradient */
         if (t == 0) {
@@ -91,20 +95,20 @@ static __global__ void k_ce_total(const double *row_loss, const int32_t *targets
     if (threadIdx.x == 0) out[0] = s, out[1] = c;
 }
 
-double cu_cross_entropy(const fl_tensor *logits, const fl_tensor *targets, fl_tensor *dlogits, float scale,
-                        int64_t *count) {
-    const int64_t N = cu_rows(logits), V = cu_cols(logits);
+double cu_cross_entropy(const fl_tensor *logits, int64_t V, const fl_tensor *targets, fl_tensor *dlogits,
+                        float scale, int64_t *count) {
+    const int64_t N = cu_rows(logits), W = cu_cols(logits);
     if (count) *count = 0;
     CU_CHECK(logits->dtype == FL_F32 && targets->dtype == FL_I32 && fl_numel(targets) == N, NAN);
-    CU_CHECK(!dlogits || (dlogits->dtype == FL_F32 && fl_numel(dlogits) == N * V), NAN);
-    CU_CHECK(V > 0 && N < INT32_MAX, NAN);
+    CU_CHECK(!dlogits || (dlogits->dtype == FL_F32 && fl_numel(dlogits) == N * W), NAN);
+    CU_CHECK(V > 0 && V <= W && N < INT32_MAX, NAN);
     if (N == 0) return 0.0;
     double *scratch = (double *)cu_scratch(CU_SLOT_REDUCE, (size_t)(N + 2) * sizeof(double));
     if (!scratch) return NAN;
     double *out = scratch + N;
     CU_LAUNCH((unsigned)N, CU_THREADS, 0, k_cross_entropy)(cu_f32(logits), cu_i32(targets),
-                                                                 dlogits ? cu_f32(dlogits) : NULL, scale, V, scratch,
-                                                                 g_cu.flags);
+                                                                 dlogits ? cu_f32(dlogits) : NULL, scale, V, W,
+                                                                 scratch, g_cu.flags);
     if (!CU_LAUNCHED("k_cross_entropy")) return NAN;
     CU_LAUNCH(1, 1024, 0, k_ce_total)(scratch, cu_i32(targets), N, V, out);
     if (!CU_LAUNCHED("k_ce_total")) return NAN;

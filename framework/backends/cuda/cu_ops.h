@@ -96,7 +96,7 @@ void cu_flash_backward(const float *qkv, const float *y, const float *lse, const
                        int64_t C, int H, fl_attn_rule rule, const int32_t *lengths, float *dqkv);
 
 /* cu_cross_entropy.cu */
-double cu_cross_entropy(const fl_tensor *logits, const fl_tensor *targets, fl_tensor *dlogits, float scale,
+double cu_cross_entropy(const fl_tensor *logits, int64_t classes, const fl_tensor *targets, fl_tensor *dlogits, float scale,
                         int64_t *count);
 
 /* cu_adamw.cu */

@@ -342,6 +342,7 @@ static fl_backend g_backend = {
     .sync = cu_sync,
     .stream = cu_stream,
     .peak_tflops = cu_peak_tflops,
+    .gemm_align = FL_CUDA_GEMM_ALIGN,
 };
 
 /* Everything start() made, released on failure so a later call can retry. */

@@ -21,6 +21,12 @@
 extern "C" {
 #endif
 
+/* fl_backend.gemm_align: cuBLAS's tensor-core kernels read rows in 16-byte
+   vectors, so a row of an odd length (GPT-2's 50,257 logits) leaves them
+   for slower ones; 64 elements keeps bf16 and f32 rows aligned and whole
+   tiles (llm.c pads that vocabulary to 50,304 the same way). */
+#define FL_CUDA_GEMM_ALIGN 64
+
 /* Sets the GEMM precision: "tf32", "fp32" or "bf16". */
 fl_status fl_cuda_set_math(const char *mode, fl_error *err);
 /* The current mode's name. */
