@@ -10,7 +10,9 @@ forward and forward+backward, median of --reps timed runs after warm-up:
          queries, values read by EmbeddingBag with the softmax weights
          (Lample et al. 2019), as ffn_pkm
 Not part of the tests; run through bench/compare.sh --ffn, which gives
-Debian's python3-torch OpenBLAS (see there).
+Debian's python3-torch OpenBLAS (see there). --device cuda runs the same on a
+GPU (scripts/gpu-check.sh does, beside `ffnlab bench --ffn-only --device
+cuda`): the study's setting, where sparse layers were found slower than dense.
 """
 import argparse
 import statistics
@@ -76,13 +78,15 @@ class PKM(nn.Module):
         return self.values(ids, per_sample_weights=w).view(N, self.heads, D).sum(1)
 
 
-def time_ms(fn, reps):
+def time_ms(fn, reps, sync):
     for _ in range(2):
         fn()
     times = []
     for _ in range(reps):
+        sync()
         t0 = time.perf_counter()
         fn()
+        sync()  # a GPU runs asynchronously: time whole calls
         times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
 
@@ -92,21 +96,31 @@ def main():
     ap.add_argument("--tokens", type=int, default=16 * 256)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32; TF32 tensor cores as ffnlab's default)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    x = torch.randn(a.tokens, D)
-    print(f"pytorch {torch.__version__} FFN alone, d={D}, {a.tokens} tokens, {a.threads} threads, median of {a.reps}")
+    dev = torch.device(a.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        sync = torch.cuda.synchronize
+        where = torch.cuda.get_device_name(dev)
+    else:
+        sync = lambda: None  # noqa: E731
+        where = f"{a.threads} threads"
+    x = torch.randn(a.tokens, D, device=dev)
+    print(f"pytorch {torch.__version__} FFN alone, d={D}, {a.tokens} tokens, {where}, median of {a.reps}")
     for name, layer in (("dense:d_ff=4096", Dense()), ("moe:experts=4,d_expert=1023,top_k=1", MoE()),
                         ("pkm:heads=4,n_keys=56,k_dim=256,knn=14", PKM())):
+        layer = layer.to(dev)
         with torch.no_grad():
-            fwd = time_ms(lambda: layer(x), a.reps)
+            fwd = time_ms(lambda: layer(x), a.reps, sync)
         xg = x.clone().requires_grad_()
 
         def step():
             layer.zero_grad(set_to_none=True)
             layer(xg).sum().backward()
-        both = time_ms(step, a.reps)
+        both = time_ms(step, a.reps, sync)
         print(f"  pytorch {name:40s} forward {fwd:8.2f} ms   fwd+bwd {both:8.2f} ms")
 
 

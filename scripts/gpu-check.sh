@@ -19,7 +19,9 @@
 #      the LM head unpadded, FFNLAB_PAD_VOCAB=off), GPT-2 small with the
 #      cuBLAS T x T attention instead of the flash kernels; each FFN plugin alone against dense (--ffn-only)
 #      and MoE 8 experts top-1 at d=512 over 64k tokens, each with --profile
-#      (ms per host op, and the plugin's own kernels); each GEMM of a GPT-2
+#      (ms per host op, and the plugin's own kernels); PyTorch peers on the
+#      GPU when its python3 has a CUDA torch: GPT-2 small (tf32, bf16) and
+#      the dense, MoE and PKM layers alone (bench/pytorch_*.py); each GEMM of a GPT-2
 #      small step (TF32 and BF16, x in f32 and in bf16, vocab 50257 and
 #      50304) against its backward products (bench --gemm)
 #                                                  → $OUT/bench-json.tar,
@@ -202,6 +204,24 @@ bench() { # name (ASCII: printf pads bytes) json math args...   (ATTN=gemm: the 
     "$(json_num "$J/$json" train_tokens_per_s)" "$(awk "BEGIN{print $(json_num "$J/$json" train_gflops) / 1000}")" \
     "$(awk "BEGIN{print 100 * $(json_num "$J/$json" mfu)}")" "$(awk "BEGIN{print $(json_num "$J/$json" sgemm_gflops) / 1000}")")")
 }
+# PyTorch peers on the same GPU (bench/pytorch_*.py), beside ffnlab's figures;
+# optional: skipped without a CUDA-enabled torch in the machine's python3.
+HAVE_TORCH_CUDA=0
+python3 -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)' > /dev/null 2>&1 && HAVE_TORCH_CUDA=1
+torch_peer() { # title file script args...: the script's "pytorch ..." lines to the summary
+  local title=$1 f=$J/$2; shift 2
+  echo "--- python3 $*"
+  if [ "$HAVE_TORCH_CUDA" != 1 ]; then say "  $title: skipped (python3 has no CUDA-enabled torch)"; return; fi
+  timeout 150 python3 "$@" > "$f" 2>&1
+  local rc=$?
+  cat "$f"
+  if [ $rc -eq 0 ]; then
+    say "$title:"
+    grep -E '^ *pytorch' "$f" | sed 's/^ */  /' | tee -a "$SUMMARY" >/dev/null
+  else
+    say "  $title: failed (exit $rc): $(tail -1 "$f")"
+  fi
+}
 bench "reference d256 L4" bench_reference.json tf32
 bench "gpt2-small" bench_gpt2_small.json tf32 --preset gpt2-small --profile
 bench "gpt2-small" bench_gpt2_small_bf16.json bf16 --preset gpt2-small --profile
@@ -216,6 +236,10 @@ for f in bench_gpt2_small bench_gpt2_small_bf16; do # where the step's time goes
 done
 peak=$(sed -n 's/.*"peak_assumption": "\([^"]*\)".*/\1/p' "$J/bench_gpt2_small.json" 2>/dev/null | head -1)
 [ -n "$peak" ] && say "  peak assumed: $peak"
+for math in tf32 bf16; do
+  torch_peer "PyTorch GPT-2 small on the same GPU (eager, T x T attention, bench/pytorch_gpt.py), $math" \
+    "pytorch_gpt2_$math.txt" "$ROOT/bench/pytorch_gpt.py" --device cuda --preset gpt2-small --precision "$math"
+done
 # Each FFN plugin alone on the GPU against the dense FFN timed in the same
 # run, then the issue's MoE case (8 experts, top-1, d=512, 64k tokens).
 # --profile: where each layer's time goes, host op by host op (the whole
@@ -243,6 +267,10 @@ ffn_bench() { # json args...
 }
 ffn_bench bench_ffn.json
 ffn_bench bench_ffn_moe64k.json --tokens 65536 --only moe:experts=8
+# The same layers in eager PyTorch on the same GPU: the study's setting,
+# where sparse layers came out slower than dense.
+torch_peer "PyTorch on the same GPU, FFN alone (bench/pytorch_ffn.py, TF32, median ms)" pytorch_ffn.txt \
+  "$ROOT/bench/pytorch_ffn.py" --device cuda --reps 20
 # Each GEMM of a GPT-2 small step on cuBLAS, forward against its two backward
 # products: what the step's MFU rests on. In both modes with f32 operands, as
 # the step runs most of its products (bf16: cuBLAS rounds them,
