@@ -161,10 +161,12 @@ static fl_status create_attention(fl_model *m, block *b, int l, fl_error *err) {
 static fl_status head_width(int64_t V, const fl_backend *be, int64_t *out, fl_error *err) {
     const char *want = getenv("FFNLAB_PAD_VOCAB");
     long mult = be->gemm_align > 1 ? be->gemm_align : 1;
-    if (want && want[0] && strcmp(want, "auto")) {
+    if (want && !strcmp(want, "off")) {
+        mult = 1;
+    } else if (want && want[0] && strcmp(want, "auto")) {
         char *end = NULL;
-        mult = !strcmp(want, "off") ? 1 : strtol(want, &end, 10);
-        if (strcmp(want, "off") && (*end || mult < 1 || mult > 4096))
+        mult = strtol(want, &end, 10);
+        if (*end || mult < 1 || mult > 4096)
             return fl_fail(err, FL_EINVAL, "FFNLAB_PAD_VOCAB=%s: expected auto, off or a multiple from 1 to 4096", want);
     }
     *out = (V + mult - 1) / mult * mult;
@@ -514,6 +516,11 @@ static fl_status pad_head(fl_model *m, fl_error *err) {
     return FL_OK;
 }
 
+/* The LM head's weights for logits rows W long: wte, or wte_pad when padded. */
+static const fl_tensor *head_weights(const fl_model *m, int64_t W) {
+    return W > m->cfg.vocab_size ? &m->wte_pad : &m->wte->value;
+}
+
 fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *targets, int B,
                            int T, int train, int64_t step, double *loss, fl_error *err) {
     if (B < 1 || T < 1 || T > m->cfg.context)
@@ -533,7 +540,7 @@ fl_status fl_model_forward(fl_model *m, const int32_t *tokens, const int32_t *ta
     if (m->no_head) return FL_OK; /* fl_model_forward_hidden: the caller reads lnf */
     PHASE(HEAD);
     if (W > V && (st = pad_head(m, err))) return st;
-    o->gemm(0, 1, 1.0f, &m->lnf, W > V ? &m->wte_pad : &m->wte->value, 0.0f, &m->logits); /* [N,C]·[W,C]ᵀ */
+    o->gemm(0, 1, 1.0f, &m->lnf, head_weights(m, W), 0.0f, &m->logits); /* [N,C]·[W,C]ᵀ */
     if (!targets) return FL_OK;
     PHASE(LOSS);
     o->from_host(&m->targets, targets, (size_t)N * sizeof(int32_t));
@@ -713,17 +720,14 @@ fl_status fl_model_backward(fl_model *m, fl_error *err) {
     PHASE(HEAD_BWD);
     const int64_t V = m->cfg.vocab_size, W = m->dlogits.shape[1];
     if (W == V) {
-        o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 1.0f, &m->wte->grad);   /* [V,N]·[N,C] */
-        o->gemm(0, 0, 1.0f, &m->dlogits, &m->wte->value, 0.0f, &m->dtmp); /* d lnf [N,C] */
-        return backward_body(m, &m->dtmp, err);
+        o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 1.0f, &m->wte->grad); /* [V,N]·[N,C] */
+    } else { /* padded (head_width): the padding's dlogits are 0, so its rows of dW are too */
+        if ((st = ensure(m, &m->dwte_pad, FL_F32, W, m->cfg.d_model, err))) return st;
+        o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 0.0f, &m->dwte_pad); /* [W,N]·[N,C] */
+        fl_tensor top = fl_rows(&m->dwte_pad, 0, V);
+        o->axpby(1.0f, &top, 1.0f, &m->wte->grad);
     }
-    /* padded (head_width): the padding's dlogits are 0, so its rows of dW are
-       too, and they add nothing to d lnf */
-    if ((st = ensure(m, &m->dwte_pad, FL_F32, W, m->cfg.d_model, err))) return st;
-    o->gemm(1, 0, 1.0f, &m->dlogits, &m->lnf, 0.0f, &m->dwte_pad); /* [W,N]·[N,C] */
-    fl_tensor top = fl_rows(&m->dwte_pad, 0, V);
-    o->axpby(1.0f, &top, 1.0f, &m->wte->grad);
-    o->gemm(0, 0, 1.0f, &m->dlogits, &m->wte_pad, 0.0f, &m->dtmp);  /* d lnf [N,C] */
+    o->gemm(0, 0, 1.0f, &m->dlogits, head_weights(m, W), 0.0f, &m->dtmp); /* d lnf [N,C] */
     return backward_body(m, &m->dtmp, err);
 }
 
