@@ -606,6 +606,71 @@ static void test_bias_activation(void **state) {
     }
 }
 
+/* The grouped ones are bias_activation and its backward on each group's
+   rows with that group's bias row (and so add_bias per group, then
+   activation): the same bits. Groups here are empty at the start, in the
+   middle and at the end (off[G] < N: the rows past it are left alone), one
+   group is a single row, rows long enough to go over threads. Backward: dx,
+   db per group (accumulated; an empty group's untouched), dx in place of
+   dy, no db; the identity in place is the grouped bias gradient alone. */
+static void test_bias_activation_grouped(void **state) {
+    (void)state;
+    enum { G = 6 };
+    const int64_t N = 47, M = 1100, off[G + 1] = {0, 0, 9, 10, 10, 38, 43};
+    fl_tensor x = f2(N, M), b = f2(G, M), dy = f2(N, M);
+    rnd(&x, 94, -4, 4), rnd(&b, 95, -1, 1), rnd(&dy, 96, -1, 1);
+    const fl_tensor x0 = clone(&x);
+    for (int act = FL_ACT_IDENTITY; act <= FL_ACT_SOFTPLUS; act++) {
+        fl_tensor y = f2(N, M), want = f2(N, M), yh = tnew(FL_BF16, 2, N, M, 1, 1), wanth = tnew(FL_BF16, 2, N, M, 1, 1);
+        ops->fill(&y, 7.0f), ops->fill(&want, 7.0f), ops->fill(&yh, 7.0f), ops->fill(&wanth, 7.0f);
+        fl_tensor dx = f2(N, M), want_dx = f2(N, M), db = f2(G, M), want_db = f2(G, M);
+        ops->fill(&dx, 5.0f), ops->fill(&want_dx, 5.0f);
+        rnd(&db, 97, -1, 1);
+        ops->copy(&db, &want_db);
+        for (int g = 0; g < G; g++) {
+            const int64_t r0 = off[g], n = off[g + 1] - off[g];
+            if (n == 0) continue;
+            fl_tensor xg = fl_rows(&x, r0, n), bg = fl_rows(&b, g, 1), wg = fl_rows(&want, r0, n);
+            fl_tensor whg = fl_rows(&wanth, r0, n), dyg = fl_rows(&dy, r0, n), dxg = fl_rows(&want_dx, r0, n);
+            fl_tensor dbg = fl_rows(&want_db, g, 1), hg = clone(&xg);
+            ops->bias_activation(act, &xg, &bg, &wg);
+            ops->bias_activation(act, &xg, &bg, &whg);
+            ops->add_bias(&hg, &bg); /* and the unfused ops give it too */
+            fl_tensor unfused = clone(&hg);
+            ops->activation(act, &hg, &unfused);
+            assert_memory_equal(unfused.data, wg.data, (size_t)(n * M) * 4);
+            ops->bias_activation_backward(act, &xg, &bg, &dyg, &dxg, &dbg);
+        }
+        ops->bias_activation_grouped(act, &x, &b, off, G, &y);
+        assert_memory_equal(y.data, want.data, (size_t)(N * M) * 4); /* rows 43.. still 7 */
+        assert_memory_equal(x.data, x0.data, (size_t)(N * M) * 4);
+        ops->bias_activation_grouped(act, &x, &b, off, G, &yh);
+        assert_memory_equal(yh.data, wanth.data, (size_t)(N * M) * 2);
+        ops->bias_activation_grouped_backward(act, &x, &b, off, G, &dy, &dx, &db);
+        assert_memory_equal(dx.data, want_dx.data, (size_t)(N * M) * 4);
+        assert_memory_equal(db.data, want_db.data, (size_t)(G * M) * 4); /* rows 0, 3 (empty) as drawn */
+        fl_tensor d = clone(&dy); /* dx in place of dy, no db */
+        ops->bias_activation_grouped_backward(act, &x, &b, off, G, &d, &d, NULL);
+        assert_memory_equal(d.data, want_dx.data, (size_t)(off[G] * M) * 4);
+        assert_memory_equal(F(&d) + off[G] * M, F(&dy) + off[G] * M, (size_t)((N - off[G]) * M) * 4);
+        print_message("bias_activation_grouped %d: = bias_activation per group, and its backward\n", act);
+    }
+    /* the identity in place: a grouped add_bias, and its backward the grouped sum_rows */
+    fl_tensor y = clone(&x), want = clone(&x), db = f2(G, M), want_db = f2(G, M), d = clone(&dy);
+    ops->fill(&db, 0.5f), ops->fill(&want_db, 0.5f);
+    for (int g = 0; g < G; g++) {
+        fl_tensor rows = fl_rows(&want, off[g], off[g + 1] - off[g]), bg = fl_rows(&b, g, 1);
+        fl_tensor drows = fl_rows(&dy, off[g], off[g + 1] - off[g]), dbg = fl_rows(&want_db, g, 1);
+        if (off[g + 1] > off[g]) ops->add_bias(&rows, &bg), ops->sum_rows(&drows, 1.0f, &dbg);
+    }
+    ops->bias_activation_grouped(FL_ACT_IDENTITY, &y, &b, off, G, &y);
+    assert_memory_equal(y.data, want.data, (size_t)(N * M) * 4);
+    ops->bias_activation_grouped_backward(FL_ACT_IDENTITY, &d, &b, off, G, &d, &d, &db);
+    assert_memory_equal(d.data, dy.data, (size_t)(N * M) * 4);
+    for (int64_t i = 0; i < G * M; i++) /* sum_rows per group: the same sums, maybe another order */
+        assert_true(fabsf(F(&db)[i] - F(&want_db)[i]) <= 1e-5f * (1.0f + fabsf(F(&want_db)[i])));
+}
+
 /* ----------------------------------------------------------------- rng */
 
 static void test_rng(void **state) {
@@ -744,6 +809,7 @@ int main(void) {
         cmocka_unit_test_teardown(test_layernorm, tf_free_all),
         cmocka_unit_test_teardown(test_bf16_outputs, tf_free_all),
         cmocka_unit_test_teardown(test_bias_activation, tf_free_all),
+        cmocka_unit_test_teardown(test_bias_activation_grouped, tf_free_all),
         cmocka_unit_test_teardown(test_rng, tf_free_all),
         cmocka_unit_test_teardown(test_bucket_sort, tf_free_all),
         cmocka_unit_test_teardown(test_hash_ids, tf_free_all),

@@ -215,6 +215,57 @@ static void test_gemm_grouped(void **state) {
     math_tf32();
 }
 
+/* bias_activation_grouped and its backward: a bias row per group of rows
+   (empty groups first, between and last; off[G] < N, so the last rows are
+   in no group and stay as they were on both sides), columns not a multiple
+   of 32, a group long enough for several chunks of the column sum; then
+   130 groups of one to three rows. */
+static void grouped_bias_case(const int64_t *off, int G, int64_t N, int64_t M, const char *label) {
+    static const char *names[] = {"identity", "gelu", "relu", "silu"};
+    pair x = MK2(N, M), b = MK2(G, M), dy = MK2(N, M);
+    prandn(&x, 60, 2.0f), prandn(&b, 61, 1.0f), prandn(&dy, 62, 1.0f);
+    for (int act = FL_ACT_IDENTITY; act <= FL_ACT_SILU; act++) {
+        char what[96];
+        pair y = MK2(N, M), dx = MK2(N, M), db = MK2(G, M);
+        pfill(&y, 3.0f), pfill(&dx, 4.0f), prandn(&db, 63, 1.0f);
+        CPU->ops.bias_activation_grouped(act, &x.c, &b.c, off, G, &y.c);
+        GPU->ops.bias_activation_grouped(act, &x.g, &b.g, off, G, &y.g);
+        snprintf(what, sizeof what, "bias_activation_grouped %s, %s", names[act], label);
+        cmp_close(&y, 1e-5, 1e-6, what);
+        CPU->ops.bias_activation_grouped_backward(act, &x.c, &b.c, off, G, &dy.c, &dx.c, &db.c);
+        GPU->ops.bias_activation_grouped_backward(act, &x.g, &b.g, off, G, &dy.g, &dx.g, &db.g);
+        snprintf(what, sizeof what, "bias_activation_grouped_backward %s dx, %s", names[act], label);
+        cmp_close(&dx, 1e-5, 1e-6, what);
+        snprintf(what, sizeof what, "bias_activation_grouped_backward %s db, %s", names[act], label);
+        cmp_close(&db, 1e-5, 1e-5, what);
+        pfree(&y), pfree(&dx), pfree(&db);
+    }
+    /* the identity in place: grouped add_bias; its backward the grouped bias gradient */
+    pair y = MK2(N, M), d = MK2(N, M), db = MK2(G, M);
+    CPU->ops.copy(&x.c, &y.c), GPU->ops.copy(&x.g, &y.g);
+    CPU->ops.copy(&dy.c, &d.c), GPU->ops.copy(&dy.g, &d.g);
+    pfill(&db, 0.5f);
+    CPU->ops.bias_activation_grouped(FL_ACT_IDENTITY, &y.c, &b.c, off, G, &y.c);
+    GPU->ops.bias_activation_grouped(FL_ACT_IDENTITY, &y.g, &b.g, off, G, &y.g);
+    cmp_close(&y, 1e-6, 1e-7, "grouped add_bias (identity in place)");
+    CPU->ops.bias_activation_grouped_backward(FL_ACT_IDENTITY, &d.c, &b.c, off, G, &d.c, &d.c, &db.c);
+    GPU->ops.bias_activation_grouped_backward(FL_ACT_IDENTITY, &d.g, &b.g, off, G, &d.g, &d.g, &db.g);
+    cmp_norm(&d, 0, "grouped bias gradient: d unchanged");
+    cmp_close(&db, 1e-5, 1e-5, "grouped bias gradient: db");
+    pfree(&y), pfree(&d), pfree(&db), pfree(&x), pfree(&b), pfree(&dy);
+}
+
+static void test_bias_activation_grouped(void **state) {
+    (void)state;
+    const int64_t off[8] = {0, 0, 5, 205, 205, 206, 290, 290};
+    grouped_bias_case(off, 7, 300, 37, "7 groups");
+    enum { MANY = 130 };
+    int64_t many[MANY + 1];
+    many[0] = 0;
+    for (int g = 0; g < MANY; g++) many[g + 1] = many[g] + 1 + g % 3;
+    grouped_bias_case(many, MANY, many[MANY], 33, "130 groups");
+}
+
 /* ------------------------------------------------------------------------ */
 /* Elementwise                                                                */
 /* ------------------------------------------------------------------------ */
@@ -1178,6 +1229,7 @@ int main(void) {
         cmocka_unit_test(test_gemm_batched),
         cmocka_unit_test(test_gemm_grouped),
         cmocka_unit_test(test_elementwise),
+        cmocka_unit_test(test_bias_activation_grouped),
         cmocka_unit_test(test_rng),
         cmocka_unit_test(test_hash_ids),
         cmocka_unit_test(test_softmax),

@@ -26,6 +26,8 @@
  *     both gates, renormalised or not, with capacity dropping; inputs are
  *     searched (deterministically) so that no top-k choice is within a safe
  *     margin of switching under a perturbation;
+ *   - the same forward and gradients on a host whose ops table ends before
+ *     bias_activation_grouped (per-expert add_bias and sum_rows instead);
  *   - determinism under a seed, gradient accumulation, stats formulas;
  *   - end to end: a tiny model with --ffn moe trains well below the unigram
  *     entropy.
@@ -66,10 +68,16 @@ static double aux(fx *f, const char *name) {
     return 0;
 }
 
+/* Whether layers are made on a host whose ops end before
+   bias_activation_grouped (test_older_host). */
+static int g_older_host;
+
 /* Creates the layer from option text; returns the status (layer NULL on failure). */
 static fl_status make_layer(fx *f, const char *opts, int d_model, fl_error *err) {
     memset(f, 0, sizeof *f);
-    fl_status st = ts_ffn_create(&f->t, "moe", opts, d_model, err);
+    fl_status st = g_older_host ? ts_ffn_create_older_host(&f->t, "moe", opts, d_model,
+                                                           offsetof(fl_ops, bias_activation_grouped), err)
+                                : ts_ffn_create(&f->t, "moe", opts, d_model, err);
     if (st) return st;
     f->d = d_model;
     f->rw = ts_ffn_param(&f->t, "router.weight");
@@ -711,6 +719,19 @@ static void test_gradients_noisy(void **state) {
     run_gradients("experts=4,top_k=2,d_expert=6,gate=noisy_topk,balance_loss=0.3,z_loss=0.1");
 }
 
+/* On a host whose ops lack bias_activation_grouped the experts' biases go
+   per expert through add_bias and sum_rows, and the activation alone: the
+   same forward and gradients. */
+static void test_older_host(void **state) {
+    (void)state;
+    g_older_host = 1;
+    run_reference("experts=4,top_k=2,d_expert=6", 1);
+    run_reference("experts=6,top_k=2,d_expert=5,activation=silu,renormalize=false", 1);
+    run_gradients("experts=4,top_k=1,d_expert=6,balance_loss=0.3,z_loss=0.1");
+    run_gradients("experts=4,top_k=2,d_expert=6,capacity_factor=0.75,z_loss=0.1");
+    g_older_host = 0;
+}
+
 /* Parameter gradients accumulate: a second backward doubles them. */
 static void test_accumulation(void **state) {
     (void)state;
@@ -845,6 +866,7 @@ int main(void) {
         cmocka_unit_test(test_gradients_top1),
         cmocka_unit_test(test_gradients_top2),
         cmocka_unit_test(test_gradients_noisy),
+        cmocka_unit_test(test_older_host),
         cmocka_unit_test(test_accumulation),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_stats),

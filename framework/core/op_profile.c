@@ -123,6 +123,13 @@ WRAP(bias_activation, (int act, const fl_tensor *x, const fl_tensor *b, fl_tenso
 WRAP(bias_activation_backward,
      (int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx, fl_tensor *db),
      (act, x, b, dy, dx, db), 0)
+WRAP(bias_activation_grouped,
+     (int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G, fl_tensor *y),
+     (act, x, b, off, G, y), 0)
+WRAP(bias_activation_grouped_backward,
+     (int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G, const fl_tensor *dy,
+      fl_tensor *dx, fl_tensor *db),
+     (act, x, b, off, G, dy, dx, db), 0)
 
 /* A field added to fl_ops needs its wrapper above and its name in FL_OP_NAMES. */
 _Static_assert(offsetof(fl_ops, gemm) + FL_OP_COUNT * sizeof(void (*)(void)) == sizeof(fl_ops),

@@ -26,7 +26,8 @@ typedef struct fl_backend fl_backend; /* defined in backends/backend.h */
     X(softmax_backward) X(logsumexp) X(topk) X(gather_rows) X(scatter_add_rows) X(embedding_bag)            \
     X(embedding_bag_backward) X(layernorm) X(layernorm_backward) X(rng_normal) X(rng_uniform)               \
     X(bucket_sort) X(to_host) X(from_host) X(permute01) X(dropout) X(batchnorm) X(batchnorm_backward)       \
-    X(layernorm_groups) X(layernorm_groups_backward) X(hash_ids) X(bias_activation) X(bias_activation_backward)
+    X(layernorm_groups) X(layernorm_groups_backward) X(hash_ids) X(bias_activation) X(bias_activation_backward) \
+    X(bias_activation_grouped) X(bias_activation_grouped_backward)
 
 typedef enum fl_op_id {
 #define FL_OP_ENUM(name) FL_OP_##name,

@@ -130,6 +130,7 @@ typedef struct moe {
     const fl_host *host;
     int64_t d, E, k, de;       /* d_model, experts, top_k, d_expert */
     int act;                   /* FL_ACT_* */
+    int grouped_bias;          /* the host has bias_activation_grouped (bias_act) */
     int noisy;                 /* gate = noisy_topk */
     int renorm;
     float bal_coef, z_coef;
@@ -161,7 +162,7 @@ typedef struct moe {
     fl_tensor gs;              /* [N·k] gate of each sorted row (first m) */
     fl_tensor pos;             /* [N,k] i32 sorted row of each assignment, -1 dropped */
     fl_tensor xs;              /* [N·k,d] tokens in expert order (first m rows) */
-    fl_tensor h, a;            /* [N·k,de] pre-activation, activation */
+    fl_tensor h, a;            /* [N·k,de] x · W_fc (with b_fc on an older host: bias_act), act */
     fl_tensor o;               /* [N·k,d] expert outputs, unscaled */
 
     /* Host arrays, E (+1) long, allocated once at create. */
@@ -354,6 +355,8 @@ static fl_status moe_create(const fl_host *host, const fl_ffn_config *cfg, void 
     L->k = o.k;
     L->de = o.de;
     L->act = ACTIVATIONS[o.act];
+    L->grouped_bias = FL_OPS_HAS(host->ops, bias_activation_grouped) &&
+                      FL_OPS_HAS(host->ops, bias_activation_grouped_backward);
     L->noisy = o.gate == GATE_NOISY;
     L->renorm = o.renorm;
     L->bal_coef = (float)o.bal;
@@ -543,24 +546,41 @@ static fl_status route(moe *L, fl_error *err) {
     return FL_OK;
 }
 
-/* Per-expert bias on the expert-ordered rows: y[off[g]..off[g+1]) += b[g]. */
-static void add_bias_grouped(const fl_ops *ops, fl_tensor *y, const fl_tensor *b, const int64_t *off,
-                             int64_t G) {
-    for (int64_t g = 0; g < G; g++) {
+/* Per-expert bias and activation on the expert-ordered rows: y = act(x +
+   b[g]) on rows off[g]..off[g+1] (y may be x). One op, x left as it is, on
+   a host with bias_activation_grouped; on an older one add_bias per group
+   into x, then the activation: x then holds the bias, as bias_act_backward
+   expects there. */
+static void bias_act(const moe *L, int act, fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                     fl_tensor *y) {
+    const fl_ops *ops = L->host->ops;
+    if (L->grouped_bias) {
+        ops->bias_activation_grouped(act, x, b, off, G, y);
+        return;
+    }
+    for (int g = 0; g < G; g++) {
         const int64_t r = off[g + 1] - off[g];
         if (r <= 0) continue;
-        fl_tensor rows = fl_rows(y, off[g], r), bg = fl_rows(b, g, 1);
+        fl_tensor rows = fl_rows(x, off[g], r), bg = fl_rows(b, g, 1);
         ops->add_bias(&rows, &bg);
     }
+    if (act != FL_ACT_IDENTITY || y->data != x->data) ops->activation(act, x, y);
 }
 
-/* db[g] += Σ rows off[g]..off[g+1) of dy (empty groups add nothing). */
-static void bias_grad_grouped(const fl_ops *ops, const fl_tensor *dy, fl_tensor *db, const int64_t *off,
-                              int64_t G) {
-    for (int64_t g = 0; g < G; g++) {
+/* Its gradients: d (dy on entry, dx on return) = dy * act'(x (+ b[g])) on
+   each group's rows, db[g] += their sum (empty groups add nothing). */
+static void bias_act_backward(const moe *L, int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off,
+                              int G, fl_tensor *d, fl_tensor *db) {
+    const fl_ops *ops = L->host->ops;
+    if (L->grouped_bias) {
+        ops->bias_activation_grouped_backward(act, x, b, off, G, d, d, db);
+        return;
+    }
+    if (act != FL_ACT_IDENTITY) ops->activation_backward(act, x, d, d);
+    for (int g = 0; g < G; g++) {
         const int64_t r = off[g + 1] - off[g];
         if (r <= 0) continue;
-        fl_tensor rows = fl_rows(dy, off[g], r), dbg = fl_rows(db, g, 1);
+        fl_tensor rows = fl_rows(d, off[g], r), dbg = fl_rows(db, g, 1);
         ops->sum_rows(&rows, 1.0f, &dbg);
     }
 }
@@ -573,10 +593,9 @@ static void experts_run(moe *L, const fl_tensor *in, fl_tensor *h, fl_tensor *a,
                         const int64_t *off, int G) {
     const fl_ops *ops = L->host->ops;
     ops->gemm_grouped(0, 1.0f, in, &L->fc_w->value, off, G, 0.0f, h);     /* h[R,de] */
-    add_bias_grouped(ops, h, &L->fc_b->value, off, G);
-    ops->activation(L->act, h, a);                                       /* a = act(h) */
+    bias_act(L, L->act, h, &L->fc_b->value, off, G, a);                  /* a = act(h + b_fc) */
     ops->gemm_grouped(0, 1.0f, a, &L->proj_w->value, off, G, 0.0f, out); /* out[R,d] */
-    add_bias_grouped(ops, out, &L->proj_b->value, off, G);
+    bias_act(L, FL_ACT_IDENTITY, out, &L->proj_b->value, off, G, out);   /* out += b_proj */
 }
 
 /* ---- expert parallelism: the rows travel to their experts and back ---- */
@@ -758,12 +777,11 @@ static void experts_grad(moe *L, const fl_tensor *in, const fl_tensor *h, const 
     const fl_ops *ops = L->host->ops;
     /* c_proj: dW += aᵀ do, db += Σ do, da = do · W_projᵀ */
     ops->gemm_grouped_wgrad(1.0f, a, dio, off, G, 1.0f, &L->proj_w->grad);
-    bias_grad_grouped(ops, dio, &L->proj_b->grad, off, G);
+    bias_act_backward(L, FL_ACT_IDENTITY, dio, &L->proj_b->value, off, G, dio, &L->proj_b->grad);
     ops->gemm_grouped(1, 1.0f, dio, &L->proj_w->value, off, G, 0.0f, da);
-    ops->activation_backward(L->act, h, da, da);                      /* dh in da */
-    /* c_fc: dW += inᵀ dh, db += Σ dh, d in = dh · W_fcᵀ (into dio) */
+    /* c_fc: dh in da (and db += Σ dh), dW += inᵀ dh, d in = dh · W_fcᵀ (into dio) */
+    bias_act_backward(L, L->act, h, &L->fc_b->value, off, G, da, &L->fc_b->grad);
     ops->gemm_grouped_wgrad(1.0f, in, da, off, G, 1.0f, &L->fc_w->grad);
-    bias_grad_grouped(ops, da, &L->fc_b->grad, off, G);
     ops->gemm_grouped(1, 1.0f, da, &L->fc_w->value, off, G, 0.0f, dio);
 }
 

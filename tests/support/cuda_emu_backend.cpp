@@ -167,6 +167,8 @@ const fl_backend *ts_cuda_emu_backend(void) {
     o->hash_ids = cu_hash_ids;
     o->bias_activation = cu_bias_activation;
     o->bias_activation_backward = cu_bias_activation_backward;
+    o->bias_activation_grouped = cu_bias_activation_grouped;
+    o->bias_activation_grouped_backward = cu_bias_activation_grouped_backward;
     o->sum_rows = cu_sum_rows;
     o->row_dot = cu_row_dot;
     o->batchnorm = cu_batchnorm;

@@ -167,6 +167,10 @@ void cpu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, f
 void cpu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y);
 void cpu_bias_activation_backward(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx,
                                   fl_tensor *db);
+void cpu_bias_activation_grouped(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                                 fl_tensor *y);
+void cpu_bias_activation_grouped_backward(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off,
+                                          int G, const fl_tensor *dy, fl_tensor *dx, fl_tensor *db);
 void cpu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out);
 void cpu_axpby(float alpha, const fl_tensor *x, float beta, fl_tensor *y);
 void cpu_fill(fl_tensor *x, float v);

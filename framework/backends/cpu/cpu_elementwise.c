@@ -1,7 +1,8 @@
 /*
  * backends/cpu/cpu_elementwise.c — elementwise and per-row-scalar ops of the
  * CPU backend: bias add and its gradient, activations and their gradients
- * (and both fused: bias and activation in one pass), mul / axpby / fill /
+ * (and both fused: bias and activation in one pass, one bias per group of
+ * rows too), mul / axpby / fill /
  * copy, row scaling and row dot products, host copies. The counter-based RNG
  * fills and dropout are in cpu_rng.c.
  *
@@ -12,6 +13,7 @@
  * header allows that), so no runtime alias checks fall back to scalar code.
  */
 #include "cpu.h"
+#include "row_groups.h"
 
 #include <math.h>
 #include <omp.h>
@@ -268,25 +270,36 @@ void cpu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, f
 
 /* The fused bias ops run the activation loops of activation and its
    backward with the bias added to their input (FOR_INPUT): the same bits as
-   add_bias followed by either. */
+   add_bias followed by either. The plain ones are the grouped ones with one
+   group of all rows. */
 
-/* y[N,M] = act(x + b) by rows; y may alias x, or be bf16 (not aliasing x). */
-void cpu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y) {
+/* y[N,M] = act(x + b[g]) on group g's rows; y may alias x, or be bf16 (not
+   aliasing x). */
+void cpu_bias_activation_grouped(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                                 fl_tensor *y) {
     const int64_t N = cpu_rows(x), M = cpu_cols(x);
-    CPU_CHECK(f32_to_f32_or_bf16(x, y) && b->dtype == FL_F32 && fl_numel(b) == M);
+    CPU_CHECK(f32_to_f32_or_bf16(x, y) && fl_row_groups_ok(off, G, N));
+    CPU_CHECK(b->dtype == FL_F32 && fl_numel(b) == (int64_t)G * M);
     CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
     const float *px = cpu_f32(x), *pb = cpu_f32(b);
     const int bf16 = y->dtype == FL_BF16;
-#pragma omp parallel for schedule(static) if (N * M > CPU_PAR_MIN)
-    for (int64_t i = 0; i < N; i++) {
-        if (bf16) act_range_bf16(act, px + i * M, pb, (uint16_t *)y->data + i * M, M);
-        else act_range(act, px + i * M, pb, cpu_f32(y) + i * M, M);
+    const int64_t R = off[G];
+#pragma omp parallel for schedule(static) if (R * M > CPU_PAR_MIN)
+    for (int64_t i = 0; i < R; i++) {
+        const float *bg = pb + (int64_t)fl_row_group(off, G, i) * M;
+        if (bf16) act_range_bf16(act, px + i * M, bg, (uint16_t *)y->data + i * M, M);
+        else act_range(act, px + i * M, bg, cpu_f32(y) + i * M, M);
     }
+}
+
+void cpu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y) {
+    const int64_t all[2] = {0, cpu_rows(x)};
+    cpu_bias_activation_grouped(act, x, b, all, 1, y);
 }
 
 typedef struct bias_grad_job {
     int act;
-    const float *x, *b, *dy;
+    const float *x, *b, *dy; /* from a group's first row; b its bias row */
     float *dx;
     int64_t M;
 } bias_grad_job;
@@ -300,21 +313,39 @@ static void bias_grad_row(const void *job, int64_t i, double *acc) {
     if (acc) add_into(j->dx + o, j->M, acc);
 }
 
-/* dx = dy * act'(x + b) (dx may alias dy); db += the sum over rows of dx
-   unless db is NULL. */
-void cpu_bias_activation_backward(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx,
-                                  fl_tensor *db) {
+/* dx = dy * act'(x + b[g]) on group g's rows (dx may alias dy); db[g] += the
+   sum of those rows of dx unless db is NULL: a column sum per group (each
+   on all threads), or without db one pass over every grouped row. */
+void cpu_bias_activation_grouped_backward(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off,
+                                          int G, const fl_tensor *dy, fl_tensor *dx, fl_tensor *db) {
     const int64_t N = cpu_rows(x), M = cpu_cols(x);
-    CPU_CHECK(same_f32(x, dy) && same_f32(x, dx) && b->dtype == FL_F32 && fl_numel(b) == M);
-    CPU_CHECK(!db || (db->dtype == FL_F32 && fl_numel(db) == M));
+    CPU_CHECK(same_f32(x, dy) && same_f32(x, dx) && fl_row_groups_ok(off, G, N));
+    CPU_CHECK(b->dtype == FL_F32 && fl_numel(b) == (int64_t)G * M);
+    CPU_CHECK(!db || (db->dtype == FL_F32 && fl_numel(db) == (int64_t)G * M));
     CPU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
-    const bias_grad_job job = {act, cpu_f32(x), cpu_f32(b), cpu_f32(dy), cpu_f32(dx), M};
+    const float *px = cpu_f32(x), *pb = cpu_f32(b), *pdy = cpu_f32(dy);
+    float *pdx = cpu_f32(dx);
     if (db) {
-        column_sums(N, M, bias_grad_row, &job, 1.0f, cpu_f32(db));
+        for (int g = 0; g < G; g++) {
+            const int64_t r0 = off[g], n = off[g + 1] - r0;
+            if (n == 0) continue;
+            const bias_grad_job job = {act, px + r0 * M, pb + (int64_t)g * M, pdy + r0 * M, pdx + r0 * M, M};
+            column_sums(n, M, bias_grad_row, &job, 1.0f, cpu_f32(db) + (int64_t)g * M);
+        }
         return;
     }
-#pragma omp parallel for schedule(static) if (N * M > CPU_PAR_MIN)
-    for (int64_t i = 0; i < N; i++) bias_grad_row(&job, i, NULL);
+    const int64_t R = off[G];
+#pragma omp parallel for schedule(static) if (R * M > CPU_PAR_MIN)
+    for (int64_t i = 0; i < R; i++) {
+        const bias_grad_job job = {act, px, pb + (int64_t)fl_row_group(off, G, i) * M, pdy, pdx, M};
+        bias_grad_row(&job, i, NULL);
+    }
+}
+
+void cpu_bias_activation_backward(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx,
+                                  fl_tensor *db) {
+    const int64_t all[2] = {0, cpu_rows(x)};
+    cpu_bias_activation_grouped_backward(act, x, b, all, 1, dy, dx, db);
 }
 
 /* out = a * b elementwise; out may alias a or b, or be bf16 (the f32

@@ -20,6 +20,7 @@
  */
 #include "cpu.h"
 #include "cpu_gemm_bf16.h"
+#include "row_groups.h" /* the groups' offsets, checked as CUDA checks them */
 
 #include <omp.h>
 #include <stdlib.h>
@@ -162,13 +163,6 @@ static int split_first(const group_rows *order, int G, int64_t rows) {
     return n;
 }
 
-static int offsets_ok(const int64_t *off, int G, int64_t N) {
-    if (!off || off[0] != 0 || off[G] > N) return 0;
-    for (int g = 0; g < G; g++)
-        if (off[g + 1] < off[g]) return 0;
-    return 1;
-}
-
 /* What one group's product needs (cpu_gemm_grouped and its weight gradient). */
 typedef struct group_job {
     int transW;
@@ -218,7 +212,7 @@ void cpu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tens
     CPU_CHECK(gemm_input(A) && gemm_input(W) && C->dtype == FL_F32);
     CPU_CHECK(G >= 0 && nw == G && (transW ? wc : wr) == K);
     CPU_CHECK(cpu_rows(C) == N && cpu_cols(C) == M);
-    CPU_CHECK(offsets_ok(off, G, N));
+    CPU_CHECK(fl_row_groups_ok(off, G, N));
     const group_job job = {transW, alpha, beta, A, W, off, K, M, wc, cpu_f32(C)};
     for_each_group(off, G, 2 * K * M, group_product, &job);
 }
@@ -232,7 +226,7 @@ void cpu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY
     const int64_t N = cpu_rows(A), K = cpu_cols(A), M = cpu_cols(dY);
     CPU_CHECK(gemm_input(A) && gemm_input(dY) && dW->dtype == FL_F32);
     CPU_CHECK(G >= 0 && nw == G && wr == K && wc == M && cpu_rows(dY) == N);
-    CPU_CHECK(offsets_ok(off, G, N));
+    CPU_CHECK(fl_row_groups_ok(off, G, N));
     const group_job job = {0, alpha, beta, A, dY, off, K, M, M, cpu_f32(dW)};
     for_each_group(off, G, 2 * K * M, group_wgrad, &job);
 }

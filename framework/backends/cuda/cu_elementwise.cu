@@ -1,7 +1,7 @@
 /*
  * backends/cuda/cu_elementwise.cu — elementwise ops of the CUDA backend:
  * bias add, activations and their gradients (and both fused: bias and
- * activation in one pass), mul / axpby / fill / copy, row
+ * activation in one pass, one bias per group of rows too), mul / axpby / fill / copy, row
  * scaling, the counter-based RNG fills and host copies.
  *
  * Every kernel is a grid-stride loop over the flat index, so one launch
@@ -17,6 +17,7 @@
  */
 #include "cu_bf16.cuh"
 #include "cu_ops.h"
+#include "row_groups.h"
 
 #include "ffnlab/rng.h"
 
@@ -126,43 +127,93 @@ void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl
 
 /* ------------------------------------------------------------ bias + activation */
 
-/* y[N,M] = act(x + b[i % M]) */
-template <class Out>
-static __global__ void k_bias_activation(int act, const float *x, const float *b, Out *y, int64_t n, int64_t M) {
-    CU_LOOP(i, n) cu_store(&y[i], act_f(act, x[i] + b[i % M]));
+/* The plain ops are the grouped ones with one group of all rows, which
+   neither uploads offsets nor searches them. */
+
+/* Flat element i of rows of M: its bias b[g][i % M], g its row's group
+   (off: device, G+1; NULL: one group). */
+__device__ __forceinline__ float bias_of(const float *b, const int64_t *off, int G, int64_t i, int64_t M) {
+    const int64_t g = off ? fl_row_group(off, G, i / M) : 0;
+    return b[g * M + i % M];
 }
 
-void cu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y) {
-    const int64_t N = cu_rows(x), M = cu_cols(x), n = N * M;
-    CU_CHECK(f32_to_f32_or_bf16(x, y) && b->dtype == FL_F32 && fl_numel(b) == M);
-    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
+/* y[n values in rows of M] = act(x + b[g]) */
+template <class Out>
+static __global__ void k_bias_activation(int act, const float *x, const float *b, const int64_t *off, int G, Out *y,
+                                         int64_t n, int64_t M) {
+    CU_LOOP(i, n) cu_store(&y[i], act_f(act, x[i] + bias_of(b, off, G, i, M)));
+}
+
+static __global__ void k_bias_activation_backward(int act, const float *x, const float *b, const int64_t *off,
+                                                  int G, const float *dy, float *dx, int64_t n, int64_t M) {
+    CU_LOOP(i, n) dx[i] = act_grad_f(act, x[i] + bias_of(b, off, G, i, M), dy[i]);
+}
+
+/* Rows 0..off[G] (or all N) of y = act(x + b[g]); shapes checked. */
+static void bias_activation_rows(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                                 fl_tensor *y) {
+    const int64_t M = cu_cols(x), n = (off ? off[G] : cu_rows(x)) * M;
     if (n == 0) return;
+    const int64_t *d_off = off ? (const int64_t *)cu_upload(off, (size_t)(G + 1) * sizeof *off) : NULL;
+    if (off && !d_off) return;
     if (y->dtype == FL_BF16)
-        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation<uint16_t>)(act, cu_f32(x), cu_f32(b),
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation<uint16_t>)(act, cu_f32(x), cu_f32(b), d_off, G,
                                                                          (uint16_t *)y->data, n, M);
     else
-        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation<float>)(act, cu_f32(x), cu_f32(b), cu_f32(y), n, M);
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation<float>)(act, cu_f32(x), cu_f32(b), d_off, G,
+                                                                      cu_f32(y), n, M);
     CU_LAUNCHED("k_bias_activation");
 }
 
-static __global__ void k_bias_activation_backward(int act, const float *x, const float *b, const float *dy,
-                                                  float *dx, int64_t n, int64_t M) {
-    CU_LOOP(i, n) dx[i] = act_grad_f(act, x[i] + b[i % M], dy[i]);
+/* dx, then db += its column sums per group (the deterministic two-stage sum
+   of sum_rows): two passes, where the CPU makes one, to reuse that sum. The
+   identity in place has no first pass. */
+static void bias_activation_backward_rows(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                                          const fl_tensor *dy, fl_tensor *dx, fl_tensor *db) {
+    const int64_t N = cu_rows(x), M = cu_cols(x), n = (off ? off[G] : N) * M;
+    if (n == 0) return;
+    if (act != FL_ACT_IDENTITY || dx->data != dy->data) {
+        const int64_t *d_off = off ? (const int64_t *)cu_upload(off, (size_t)(G + 1) * sizeof *off) : NULL;
+        if (off && !d_off) return;
+        CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation_backward)(act, cu_f32(x), cu_f32(b), d_off, G,
+                                                                        cu_f32(dy), cu_f32(dx), n, M);
+        if (!CU_LAUNCHED("k_bias_activation_backward")) return;
+    }
+    if (!db) return;
+    if (off) cu_sum_rows_grouped_raw(cu_f32(dx), off, G, N, M, 1.0f, cu_f32(db));
+    else cu_sum_rows_raw(cu_f32(dx), N, M, 1.0f, cu_f32(db));
 }
 
-/* dx, then db += its column sums (the deterministic two-stage sum of
-   sum_rows): two passes, where the CPU makes one, to reuse that sum. */
+void cu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y) {
+    CU_CHECK(f32_to_f32_or_bf16(x, y) && b->dtype == FL_F32 && fl_numel(b) == cu_cols(x));
+    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
+    bias_activation_rows(act, x, b, NULL, 1, y);
+}
+
 void cu_bias_activation_backward(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx,
                                  fl_tensor *db) {
-    const int64_t N = cu_rows(x), M = cu_cols(x), n = N * M;
+    const int64_t M = cu_cols(x);
     CU_CHECK(same_f32(x, dy) && same_f32(x, dx) && b->dtype == FL_F32 && fl_numel(b) == M);
     CU_CHECK(!db || (db->dtype == FL_F32 && fl_numel(db) == M));
     CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
-    if (n == 0) return;
-    CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation_backward)(act, cu_f32(x), cu_f32(b), cu_f32(dy),
-                                                                    cu_f32(dx), n, M);
-    CU_LAUNCHED("k_bias_activation_backward");
-    if (db) cu_sum_rows_raw(cu_f32(dx), N, M, 1.0f, cu_f32(db));
+    bias_activation_backward_rows(act, x, b, NULL, 1, dy, dx, db);
+}
+
+void cu_bias_activation_grouped(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                                fl_tensor *y) {
+    CU_CHECK(f32_to_f32_or_bf16(x, y) && fl_row_groups_ok(off, G, cu_rows(x)));
+    CU_CHECK(b->dtype == FL_F32 && fl_numel(b) == (int64_t)G * cu_cols(x));
+    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
+    bias_activation_rows(act, x, b, off, G, y);
+}
+
+void cu_bias_activation_grouped_backward(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                                         const fl_tensor *dy, fl_tensor *dx, fl_tensor *db) {
+    const int64_t GM = (int64_t)G * cu_cols(x);
+    CU_CHECK(same_f32(x, dy) && same_f32(x, dx) && fl_row_groups_ok(off, G, cu_rows(x)));
+    CU_CHECK(b->dtype == FL_F32 && fl_numel(b) == GM && (!db || (db->dtype == FL_F32 && fl_numel(db) == GM)));
+    CU_CHECK(act >= FL_ACT_IDENTITY && act <= FL_ACT_SOFTPLUS);
+    bias_activation_backward_rows(act, x, b, off, G, dy, dx, db);
 }
 
 /* ------------------------------------------------------------ mul, axpby */

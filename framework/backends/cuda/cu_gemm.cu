@@ -31,6 +31,7 @@
  */
 #include "cu_bf16.cuh"
 #include "cu_ops.h"
+#include "row_groups.h" /* the groups' offsets, checked as the CPU checks them */
 
 #include <stdlib.h>
 
@@ -177,13 +178,6 @@ void cu_gemm_batched(int transA, int transB, float alpha, const fl_tensor *A, co
                   cu_f32(C), N, M * N, nb);
 }
 
-static int offsets_ok(const int64_t *off, int G, int64_t N) {
-    if (!off || off[0] != 0 || off[G] > N) return 0;
-    for (int g = 0; g < G; g++)
-        if (off[g + 1] < off[g]) return 0;
-    return 1;
-}
-
 /* One problem of a grouped call, in cuBLAS's (column-major) terms; A and B
    of the call's input type. */
 typedef struct problem {
@@ -258,7 +252,7 @@ void cu_gemm_grouped(int transW, float alpha, const fl_tensor *A, const fl_tenso
     CU_CHECK(gemm_input(A) && gemm_input(W) && C->dtype == FL_F32);
     CU_CHECK(G >= 0 && nw == G && (transW ? wc : wr) == K);
     CU_CHECK(cu_rows(C) == N && cu_cols(C) == M);
-    CU_CHECK(offsets_ok(off, G, N));
+    CU_CHECK(fl_row_groups_ok(off, G, N));
     CU_CHECK(N < INT32_MAX && K < INT32_MAX && M < INT32_MAX);
     if (M == 0) return;
     float *c = cu_f32(C);
@@ -294,7 +288,7 @@ void cu_gemm_grouped_wgrad(float alpha, const fl_tensor *A, const fl_tensor *dY,
     const int64_t N = cu_rows(A), K = cu_cols(A), M = cu_cols(dY);
     CU_CHECK(gemm_input(A) && gemm_input(dY) && dW->dtype == FL_F32);
     CU_CHECK(G >= 0 && nw == G && wr == K && wc == M && cu_rows(dY) == N);
-    CU_CHECK(offsets_ok(off, G, N));
+    CU_CHECK(fl_row_groups_ok(off, G, N));
     CU_CHECK(N < INT32_MAX && K < INT32_MAX && M < INT32_MAX);
     if (K == 0 || M == 0) return;
     float *dw = cu_f32(dW);

@@ -26,6 +26,10 @@ void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl
 void cu_bias_activation(int act, const fl_tensor *x, const fl_tensor *b, fl_tensor *y);
 void cu_bias_activation_backward(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy, fl_tensor *dx,
                                  fl_tensor *db);
+void cu_bias_activation_grouped(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                                fl_tensor *y);
+void cu_bias_activation_grouped_backward(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                                         const fl_tensor *dy, fl_tensor *dx, fl_tensor *db);
 void cu_mul(const fl_tensor *a, const fl_tensor *b, fl_tensor *out);
 void cu_axpby(float alpha, const fl_tensor *x, float beta, fl_tensor *y);
 void cu_fill(fl_tensor *x, float v);

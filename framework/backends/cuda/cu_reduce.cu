@@ -1,7 +1,7 @@
 /*
  * backends/cuda/cu_reduce.cu — sums across rows and along rows: the bias
- * gradient sum_rows (column sums, deterministic two-stage, cu_colsum.cuh)
- * and row_dot (one warp per row).
+ * gradient sum_rows (column sums, deterministic two-stage, cu_colsum.cuh;
+ * per group of rows for the experts' biases) and row_dot (one warp per row).
  */
 #include "cu_colsum.cuh"
 #include "cu_ops.h"
@@ -15,6 +15,12 @@ struct plain_rows {
 
 void cu_sum_rows_raw(const float *x, int64_t N, int64_t M, float beta, float *out) {
     cu_colsum(plain_rows{x, M}, N, M, beta, out, NULL);
+}
+
+/* out[g,:] = beta out[g,:] + the sum of rows off[g]..off[g+1] of x[N,M] */
+void cu_sum_rows_grouped_raw(const float *x, const int64_t *off, int G, int64_t N, int64_t M, float beta,
+                             float *out) {
+    cu_colsum_grouped(plain_rows{x, M}, off, G, N, M, beta, out, NULL);
 }
 
 /* out[M] = beta * out + sum over rows of x[N,M] */

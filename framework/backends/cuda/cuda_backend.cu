@@ -320,6 +320,8 @@ static fl_backend g_backend = {
         .hash_ids = cu_hash_ids,
         .bias_activation = cu_bias_activation,
         .bias_activation_backward = cu_bias_activation_backward,
+        .bias_activation_grouped = cu_bias_activation_grouped,
+        .bias_activation_grouped_backward = cu_bias_activation_grouped_backward,
     },
     .alloc = cu_alloc,
     .free = cu_free,

@@ -314,6 +314,22 @@ typedef struct fl_ops {
        dx: bias_activation's gradients in one pass. */
     void (*bias_activation_backward)(int act, const fl_tensor *x, const fl_tensor *b, const fl_tensor *dy,
                                      fl_tensor *dx, fl_tensor *db);
+
+    /* ---- the same per group of rows (MoE experts), one call for all ---- */
+
+    /* bias_activation with a bias row per group: rows off[g]..off[g+1] of
+       x[N,M] take b[g] (b[G,M]); off as gemm_grouped's (host, G+1 offsets,
+       off[G] = N). With FL_ACT_IDENTITY and y aliasing x: a grouped add_bias.
+       One op, where a loop of bias_activation would be G (on a GPU: G
+       launches for rows that the grouped GEMMs just wrote in one). */
+    void (*bias_activation_grouped)(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
+                                    fl_tensor *y);
+    /* Its gradients: dx = dy * act'(x + b[g]) on group g's rows (dx may
+       alias dy), and unless db is NULL, db[g] (db[G,M]) += the sum of group
+       g's rows of dx; an empty group adds nothing. With FL_ACT_IDENTITY and dx
+       aliasing dy: the grouped bias gradient. */
+    void (*bias_activation_grouped_backward)(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off,
+                                             int G, const fl_tensor *dy, fl_tensor *dx, fl_tensor *db);
 } fl_ops;
 
 /* Whether a host's ops table has `field` (a table newer than the plugin's
