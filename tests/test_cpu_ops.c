@@ -621,7 +621,8 @@ static void test_bias_activation_grouped(void **state) {
     rnd(&x, 94, -4, 4), rnd(&b, 95, -1, 1), rnd(&dy, 96, -1, 1);
     const fl_tensor x0 = clone(&x);
     for (int act = FL_ACT_IDENTITY; act <= FL_ACT_SOFTPLUS; act++) {
-        fl_tensor y = f2(N, M), want = f2(N, M), yh = tnew(FL_BF16, 2, N, M, 1, 1), wanth = tnew(FL_BF16, 2, N, M, 1, 1);
+        fl_tensor y = f2(N, M), want = f2(N, M);
+        fl_tensor yh = tnew(FL_BF16, 2, N, M, 1, 1), wanth = tnew(FL_BF16, 2, N, M, 1, 1);
         ops->fill(&y, 7.0f), ops->fill(&want, 7.0f), ops->fill(&yh, 7.0f), ops->fill(&wanth, 7.0f);
         fl_tensor dx = f2(N, M), want_dx = f2(N, M), db = f2(G, M), want_db = f2(G, M);
         ops->fill(&dx, 5.0f), ops->fill(&want_dx, 5.0f);

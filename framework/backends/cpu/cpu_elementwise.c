@@ -2,9 +2,8 @@
  * backends/cpu/cpu_elementwise.c — elementwise and per-row-scalar ops of the
  * CPU backend: bias add and its gradient, activations and their gradients
  * (and both fused: bias and activation in one pass, one bias per group of
- * rows too), mul / axpby / fill /
- * copy, row scaling and row dot products, host copies. The counter-based RNG
- * fills and dropout are in cpu_rng.c.
+ * rows too), mul / axpby / fill / copy, row scaling and row dot products,
+ * host copies. The counter-based RNG fills and dropout are in cpu_rng.c.
  *
  * Pattern: the flat index range is cut into fixed chunks shared out by an
  * OpenMP loop (one thread below CPU_PAR_MIN elements), and each chunk runs an

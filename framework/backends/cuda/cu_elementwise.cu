@@ -1,8 +1,8 @@
 /*
  * backends/cuda/cu_elementwise.cu — elementwise ops of the CUDA backend:
  * bias add, activations and their gradients (and both fused: bias and
- * activation in one pass, one bias per group of rows too), mul / axpby / fill / copy, row
- * scaling, the counter-based RNG fills and host copies.
+ * activation in one pass, one bias per group of rows too), mul / axpby /
+ * fill / copy, row scaling, the counter-based RNG fills and host copies.
  *
  * Every kernel is a grid-stride loop over the flat index, so one launch
  * shape serves any size, and an output may alias its input exactly (each
@@ -133,8 +133,9 @@ void cu_activation_backward(int act, const fl_tensor *x, const fl_tensor *dy, fl
 /* Flat element i of rows of M: its bias b[g][i % M], g its row's group
    (off: device, G+1; NULL: one group). */
 __device__ __forceinline__ float bias_of(const float *b, const int64_t *off, int G, int64_t i, int64_t M) {
-    const int64_t g = off ? fl_row_group(off, G, i / M) : 0;
-    return b[g * M + i % M];
+    if (!off) return b[i % M];
+    const int64_t r = i / M;
+    return b[(int64_t)fl_row_group(off, G, r) * M + (i - r * M)];
 }
 
 /* y[n values in rows of M] = act(x + b[g]) */
