@@ -17,11 +17,12 @@
 #   6. ffnlab bench --device cuda: the reference shape, GPT-2 small (TF32
 #      and BF16, each with --profile: ms per phase of the step; again with
 #      the LM head unpadded, FFNLAB_PAD_VOCAB=off), GPT-2 small with the
-#      cuBLAS T x T attention instead of the flash kernels; each FFN plugin alone against dense (--ffn-only)
-#      and MoE 8 experts top-1 at d=512 over 64k tokens, each with --profile
-#      (ms per host op, and the plugin's own kernels); PyTorch peers on the
-#      GPU when its python3 has a CUDA torch: GPT-2 small (tf32, bf16) and
-#      the dense, MoE and PKM layers alone (bench/pytorch_*.py); each GEMM of a GPT-2
+#      cuBLAS T x T attention instead of the flash kernels; each FFN plugin
+#      alone against dense (--ffn-only) and MoE 8 experts top-1 at d=512
+#      over 64k tokens, each with --profile (ms per host op, and the
+#      plugin's own kernels); PyTorch peers on the GPU when its python3 has
+#      a CUDA torch: GPT-2 small (tf32, bf16) and the dense, MoE and PKM
+#      layers alone (bench/pytorch_*.py); each GEMM of a GPT-2
 #      small step (TF32 and BF16, x in f32 and in bf16, vocab 50257 and
 #      50304) against its backward products (bench --gemm)
 #                                                  → $OUT/bench-json.tar,

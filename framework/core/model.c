@@ -242,8 +242,8 @@ void fl_model_free(fl_model *m) {
     for (int l = 0; m->blocks && l < m->cfg.n_layers; l++) release_block(m, &m->blocks[l]);
     for (int i = 0; m->res && i < 2 * m->cfg.n_layers + 1; i++) h->tensor_release(h, &m->res[i]);
     fl_tensor *ts[] = {&m->tokens, &m->targets, &m->positions, &m->lengths, &m->lnf, &m->lnf_mean, &m->lnf_rstd,
-                       &m->logits, &m->dlogits, &m->wte_pad, &m->dwte_pad, &m->ffn_y, &m->dres, &m->dtmp, &m->dbig, &m->datty,
-                       &m->sh_src, &m->sh_own, &m->sh_tokens, &m->sh_x, &m->sh_qkv, &m->sh_att};
+                       &m->logits, &m->dlogits, &m->wte_pad, &m->dwte_pad, &m->ffn_y, &m->dres, &m->dtmp,
+                       &m->dbig, &m->datty, &m->sh_src, &m->sh_own, &m->sh_tokens, &m->sh_x, &m->sh_qkv, &m->sh_att};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) h->tensor_release(h, ts[i]);
     fl_params_free(&m->params, m->be);
     for (int l = 0; m->specs && l < m->cfg.n_layers; l++) free(m->specs[l]);

@@ -78,12 +78,13 @@ static __global__ void k_colsum_finish(const double *part, int64_t G, int64_t P,
     }
 }
 
-/* Runs both stages over G groups of rows (off: host, G+1; NULL: one group
-   of N rows); returns 0 (sticky error set) when scratch or the offsets'
-   upload failed. */
+/* Runs both stages over G groups of rows (off: host, G+1, for the chunk
+   sizes; d_off: the same on the device, as the caller uploaded them; both
+   NULL: one group of N rows); returns 0 (sticky error set) when scratch
+   failed. */
 template <class F>
-int cu_colsum_grouped(F f, const int64_t *off, int G, int64_t N, int64_t M, float beta, float *out,
-                      float *out2) {
+int cu_colsum_grouped(F f, const int64_t *off, const int64_t *d_off, int G, int64_t N, int64_t M, float beta,
+                      float *out, float *out2) {
     if (M <= 0 || G <= 0) return 1;
     CU_CHECK(G <= 65535, 0); /* a group's chunks in one column of blocks at least */
     int64_t most = off ? 0 : N; /* rows of the largest group */
@@ -100,8 +101,6 @@ int cu_colsum_grouped(F f, const int64_t *off, int G, int64_t N, int64_t M, floa
         rows_per = (most + chunks - 1) / chunks;
         chunks = most > 0 ? (most + rows_per - 1) / rows_per : 1;
     }
-    const int64_t *d_off = off ? (const int64_t *)cu_upload(off, (size_t)(G + 1) * sizeof *off) : NULL;
-    if (off && !d_off) return 0;
     double *part = (double *)cu_scratch(CU_SLOT_REDUCE, (size_t)(2 * G * chunks * M) * sizeof(double));
     if (!part) return 0;
     dim3 grid((unsigned)col_blocks, (unsigned)(G * chunks)), block(32, 8);
@@ -115,7 +114,7 @@ int cu_colsum_grouped(F f, const int64_t *off, int G, int64_t N, int64_t M, floa
 /* One group of all N rows. */
 template <class F>
 int cu_colsum(F f, int64_t N, int64_t M, float beta, float *out, float *out2) {
-    return cu_colsum_grouped(f, NULL, 1, N, M, beta, out, out2);
+    return cu_colsum_grouped(f, NULL, NULL, 1, N, M, beta, out, out2);
 }
 
 #endif

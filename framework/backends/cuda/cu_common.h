@@ -264,9 +264,10 @@ void cu_scatter_add(const float *src, int64_t k, const int32_t *idx, const float
    out = beta * out + sum; beta = 0 does not read out. Partial sums in double
    over fixed row chunks, added in order (deterministic). cu_colsum.cuh holds
    the template; these are its entries for plain row sums, of all rows or
-   per group of rows (off: host, G+1; out[G,M]). cu_reduce.cu. */
+   per group of rows (off: host, G+1, and d_off its copy on the device;
+   out[G,M]). cu_reduce.cu. */
 void cu_sum_rows_raw(const float *x, int64_t N, int64_t M, float beta, float *out);
-void cu_sum_rows_grouped_raw(const float *x, const int64_t *off, int G, int64_t N, int64_t M, float beta,
-                             float *out);
+void cu_sum_rows_grouped_raw(const float *x, const int64_t *off, const int64_t *d_off, int G, int64_t N, int64_t M,
+                             float beta, float *out);
 
 #endif

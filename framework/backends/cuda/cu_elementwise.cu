@@ -168,20 +168,21 @@ static void bias_activation_rows(int act, const fl_tensor *x, const fl_tensor *b
 
 /* dx, then db += its column sums per group (the deterministic two-stage sum
    of sum_rows): two passes, where the CPU makes one, to reuse that sum. The
-   identity in place has no first pass. */
+   identity in place has no first pass. The offsets go to the device once,
+   for both. */
 static void bias_activation_backward_rows(int act, const fl_tensor *x, const fl_tensor *b, const int64_t *off, int G,
                                           const fl_tensor *dy, fl_tensor *dx, fl_tensor *db) {
     const int64_t N = cu_rows(x), M = cu_cols(x), n = (off ? off[G] : N) * M;
     if (n == 0) return;
+    const int64_t *d_off = off ? (const int64_t *)cu_upload(off, (size_t)(G + 1) * sizeof *off) : NULL;
+    if (off && !d_off) return;
     if (act != FL_ACT_IDENTITY || dx->data != dy->data) {
-        const int64_t *d_off = off ? (const int64_t *)cu_upload(off, (size_t)(G + 1) * sizeof *off) : NULL;
-        if (off && !d_off) return;
         CU_LAUNCH(cu_grid(n), CU_THREADS, 0, k_bias_activation_backward)(act, cu_f32(x), cu_f32(b), d_off, G,
                                                                         cu_f32(dy), cu_f32(dx), n, M);
         if (!CU_LAUNCHED("k_bias_activation_backward")) return;
     }
     if (!db) return;
-    if (off) cu_sum_rows_grouped_raw(cu_f32(dx), off, G, N, M, 1.0f, cu_f32(db));
+    if (off) cu_sum_rows_grouped_raw(cu_f32(dx), off, d_off, G, N, M, 1.0f, cu_f32(db));
     else cu_sum_rows_raw(cu_f32(dx), N, M, 1.0f, cu_f32(db));
 }
 

@@ -17,10 +17,11 @@ void cu_sum_rows_raw(const float *x, int64_t N, int64_t M, float beta, float *ou
     cu_colsum(plain_rows{x, M}, N, M, beta, out, NULL);
 }
 
-/* out[g,:] = beta out[g,:] + the sum of rows off[g]..off[g+1] of x[N,M] */
-void cu_sum_rows_grouped_raw(const float *x, const int64_t *off, int G, int64_t N, int64_t M, float beta,
-                             float *out) {
-    cu_colsum_grouped(plain_rows{x, M}, off, G, N, M, beta, out, NULL);
+/* out[g,:] = beta out[g,:] + the sum of rows off[g]..off[g+1] of x[N,M]
+   (off on the host, d_off its copy on the device) */
+void cu_sum_rows_grouped_raw(const float *x, const int64_t *off, const int64_t *d_off, int G, int64_t N, int64_t M,
+                             float beta, float *out) {
+    cu_colsum_grouped(plain_rows{x, M}, off, d_off, G, N, M, beta, out, NULL);
 }
 
 /* out[M] = beta * out + sum over rows of x[N,M] */
